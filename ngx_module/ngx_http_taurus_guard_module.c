@@ -1,0 +1,404 @@
+
+/*
+ * taurus-guard: directives, configuration, variables and phase
+ * registration.
+ */
+
+
+#include "ngx_http_taurus_guard_module.h"
+
+
+static ngx_int_t ngx_http_taurus_guard_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_taurus_guard_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_taurus_guard_init_module(ngx_cycle_t *cycle);
+static void *ngx_http_taurus_guard_create_main_conf(ngx_conf_t *cf);
+static void *ngx_http_taurus_guard_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_taurus_guard_merge_loc_conf(ngx_conf_t *cf,
+    void *parent, void *child);
+static char *ngx_http_taurus_guard_enable(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_taurus_guard_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+
+static ngx_conf_num_bounds_t  ngx_http_taurus_guard_max_batch_bounds = {
+    ngx_conf_check_num_bounds, 1, TG_BATCH_MAX_ITEMS
+};
+
+
+static ngx_command_t  ngx_http_taurus_guard_commands[] = {
+
+    { ngx_string("taurus_guard"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_http_taurus_guard_enable,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_taurus_guard_loc_conf_t, enable),
+      NULL },
+
+    { ngx_string("taurus_guard_max_batch"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_taurus_guard_loc_conf_t, max_batch),
+      &ngx_http_taurus_guard_max_batch_bounds },
+
+    { ngx_string("taurus_guard_max_body_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_taurus_guard_loc_conf_t, max_body_size),
+      NULL },
+
+    { ngx_string("taurus_guard_credentials"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_taurus_guard_credentials,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("taurus_guard_token"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_taurus_guard_token,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("taurus_guard_audit_log"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_taurus_guard_audit_log,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("taurus_guard_allow"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_BLOCK|NGX_CONF_NOARGS,
+      ngx_http_taurus_guard_allow_block,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_taurus_guard_module_ctx = {
+    ngx_http_taurus_guard_add_variables,   /* preconfiguration */
+    ngx_http_taurus_guard_init,            /* postconfiguration */
+
+    ngx_http_taurus_guard_create_main_conf, /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_taurus_guard_create_loc_conf, /* create location configuration */
+    ngx_http_taurus_guard_merge_loc_conf   /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_taurus_guard_module = {
+    NGX_MODULE_V1,
+    &ngx_http_taurus_guard_module_ctx,     /* module context */
+    ngx_http_taurus_guard_commands,        /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    ngx_http_taurus_guard_init_module,     /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+enum {
+    NGX_HTTP_TG_VAR_DECISION = 0,
+    NGX_HTTP_TG_VAR_REASON,
+    NGX_HTTP_TG_VAR_ID
+};
+
+
+static ngx_http_variable_t  ngx_http_taurus_guard_vars[] = {
+
+    { ngx_string("taurus_guard_decision"), NULL,
+      ngx_http_taurus_guard_variable, NGX_HTTP_TG_VAR_DECISION,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("taurus_guard_reason"), NULL,
+      ngx_http_taurus_guard_variable, NGX_HTTP_TG_VAR_REASON,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("taurus_guard_id"), NULL,
+      ngx_http_taurus_guard_variable, NGX_HTTP_TG_VAR_ID,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+static ngx_int_t
+ngx_http_taurus_guard_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_taurus_guard_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_taurus_guard_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    const char                   *name;
+    ngx_http_taurus_guard_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_taurus_guard_module);
+
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    switch (data) {
+
+    case NGX_HTTP_TG_VAR_DECISION:
+        if (ctx->decision == NGX_HTTP_TG_UNDECIDED) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        name = tg_decision_name((tg_decision_t) ctx->decision);
+        v->data = (u_char *) name;
+        v->len = ngx_strlen(name);
+        break;
+
+    case NGX_HTTP_TG_VAR_REASON:
+        /* reasons are built by the gateway, never copied from the wire */
+        v->data = ctx->reason.data;
+        v->len = ctx->reason.len;
+        break;
+
+    default: /* NGX_HTTP_TG_VAR_ID */
+        v->data = ctx->id;
+        v->len = TG_AUDIT_ID_LEN;
+        break;
+    }
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_taurus_guard_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_taurus_guard_main_conf_t  *mcf;
+
+    mcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_taurus_guard_main_conf_t));
+    if (mcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     mcf->allow = NULL;
+     *     mcf->policy = { 0 };
+     */
+
+    if (ngx_array_init(&mcf->creds, cf->pool, 2,
+                       sizeof(ngx_http_taurus_guard_cred_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    if (ngx_array_init(&mcf->tokens, cf->pool, 2,
+                       sizeof(ngx_http_taurus_guard_token_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return mcf;
+}
+
+
+static void *
+ngx_http_taurus_guard_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_taurus_guard_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_taurus_guard_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->enable_file = NULL;
+     *     conf->enable_line = 0;
+     */
+
+    conf->enable = NGX_CONF_UNSET;
+    conf->cred = NGX_CONF_UNSET_PTR;
+    conf->token = NGX_CONF_UNSET_PTR;
+    conf->audit = NGX_CONF_UNSET_PTR;
+    conf->max_batch = NGX_CONF_UNSET_UINT;
+    conf->max_body_size = NGX_CONF_UNSET_SIZE;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_taurus_guard_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child)
+{
+    ngx_http_taurus_guard_loc_conf_t *prev = parent;
+    ngx_http_taurus_guard_loc_conf_t *conf = child;
+
+    ngx_conf_merge_value(conf->enable, prev->enable, 0);
+    ngx_conf_merge_ptr_value(conf->cred, prev->cred, NULL);
+    ngx_conf_merge_ptr_value(conf->token, prev->token, NULL);
+    ngx_conf_merge_ptr_value(conf->audit, prev->audit, NULL);
+    ngx_conf_merge_uint_value(conf->max_batch, prev->max_batch, 100);
+    ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
+                              1024 * 1024);
+
+    if (conf->enable_file == NULL) {
+        conf->enable_file = prev->enable_file;
+        conf->enable_line = prev->enable_line;
+    }
+
+    if (!conf->enable) {
+        return NGX_CONF_OK;
+    }
+
+    /*
+     * Cross-directive rules: the line reported is the one that turned
+     * the guard on, since the mistake is there or in what it inherits.
+     */
+
+    if (conf->cred == NULL && conf->token == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"taurus_guard on\" needs \"taurus_guard_credentials\""
+                      " or \"taurus_guard_token\", or both, in %s:%ui",
+                      conf->enable_file, conf->enable_line);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->audit == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"taurus_guard on\" needs \"taurus_guard_audit_log\""
+                      " (\"off\" is not allowed where the guard is on)"
+                      " in %s:%ui",
+                      conf->enable_file, conf->enable_line);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->max_body_size == 0) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"taurus_guard_max_body_size\" must not be 0"
+                      " where \"taurus_guard\" is on, in %s:%ui",
+                      conf->enable_file, conf->enable_line);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_taurus_guard_enable(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_taurus_guard_loc_conf_t *lcf = conf;
+
+    char  *rv;
+
+    rv = ngx_conf_set_flag_slot(cf, cmd, conf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    lcf->enable_file = cf->conf_file->file.name.data;
+    lcf->enable_line = cf->conf_file->line;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_taurus_guard_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt                *h;
+    ngx_http_core_main_conf_t          *cmcf;
+    ngx_http_taurus_guard_main_conf_t  *mcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_taurus_guard_module);
+
+    if (ngx_http_taurus_guard_allow_init(cf, mcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    /*
+     * The precontent phase runs after access checks, so "satisfy any"
+     * cannot skip it, and before the proxy's content handler.
+     */
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_taurus_guard_handler;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_taurus_guard_log_handler;
+
+    return ngx_http_taurus_guard_filter_init(cf);
+}
+
+
+static ngx_int_t
+ngx_http_taurus_guard_init_module(ngx_cycle_t *cycle)
+{
+    ngx_http_taurus_guard_main_conf_t  *mcf;
+
+    if (ngx_http_cycle_get_module_main_conf(cycle, ngx_http_core_module)
+        == NULL)
+    {
+        return NGX_OK;
+    }
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                              ngx_http_taurus_guard_module);
+    if (mcf == NULL) {
+        return NGX_OK;
+    }
+
+    /* the worker user is known only once the whole file is read */
+
+    return ngx_http_taurus_guard_check_owners(cycle, mcf);
+}

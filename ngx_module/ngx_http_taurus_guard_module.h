@@ -1,0 +1,141 @@
+
+/*
+ * taurus-guard: the nginx glue's shared types.
+ *
+ * Everything here is nginx plumbing around the plain C core in src/:
+ * configuration, the precontent phase handler, body reading, headers,
+ * the audit file and variables.
+ */
+
+
+#ifndef _NGX_HTTP_TAURUS_GUARD_MODULE_H_INCLUDED_
+#define _NGX_HTTP_TAURUS_GUARD_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "tg_core.h"
+#include "tg_allow.h"
+#include "tg_audit.h"
+#include "tg_batch.h"
+#include "tg_cred.h"
+#include "tg_sign.h"
+
+
+#define NGX_HTTP_TG_ID_HEADER       "X-Taurus-Guard-Id"
+#define NGX_HTTP_TG_TOKEN_MAX       65536
+#define NGX_HTTP_TG_TOKEN_RECHECK   1         /* seconds between stat()s */
+#define NGX_HTTP_TG_LOG_INTERVAL    60        /* seconds between alerts */
+
+
+/* the credentials file, read and checked at configuration time */
+typedef struct {
+    ngx_str_t                    path;
+    u_char                      *conf_file;
+    ngx_uint_t                   conf_line;
+    u_char                      *data;      /* the file, wiped on cleanup */
+    size_t                       size;
+    tg_cred_t                    cred;      /* points into data */
+} ngx_http_taurus_guard_cred_t;
+
+
+/* a token file, re-read by each worker when it changes */
+typedef struct {
+    ngx_str_t                    path;
+    u_char                      *conf_file;
+    ngx_uint_t                   conf_line;
+
+    /* per worker, after fork */
+    u_char                      *value;     /* malloc()ed, wiped on swap */
+    size_t                       len;
+    time_t                       checked;
+    time_t                       mtime;
+    off_t                        fsize;
+    ino_t                        ino;
+    time_t                       error_logged;
+} ngx_http_taurus_guard_token_t;
+
+
+typedef struct {
+    ngx_open_file_t             *file;
+    time_t                       error_logged;
+} ngx_http_taurus_guard_audit_t;
+
+
+typedef struct {
+    tg_allow_t                  *allow;
+    char                         policy[TG_SHA256_HEX_LEN + 1];
+    ngx_array_t                  creds;     /* ngx_http_taurus_guard_cred_t * */
+    ngx_array_t                  tokens;    /* ngx_http_taurus_guard_token_t * */
+} ngx_http_taurus_guard_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                   enable;
+    ngx_http_taurus_guard_cred_t  *cred;
+    ngx_http_taurus_guard_token_t *token;
+    ngx_http_taurus_guard_audit_t *audit;
+    ngx_uint_t                   max_batch;
+    size_t                       max_body_size;
+
+    u_char                      *enable_file;   /* where "on" was set */
+    ngx_uint_t                   enable_line;
+} ngx_http_taurus_guard_loc_conf_t;
+
+
+typedef enum {
+    NGX_HTTP_TG_UNDECIDED = -1
+} ngx_http_taurus_guard_undecided_e;
+
+
+typedef struct {
+    ngx_int_t                    phase_rc;  /* what a re-entry returns */
+    ngx_int_t                    decision;  /* tg_decision_t or UNDECIDED */
+    ngx_http_taurus_guard_audit_t  *audit;
+    ngx_str_t                    reason;
+    ngx_str_t                    project_id;
+    ngx_uint_t                   status;    /* the gateway's answer */
+    ngx_msec_t                   start;
+    u_char                       id[TG_AUDIT_ID_LEN + 1];
+
+    unsigned                     started:1;
+    unsigned                     forwarded:1;
+} ngx_http_taurus_guard_ctx_t;
+
+
+extern ngx_module_t  ngx_http_taurus_guard_module;
+
+
+/* ngx_http_taurus_guard_allow.c */
+char *ngx_http_taurus_guard_allow_block(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_taurus_guard_allow_init(ngx_conf_t *cf,
+    ngx_http_taurus_guard_main_conf_t *mcf);
+
+/* ngx_http_taurus_guard_audit.c */
+char *ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_taurus_guard_audit(ngx_http_request_t *r,
+    ngx_http_taurus_guard_audit_t *audit, tg_audit_record_t *rec,
+    ngx_flag_t durable);
+
+/* ngx_http_taurus_guard_sign.c */
+char *ngx_http_taurus_guard_credentials(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_taurus_guard_token(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_taurus_guard_check_owners(ngx_cycle_t *cycle,
+    ngx_http_taurus_guard_main_conf_t *mcf);
+ngx_int_t ngx_http_taurus_guard_sign(ngx_http_request_t *r,
+    ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx,
+    ngx_str_t *body, ngx_str_t *reason);
+
+/* ngx_http_taurus_guard_handler.c */
+ngx_int_t ngx_http_taurus_guard_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_taurus_guard_filter_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_taurus_guard_log_handler(ngx_http_request_t *r);
+
+
+#endif /* _NGX_HTTP_TAURUS_GUARD_MODULE_H_INCLUDED_ */

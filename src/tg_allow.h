@@ -1,0 +1,57 @@
+/*
+ * The allow-list: a set of (project_id, instance_id) pairs, built once at
+ * configuration time and looked up in constant time per instance.
+ *
+ * An open-addressing hash table over one string arena; adding a pair
+ * that is there already is TG_ERR_DUP_ENTRY so the configuration parser
+ * can point at the line.
+ */
+
+#ifndef TG_ALLOW_H
+#define TG_ALLOW_H
+
+
+#include "tg_core.h"
+
+
+#define TG_PROJECT_ID_LEN       32
+#define TG_INSTANCE_ID_MIN_LEN  32
+#define TG_INSTANCE_ID_MAX_LEN  64
+
+
+typedef struct tg_allow_s  tg_allow_t;
+
+
+/* exactly 32 ASCII letters or digits */
+tg_rc_t tg_project_id_check(const unsigned char *p, size_t len) TG_WUR;
+
+/* 32..64 ASCII letters or digits */
+tg_rc_t tg_instance_id_check(const unsigned char *p, size_t len) TG_WUR;
+
+/* NULL when out of memory; hint is the expected number of pairs (0 ok) */
+tg_allow_t *tg_allow_create(size_t hint);
+void tg_allow_destroy(tg_allow_t *a);
+
+/*
+ * TG_ERR_BAD_PROJECT_ID, TG_ERR_BAD_INSTANCE_ID, TG_ERR_DUP_ENTRY,
+ * TG_ERR_NOMEM or TG_OK.
+ */
+tg_rc_t tg_allow_add(tg_allow_t *a, const unsigned char *project,
+    size_t plen, const unsigned char *instance, size_t ilen) TG_WUR;
+
+/* 1 if the pair is allowed, 0 otherwise (a NULL list allows nothing) */
+int tg_allow_contains(const tg_allow_t *a, const unsigned char *project,
+    size_t plen, const unsigned char *instance, size_t ilen) TG_WUR;
+
+size_t tg_allow_count(const tg_allow_t *a);
+size_t tg_allow_project_count(const tg_allow_t *a);
+
+/*
+ * SHA-256 of the sorted list, one "project_id instance_id\n" line per
+ * pair, as 64 hex digits and a NUL: `sort | sha256sum` of the same lines
+ * gives the same digest, so a reviewer can tell which policy decided.
+ */
+tg_rc_t tg_allow_digest(const tg_allow_t *a, char hex[65]) TG_WUR;
+
+
+#endif /* TG_ALLOW_H */

@@ -1,0 +1,70 @@
+/*
+ * The audit record encoder: one JSON object per line, every untrusted
+ * string escaped by tg_json_escape().  The caller sizes the record first
+ * (tg_audit_encode() with size 0) and writes it in one write().
+ */
+
+#ifndef TG_AUDIT_H
+#define TG_AUDIT_H
+
+
+#include "tg_core.h"
+#include "tg_batch.h"
+
+
+#define TG_AUDIT_ID_LEN      32     /* hex digits */
+#define TG_RFC3339_MS_LEN    24     /* 2026-11-29T21:00:00.123Z */
+
+
+typedef enum {
+    TG_DECISION_ALLOW = 0,
+    TG_DECISION_DENY,
+    TG_DECISION_INVALID,
+    TG_DECISION_ERROR,
+    TG_DECISION_DONE
+} tg_decision_t;
+
+
+typedef struct {
+    const char          *id;            /* TG_AUDIT_ID_LEN hex digits */
+    int64_t              time_sec;      /* Unix time */
+    int                  time_msec;     /* 0..999 */
+    tg_str_t             client;
+    tg_decision_t        decision;
+
+    /* each optional: a field with data NULL (or 0 items) is left out */
+    tg_str_t             project_id;
+    const tg_instance_t *instances;
+    size_t               ninstances;
+    int                  has_delay;
+    int                  delay;
+    tg_delay_kind_t      delay_kind;
+    tg_str_t             reason;
+    const char          *body_sha256;   /* 64 hex digits */
+    const tg_str_t      *denied;        /* instance IDs refused */
+    size_t               ndenied;
+    tg_str_t             method;
+    tg_str_t             uri;
+    tg_str_t             user;          /* the caller's identity */
+    tg_str_t             policy;        /* allow-list digest */
+    int                  status;        /* HTTP status; 0: left out */
+    int64_t              duration_ms;   /* -1: left out */
+    int64_t              bytes;         /* response body; -1: left out */
+} tg_audit_record_t;
+
+
+const char *tg_decision_name(tg_decision_t d);
+
+/* "YYYY-MM-DDTHH:MM:SS.mmmZ" and a NUL */
+tg_rc_t tg_rfc3339_ms(int64_t sec, int msec,
+    char out[TG_RFC3339_MS_LEN + 1]) TG_WUR;
+
+/*
+ * Returns the length of the record, '\n' included.  Writes it to buf only
+ * when size is at least that length (no NUL is written).
+ */
+size_t tg_audit_encode(const tg_audit_record_t *rec, unsigned char *buf,
+    size_t size);
+
+
+#endif /* TG_AUDIT_H */

@@ -1,0 +1,76 @@
+/*
+ * The strict validator of an "upgrade in batches" request body, and its
+ * canonical re-serialization.
+ *
+ * Accepted: one JSON object, valid UTF-8 (no overlongs, no surrogates),
+ * no BOM, only whitespace after it; exactly the keys
+ * "databases_instance_infos" and "delay" (case-sensitive, no duplicate
+ * key at any depth); 1..max_items items, each exactly "instance_id" and
+ * "current_version", both non-empty strings of at most
+ * TG_BATCH_STRING_MAX bytes without control characters or \u0000; no
+ * instance twice; "delay" is "true", "false", true or false.
+ *
+ * The gateway forwards tg_batch_serialize()'s output, never the bytes it
+ * received, so the upstream cannot parse anything that was not checked.
+ */
+
+#ifndef TG_BATCH_H
+#define TG_BATCH_H
+
+
+#include "tg_core.h"
+
+
+#define TG_BATCH_MAX_ITEMS     1000     /* hard ceiling of max_items */
+#define TG_BATCH_STRING_MAX    256      /* bytes, after JSON decoding */
+#define TG_BATCH_ERR_SIZE      160      /* a good size for err buffers */
+
+
+typedef struct {
+    tg_str_t             instance_id;       /* decoded, in scratch */
+    tg_str_t             current_version;   /* decoded, in scratch */
+} tg_instance_t;
+
+
+typedef enum {
+    TG_DELAY_STRING = 0,     /* "true" / "false" */
+    TG_DELAY_BOOL            /* true / false */
+} tg_delay_kind_t;
+
+
+typedef struct {
+    /* set by the caller */
+    tg_instance_t       *items;          /* array of max_items */
+    size_t               max_items;      /* 1..TG_BATCH_MAX_ITEMS */
+    unsigned char       *scratch;        /* decoded strings go here */
+    size_t               scratch_size;   /* >= the body length */
+
+    /* set by tg_batch_parse() */
+    size_t               nitems;
+    int                  delay;          /* 0 or 1 */
+    tg_delay_kind_t      delay_kind;
+} tg_batch_t;
+
+
+/*
+ * Validates body; on TG_OK fills b.  On any other result writes a precise,
+ * NUL-terminated message to err (at most errlen bytes, e.g.
+ * "duplicate key \"delay\"" or
+ * "databases_instance_infos[3].instance_id: not a string").  Key names
+ * quoted in err are valid UTF-8 but not escaped: escape before output.
+ */
+tg_rc_t tg_batch_parse(tg_batch_t *b, const unsigned char *body, size_t len,
+    char *err, size_t errlen) TG_WUR;
+
+/* the exact length of tg_batch_serialize()'s output */
+size_t tg_batch_serialized_len(const tg_batch_t *b);
+
+/*
+ * Writes the canonical body (compact, keys in schema order,
+ * databases_instance_infos items as {"instance_id":..,"current_version":..},
+ * delay of the caller's kind) at dst, returns the end of it.
+ */
+unsigned char *tg_batch_serialize(const tg_batch_t *b, unsigned char *dst);
+
+
+#endif /* TG_BATCH_H */

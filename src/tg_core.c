@@ -1,0 +1,58 @@
+/*
+ * taurus-guard core: result code names.
+ */
+
+#include "tg_core.h"
+
+
+static const char  *tg_errors[TG_RC_MAX] = {
+    [TG_OK]                  = "ok",
+    [TG_ERR_NOMEM]           = "out of memory",
+    [TG_ERR_BUF_TOO_SMALL]   = "buffer too small",
+    [TG_ERR_CRYPTO]          = "cryptographic library failure",
+    [TG_ERR_ARG]             = "invalid argument",
+
+    [TG_ERR_EMPTY_BODY]      = "empty body",
+    [TG_ERR_BOM]             = "byte order mark",
+    [TG_ERR_UTF8]            = "invalid UTF-8",
+    [TG_ERR_SYNTAX]          = "invalid JSON",
+    [TG_ERR_TRAILING]        = "data after the JSON document",
+    [TG_ERR_DEPTH]           = "nesting too deep",
+    [TG_ERR_CTRL_CHAR]       = "control character in string",
+    [TG_ERR_NUL_ESCAPE]      = "\\u0000 in string",
+    [TG_ERR_NOT_OBJECT]      = "not a JSON object",
+    [TG_ERR_DUP_KEY]         = "duplicate key",
+    [TG_ERR_UNKNOWN_KEY]     = "unknown key",
+    [TG_ERR_MISSING_KEY]     = "missing key",
+    [TG_ERR_TYPE]            = "wrong type",
+    [TG_ERR_EMPTY_STRING]    = "empty string",
+    [TG_ERR_STRING_TOO_LONG] = "string too long",
+    [TG_ERR_BATCH_EMPTY]     = "empty batch",
+    [TG_ERR_BATCH_TOO_LARGE] = "batch too large",
+    [TG_ERR_DUP_INSTANCE]    = "instance twice in one batch",
+    [TG_ERR_DELAY_VALUE]     = "invalid delay",
+
+    [TG_ERR_BAD_PROJECT_ID]  = "malformed project ID",
+    [TG_ERR_BAD_INSTANCE_ID] = "malformed instance ID",
+    [TG_ERR_DUP_ENTRY]       = "duplicate allow-list entry",
+    [TG_ERR_NOT_ALLOWED]     = "instance not allowed",
+
+    [TG_ERR_CRED_SYNTAX]     = "malformed line",
+    [TG_ERR_CRED_NO_SECTION] = "no [basic] section",
+    [TG_ERR_CRED_MISSING_AK] = "no \"ak\" in [basic]",
+    [TG_ERR_CRED_MISSING_SK] = "no \"sk\" in [basic]",
+    [TG_ERR_CRED_BAD_VALUE]  = "value with a space or a non-printable byte",
+
+    [TG_ERR_SIGN_HEADER]     = "header that cannot be signed",
+};
+
+
+const char *
+tg_strerror(tg_rc_t rc)
+{
+    if ((unsigned) rc >= TG_RC_MAX || tg_errors[rc] == NULL) {
+        return "unknown error";
+    }
+
+    return tg_errors[rc];
+}

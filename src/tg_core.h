@@ -1,0 +1,84 @@
+/*
+ * taurus-guard core: shared types and result codes.
+ *
+ * The core is plain C99 over libc, OpenSSL and cJSON.  It knows nothing
+ * of nginx: every input is a pointer and a length, every output goes to
+ * a caller-provided buffer of explicit size, and every result is a
+ * tg_rc_t that tg_strerror() can name.
+ */
+
+#ifndef TG_CORE_H
+#define TG_CORE_H
+
+
+#include <stddef.h>
+#include <stdint.h>
+
+
+#if defined(__GNUC__) || defined(__clang__)
+#define TG_WUR  __attribute__((warn_unused_result))
+#else
+#define TG_WUR
+#endif
+
+
+typedef enum {
+    TG_OK = 0,
+
+    /* generic */
+    TG_ERR_NOMEM,
+    TG_ERR_BUF_TOO_SMALL,
+    TG_ERR_CRYPTO,
+    TG_ERR_ARG,
+
+    /* body validation (tg_batch) */
+    TG_ERR_EMPTY_BODY,
+    TG_ERR_BOM,
+    TG_ERR_UTF8,
+    TG_ERR_SYNTAX,
+    TG_ERR_TRAILING,
+    TG_ERR_DEPTH,
+    TG_ERR_CTRL_CHAR,
+    TG_ERR_NUL_ESCAPE,
+    TG_ERR_NOT_OBJECT,
+    TG_ERR_DUP_KEY,
+    TG_ERR_UNKNOWN_KEY,
+    TG_ERR_MISSING_KEY,
+    TG_ERR_TYPE,
+    TG_ERR_EMPTY_STRING,
+    TG_ERR_STRING_TOO_LONG,
+    TG_ERR_BATCH_EMPTY,
+    TG_ERR_BATCH_TOO_LARGE,
+    TG_ERR_DUP_INSTANCE,
+    TG_ERR_DELAY_VALUE,
+
+    /* allow-list (tg_allow) */
+    TG_ERR_BAD_PROJECT_ID,
+    TG_ERR_BAD_INSTANCE_ID,
+    TG_ERR_DUP_ENTRY,
+    TG_ERR_NOT_ALLOWED,
+
+    /* credentials (tg_cred) */
+    TG_ERR_CRED_SYNTAX,
+    TG_ERR_CRED_NO_SECTION,
+    TG_ERR_CRED_MISSING_AK,
+    TG_ERR_CRED_MISSING_SK,
+    TG_ERR_CRED_BAD_VALUE,
+
+    /* signing (tg_sign) */
+    TG_ERR_SIGN_HEADER,
+
+    TG_RC_MAX
+} tg_rc_t;
+
+
+typedef struct {
+    const unsigned char  *data;
+    size_t                len;
+} tg_str_t;
+
+
+const char *tg_strerror(tg_rc_t rc);
+
+
+#endif /* TG_CORE_H */

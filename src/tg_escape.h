@@ -1,0 +1,26 @@
+/*
+ * JSON string escaping, in one place: audit records, error responses and
+ * the re-serialized body all go through it.
+ *
+ * '"' and '\\' are backslash-escaped, every byte below 0x20 and 0x7f is
+ * written as \u00XX, and a byte that is not part of a valid UTF-8
+ * sequence is written as \u00XX of its value, so no raw control byte and
+ * no invalid UTF-8 from the wire ever reaches the output.
+ */
+
+#ifndef TG_ESCAPE_H
+#define TG_ESCAPE_H
+
+
+#include "tg_core.h"
+
+
+/* the number of bytes tg_json_escape() writes for src (no quotes) */
+size_t tg_json_escaped_len(const unsigned char *src, size_t len);
+
+/* writes the escaped form of src at dst, returns the end of it */
+unsigned char *tg_json_escape(unsigned char *dst, const unsigned char *src,
+    size_t len);
+
+
+#endif /* TG_ESCAPE_H */
