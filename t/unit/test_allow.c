@@ -1,0 +1,323 @@
+/*
+ * Unit tests of the allow-list (src/tg_allow.c).
+ */
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "tg_allow.h"
+#include "tap.h"
+
+
+#define P1  "0123456789abcdef0123456789abcdef"
+#define P2  "ABCDEF0123456789abcdef0123456789"
+#define I1  "6754902da1f447269c6979b0590102a5in07"
+#define I2  "6754902da1f447269c6979b0590102a5in07X"
+#define I3  "00000000000000000000000000000000"
+#define I4  "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz" \
+            "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"
+
+#define U(s)  (const unsigned char *) (s)
+#define S(s)  U(s), strlen(s)
+
+#define BIG_N  1000000
+
+
+static void test_id_checks(void);
+static void test_add_contains(void);
+static void test_digest(void);
+static void test_big(void);
+static void gen_id(unsigned char *out, size_t len, uint64_t x);
+
+
+static void
+test_id_checks(void)
+{
+    size_t         i;
+    unsigned char  buf[80];
+
+    static const char  *bad[] = { "-", "_", ".", " ", "\xc3\xa9", "/", "+" };
+
+    is_rc(tg_project_id_check(S(P1)), TG_OK, "project: 32 lower/digits");
+    is_rc(tg_project_id_check(S(P2)), TG_OK, "project: mixed case");
+    is_rc(tg_project_id_check(U(P1), 31), TG_ERR_BAD_PROJECT_ID,
+          "project: 31 chars");
+    is_rc(tg_project_id_check(S(P1 "a")), TG_ERR_BAD_PROJECT_ID,
+          "project: 33 chars");
+    is_rc(tg_project_id_check(U(""), 0), TG_ERR_BAD_PROJECT_ID,
+          "project: empty");
+    is_rc(tg_project_id_check(NULL, 32), TG_ERR_BAD_PROJECT_ID,
+          "project: NULL");
+
+    is_rc(tg_instance_id_check(S(I3)), TG_OK, "instance: 32 chars");
+    is_rc(tg_instance_id_check(S(I1)), TG_OK, "instance: 36 chars");
+    is_rc(tg_instance_id_check(S(I4)), TG_OK, "instance: 64 chars");
+    is_rc(tg_instance_id_check(U(I3), 31), TG_ERR_BAD_INSTANCE_ID,
+          "instance: 31 chars");
+    is_rc(tg_instance_id_check(S(I4 "z")), TG_ERR_BAD_INSTANCE_ID,
+          "instance: 65 chars");
+    is_rc(tg_instance_id_check(U(""), 0), TG_ERR_BAD_INSTANCE_ID,
+          "instance: empty");
+
+    /* one bad character at the start, middle and end */
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        size_t  bl = strlen(bad[i]);
+
+        memcpy(buf, P1, 32);
+        memcpy(buf + 16, bad[i], bl);
+        is_rc(tg_project_id_check(buf, 32), TG_ERR_BAD_PROJECT_ID,
+              "project with bad char #%zu in the middle", i);
+
+        memcpy(buf, bad[i], bl);
+        memcpy(buf + bl, I1, 36);
+        is_rc(tg_instance_id_check(buf, 36), TG_ERR_BAD_INSTANCE_ID,
+              "instance with bad char #%zu at the start", i);
+
+        memcpy(buf, I1, 36);
+        memcpy(buf + 36 - bl, bad[i], bl);
+        is_rc(tg_instance_id_check(buf, 36), TG_ERR_BAD_INSTANCE_ID,
+              "instance with bad char #%zu at the end", i);
+    }
+
+    memcpy(buf, P1, 32);
+    buf[31] = '\0';
+    is_rc(tg_project_id_check(buf, 32), TG_ERR_BAD_PROJECT_ID,
+          "project with a NUL byte");
+
+    memcpy(buf, I1, 36);
+    buf[10] = '\0';
+    is_rc(tg_instance_id_check(buf, 36), TG_ERR_BAD_INSTANCE_ID,
+          "instance with a NUL byte");
+
+    memcpy(buf, I1, 36);
+    buf[0] = 0x80 | 'a';
+    is_rc(tg_instance_id_check(buf, 36), TG_ERR_BAD_INSTANCE_ID,
+          "instance with a high-bit byte");
+}
+
+
+static void
+test_add_contains(void)
+{
+    tg_allow_t  *a;
+
+    ok(tg_allow_contains(NULL, S(P1), S(I1)) == 0,
+       "a NULL list allows nothing");
+    is_int(tg_allow_count(NULL), 0, "count of NULL is 0");
+
+    a = tg_allow_create(0);
+    if (!ok(a != NULL, "create")) {
+        return;
+    }
+
+    is_int(tg_allow_count(a), 0, "empty: count 0");
+    is_int(tg_allow_project_count(a), 0, "empty: project count 0");
+    ok(!tg_allow_contains(a, S(P1), S(I1)), "empty: contains nothing");
+
+    is_rc(tg_allow_add(a, S(P1), S(I1)), TG_OK, "add P1 I1");
+    is_rc(tg_allow_add(a, S(P1), S(I1)), TG_ERR_DUP_ENTRY,
+          "add P1 I1 again: duplicate");
+    is_rc(tg_allow_add(a, S(P2), S(I1)), TG_OK,
+          "same instance in another project");
+    is_rc(tg_allow_add(a, S(P1), S(I2)), TG_OK,
+          "instance that extends another");
+    is_rc(tg_allow_add(a, S(P1 "x"), S(I3)), TG_ERR_BAD_PROJECT_ID,
+          "add with a 33-char project");
+    is_rc(tg_allow_add(a, S(P1), S("6754902d-a1f4-4726-9c69-79b0590102a5")),
+          TG_ERR_BAD_INSTANCE_ID, "add with a dashed instance");
+    is_rc(tg_allow_add(a, S("0123456789abcdef_123456789abcdef"), S(I1)),
+          TG_ERR_BAD_PROJECT_ID, "add with '_' in the project");
+
+    is_int(tg_allow_count(a), 3, "count 3 (rejects not counted)");
+    is_int(tg_allow_project_count(a), 2, "2 distinct projects");
+
+    ok(tg_allow_contains(a, S(P1), S(I1)), "contains P1 I1");
+    ok(tg_allow_contains(a, S(P2), S(I1)), "contains P2 I1");
+    ok(tg_allow_contains(a, S(P1), S(I2)), "contains P1 I2");
+    ok(!tg_allow_contains(a, S(P2), S(I2)), "not P2 I2 (wrong project)");
+    ok(!tg_allow_contains(a, S(P1), S(I3)), "not P1 I3 (absent)");
+    ok(!tg_allow_contains(a, U(I1), 35, S(I1)) , "not: prefix of I1");
+    ok(!tg_allow_contains(a, S(P1), U(I1), 35), "not: I1 minus last byte");
+    ok(!tg_allow_contains(a, S(P1), U(I1) + 1, 35),
+       "not: I1 minus first byte");
+    ok(!tg_allow_contains(a, S(P1), S(I1 "0")), "not: I1 plus a byte");
+    ok(!tg_allow_contains(a, S(P1), U(""), 0), "not: empty instance");
+    ok(!tg_allow_contains(a, U(""), 0, S(I1)), "not: empty project");
+    ok(!tg_allow_contains(a, U(P1), 31, S(I1)), "not: project prefix");
+    ok(!tg_allow_contains(a, S("0123456789ABCDEF0123456789ABCDEF"), S(I1)),
+       "not: project in other case");
+    ok(!tg_allow_contains(a, S(P1), S("6754902DA1F447269C6979B0590102A5IN07")),
+       "not: instance in other case");
+    ok(!tg_allow_contains(a, S(P1 " " I1), S(I1)),
+       "not: the joined line as project");
+
+    tg_allow_destroy(a);
+    tg_allow_destroy(NULL);
+}
+
+
+static void
+test_digest(void)
+{
+    char         hex[65];
+    tg_allow_t  *a;
+
+    a = tg_allow_create(2);
+    if (!ok(a != NULL, "create for the digest")) {
+        return;
+    }
+
+    /*
+     * e3b0c442...: SHA-256 of nothing, `printf '' | sha256sum`.
+     */
+    is_rc(tg_allow_digest(a, hex), TG_OK, "digest of an empty list");
+    is_str(hex,
+           "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+           "empty list: SHA-256 of nothing");
+
+    /* added out of order */
+    is_rc(tg_allow_add(a, S(P1), S(I2)), TG_OK, "digest: add 1");
+    is_rc(tg_allow_add(a, S(P2), S(I1)), TG_OK, "digest: add 2");
+    is_rc(tg_allow_add(a, S(P1), S(I1)), TG_OK, "digest: add 3");
+    is_rc(tg_allow_add(a, S(P1), S(I4)), TG_OK, "digest: add 4");
+    is_rc(tg_allow_add(a, S(P2), S(I3)), TG_OK, "digest: add 5");
+
+    /*
+     * Computed with (P1, P2, I1..I4 as defined above):
+     *   printf "$P1 $I2\n$P2 $I1\n$P1 $I1\n$P1 $I4\n$P2 $I3\n" \
+     *     | LC_ALL=C sort | sha256sum
+     * The sorted order puts I1 before I2 (a prefix first) and all of P1
+     * before P2 ('0' < 'A').
+     */
+    is_rc(tg_allow_digest(a, hex), TG_OK, "digest of 5 pairs");
+    is_str(hex,
+           "b52d9f7c43443ebdbf9f5c4ea1cfa82388659474cd75209e41141ecf6ae66f6c",
+           "digest matches `LC_ALL=C sort | sha256sum`");
+
+    is_rc(tg_allow_digest(NULL, hex), TG_ERR_ARG, "digest of NULL");
+
+    tg_allow_destroy(a);
+}
+
+
+/* a deterministic ID of letters and digits from x */
+static void
+gen_id(unsigned char *out, size_t len, uint64_t x)
+{
+    size_t  i;
+
+    static const char  alnum[] =
+        "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
+    for (i = 0; i < len; i++) {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out[i] = alnum[((x * 0x2545f4914f6cdd1dULL) >> 32) % 62];
+    }
+}
+
+
+static void
+test_big(void)
+{
+    size_t          i, ilen, found, bad_rc, absent_found;
+    double          build, look, gen;
+    clock_t         t0, t1, t2, t3;
+    tg_allow_t     *a;
+    unsigned char   proj[1000][32], inst[64];
+
+    /* 1000 projects with 1000 instances each, IDs of 32..64 chars */
+
+    for (i = 0; i < 1000; i++) {
+        gen_id(proj[i], 32, 0x9e3779b97f4a7c15ULL * (i + 1));
+    }
+
+    a = tg_allow_create(0);
+    if (!ok(a != NULL, "create for 1M pairs")) {
+        return;
+    }
+
+    bad_rc = 0;
+    t0 = clock();
+
+    for (i = 0; i < BIG_N; i++) {
+        ilen = 32 + i % 33;
+        gen_id(inst, ilen, 0xd1b54a32d192ed03ULL * (i + 1));
+
+        if (tg_allow_add(a, proj[i % 1000], 32, inst, ilen) != TG_OK) {
+            bad_rc++;
+        }
+    }
+
+    t1 = clock();
+
+    is_int(bad_rc, 0, "1M adds all TG_OK");
+    is_int(tg_allow_count(a), BIG_N, "count is 1M");
+    is_int(tg_allow_project_count(a), 1000, "1000 projects");
+
+    found = 0;
+
+    for (i = 0; i < BIG_N; i++) {
+        ilen = 32 + i % 33;
+        gen_id(inst, ilen, 0xd1b54a32d192ed03ULL * (i + 1));
+        found += tg_allow_contains(a, proj[i % 1000], 32, inst, ilen);
+    }
+
+    t2 = clock();
+
+    is_int(found, BIG_N, "all 1M pairs found");
+
+    absent_found = 0;
+
+    for (i = 0; i < 1000; i++) {
+        ilen = 32 + i % 33;
+
+        /* a fresh instance ID; and a present one under another project */
+        gen_id(inst, ilen, 0x853c49e6748fea9bULL * (i + 1) + 7);
+        absent_found += tg_allow_contains(a, proj[i], 32, inst, ilen);
+
+        gen_id(inst, ilen, 0xd1b54a32d192ed03ULL * (i + 1));
+        absent_found += tg_allow_contains(a, proj[(i + 1) % 1000], 32,
+                                          inst, ilen);
+    }
+
+    is_int(absent_found, 0, "2000 absent pairs not found");
+
+    /* the cost of generating the IDs alone, to subtract */
+
+    found = 0;
+
+    for (i = 0; i < BIG_N; i++) {
+        ilen = 32 + i % 33;
+        gen_id(inst, ilen, 0xd1b54a32d192ed03ULL * (i + 1));
+        found += inst[0];
+    }
+
+    t3 = clock();
+
+    ok(found > 0, "generated the IDs once more for timing");
+
+    build = (double) (t1 - t0) / CLOCKS_PER_SEC;
+    look = (double) (t2 - t1) / CLOCKS_PER_SEC;
+    gen = (double) (t3 - t2) / CLOCKS_PER_SEC;
+
+    printf("# 1M pairs, CPU time: build %.3f s, 1M lookups %.3f s, "
+           "of which generating the IDs %.3f s each\n", build, look, gen);
+
+    tg_allow_destroy(a);
+}
+
+
+int
+main(void)
+{
+    test_id_checks();
+    test_add_contains();
+    test_digest();
+    test_big();
+
+    return done_testing();
+}

@@ -1,0 +1,479 @@
+/*
+ * Unit tests of the audit record encoder (src/tg_audit.c).
+ */
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "tg_audit.h"
+#include "tap.h"
+
+
+#define ID   "5f0c2a9e8d7b4c1a9e3f6d2b8a7c4e10"
+#define P1   "0123456789abcdef0123456789abcdef"
+#define I1   "6754902da1f447269c6979b0590102a5in07"
+#define I2   "a1b2c3d4e5f60718293a4b5c6d7e8f90in07"
+#define V1   "2.0.48.231200"
+#define SHA  "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+#define POL  "b52d9f7c43443ebdbf9f5c4ea1cfa82388659474cd75209e41141ecf6ae66f6c"
+#define URI  "/v3/" P1 "/instances/database-version/upgrade"
+
+#define STR(s)  { (const unsigned char *) (s), sizeof(s) - 1 }
+
+
+static void test_names(void);
+static void test_rfc3339(void);
+static void test_allow_record(void);
+static void test_deny_record(void);
+static void test_minimal_and_done(void);
+static void test_hostile(void);
+static unsigned char *encode(const tg_audit_record_t *r, size_t *len,
+    const char *what);
+static void record_init(tg_audit_record_t *r);
+
+
+static void
+record_init(tg_audit_record_t *r)
+{
+    memset(r, 0, sizeof(tg_audit_record_t));
+    r->id = ID;
+    r->time_sec = 1764450000;
+    r->time_msec = 7;
+    r->client.data = (const unsigned char *) "127.0.0.1";
+    r->client.len = 9;
+    r->duration_ms = -1;
+    r->bytes = -1;
+}
+
+
+/*
+ * Encodes r and checks the length contract on the way: sizing with a
+ * NULL buffer, a buffer one byte short (nothing written), and an exact
+ * heap buffer with guard bytes after it (exactly len written).
+ * Returns a NUL-terminated copy of the record (the caller frees it).
+ */
+static unsigned char *
+encode(const tg_audit_record_t *r, size_t *len, const char *what)
+{
+    size_t          n, i, untouched;
+    unsigned char  *buf, *copy;
+
+    n = tg_audit_encode(r, NULL, 0);
+    ok(n > 2, "%s: sized with a NULL buffer (%zu bytes)", what, n);
+
+    buf = malloc(n + 16);
+    copy = malloc(n + 1);
+    if (buf == NULL || copy == NULL) {
+        free(buf);
+        free(copy);
+        ok(0, "%s: malloc", what);
+        return NULL;
+    }
+
+    memset(buf, 0xa5, n + 16);
+    is_int(tg_audit_encode(r, buf, n - 1), n, "%s: one byte short: length",
+           what);
+
+    untouched = 0;
+    for (i = 0; i < n + 16; i++) {
+        untouched += (buf[i] == 0xa5);
+    }
+
+    is_int(untouched, n + 16, "%s: one byte short: nothing written", what);
+
+    is_int(tg_audit_encode(r, buf, n), n, "%s: exact buffer: length", what);
+
+    untouched = 0;
+    for (i = n; i < n + 16; i++) {
+        untouched += (buf[i] == 0xa5);
+    }
+
+    is_int(untouched, 16, "%s: nothing written past the length", what);
+    ok(buf[n - 1] == '\n', "%s: ends with a newline", what);
+    ok(memchr(buf, '\n', n - 1) == NULL, "%s: one line", what);
+
+    /* the same bytes into a buffer with room to spare */
+    memcpy(copy, buf, n);
+    memset(buf, 0xa5, n + 16);
+    is_int(tg_audit_encode(r, buf, n + 16), n, "%s: larger buffer: length",
+           what);
+    ok(memcmp(copy, buf, n) == 0 && buf[n] == 0xa5,
+       "%s: larger buffer: same bytes", what);
+
+    copy[n] = '\0';
+    free(buf);
+
+    *len = n;
+    return copy;
+}
+
+
+static void
+test_names(void)
+{
+    is_str(tg_decision_name(TG_DECISION_ALLOW), "allow", "allow");
+    is_str(tg_decision_name(TG_DECISION_DENY), "deny", "deny");
+    is_str(tg_decision_name(TG_DECISION_INVALID), "invalid", "invalid");
+    is_str(tg_decision_name(TG_DECISION_ERROR), "error", "error");
+    is_str(tg_decision_name(TG_DECISION_DONE), "done", "done");
+    is_str(tg_decision_name((tg_decision_t) 42), "unknown",
+           "out of the enum");
+}
+
+
+static void
+test_rfc3339(void)
+{
+    char  out[TG_RFC3339_MS_LEN + 1];
+
+    /* the expected values are `date -u -d @SECONDS +%FT%T` plus the ms */
+
+    is_rc(tg_rfc3339_ms(0, 0, out), TG_OK, "epoch");
+    is_str(out, "1970-01-01T00:00:00.000Z", "epoch text");
+
+    is_rc(tg_rfc3339_ms(1764450000, 7, out), TG_OK, "1764450000.007");
+    is_str(out, "2025-11-29T21:00:00.007Z", "1764450000.007 text");
+
+    is_rc(tg_rfc3339_ms(951827696, 999, out), TG_OK, "leap day");
+    is_str(out, "2000-02-29T12:34:56.999Z", "leap day text");
+
+    is_rc(tg_rfc3339_ms(-1, 500, out), TG_OK, "one second before epoch");
+    is_str(out, "1969-12-31T23:59:59.500Z", "before epoch text");
+
+    is_rc(tg_rfc3339_ms(253402300799LL, 999, out), TG_OK, "last of 9999");
+    is_str(out, "9999-12-31T23:59:59.999Z", "last of 9999 text");
+    is_int(strlen(out), TG_RFC3339_MS_LEN, "24 characters");
+
+    is_rc(tg_rfc3339_ms(-62167219200LL, 0, out), TG_OK, "first of year 0");
+    is_str(out, "0000-01-01T00:00:00.000Z", "first of year 0 text");
+
+    is_rc(tg_rfc3339_ms(253402300800LL, 0, out), TG_ERR_ARG, "year 10000");
+    is_rc(tg_rfc3339_ms(-62167219201LL, 0, out), TG_ERR_ARG, "year -1");
+    is_rc(tg_rfc3339_ms(INT64_MAX, 0, out), TG_ERR_ARG, "INT64_MAX");
+    is_rc(tg_rfc3339_ms(INT64_MIN, 0, out), TG_ERR_ARG, "INT64_MIN");
+    is_rc(tg_rfc3339_ms(0, 1000, out), TG_ERR_ARG, "msec 1000");
+    is_rc(tg_rfc3339_ms(0, -1, out), TG_ERR_ARG, "msec -1");
+    is_rc(tg_rfc3339_ms(0, 0, NULL), TG_ERR_ARG, "NULL out");
+}
+
+
+static void
+test_allow_record(void)
+{
+    size_t              len;
+    unsigned char      *s;
+    tg_instance_t       inst[2];
+    tg_audit_record_t   r;
+
+    static const tg_str_t  i1 = STR(I1), i2 = STR(I2), v1 = STR(V1);
+
+    record_init(&r);
+
+    inst[0].instance_id = i1;
+    inst[0].current_version = v1;
+    inst[1].instance_id = i2;
+    inst[1].current_version = v1;
+
+    r.decision = TG_DECISION_ALLOW;
+    r.project_id.data = (const unsigned char *) P1;
+    r.project_id.len = 32;
+    r.method.data = (const unsigned char *) "POST";
+    r.method.len = 4;
+    r.uri.data = (const unsigned char *) URI;
+    r.uri.len = sizeof(URI) - 1;
+    r.instances = inst;
+    r.ninstances = 2;
+    r.has_delay = 1;
+    r.delay = 0;
+    r.delay_kind = TG_DELAY_STRING;
+    r.body_sha256 = SHA;
+    r.user.data = (const unsigned char *) "alice";
+    r.user.len = 5;
+    r.policy.data = (const unsigned char *) POL;
+    r.policy.len = 64;
+
+    s = encode(&r, &len, "allow");
+    if (s == NULL) {
+        return;
+    }
+
+    is_str((char *) s,
+           "{\"id\":\"" ID "\",\"time\":\"2025-11-29T21:00:00.007Z\","
+           "\"client\":\"127.0.0.1\",\"project_id\":\"" P1 "\","
+           "\"method\":\"POST\",\"uri\":\"" URI "\","
+           "\"instances\":[{\"instance_id\":\"" I1 "\","
+           "\"current_version\":\"" V1 "\"},{\"instance_id\":\"" I2 "\","
+           "\"current_version\":\"" V1 "\"}],\"delay\":\"false\","
+           "\"decision\":\"allow\",\"body_sha256\":\"" SHA "\","
+           "\"user\":\"alice\",\"policy\":\"" POL "\"}\n",
+           "allow record, byte for byte");
+    free(s);
+
+    /* the same with a JSON boolean delay, as the caller sent it */
+    r.delay = 1;
+    r.delay_kind = TG_DELAY_BOOL;
+    r.ninstances = 1;
+
+    s = encode(&r, &len, "allow, bool delay");
+    if (s == NULL) {
+        return;
+    }
+
+    is_str((char *) s,
+           "{\"id\":\"" ID "\",\"time\":\"2025-11-29T21:00:00.007Z\","
+           "\"client\":\"127.0.0.1\",\"project_id\":\"" P1 "\","
+           "\"method\":\"POST\",\"uri\":\"" URI "\","
+           "\"instances\":[{\"instance_id\":\"" I1 "\","
+           "\"current_version\":\"" V1 "\"}],\"delay\":true,"
+           "\"decision\":\"allow\",\"body_sha256\":\"" SHA "\","
+           "\"user\":\"alice\",\"policy\":\"" POL "\"}\n",
+           "allow record with delay true, byte for byte");
+    free(s);
+}
+
+
+static void
+test_deny_record(void)
+{
+    size_t              len;
+    tg_str_t            denied[2];
+    unsigned char      *s;
+    tg_instance_t       inst[2];
+    tg_audit_record_t   r;
+
+    static const tg_str_t  i1 = STR(I1), i2 = STR(I2), v1 = STR(V1);
+
+    record_init(&r);
+
+    inst[0].instance_id = i1;
+    inst[0].current_version = v1;
+    inst[1].instance_id = i2;
+    inst[1].current_version = v1;
+    denied[0] = i1;
+    denied[1] = i2;
+
+    r.decision = TG_DECISION_DENY;
+    r.project_id.data = (const unsigned char *) P1;
+    r.project_id.len = 32;
+    r.instances = inst;
+    r.ninstances = 2;
+    r.has_delay = 1;
+    r.delay = 1;
+    r.delay_kind = TG_DELAY_STRING;
+    r.reason.data = (const unsigned char *) "instance not allowed";
+    r.reason.len = 20;
+    r.denied = denied;
+    r.ndenied = 2;
+    r.status = 403;
+
+    s = encode(&r, &len, "deny");
+    if (s == NULL) {
+        return;
+    }
+
+    is_str((char *) s,
+           "{\"id\":\"" ID "\",\"time\":\"2025-11-29T21:00:00.007Z\","
+           "\"client\":\"127.0.0.1\",\"project_id\":\"" P1 "\","
+           "\"instances\":[{\"instance_id\":\"" I1 "\","
+           "\"current_version\":\"" V1 "\"},{\"instance_id\":\"" I2 "\","
+           "\"current_version\":\"" V1 "\"}],\"delay\":\"true\","
+           "\"decision\":\"deny\",\"reason\":\"instance not allowed\","
+           "\"denied\":[\"" I1 "\",\"" I2 "\"],\"status\":403}\n",
+           "deny record with the denied list, byte for byte");
+    free(s);
+}
+
+
+static void
+test_minimal_and_done(void)
+{
+    size_t              len;
+    unsigned char      *s;
+    tg_audit_record_t   r;
+
+    record_init(&r);
+    r.decision = TG_DECISION_INVALID;
+
+    /* zero items with a non-NULL array are left out too */
+    r.denied = (const tg_str_t *) &r.client;
+    r.ndenied = 0;
+
+    s = encode(&r, &len, "minimal");
+    if (s != NULL) {
+        is_str((char *) s,
+               "{\"id\":\"" ID "\",\"time\":\"2025-11-29T21:00:00.007Z\","
+               "\"client\":\"127.0.0.1\",\"decision\":\"invalid\"}\n",
+               "minimal record: optional fields left out");
+        free(s);
+    }
+
+    record_init(&r);
+    r.decision = TG_DECISION_DONE;
+    r.time_msec = 999;
+    r.status = 200;
+    r.duration_ms = 0;
+    r.bytes = 9007199254740993LL;
+
+    s = encode(&r, &len, "done");
+    if (s != NULL) {
+        is_str((char *) s,
+               "{\"id\":\"" ID "\",\"time\":\"2025-11-29T21:00:00.999Z\","
+               "\"client\":\"127.0.0.1\",\"decision\":\"done\","
+               "\"status\":200,\"duration_ms\":0,"
+               "\"bytes\":9007199254740993}\n",
+               "done record with status, duration 0 and bytes");
+        free(s);
+    }
+
+    /* a time the format cannot hold, and no client at all */
+    record_init(&r);
+    r.decision = TG_DECISION_ERROR;
+    r.time_sec = INT64_MAX;
+    r.client.data = NULL;
+    r.client.len = 5;
+
+    s = encode(&r, &len, "bad time");
+    if (s != NULL) {
+        is_str((char *) s,
+               "{\"id\":\"" ID "\",\"time\":\"\",\"client\":\"\","
+               "\"decision\":\"error\"}\n",
+               "unrepresentable time and NULL client are empty strings");
+        free(s);
+    }
+}
+
+
+static void
+test_hostile(void)
+{
+    int                 c;
+    size_t              i, len, n, raw;
+    cJSON              *json, *item;
+    tg_str_t            denied[1];
+    unsigned char      *s, evil[200];
+    tg_instance_t       inst[1];
+    tg_audit_record_t   r;
+
+    static const char  *escapes[] = {
+        "\\u0000", "\\u0001", "\\u0009", "\\u000a", "\\u000d", "\\u001b",
+        "\\u001f", "\\u007f", "\\u00ff", "\\u00c0", "\\u00ed", "\\\"",
+        "\\\\", "\xc3\xa9"
+    };
+
+    /* every control byte, DEL, quote, backslash, and invalid UTF-8 */
+
+    n = 0;
+
+    for (c = 0; c < 0x20; c++) {
+        evil[n++] = (unsigned char) c;
+    }
+
+    evil[n++] = 0x7f;
+    evil[n++] = '"';
+    evil[n++] = '\\';
+    evil[n++] = 0xff;                   /* never valid */
+    evil[n++] = 0xc0;                   /* overlong '/' */
+    evil[n++] = 0xaf;
+    evil[n++] = 0xed;                   /* surrogate U+D800 */
+    evil[n++] = 0xa0;
+    evil[n++] = 0x80;
+    evil[n++] = 0x80;                   /* lone continuation */
+    evil[n++] = 0xc3;                   /* valid e-acute */
+    evil[n++] = 0xa9;
+    evil[n++] = 'x';
+    evil[n++] = 0xe2;                   /* truncated at the end */
+    evil[n++] = 0x82;
+
+    record_init(&r);
+    r.decision = TG_DECISION_INVALID;
+    r.client.data = evil;
+    r.client.len = n;
+    r.project_id.data = evil;
+    r.project_id.len = n;
+    r.method.data = evil;
+    r.method.len = n;
+    r.uri.data = evil;
+    r.uri.len = n;
+    r.reason.data = evil;
+    r.reason.len = n;
+    r.user.data = evil;
+    r.user.len = n;
+    r.policy.data = evil;
+    r.policy.len = n;
+    inst[0].instance_id.data = evil;
+    inst[0].instance_id.len = n;
+    inst[0].current_version.data = evil;
+    inst[0].current_version.len = n;
+    r.instances = inst;
+    r.ninstances = 1;
+    denied[0].data = evil;
+    denied[0].len = n;
+    r.denied = denied;
+    r.ndenied = 1;
+
+    s = encode(&r, &len, "hostile");
+    if (s == NULL) {
+        return;
+    }
+
+    raw = 0;
+
+    for (i = 0; i < len - 1; i++) {
+        if (s[i] < 0x20 || s[i] == 0x7f) {
+            raw++;
+        }
+    }
+
+    is_int(raw, 0, "no raw control byte or DEL before the final newline");
+
+    for (i = 0; i < sizeof(escapes) / sizeof(escapes[0]); i++) {
+        ok(strstr((char *) s, escapes[i]) != NULL, "escape %zu present", i);
+    }
+
+    ok(strstr((char *) s, "\xff") == NULL && strstr((char *) s, "\xed")
+       == NULL, "no invalid UTF-8 byte copied raw");
+
+    /* a real JSON parser reads it back as one object with those fields */
+    json = cJSON_ParseWithLength((const char *) s, len);
+    ok(json != NULL && cJSON_IsObject(json), "parses as a JSON object");
+
+    if (json != NULL) {
+        static const char  *keys[] = {
+            "id", "time", "client", "project_id", "method", "uri",
+            "instances", "decision", "reason", "denied", "user", "policy"
+        };
+
+        item = json->child;
+
+        for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+            is_str(item ? item->string : NULL, keys[i], "field %zu", i);
+            item = item ? item->next : NULL;
+        }
+
+        ok(item == NULL, "no other field");
+
+        item = cJSON_GetObjectItemCaseSensitive(json, "denied");
+        ok(cJSON_IsArray(item) && cJSON_GetArraySize(item) == 1,
+           "denied is an array of one");
+
+        cJSON_Delete(json);
+    }
+
+    free(s);
+}
+
+
+int
+main(void)
+{
+    test_names();
+    test_rfc3339();
+    test_allow_record();
+    test_deny_record();
+    test_minimal_and_done();
+    test_hostile();
+
+    return done_testing();
+}
