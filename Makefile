@@ -4,6 +4,9 @@
 #   make run        the example gateway in front of a local stand-in API
 #   make test       unit tests, fuzz corpus replay, integration tests
 #   make lint       the cheap style rules
+#   make test-asan  the suite against an ASan/UBSan build of nginx
+#   make fuzz       libFuzzer on every fuzz target
+#   make bench      plain proxy_pass vs the module
 #
 # Packages missing on a Debian machine are installed with apt (sudo when
 # not root).
@@ -33,7 +36,8 @@ DEB_PKGS    := nginx nginx-dev libcjson-dev libssl-dev gcc make perl \
                openssl
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all module deps unit fuzz-replay test run lint check-core clean
+.PHONY: all module deps unit fuzz-replay test test-asan fuzz bench run lint \
+        check-core clean
 
 all: module
 
@@ -91,8 +95,24 @@ fuzz-replay: $(FUZZ_BINS)
 test: module unit fuzz-replay lint
 	prove $(PROVE_FLAGS) -I t/lib $(UNIT_BINS) t/*.t
 
+# The whole suite again against nginx built from source with the module
+# linked in, under ASan and UBSan (-fno-sanitize-recover).
+test-asan: unit fuzz-replay
+	t/lib/build-asan.sh $(BUILD)/asan
+	TG_NGINX=$(BUILD)/asan/sbin/nginx TG_MODULE= \
+	    prove $(PROVE_FLAGS) -I t/lib t/*.t
+
+# libFuzzer (clang-14) on every target, FUZZ_SECONDS each.
+FUZZ_SECONDS ?= 60
+fuzz:
+	t/fuzz/run-libfuzzer.sh $(FUZZ_SECONDS)
+
+# Plain proxy_pass vs the module, in one run, as ratios.
+bench: module
+	t/bench/run.sh
+
 run: module
-	t/lib/run-example.sh
+	examples/run.sh
 
 lint:
 	@t/lib/lint.sh

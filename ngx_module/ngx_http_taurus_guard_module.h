@@ -67,8 +67,8 @@ typedef struct {
 typedef struct {
     tg_allow_t                  *allow;
     char                         policy[TG_SHA256_HEX_LEN + 1];
-    ngx_array_t                  creds;     /* ngx_http_taurus_guard_cred_t * */
-    ngx_array_t                  tokens;    /* ngx_http_taurus_guard_token_t * */
+    ngx_array_t                  creds;     /* of cred_t * */
+    ngx_array_t                  tokens;    /* of token_t * */
 } ngx_http_taurus_guard_main_conf_t;
 
 
