@@ -1,17 +1,52 @@
 
 /*
- * taurus-guard: the audit file.  Opened with ngx_conf_open_file() so that
- * "nginx -s reopen" rotates it; each record is sized first, written with
- * one write() to an O_APPEND descriptor and, when durable, flushed with
- * fdatasync() before the caller may forward anything.
+ * taurus-guard: the audit file.
+ *
+ * Opened with ngx_conf_open_file() so that "nginx -s reopen" rotates it.
+ * Each record is sized first and written with one write() under a lock
+ * in shared memory, which keeps the hash chain (every record carries the
+ * SHA-256 of the one before it, across workers, reopens and reloads) and
+ * lets a partial write be cut back so no torn line is ever left for the
+ * next record to run into.
+ *
+ * A durable record is then flushed with fdatasync() before the request
+ * may go on.  With nginx's thread pools the flush runs off the event
+ * loop, and records written while a flush is in flight share the next
+ * one (group commit).  The flush syncs its own dup() of the descriptor,
+ * so "nginx -s reopen" cannot pull the file out from under it.
  */
 
 
 #include "ngx_http_taurus_guard_module.h"
 
 
-static void ngx_http_taurus_guard_audit_error(ngx_http_request_t *r,
+#define NGX_HTTP_TG_AUDIT_ZONE_SIZE  (64 * 1024)
+#define NGX_HTTP_TG_AUDIT_TAIL_MAX   (1024 * 1024)
+
+#define NGX_HTTP_TG_ZERO_HASH                                                 \
+    "0000000000000000000000000000000000000000000000000000000000000000"
+
+
+static ngx_int_t ngx_http_taurus_guard_audit_init_zone(
+    ngx_shm_zone_t *shm_zone, void *data);
+static ngx_int_t ngx_http_taurus_guard_audit_chain_start(
+    ngx_http_taurus_guard_audit_t *audit, ngx_log_t *log);
+static ngx_int_t ngx_http_taurus_guard_audit_sync(ngx_http_request_t *r,
+    ngx_http_taurus_guard_audit_t *audit);
+static void ngx_http_taurus_guard_audit_error(ngx_log_t *log,
     ngx_http_taurus_guard_audit_t *audit, ngx_err_t err, const char *what);
+
+#if (NGX_THREADS)
+static ngx_int_t ngx_http_taurus_guard_audit_pending_fd(
+    ngx_http_taurus_guard_audit_t *audit, ngx_log_t *log);
+static void ngx_http_taurus_guard_audit_start_sync(
+    ngx_http_taurus_guard_audit_t *audit);
+static void ngx_http_taurus_guard_audit_sync_thread(void *data,
+    ngx_log_t *log);
+static void ngx_http_taurus_guard_audit_sync_done(ngx_event_t *ev);
+static void ngx_http_taurus_guard_audit_wake(
+    ngx_http_taurus_guard_audit_t *audit, ngx_err_t err);
+#endif
 
 
 char *
@@ -20,8 +55,12 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_http_taurus_guard_loc_conf_t *lcf = conf;
 
-    ngx_str_t                      *value;
-    ngx_http_taurus_guard_audit_t  *audit;
+    ngx_str_t                          *value, name, pool;
+    ngx_uint_t                          i;
+    ngx_flag_t                          fsync;
+    ngx_open_file_t                    *file;
+    ngx_http_taurus_guard_audit_t      *audit, **a;
+    ngx_http_taurus_guard_main_conf_t  *mcf;
 
     if (lcf->audit != NGX_CONF_UNSET_PTR) {
         return "is duplicate";
@@ -30,6 +69,10 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
     value = cf->args->elts;
 
     if (ngx_strcmp(value[1].data, "off") == 0) {
+        if (cf->args->nelts > 2) {
+            return "takes no parameters after \"off\"";
+        }
+
         lcf->audit = NULL;
         return NGX_CONF_OK;
     }
@@ -38,31 +81,271 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
         return "takes a file path or \"off\"";
     }
 
+    fsync = 1;
+    ngx_str_set(&pool, "default");
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strcmp(value[i].data, "fsync=on") == 0) {
+            fsync = 1;
+
+        } else if (ngx_strcmp(value[i].data, "fsync=off") == 0) {
+            fsync = 0;
+
+        } else if (ngx_strncmp(value[i].data, "thread_pool=", 12) == 0
+                   && value[i].len > 12)
+        {
+            pool.data = value[i].data + 12;
+            pool.len = value[i].len - 12;
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    file = ngx_conf_open_file(cf->cycle, &value[1]);
+    if (file == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* one state per file, however many locations write to it */
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_taurus_guard_module);
+
+    a = mcf->audits.elts;
+
+    for (i = 0; i < mcf->audits.nelts; i++) {
+        if (a[i]->file != file) {
+            continue;
+        }
+
+        if (a[i]->fsync != fsync) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "audit log \"%V\" is used with different"
+                               " \"fsync\" parameters", &file->name);
+            return NGX_CONF_ERROR;
+        }
+
+        lcf->audit = a[i];
+        return NGX_CONF_OK;
+    }
+
     audit = ngx_pcalloc(cf->pool, sizeof(ngx_http_taurus_guard_audit_t));
     if (audit == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    audit->file = ngx_conf_open_file(cf->cycle, &value[1]);
-    if (audit->file == NULL) {
+    audit->file = file;
+    audit->fsync = fsync;
+
+#if (NGX_THREADS)
+    if (fsync && ngx_strcmp(pool.data, "off") != 0) {
+        audit->thread_pool = ngx_thread_pool_add(cf, &pool);
+        if (audit->thread_pool == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    ngx_queue_init(&audit->pending);
+    ngx_queue_init(&audit->syncing);
+#endif
+
+    name.len = sizeof("taurus_guard_audit:") - 1 + file->name.len;
+    name.data = ngx_pnalloc(cf->pool, name.len);
+    if (name.data == NULL) {
         return NGX_CONF_ERROR;
     }
 
+    ngx_sprintf(name.data, "taurus_guard_audit:%V", &file->name);
+
+    audit->zone = ngx_shared_memory_add(cf, &name,
+                                        NGX_HTTP_TG_AUDIT_ZONE_SIZE,
+                                        &ngx_http_taurus_guard_module);
+    if (audit->zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    audit->zone->init = ngx_http_taurus_guard_audit_init_zone;
+    audit->zone->data = audit;
+
+    a = ngx_array_push(&mcf->audits);
+    if (a == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *a = audit;
     lcf->audit = audit;
 
     return NGX_CONF_OK;
 }
 
 
+static ngx_int_t
+ngx_http_taurus_guard_audit_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_taurus_guard_audit_t  *oaudit = data;
+
+    ngx_http_taurus_guard_audit_t  *audit;
+
+    audit = shm_zone->data;
+
+    if (oaudit != NULL) {
+        /* a reload: the chain goes on where the old cycle left it */
+        audit->sh = oaudit->sh;
+        audit->shpool = oaudit->shpool;
+        return NGX_OK;
+    }
+
+    audit->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        audit->sh = audit->shpool->data;
+        return NGX_OK;
+    }
+
+    audit->sh = ngx_slab_alloc(audit->shpool,
+                               sizeof(ngx_http_taurus_guard_audit_sh_t));
+    if (audit->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    audit->shpool->data = audit->sh;
+
+    return ngx_http_taurus_guard_audit_chain_start(audit, shm_zone->shm.log);
+}
+
+
+/*
+ * A start: the chain goes on from the last record of the file, which
+ * records where the previous run ended.  A torn last line (a crash in
+ * the middle of a write) is cut off, so the next record cannot run into
+ * it; that is logged.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_audit_chain_start(ngx_http_taurus_guard_audit_t *audit,
+    ngx_log_t *log)
+{
+    u_char           *buf, *p, *last;
+    off_t             size, from;
+    ssize_t           n;
+    ngx_fd_t          fd;
+    ngx_int_t         rc;
+    ngx_file_info_t   fi;
+
+    ngx_memcpy(audit->sh->last, NGX_HTTP_TG_ZERO_HASH, TG_SHA256_HEX_LEN + 1);
+
+    fd = ngx_open_file(audit->file->name.data, NGX_FILE_RDWR, NGX_FILE_OPEN,
+                       0);
+
+    if (fd == NGX_INVALID_FILE) {
+        /* not there yet, or a device such as /dev/stderr: a new chain */
+        return NGX_OK;
+    }
+
+    rc = NGX_OK;
+    buf = NULL;
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR || !ngx_is_file(&fi)
+        || ngx_file_size(&fi) == 0)
+    {
+        goto done;
+    }
+
+    size = ngx_file_size(&fi);
+    from = size > NGX_HTTP_TG_AUDIT_TAIL_MAX
+           ? size - NGX_HTTP_TG_AUDIT_TAIL_MAX : 0;
+
+    buf = ngx_alloc((size_t) (size - from), log);
+    if (buf == NULL) {
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    n = pread(fd, buf, (size_t) (size - from), from);
+
+    if (n != (ssize_t) (size - from)) {
+        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
+                      "taurus_guard: cannot read the end of audit log"
+                      " \"%V\"", &audit->file->name);
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    last = buf + n;
+
+    if (last[-1] != '\n') {
+        p = last;
+
+        while (p > buf && p[-1] != '\n') {
+            p--;
+        }
+
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "taurus_guard: audit log \"%V\" ends with a torn"
+                      " record of %uz bytes, cut off",
+                      &audit->file->name, (size_t) (last - p));
+
+        if (ftruncate(fd, from + (p - buf)) == -1) {
+            ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
+                          "taurus_guard: ftruncate(\"%V\") failed",
+                          &audit->file->name);
+            rc = NGX_ERROR;
+            goto done;
+        }
+
+        last = p;
+    }
+
+    if (last == buf) {
+        goto done;
+    }
+
+    p = last - 1;
+
+    while (p > buf && p[-1] != '\n') {
+        p--;
+    }
+
+    if (tg_sha256_hex(p, last - p, (char *) audit->sh->last) != TG_OK) {
+        rc = NGX_ERROR;
+    }
+
+done:
+
+    if (buf != NULL) {
+        ngx_free(buf);
+    }
+
+    (void) ngx_close_file(fd);
+
+    return rc;
+}
+
+
+/*
+ * Writes one record.  NGX_OK: written (and flushed, if durable and the
+ * flush ran here); NGX_AGAIN: written, the request is blocked until the
+ * group flush, then its write_event_handler runs with ctx->sync_failed
+ * set or not; NGX_ERROR: not written, or the flush failed.
+ */
+
 ngx_int_t
 ngx_http_taurus_guard_audit(ngx_http_request_t *r,
     ngx_http_taurus_guard_audit_t *audit, tg_audit_record_t *rec,
     ngx_flag_t durable)
 {
-    u_char   *buf;
-    size_t    len;
-    ssize_t   n;
+    u_char     *buf;
+    size_t      len;
+    off_t       end;
+    ssize_t     n;
+    ngx_err_t   err;
 
+    /* the link is always 64 hex digits: size the record first */
+
+    rec->prev = NGX_HTTP_TG_ZERO_HASH;
     len = tg_audit_encode(rec, NULL, 0);
 
     buf = ngx_pnalloc(r->pool, len);
@@ -70,41 +353,279 @@ ngx_http_taurus_guard_audit(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    ngx_shmtx_lock(&audit->shpool->mutex);
+
+    rec->prev = (const char *) audit->sh->last;
+
     if (tg_audit_encode(rec, buf, len) != len) {
-        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
-                      "taurus_guard: audit record size changed");
+        ngx_shmtx_unlock(&audit->shpool->mutex);
         return NGX_ERROR;
     }
+
+    end = lseek(audit->file->fd, 0, SEEK_END);
 
     /* one write() on an O_APPEND descriptor: records never interleave */
 
     n = ngx_write_fd(audit->file->fd, buf, len);
+    err = ngx_errno;
 
-    if (n == -1) {
-        ngx_http_taurus_guard_audit_error(r, audit, ngx_errno, "write()");
+    if (n != (ssize_t) len) {
+        if (n > 0 && end != -1) {
+            /* no torn line for the next record to run into */
+            (void) ftruncate(audit->file->fd, end);
+        }
+
+        ngx_shmtx_unlock(&audit->shpool->mutex);
+
+        ngx_http_taurus_guard_audit_error(r->connection->log, audit,
+                                          n == -1 ? err : 0,
+                                          n == -1 ? "write()"
+                                                  : "partial write()");
         return NGX_ERROR;
     }
 
-    if ((size_t) n != len) {
-        ngx_http_taurus_guard_audit_error(r, audit, 0, "partial write()");
+    if (tg_sha256_hex(buf, len, (char *) audit->sh->last) != TG_OK) {
+        ngx_shmtx_unlock(&audit->shpool->mutex);
         return NGX_ERROR;
     }
 
-    if (durable && fdatasync(audit->file->fd) == -1) {
-        ngx_http_taurus_guard_audit_error(r, audit, ngx_errno, "fdatasync()");
-        return NGX_ERROR;
-    }
+    audit->sh->records++;
+
+    ngx_shmtx_unlock(&audit->shpool->mutex);
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "taurus_guard: audit record %s %s, %uz bytes",
                    rec->id, tg_decision_name(rec->decision), len);
+
+    if (!durable || !audit->fsync) {
+        return NGX_OK;
+    }
+
+    return ngx_http_taurus_guard_audit_sync(r, audit);
+}
+
+
+static ngx_int_t
+ngx_http_taurus_guard_audit_sync(ngx_http_request_t *r,
+    ngx_http_taurus_guard_audit_t *audit)
+{
+#if (NGX_THREADS)
+    ngx_http_taurus_guard_ctx_t  *ctx;
+
+    if (audit->thread_pool != NULL) {
+
+        if (ngx_http_taurus_guard_audit_pending_fd(audit, r->connection->log)
+            != NGX_OK)
+        {
+            goto flush;
+        }
+
+        ctx = ngx_http_get_module_ctx(r, ngx_http_taurus_guard_module);
+
+        ctx->request = r;
+        ctx->sync_failed = 0;
+        ngx_queue_insert_tail(&audit->pending, &ctx->queue);
+
+        r->main->blocked++;
+        r->aio = 1;
+
+        if (!audit->busy) {
+            ngx_http_taurus_guard_audit_start_sync(audit);
+        }
+
+        return NGX_AGAIN;
+    }
+
+flush:
+#endif
+
+    if (fdatasync(audit->file->fd) == -1) {
+        ngx_http_taurus_guard_audit_error(r->connection->log, audit,
+                                          ngx_errno, "fdatasync()");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+#if (NGX_THREADS)
+
+/*
+ * The next flush covers every descriptor written to since the last one
+ * started: usually one, two if the file was reopened in between.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_audit_pending_fd(ngx_http_taurus_guard_audit_t *audit,
+    ngx_log_t *log)
+{
+    ngx_fd_t    fd;
+    ngx_uint_t  i;
+
+    for (i = 0; i < audit->npending; i++) {
+        if (audit->pending_src[i] == audit->file->fd) {
+            return NGX_OK;
+        }
+    }
+
+    if (audit->npending == NGX_HTTP_TG_AUDIT_FDS) {
+        return NGX_DECLINED;
+    }
+
+    fd = dup(audit->file->fd);
+
+    if (fd == -1) {
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                      "taurus_guard: dup() of the audit log failed");
+        return NGX_ERROR;
+    }
+
+    audit->pending_src[audit->npending] = audit->file->fd;
+    audit->pending_fds[audit->npending] = fd;
+    audit->npending++;
 
     return NGX_OK;
 }
 
 
 static void
-ngx_http_taurus_guard_audit_error(ngx_http_request_t *r,
+ngx_http_taurus_guard_audit_start_sync(ngx_http_taurus_guard_audit_t *audit)
+{
+    ngx_uint_t                           i;
+    ngx_thread_task_t                   *task;
+    ngx_http_taurus_guard_audit_task_t  *t;
+
+    /* what was written until now rides on this flush */
+
+    ngx_queue_add(&audit->syncing, &audit->pending);
+    ngx_queue_init(&audit->pending);
+
+    task = audit->task;
+
+    if (task == NULL) {
+        task = ngx_thread_task_alloc(ngx_cycle->pool,
+                                  sizeof(ngx_http_taurus_guard_audit_task_t));
+        if (task == NULL) {
+            for (i = 0; i < audit->npending; i++) {
+                (void) close(audit->pending_fds[i]);
+            }
+
+            audit->npending = 0;
+            ngx_http_taurus_guard_audit_wake(audit, NGX_ENOMEM);
+            return;
+        }
+
+        task->handler = ngx_http_taurus_guard_audit_sync_thread;
+        task->event.handler = ngx_http_taurus_guard_audit_sync_done;
+        task->event.data = audit;
+        task->event.log = ngx_cycle->log;
+
+        audit->task = task;
+    }
+
+    t = task->ctx;
+
+    for (i = 0; i < audit->npending; i++) {
+        t->fds[i] = audit->pending_fds[i];
+    }
+
+    t->nfds = audit->npending;
+    t->err = 0;
+    audit->npending = 0;
+
+    if (ngx_thread_task_post(audit->thread_pool, task) != NGX_OK) {
+        for (i = 0; i < t->nfds; i++) {
+            (void) close(t->fds[i]);
+        }
+
+        t->nfds = 0;
+
+        /* fail closed: nobody waiting is forwarded */
+        ngx_http_taurus_guard_audit_wake(audit, NGX_EAGAIN);
+        return;
+    }
+
+    audit->busy = 1;
+}
+
+
+/* in a thread of the pool: no nginx state is touched here */
+
+static void
+ngx_http_taurus_guard_audit_sync_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_taurus_guard_audit_task_t  *t = data;
+
+    ngx_uint_t  i;
+
+    for (i = 0; i < t->nfds; i++) {
+        if (fdatasync(t->fds[i]) == -1 && t->err == 0) {
+            t->err = ngx_errno;
+        }
+
+        (void) close(t->fds[i]);
+    }
+}
+
+
+static void
+ngx_http_taurus_guard_audit_sync_done(ngx_event_t *ev)
+{
+    ngx_http_taurus_guard_audit_t  *audit = ev->data;
+
+    ngx_http_taurus_guard_audit_task_t  *t;
+
+    t = audit->task->ctx;
+    audit->busy = 0;
+
+    ngx_http_taurus_guard_audit_wake(audit, t->err);
+
+    if (!ngx_queue_empty(&audit->pending)) {
+        ngx_http_taurus_guard_audit_start_sync(audit);
+    }
+}
+
+
+/* the requests that waited for a flush go on, or are refused */
+
+static void
+ngx_http_taurus_guard_audit_wake(ngx_http_taurus_guard_audit_t *audit,
+    ngx_err_t err)
+{
+    ngx_queue_t                  *q;
+    ngx_connection_t             *c;
+    ngx_http_request_t           *r;
+    ngx_http_taurus_guard_ctx_t  *ctx;
+
+    if (err) {
+        ngx_http_taurus_guard_audit_error(ngx_cycle->log, audit, err,
+                                          "fdatasync()");
+    }
+
+    while (!ngx_queue_empty(&audit->syncing)) {
+        q = ngx_queue_head(&audit->syncing);
+        ngx_queue_remove(q);
+
+        ctx = ngx_queue_data(q, ngx_http_taurus_guard_ctx_t, queue);
+        r = ctx->request;
+        c = r->connection;
+
+        ctx->sync_failed = err ? 1 : 0;
+
+        r->main->blocked--;
+        r->aio = 0;
+
+        r->write_event_handler(r);
+        ngx_http_run_posted_requests(c);
+    }
+}
+
+#endif
+
+
+static void
+ngx_http_taurus_guard_audit_error(ngx_log_t *log,
     ngx_http_taurus_guard_audit_t *audit, ngx_err_t err, const char *what)
 {
     time_t  now;
@@ -119,7 +640,7 @@ ngx_http_taurus_guard_audit_error(ngx_http_request_t *r,
 
     audit->error_logged = now;
 
-    ngx_log_error(NGX_LOG_ALERT, r->connection->log, err,
+    ngx_log_error(NGX_LOG_ALERT, log, err,
                   "taurus_guard: %s to audit log \"%V\" failed,"
                   " requests are refused until it works",
                   what, &audit->file->name);

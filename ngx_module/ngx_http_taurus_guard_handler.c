@@ -44,6 +44,9 @@ static ngx_int_t ngx_http_taurus_guard_process(ngx_http_request_t *r,
     ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_taurus_guard_denied_reason(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx, ngx_array_t *denied, ngx_str_t *reason);
+static void ngx_http_taurus_guard_synced(ngx_http_request_t *r);
+static ngx_int_t ngx_http_taurus_guard_forward(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_taurus_guard_read_body(ngx_http_request_t *r,
     ngx_str_t *raw);
 static ngx_int_t ngx_http_taurus_guard_replace_body(ngx_http_request_t *r,
@@ -159,6 +162,11 @@ ngx_http_taurus_guard_body_handler(ngx_http_request_t *r)
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_taurus_guard_module);
 
     rc = ngx_http_taurus_guard_process(r, lcf, ctx);
+
+    if (rc == NGX_DONE) {
+        /* waiting for the audit flush */
+        return;
+    }
 
     if (rc == NGX_DECLINED) {
         ctx->phase_rc = NGX_DECLINED;
@@ -339,28 +347,82 @@ ngx_http_taurus_guard_process(ngx_http_request_t *r,
     rec.delay_kind = batch.delay_kind;
     rec.body_sha256 = hash;
 
-    if (ngx_http_taurus_guard_audit(r, lcf->audit, &rec, 1) != NGX_OK) {
+    ctx->body = body;
+
+    rc = ngx_http_taurus_guard_audit(r, lcf->audit, &rec, 1);
+
+    if (rc == NGX_AGAIN) {
+        /* blocked until the group flush; then ngx_http_taurus_guard_synced */
+        r->write_event_handler = ngx_http_taurus_guard_synced;
+        return NGX_DONE;
+    }
+
+    ctx->sync_failed = (rc != NGX_OK);
+
+    return ngx_http_taurus_guard_forward(r, ctx);
+}
+
+
+static void
+ngx_http_taurus_guard_synced(ngx_http_request_t *r)
+{
+    ngx_int_t                     rc;
+    ngx_http_taurus_guard_ctx_t  *ctx;
+
+    ctx = ngx_http_taurus_guard_get_ctx(r);
+
+    rc = ngx_http_taurus_guard_forward(r, ctx);
+
+    if (rc == NGX_DECLINED) {
+        r->write_event_handler = ngx_http_core_run_phases;
+        ngx_http_core_run_phases(r);
+        return;
+    }
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+/*
+ * The allow record is on disk, or could not be put there: forward the
+ * canonical body, or refuse with 503 and forward nothing.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_forward(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx)
+{
+    ngx_http_taurus_guard_refusal_t  rf;
+
+    if (ctx->sync_failed) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "taurus_guard: audit record %s not written,"
                       " request refused", ctx->id);
+
+        ngx_memzero(&rf, sizeof(ngx_http_taurus_guard_refusal_t));
         rf.status = NGX_HTTP_SERVICE_UNAVAILABLE;
         rf.code = "TG.0503";
         rf.decision = TG_DECISION_ERROR;
+        ngx_str_set(&rf.reason, "audit log unavailable");
+
         ctx->decision = TG_DECISION_ERROR;
-        ngx_str_set(&ctx->reason, "audit log unavailable");
+        ctx->reason = rf.reason;
         ctx->status = rf.status;
+        ctx->phase_rc = rf.status;
+
         return ngx_http_taurus_guard_send_json(r, ctx, &rf);
     }
 
-    if (ngx_http_taurus_guard_replace_body(r, &body) != NGX_OK) {
+    if (ngx_http_taurus_guard_replace_body(r, &ctx->body) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ctx->forwarded = 1;
+    ctx->phase_rc = NGX_DECLINED;
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "taurus_guard: batch %s of %uz instances allowed for"
-                  " project \"%V\"", ctx->id, batch.nitems, &ctx->project_id);
+                  "taurus_guard: batch %s allowed for project \"%V\"",
+                  ctx->id, &ctx->project_id);
 
     return NGX_DECLINED;
 }
@@ -701,6 +763,11 @@ ngx_http_taurus_guard_record(ngx_http_request_t *r,
     rec->policy.len = TG_SHA256_HEX_LEN;
     rec->duration_ms = -1;
     rec->bytes = -1;
+
+    if (ctx->user.len) {
+        rec->user.data = ctx->user.data;
+        rec->user.len = ctx->user.len;
+    }
 
     if (ctx->decision != TG_DECISION_ALLOW
         && ctx->decision != TG_DECISION_DONE)
@@ -1061,6 +1128,14 @@ ngx_http_taurus_guard_create_ctx(ngx_http_request_t *r,
     ctx->decision = NGX_HTTP_TG_UNDECIDED;
     ctx->start = ngx_current_msec;
     ctx->audit = lcf->audit;
+
+    /* now: $remote_user reads the Authorization header the guard strips */
+
+    if (lcf->audit_user != NULL
+        && ngx_http_complex_value(r, lcf->audit_user, &ctx->user) != NGX_OK)
+    {
+        return NULL;
+    }
 
     ngx_http_set_ctx(r, ctx, ngx_http_taurus_guard_module);
 

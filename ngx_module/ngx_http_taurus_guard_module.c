@@ -64,10 +64,17 @@ static ngx_command_t  ngx_http_taurus_guard_commands[] = {
       NULL },
 
     { ngx_string("taurus_guard_audit_log"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
       ngx_http_taurus_guard_audit_log,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("taurus_guard_audit_user"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_taurus_guard_loc_conf_t, audit_user),
       NULL },
 
     { ngx_string("taurus_guard_allow"),
@@ -234,6 +241,13 @@ ngx_http_taurus_guard_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    if (ngx_array_init(&mcf->audits, cf->pool, 2,
+                       sizeof(ngx_http_taurus_guard_audit_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
     return mcf;
 }
 
@@ -259,6 +273,7 @@ ngx_http_taurus_guard_create_loc_conf(ngx_conf_t *cf)
     conf->cred = NGX_CONF_UNSET_PTR;
     conf->token = NGX_CONF_UNSET_PTR;
     conf->audit = NGX_CONF_UNSET_PTR;
+    conf->audit_user = NGX_CONF_UNSET_PTR;
     conf->max_batch = NGX_CONF_UNSET_UINT;
     conf->max_body_size = NGX_CONF_UNSET_SIZE;
 
@@ -277,6 +292,7 @@ ngx_http_taurus_guard_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_conf_merge_ptr_value(conf->cred, prev->cred, NULL);
     ngx_conf_merge_ptr_value(conf->token, prev->token, NULL);
     ngx_conf_merge_ptr_value(conf->audit, prev->audit, NULL);
+    ngx_conf_merge_ptr_value(conf->audit_user, prev->audit_user, NULL);
     ngx_conf_merge_uint_value(conf->max_batch, prev->max_batch, 100);
     ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
                               1024 * 1024);

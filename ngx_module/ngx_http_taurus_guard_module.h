@@ -58,9 +58,44 @@ typedef struct {
 } ngx_http_taurus_guard_token_t;
 
 
+/* what all workers share about one audit file */
+typedef struct {
+    u_char                       last[TG_SHA256_HEX_LEN + 1]; /* chain */
+    ngx_uint_t                   records;
+} ngx_http_taurus_guard_audit_sh_t;
+
+
+#define NGX_HTTP_TG_AUDIT_FDS        4
+
+
+/* a group flush in a thread: the descriptors it syncs, and the result */
+typedef struct {
+    ngx_fd_t                     fds[NGX_HTTP_TG_AUDIT_FDS];
+    ngx_uint_t                   nfds;
+    ngx_err_t                    err;
+} ngx_http_taurus_guard_audit_task_t;
+
+
 typedef struct {
     ngx_open_file_t             *file;
+    ngx_flag_t                   fsync;
+    ngx_shm_zone_t              *zone;
+    ngx_slab_pool_t             *shpool;
+    ngx_http_taurus_guard_audit_sh_t  *sh;
+
+    /* per worker, after fork */
     time_t                       error_logged;
+
+#if (NGX_THREADS)
+    ngx_thread_pool_t           *thread_pool;
+    ngx_thread_task_t           *task;
+    ngx_uint_t                   busy;      /* a flush is in flight */
+    ngx_queue_t                  pending;   /* written, for the next flush */
+    ngx_queue_t                  syncing;   /* waiting for this flush */
+    ngx_fd_t                     pending_fds[NGX_HTTP_TG_AUDIT_FDS];
+    ngx_fd_t                     pending_src[NGX_HTTP_TG_AUDIT_FDS];
+    ngx_uint_t                   npending;
+#endif
 } ngx_http_taurus_guard_audit_t;
 
 
@@ -69,6 +104,7 @@ typedef struct {
     char                         policy[TG_SHA256_HEX_LEN + 1];
     ngx_array_t                  creds;     /* of cred_t * */
     ngx_array_t                  tokens;    /* of token_t * */
+    ngx_array_t                  audits;    /* of audit_t * */
 } ngx_http_taurus_guard_main_conf_t;
 
 
@@ -77,6 +113,7 @@ typedef struct {
     ngx_http_taurus_guard_cred_t  *cred;
     ngx_http_taurus_guard_token_t *token;
     ngx_http_taurus_guard_audit_t *audit;
+    ngx_http_complex_value_t    *audit_user;
     ngx_uint_t                   max_batch;
     size_t                       max_body_size;
 
@@ -98,10 +135,15 @@ typedef struct {
     ngx_str_t                    project_id;
     ngx_uint_t                   status;    /* the gateway's answer */
     ngx_msec_t                   start;
+    ngx_str_t                    body;      /* canonical, to forward */
+    ngx_str_t                    user;
+    ngx_http_request_t          *request;
+    ngx_queue_t                  queue;     /* waiting for a flush */
     u_char                       id[TG_AUDIT_ID_LEN + 1];
 
     unsigned                     started:1;
     unsigned                     forwarded:1;
+    unsigned                     sync_failed:1;
 } ngx_http_taurus_guard_ctx_t;
 
 

@@ -255,6 +255,14 @@ tg_audit_record(tg_audit_out_t *o, const tg_audit_record_t *r)
         tg_audit_int(o, "bytes", r->bytes);
     }
 
+    /* last, so a reader sees the whole record before the link */
+
+    if (r->prev != NULL) {
+        tg_audit_lit(o, ",");
+        tg_audit_field(o, "prev", (const unsigned char *) r->prev,
+                       strlen(r->prev));
+    }
+
     tg_audit_lit(o, "}\n");
 }
 

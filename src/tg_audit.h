@@ -50,6 +50,8 @@ typedef struct {
     int                  status;        /* HTTP status; 0: left out */
     int64_t              duration_ms;   /* -1: left out */
     int64_t              bytes;         /* response body; -1: left out */
+    const char          *prev;          /* hash chain: 64 hex digits of
+                                           SHA-256 of the previous line */
 } tg_audit_record_t;
 
 
