@@ -1,6 +1,7 @@
 # taurus-guard: build, run and test the nginx module.
 #
-#   make            build build/ngx_http_taurus_guard_module.so
+#   make            build build/ngx_http_taurus_guard_module.so and
+#                   build/taurus-guard-verify (the audit chain checker)
 #   make run        the example gateway in front of a local stand-in API
 #   make test       unit tests, fuzz corpus replay, integration tests
 #   make lint       the cheap style rules
@@ -26,6 +27,7 @@ CORE_LIBS   := -lcjson -lcrypto
 
 CORE_SRCS   := $(wildcard src/*.c)
 CORE_HDRS   := $(wildcard src/*.h)
+TOOL_SRCS   := $(wildcard src/tools/*.c)
 GLUE_SRCS   := $(wildcard ngx_module/*.c ngx_module/*.h)
 UNIT_SRCS   := $(wildcard t/unit/test_*.c)
 UNIT_BINS   := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
@@ -36,10 +38,12 @@ DEB_PKGS    := nginx nginx-dev libcjson-dev libssl-dev gcc make perl \
                openssl
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all module deps unit fuzz-replay test test-asan fuzz bench run lint \
+.PHONY: all module verify deps unit fuzz-replay test test-asan fuzz bench run lint \
         check-core clean
 
-all: module
+VERIFY      := $(BUILD)/taurus-guard-verify
+
+all: module $(VERIFY)
 
 deps:
 	@missing=""; \
@@ -57,7 +61,7 @@ deps:
 # The core must stay free of nginx types (STYLE.md: two worlds).
 check-core:
 	@if grep -nE '#[[:space:]]*include[[:space:]]*[<"]ngx_' $(CORE_SRCS) \
-	        $(CORE_HDRS); then \
+	        $(CORE_HDRS) $(TOOL_SRCS); then \
 	    echo "error: src/ must not include nginx headers"; exit 1; \
 	fi
 
@@ -77,6 +81,13 @@ $(MODULE): $(NGX_BUILD)/objs/Makefile $(CORE_SRCS) $(CORE_HDRS) $(GLUE_SRCS) \
 
 module: $(MODULE)
 
+# The audit chain verifier (README: "Audit log").
+$(VERIFY): src/tools/taurus-guard-verify.c $(CORE_SRCS) $(CORE_HDRS) | deps
+	@mkdir -p $(BUILD)
+	$(CC) $(CORE_CFLAGS) -Isrc -o $@ $< $(CORE_SRCS) $(CORE_LIBS)
+
+verify: $(VERIFY)
+
 $(BUILD)/unit/%: t/unit/%.c t/unit/tap.h $(CORE_SRCS) $(CORE_HDRS) | deps
 	@mkdir -p $(BUILD)/unit
 	$(CC) $(CORE_CFLAGS) -Isrc -It/unit -o $@ $< $(CORE_SRCS) $(CORE_LIBS)
@@ -92,7 +103,7 @@ fuzz-replay: $(FUZZ_BINS)
 
 # One runner: prove takes the unit binaries (TAP), the fuzz replay and the
 # nginx integration tests in one go.
-test: module unit fuzz-replay lint
+test: module $(VERIFY) unit fuzz-replay lint
 	prove $(PROVE_FLAGS) -I t/lib $(UNIT_BINS) t/*.t
 
 # The whole suite again against nginx built from source with the module

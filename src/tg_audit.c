@@ -13,6 +13,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <cjson/cJSON.h>
+
 #include "tg_audit.h"
 #include "tg_escape.h"
 
@@ -345,4 +347,51 @@ tg_audit_int(tg_audit_out_t *o, const char *name, int64_t v)
     }
 
     tg_audit_raw(o, num, (size_t) n);
+}
+
+
+tg_rc_t
+tg_audit_parse_link(const unsigned char *line, size_t len, char prev[65],
+    char decision[16])
+{
+    size_t    i;
+    cJSON    *root, *p, *d;
+    tg_rc_t   rc;
+
+    root = cJSON_ParseWithLength((const char *) line, len);
+
+    if (root == NULL || !cJSON_IsObject(root)) {
+        rc = TG_ERR_SYNTAX;
+        goto done;
+    }
+
+    p = cJSON_GetObjectItemCaseSensitive(root, "prev");
+    d = cJSON_GetObjectItemCaseSensitive(root, "decision");
+
+    if (!cJSON_IsString(p) || !cJSON_IsString(d)
+        || strlen(p->valuestring) != 64 || strlen(d->valuestring) > 15)
+    {
+        rc = TG_ERR_MISSING_KEY;
+        goto done;
+    }
+
+    for (i = 0; i < 64; i++) {
+        if (!((p->valuestring[i] >= '0' && p->valuestring[i] <= '9')
+              || (p->valuestring[i] >= 'a' && p->valuestring[i] <= 'f')))
+        {
+            rc = TG_ERR_MISSING_KEY;
+            goto done;
+        }
+    }
+
+    memcpy(prev, p->valuestring, 65);
+    memcpy(decision, d->valuestring, strlen(d->valuestring) + 1);
+
+    rc = TG_OK;
+
+done:
+
+    cJSON_Delete(root);
+
+    return rc;
 }

@@ -69,4 +69,14 @@ size_t tg_audit_encode(const tg_audit_record_t *rec, unsigned char *buf,
     size_t size);
 
 
+/*
+ * For the chain verifier: the "prev" link and the "decision" of one
+ * record line (without its '\n').  TG_ERR_SYNTAX when the line is not a
+ * JSON object, TG_ERR_MISSING_KEY when either field is absent or not a
+ * string of the right form.  decision gets at most 15 bytes and a NUL.
+ */
+tg_rc_t tg_audit_parse_link(const unsigned char *line, size_t len,
+    char prev[65], char decision[16]) TG_WUR;
+
+
 #endif /* TG_AUDIT_H */

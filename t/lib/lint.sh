@@ -5,7 +5,7 @@
 cd "$(dirname "$0")/../.." || exit 1
 
 status=0
-files=$(ls src/*.[ch] ngx_module/*.[ch] t/unit/*.[ch] t/fuzz/*.[ch] \
+files=$(ls src/*.[ch] src/tools/*.c ngx_module/*.[ch] t/unit/*.[ch] t/fuzz/*.[ch] \
         2>/dev/null)
 
 for f in $files; do

@@ -1,0 +1,167 @@
+
+/*
+ * taurus-guard-verify: checks the hash chain of an audit log, or of a
+ * rotated series of logs given oldest first, and reports the first break.
+ *
+ *     taurus-guard-verify taurus-audit.log.2 taurus-audit.log.1 \
+ *         taurus-audit.log
+ *
+ * Every record carries "prev", the SHA-256 of the line before it (the
+ * first record ever has 64 zeros).  A record changed, removed, inserted
+ * or reordered breaks the link after it.  Exit status: 0 intact, 1 a
+ * break or a malformed record, 2 a file could not be read.
+ */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tg_audit.h"
+#include "tg_sign.h"
+
+
+#define TG_VERIFY_LINE_MAX  (4 * 1024 * 1024)
+
+
+typedef struct {
+    unsigned long        records;
+    unsigned long        allow;
+    unsigned long        done;
+    unsigned long        refused;
+    char                 last[TG_SHA256_HEX_LEN + 1];
+    int                  started;
+} tg_verify_t;
+
+
+static int tg_verify_file(tg_verify_t *v, const char *path);
+
+
+int
+main(int argc, char **argv)
+{
+    int          i, rc;
+    tg_verify_t  v;
+
+    if (argc < 2 || strcmp(argv[1], "-h") == 0
+        || strcmp(argv[1], "--help") == 0)
+    {
+        fprintf(stderr, "usage: %s AUDIT_LOG [NEWER_AUDIT_LOG ...]\n"
+                "checks the hash chain of taurus-guard audit logs, given"
+                " oldest first\n", argv[0]);
+        return 2;
+    }
+
+    memset(&v, 0, sizeof(tg_verify_t));
+
+    for (i = 1; i < argc; i++) {
+        rc = tg_verify_file(&v, argv[i]);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+
+    printf("ok: %lu records in %d file(s), chain intact"
+           " (%lu allowed, %lu completed, %lu refused or failed)\n",
+           v.records, argc - 1, v.allow, v.done, v.refused);
+
+    return 0;
+}
+
+
+static int
+tg_verify_file(tg_verify_t *v, const char *path)
+{
+    int             rc;
+    FILE           *f;
+    char           *line;
+    size_t          len;
+    ssize_t         n;
+    unsigned long   lineno;
+    char            prev[TG_SHA256_HEX_LEN + 1];
+    char            decision[16];
+
+    f = fopen(path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "%s: %s\n", path, strerror(errno));
+        return 2;
+    }
+
+    line = NULL;
+    len = 0;
+    lineno = 0;
+    rc = 0;
+
+    while ((n = getline(&line, &len, f)) != -1) {
+        lineno++;
+
+        if (n == 0 || line[n - 1] != '\n') {
+            printf("break: %s:%lu: torn record (no final newline)\n",
+                   path, lineno);
+            rc = 1;
+            goto done;
+        }
+
+        if (n > TG_VERIFY_LINE_MAX) {
+            printf("break: %s:%lu: record too long\n", path, lineno);
+            rc = 1;
+            goto done;
+        }
+
+        if (tg_audit_parse_link((unsigned char *) line, (size_t) n - 1,
+                                prev, decision)
+            != TG_OK)
+        {
+            printf("break: %s:%lu: not an audit record with a \"prev\""
+                   " link\n", path, lineno);
+            rc = 1;
+            goto done;
+        }
+
+        if (!v->started) {
+            printf("start: %s:%lu: chain starts%s\n", path, lineno,
+                   strspn(prev, "0") == TG_SHA256_HEX_LEN
+                   ? " at its beginning" : " after earlier, unchecked records");
+
+        } else if (strcmp(prev, v->last) != 0) {
+            printf("break: %s:%lu: \"prev\" does not match the record"
+                   " before it: changed, removed or reordered records\n",
+                   path, lineno);
+            rc = 1;
+            goto done;
+        }
+
+        if (tg_sha256_hex((unsigned char *) line, (size_t) n, v->last)
+            != TG_OK)
+        {
+            fprintf(stderr, "%s:%lu: SHA-256 failed\n", path, lineno);
+            rc = 2;
+            goto done;
+        }
+
+        v->started = 1;
+        v->records++;
+
+        if (strcmp(decision, "allow") == 0) {
+            v->allow++;
+
+        } else if (strcmp(decision, "done") == 0) {
+            v->done++;
+
+        } else {
+            v->refused++;
+        }
+    }
+
+    if (ferror(f)) {
+        fprintf(stderr, "%s: %s\n", path, strerror(errno));
+        rc = 2;
+    }
+
+done:
+
+    free(line);
+    fclose(f);
+
+    return rc;
+}
