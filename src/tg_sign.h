@@ -11,10 +11,12 @@
  *   Authorization    = "SDK-HMAC-SHA256 Access=" AK ", SignedHeaders="
  *                      SignedHeaders ", Signature=" Signature
  *
- * The canonical URI is the path with each segment percent-encoded as the
- * SDKs do and a trailing "/" appended; the canonical query sorts the
- * encoded parameters; canonical headers are "lowercase-name:trimmed
- * value\n", sorted by name.  Exact rules and their source: tg_sign.c.
+ * The canonical URI is the path percent-decoded, then each segment
+ * percent-encoded as the SDKs do, with a "/" appended unless it ends in
+ * one; the canonical query sorts the decoded parameters and re-encodes
+ * them; canonical headers are "lowercase-name:trimmed value\n", sorted by
+ * name, a name containing "_" is not signed (as in the SDKs), and
+ * X-Sdk-Date is always signed.  Exact rules and their source: tg_sign.c.
  */
 
 #ifndef TG_SIGN_H
