@@ -337,11 +337,12 @@ ngx_http_taurus_guard_audit(ngx_http_request_t *r,
     ngx_http_taurus_guard_audit_t *audit, tg_audit_record_t *rec,
     ngx_flag_t durable)
 {
-    u_char     *buf;
-    size_t      len;
-    off_t       end;
-    ssize_t     n;
-    ngx_err_t   err;
+    u_char                             *buf;
+    size_t                              len;
+    off_t                               end;
+    ssize_t                             n;
+    ngx_err_t                           err;
+    ngx_http_taurus_guard_main_conf_t  *mcf;
 
     /* the link is always 64 hex digits: size the record first */
 
@@ -396,6 +397,14 @@ ngx_http_taurus_guard_audit(ngx_http_request_t *r,
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "taurus_guard: audit record %s %s, %uz bytes",
                    rec->id, tg_decision_name(rec->decision), len);
+
+    /* the file first, the collector after: the file is the truth */
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_taurus_guard_module);
+
+    if (mcf->syslog != NULL) {
+        ngx_http_taurus_guard_syslog_send(mcf->syslog, rec, buf, len - 1);
+    }
 
     if (!durable || !audit->fsync) {
         return NGX_OK;

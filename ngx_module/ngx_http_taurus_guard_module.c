@@ -77,6 +77,13 @@ static ngx_command_t  ngx_http_taurus_guard_commands[] = {
       offsetof(ngx_http_taurus_guard_loc_conf_t, audit_user),
       NULL },
 
+    { ngx_string("taurus_guard_audit_syslog"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_taurus_guard_syslog,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("taurus_guard_allow"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_BLOCK|NGX_CONF_NOARGS,
       ngx_http_taurus_guard_allow_block,

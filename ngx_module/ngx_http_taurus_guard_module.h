@@ -99,8 +99,29 @@ typedef struct {
 } ngx_http_taurus_guard_audit_t;
 
 
+/* the central collector, one TCP connection per worker */
+typedef struct {
+    ngx_addr_t                   addr;
+    ngx_uint_t                   facility;
+    ngx_str_t                    tag;
+    size_t                       queue_max;
+
+    /* per worker, after fork */
+    ngx_peer_connection_t        pc;
+    ngx_event_t                  retry;
+    u_char                      *queue;
+    size_t                       qlen;
+    ngx_uint_t                   dropped;
+    time_t                       drop_logged;
+    time_t                       error_logged;
+    unsigned                     connecting:1;
+    unsigned                     connected:1;
+} ngx_http_taurus_guard_syslog_t;
+
+
 typedef struct {
     tg_allow_t                  *allow;
+    ngx_http_taurus_guard_syslog_t  *syslog;
     char                         policy[TG_SHA256_HEX_LEN + 1];
     ngx_array_t                  creds;     /* of cred_t * */
     ngx_array_t                  tokens;    /* of token_t * */
@@ -162,6 +183,12 @@ char *ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_taurus_guard_audit(ngx_http_request_t *r,
     ngx_http_taurus_guard_audit_t *audit, tg_audit_record_t *rec,
     ngx_flag_t durable);
+
+/* ngx_http_taurus_guard_syslog.c */
+char *ngx_http_taurus_guard_syslog(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+void ngx_http_taurus_guard_syslog_send(ngx_http_taurus_guard_syslog_t *sl,
+    tg_audit_record_t *rec, u_char *line, size_t len);
 
 /* ngx_http_taurus_guard_sign.c */
 char *ngx_http_taurus_guard_credentials(ngx_conf_t *cf, ngx_command_t *cmd,

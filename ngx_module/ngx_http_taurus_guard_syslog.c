@@ -1,0 +1,440 @@
+
+/*
+ * taurus-guard: the audit records, also sent to a central collector as
+ * RFC 5424 syslog messages over TCP, framed by octet counting (RFC 6587).
+ * nginx's own syslog client is UDP only.
+ *
+ * The durable local file stays the record of truth: a record is sent
+ * after it is in the file, never instead of it.  When the collector is
+ * down, each worker keeps up to "queue=" bytes of records and sends them
+ * once it reconnects (it retries every second); past that, records are
+ * not sent and a warning a minute says how many, so a gap at the
+ * collector is always visible in the error log and recoverable from the
+ * file.
+ */
+
+
+#include "ngx_http_taurus_guard_module.h"
+
+
+#define NGX_HTTP_TG_SYSLOG_RETRY    1000      /* ms between reconnects */
+#define NGX_HTTP_TG_SYSLOG_TIMEOUT  5000      /* ms to connect */
+
+
+static void ngx_http_taurus_guard_syslog_connect(
+    ngx_http_taurus_guard_syslog_t *sl);
+static void ngx_http_taurus_guard_syslog_retry(ngx_event_t *ev);
+static void ngx_http_taurus_guard_syslog_write(ngx_event_t *ev);
+static void ngx_http_taurus_guard_syslog_read(ngx_event_t *ev);
+static void ngx_http_taurus_guard_syslog_flush(
+    ngx_http_taurus_guard_syslog_t *sl);
+static void ngx_http_taurus_guard_syslog_fail(
+    ngx_http_taurus_guard_syslog_t *sl, const char *what);
+
+
+static ngx_str_t  ngx_http_taurus_guard_facilities[] = {
+    ngx_string("kern"), ngx_string("user"), ngx_string("mail"),
+    ngx_string("daemon"), ngx_string("auth"), ngx_string("intern"),
+    ngx_string("lpr"), ngx_string("news"), ngx_string("uucp"),
+    ngx_string("clock"), ngx_string("authpriv"), ngx_string("ftp"),
+    ngx_string("ntp"), ngx_string("audit"), ngx_string("alert"),
+    ngx_string("cron"), ngx_string("local0"), ngx_string("local1"),
+    ngx_string("local2"), ngx_string("local3"), ngx_string("local4"),
+    ngx_string("local5"), ngx_string("local6"), ngx_string("local7"),
+    ngx_null_string
+};
+
+
+/* taurus_guard_audit_syslog server=ADDR:PORT [facility=] [tag=] [queue=] */
+
+char *
+ngx_http_taurus_guard_syslog(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_taurus_guard_main_conf_t *mcf = conf;
+
+    ssize_t                          size;
+    ngx_str_t                       *value, s;
+    ngx_url_t                        u;
+    ngx_uint_t                       i, n;
+    ngx_http_taurus_guard_syslog_t  *sl;
+
+    if (mcf->syslog != NULL) {
+        return "is duplicate";
+    }
+
+    sl = ngx_pcalloc(cf->pool, sizeof(ngx_http_taurus_guard_syslog_t));
+    if (sl == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    sl->facility = 16;                      /* local0 */
+    ngx_str_set(&sl->tag, "taurus-guard");
+    sl->queue_max = 1024 * 1024;
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "server=", 7) == 0) {
+            ngx_memzero(&u, sizeof(ngx_url_t));
+
+            u.url.data = value[i].data + 7;
+            u.url.len = value[i].len - 7;
+            u.default_port = 514;
+
+            if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "taurus_guard_audit_syslog: %s in"
+                                   " \"%V\"", u.err ? u.err : "bad address",
+                                   &u.url);
+                return NGX_CONF_ERROR;
+            }
+
+            if (u.no_port || u.naddrs == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "taurus_guard_audit_syslog: \"%V\""
+                                   " needs an address and a port", &u.url);
+                return NGX_CONF_ERROR;
+            }
+
+            sl->addr = u.addrs[0];
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "facility=", 9) == 0) {
+            s.data = value[i].data + 9;
+            s.len = value[i].len - 9;
+
+            for (n = 0; ngx_http_taurus_guard_facilities[n].len; n++) {
+                if (s.len == ngx_http_taurus_guard_facilities[n].len
+                    && ngx_strncmp(s.data,
+                                   ngx_http_taurus_guard_facilities[n].data,
+                                   s.len) == 0)
+                {
+                    break;
+                }
+            }
+
+            if (ngx_http_taurus_guard_facilities[n].len == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "taurus_guard_audit_syslog: unknown"
+                                   " facility \"%V\"", &s);
+                return NGX_CONF_ERROR;
+            }
+
+            sl->facility = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "tag=", 4) == 0) {
+            sl->tag.data = value[i].data + 4;
+            sl->tag.len = value[i].len - 4;
+
+            for (n = 0; n < sl->tag.len; n++) {
+                if (sl->tag.data[n] < 0x21 || sl->tag.data[n] > 0x7e) {
+                    break;
+                }
+            }
+
+            if (sl->tag.len == 0 || sl->tag.len > 48 || n < sl->tag.len) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "taurus_guard_audit_syslog: \"tag=\""
+                                   " takes 1 to 48 printable characters");
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "queue=", 6) == 0) {
+            s.data = value[i].data + 6;
+            s.len = value[i].len - 6;
+
+            size = ngx_parse_size(&s);
+            if (size == NGX_ERROR || size < 4096) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "taurus_guard_audit_syslog: invalid"
+                                   " \"queue=\" size (4k at least)");
+                return NGX_CONF_ERROR;
+            }
+
+            sl->queue_max = (size_t) size;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "taurus_guard_audit_syslog: invalid parameter"
+                           " \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (sl->addr.sockaddr == NULL) {
+        return "needs \"server=ADDRESS:PORT\"";
+    }
+
+    mcf->syslog = sl;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Queues one record (without its newline) as
+ * "LEN <PRI>1 TIMESTAMP HOST TAG PID audit - RECORD".
+ */
+
+void
+ngx_http_taurus_guard_syslog_send(ngx_http_taurus_guard_syslog_t *sl,
+    tg_audit_record_t *rec, u_char *line, size_t len)
+{
+    u_char  *p;
+    size_t   msg;
+    time_t   now;
+    char     ts[TG_RFC3339_MS_LEN + 1];
+    u_char   head[NGX_INT_T_LEN * 2 + NGX_MAXHOSTNAMELEN + 128];
+
+    if (tg_rfc3339_ms(rec->time_sec, rec->time_msec, ts) != TG_OK) {
+        return;
+    }
+
+    p = ngx_snprintf(head, sizeof(head), "<%ui>1 %s %V %V %P audit - ",
+                     sl->facility * 8 + 6, ts, &ngx_cycle->hostname,
+                     &sl->tag, ngx_pid);
+    msg = (p - head) + len;
+
+    if (sl->queue == NULL) {
+        sl->queue = ngx_alloc(sl->queue_max, ngx_cycle->log);
+        if (sl->queue == NULL) {
+            return;
+        }
+    }
+
+    if (sl->qlen + NGX_SIZE_T_LEN + 1 + msg > sl->queue_max) {
+        sl->dropped++;
+
+        now = ngx_time();
+
+        if (now - sl->drop_logged >= NGX_HTTP_TG_LOG_INTERVAL) {
+            sl->drop_logged = now;
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                          "taurus_guard: syslog collector \"%V\" is behind,"
+                          " %ui audit records not sent (they are in the"
+                          " audit file)", &sl->addr.name, sl->dropped);
+        }
+
+        return;
+    }
+
+    p = ngx_sprintf(sl->queue + sl->qlen, "%uz ", msg);
+    p = ngx_cpymem(p, head, msg - len);
+    p = ngx_cpymem(p, line, len);
+    sl->qlen = p - sl->queue;
+
+    if (sl->connected) {
+        ngx_http_taurus_guard_syslog_flush(sl);
+
+    } else if (!sl->connecting && !sl->retry.timer_set) {
+        ngx_http_taurus_guard_syslog_connect(sl);
+    }
+}
+
+
+static void
+ngx_http_taurus_guard_syslog_connect(ngx_http_taurus_guard_syslog_t *sl)
+{
+    ngx_int_t          rc;
+    ngx_connection_t  *c;
+
+    ngx_memzero(&sl->pc, sizeof(ngx_peer_connection_t));
+
+    sl->pc.sockaddr = sl->addr.sockaddr;
+    sl->pc.socklen = sl->addr.socklen;
+    sl->pc.name = &sl->addr.name;
+    sl->pc.get = ngx_event_get_peer;
+    sl->pc.log = ngx_cycle->log;
+    sl->pc.log_error = NGX_ERROR_INFO;
+
+    rc = ngx_event_connect_peer(&sl->pc);
+
+    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
+        if (sl->pc.connection != NULL) {
+            ngx_close_connection(sl->pc.connection);
+            sl->pc.connection = NULL;
+        }
+
+        ngx_http_taurus_guard_syslog_fail(sl, "connect()");
+        return;
+    }
+
+    c = sl->pc.connection;
+    c->data = sl;
+    c->read->handler = ngx_http_taurus_guard_syslog_read;
+    c->write->handler = ngx_http_taurus_guard_syslog_write;
+
+    sl->connecting = 1;
+
+    if (rc == NGX_AGAIN) {
+        ngx_add_timer(c->write, NGX_HTTP_TG_SYSLOG_TIMEOUT);
+        return;
+    }
+
+    ngx_http_taurus_guard_syslog_write(c->write);
+}
+
+
+static void
+ngx_http_taurus_guard_syslog_write(ngx_event_t *ev)
+{
+    int                              err;
+    socklen_t                        len;
+    ngx_connection_t                *c;
+    ngx_http_taurus_guard_syslog_t  *sl;
+
+    c = ev->data;
+    sl = c->data;
+
+    if (ev->timedout) {
+        ngx_http_taurus_guard_syslog_fail(sl, "connect() timed out");
+        return;
+    }
+
+    if (ev->timer_set) {
+        ngx_del_timer(ev);
+    }
+
+    if (sl->connecting) {
+        err = 0;
+        len = sizeof(int);
+
+        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len)
+            == -1)
+        {
+            err = ngx_socket_errno;
+        }
+
+        if (err) {
+            ngx_http_taurus_guard_syslog_fail(sl, "connect()");
+            return;
+        }
+
+        sl->connecting = 0;
+        sl->connected = 1;
+
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "taurus_guard: connected to syslog collector \"%V\"",
+                      &sl->addr.name);
+    }
+
+    ngx_http_taurus_guard_syslog_flush(sl);
+}
+
+
+static void
+ngx_http_taurus_guard_syslog_flush(ngx_http_taurus_guard_syslog_t *sl)
+{
+    ssize_t            n;
+    ngx_connection_t  *c;
+
+    c = sl->pc.connection;
+
+    while (sl->qlen) {
+        n = c->send(c, sl->queue, sl->qlen);
+
+        if (n == NGX_AGAIN) {
+            if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
+                ngx_http_taurus_guard_syslog_fail(sl, "send()");
+            }
+
+            return;
+        }
+
+        if (n == NGX_ERROR || n == 0) {
+            ngx_http_taurus_guard_syslog_fail(sl, "send()");
+            return;
+        }
+
+        ngx_memmove(sl->queue, sl->queue + n, sl->qlen - n);
+        sl->qlen -= n;
+    }
+}
+
+
+/* the collector says nothing; a close or an error means reconnect */
+
+static void
+ngx_http_taurus_guard_syslog_read(ngx_event_t *ev)
+{
+    ssize_t                          n;
+    ngx_connection_t                *c;
+    ngx_http_taurus_guard_syslog_t  *sl;
+    u_char                           buf[256];
+
+    c = ev->data;
+    sl = c->data;
+
+    for ( ;; ) {
+        n = c->recv(c, buf, sizeof(buf));
+
+        if (n == NGX_AGAIN) {
+            if (ngx_handle_read_event(ev, 0) != NGX_OK) {
+                ngx_http_taurus_guard_syslog_fail(sl, "recv()");
+            }
+
+            return;
+        }
+
+        if (n == NGX_ERROR || n == 0) {
+            ngx_http_taurus_guard_syslog_fail(sl, "the collector closed"
+                                                  " the connection:");
+            return;
+        }
+    }
+}
+
+
+static void
+ngx_http_taurus_guard_syslog_fail(ngx_http_taurus_guard_syslog_t *sl,
+    const char *what)
+{
+    time_t  now;
+
+    if (sl->pc.connection != NULL) {
+        ngx_close_connection(sl->pc.connection);
+        sl->pc.connection = NULL;
+    }
+
+    sl->connecting = 0;
+    sl->connected = 0;
+
+    now = ngx_time();
+
+    if (now - sl->error_logged >= NGX_HTTP_TG_LOG_INTERVAL) {
+        sl->error_logged = now;
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "taurus_guard: %s syslog collector \"%V\" failed,"
+                      " retrying; records stay in the audit file",
+                      what, &sl->addr.name);
+    }
+
+    sl->retry.handler = ngx_http_taurus_guard_syslog_retry;
+    sl->retry.data = sl;
+    sl->retry.log = ngx_cycle->log;
+    sl->retry.cancelable = 1;
+
+    if (!sl->retry.timer_set) {
+        ngx_add_timer(&sl->retry, NGX_HTTP_TG_SYSLOG_RETRY);
+    }
+}
+
+
+static void
+ngx_http_taurus_guard_syslog_retry(ngx_event_t *ev)
+{
+    ngx_http_taurus_guard_syslog_t  *sl = ev->data;
+
+    if (sl->qlen && !sl->connecting && !sl->connected
+        && !ngx_exiting && !ngx_terminate)
+    {
+        ngx_http_taurus_guard_syslog_connect(sl);
+    }
+}
