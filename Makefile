@@ -77,7 +77,9 @@ $(NGX_BUILD)/objs/Makefile: config | deps
 $(MODULE): $(NGX_BUILD)/objs/Makefile $(CORE_SRCS) $(CORE_HDRS) $(GLUE_SRCS) \
            | check-core
 	$(MAKE) -C $(NGX_BUILD) -f objs/Makefile modules
-	cp $(NGX_BUILD)/objs/ngx_http_taurus_guard_module.so $@
+	@# a new inode: an nginx running the old module keeps its mapping
+	cp $(NGX_BUILD)/objs/ngx_http_taurus_guard_module.so $@.tmp
+	mv -f $@.tmp $@
 
 module: $(MODULE)
 

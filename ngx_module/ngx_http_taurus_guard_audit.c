@@ -342,6 +342,7 @@ ngx_http_taurus_guard_audit(ngx_http_request_t *r,
     off_t                               end;
     ssize_t                             n;
     ngx_err_t                           err;
+    ngx_file_info_t                     fi;
     ngx_http_taurus_guard_main_conf_t  *mcf;
 
     /* the link is always 64 hex digits: size the record first */
@@ -363,7 +364,27 @@ ngx_http_taurus_guard_audit(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    end = lseek(audit->file->fd, 0, SEEK_END);
+    /*
+     * A file removed under the gateway would swallow records nobody can
+     * read: refuse, until "nginx -s reopen" creates it again.
+     */
+
+    if (ngx_fd_info(audit->file->fd, &fi) == NGX_FILE_ERROR) {
+        err = ngx_errno;
+        ngx_shmtx_unlock(&audit->shpool->mutex);
+        ngx_http_taurus_guard_audit_error(r->connection->log, audit, err,
+                                          ngx_fd_info_n);
+        return NGX_ERROR;
+    }
+
+    if (ngx_is_file(&fi) && fi.st_nlink == 0) {
+        ngx_shmtx_unlock(&audit->shpool->mutex);
+        ngx_http_taurus_guard_audit_error(r->connection->log, audit, 0,
+                                          "the file was removed, write()");
+        return NGX_ERROR;
+    }
+
+    end = ngx_is_file(&fi) ? ngx_file_size(&fi) : -1;
 
     /* one write() on an O_APPEND descriptor: records never interleave */
 
