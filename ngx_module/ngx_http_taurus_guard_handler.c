@@ -527,13 +527,14 @@ ngx_http_taurus_guard_route(ngx_http_request_t *r,
         }
     }
 
-    ctx->project_id.data = p;
-    ctx->project_id.len = TG_PROJECT_ID_LEN;
-
     if (r->method != NGX_HTTP_POST) {
+        /* a refused route: the record says what was asked instead */
         ngx_str_set(reason, "method not allowed");
         return NGX_HTTP_NOT_ALLOWED;
     }
+
+    ctx->project_id.data = p;
+    ctx->project_id.len = TG_PROJECT_ID_LEN;
 
     return NGX_OK;
 }

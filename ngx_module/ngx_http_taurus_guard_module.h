@@ -26,35 +26,38 @@
 
 #define NGX_HTTP_TG_ID_HEADER       "X-Taurus-Guard-Id"
 #define NGX_HTTP_TG_TOKEN_MAX       65536
-#define NGX_HTTP_TG_TOKEN_RECHECK   1         /* seconds between stat()s */
+#define NGX_HTTP_TG_RECHECK         1         /* seconds between stat()s */
 #define NGX_HTTP_TG_LOG_INTERVAL    60        /* seconds between alerts */
 
 
-/* the credentials file, read and checked at configuration time */
+/* a secret file, re-read by each worker when it changes */
 typedef struct {
     ngx_str_t                    path;
-    u_char                      *conf_file;
-    ngx_uint_t                   conf_line;
-    u_char                      *data;      /* the file, wiped on cleanup */
-    size_t                       size;
-    tg_cred_t                    cred;      /* points into data */
-} ngx_http_taurus_guard_cred_t;
-
-
-/* a token file, re-read by each worker when it changes */
-typedef struct {
-    ngx_str_t                    path;
-    u_char                      *conf_file;
+    u_char                      *conf_file;     /* where it was named */
     ngx_uint_t                   conf_line;
 
     /* per worker, after fork */
-    u_char                      *value;     /* malloc()ed, wiped on swap */
-    size_t                       len;
     time_t                       checked;
     time_t                       mtime;
     off_t                        fsize;
     ino_t                        ino;
     time_t                       error_logged;
+} ngx_http_taurus_guard_watch_t;
+
+
+/* AK/SK from a profile file (watch.path) or the environment (no path) */
+typedef struct {
+    ngx_http_taurus_guard_watch_t  watch;
+    u_char                      *data;      /* profile text, wiped */
+    size_t                       size;
+    tg_cred_t                    cred;      /* points into data */
+    unsigned                     owned:1;   /* data is ngx_alloc()ed */
+} ngx_http_taurus_guard_cred_t;
+
+
+typedef struct {
+    ngx_http_taurus_guard_watch_t  watch;
+    ngx_str_t                    value;     /* ngx_alloc()ed, wiped */
 } ngx_http_taurus_guard_token_t;
 
 
@@ -190,13 +193,19 @@ char *ngx_http_taurus_guard_syslog(ngx_conf_t *cf, ngx_command_t *cmd,
 void ngx_http_taurus_guard_syslog_send(ngx_http_taurus_guard_syslog_t *sl,
     tg_audit_record_t *rec, u_char *line, size_t len);
 
-/* ngx_http_taurus_guard_sign.c */
+/* ngx_http_taurus_guard_cred.c */
 char *ngx_http_taurus_guard_credentials(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_taurus_guard_token(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_taurus_guard_check_owners(ngx_cycle_t *cycle,
     ngx_http_taurus_guard_main_conf_t *mcf);
+tg_cred_t *ngx_http_taurus_guard_cred_get(ngx_http_request_t *r,
+    ngx_http_taurus_guard_cred_t *cred);
+ngx_str_t *ngx_http_taurus_guard_token_get(ngx_http_request_t *r,
+    ngx_http_taurus_guard_token_t *token);
+
+/* ngx_http_taurus_guard_sign.c */
 ngx_int_t ngx_http_taurus_guard_sign(ngx_http_request_t *r,
     ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx,
     ngx_str_t *body, ngx_str_t *reason);

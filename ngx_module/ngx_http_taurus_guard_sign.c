@@ -1,10 +1,9 @@
 
 /*
- * taurus-guard: credentials, tokens, and the headers the upstream gets.
+ * taurus-guard: the signature, and the headers the upstream gets.
  *
- * Secrets (the SK, a security token, an IAM token) live in files that
- * only the worker user may read.  They are never logged, at any level:
- * messages name the file and the problem, never a value.
+ * No secret is logged, at any level: the SK never leaves the core's
+ * signer, and tokens are only copied into the upstream request.
  */
 
 
@@ -13,32 +12,15 @@
 #include "ngx_http_taurus_guard_module.h"
 
 
-#define NGX_HTTP_TG_CRED_MAX  65536
-
-
 typedef struct {
     ngx_str_t                    name;
     ngx_str_t                    value;
 } ngx_http_taurus_guard_header_t;
 
 
-static u_char *ngx_http_taurus_guard_read_private(ngx_conf_t *cf,
-    ngx_str_t *path, size_t max, size_t *size);
-static ngx_int_t ngx_http_taurus_guard_check_owner(ngx_cycle_t *cycle,
-    ngx_str_t *path, u_char *conf_file, ngx_uint_t conf_line);
-static void ngx_http_taurus_guard_wipe(void *data);
-static ngx_int_t ngx_http_taurus_guard_token_get(ngx_http_request_t *r,
-    ngx_http_taurus_guard_token_t *token);
-static ngx_int_t ngx_http_taurus_guard_token_valid(u_char *p, size_t len);
 static ngx_int_t ngx_http_taurus_guard_set_headers(ngx_http_request_t *r,
     ngx_http_taurus_guard_header_t *add, ngx_uint_t nadd);
 static ngx_int_t ngx_http_taurus_guard_stripped(ngx_table_elt_t *h);
-
-
-typedef struct {
-    u_char                      *data;
-    size_t                       size;
-} ngx_http_taurus_guard_secret_t;
 
 
 /* what a caller must never set: cloud credentials and what shapes them */
@@ -52,499 +34,6 @@ static ngx_str_t  ngx_http_taurus_guard_strip[] = {
     ngx_string(NGX_HTTP_TG_ID_HEADER),
     ngx_null_string
 };
-
-
-char *
-ngx_http_taurus_guard_credentials(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_http_taurus_guard_loc_conf_t *lcf = conf;
-
-    size_t                              line;
-    tg_rc_t                             rc;
-    ngx_str_t                          *value;
-    ngx_pool_cleanup_t                 *cln;
-    ngx_http_taurus_guard_cred_t       *cred, **c;
-    ngx_http_taurus_guard_secret_t     *secret;
-    ngx_http_taurus_guard_main_conf_t  *mcf;
-
-    if (lcf->cred != NGX_CONF_UNSET_PTR) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    cred = ngx_pcalloc(cf->pool, sizeof(ngx_http_taurus_guard_cred_t));
-    if (cred == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    cred->path = value[1];
-    cred->conf_file = cf->conf_file->file.name.data;
-    cred->conf_line = cf->conf_file->line;
-
-    if (ngx_conf_full_name(cf->cycle, &cred->path, 1) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    cln = ngx_pool_cleanup_add(cf->pool,
-                               sizeof(ngx_http_taurus_guard_secret_t));
-    if (cln == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    secret = cln->data;
-    secret->data = NULL;
-    cln->handler = ngx_http_taurus_guard_wipe;
-
-    cred->data = ngx_http_taurus_guard_read_private(cf, &cred->path,
-                                                    NGX_HTTP_TG_CRED_MAX,
-                                                    &cred->size);
-    if (cred->data == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    secret->data = cred->data;
-    secret->size = cred->size;
-
-    rc = tg_cred_parse(&cred->cred, cred->data, cred->size, &line);
-
-    if (rc != TG_OK) {
-        if (line) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "taurus_guard_credentials: \"%V\", line %uz:"
-                               " %s", &cred->path, line, tg_strerror(rc));
-        } else {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "taurus_guard_credentials: \"%V\": %s",
-                               &cred->path, tg_strerror(rc));
-        }
-
-        return NGX_CONF_ERROR;
-    }
-
-    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_taurus_guard_module);
-
-    c = ngx_array_push(&mcf->creds);
-    if (c == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    *c = cred;
-    lcf->cred = cred;
-
-    return NGX_CONF_OK;
-}
-
-
-char *
-ngx_http_taurus_guard_token(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_taurus_guard_loc_conf_t *lcf = conf;
-
-    u_char                             *data;
-    size_t                              size;
-    ngx_str_t                          *value;
-    ngx_http_taurus_guard_token_t      *token, **t;
-    ngx_http_taurus_guard_main_conf_t  *mcf;
-
-    if (lcf->token != NGX_CONF_UNSET_PTR) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    if (value[1].len <= sizeof("file=") - 1
-        || ngx_strncmp(value[1].data, "file=", sizeof("file=") - 1) != 0)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "taurus_guard_token: \"file=PATH\" expected,"
-                           " not \"%V\"", &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    token = ngx_pcalloc(cf->pool, sizeof(ngx_http_taurus_guard_token_t));
-    if (token == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    token->path.data = value[1].data + sizeof("file=") - 1;
-    token->path.len = value[1].len - (sizeof("file=") - 1);
-    token->conf_file = cf->conf_file->file.name.data;
-    token->conf_line = cf->conf_file->line;
-
-    if (ngx_conf_full_name(cf->cycle, &token->path, 1) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    /*
-     * The file must exist and be private now, so a mistake shows at
-     * "nginx -t"; workers re-read it whenever the refresher rewrites it.
-     */
-
-    data = ngx_http_taurus_guard_read_private(cf, &token->path,
-                                              NGX_HTTP_TG_TOKEN_MAX, &size);
-    if (data == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    OPENSSL_cleanse(data, size);
-
-    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_taurus_guard_module);
-
-    t = ngx_array_push(&mcf->tokens);
-    if (t == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    *t = token;
-    lcf->token = token;
-
-    return NGX_CONF_OK;
-}
-
-
-/*
- * Reads a whole secret file at configuration time, refusing one that
- * is not a regular file or that group or others may access.
- */
-
-static u_char *
-ngx_http_taurus_guard_read_private(ngx_conf_t *cf, ngx_str_t *path,
-    size_t max, size_t *size)
-{
-    u_char           *data;
-    ssize_t           n;
-    ngx_fd_t          fd;
-    ngx_file_info_t   fi;
-
-    fd = ngx_open_file(path->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-
-    if (fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "cannot open \"%V\"", path);
-        return NULL;
-    }
-
-    data = NULL;
-
-    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_fd_info_n " \"%V\" failed", path);
-        goto done;
-    }
-
-    if (!ngx_is_file(&fi)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%V\" is not a regular file", path);
-        goto done;
-    }
-
-    if (ngx_file_access(&fi) & 077) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%V\" is accessible by group or others"
-                           " (mode %04uo): make it 0600, owned by the"
-                           " nginx worker user", path,
-                           (ngx_uint_t) ngx_file_access(&fi));
-        goto done;
-    }
-
-    if (ngx_file_size(&fi) > (off_t) max) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%V\" is larger than %uz bytes", path, max);
-        goto done;
-    }
-
-    *size = (size_t) ngx_file_size(&fi);
-
-    data = ngx_pnalloc(cf->pool, *size + 1);
-    if (data == NULL) {
-        goto done;
-    }
-
-    n = ngx_read_fd(fd, data, *size);
-
-    if (n == -1 || (size_t) n != *size) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "cannot read \"%V\"", path);
-        OPENSSL_cleanse(data, *size);
-        data = NULL;
-        goto done;
-    }
-
-    data[*size] = '\0';
-
-done:
-
-    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
-        ngx_log_error(NGX_LOG_ALERT, cf->log, ngx_errno,
-                      ngx_close_file_n " \"%V\" failed", path);
-    }
-
-    return data;
-}
-
-
-static void
-ngx_http_taurus_guard_wipe(void *data)
-{
-    ngx_http_taurus_guard_secret_t  *secret = data;
-
-    if (secret != NULL && secret->data != NULL) {
-        OPENSSL_cleanse(secret->data, secret->size);
-    }
-}
-
-
-/*
- * Called once the whole configuration is read, in "nginx -t" too: the
- * worker user is known only then.  A file that only its owner may read
- * must be owned by the user the workers run as.
- */
-
-ngx_int_t
-ngx_http_taurus_guard_check_owners(ngx_cycle_t *cycle,
-    ngx_http_taurus_guard_main_conf_t *mcf)
-{
-    ngx_uint_t                       i;
-    ngx_http_taurus_guard_cred_t   **creds;
-    ngx_http_taurus_guard_token_t  **tokens;
-
-    creds = mcf->creds.elts;
-
-    for (i = 0; i < mcf->creds.nelts; i++) {
-        if (ngx_http_taurus_guard_check_owner(cycle, &creds[i]->path,
-                                              creds[i]->conf_file,
-                                              creds[i]->conf_line)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    tokens = mcf->tokens.elts;
-
-    for (i = 0; i < mcf->tokens.nelts; i++) {
-        if (ngx_http_taurus_guard_check_owner(cycle, &tokens[i]->path,
-                                              tokens[i]->conf_file,
-                                              tokens[i]->conf_line)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_taurus_guard_check_owner(ngx_cycle_t *cycle, ngx_str_t *path,
-    u_char *conf_file, ngx_uint_t conf_line)
-{
-    ngx_uid_t         worker;
-    ngx_core_conf_t  *ccf;
-    ngx_file_info_t   fi;
-
-    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
-
-    worker = (geteuid() == 0) ? ccf->user : geteuid();
-
-    if (worker == 0 || worker == (ngx_uid_t) NGX_CONF_UNSET_UINT) {
-        return NGX_OK;
-    }
-
-    if (ngx_file_info(path->data, &fi) == NGX_FILE_ERROR) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
-                      ngx_file_info_n " \"%V\" failed in %s:%ui",
-                      path, conf_file, conf_line);
-        return NGX_ERROR;
-    }
-
-    if (fi.st_uid != worker) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
-                      "\"%V\" is owned by uid %ui, but nginx workers run as"
-                      " \"%s\" (uid %ui) and could not read it: chown it to"
-                      " the worker user, in %s:%ui",
-                      path, (ngx_uint_t) fi.st_uid,
-                      ccf->username ? ccf->username : "?",
-                      (ngx_uint_t) worker, conf_file, conf_line);
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
-/*
- * The current token of a token file, re-read (at most once a second)
- * when the file changed.  A file that disappears or turns bad keeps the
- * last good token; with none, the request is refused.
- */
-
-static ngx_int_t
-ngx_http_taurus_guard_token_get(ngx_http_request_t *r,
-    ngx_http_taurus_guard_token_t *token)
-{
-    u_char           *data, *p, *last;
-    size_t            size;
-    ssize_t           n;
-    time_t            now;
-    ngx_fd_t          fd;
-    ngx_err_t         err;
-    ngx_uint_t        level;
-    const char       *problem;
-    ngx_file_info_t   fi;
-
-    now = ngx_time();
-
-    if (token->value != NULL
-        && now - token->checked < NGX_HTTP_TG_TOKEN_RECHECK)
-    {
-        return NGX_OK;
-    }
-
-    token->checked = now;
-
-    data = NULL;
-    size = 0;
-    err = 0;
-    problem = NULL;
-
-    fd = ngx_open_file(token->path.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-
-    if (fd == NGX_INVALID_FILE) {
-        err = ngx_errno;
-        problem = "cannot open";
-        goto failed;
-    }
-
-    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
-        err = ngx_errno;
-        problem = "cannot stat";
-        goto failed;
-    }
-
-    if (token->value != NULL
-        && ngx_file_mtime(&fi) == token->mtime
-        && ngx_file_size(&fi) == token->fsize
-        && ngx_file_uniq(&fi) == token->ino)
-    {
-        (void) ngx_close_file(fd);
-        return NGX_OK;
-    }
-
-    if (ngx_file_access(&fi) & 077) {
-        problem = "is accessible by group or others, so not used:";
-        goto failed;
-    }
-
-    if (ngx_file_size(&fi) > NGX_HTTP_TG_TOKEN_MAX) {
-        problem = "is too large:";
-        goto failed;
-    }
-
-    size = (size_t) ngx_file_size(&fi);
-
-    data = ngx_alloc(size + 1, r->connection->log);
-    if (data == NULL) {
-        problem = "no memory for";
-        goto failed;
-    }
-
-    n = ngx_read_fd(fd, data, size);
-
-    if (n == -1 || (size_t) n != size) {
-        err = ngx_errno;
-        problem = "cannot read";
-        goto failed;
-    }
-
-    /* one token; surrounding white space is the refresher's newline */
-
-    p = data;
-    last = data + size;
-
-    while (p < last && (*p == ' ' || *p == '\t' || *p == CR || *p == LF)) {
-        p++;
-    }
-
-    while (last > p
-           && (last[-1] == ' ' || last[-1] == '\t' || last[-1] == CR
-               || last[-1] == LF))
-    {
-        last--;
-    }
-
-    if (ngx_http_taurus_guard_token_valid(p, last - p) != NGX_OK) {
-        problem = "holds no valid token (empty, or not one line of"
-                  " printable characters):";
-        goto failed;
-    }
-
-    (void) ngx_close_file(fd);
-
-    if (token->value != NULL) {
-        OPENSSL_cleanse(token->value, token->len);
-        ngx_free(token->value);
-    }
-
-    ngx_memmove(data, p, last - p);
-    OPENSSL_cleanse(data + (last - p), size - (last - p));
-
-    token->value = data;
-    token->len = last - p;
-    token->mtime = ngx_file_mtime(&fi);
-    token->fsize = ngx_file_size(&fi);
-    token->ino = ngx_file_uniq(&fi);
-
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "taurus_guard: token file \"%V\" (re)loaded",
-                   &token->path);
-
-    return NGX_OK;
-
-failed:
-
-    if (fd != NGX_INVALID_FILE) {
-        (void) ngx_close_file(fd);
-    }
-
-    if (data != NULL) {
-        OPENSSL_cleanse(data, size);
-        ngx_free(data);
-    }
-
-    if (now - token->error_logged >= NGX_HTTP_TG_LOG_INTERVAL) {
-        token->error_logged = now;
-        level = (token->value != NULL) ? NGX_LOG_ERR : NGX_LOG_ALERT;
-        ngx_log_error(level, r->connection->log, err,
-                      "taurus_guard: token file %s \"%V\"%s", problem,
-                      &token->path,
-                      token->value ? ", the previous token is kept" : "");
-    }
-
-    return token->value ? NGX_OK : NGX_ERROR;
-}
-
-
-static ngx_int_t
-ngx_http_taurus_guard_token_valid(u_char *p, size_t len)
-{
-    size_t  i;
-
-    if (len == 0) {
-        return NGX_ERROR;
-    }
-
-    for (i = 0; i < len; i++) {
-        if (p[i] < 0x21 || p[i] > 0x7e) {
-            return NGX_ERROR;
-        }
-    }
-
-    return NGX_OK;
-}
 
 
 /*
@@ -564,7 +53,8 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
     ngx_uint_t                       i, nadd, nsign;
     tg_header_t                      sign[4];
     tg_sign_request_t                req;
-    ngx_http_taurus_guard_cred_t    *cred;
+    tg_cred_t                       *cred;
+    ngx_str_t                       *token;
     ngx_http_taurus_guard_header_t   add[8];
     char                             date[TG_SDK_DATE_LEN + 1];
     char                             hash[TG_SHA256_HEX_LEN + 1];
@@ -575,14 +65,15 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
     nadd = 0;
 
     if (lcf->token != NULL) {
-        if (ngx_http_taurus_guard_token_get(r, lcf->token) != NGX_OK) {
+        token = ngx_http_taurus_guard_token_get(r, lcf->token);
+
+        if (token == NULL) {
             ngx_str_set(reason, "no usable IAM token");
             return NGX_ERROR;
         }
 
         ngx_str_set(&add[nadd].name, "X-Auth-Token");
-        add[nadd].value.data = lcf->token->value;
-        add[nadd].value.len = lcf->token->len;
+        add[nadd].value = *token;
         nadd++;
     }
 
@@ -599,11 +90,11 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
     add[nadd].value.len = TG_AUDIT_ID_LEN;
     nadd++;
 
-    cred = lcf->cred;
-
-    if (cred == NULL) {
+    if (lcf->cred == NULL) {
         return ngx_http_taurus_guard_set_headers(r, add, nadd);
     }
+
+    cred = ngx_http_taurus_guard_cred_get(r, lcf->cred);
 
     /* the gateway's clock, never the caller's */
 
@@ -634,10 +125,10 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
     sign[nsign].value.len = TG_SDK_DATE_LEN;
     nsign++;
 
-    if (cred->cred.security_token.len) {
+    if (cred->security_token.len) {
         sign[nsign].name.data = (u_char *) "X-Security-Token";
         sign[nsign].name.len = sizeof("X-Security-Token") - 1;
-        sign[nsign].value = cred->cred.security_token;
+        sign[nsign].value = cred->security_token;
         nsign++;
     }
 
@@ -660,7 +151,7 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
      * with temporary credentials the security token, so it is not logged
      * then.
      */
-    if (cred->cred.security_token.len == 0
+    if (cred->security_token.len == 0
         && (r->connection->log->log_level & NGX_LOG_DEBUG_HTTP)
         && tg_sign_canonical_request(&req, NULL, 0, &len)
            == TG_ERR_BUF_TOO_SMALL)
@@ -687,7 +178,7 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
     (void) i;
 #endif
 
-    rc = tg_sign_authorization(&req, &cred->cred.ak, &cred->cred.sk,
+    rc = tg_sign_authorization(&req, &cred->ak, &cred->sk,
                                auth, sizeof(auth), &auth_len);
 
     if (rc != TG_OK) {
@@ -706,10 +197,10 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
     add[nadd].value.len = TG_SDK_DATE_LEN;
     nadd++;
 
-    if (cred->cred.security_token.len) {
+    if (cred->security_token.len) {
         ngx_str_set(&add[nadd].name, "X-Security-Token");
-        add[nadd].value.data = (u_char *) cred->cred.security_token.data;
-        add[nadd].value.len = cred->cred.security_token.len;
+        add[nadd].value.data = (u_char *) cred->security_token.data;
+        add[nadd].value.len = cred->security_token.len;
         nadd++;
     }
 
