@@ -240,6 +240,20 @@ ngx_http_taurus_guard_process(ngx_http_request_t *r,
 
     trc = tg_batch_parse(&batch, raw.data, raw.len, err, sizeof(err));
 
+    if (trc == TG_ERR_NOMEM || trc == TG_ERR_ARG
+        || trc == TG_ERR_BUF_TOO_SMALL)
+    {
+        /* the gateway failed, not the body */
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "taurus_guard: validator failed: %s",
+                      tg_strerror(trc));
+        rf.status = NGX_HTTP_SERVICE_UNAVAILABLE;
+        rf.code = "TG.0503";
+        rf.decision = TG_DECISION_ERROR;
+        ngx_str_set(&rf.reason, "could not validate the body");
+        return ngx_http_taurus_guard_refuse(r, ctx, &rf);
+    }
+
     if (trc != TG_OK) {
         len = ngx_strlen(err);
         p = ngx_pnalloc(r->pool, len);

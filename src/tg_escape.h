@@ -23,4 +23,13 @@ unsigned char *tg_json_escape(unsigned char *dst, const unsigned char *src,
     size_t len);
 
 
+/*
+ * The length of the valid UTF-8 sequence (RFC 3629: no overlongs, no
+ * surrogates, nothing above U+10FFFF) of 2 to 4 bytes at p, where p[0] is
+ * at least 0x80 and n bytes are readable; 0 if there is none.  The one
+ * rule the validator and the escaper share.
+ */
+size_t tg_utf8_seq_len(const unsigned char *p, size_t n);
+
+
 #endif /* TG_ESCAPE_H */

@@ -13,6 +13,13 @@
 #include "tg_core.h"
 
 
+#if defined(__GNUC__) || defined(__clang__)
+#define TAP_UNUSED  __attribute__((unused))
+#else
+#define TAP_UNUSED
+#endif
+
+
 static int  tap_n;
 static int  tap_failed;
 
@@ -32,7 +39,7 @@ static int  tap_failed;
     tap_is_rc((int) (got), (int) (want), __FILE__, __LINE__, __VA_ARGS__)
 
 
-static void
+TAP_UNUSED static void
 tap_vdesc(const char *fmt, va_list ap)
 {
     vprintf(fmt, ap);
@@ -40,7 +47,7 @@ tap_vdesc(const char *fmt, va_list ap)
 }
 
 
-static int
+TAP_UNUSED static int
 tap_ok(int pass, const char *file, int line, const char *fmt, ...)
 {
     va_list  ap;
@@ -60,7 +67,7 @@ tap_ok(int pass, const char *file, int line, const char *fmt, ...)
 }
 
 
-static int
+TAP_UNUSED static int
 tap_is_int(long long got, long long want, const char *file, int line,
     const char *fmt, ...)
 {
@@ -84,7 +91,7 @@ tap_is_int(long long got, long long want, const char *file, int line,
 }
 
 
-static int
+TAP_UNUSED static int
 tap_is_str(const char *got, const char *want, const char *file, int line,
     const char *fmt, ...)
 {
@@ -108,7 +115,7 @@ tap_is_str(const char *got, const char *want, const char *file, int line,
 }
 
 
-static int
+TAP_UNUSED static int
 tap_is_rc(int got, int want, const char *file, int line, const char *fmt,
     ...)
 {
@@ -133,7 +140,7 @@ tap_is_rc(int got, int want, const char *file, int line, const char *fmt,
 }
 
 
-static int
+TAP_UNUSED static int
 done_testing(void)
 {
     printf("1..%d\n", tap_n);

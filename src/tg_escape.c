@@ -1,0 +1,166 @@
+/*
+ * JSON string escaping.
+ *
+ * Hex digits are lowercase: a control byte 0x1f becomes \u001f.  Every
+ * byte below 0x20 and 0x7f takes the \u00XX form (no \n or \t shorthand),
+ * so one rule covers them all.  A byte that does not start a valid UTF-8
+ * sequence (RFC 3629: no overlong forms, no surrogates, nothing above
+ * U+10FFFF, no truncated sequence) is written as \u00XX of its own value
+ * and the scan resumes at the next byte; valid multi-byte sequences are
+ * copied as they are.
+ */
+
+#include "tg_escape.h"
+
+
+
+
+static const unsigned char  tg_hex[] = "0123456789abcdef";
+
+
+size_t
+tg_utf8_seq_len(const unsigned char *p, size_t n)
+{
+    size_t         len, i;
+    unsigned char  c, lo, hi;
+
+    c = p[0];
+    lo = 0x80;
+    hi = 0xbf;
+
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2;
+
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+
+        if (c == 0xe0) {
+            lo = 0xa0;                  /* overlong below U+0800 */
+
+        } else if (c == 0xed) {
+            hi = 0x9f;                  /* U+D800..U+DFFF */
+        }
+
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+
+        if (c == 0xf0) {
+            lo = 0x90;                  /* overlong below U+10000 */
+
+        } else if (c == 0xf4) {
+            hi = 0x8f;                  /* above U+10FFFF */
+        }
+
+    } else {
+        return 0;
+    }
+
+    if (n < len) {
+        return 0;
+    }
+
+    if (p[1] < lo || p[1] > hi) {
+        return 0;
+    }
+
+    for (i = 2; i < len; i++) {
+        if (p[i] < 0x80 || p[i] > 0xbf) {
+            return 0;
+        }
+    }
+
+    return len;
+}
+
+
+size_t
+tg_json_escaped_len(const unsigned char *src, size_t len)
+{
+    size_t         i, n, size;
+    unsigned char  c;
+
+    size = 0;
+    i = 0;
+
+    while (i < len) {
+        c = src[i];
+
+        if (c < 0x20 || c == 0x7f) {
+            size += 6;
+            i++;
+
+        } else if (c == '"' || c == '\\') {
+            size += 2;
+            i++;
+
+        } else if (c < 0x80) {
+            size++;
+            i++;
+
+        } else {
+            n = tg_utf8_seq_len(&src[i], len - i);
+
+            if (n == 0) {
+                size += 6;
+                i++;
+
+            } else {
+                size += n;
+                i += n;
+            }
+        }
+    }
+
+    return size;
+}
+
+
+unsigned char *
+tg_json_escape(unsigned char *dst, const unsigned char *src, size_t len)
+{
+    size_t         i, n;
+    unsigned char  c;
+
+    i = 0;
+
+    while (i < len) {
+        c = src[i];
+
+        if (c == '"' || c == '\\') {
+            *dst++ = '\\';
+            *dst++ = c;
+            i++;
+            continue;
+        }
+
+        if (c >= 0x20 && c < 0x7f) {
+            *dst++ = c;
+            i++;
+            continue;
+        }
+
+        if (c >= 0x80) {
+            n = tg_utf8_seq_len(&src[i], len - i);
+
+            if (n != 0) {
+                while (n--) {
+                    *dst++ = src[i++];
+                }
+
+                continue;
+            }
+        }
+
+        /* a control byte, or a byte outside any valid UTF-8 sequence */
+
+        *dst++ = '\\';
+        *dst++ = 'u';
+        *dst++ = '0';
+        *dst++ = '0';
+        *dst++ = tg_hex[c >> 4];
+        *dst++ = tg_hex[c & 0x0f];
+        i++;
+    }
+
+    return dst;
+}
