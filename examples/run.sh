@@ -19,12 +19,12 @@ ln -s "$top/build/ngx_http_taurus_guard_module.so" "$run/modules/"
 
 # Workers run as nobody when nginx starts as root: the secret files must
 # be theirs alone, and every directory on the way traversable.
+chmod -R go+rX "$run"
 chmod 0600 "$run/conf/taurus/credentials"
 if [ "$(id -u)" = 0 ]; then
     chown nobody "$run/conf/taurus/credentials"
     chown -R nobody "$run/temp"
 fi
-chmod -R go+rX "$run"
 d="$run"
 while [ "$d" != / ]; do chmod o+x "$d" 2>/dev/null || true; d=$(dirname "$d"); done
 
@@ -47,7 +47,8 @@ cleanup() {
         kill -QUIT "$(cat "$run/logs/nginx.pid")" 2>/dev/null || true
     fi
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'echo; echo "stopped."; exit 0' INT TERM
 
 "$nginx" -t -q -p "$run/" -c conf/nginx.conf
 
