@@ -1,0 +1,669 @@
+#!/usr/bin/perl
+
+# Our own adversarial suite: every record of t/data/adversarial.txt is a
+# request as raw bytes on the wire, sent on a fresh connection to one
+# nginx with the module in front of the verifying upstream.  For each:
+#
+#   - the status (exact, or a class such as 4xx), and who answered: the
+#     gateway (a JSON refusal with its audit id), nginx before the guarded
+#     location was chosen, or nginx inside it (audited by the log phase);
+#   - a refusal forwarded nothing: the upstream's record count did not
+#     grow;
+#   - an accepted request reached the upstream exactly once, signed so
+#     that the upstream's own code verifies it, audited before it
+#     arrived, with the body byte for byte the canonical re-serialization,
+#     X-Project-Id the path's project, and no credential header value of
+#     the caller's;
+#   - every request the gateway saw has its audit record(s).
+#
+# The data file format is documented at its top.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+
+use Digest::SHA qw(sha256_hex);
+use JSON::PP;
+use MIME::Base64 qw(decode_base64);
+use POSIX qw(strftime);
+use Test::More;
+
+use Test::TaurusGuard qw(:all);
+
+my $DATA = "$FindBin::Bin/data/adversarial.txt";
+
+# 101 more instances of $PROJECT, for the big batches
+
+my @GEN = map { sprintf('%032xin07', 0xadad0000 + $_) } 1 .. 101;
+
+# the usual header block of a JSON case
+
+my $STD = "Host: localhost\r\nConnection: close\r\n"
+    . "Content-Type: application/json\r\nContent-Length: %%CL%%\r\n";
+
+my %PORTS = (main => 0, small => 'SMALL', tight => 'TIGHT',
+    nobuf => 'NOBUF');
+
+# headers that carry or shape credentials: the caller's never go upstream
+
+my $CRED_RE = qr/\A(?:authorization|x-auth-token|x-security-token|
+    x-project-id|x-taurus-guard-id|x-sdk-.*)\z/xi;
+
+my @cases = read_cases($DATA);
+
+my $t = Test::TaurusGuard->new;
+
+$t->write_file('allow.d/gen.conf', "$PROJECT @GEN;\n");
+$t->upstream(token => $TEST_TOKEN);
+$t->write_credentials;
+$t->write_token;
+
+my $guarded = <<'EOF';
+        location /v3/ {
+            taurus_guard on;
+            proxy_pass http://127.0.0.1:%%PORT_UP%%;
+        }
+
+        location / {
+            return 404;
+        }
+EOF
+
+$t->run(<<"EOF");
+http {
+    taurus_guard_credentials %%TESTDIR%%/credentials;
+    taurus_guard_token file=%%TESTDIR%%/token;
+    taurus_guard_audit_log %%TESTDIR%%/audit.log;
+    taurus_guard_max_body_size 64k;
+
+    taurus_guard_allow {
+        %%PROJECT%% $INSTANCES[0] $INSTANCES[1] $INSTANCES[2];
+        %%PROJECT2%% $INSTANCES[2];
+        include %%TESTDIR%%/allow.d/*.conf;
+    }
+
+    keepalive_timeout 1s;
+    client_body_timeout 2s;
+
+    server {
+        listen 127.0.0.1:%%PORT_0%%;
+        server_name localhost;
+$guarded
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_SMALL%%;
+        server_name localhost;
+        client_body_buffer_size 1k;
+$guarded
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_TIGHT%%;
+        server_name localhost;
+        client_max_body_size 1k;
+$guarded
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_NOBUF%%;
+        server_name localhost;
+
+        location /v3/ {
+            taurus_guard on;
+            proxy_request_buffering off;
+            proxy_http_version 1.1;
+            proxy_pass http://127.0.0.1:%%PORT_UP%%;
+        }
+    }
+}
+EOF
+
+my %seen_name;
+my %cats;
+my $accepted_total = 0;
+
+ok(@cases >= 120, scalar(@cases) . ' cases in ' . 'adversarial.txt');
+
+for my $c (@cases) {
+    ok(!$seen_name{ $c->{name} }++, "$c->{name}: unique name");
+    $cats{ $c->{category} }++;
+    run_case($c);
+}
+
+# accepted requests, and nothing else, ever reached the upstream (a late
+# smuggled request would show up here)
+
+select undef, undef, undef, 0.3;
+is(scalar(upstream_lines()), $accepted_total,
+    "the upstream saw exactly the $accepted_total accepted requests");
+
+# the audit file: JSON lines, no raw control byte from any request
+
+my $audit = $t->read_file('audit.log');
+$audit = '' unless defined $audit;
+my @bad = grep { defined $_->{_bad_line} } $t->audit_records;
+is(scalar @bad, 0, 'every audit line is JSON')
+    or diag(explain(\@bad));
+ok($audit !~ /[\x00-\x09\x0b-\x1f\x7f]/, 'no raw control byte in the audit log');
+
+diag(join ', ', map { "$_: $cats{$_}" } sort keys %cats) if $ENV{TEST_VERBOSE};
+
+$t->done_testing;
+
+
+# ---- one case ------------------------------------------------------
+
+sub run_case {
+    my ($c) = @_;
+
+    my $n = $c->{name};
+    my ($raw, $pieces) = build_request($c);
+
+    local $main::TODO = $c->{todo};
+
+    my $before = upstream_lines();
+
+    my $r = $t->http(@$pieces == 1 ? $pieces->[0] : $pieces,
+        port => $PORTS{ $c->{port} || 'main' },
+        delay => defined $c->{delay} ? $c->{delay} : 0.05,
+        timeout => $c->{timeout} || 6);
+
+    my $head_req = $raw =~ /\AHEAD /;
+    my @resp = split_responses($r->{raw}, $head_req);
+
+    my @exp = ($c->{expect});
+    push @exp, $c->{second} if defined $c->{second};
+
+    my $want_up = 0;
+    my @id_ok;
+
+    for my $i (0 .. $#exp) {
+        my $label = $i ? "$n (second response)" : $n;
+        my $e = parse_expect($exp[$i], $label);
+        my $resp = $resp[$i];
+
+        if ($e->{status} eq 'none') {
+            ok(!defined $resp || !defined $resp->{status},
+                "$label: no response") or diag("response: $r->{raw}");
+            next;
+        }
+
+        if (!defined $resp) {
+            fail("$label: a response");
+            diag("raw response: " . printable($r->{raw}));
+            next;
+        }
+
+        status_ok($resp->{status}, $e->{status}, $label)
+            or diag("request: " . printable($raw) . "\nresponse: "
+                . printable($resp->{raw}));
+
+        my $id = header($resp, 'X-Taurus-Guard-Id');
+
+        if ($e->{by} eq 'upstream') {
+            $want_up++;
+            push @id_ok, [ $label, $id, $i ];
+            next;
+        }
+
+        if ($e->{by} eq 'guard') {
+            guard_refusal($c, $resp, $id, $label, $head_req);
+
+        } elsif ($e->{by} eq 'nginx-guarded') {
+            ok(!defined $resp->{json} || !defined $resp->{json}{error_code},
+                "$label: nginx's own page");
+            like($id || '', qr/\A[0-9a-f]{32}\z/, "$label: X-Taurus-Guard-Id")
+                or next;
+            my @a = $t->wait_audit($id, 1);
+            my ($rec) = grep { ($_->{decision} || '') ne 'done' } @a;
+            ok($rec && ($rec->{decision} || '') ne 'allow'
+                && ($rec->{reason} || '') =~ /refused by nginx/
+                && ($rec->{status} || 0) == $resp->{status},
+                "$label: audited as refused by nginx")
+                or diag(explain(\@a));
+
+        } else {
+            # nginx refused before the guarded location was chosen: no
+            # module ran, so no id
+            ok(!defined $id, "$label: answered by nginx, not the gateway")
+                or diag("response: " . printable($resp->{raw}));
+        }
+    }
+
+    # what reached the upstream
+
+    my @new = upstream_records_from($before);
+
+    if ($want_up == 0) {
+        is(scalar @new, 0, "$n: nothing forwarded")
+            or diag(explain([ map { $_->{target} } @new ]));
+        return;
+    }
+
+    $accepted_total += $want_up;
+
+    is(scalar @new, $want_up, "$n: $want_up request(s) upstream")
+        or diag(explain([ map { $_->{target} } @new ]));
+
+    my @canon = (expand_text($c->{upstream} // '%%BATCH%%'));
+    push @canon, expand_text($c->{upstream2} // '%%BATCH%%') if $want_up > 1;
+
+    for my $k (0 .. $want_up - 1) {
+        my ($label, $id) = @{ $id_ok[$k] };
+        upstream_ok($c, $label, $new[$k], $canon[$k], $id, $raw);
+    }
+}
+
+
+sub guard_refusal {
+    my ($c, $resp, $id, $label, $head_req) = @_;
+
+    my $status = $resp->{status} || 0;
+
+    my $ok = like($id || '', qr/\A[0-9a-f]{32}\z/,
+        "$label: X-Taurus-Guard-Id");
+
+    if (!$head_req) {
+        my $j = $resp->{json} || {};
+        $ok &= is($j->{error_code}, sprintf('TG.%04d', $status),
+            "$label: error_code");
+        $ok &= is($j->{audit_id}, $id, "$label: audit_id is the id");
+
+        if (defined $c->{reason}) {
+            $ok &= like($j->{error_msg} // '', qr/$c->{reason}/,
+                "$label: error_msg");
+        }
+    }
+
+    diag("response: " . printable($resp->{raw})) unless $ok;
+
+    return unless defined $id;
+
+    my @a = $t->wait_audit($id, 1);
+    my ($rec) = grep { ($_->{decision} || '') ne 'done' } @a;
+    ok($rec && ($rec->{decision} || '') =~ /\A(?:invalid|deny|error)\z/
+        && ($rec->{status} || 0) == $status && length($rec->{reason} // ''),
+        "$label: audited as refused ($status)") or diag(explain(\@a));
+}
+
+
+sub upstream_ok {
+    my ($c, $label, $u, $canon, $id, $raw) = @_;
+
+    $u ||= { headers => [], signature => {} };
+    my $h = $u->{headers} || [];
+    my $body = decode_base64($u->{body_b64} // '');
+
+    my ($project) = $raw =~ m{\A\S+ /v3/(\w{32})/};
+    $project //= '?';
+
+    is($u->{method}, 'POST', "$label: POST upstream");
+    is($u->{target}, upgrade_path($project), "$label: route upstream");
+    ok($body eq $canon, "$label: canonical body upstream")
+        or diag("upstream got: " . printable($body) . "\nexpected:    "
+            . printable($canon));
+    is($u->{signature}{ok}, 1, "$label: signature verifies")
+        or diag(explain($u->{signature}));
+    is($u->{token_ok}, 1, "$label: the configured X-Auth-Token");
+    is($u->{audit_seen}, 1, "$label: audited before it arrived");
+
+    is(join('|', headers_named($h, 'Content-Length')), length $canon,
+        "$label: Content-Length of the canonical body");
+    is(scalar(headers_named($h, 'Transfer-Encoding')), 0,
+        "$label: no Transfer-Encoding");
+    is(join('|', headers_named($h, 'Content-Type')), 'application/json',
+        "$label: one Content-Type, the gateway's");
+    is(join('|', headers_named($h, 'X-Project-Id')), $project,
+        "$label: one X-Project-Id, the path's");
+    is(join('|', headers_named($h, 'X-Taurus-Guard-Id')), $id // '',
+        "$label: one X-Taurus-Guard-Id, the response's");
+    is(join('|', headers_named($h, 'X-Auth-Token')), $TEST_TOKEN,
+        "$label: one X-Auth-Token, the configured one");
+
+    my @auth = headers_named($h, 'Authorization');
+    ok(@auth == 1 && $auth[0] =~ /\ASDK-HMAC-SHA256 Access=\Q$TEST_AK\E, /,
+        "$label: one Authorization, the gateway's") or diag(explain(\@auth));
+
+    my @date = headers_named($h, 'X-Sdk-Date');
+    my $now = time;
+    my %near = map { (strftime('%Y%m%dT%H%M%SZ', gmtime($now + $_)) => 1) }
+        -120 .. 5;
+    ok(@date == 1 && $near{ $date[0] }, "$label: one X-Sdk-Date, now")
+        or diag(explain(\@date));
+
+    my @sdk = grep { $_->[0] =~ /\Ax-sdk-/i && lc $_->[0] ne 'x-sdk-date'
+        || lc $_->[0] eq 'x-security-token' } @$h;
+    is(scalar @sdk, 0, "$label: no other X-Sdk-*, no X-Security-Token")
+        or diag(explain(\@sdk));
+
+    # no value of any credential header the caller sent arrives anywhere
+
+    my @client = client_cred_values($raw);
+    my @leak;
+    for my $v (@client) {
+        next unless length $v >= 4;
+        push @leak, grep { index($_->[1], $v) >= 0 } @$h;
+    }
+    push @leak, grep { "$_->[0]: $_->[1]" =~ /EVIL/i } @$h;
+    is(scalar @leak, 0, "$label: no caller credential value upstream")
+        or diag(explain(\@leak));
+
+    # the audit records of that id: allow (with the digest), then done
+
+    my @a = $t->wait_audit($id // 'none', 2);
+    my ($allow) = grep { ($_->{decision} || '') eq 'allow' } @a;
+    my ($done) = grep { ($_->{decision} || '') eq 'done' } @a;
+    ok($allow && ($allow->{body_sha256} || '') eq sha256_hex($canon)
+        && ($allow->{project_id} || '') eq $project,
+        "$label: allow record with the body's digest") or diag(explain(\@a));
+    ok($done && ($done->{status} || 0) == 200, "$label: done record, 200")
+        or diag(explain(\@a));
+}
+
+
+# The values of the credential headers in the caller's header block.
+
+sub client_cred_values {
+    my ($raw) = @_;
+    my $end = index($raw, "\r\n\r\n");
+    my $head = $end < 0 ? $raw : substr($raw, 0, $end);
+    my @v;
+    for my $l (split /\r?\n/, $head) {
+        my ($name, $value) = $l =~ /\A([^:\s]+)\s*:[ \t]*(.*?)[ \t]*\z/
+            or next;
+        push @v, $value if $name =~ $CRED_RE;
+    }
+    return @v;
+}
+
+
+sub status_ok {
+    my ($got, $want, $label) = @_;
+
+    if ($want =~ /\A(\d)xx\z/) {
+        return like($got // 'none', qr/\A$1\d\d\z/, "$label: status $want");
+    }
+
+    if ($want =~ /\|/) {
+        my %w = map { $_ => 1 } split /\|/, $want;
+        my $ok = ok(defined $got && $w{$got}, "$label: status $want");
+        diag("got " . ($got // 'none')) unless $ok;
+        return $ok;
+    }
+
+    return is($got, $want, "$label: status $want");
+}
+
+
+# "200", "404 guard", "400 nginx", "413 nginx-guarded", "none"
+
+sub parse_expect {
+    my ($text, $label) = @_;
+    my ($status, $by) = split ' ', $text // '';
+    die "$label: no expect\n" unless defined $status;
+
+    if (!defined $by) {
+        $by = $status =~ /\A2/ ? 'upstream' : 'guard';
+    }
+
+    die "$label: bad expect \"$text\"\n"
+        unless $by =~ /\A(?:upstream|guard|nginx|nginx-guarded)\z/;
+
+    return { status => $status, by => $by };
+}
+
+
+# ---- the upstream's records ----------------------------------------
+
+sub upstream_lines {
+    my $c = $t->read_file('upstream.jsonl');
+    return 0 unless defined $c;
+    return scalar(() = $c =~ /\n/g);
+}
+
+
+sub upstream_records_from {
+    my ($n) = @_;
+    my @all = $t->upstream_records;
+    return @all[$n .. $#all];
+}
+
+
+# ---- responses -----------------------------------------------------
+
+# The responses on one connection, interim 1xx ones left out.
+
+sub split_responses {
+    my ($raw, $head_req) = @_;
+    my @r;
+
+    while (length $raw && $raw =~ /\AHTTP\/\d\.\d (\d{3})/) {
+        my $status = $1;
+        my $end = index($raw, "\r\n\r\n");
+        last if $end < 0;
+
+        my $head = substr($raw, 0, $end + 4);
+
+        if ($status =~ /\A1/) {
+            substr($raw, 0, $end + 4, '');
+            next;
+        }
+
+        my $len;
+
+        if ($head_req) {
+            $len = 0;
+
+        } elsif ($head =~ /\r\nContent-Length:[ \t]*(\d+)/i) {
+            $len = $1;
+
+        } elsif ($head =~ /\r\nTransfer-Encoding:[ \t]*chunked/i) {
+            my $z = index($raw, "\r\n0\r\n\r\n", $end + 2);
+            $len = $z < 0 ? length($raw) - $end - 4 : $z + 7 - ($end + 4);
+
+        } else {
+            $len = length($raw) - $end - 4;
+        }
+
+        my $one = substr($raw, 0, $end + 4 + $len, '');
+        push @r, Test::TaurusGuard::parse_response($one);
+    }
+
+    return @r;
+}
+
+
+sub printable {
+    my ($s) = @_;
+    return 'undef' unless defined $s;
+    $s = substr($s, 0, 600) . '...' if length $s > 600;
+    $s =~ s/([^\x20-\x7e])/$1 eq "\n" ? "\\n\n" : sprintf('\\x%02x', ord $1)/ge;
+    return $s;
+}
+
+
+# ---- the data file -------------------------------------------------
+
+sub read_cases {
+    my ($file) = @_;
+
+    open my $fh, '<', $file or die "$file: $!\n";
+    binmode $fh;
+
+    my (@cases, $cur, $in_raw);
+
+    while (my $l = <$fh>) {
+        $l =~ s/\r?\n\z//;
+
+        if ($l =~ /\A=== (\S+)\s*\z/) {
+            $cur = { name => $1, raw => [], line => $. };
+            push @cases, $cur;
+            $in_raw = 0;
+            next;
+        }
+
+        if ($in_raw) {
+            push @{ $cur->{raw} }, $l if length $l && $l !~ /\A#/;
+            next;
+        }
+
+        next if $l =~ /\A\s*(?:#|\z)/;
+
+        die "$file:$.: outside a case\n" unless $cur;
+
+        if ($l =~ /\Araw:\s*\z/) {
+            $in_raw = 1;
+            next;
+        }
+
+        my ($k, $v) = $l =~ /\A(\w+):[ \t]*(.*?)\s*\z/
+            or die "$file:$.: bad line\n";
+        die "$file:$.: $k twice\n" if exists $cur->{$k};
+        $cur->{$k} = $v;
+    }
+
+    for my $c (@cases) {
+        die "$file:$c->{line}: $c->{name}: no raw\n" unless @{ $c->{raw} };
+        die "$file:$c->{line}: $c->{name}: no category\n"
+            unless defined $c->{category};
+        die "$file:$c->{line}: $c->{name}: no expect\n"
+            unless defined $c->{expect};
+    }
+
+    return @cases;
+}
+
+
+sub unescape {
+    my ($s) = @_;
+    $s =~ s/\\(?:x([0-9A-Fa-f]{2})|(.))/
+        defined $1 ? chr hex $1
+        : $2 eq 'r' ? "\r" : $2 eq 'n' ? "\n" : $2 eq 't' ? "\t"
+        : $2 eq '\\' ? '\\' : die "bad escape \\$2\n"/gse;
+    return $s;
+}
+
+
+sub item {
+    my ($id, $v) = @_;
+    return '{"instance_id":"' . $id . '","current_version":"'
+        . ($v // '2.0.48.231200') . '"}';
+}
+
+
+sub chunked {
+    my ($body, $size) = @_;
+    my $out = '';
+    while (length $body) {
+        my $c = substr $body, 0, $size, '';
+        $out .= sprintf("%x\r\n", length $c) . $c . "\r\n";
+    }
+    return $out . "0\r\n\r\n";
+}
+
+
+# Macros (after unescaping): %%PATH%% %%PATH2%% %%PROJECT%% %%PROJECT2%%
+# %%I0%% %%I1%% %%I2%% %%DENIED%% %%G:n%% %%ITEM0%% .. %%ITEM2%%
+# %%ITEMS:n%% (n generated items) %%BATCH%% %%BATCHN:n%% %%HEXLEN%%
+# %%CHUNKS:n%% %%PAD:n%% %%REP:n:text%% %%DATE%% %%STD%% (Host,
+# Connection: close, Content-Type and Content-Length: %%CL%%), and last
+# %%CHUNKIFY:n%%...%%/CHUNKIFY%% (the text chunked in n-byte chunks).
+
+sub expand_text {
+    my ($s) = @_;
+
+    $s = unescape($s);
+
+    for (1 .. 3) {
+        $s =~ s/%%REP:(\d+):(.*?)%%/$2 x $1/ge;
+        $s =~ s/%%PAD:(\d+)%%/' ' x $1/ge;
+        $s =~ s/%%BATCHN:(\d+)%%/batch_json([ @GEN[0 .. $1 - 1] ])/ge;
+        $s =~ s/%%ITEMS:(\d+)%%/join ',', map { item($_) } @GEN[0 .. $1 - 1]/ge;
+        $s =~ s/%%CHUNKS:(\d+)%%/chunked(batch_json([ $INSTANCES[0] ]), $1)/ge;
+        $s =~ s/%%HEXLEN%%/sprintf '%x', length batch_json([ $INSTANCES[0] ])/ge;
+        $s =~ s/%%BATCH%%/batch_json([ $INSTANCES[0] ])/ge;
+        $s =~ s/%%ITEM([0-2])%%/item($INSTANCES[$1])/ge;
+        $s =~ s/%%PATH%%/upgrade_path()/ge;
+        $s =~ s/%%PATH2%%/upgrade_path($PROJECT2)/ge;
+        $s =~ s/%%PROJECT%%/$PROJECT/g;
+        $s =~ s/%%PROJECT2%%/$PROJECT2/g;
+        $s =~ s/%%I([0-2])%%/$INSTANCES[$1]/g;
+        $s =~ s/%%G:(\d+)%%/$GEN[$1]/g;
+        $s =~ s/%%DENIED%%/$OTHER_INSTANCE/g;
+        $s =~ s/%%DATE%%/strftime('%Y%m%dT%H%M%SZ', gmtime)/ge;
+        $s =~ s/%%STD%%/$STD/g;
+    }
+
+    $s =~ s/%%CHUNKIFY:(\d+)%%(.*?)%%\/CHUNKIFY%%/chunked($2, $1)/gse;
+
+    return $s;
+}
+
+
+# The raw request, %%CL%% computed (the bytes after the header block, or
+# up to %%END%% when a case sends more than its Content-Length says),
+# cut into writes as the case's "split" says.
+
+sub build_request {
+    my ($c) = @_;
+
+    my $raw = expand_text(join '', @{ $c->{raw} });
+
+    my $end = index($raw, "\r\n\r\n");
+    my $hlen = $end < 0 ? length $raw : $end + 4;
+
+    if ($end < 0 && (my $lf = index($raw, "\n\n")) >= 0) {
+        $hlen = $lf + 2;
+    }
+
+    my $body = substr($raw, $hlen);
+    my $stop = index($body, '%%END%%');
+    my $cl = $stop < 0 ? length $body : $stop;
+    $raw =~ s/%%END%%//;
+    $raw =~ s/%%CL%%/$cl/g;
+
+    # the header block may have changed length: recompute it for "head"
+
+    $end = index($raw, "\r\n\r\n");
+    $hlen = $end < 0 ? length $raw : $end + 4;
+
+    my @pieces = ($raw);
+    my $split = $c->{split};
+
+    if (defined $split) {
+        my @at;
+
+        if ($split eq 'head') {
+            @at = ($hlen);
+
+        } elsif ($split =~ /\Aeach:(\d+)\z/) {
+            for (my $o = $1; $o < length $raw; $o += $1) {
+                push @at, $o;
+            }
+
+        } elsif ($split =~ /\Abody-each:(\d+)\z/) {
+            for (my $o = $hlen; $o < length $raw; $o += $1) {
+                push @at, $o;
+            }
+
+        } elsif ($split =~ /\A\d+(?:,\d+)*\z/) {
+            @at = split /,/, $split;
+
+        } else {
+            die "$c->{name}: bad split \"$split\"\n";
+        }
+
+        @pieces = ();
+        my $prev = 0;
+        for my $o (grep { $_ > 0 && $_ < length $raw } @at) {
+            push @pieces, substr($raw, $prev, $o - $prev);
+            $prev = $o;
+        }
+        push @pieces, substr($raw, $prev);
+    }
+
+    return ($raw, \@pieces);
+}

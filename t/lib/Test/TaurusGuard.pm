@@ -1,0 +1,830 @@
+package Test::TaurusGuard;
+
+# A small nginx-tests style harness (after nginx/nginx-tests
+# lib/Test/Nginx.pm): each test file gets a temp prefix, free loopback
+# ports, its own nginx.conf, an nginx loading the module, and optionally
+# the verifying upstream t/lib/tg-upstream.pl.  At the end it fails the
+# file on any [alert], [emerg] or sanitizer report in error.log.
+#
+#   my $t = Test::TaurusGuard->new;          # skip_all if no module/nginx
+#   $t->upstream;                            # %%PORT_UP%%
+#   $t->write_credentials;                   # %%TESTDIR%%/credentials
+#   $t->run(<<'EOF');                        # http { ... } etc.
+#   my $r = $t->post("/v3/$project/...", $body);
+#   ...
+#   $t->done_testing;
+#
+# Environment:
+#   TG_NGINX    the nginx binary (default /usr/sbin/nginx)
+#   TG_MODULE   the module .so (default build/ngx_http_taurus_guard_module.so);
+#               set and empty: the module is built into TG_NGINX
+#   TG_USER     the user workers run as when the tests run as root
+#               (default: nginx's built-in nobody); secret files are
+#               chowned to it
+#   TG_LEAVE=1  keep the temp prefix (logs, audit log, upstream records)
+#   TG_BAIL=1   bail out of the whole run when nginx does not start
+#
+# Only core Perl.
+
+use strict;
+use warnings;
+
+use Cwd qw(abs_path);
+use Exporter 'import';
+use File::Basename qw(dirname);
+use File::Path qw(make_path);
+use File::Temp qw(tempdir);
+use IO::Select;
+use IO::Socket::INET;
+use JSON::PP;
+use POSIX qw(WNOHANG);
+use Test::More ();
+use Time::HiRes qw(sleep time);
+
+our @EXPORT_OK = qw($TEST_AK $TEST_SK $TEST_TOKEN $PROJECT $PROJECT2
+    @INSTANCES $OTHER_INSTANCE $UPGRADE batch_json upgrade_path header
+    headers_named);
+our %EXPORT_TAGS = (all => \@EXPORT_OK);
+
+our $TEST_AK = 'TGTESTAKQWERTYUIOP12';
+our $TEST_SK = 'tgTestSk0secretNEVERlogged4Kq9ZpXv2LmNbVc';
+our $TEST_TOKEN = 'MIITgTestTokenNEVERlogged.Zx81Kd0aq-_abc';
+
+our $PROJECT  = '0123456789abcdef0123456789abcdef';
+our $PROJECT2 = 'fedcba9876543210fedcba9876543210';
+
+our @INSTANCES = (
+    '6754902da1f447269c6979b0590102a5in07',
+    '0d6c1b4a0e5f4e7c9a2b3c4d5e6f7a8bin07',
+    'c3a9d0e1f2a34b5c8d7e6f5a4b3c2d1ein07',
+);
+our $OTHER_INSTANCE = 'ffffffffffffffffffffffffffffffffin07';
+
+our $UPGRADE = '/instances/database-version/upgrade';
+
+my $REPO = abs_path(dirname(__FILE__) . '/../../..');
+
+my $json = JSON::PP->new->utf8->canonical;
+
+my @LIVE;
+
+# For a sanitizer build of nginx (make test-asan): reports go to stderr,
+# which nginx sends to error.log, where log_problems() finds them.
+# nginx does not free its pools at exit by design: leak reports are noise.
+
+$ENV{ASAN_OPTIONS} = 'detect_leaks=0:abort_on_error=1:halt_on_error=1'
+    unless defined $ENV{ASAN_OPTIONS};
+$ENV{UBSAN_OPTIONS} = 'print_stacktrace=1:halt_on_error=1'
+    unless defined $ENV{UBSAN_OPTIONS};
+
+
+sub upgrade_path {
+    my ($project) = @_;
+    return '/v3/' . (defined $project ? $project : $PROJECT) . $UPGRADE;
+}
+
+
+# batch_json([id, ...], delay) or batch_json([[id, version], ...], delay):
+# the canonical compact form the module forwards.
+
+sub batch_json {
+    my ($ids, $delay) = @_;
+    $delay = '"false"' unless defined $delay;
+    my @items = map {
+        my ($id, $v) = ref $_ ? @$_ : ($_, '2.0.48.231200');
+        '{"instance_id":"' . $id . '","current_version":"' . $v . '"}'
+    } @$ids;
+    return '{"databases_instance_infos":[' . join(',', @items)
+        . '],"delay":' . $delay . '}';
+}
+
+
+sub new {
+    my ($class, %o) = @_;
+
+    # TG_MODULE set but empty: the module is built into TG_NGINX (the
+    # sanitizer build), so no load_module
+
+    my $nginx = $ENV{TG_NGINX} || '/usr/sbin/nginx';
+    my $module = defined $ENV{TG_MODULE} ? $ENV{TG_MODULE}
+        : "$REPO/build/ngx_http_taurus_guard_module.so";
+
+    if (!-x $nginx) {
+        Test::More::plan(skip_all => "no nginx binary at $nginx");
+    }
+    if (length $module && !-f $module) {
+        Test::More::plan(skip_all => "no module at $module (run make)");
+    }
+
+    my $dir = tempdir('tg-test-XXXXXXXX', TMPDIR => 1,
+        CLEANUP => !$ENV{TG_LEAVE});
+
+    my $self = bless {
+        nginx     => $nginx,
+        module    => length $module ? abs_path($module) : '',
+        dir       => $dir,
+        ports     => {},
+        pid       => $$,
+        responses => [],
+    }, $class;
+
+    # workers run as nobody when the tests run as root: every directory
+    # on the way must be traversable, files they read readable
+
+    for my $d ('', qw(logs conf client_body_temp proxy_temp fastcgi_temp
+        uwsgi_temp scgi_temp))
+    {
+        make_path("$dir/$d") unless -d "$dir/$d";
+        chmod 0755, "$dir/$d";
+    }
+
+    # the directories above the prefix are not ours to change: say so when
+    # the workers cannot get through them (bodies in temp files then fail
+    # with 500)
+
+    if ($> == 0) {
+        for (my $p = dirname($dir); $p ne '/'; $p = dirname($p)) {
+            my $mode = (stat $p)[2];
+            Test::More::diag("$p is not traversable by others: set TMPDIR "
+                . "to a directory that is") if defined $mode && !($mode & 01);
+        }
+    }
+
+    my ($uid, $gid) = (getpwnam($ENV{TG_USER} || 'nobody'))[2, 3];
+    $self->{worker_uid} = $uid;
+    $self->{worker_gid} = $gid;
+
+    if ($> == 0 && defined $uid) {
+        chown $uid, -1, "$dir/$_"
+            for qw(client_body_temp proxy_temp fastcgi_temp uwsgi_temp
+                scgi_temp);
+    }
+
+    push @LIVE, $self;
+
+    return $self;
+}
+
+
+sub testdir { $_[0]{dir} }
+sub module_path { $_[0]{module} }
+sub repo { $REPO }
+
+
+sub port {
+    my ($self, $n) = @_;
+
+    return $self->{ports}{$n} if $self->{ports}{$n};
+
+    my $s = IO::Socket::INET->new(
+        LocalAddr => '127.0.0.1:0',
+        Proto     => 'tcp',
+        Listen    => 1,
+        ReuseAddr => 1,
+    ) or die "cannot find a free port: $!\n";
+
+    my $p = $s->sockport;
+    close $s;
+
+    $self->{ports}{$n} = $p;
+    return $p;
+}
+
+
+sub _expand {
+    my ($self, $text) = @_;
+
+    $text =~ s/%%PORT_(\w+)%%/$self->port($1)/ge;
+    $text =~ s/%%TESTDIR%%/$self->{dir}/g;
+    $text =~ s/%%MODULE%%/$self->{module}/g;
+    $text =~ s/%%AK%%/$TEST_AK/g;
+    $text =~ s/%%PROJECT%%/$PROJECT/g;
+    $text =~ s/%%PROJECT2%%/$PROJECT2/g;
+
+    return $text;
+}
+
+
+# Builds a whole nginx.conf from the test's template: the globals the
+# harness always needs go first (load_module unless the module is built
+# in), temp paths and access_log into http{}.
+
+sub _conf {
+    my ($self, $template, %o) = @_;
+
+    my $d = $self->{dir};
+    my $text = $self->_expand($template);
+
+    my $g = ($self->{module} ? "load_module $self->{module};\n" : '')
+        . "error_log $d/logs/" . ($o{error_log} || 'error.log') . " debug;\n"
+        . "pid $d/logs/nginx.pid;\n"
+        . "daemon on;\n";
+
+    $g .= "worker_processes 1;\n"
+        unless $text =~ /^\s*worker_processes\b/m;
+
+    $g .= "user $ENV{TG_USER};\n"
+        if $ENV{TG_USER} && $> == 0 && $text !~ /^\s*user\b/m;
+
+    $g .= "events {\n}\n" unless $text =~ /^\s*events\s*\{/m;
+
+    my $h = "    client_body_temp_path $d/client_body_temp;\n"
+        . "    proxy_temp_path $d/proxy_temp;\n"
+        . "    fastcgi_temp_path $d/fastcgi_temp;\n"
+        . "    uwsgi_temp_path $d/uwsgi_temp;\n"
+        . "    scgi_temp_path $d/scgi_temp;\n"
+        . "    access_log $d/logs/access.log;\n";
+
+    $text =~ s/^(\s*http\s*\{[^\n]*\n)/$1$h/m;
+
+    return $g . $text;
+}
+
+
+sub write_file {
+    my ($self, $name, $content, $mode) = @_;
+
+    my $path = $name =~ m{\A/} ? $name : "$self->{dir}/$name";
+    make_path(dirname($path));
+
+    open my $fh, '>', "$path.tmp.$$" or die "$path: $!\n";
+    binmode $fh;
+    print $fh $content;
+    close $fh or die "$path: $!\n";
+
+    chmod(defined $mode ? $mode : 0644, "$path.tmp.$$");
+    rename "$path.tmp.$$", $path or die "$path: $!\n";
+
+    return $path;
+}
+
+
+# A file the workers re-read: mode 0600 (by default), owned by the worker
+# user when we are root.
+
+sub write_secret_file {
+    my ($self, $name, $content, $mode) = @_;
+
+    my $path = $self->write_file($name, $content, defined $mode ? $mode
+        : 0600);
+
+    if ($> == 0 && defined $self->{worker_uid}) {
+        chown $self->{worker_uid}, $self->{worker_gid}, $path;
+    }
+
+    return $path;
+}
+
+
+sub write_credentials {
+    my ($self, %o) = @_;
+
+    my $name = $o{name} || 'credentials';
+    my $text = "[basic]\n";
+    $text .= "ak = " . (exists $o{ak} ? $o{ak} : $TEST_AK) . "\n"
+        if !exists $o{ak} || defined $o{ak};
+    $text .= "sk = " . (exists $o{sk} ? $o{sk} : $TEST_SK) . "\n"
+        if !exists $o{sk} || defined $o{sk};
+    $text .= "security_token = $o{security_token}\n"
+        if defined $o{security_token};
+
+    return $self->write_secret_file($name, $text, $o{mode});
+}
+
+
+sub write_token {
+    my ($self, $token, %o) = @_;
+    return $self->write_secret_file($o{name} || 'token',
+        defined $token ? "$token\n" : "$TEST_TOKEN\n", $o{mode});
+}
+
+
+sub read_file {
+    my ($self, $name) = @_;
+    my $path = $name =~ m{\A/} ? $name : "$self->{dir}/$name";
+    open my $fh, '<', $path or return undef;
+    binmode $fh;
+    local $/;
+    my $c = <$fh>;
+    close $fh;
+    return $c;
+}
+
+
+sub error_log {
+    my ($self) = @_;
+    my $l = $self->read_file('logs/error.log');
+    return defined $l ? $l : '';
+}
+
+
+# JSON lines of a file, decoded; lines that do not parse are returned as
+# { _bad_line => "..." } so a test sees them.
+
+sub _jsonl {
+    my ($self, $name) = @_;
+    my $c = $self->read_file($name);
+    my @r;
+    $c = '' unless defined $c;
+    for my $l (split /\n/, $c) {
+        next unless length $l;
+        my $v = eval { $json->decode($l) };
+        push @r, defined $v ? $v : { _bad_line => $l };
+    }
+    return wantarray ? @r : scalar @r;
+}
+
+
+sub audit_records {
+    my ($self, $name) = @_;
+    return $self->_jsonl($name || 'audit.log');
+}
+
+
+sub audit_by_id {
+    my ($self, $id, $name) = @_;
+    return grep { defined $_->{id} && $_->{id} eq $id }
+        $self->audit_records($name);
+}
+
+
+# The records of $id once there are at least $n of them (the done record
+# is written in the log phase, after the response went out).
+
+sub wait_audit {
+    my ($self, $id, $n, $name) = @_;
+    my @a;
+    for (1 .. 60) {
+        @a = $self->audit_by_id($id, $name);
+        last if @a >= ($n || 1);
+        sleep 0.05;
+    }
+    return @a;
+}
+
+
+sub upstream_records {
+    my ($self) = @_;
+    return $self->_jsonl('upstream.jsonl');
+}
+
+
+# Starts t/lib/tg-upstream.pl on %%PORT_UP%%.
+
+sub upstream {
+    my ($self, %o) = @_;
+
+    my $port = $self->port('UP');
+    my $d = $self->{dir};
+
+    my @cmd = ($^X, "$REPO/t/lib/tg-upstream.pl",
+        '--listen', "127.0.0.1:$port",
+        '--ak', defined $o{ak} ? $o{ak} : $TEST_AK,
+        '--sk', defined $o{sk} ? $o{sk} : $TEST_SK,
+        '--record', "$d/upstream.jsonl",
+        '--audit-log', $o{audit_log} || "$d/audit.log",
+        '--pidfile', "$d/upstream.pid");
+    push @cmd, '--status', $o{status} if defined $o{status};
+    push @cmd, '--token', $o{token} if defined $o{token};
+
+    my $pid = fork;
+    die "fork: $!\n" unless defined $pid;
+
+    if ($pid == 0) {
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>>', "$d/logs/upstream.log";
+        open STDERR, '>>', "$d/logs/upstream.log";
+        exec @cmd or POSIX::_exit(127);
+    }
+
+    $self->{upstream_pid} = $pid;
+
+    $self->_wait_port($port)
+        or die "tg-upstream did not start on $port\n";
+
+    return $port;
+}
+
+
+sub _wait_port {
+    my ($self, $port, $timeout) = @_;
+    my $end = time + ($timeout || 5);
+    while (time < $end) {
+        my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+            Proto => 'tcp');
+        if ($s) {
+            close $s;
+            return 1;
+        }
+        sleep 0.05;
+    }
+    return 0;
+}
+
+
+sub conf_path {
+    my ($self, $name) = @_;
+    return "$self->{dir}/conf/" . ($name || 'nginx.conf');
+}
+
+
+# The 1-based line of the first line of a written conf matching $re.
+
+sub conf_line {
+    my ($self, $re, $name) = @_;
+    my $c = $self->read_file($self->conf_path($name));
+    my $n = 0;
+    for my $l (split /\n/, $c) {
+        $n++;
+        return $n if $l =~ $re;
+    }
+    return undef;
+}
+
+
+sub write_conf {
+    my ($self, $template, $name, %o) = @_;
+    $name ||= 'nginx.conf';
+    return $self->write_file("conf/$name", $self->_conf($template, %o));
+}
+
+
+# nginx -t on a conf written from $template (as conf/$name); returns
+# (exit code, stdout+stderr).  Its logs (-e and error_log) go to
+# logs/nginx-t.log, so the [emerg] lines expected here do not count
+# against the run.
+
+sub nginx_t {
+    my ($self, $template, $name) = @_;
+
+    $name ||= 'test.conf';
+    $self->write_conf($template, $name, error_log => 'nginx-t.log')
+        if defined $template;
+
+    my $out = $self->_cmd($self->{nginx}, '-t', '-p', "$self->{dir}/",
+        '-e', 'logs/nginx-t.log', '-c', "conf/$name");
+
+    return ($? >> 8, $out);
+}
+
+
+sub _cmd {
+    my ($self, @cmd) = @_;
+
+    pipe my $r, my $w or die "pipe: $!\n";
+    my $pid = fork;
+    die "fork: $!\n" unless defined $pid;
+
+    if ($pid == 0) {
+        close $r;
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>&', $w;
+        open STDERR, '>&', $w;
+        exec @cmd or POSIX::_exit(127);
+    }
+
+    close $w;
+    local $/;
+    my $out = <$r>;
+    close $r;
+    waitpid $pid, 0;
+
+    return defined $out ? $out : '';
+}
+
+
+sub run {
+    my ($self, $template) = @_;
+
+    $self->write_conf($template) if defined $template;
+
+    my $out = $self->_cmd($self->{nginx}, '-p', "$self->{dir}/",
+        '-e', 'logs/error.log', '-c', 'conf/nginx.conf');
+    my $rc = $? >> 8;
+
+    if ($rc != 0) {
+        Test::More::diag("nginx failed to start ($rc):\n$out");
+        Test::More::BAIL_OUT('nginx did not start') if $ENV{TG_BAIL};
+        die "nginx did not start:\n$out";
+    }
+
+    # from here on stop() must stop it, even if a check below dies
+    $self->{running} = 1;
+
+    my $end = time + 5;
+    while (!-s "$self->{dir}/logs/nginx.pid" && time < $end) {
+        sleep 0.05;
+    }
+    $self->{nginx_pid} = $self->_nginx_pid;
+
+    for my $n (sort keys %{ $self->{ports} }) {
+        next if $n eq 'UP';
+        $self->_wait_port($self->{ports}{$n})
+            or die "nginx is not listening on $self->{ports}{$n}\n";
+    }
+
+    return $self;
+}
+
+
+sub _nginx_pid {
+    my ($self) = @_;
+    my $p = $self->read_file('logs/nginx.pid');
+    return undef unless defined $p && $p =~ /(\d+)/;
+    return $1;
+}
+
+
+sub _alive {
+    my ($pid) = @_;
+    return 0 unless kill 0, $pid;
+    # a daemon's master is not our child: once it exits it may linger as
+    # a zombie of a pid 1 that does not reap
+    if (open my $fh, '<', "/proc/$pid/stat") {
+        my $s = <$fh>;
+        close $fh;
+        return 0 if defined $s && $s =~ /\)\s+Z\s/;
+    }
+    return 1;
+}
+
+
+sub reload {
+    my ($self) = @_;
+    my $pid = $self->_nginx_pid or return;
+    kill 'HUP', $pid;
+    sleep 1;
+}
+
+
+sub stop {
+    my ($self) = @_;
+
+    if ($self->{running}) {
+        my $pid = $self->_nginx_pid || $self->{nginx_pid};
+        if ($pid) {
+            kill 'QUIT', $pid;
+            my $end = time + 10;
+            sleep 0.05 while _alive($pid) && time < $end;
+            if (_alive($pid)) {
+                # the daemon is a process group leader (setsid): its
+                # workers go with it
+                Test::More::diag("nginx $pid did not quit: killed");
+                kill 'TERM', -$pid;
+                sleep 1;
+                kill 'KILL', -$pid if _alive($pid);
+            }
+        }
+        $self->{running} = 0;
+    }
+
+    $self->stop_upstream;
+}
+
+
+sub stop_upstream {
+    my ($self) = @_;
+    if (my $pid = delete $self->{upstream_pid}) {
+        kill 'TERM', $pid;
+        waitpid $pid, 0;
+    }
+}
+
+
+# An [alert] the test provokes on purpose (say, the audit log on
+# /dev/full): lines matching $re are not counted.  Only [alert]: an
+# [emerg] or a sanitizer report always fails.
+
+sub expect_alert {
+    my ($self, $re) = @_;
+    push @{ $self->{expected_alerts} }, $re;
+    return $self;
+}
+
+
+# Problems in error.log that fail any test file.
+
+sub log_problems {
+    my ($self) = @_;
+    my $log = $self->error_log;
+    my @exp = @{ $self->{expected_alerts} || [] };
+
+    return grep {
+        my $l = $_;
+        !($l =~ /\[alert\]/ && !/AddressSanitizer|LeakSanitizer|runtime\ error:/
+            && grep { $l =~ $_ } @exp)
+    } grep { /\[alert\]|\[emerg\]|AddressSanitizer|LeakSanitizer|
+        runtime\ error:|\[crit\].*(?:signal|core)/x } split /\n/, $log;
+}
+
+
+# Stops everything and checks error.log (one test).  done_testing does
+# it for the object it is called on; a file running a second nginx calls
+# finish on that one itself.
+
+sub finish {
+    my ($self) = @_;
+
+    return if $self->{done};
+    $self->stop;
+
+    my @p = $self->log_problems;
+    Test::More::is(scalar(@p), 0, 'no alert, emerg or sanitizer report '
+        . 'in error.log') or Test::More::diag(join "\n",
+        @p[0 .. ($#p > 20 ? 20 : $#p)]);
+
+    $self->{done} = 1;
+}
+
+
+sub done_testing {
+    my ($self) = @_;
+
+    $_->finish for grep { $_->{pid} == $$ } @LIVE;
+    Test::More::done_testing();
+}
+
+
+END {
+    my $status = $?;
+    for my $t (@LIVE) {
+        next unless $t->{pid} == $$;
+        next if $t->{done};
+        $t->stop;
+        my @p = $t->log_problems;
+        if (@p) {
+            Test::More::diag("error.log problems:\n" . join "\n", @p);
+            $status ||= 1;
+        }
+    }
+    $? = $status;
+}
+
+
+# ---- HTTP ----------------------------------------------------------
+
+# $t->http($raw, port => N, split => [...], delay => s)
+# $raw: the whole request, or an arrayref of pieces written with a
+# short sleep between them.  Returns { status, headers => [[n, v]],
+# body, raw } (status undef when the connection closed with nothing).
+
+sub http {
+    my ($self, $raw, %o) = @_;
+
+    my $port = $self->port(defined $o{port} ? $o{port} : 0);
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+        Proto => 'tcp', Timeout => 5)
+        or die "connect 127.0.0.1:$port: $!\n";
+    binmode $s;
+
+    my @pieces = ref $raw ? @$raw : ($raw);
+    local $SIG{PIPE} = 'IGNORE';
+
+    for my $i (0 .. $#pieces) {
+        my $p = $pieces[$i];
+        my $off = 0;
+        while ($off < length $p) {
+            my $n = syswrite($s, $p, length($p) - $off, $off);
+            last unless $n;
+            $off += $n;
+        }
+        sleep(defined $o{delay} ? $o{delay} : 0.1) if $i < $#pieces;
+    }
+
+    my $resp = '';
+    my $sel = IO::Select->new($s);
+    my $end = time + ($o{timeout} || 10);
+
+    while (time < $end) {
+        last unless $sel->can_read($end - time);
+        my $n = sysread($s, $resp, 65536, length $resp);
+        last unless $n;
+    }
+    close $s;
+
+    my $r = parse_response($resp);
+    push @{ $self->{responses} }, $resp;
+    return $r;
+}
+
+
+sub parse_response {
+    my ($resp) = @_;
+
+    my $r = { raw => $resp, status => undef, headers => [], body => '' };
+
+    return $r unless $resp =~ /\A(HTTP\/\d\.\d) (\d{3})[^\r\n]*\r\n/;
+    $r->{status} = $2;
+
+    my ($head, $body) = split /\r\n\r\n/, $resp, 2;
+    my @lines = split /\r\n/, $head;
+    shift @lines;
+    for my $l (@lines) {
+        my ($n, $v) = $l =~ /\A([^:]+):\s*(.*?)\s*\z/ or next;
+        push @{ $r->{headers} }, [ $n, $v ];
+    }
+    $body = '' unless defined $body;
+
+    if ((header($r, 'Transfer-Encoding') || '') =~ /chunked/i) {
+        my $out = '';
+        while ($body =~ s/\A([0-9a-fA-F]+)[^\r\n]*\r\n//) {
+            my $size = hex $1;
+            last if $size == 0;
+            $out .= substr $body, 0, $size, '';
+            $body =~ s/\A\r\n//;
+        }
+        $body = $out;
+    }
+
+    $r->{body} = $body;
+    $r->{json} = eval { $json->decode($body) }
+        if $body =~ /\A\s*[\{\[]/;
+
+    return $r;
+}
+
+
+# First value of header $name (case-insensitive) of a response or request.
+
+sub header {
+    my ($r, $name) = @_;
+    return undef unless defined $r;
+    for my $h (@{ (ref $r eq 'HASH' ? $r->{headers} : $r) || [] }) {
+        return $h->[1] if lc $h->[0] eq lc $name;
+    }
+    return undef;
+}
+
+
+sub headers_named {
+    my ($r, $name) = @_;
+    return () unless defined $r;
+    return map { $_->[1] } grep { lc $_->[0] eq lc $name }
+        @{ (ref $r eq 'HASH' ? $r->{headers} : $r) || [] };
+}
+
+
+# $t->post($target, $body, headers => [[n, v], ...], content_type => ..,
+#          method => .., chunked => [sizes] | 1, split => 1, port => N)
+
+sub post {
+    my ($self, $target, $body, %o) = @_;
+
+    $body = '' unless defined $body;
+    my $method = $o{method} || 'POST';
+    my $ct = exists $o{content_type} ? $o{content_type}
+        : 'application/json';
+
+    my $head = "$method $target HTTP/1.1\r\n"
+        . "Host: " . ($o{host} || 'localhost') . "\r\n"
+        . "Connection: close\r\n";
+    $head .= "Content-Type: $ct\r\n" if defined $ct;
+    $head .= "$_->[0]: $_->[1]\r\n" for @{ $o{headers} || [] };
+
+    my @pieces;
+
+    if ($o{chunked}) {
+        $head .= "Transfer-Encoding: chunked\r\n\r\n";
+        my $size = ref $o{chunked} ? $o{chunked} : 100;
+        my $b = $body;
+        @pieces = ($head);
+        while (length $b) {
+            my $c = substr $b, 0, $size, '';
+            push @pieces, sprintf("%x\r\n", length $c) . $c . "\r\n";
+        }
+        push @pieces, "0\r\n\r\n";
+        @pieces = (join '', @pieces) unless $o{split};
+
+    } else {
+        $head .= "Content-Length: " . length($body) . "\r\n"
+            unless $o{no_length};
+        $head .= "\r\n";
+        @pieces = $o{split} ? ($head, $body) : ($head . $body);
+    }
+
+    return $self->http(@pieces == 1 ? $pieces[0] : \@pieces, %o);
+}
+
+
+# The response is one of the gateway's own refusals: status, JSON shape,
+# error_code, id header equal to audit_id.  Returns the decoded body.
+
+sub is_refusal {
+    my ($self, $r, $status, $code, $name) = @_;
+
+    my $ok = Test::More::is($r->{status}, $status, "$name: status $status");
+    my $j = $r->{json} || {};
+    $ok &= Test::More::is($j->{error_code}, $code, "$name: $code");
+    $ok &= Test::More::like(header($r, 'Content-Type') || '',
+        qr{\Aapplication/json\b}, "$name: application/json");
+    my $id = header($r, 'X-Taurus-Guard-Id');
+    $ok &= Test::More::like($id || '', qr/\A[0-9a-f]{32}\z/,
+        "$name: X-Taurus-Guard-Id");
+    $ok &= Test::More::is($j->{audit_id}, $id, "$name: audit_id is the id");
+    Test::More::diag("response: $r->{raw}") unless $ok;
+
+    return $j;
+}
+
+
+1;

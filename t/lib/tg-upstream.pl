@@ -1,0 +1,363 @@
+#!/usr/bin/perl
+
+# tg-upstream.pl: a stand-in for the TaurusDB API that verifies the
+# SDK-HMAC-SHA256 signature of each request with its own Perl code
+# (TaurusGuard::Signer) and answers as the real API does.  Used by the
+# integration tests and by `make run`.
+#
+#   tg-upstream.pl --listen 127.0.0.1:PORT (--ak AK --sk SK |
+#       --credentials FILE) [--record FILE] [--audit-log FILE]
+#       [--status N] [--pidfile FILE] [--token TOKEN]
+#
+# --token: a request with no Authorization header is accepted when its
+# X-Auth-Token equals TOKEN (IAM token authentication).
+#
+# --record appends one JSON line per request: time, method, target,
+# version, headers ([name, value] in the order received), body (text),
+# body_b64, body_sha256, signature {ok, error, canonical_request,
+# string_to_sign}, audit_seen (whether --audit-log held the request's
+# X-Taurus-Guard-Id when the request arrived), token_ok, connection (an
+# id of the client connection) and seq (the request's number on it).
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin";
+
+use Digest::SHA qw(sha256_hex);
+use Encode qw(decode);
+use Fcntl qw(:flock O_WRONLY O_APPEND O_CREAT);
+use Getopt::Long qw(GetOptions);
+use IO::Socket::INET;
+use JSON::PP;
+use MIME::Base64 qw(encode_base64);
+use POSIX qw(strftime WNOHANG);
+use Time::HiRes qw(time);
+
+use TaurusGuard::Signer;
+
+my %opt = (listen => '127.0.0.1:8081');
+
+GetOptions(\%opt, 'listen=s', 'ak=s', 'sk=s', 'credentials=s', 'record=s',
+    'audit-log=s', 'status=i', 'pidfile=s', 'token=s', 'quiet')
+    or die "usage: $0 --listen ADDR:PORT --ak AK --sk SK [options]\n";
+
+if (defined $opt{credentials}) {
+    my $c = read_ini($opt{credentials});
+    $opt{ak} = $c->{ak} unless defined $opt{ak};
+    $opt{sk} = $c->{sk} unless defined $opt{sk};
+}
+
+die "$0: --ak and --sk, --credentials or --token are required\n"
+    unless defined $opt{ak} && defined $opt{sk} || defined $opt{token};
+
+my $json = JSON::PP->new->utf8->canonical;
+
+my $server = IO::Socket::INET->new(
+    LocalAddr => $opt{listen},
+    Listen    => 128,
+    ReuseAddr => 1,
+    Proto     => 'tcp',
+) or die "$0: cannot listen on $opt{listen}: $@\n";
+
+if (defined $opt{pidfile}) {
+    open my $fh, '>', $opt{pidfile} or die "$0: $opt{pidfile}: $!\n";
+    print $fh "$$\n";
+    close $fh;
+}
+
+# children serve one connection each; stopping the server stops them too,
+# so no idle keep-alive connection outlives it
+
+my %kids;
+
+$SIG{CHLD} = sub {
+    while ((my $pid = waitpid(-1, WNOHANG)) > 0) {
+        delete $kids{$pid};
+    }
+};
+$SIG{PIPE} = 'IGNORE';
+$SIG{TERM} = $SIG{INT} = sub {
+    kill 'TERM', keys %kids;
+    exit 0;
+};
+
+print STDERR "tg-upstream: ready on " . $server->sockhost . ':'
+    . $server->sockport . "\n";
+
+while (1) {
+    my $c = $server->accept or next;
+
+    # one process per connection: nginx may keep one connection idle
+    # while it opens another
+
+    my $pid = fork;
+    if (!defined $pid) {
+        warn "$0: fork: $!\n";
+        close $c;
+        next;
+    }
+
+    if ($pid == 0) {
+        close $server;
+        $SIG{TERM} = $SIG{INT} = $SIG{CHLD} = 'DEFAULT';
+        serve($c);
+        POSIX::_exit(0);
+    }
+
+    $kids{$pid} = 1;
+    close $c;
+}
+
+
+sub read_ini {
+    my ($file) = @_;
+    open my $fh, '<', $file or die "$0: $file: $!\n";
+    my ($section, %v) = ('');
+    while (my $l = <$fh>) {
+        $l =~ s/[\r\n]+\z//;
+        next if $l =~ /\A\s*(?:[#;]|\z)/;
+        if ($l =~ /\A\s*\[\s*([^\]]*?)\s*\]/) {
+            $section = $1;
+            next;
+        }
+        next unless $section eq 'basic';
+        $v{ lc $1 } = $2 if $l =~ /\A\s*([^=\s]+)\s*=\s*(.*?)\s*\z/;
+    }
+    return \%v;
+}
+
+
+sub serve {
+    my ($c) = @_;
+    my $buf = '';
+
+    binmode $c;
+
+    my $seq = 0;
+
+    while (1) {
+        my $req = read_request($c, \$buf) or return;
+        $req->{conn} = $$;
+        $req->{seq} = ++$seq;
+        my $keep = handle($c, $req);
+        return unless $keep;
+    }
+}
+
+
+sub fill {
+    my ($c, $bufref) = @_;
+    my $n = sysread($c, $$bufref, 65536, length $$bufref);
+    return $n;
+}
+
+
+sub read_request {
+    my ($c, $bufref) = @_;
+
+    while ($$bufref !~ /\r?\n\r?\n/) {
+        return undef if length $$bufref > 1 << 20;
+        fill($c, $bufref) or return undef;
+    }
+
+    $$bufref =~ s/\A(.*?)\r?\n\r?\n//s;
+    my @lines = split /\r?\n/, $1;
+    my $line = shift @lines;
+
+    my ($method, $target, $version) = $line =~ /\A(\S+) (\S+) (HTTP\/\d\.\d)\z/
+        or return undef;
+
+    my @headers;
+    for my $l (@lines) {
+        if ($l =~ /\A[ \t]/ && @headers) {
+            $headers[-1][1] .= ' ' . $l =~ s/\A[ \t]+//r;
+            next;
+        }
+        my ($n, $v) = $l =~ /\A([^:]+):[ \t]*(.*?)[ \t]*\z/ or return undef;
+        push @headers, [ $n, $v ];
+    }
+
+    my %h;
+    push @{ $h{ lc $_->[0] } }, $_->[1] for @headers;
+
+    my $body = '';
+
+    if ($h{'transfer-encoding'}
+        && lc($h{'transfer-encoding'}[-1]) =~ /chunked/)
+    {
+        while (1) {
+            while ($$bufref !~ /\r?\n/) {
+                fill($c, $bufref) or return undef;
+            }
+            $$bufref =~ s/\A([0-9A-Fa-f]+)[^\r\n]*\r?\n// or return undef;
+            my $size = hex $1;
+            if ($size == 0) {
+                # trailers, then an empty line
+                while ($$bufref !~ /\A\r?\n/ && $$bufref !~ /\r?\n\r?\n/) {
+                    fill($c, $bufref) or return undef;
+                }
+                $$bufref =~ s/\A(?:.*?\r?\n)??\r?\n//s;
+                last;
+            }
+            while (length $$bufref < $size + 2) {
+                fill($c, $bufref) or return undef;
+            }
+            $body .= substr $$bufref, 0, $size, '';
+            $$bufref =~ s/\A\r?\n//;
+        }
+
+    } elsif ($h{'content-length'}) {
+        my $len = $h{'content-length'}[0];
+        return undef unless $len =~ /\A\d+\z/;
+        while (length $$bufref < $len) {
+            fill($c, $bufref) or return undef;
+        }
+        $body = substr $$bufref, 0, $len, '';
+    }
+
+    return {
+        method  => $method,
+        target  => $target,
+        version => $version,
+        headers => \@headers,
+        h       => \%h,
+        body    => $body,
+        time    => time,
+    };
+}
+
+
+sub audit_seen {
+    my ($req) = @_;
+
+    return undef unless defined $opt{'audit-log'};
+
+    my $ids = $req->{h}{'x-taurus-guard-id'} or return 0;
+    my $id = $ids->[0];
+    return 0 unless length $id;
+
+    open my $fh, '<', $opt{'audit-log'} or return 0;
+    local $/;
+    my $log = <$fh>;
+    close $fh;
+
+    return index($log, "\"id\":\"$id\"") >= 0 ? 1 : 0;
+}
+
+
+sub handle {
+    my ($c, $req) = @_;
+
+    # checked first: what was on disk when the request arrived
+    my $seen = audit_seen($req);
+
+    my ($path, $query) = split /\?/, $req->{target}, 2;
+
+    my $v = { ok => 0, error => 'no AK/SK configured' };
+
+    $v = TaurusGuard::Signer::verify({
+        method  => $req->{method},
+        path    => $path,
+        query   => $query,
+        headers => $req->{headers},
+        body    => $req->{body},
+    }, ak => $opt{ak}, sk => $opt{sk})
+        if defined $opt{ak};
+
+    my $tokens = $req->{h}{'x-auth-token'} || [];
+    my $token_ok = defined $opt{token} && @$tokens == 1
+        && $tokens->[0] eq $opt{token} ? 1 : 0;
+
+    my $copy = $req->{body};
+    my $text = eval {
+        decode('UTF-8', $copy, Encode::FB_CROAK | Encode::LEAVE_SRC)
+    };
+
+    my $rec = {
+        time        => strftime('%Y-%m-%dT%H:%M:%S', gmtime $req->{time})
+            . sprintf('.%03dZ', ($req->{time} - int $req->{time}) * 1000),
+        method      => $req->{method},
+        target      => $req->{target},
+        version     => $req->{version},
+        headers     => $req->{headers},
+        body        => $text,
+        body_b64    => encode_base64($req->{body}, ''),
+        body_sha256 => sha256_hex($req->{body}),
+        signature   => {
+            ok                => $v->{ok} ? 1 : 0,
+            error             => $v->{error},
+            canonical_request => $v->{canonical_request},
+            string_to_sign    => $v->{string_to_sign},
+        },
+        audit_seen  => $seen,
+        token_ok    => $token_ok,
+        connection  => $req->{conn},
+        seq         => $req->{seq},
+    };
+
+    record($rec);
+
+    my ($status, $body);
+
+    if (defined $opt{status}) {
+        $status = $opt{status};
+        $body = $json->encode({ resp => "status $status" });
+
+    } elsif ($v->{ok} || $token_ok && !$req->{h}{authorization}) {
+        $status = 200;
+        $body = '{"resp":"success"}';
+
+    } else {
+        $status = 401;
+        $body = '{"error_code":"APIG.0301","error_msg":"Incorrect IAM '
+            . 'authentication information: verify aksk signature fail"}';
+        print STDERR "tg-upstream: signature check failed: $v->{error}\n"
+            unless $opt{quiet};
+    }
+
+    my $conn = $req->{h}{connection} ? lc $req->{h}{connection}[-1] : '';
+    my $keep = $req->{version} eq 'HTTP/1.1' ? $conn ne 'close'
+        : $conn eq 'keep-alive';
+
+    my $resp = "HTTP/1.1 $status " . reason($status) . "\r\n"
+        . "Content-Type: application/json\r\n"
+        . "Content-Length: " . length($body) . "\r\n"
+        . "X-Request-Id: tg-upstream-$$\r\n"
+        . ($keep ? '' : "Connection: close\r\n")
+        . "\r\n" . ($req->{method} eq 'HEAD' ? '' : $body);
+
+    my $off = 0;
+    while ($off < length $resp) {
+        my $n = syswrite($c, $resp, length($resp) - $off, $off);
+        return 0 unless $n;
+        $off += $n;
+    }
+
+    return $keep;
+}
+
+
+sub record {
+    my ($rec) = @_;
+    return unless defined $opt{record};
+
+    my $line = $json->encode($rec) . "\n";
+
+    sysopen my $fh, $opt{record}, O_WRONLY | O_APPEND | O_CREAT, 0644
+        or die "$0: $opt{record}: $!\n";
+    flock $fh, LOCK_EX;
+    syswrite $fh, $line;
+    close $fh;
+}
+
+
+sub reason {
+    my ($s) = @_;
+    my %r = (200 => 'OK', 202 => 'Accepted', 400 => 'Bad Request',
+        401 => 'Unauthorized', 403 => 'Forbidden', 404 => 'Not Found',
+        500 => 'Internal Server Error', 502 => 'Bad Gateway',
+        503 => 'Service Unavailable');
+    return $r{$s} || 'Status';
+}
