@@ -981,7 +981,8 @@ ngx_http_taurus_guard_header_filter(ngx_http_request_t *r)
 
         ctx = ngx_http_taurus_guard_create_ctx(r, lcf);
         if (ctx == NULL) {
-            return NGX_ERROR;
+            /* already refused (500) for the same reason: answer anyway */
+            return ngx_http_next_header_filter(r);
         }
     }
 

@@ -47,7 +47,8 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
     ngx_str_t *body, ngx_str_t *reason)
 {
     u_char                          *cr;
-    size_t                           len, auth_len;
+    u_char                          *auth;
+    size_t                           len, auth_len, auth_size;
     tg_rc_t                          rc;
     ngx_int_t                        result;
     ngx_uint_t                       i, nadd, nsign;
@@ -58,7 +59,6 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
     ngx_http_taurus_guard_header_t   add[8];
     char                             date[TG_SDK_DATE_LEN + 1];
     char                             hash[TG_SHA256_HEX_LEN + 1];
-    char                             auth[512];
 
     static ngx_str_t  content_type = ngx_string("application/json");
 
@@ -178,8 +178,17 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
     (void) i;
 #endif
 
+    /* "SDK-HMAC-SHA256 Access=AK, SignedHeaders=..., Signature=hex" */
+
+    auth_size = 128 + cred->ak.len + TG_SHA256_HEX_LEN;
+
+    auth = ngx_pnalloc(r->pool, auth_size);
+    if (auth == NULL) {
+        return NGX_ERROR;
+    }
+
     rc = tg_sign_authorization(&req, &cred->ak, &cred->sk,
-                               auth, sizeof(auth), &auth_len);
+                               (char *) auth, auth_size, &auth_len);
 
     if (rc != TG_OK) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -205,11 +214,7 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
     }
 
     ngx_str_set(&add[nadd].name, "Authorization");
-    add[nadd].value.data = ngx_pnalloc(r->pool, auth_len);
-    if (add[nadd].value.data == NULL) {
-        return NGX_ERROR;
-    }
-    ngx_memcpy(add[nadd].value.data, auth, auth_len);
+    add[nadd].value.data = auth;
     add[nadd].value.len = auth_len;
     nadd++;
 

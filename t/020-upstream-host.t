@@ -23,7 +23,7 @@ my $t = Test::TaurusGuard->new;
 my $up = $t->upstream;
 $t->write_credentials;
 
-# one server per setup: [port name, what the upstream's Host must be,
+# one server per setup: [name, port name, the Host the upstream must see,
 # the location's proxy directives]
 
 my @setups = (
