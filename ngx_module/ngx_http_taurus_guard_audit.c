@@ -456,6 +456,14 @@ ngx_http_taurus_guard_audit_sync(ngx_http_request_t *r,
         ctx->sync_failed = 0;
         ngx_queue_insert_tail(&audit->pending, &ctx->queue);
 
+        /*
+         * Nothing runs for this request until the flush is done: a write
+         * event on a keep-alive connection would otherwise resume it
+         * early.  ngx_http_taurus_guard_audit_wake() puts ctx->resume
+         * back in place.
+         */
+
+        r->write_event_handler = ngx_http_request_empty_handler;
         r->main->blocked++;
         r->aio = 1;
 
@@ -645,6 +653,12 @@ ngx_http_taurus_guard_audit_wake(ngx_http_taurus_guard_audit_t *audit,
 
         r->main->blocked--;
         r->aio = 0;
+
+        /* unless nginx meanwhile decided to end the request */
+
+        if (r->write_event_handler == ngx_http_request_empty_handler) {
+            r->write_event_handler = ctx->resume;
+        }
 
         r->write_event_handler(r);
         ngx_http_run_posted_requests(c);

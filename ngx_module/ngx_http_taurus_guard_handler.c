@@ -362,12 +362,12 @@ ngx_http_taurus_guard_process(ngx_http_request_t *r,
     rec.body_sha256 = hash;
 
     ctx->body = body;
+    ctx->resume = ngx_http_taurus_guard_synced;
 
     rc = ngx_http_taurus_guard_audit(r, lcf->audit, &rec, 1);
 
     if (rc == NGX_AGAIN) {
-        /* blocked until the group flush; then ngx_http_taurus_guard_synced */
-        r->write_event_handler = ngx_http_taurus_guard_synced;
+        /* blocked until the group flush, then ctx->resume */
         return NGX_DONE;
     }
 

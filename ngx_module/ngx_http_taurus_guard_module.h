@@ -163,6 +163,7 @@ typedef struct {
     ngx_str_t                    user;
     ngx_http_request_t          *request;
     ngx_queue_t                  queue;     /* waiting for a flush */
+    ngx_http_event_handler_pt    resume;    /* after the flush */
     u_char                       id[TG_AUDIT_ID_LEN + 1];
 
     unsigned                     started:1;

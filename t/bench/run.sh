@@ -1,0 +1,699 @@
+#!/bin/bash
+# `make bench`: the gateway's cost against a plain proxy_pass, in one run.
+#
+# Everything runs on 127.0.0.1 from a temp dir that is removed on exit:
+#
+#   wrk (CPU 1) -> gateway nginx, 1 worker (CPU 0) -> upstream nginx (CPU 1)
+#                  :plain  location /v3/ { proxy_pass ...; }
+#                  :guard  location /v3/ { taurus_guard on; proxy_pass ...; }
+#
+# Both gateway ports serve the same route and forward to the same upstream,
+# so the URLs differ only by port.  The figure that matters is the gateway
+# worker's CPU time per request (utime+stime of the whole process from
+# /proc, divided by the requests wrk counted); req/s is printed too, but
+# the durable audit log's fdatasync() makes the guarded worker wait on the
+# disk, and waiting is not CPU.  Cases that are compared run in alternating
+# rounds, so a neighbour's load drifting during the run hits both sides.
+#
+# SPEC's targets: module/plain at most 1.3x (1 instance) and 2x (50
+# instances); a million-entry allow-list loads in under 2 s and is looked
+# up in constant time.  The bench reports, it never fails on a ratio; it
+# fails when it cannot measure (a tool missing, a non-2xx response, a
+# stall, a worker crash, an [alert] in a log).
+#
+# Environment: TG_NGINX (nginx binary, default /usr/sbin/nginx), TG_MODULE
+# (the .so, default build/ngx_http_taurus_guard_module.so), TG_BENCH_SECONDS
+# (per case, default 10), TG_BENCH_ROUNDS (default 5), TG_BENCH_CONNECTIONS
+# (wrk's, default 2: more lets a group commit share flushes), TG_BENCH_AUDIT
+# (parameters appended to taurus_guard_audit_log, e.g. "thread_pool=off"
+# or "fsync=off"; default none: the durable default), TG_BENCH_KEEP=1 (keep
+# the temp dir).
+
+set -eu
+
+top=$(cd "$(dirname "$0")/../.." && pwd)
+bench="$top/t/bench"
+nginx=${TG_NGINX:-/usr/sbin/nginx}
+module=${TG_MODULE:-$top/build/ngx_http_taurus_guard_module.so}
+seconds=${TG_BENCH_SECONDS:-10}
+rounds=${TG_BENCH_ROUNDS:-5}
+conns=${TG_BENCH_CONNECTIONS:-2}
+audit_opts=${TG_BENCH_AUDIT:+ $TG_BENCH_AUDIT}
+worker_user=nobody
+
+project=0123456789abcdef0123456789abcdef
+route="/v3/$project/instances/database-version/upgrade"
+
+tmp=""
+pids=()
+
+# per nginx (gw: 51 allow-list entries, gw1m: a million more; up)
+declare -A gw_master gw_worker
+
+# per case: where it goes, and what it measured (summed over rounds)
+declare -A c_gw c_port c_body c_path
+declare -A a_req a_us a_usr a_sys a_p50 a_p99 a_rss0 a_rss1 a_audit0 a_audit
+
+
+# On any failure, what nginx said about it (a crash, a failed flush) is
+# worth more than our message: show the logs' alerts first.
+die() {
+    if [ -n "$tmp" ] && [ -d "$tmp" ]; then
+        grep -h -E '\[(alert|crit|emerg)\]' "$tmp"/*/logs/error.log \
+            2>/dev/null | tail -5 >&2 || true
+    fi
+    echo "bench: error: $*" >&2
+    exit 1
+}
+
+
+# --- setup ---------------------------------------------------------------
+
+need_tools() {
+    local sudo=""
+
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    if ! command -v wrk >/dev/null || ! command -v curl >/dev/null; then
+        echo "bench: installing wrk and curl with apt"
+        $sudo apt-get update -q >/dev/null
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q \
+            --no-install-recommends wrk curl >/dev/null
+    fi
+    [ -x "$nginx" ] || die "no nginx binary at $nginx"
+    [ -f "$module" ] || die "no module at $module (run make)"
+}
+
+
+# A port the kernel just handed out and nobody holds (closed at once: a
+# small race, harmless on a bench machine).
+free_port() {
+    perl -MIO::Socket::INET -e '
+        my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1:0",
+            Listen => 1, ReuseAddr => 1) or die "no free port: $!\n";
+        print $s->sockport, "\n";'
+}
+
+
+# Pin the gateway workers to CPU 0 and wrk plus the upstream to CPU 1, so
+# the client and the upstream never steal the measured worker's CPU.  On a
+# single CPU there is nothing to pin.
+setup_cpus() {
+    if [ "$(nproc)" -ge 2 ]; then
+        gw_affinity="worker_cpu_affinity 01;"
+        up_affinity="worker_cpu_affinity 10;"
+        wrk_cmd=(taskset -c 1 wrk)
+    else
+        gw_affinity=""
+        up_affinity=""
+        wrk_cmd=(wrk)
+    fi
+}
+
+
+setup_dir() {
+    local d
+
+    tmp=$(mktemp -d "${TMPDIR:-/tmp}/tg-bench.XXXXXXXX")
+    mkdir -p "$tmp/up/logs" "$tmp/gw/logs" "$tmp/gw1m/logs" "$tmp/conf" \
+        "$tmp/body" "$tmp/temp/body" "$tmp/temp/proxy" "$tmp/temp/fastcgi" \
+        "$tmp/temp/uwsgi" "$tmp/temp/scgi"
+
+    # nginx maps the .so: a `make` elsewhere in the tree rewrites it in
+    # place (cp), and a worker running the old mapping then crashes.  The
+    # bench loads its own copy.
+    cp "$module" "$tmp/conf/ngx_http_taurus_guard_module.so"
+
+    cat > "$tmp/conf/credentials" <<'INI'
+# fake credentials for `make bench`: the upstream checks nothing
+[basic]
+ak = BENCHAKEXAMPLE000000
+sk = bench-secret-key-not-a-real-one-000000000
+INI
+
+    # Workers run as nobody when nginx starts as root: the credentials
+    # file must be theirs alone (nginx -t refuses it otherwise), the temp
+    # dirs writable by them, every directory on the way traversable.
+    chmod -R go+rX "$tmp"
+    chmod 0600 "$tmp/conf/credentials"
+    if [ "$(id -u)" = 0 ]; then
+        chown "$worker_user" "$tmp/conf/credentials"
+        chown -R "$worker_user" "$tmp/temp"
+    fi
+    d=$tmp
+    while [ "$d" != / ]; do
+        chmod o+x "$d" 2>/dev/null || true
+        d=$(dirname "$d")
+    done
+}
+
+
+# Stops exactly the nginx masters this script started (their workers
+# follow), then removes the temp dir.
+cleanup() {
+    local pid
+
+    for pid in "${pids[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    if [ -n "$tmp" ]; then
+        if [ "${TG_BENCH_KEEP:-}" = 1 ]; then
+            echo "bench: kept $tmp"
+        else
+            rm -rf "$tmp"
+        fi
+    fi
+}
+
+
+# --- request bodies --------------------------------------------------------
+
+# instance_id N: 32 hex digits and "in07", as TaurusDB's are
+instance_id() {
+    printf '6754902da1f447269c6979b0%08xin07' "$1"
+}
+
+
+# make_body FILE ID...: a valid batch naming every ID
+make_body() {
+    local file=$1 sep="" id
+    shift
+
+    {
+        printf '{"databases_instance_infos":['
+        for id in "$@"; do
+            printf '%s{"current_version":"2.0.48.231200","instance_id":"%s"}' \
+                "$sep" "$id"
+            sep=,
+        done
+        printf '],"delay":"false"}'
+    } > "$file"
+}
+
+
+# --- nginx instances -------------------------------------------------------
+
+temp_paths() {
+    cat <<CONF
+    client_body_temp_path $tmp/temp/body;
+    proxy_temp_path $tmp/temp/proxy;
+    fastcgi_temp_path $tmp/temp/fastcgi;
+    uwsgi_temp_path $tmp/temp/uwsgi;
+    scgi_temp_path $tmp/temp/scgi;
+CONF
+}
+
+
+# The upstream: nginx answering every POST itself (`return` reads and
+# discards the body), on its own instance and CPU, so that it never
+# shares the measured worker.
+write_upstream_conf() {
+    cat > "$tmp/up/nginx.conf" <<CONF
+worker_processes 1;
+$up_affinity
+error_log $tmp/up/logs/error.log warn;
+pid $tmp/up/logs/nginx.pid;
+events { worker_connections 1024; }
+http {
+$(temp_paths)
+    access_log off;
+    keepalive_requests 1000000;
+    default_type application/json;
+    server {
+        listen 127.0.0.1:$up_port;
+        location / { return 200 '{"resp":"success"}'; }
+    }
+}
+CONF
+}
+
+
+# write_gateway_conf NAME PLAIN_PORT GUARD_PORT [ALLOW_INCLUDE]: a gateway
+# in $tmp/NAME, one worker, two servers that differ only in `taurus_guard
+# on`.  Upstream keepalive, as a production gateway runs, keeps connection
+# setup out of both sides.  access_log is off and error_log at warn (the
+# module logs each forwarded batch at info) so that neither side pays for
+# logging the other skips.  Each gateway has its own audit file: two
+# nginx instances must not share one hash chain.
+write_gateway_conf() {
+    local name=$1 plain=$2 guard=$3 include=${4:-}
+    local dir="$tmp/$name"
+
+    cat > "$dir/nginx.conf" <<CONF
+load_module $tmp/conf/ngx_http_taurus_guard_module.so;
+worker_processes 1;
+$gw_affinity
+error_log $dir/logs/error.log warn;
+pid $dir/logs/nginx.pid;
+events { worker_connections 1024; }
+http {
+$(temp_paths)
+    access_log off;
+    keepalive_requests 1000000;
+
+    upstream backend {
+        server 127.0.0.1:$up_port;
+        keepalive 8;
+        keepalive_requests 1000000;
+    }
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+
+    taurus_guard_credentials $tmp/conf/credentials;
+    taurus_guard_audit_log $dir/logs/taurus-audit.log$audit_opts;
+    taurus_guard_allow {
+        $project ${instances[*]};
+        ${include:+include $include;}
+    }
+
+    server {
+        listen 127.0.0.1:$plain;
+        location /v3/ {
+            proxy_pass http://backend;
+        }
+    }
+    server {
+        listen 127.0.0.1:$guard;
+        location /v3/ {
+            taurus_guard on;
+            proxy_pass http://backend;
+        }
+    }
+}
+CONF
+}
+
+
+# nginx_t NAME: `nginx -t` on a gateway's configuration
+nginx_t() {
+    "$nginx" -t -q -p "$tmp/$1/" -e "$tmp/$1/logs/error.log" \
+        -c "$tmp/$1/nginx.conf"
+}
+
+
+wait_port() {
+    local port=$1 i
+
+    for i in $(seq 600); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    die "nothing listens on 127.0.0.1:$port after 30 s"
+}
+
+
+# start_nginx NAME PORT...: the nginx in $tmp/NAME in the foreground of a
+# background job, so $! is the master and the trap stops exactly what was
+# started; returns once it listens on every PORT.
+start_nginx() {
+    local name=$1 port w
+    shift
+
+    "$nginx" -p "$tmp/$name/" -e "$tmp/$name/logs/error.log" \
+        -c "$tmp/$name/nginx.conf" -g 'daemon off;' &
+    pids+=($!)
+    gw_master[$name]=$!
+    for port in "$@"; do
+        wait_port "$port"
+    done
+
+    # its only worker (there is no cache manager in these confs)
+    w=$(pgrep -P "${gw_master[$name]}" | head -1)
+    [ -n "$w" ] || die "no worker under the $name nginx"
+    gw_worker[$name]=$w
+}
+
+
+# --- measuring -------------------------------------------------------------
+
+# Called in the main shell (die in a $(...) would only end the subshell):
+# a worker that died and was respawned would make every number wrong.
+check_worker() {
+    [ -r "/proc/$1/stat" ] || die "the gateway worker $1 is gone (a crash?)"
+}
+
+
+# CPU time of a process (all its threads, so the thread pool's flushes
+# count too) in microseconds, "user system".  Fields are counted after
+# the ")" that ends the command name.
+cpu_us() {
+    local stat rest
+
+    stat=$(cat "/proc/$1/stat")
+    rest=${stat##*) }
+    set -- $rest
+    # after "pid (comm) ": $1 is state (field 3); utime is 14, stime 15
+    echo $(( ${12} * 1000000 / clk_tck )) $(( ${13} * 1000000 / clk_tck ))
+}
+
+
+rss_kb() {
+    awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
+}
+
+
+allow_records() {
+    grep -c -F '"decision":"allow"' "$tmp/$1/logs/taurus-audit.log" || true
+}
+
+
+# check_once URL BODY STATUS [GREP]: one request with curl, outside wrk,
+# to be sure a case measures what it claims (the module answered, the
+# upstream's body came back) before spending seconds on it.
+check_once() {
+    local url=$1 body=$2 want=$3 grep=${4:-} got
+
+    got=$(curl -sS -o "$tmp/resp" -D "$tmp/resp.h" -w '%{http_code}' \
+        -H 'Content-Type: application/json' --data-binary "@$body" "$url")
+    if [ "$got" != "$want" ] \
+        || { [ -n "$grep" ] && ! grep -q -- "$grep" "$tmp/resp"; }
+    then
+        echo "bench: expected $want${grep:+ with $grep} from $url, got $got:" \
+            >&2
+        cat "$tmp/resp.h" "$tmp/resp" >&2
+        echo >&2
+        die "the bench cannot measure this"
+    fi
+}
+
+
+# define_case NAME GATEWAY PORT BODY [PATH]
+define_case() {
+    c_gw[$1]=$2
+    c_port[$1]=$3
+    c_body[$1]=$4
+    c_path[$1]=${5:-$route}
+    a_req[$1]=0 a_us[$1]=0 a_usr[$1]=0 a_sys[$1]=0 a_p50[$1]=0 a_p99[$1]=0
+}
+
+
+url_of() {
+    echo "http://127.0.0.1:${c_port[$1]}${c_path[$1]}"
+}
+
+
+# prepare NAME: one checked request, then a short unmeasured run
+# (keepalive connections up, caches warm)
+prepare() {
+    local name=$1 gw=${c_gw[$1]} url
+
+    url=$(url_of "$name")
+    check_once "$url" "${c_body[$name]}" 200 '"resp":"success"'
+    if [ "$name" != "${name#plain}" ]; then
+        ! grep -qi '^X-Taurus-Guard-Id:' "$tmp/resp.h" \
+            || die "$name: X-Taurus-Guard-Id on the plain port"
+    else
+        grep -qi '^X-Taurus-Guard-Id:' "$tmp/resp.h" \
+            || die "$name: no X-Taurus-Guard-Id, the module did not run"
+    fi
+
+    "${wrk_cmd[@]}" -t1 -c"$conns" -d1s -s "$bench/post.lua" "$url" \
+        -- "${c_body[$name]}" > /dev/null
+
+    check_worker "${gw_worker[$gw]}"
+    a_rss0[$name]=$(rss_kb "${gw_worker[$gw]}")
+    a_audit0[$name]=$(allow_records "$gw")
+}
+
+
+# field LINE KEY: a number from post.lua's result line
+field() {
+    sed -n "s/.* $2=\([0-9]*\).*/\1/p" <<< "$1"
+}
+
+
+# round NAME SECONDS: one measured wrk run, summed into the a_* maps
+round() {
+    local name=$1 secs=$2 w=${gw_worker[${c_gw[$1]}]}
+    local out line n bad k u0 s0 u1 s1
+
+    check_worker "$w"
+    read -r u0 s0 <<< "$(cpu_us "$w")"
+    out=$("${wrk_cmd[@]}" -t1 -c"$conns" -d"${secs}s" -s "$bench/post.lua" \
+        "$(url_of "$name")" -- "${c_body[$name]}")
+    # the last requests in flight when wrk stopped are the worker's too
+    sleep 0.1
+    check_worker "$w"
+    read -r u1 s1 <<< "$(cpu_us "$w")"
+
+    line=$(grep '^TG_BENCH ' <<< "$out") \
+        || die "$name: no result line from wrk:"$'\n'"$out"
+    n=$(field "$line" requests)
+    bad=""
+    for k in non2xx connect read write timeout; do
+        [ "$(field "$line" $k)" = 0 ] || bad="$bad $k=$(field "$line" $k)"
+    done
+    if [ -n "$bad" ]; then
+        echo "$out" >&2
+        die "$name: $n requests, errors:$bad"
+    fi
+    # a loopback proxy does thousands a second: a handful means requests
+    # hang (wrk counts a timeout only after 2 s, and not at the very end)
+    if [ "$n" -lt $(( secs * 20 )) ]; then
+        echo "$out" >&2
+        die "$name: only $n requests in $secs s: the gateway stalls"
+    fi
+
+    a_req[$name]=$(( a_req[$name] + n ))
+    a_us[$name]=$(( a_us[$name] + $(field "$line" duration_us) ))
+    a_usr[$name]=$(( a_usr[$name] + u1 - u0 ))
+    a_sys[$name]=$(( a_sys[$name] + s1 - s0 ))
+    a_p50[$name]=$(( a_p50[$name] + $(field "$line" p50_us) ))
+    if [ "$(field "$line" p99_us)" -gt "${a_p99[$name]}" ]; then
+        a_p99[$name]=$(field "$line" p99_us)
+    fi
+}
+
+
+# finish NAME: memory after, and the audit file's word that every request
+# wrk counted on a guarded port was written as allowed (a few more may
+# have completed after wrk stopped counting)
+finish() {
+    local name=$1 gw=${c_gw[$1]}
+
+    check_worker "${gw_worker[$gw]}"
+    a_rss1[$name]=$(rss_kb "${gw_worker[$gw]}")
+    a_audit[$name]=$(( $(allow_records "$gw") - a_audit0[$name] ))
+    if [ "$name" = "${name#plain}" ] \
+        && [ "${a_audit[$name]}" -lt "${a_req[$name]}" ]; then
+        die "$name: ${a_req[$name]} requests but ${a_audit[$name]} allow" \
+            "records"
+    fi
+}
+
+
+# compare A B: the two cases in alternating rounds
+compare() {
+    local i secs=$(( seconds / rounds ))
+
+    [ "$secs" -ge 1 ] || secs=1
+    prepare "$1"
+    prepare "$2"
+    for i in $(seq "$rounds"); do
+        round "$1" "$secs"
+        round "$2" "$secs"
+    done
+    finish "$1"
+    finish "$2"
+    for i in "$1" "$2"; do
+        printf 'bench: %-10s %8d requests, %6d req/s, %7s us CPU/request\n' \
+            "$i" "${a_req[$i]}" "$(rps "$i")" "$(per_req "$i" cpu)"
+    done
+}
+
+
+# Any [alert], [crit] or [emerg] means something broke under load: the
+# numbers would not mean what they say.
+check_logs() {
+    if grep -h -E '\[(alert|crit|emerg)\]' "$tmp"/*/logs/error.log; then
+        die "alerts in the error logs (above)"
+    fi
+}
+
+
+# --- results ---------------------------------------------------------------
+
+rps() {
+    echo $(( a_req[$1] * 1000000 / a_us[$1] ))
+}
+
+
+# per_req NAME usr|sys|cpu: microseconds of CPU per request
+per_req() {
+    local c
+
+    case $2 in
+    usr) c=${a_usr[$1]} ;;
+    sys) c=${a_sys[$1]} ;;
+    cpu) c=$(( a_usr[$1] + a_sys[$1] )) ;;
+    esac
+    awk -v c="$c" -v n="${a_req[$1]}" 'BEGIN { printf "%.1f", c / n }'
+}
+
+
+ratio() {
+    awk -v a="$(per_req "$1" cpu)" -v b="$(per_req "$2" cpu)" \
+        'BEGIN { printf "%.2f", a / b }'
+}
+
+
+# verdict VALUE LIMIT
+verdict() {
+    awk -v v="$1" -v l="$2" 'BEGIN { print (v <= l) ? "within" : "OVER" }'
+}
+
+
+seconds_of_ms() {
+    printf '%d.%03d' $(( $1 / 1000 )) $(( $1 % 1000 ))
+}
+
+
+report() {
+    local c r1 r50 rbig
+
+    echo
+    echo "CPU: the gateway worker's per request (usr + sys = total)."
+    echo "Latency: wrk's (p50 averaged over rounds, p99 the worst)."
+    printf '%-10s %8s %6s %7s %7s %7s %6s %6s %17s\n' case requests \
+        'req/s' 'usr us' 'sys us' 'CPU us' 'p50 us' 'p99 us' \
+        'worker RSS kB'
+    for c in plain-1 module-1 plain-50 module-50 list-51 list-1M; do
+        printf '%-10s %8d %6d %7s %7s %7s %6d %6d %17s\n' "$c" \
+            "${a_req[$c]}" "$(rps "$c")" "$(per_req "$c" usr)" \
+            "$(per_req "$c" sys)" "$(per_req "$c" cpu)" \
+            $(( a_p50[$c] / rounds )) "${a_p99[$c]}" \
+            "${a_rss0[$c]} -> ${a_rss1[$c]}"
+    done
+
+    r1=$(ratio module-1 plain-1)
+    r50=$(ratio module-50 plain-50)
+    rbig=$(ratio list-1M list-51)
+
+    echo
+    echo "CPU per request, module / plain (SPEC: at most 1.3x and 2x):"
+    printf '  1 instance:   %6sx  (target 1.3x: %s)\n' "$r1" \
+        "$(verdict "$r1" 1.3)"
+    printf '  50 instances: %6sx  (target 2x:   %s)\n' "$r50" \
+        "$(verdict "$r50" 2)"
+    echo "Allow-list of 1,000,050 entries (1000 x 1000 generated + 50):"
+    printf '  nginx -t:     %s s, %s s  (target 2 s: %s)\n' \
+        "$(seconds_of_ms "$t_load1")" "$(seconds_of_ms "$t_load2")" \
+        "$(verdict "$(( t_load1 < t_load2 ? t_load1 : t_load2 ))" 2000)"
+    printf '  start:        %s s  (until it listens)\n' \
+        "$(seconds_of_ms "$t_start")"
+    printf '  lookup:       %6sx  (1-instance CPU/request, 1M list / 51)\n' \
+        "$rbig"
+    printf '  worker RSS:   %s kB with 1M entries, %s kB with 51\n' \
+        "${a_rss1[list-1M]}" "${a_rss1[list-51]}"
+    echo "Audit: every counted request has its allow record (module-1:" \
+        "${a_audit[module-1]}, module-50: ${a_audit[module-50]}," \
+        "list-1M: ${a_audit[list-1M]})."
+    echo "Ratios are reported, not asserted."
+}
+
+
+# --- the run ---------------------------------------------------------------
+
+# Milliseconds since the epoch.
+now_ms() {
+    echo $(( $(date +%s%N) / 1000000 ))
+}
+
+
+main() {
+    local i t0 pick big_project big_instance absent big_route
+    local up_port plain_port guard_port plain1m_port guard1m_port
+
+    need_tools
+    setup_cpus
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+    setup_dir
+    clk_tck=$(getconf CLK_TCK)
+
+    # the 50 instances every batch is drawn from, all on the allow-list
+    instances=()
+    for i in $(seq 50); do
+        instances+=("$(instance_id "$i")")
+    done
+    make_body "$tmp/body/1.json" "${instances[0]}"
+    make_body "$tmp/body/50.json" "${instances[@]}"
+
+    up_port=$(free_port)
+    plain_port=$(free_port)
+    guard_port=$(free_port)
+    plain1m_port=$(free_port)
+    guard1m_port=$(free_port)
+    [ "$(printf '%s\n' "$up_port" "$plain_port" "$guard_port" \
+        "$plain1m_port" "$guard1m_port" | sort -u | wc -l)" = 5 ] \
+        || die "the kernel handed out one port twice; run again"
+
+    echo "bench: $("$nginx" -v 2>&1), module $module"
+    echo "bench: $(nproc) CPUs ($(awk -F': ' '/^model name/ { print $2;
+        exit }' /proc/cpuinfo)), load $(cut -d' ' -f1-3 /proc/loadavg)," \
+        "audit log on $(stat -f -c %T "$tmp")"
+    echo "bench: wrk 1 thread, $conns keepalive connections, $seconds s per" \
+        "case in $rounds rounds; taurus_guard_audit_log FILE$audit_opts;"
+
+    write_upstream_conf
+    start_nginx up "$up_port"
+
+    write_gateway_conf gw "$plain_port" "$guard_port"
+    nginx_t gw
+    start_nginx gw "$plain_port" "$guard_port"
+
+    define_case plain-1 gw "$plain_port" "$tmp/body/1.json"
+    define_case module-1 gw "$guard_port" "$tmp/body/1.json"
+    define_case plain-50 gw "$plain_port" "$tmp/body/50.json"
+    define_case module-50 gw "$guard_port" "$tmp/body/50.json"
+    compare plain-1 module-1
+    compare plain-50 module-50
+    check_logs
+
+    # --- one million allow-list entries, in a second gateway ---
+    echo "bench: generating 1000 projects x 1000 instances"
+    pick=$(perl "$bench/gen-allow.pl" "$tmp/conf/allow-1m.conf" 1000 1000)
+    big_project=${pick% *}
+    big_instance=${pick#* }
+    absent=deadbeefdeadbeefdeadbeefdeadbeefin07
+    write_gateway_conf gw1m "$plain1m_port" "$guard1m_port" \
+        "$tmp/conf/allow-1m.conf"
+
+    # twice: the first also reads the 37 MB include from disk
+    t0=$(now_ms)
+    nginx_t gw1m
+    t_load1=$(( $(now_ms) - t0 ))
+    t0=$(now_ms)
+    nginx_t gw1m
+    t_load2=$(( $(now_ms) - t0 ))
+    t0=$(now_ms)
+    start_nginx gw1m "$guard1m_port"
+    t_start=$(( $(now_ms) - t0 ))
+    wait_port "$plain1m_port"
+
+    big_route="/v3/$big_project/instances/database-version/upgrade"
+    make_body "$tmp/body/big-allowed.json" "$big_instance"
+    make_body "$tmp/body/big-denied.json" "$absent"
+    check_once "http://127.0.0.1:$guard1m_port$big_route" \
+        "$tmp/body/big-allowed.json" 200 '"resp":"success"'
+    echo "bench: 1M list: listed $big_project $big_instance -> 200"
+    check_once "http://127.0.0.1:$guard1m_port$big_route" \
+        "$tmp/body/big-denied.json" 403 "$absent"
+    echo "bench: 1M list: absent $big_project $absent -> 403"
+
+    # the same 1-instance batch shape, against 51 entries and against 1M
+    define_case list-51 gw "$guard_port" "$tmp/body/1.json"
+    define_case list-1M gw1m "$guard1m_port" "$tmp/body/big-allowed.json" \
+        "$big_route"
+    compare list-51 list-1M
+    check_logs
+
+    report
+}
+
+
+main "$@"
