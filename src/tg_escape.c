@@ -10,9 +10,14 @@
  * copied as they are.
  */
 
+#include <string.h>
+
 #include "tg_escape.h"
 
 
+
+
+static size_t tg_json_plain_run(const unsigned char *src, size_t len);
 
 
 static const unsigned char  tg_hex[] = "0123456789abcdef";
@@ -73,6 +78,28 @@ tg_utf8_seq_len(const unsigned char *p, size_t n)
 }
 
 
+/*
+ * Runs of printable ASCII other than '"' and '\\' are most of every
+ * string: they are measured and copied whole.
+ */
+
+static size_t
+tg_json_plain_run(const unsigned char *src, size_t len)
+{
+    size_t  i;
+
+    for (i = 0; i < len; i++) {
+        if (src[i] < 0x20 || src[i] >= 0x7f || src[i] == '"'
+            || src[i] == '\\')
+        {
+            break;
+        }
+    }
+
+    return i;
+}
+
+
 size_t
 tg_json_escaped_len(const unsigned char *src, size_t len)
 {
@@ -83,18 +110,23 @@ tg_json_escaped_len(const unsigned char *src, size_t len)
     i = 0;
 
     while (i < len) {
+        n = tg_json_plain_run(&src[i], len - i);
+        size += n;
+        i += n;
+
+        if (i == len) {
+            break;
+        }
+
         c = src[i];
 
-        if (c < 0x20 || c == 0x7f) {
-            size += 6;
-            i++;
-
-        } else if (c == '"' || c == '\\') {
+        if (c == '"' || c == '\\') {
             size += 2;
             i++;
 
         } else if (c < 0x80) {
-            size++;
+            /* a control byte */
+            size += 6;
             i++;
 
         } else {
@@ -124,6 +156,15 @@ tg_json_escape(unsigned char *dst, const unsigned char *src, size_t len)
     i = 0;
 
     while (i < len) {
+        n = tg_json_plain_run(&src[i], len - i);
+        memcpy(dst, &src[i], n);
+        dst += n;
+        i += n;
+
+        if (i == len) {
+            break;
+        }
+
         c = src[i];
 
         if (c == '"' || c == '\\') {
@@ -133,20 +174,13 @@ tg_json_escape(unsigned char *dst, const unsigned char *src, size_t len)
             continue;
         }
 
-        if (c >= 0x20 && c < 0x7f) {
-            *dst++ = c;
-            i++;
-            continue;
-        }
-
         if (c >= 0x80) {
             n = tg_utf8_seq_len(&src[i], len - i);
 
             if (n != 0) {
-                while (n--) {
-                    *dst++ = src[i++];
-                }
-
+                memcpy(dst, &src[i], n);
+                dst += n;
+                i += n;
                 continue;
             }
         }
