@@ -42,6 +42,8 @@ static const char  *tg_errors[TG_RC_MAX] = {
     [TG_ERR_CRED_MISSING_AK] = "no \"ak\" in [basic]",
     [TG_ERR_CRED_MISSING_SK] = "no \"sk\" in [basic]",
     [TG_ERR_CRED_BAD_VALUE]  = "value with a space or a non-printable byte",
+    [TG_ERR_CRED_MISSING_KEY] = "no \"domain\", \"user\" or \"password\""
+                                " in [iam]",
 
     [TG_ERR_SIGN_HEADER]     = "header that cannot be signed",
 };

@@ -64,6 +64,7 @@ typedef enum {
     TG_ERR_CRED_MISSING_AK,
     TG_ERR_CRED_MISSING_SK,
     TG_ERR_CRED_BAD_VALUE,
+    TG_ERR_CRED_MISSING_KEY,
 
     /* signing (tg_sign) */
     TG_ERR_SIGN_HEADER,

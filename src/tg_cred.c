@@ -36,6 +36,9 @@
 #include "tg_cred.h"
 
 
+static tg_rc_t tg_ini_section(const unsigned char *buf, size_t len,
+    const char *section, const char *const *keys, tg_str_t *values,
+    size_t nkeys, size_t *line);
 static int tg_cred_blank(unsigned char c);
 static int tg_cred_key_is(const unsigned char *k, size_t klen,
     const char *name);
@@ -47,26 +50,104 @@ tg_rc_t
 tg_cred_parse(tg_cred_t *c, const unsigned char *buf, size_t len,
     size_t *line)
 {
-    int                   in_basic, seen_basic, seen_section;
-    size_t                n, llen, klen, vlen, ln;
-    tg_rc_t               rc;
-    tg_str_t             *dst;
-    const unsigned char  *p, *end, *l, *eq, *k, *v;
+    tg_rc_t   rc;
+    tg_str_t  v[3];
+
+    static const char  *keys[] = { "ak", "sk", "security_token" };
 
     if (c == NULL || line == NULL || (buf == NULL && len != 0)) {
         return TG_ERR_ARG;
     }
 
     memset(c, 0, sizeof(tg_cred_t));
+
+    rc = tg_ini_section(buf, len, "basic", keys, v, 3, line);
+
+    if (rc == TG_OK && v[0].data == NULL) {
+        rc = TG_ERR_CRED_MISSING_AK;
+    }
+
+    if (rc == TG_OK && v[1].data == NULL) {
+        rc = TG_ERR_CRED_MISSING_SK;
+    }
+
+    if (rc != TG_OK) {
+        /* no pointer into the secrets is left behind on failure */
+        memset(v, 0, sizeof(v));
+        return rc;
+    }
+
+    c->ak = v[0];
+    c->sk = v[1];
+    c->security_token = v[2];
+
+    return TG_OK;
+}
+
+
+tg_rc_t
+tg_iam_cred_parse(tg_iam_cred_t *c, const unsigned char *buf, size_t len,
+    size_t *line)
+{
+    size_t    i;
+    tg_rc_t   rc;
+    tg_str_t  v[3];
+
+    static const char  *keys[] = { "domain", "user", "password" };
+
+    if (c == NULL || line == NULL || (buf == NULL && len != 0)) {
+        return TG_ERR_ARG;
+    }
+
+    memset(c, 0, sizeof(tg_iam_cred_t));
+
+    rc = tg_ini_section(buf, len, "iam", keys, v, 3, line);
+
+    for (i = 0; rc == TG_OK && i < 3; i++) {
+        if (v[i].data == NULL) {
+            rc = TG_ERR_CRED_MISSING_KEY;
+        }
+    }
+
+    if (rc != TG_OK) {
+        memset(v, 0, sizeof(v));
+        return rc;
+    }
+
+    c->domain = v[0];
+    c->user = v[1];
+    c->password = v[2];
+
+    return TG_OK;
+}
+
+
+/*
+ * The values of keys[] in [section], each NULL when absent: the rules of
+ * the comment at the top, for any section.
+ */
+
+static tg_rc_t
+tg_ini_section(const unsigned char *buf, size_t len, const char *section,
+    const char *const *keys, tg_str_t *values, size_t nkeys, size_t *line)
+{
+    int                   in_section, seen_named, seen_section;
+    size_t                n, i, llen, klen, vlen, ln, slen;
+    tg_rc_t               rc;
+    tg_str_t             *dst;
+    const unsigned char  *p, *end, *l, *eq, *k, *v;
+
+    memset(values, 0, nkeys * sizeof(tg_str_t));
     *line = 0;
+    slen = strlen(section);
 
     if (len >= 3 && buf[0] == 0xef && buf[1] == 0xbb && buf[2] == 0xbf) {
         *line = 1;
         return TG_ERR_CRED_SYNTAX;
     }
 
-    in_basic = 0;
-    seen_basic = 0;
+    in_section = 0;
+    seen_named = 0;
     seen_section = 0;
     ln = 0;
     p = buf;
@@ -114,16 +195,16 @@ tg_cred_parse(tg_cred_t *c, const unsigned char *buf, size_t len,
 
             seen_section = 1;
 
-            if (llen - 2 == 5 && memcmp(l + 1, "basic", 5) == 0) {
-                if (seen_basic) {
+            if (llen - 2 == slen && memcmp(l + 1, section, slen) == 0) {
+                if (seen_named) {
                     goto syntax;    /* the section twice */
                 }
 
-                seen_basic = 1;
-                in_basic = 1;
+                seen_named = 1;
+                in_section = 1;
 
             } else {
-                in_basic = 0;
+                in_section = 0;
             }
 
             continue;
@@ -133,7 +214,7 @@ tg_cred_parse(tg_cred_t *c, const unsigned char *buf, size_t len,
             goto syntax;
         }
 
-        if (!in_basic) {
+        if (!in_section) {
             continue;
         }
 
@@ -165,16 +246,16 @@ tg_cred_parse(tg_cred_t *c, const unsigned char *buf, size_t len,
             vlen--;
         }
 
-        if (tg_cred_key_is(k, klen, "ak")) {
-            dst = &c->ak;
+        dst = NULL;
 
-        } else if (tg_cred_key_is(k, klen, "sk")) {
-            dst = &c->sk;
+        for (i = 0; i < nkeys; i++) {
+            if (tg_cred_key_is(k, klen, keys[i])) {
+                dst = &values[i];
+                break;
+            }
+        }
 
-        } else if (tg_cred_key_is(k, klen, "security_token")) {
-            dst = &c->security_token;
-
-        } else {
+        if (dst == NULL) {
             continue;
         }
 
@@ -189,18 +270,8 @@ tg_cred_parse(tg_cred_t *c, const unsigned char *buf, size_t len,
         }
     }
 
-    if (!seen_basic) {
+    if (!seen_named) {
         rc = TG_ERR_CRED_NO_SECTION;
-        goto failed;
-    }
-
-    if (c->ak.data == NULL) {
-        rc = TG_ERR_CRED_MISSING_AK;
-        goto failed;
-    }
-
-    if (c->sk.data == NULL) {
-        rc = TG_ERR_CRED_MISSING_SK;
         goto failed;
     }
 
@@ -213,8 +284,7 @@ syntax:
 
 failed:
 
-    /* no pointer into the secrets is left behind on failure */
-    memset(c, 0, sizeof(tg_cred_t));
+    memset(values, 0, nkeys * sizeof(tg_str_t));
 
     return rc;
 }

@@ -35,4 +35,22 @@ tg_rc_t tg_cred_parse(tg_cred_t *c, const unsigned char *buf, size_t len,
     size_t *line) TG_WUR;
 
 
+/*
+ * The IAM password file of "taurus_guard_token iam=": the same format,
+ * section [iam] with domain, user and password, all three required
+ * (TG_ERR_CRED_MISSING_KEY otherwise).  Values follow the same rule:
+ * printable ASCII without spaces.
+ */
+
+typedef struct {
+    tg_str_t             domain;
+    tg_str_t             user;
+    tg_str_t             password;
+} tg_iam_cred_t;
+
+
+tg_rc_t tg_iam_cred_parse(tg_iam_cred_t *c, const unsigned char *buf,
+    size_t len, size_t *line) TG_WUR;
+
+
 #endif /* TG_CRED_H */

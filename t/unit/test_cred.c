@@ -247,11 +247,67 @@ test_args(void)
 }
 
 
+/* the IAM password file: the same rules, section [iam] */
+
+static void
+test_iam(void)
+{
+    size_t         line;
+    tg_rc_t        rc;
+    tg_iam_cred_t  c;
+
+    static const char  spaced[] = "[iam]\ndomain=d\nuser=u u\npassword=p\n";
+    static const char  good[] =
+        "# IAM user for the gateway\n"
+        "[basic]\nak = NOTUSED\n"
+        "[iam]\r\ndomain = tg-domain\r\nUSER=tg-user\r\n"
+        "password = P@ss-w0rd!\r\n";
+
+    rc = tg_iam_cred_parse(&c, (const unsigned char *) good,
+                           sizeof(good) - 1, &line);
+    is_rc(rc, TG_OK, "iam: parsed");
+
+    if (rc == TG_OK) {
+        ok(c.domain.len == 9
+           && memcmp(c.domain.data, "tg-domain", 9) == 0, "iam: domain");
+        ok(c.user.len == 7 && memcmp(c.user.data, "tg-user", 7) == 0,
+           "iam: user, key name case-insensitive");
+        ok(c.password.len == 10
+           && memcmp(c.password.data, "P@ss-w0rd!", 10) == 0,
+           "iam: password");
+    }
+
+    is_rc(tg_iam_cred_parse(&c, (const unsigned char *)
+                            "[iam]\ndomain=d\nuser=u\n",
+                            sizeof("[iam]\ndomain=d\nuser=u\n") - 1, &line),
+          TG_ERR_CRED_MISSING_KEY, "iam: no password");
+    ok(c.domain.data == NULL, "iam: nothing left on failure");
+
+    is_rc(tg_iam_cred_parse(&c, (const unsigned char *)
+                            "[basic]\nak=A\nsk=S\n",
+                            sizeof("[basic]\nak=A\nsk=S\n") - 1, &line),
+          TG_ERR_CRED_NO_SECTION, "iam: no [iam]");
+
+    rc = tg_iam_cred_parse(&c, (const unsigned char *) spaced,
+                           sizeof(spaced) - 1,
+                           &line);
+    is_rc(rc, TG_ERR_CRED_BAD_VALUE, "iam: a space in a value");
+    is_int(line, 3, "iam: at its line");
+
+    rc = tg_iam_cred_parse(&c, (const unsigned char *)
+                           "[iam]\nuser=u\nuser=v\n",
+                           sizeof("[iam]\nuser=u\nuser=v\n") - 1, &line);
+    is_rc(rc, TG_ERR_CRED_SYNTAX, "iam: a key twice");
+    is_int(line, 3, "iam: the second one");
+}
+
+
 int
 main(void)
 {
     test_table();
     test_args();
+    test_iam();
 
     return done_testing();
 }
