@@ -150,6 +150,11 @@ ngx_http_taurus_guard_allow_init(ngx_conf_t *cf,
     tokens = mcf->tokens.elts;
 
     for (i = 0; i < mcf->tokens.nelts; i++) {
+        if (tokens[i]->iam != NULL) {
+            /* fetched per project */
+            continue;
+        }
+
         ngx_log_error(NGX_LOG_WARN, cf->log, 0,
                       "taurus_guard_token \"%V\" serves every project, but"
                       " the allow-list names %uz projects and an IAM token"

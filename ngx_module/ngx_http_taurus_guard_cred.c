@@ -28,17 +28,9 @@ typedef struct {
 
 static char *ngx_http_taurus_guard_credentials_env(ngx_conf_t *cf,
     ngx_http_taurus_guard_cred_t *cred);
-static u_char *ngx_http_taurus_guard_read_private(ngx_conf_t *cf,
-    ngx_http_taurus_guard_watch_t *watch, size_t max, size_t *size);
 static ngx_int_t ngx_http_taurus_guard_check_owner(ngx_cycle_t *cycle,
     ngx_http_taurus_guard_watch_t *watch);
 static void ngx_http_taurus_guard_wipe(void *data);
-static ngx_int_t ngx_http_taurus_guard_watch(ngx_log_t *log,
-    ngx_http_taurus_guard_watch_t *watch, size_t max, u_char **data,
-    size_t *size, ngx_str_t *problem);
-static void ngx_http_taurus_guard_watch_error(ngx_log_t *log,
-    ngx_http_taurus_guard_watch_t *watch, ngx_uint_t level, ngx_err_t err,
-    ngx_str_t *problem, const char *outcome);
 static ngx_int_t ngx_http_taurus_guard_token_parse(u_char *data, size_t size,
     size_t *len);
 
@@ -213,17 +205,29 @@ ngx_http_taurus_guard_token(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    if (value[1].len <= sizeof("file=") - 1
-        || ngx_strncmp(value[1].data, "file=", sizeof("file=") - 1) != 0)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "taurus_guard_token: \"file=PATH\" expected,"
-                           " not \"%V\"", &value[1]);
+    token = ngx_pcalloc(cf->pool, sizeof(ngx_http_taurus_guard_token_t));
+    if (token == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    token = ngx_pcalloc(cf->pool, sizeof(ngx_http_taurus_guard_token_t));
-    if (token == NULL) {
+    if (ngx_strncmp(value[1].data, "iam=", sizeof("iam=") - 1) == 0) {
+        if (ngx_http_taurus_guard_iam_conf(cf, token, value, cf->args->nelts)
+            != NGX_CONF_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        goto done;
+    }
+
+    if (value[1].len <= sizeof("file=") - 1
+        || ngx_strncmp(value[1].data, "file=", sizeof("file=") - 1) != 0
+        || cf->args->nelts != 2)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "taurus_guard_token: \"file=PATH\" or"
+                           " \"iam=URI password_file=PATH\" expected,"
+                           " not \"%V\"", &value[1]);
         return NGX_CONF_ERROR;
     }
 
@@ -252,6 +256,10 @@ ngx_http_taurus_guard_token(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     token->watch.checked = 0;
     token->watch.mtime = 0;
 
+done:
+
+    /* both kinds of file are checked for their owner at init_module */
+
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_taurus_guard_module);
 
     t = ngx_array_push(&mcf->tokens);
@@ -271,7 +279,7 @@ ngx_http_taurus_guard_token(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
  * is not a regular file or that group or others may access.
  */
 
-static u_char *
+u_char *
 ngx_http_taurus_guard_read_private(ngx_conf_t *cf,
     ngx_http_taurus_guard_watch_t *watch, size_t max, size_t *size)
 {
@@ -631,7 +639,7 @@ ngx_http_taurus_guard_token_parse(u_char *data, size_t size, size_t *len)
  * frees it); NGX_ERROR: *problem says what is wrong with the file.
  */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_taurus_guard_watch(ngx_log_t *log,
     ngx_http_taurus_guard_watch_t *watch, size_t max, u_char **data,
     size_t *size, ngx_str_t *problem)
@@ -731,7 +739,7 @@ failed:
 }
 
 
-static void
+void
 ngx_http_taurus_guard_watch_error(ngx_log_t *log,
     ngx_http_taurus_guard_watch_t *watch, ngx_uint_t level, ngx_err_t err,
     ngx_str_t *problem, const char *outcome)

@@ -44,6 +44,11 @@ static ngx_int_t ngx_http_taurus_guard_process(ngx_http_request_t *r,
     ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_taurus_guard_denied_reason(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx, ngx_array_t *denied, ngx_str_t *reason);
+static void ngx_http_taurus_guard_token_ready(ngx_http_request_t *r);
+static ngx_int_t ngx_http_taurus_guard_no_token(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx);
+static ngx_int_t ngx_http_taurus_guard_sign_audit(ngx_http_request_t *r,
+    ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx);
 static void ngx_http_taurus_guard_synced(ngx_http_request_t *r);
 static ngx_int_t ngx_http_taurus_guard_forward(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx);
@@ -84,6 +89,11 @@ ngx_http_taurus_guard_handler(ngx_http_request_t *r)
     }
 
     if (r != r->main) {
+        if (ctx != NULL && ctx->iam_fetch) {
+            /* the gateway's own IAM token request */
+            return NGX_DECLINED;
+        }
+
         /* a subrequest would forward the main request's unchecked body */
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "taurus_guard: subrequest to a guarded location"
@@ -197,11 +207,9 @@ ngx_http_taurus_guard_process(ngx_http_request_t *r,
     tg_str_t                           *d;
     tg_batch_t                          batch;
     ngx_uint_t                          i;
-    tg_audit_record_t                   rec;
     ngx_http_taurus_guard_refusal_t     rf;
     ngx_http_taurus_guard_main_conf_t  *mcf;
     char                                err[TG_BATCH_ERR_SIZE];
-    char                                hash[TG_SHA256_HEX_LEN + 1];
 
     ngx_memzero(&rf, sizeof(ngx_http_taurus_guard_refusal_t));
 
@@ -323,7 +331,7 @@ ngx_http_taurus_guard_process(ngx_http_request_t *r,
 
     if ((size_t) (tg_batch_serialize(&batch, body.data) - body.data)
         != body.len
-        || tg_sha256_hex(body.data, body.len, hash) != TG_OK)
+        || tg_sha256_hex(body.data, body.len, ctx->hash) != TG_OK)
     {
         rf.status = NGX_HTTP_SERVICE_UNAVAILABLE;
         rf.code = "TG.0503";
@@ -332,14 +340,115 @@ ngx_http_taurus_guard_process(ngx_http_request_t *r,
         return ngx_http_taurus_guard_refuse(r, ctx, &rf);
     }
 
+    ctx->body = body;
+
+    ctx->batch = ngx_palloc(r->pool, sizeof(tg_batch_t));
+    if (ctx->batch == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    *ctx->batch = batch;
+
+    /* an IAM token may have to be fetched first: then wait for it */
+
+    if (lcf->token != NULL && lcf->token->iam != NULL) {
+        ctx->resume = ngx_http_taurus_guard_token_ready;
+
+        rc = ngx_http_taurus_guard_iam_token(r, lcf->token->iam, ctx);
+
+        if (rc == NGX_AGAIN) {
+            return NGX_DONE;
+        }
+
+        if (rc != NGX_OK) {
+            return ngx_http_taurus_guard_no_token(r, ctx);
+        }
+    }
+
+    return ngx_http_taurus_guard_sign_audit(r, lcf, ctx);
+}
+
+
+/* the IAM fetch this request waited for is over, one way or the other */
+
+static void
+ngx_http_taurus_guard_token_ready(ngx_http_request_t *r)
+{
+    ngx_int_t                          rc;
+    ngx_http_taurus_guard_ctx_t       *ctx;
+    ngx_http_taurus_guard_loc_conf_t  *lcf;
+
+    ctx = ngx_http_taurus_guard_get_ctx(r);
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_taurus_guard_module);
+
+    if (ctx->iam_pending) {
+        /* an event of the connection, not the end of the fetch */
+        return;
+    }
+
+    if (ctx->token.len == 0) {
+        ngx_http_finalize_request(r, ngx_http_taurus_guard_no_token(r, ctx));
+        return;
+    }
+
+    rc = ngx_http_taurus_guard_sign_audit(r, lcf, ctx);
+
+    if (rc == NGX_DONE) {
+        return;
+    }
+
+    if (rc == NGX_DECLINED) {
+        r->write_event_handler = ngx_http_core_run_phases;
+        ngx_http_core_run_phases(r);
+        return;
+    }
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+static ngx_int_t
+ngx_http_taurus_guard_no_token(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx)
+{
+    ngx_http_taurus_guard_refusal_t  rf;
+
+    ngx_memzero(&rf, sizeof(ngx_http_taurus_guard_refusal_t));
+
+    rf.status = NGX_HTTP_SERVICE_UNAVAILABLE;
+    rf.code = "TG.0503";
+    rf.decision = TG_DECISION_ERROR;
+    rf.batch = ctx->batch;
+    ngx_str_set(&rf.reason, "no usable IAM token");
+
+    return ngx_http_taurus_guard_refuse(r, ctx, &rf);
+}
+
+
+/*
+ * Steps 6 and 5: sign, then put the allow record on disk.  NGX_DECLINED
+ * forwards, NGX_DONE waits for the flush, anything else finalizes.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_sign_audit(ngx_http_request_t *r,
+    ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx)
+{
+    ngx_int_t                         rc;
+    tg_audit_record_t                 rec;
+    ngx_http_taurus_guard_refusal_t   rf;
+
+    ngx_memzero(&rf, sizeof(ngx_http_taurus_guard_refusal_t));
+
     /* 6. sign; a failure forwards nothing */
 
-    if (ngx_http_taurus_guard_sign(r, lcf, ctx, &body, &rf.reason)
+    if (ngx_http_taurus_guard_sign(r, lcf, ctx, &ctx->body, &rf.reason)
         != NGX_OK)
     {
         rf.status = NGX_HTTP_SERVICE_UNAVAILABLE;
         rf.code = "TG.0503";
         rf.decision = TG_DECISION_ERROR;
+        rf.batch = ctx->batch;
 
         if (rf.reason.len == 0) {
             ngx_str_set(&rf.reason, "could not sign the request");
@@ -354,14 +463,13 @@ ngx_http_taurus_guard_process(ngx_http_request_t *r,
     ctx->status = 0;
 
     ngx_http_taurus_guard_record(r, ctx, &rec);
-    rec.instances = batch.items;
-    rec.ninstances = batch.nitems;
+    rec.instances = ctx->batch->items;
+    rec.ninstances = ctx->batch->nitems;
     rec.has_delay = 1;
-    rec.delay = batch.delay;
-    rec.delay_kind = batch.delay_kind;
-    rec.body_sha256 = hash;
+    rec.delay = ctx->batch->delay;
+    rec.delay_kind = ctx->batch->delay_kind;
+    rec.body_sha256 = ctx->hash;
 
-    ctx->body = body;
     ctx->resume = ngx_http_taurus_guard_synced;
 
     rc = ngx_http_taurus_guard_audit(r, lcf->audit, &rec, 1);
@@ -984,6 +1092,13 @@ ngx_http_taurus_guard_header_filter(ngx_http_request_t *r)
             /* already refused (500) for the same reason: answer anyway */
             return ngx_http_next_header_filter(r);
         }
+    }
+
+    if (ctx->forwarded && ctx->iam != NULL
+        && r->headers_out.status == NGX_HTTP_UNAUTHORIZED)
+    {
+        /* expired early or revoked: the next request fetches a new one */
+        ngx_http_taurus_guard_iam_refused(r, ctx);
     }
 
     h = ngx_list_push(&r->headers_out.headers);

@@ -21,6 +21,7 @@
 #include "tg_audit.h"
 #include "tg_batch.h"
 #include "tg_cred.h"
+#include "tg_iam.h"
 #include "tg_sign.h"
 
 
@@ -55,9 +56,47 @@ typedef struct {
 } ngx_http_taurus_guard_cred_t;
 
 
+#define NGX_HTTP_TG_IAM_SLOTS       256       /* projects with a token */
+#define NGX_HTTP_TG_IAM_POLL        100       /* ms between looks */
+#define NGX_HTTP_TG_IAM_STALE       30        /* s: a fetch nobody ended */
+#define NGX_HTTP_TG_IAM_MARGIN      30        /* s: too close to expiry */
+
+
+/* one project's IAM token, shared by all workers */
+typedef struct {
+    u_char                       project[TG_PROJECT_ID_LEN];
+    u_char                      *token;     /* in the slab pool */
+    size_t                       len;
+    time_t                       expires;
+    time_t                       fetching;  /* since when; 0: nobody */
+} ngx_http_taurus_guard_iam_slot_t;
+
+
+typedef struct {
+    ngx_uint_t                   nslots;
+    ngx_http_taurus_guard_iam_slot_t  slots[NGX_HTTP_TG_IAM_SLOTS];
+} ngx_http_taurus_guard_iam_sh_t;
+
+
+/* "taurus_guard_token iam=URI password_file=PATH [refresh=TIME]" */
+typedef struct {
+    ngx_str_t                    uri;       /* the internal location */
+    time_t                       refresh;
+    ngx_http_taurus_guard_watch_t  watch;   /* the password file */
+    u_char                      *data;      /* its text, wiped */
+    size_t                       size;
+    tg_iam_cred_t                cred;      /* points into data */
+    unsigned                     owned:1;   /* data is ngx_alloc()ed */
+    ngx_shm_zone_t              *zone;
+    ngx_slab_pool_t             *shpool;
+    ngx_http_taurus_guard_iam_sh_t  *sh;
+} ngx_http_taurus_guard_iam_t;
+
+
 typedef struct {
     ngx_http_taurus_guard_watch_t  watch;
     ngx_str_t                    value;     /* ngx_alloc()ed, wiped */
+    ngx_http_taurus_guard_iam_t *iam;       /* or fetched from IAM */
 } ngx_http_taurus_guard_token_t;
 
 
@@ -160,13 +199,21 @@ typedef struct {
     ngx_uint_t                   status;    /* the gateway's answer */
     ngx_msec_t                   start;
     ngx_str_t                    body;      /* canonical, to forward */
+    tg_batch_t                  *batch;     /* what was validated */
+    ngx_str_t                    token;     /* an IAM token to inject */
+    ngx_http_taurus_guard_iam_t *iam;       /* where it came from */
+    ngx_event_t                  iam_wait;  /* for another's fetch */
+    time_t                       iam_deadline;
     ngx_str_t                    user;
     ngx_http_request_t          *request;
     ngx_queue_t                  queue;     /* waiting for a flush */
     ngx_http_event_handler_pt    resume;    /* after the flush */
     u_char                       id[TG_AUDIT_ID_LEN + 1];
+    char                         hash[TG_SHA256_HEX_LEN + 1];
 
     unsigned                     started:1;
+    unsigned                     iam_pending:1;
+    unsigned                     iam_fetch:1;   /* ctx of a fetch */
     unsigned                     forwarded:1;
     unsigned                     sync_failed:1;
 } ngx_http_taurus_guard_ctx_t;
@@ -201,10 +248,26 @@ char *ngx_http_taurus_guard_token(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_taurus_guard_check_owners(ngx_cycle_t *cycle,
     ngx_http_taurus_guard_main_conf_t *mcf);
+u_char *ngx_http_taurus_guard_read_private(ngx_conf_t *cf,
+    ngx_http_taurus_guard_watch_t *watch, size_t max, size_t *size);
+ngx_int_t ngx_http_taurus_guard_watch(ngx_log_t *log,
+    ngx_http_taurus_guard_watch_t *watch, size_t max, u_char **data,
+    size_t *size, ngx_str_t *problem);
+void ngx_http_taurus_guard_watch_error(ngx_log_t *log,
+    ngx_http_taurus_guard_watch_t *watch, ngx_uint_t level, ngx_err_t err,
+    ngx_str_t *problem, const char *outcome);
 tg_cred_t *ngx_http_taurus_guard_cred_get(ngx_http_request_t *r,
     ngx_http_taurus_guard_cred_t *cred);
 ngx_str_t *ngx_http_taurus_guard_token_get(ngx_http_request_t *r,
     ngx_http_taurus_guard_token_t *token);
+
+/* ngx_http_taurus_guard_iam.c */
+char *ngx_http_taurus_guard_iam_conf(ngx_conf_t *cf,
+    ngx_http_taurus_guard_token_t *token, ngx_str_t *value, ngx_uint_t n);
+ngx_int_t ngx_http_taurus_guard_iam_token(ngx_http_request_t *r,
+    ngx_http_taurus_guard_iam_t *iam, ngx_http_taurus_guard_ctx_t *ctx);
+void ngx_http_taurus_guard_iam_refused(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx);
 
 /* ngx_http_taurus_guard_sign.c */
 ngx_int_t ngx_http_taurus_guard_sign(ngx_http_request_t *r,

@@ -65,7 +65,9 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
     nadd = 0;
 
     if (lcf->token != NULL) {
-        token = ngx_http_taurus_guard_token_get(r, lcf->token);
+        token = (lcf->token->iam != NULL)
+                ? (ctx->token.len ? &ctx->token : NULL)
+                : ngx_http_taurus_guard_token_get(r, lcf->token);
 
         if (token == NULL) {
             ngx_str_set(reason, "no usable IAM token");

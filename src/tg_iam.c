@@ -1,0 +1,195 @@
+/*
+ * IAM token requests: the request body and the expiry of the answer.
+ */
+
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "tg_escape.h"
+#include "tg_iam.h"
+
+
+static int64_t tg_days_from_civil(int64_t y, unsigned m, unsigned d);
+static int tg_digits(const char *p, size_t n, unsigned *v);
+
+
+#define tg_lit(s)  (const unsigned char *) (s), sizeof(s) - 1
+
+
+typedef struct {
+    unsigned char  *buf;
+    size_t          size;
+    size_t          len;
+} tg_out_t;
+
+
+static void tg_out_raw(tg_out_t *o, const unsigned char *s, size_t n);
+static void tg_out_str(tg_out_t *o, const tg_str_t *s);
+static void tg_iam_emit(tg_out_t *o, const tg_iam_cred_t *c,
+    const tg_str_t *project);
+
+
+static void
+tg_out_raw(tg_out_t *o, const unsigned char *s, size_t n)
+{
+    if (o->buf != NULL && o->len + n <= o->size) {
+        memcpy(o->buf + o->len, s, n);
+    }
+
+    o->len += n;
+}
+
+
+static void
+tg_out_str(tg_out_t *o, const tg_str_t *s)
+{
+    size_t  n;
+
+    n = tg_json_escaped_len(s->data, s->len);
+
+    if (o->buf != NULL && o->len + n <= o->size) {
+        tg_json_escape(o->buf + o->len, s->data, s->len);
+    }
+
+    o->len += n;
+}
+
+
+static void
+tg_iam_emit(tg_out_t *o, const tg_iam_cred_t *c, const tg_str_t *project)
+{
+    tg_out_raw(o, tg_lit("{\"auth\":{\"identity\":{\"methods\":"
+                         "[\"password\"],\"password\":{\"user\":"
+                         "{\"name\":\""));
+    tg_out_str(o, &c->user);
+    tg_out_raw(o, tg_lit("\",\"password\":\""));
+    tg_out_str(o, &c->password);
+    tg_out_raw(o, tg_lit("\",\"domain\":{\"name\":\""));
+    tg_out_str(o, &c->domain);
+    tg_out_raw(o, tg_lit("\"}}}},\"scope\":{\"project\":{\"id\":\""));
+    tg_out_str(o, project);
+    tg_out_raw(o, tg_lit("\"}}}}"));
+}
+
+
+size_t
+tg_iam_request_body(const tg_iam_cred_t *c, const unsigned char *project,
+    size_t plen, unsigned char *buf, size_t size)
+{
+    size_t    len;
+    tg_out_t  o;
+    tg_str_t  p;
+
+    p.data = project;
+    p.len = plen;
+
+    /* sized first, then written only if it all fits */
+
+    o.buf = NULL;
+    o.size = 0;
+    o.len = 0;
+    tg_iam_emit(&o, c, &p);
+    len = o.len;
+
+    if (buf != NULL && size >= len) {
+        o.buf = buf;
+        o.size = size;
+        o.len = 0;
+        tg_iam_emit(&o, c, &p);
+    }
+
+    return len;
+}
+
+
+tg_rc_t
+tg_iam_expires_at(const unsigned char *body, size_t len, int64_t *expires)
+{
+    cJSON       *root, *token, *at;
+    tg_rc_t      rc;
+    unsigned     y, mo, d, h, mi, s;
+    const char  *v;
+
+    root = cJSON_ParseWithLength((const char *) body, len);
+
+    if (root == NULL || !cJSON_IsObject(root)) {
+        rc = TG_ERR_SYNTAX;
+        goto done;
+    }
+
+    token = cJSON_GetObjectItemCaseSensitive(root, "token");
+    at = cJSON_GetObjectItemCaseSensitive(token, "expires_at");
+
+    if (at == NULL) {
+        rc = TG_ERR_MISSING_KEY;
+        goto done;
+    }
+
+    /* YYYY-MM-DDTHH:MM:SS, then optional fraction, then Z */
+
+    v = cJSON_GetStringValue(at);
+
+    if (v == NULL || strlen(v) < 20
+        || !tg_digits(v, 4, &y) || v[4] != '-'
+        || !tg_digits(v + 5, 2, &mo) || v[7] != '-'
+        || !tg_digits(v + 8, 2, &d) || v[10] != 'T'
+        || !tg_digits(v + 11, 2, &h) || v[13] != ':'
+        || !tg_digits(v + 14, 2, &mi) || v[16] != ':'
+        || !tg_digits(v + 17, 2, &s)
+        || v[strlen(v) - 1] != 'Z'
+        || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59
+        || s > 60)
+    {
+        rc = TG_ERR_TYPE;
+        goto done;
+    }
+
+    *expires = tg_days_from_civil(y, mo, d) * 86400
+               + (int64_t) h * 3600 + mi * 60 + s;
+
+    rc = TG_OK;
+
+done:
+
+    cJSON_Delete(root);
+
+    return rc;
+}
+
+
+static int
+tg_digits(const char *p, size_t n, unsigned *v)
+{
+    size_t  i;
+
+    *v = 0;
+
+    for (i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') {
+            return 0;
+        }
+
+        *v = *v * 10 + (unsigned) (p[i] - '0');
+    }
+
+    return 1;
+}
+
+
+/* days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant) */
+
+static int64_t
+tg_days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    int64_t   era;
+    unsigned  yoe, doy, doe;
+
+    y -= m <= 2;
+    era = (y >= 0 ? y : y - 399) / 400;
+    yoe = (unsigned) (y - era * 400);
+    doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+
+    return era * 146097 + (int64_t) doe - 719468;
+}

@@ -1,0 +1,35 @@
+/*
+ * IAM token requests: the body of "POST /v3/auth/tokens" (password
+ * method, scoped to one project) and the expiry in IAM's answer.
+ */
+
+#ifndef TG_IAM_H
+#define TG_IAM_H
+
+
+#include "tg_core.h"
+#include "tg_cred.h"
+
+
+/*
+ * {"auth":{"identity":{"methods":["password"],"password":{"user":
+ * {"name":USER,"password":PASS,"domain":{"name":DOMAIN}}}},
+ * "scope":{"project":{"id":PROJECT}}}}
+ *
+ * Returns its length; writes it to buf only when size is at least that.
+ * The caller wipes buf: it holds the password.
+ */
+size_t tg_iam_request_body(const tg_iam_cred_t *c,
+    const unsigned char *project, size_t plen, unsigned char *buf,
+    size_t size);
+
+/*
+ * token.expires_at of IAM's answer ("2026-11-30T21:00:00.000000Z") as
+ * Unix time.  TG_ERR_SYNTAX when the body is not JSON, TG_ERR_MISSING_KEY
+ * when the field is absent, TG_ERR_TYPE when it is not such a time.
+ */
+tg_rc_t tg_iam_expires_at(const unsigned char *body, size_t len,
+    int64_t *expires) TG_WUR;
+
+
+#endif /* TG_IAM_H */
