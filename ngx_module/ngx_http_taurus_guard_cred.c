@@ -70,6 +70,22 @@ ngx_http_taurus_guard_credentials(ngx_conf_t *cf, ngx_command_t *cmd,
     secret->data = NULL;
     cln->handler = ngx_http_taurus_guard_wipe;
 
+    if (ngx_strncmp(value[1].data, "metadata=", 9) == 0) {
+        if (ngx_http_taurus_guard_metadata_conf(cf, cred, value,
+                                                cf->args->nelts)
+            != NGX_CONF_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        lcf->cred = cred;
+        return NGX_CONF_OK;
+    }
+
+    if (cf->args->nelts != 2) {
+        return "takes one parameter unless it is \"metadata=\"";
+    }
+
     if (ngx_strcmp(value[1].data, "env") == 0) {
         if (ngx_http_taurus_guard_credentials_env(cf, cred) != NGX_CONF_OK) {
             return NGX_CONF_ERROR;

@@ -45,8 +45,10 @@ static ngx_int_t ngx_http_taurus_guard_process(ngx_http_request_t *r,
 static ngx_int_t ngx_http_taurus_guard_denied_reason(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx, ngx_array_t *denied, ngx_str_t *reason);
 static void ngx_http_taurus_guard_token_ready(ngx_http_request_t *r);
-static ngx_int_t ngx_http_taurus_guard_no_token(ngx_http_request_t *r,
-    ngx_http_taurus_guard_ctx_t *ctx);
+static ngx_int_t ngx_http_taurus_guard_secrets(ngx_http_request_t *r,
+    ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx);
+static ngx_int_t ngx_http_taurus_guard_no_secret(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, const char *reason);
 static ngx_int_t ngx_http_taurus_guard_sign_audit(ngx_http_request_t *r,
     ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx);
 static void ngx_http_taurus_guard_synced(ngx_http_request_t *r);
@@ -349,19 +351,81 @@ ngx_http_taurus_guard_process(ngx_http_request_t *r,
 
     *ctx->batch = batch;
 
-    /* an IAM token may have to be fetched first: then wait for it */
+    return ngx_http_taurus_guard_secrets(r, lcf, ctx);
+}
 
-    if (lcf->token != NULL && lcf->token->iam != NULL) {
-        ctx->resume = ngx_http_taurus_guard_token_ready;
 
-        rc = ngx_http_taurus_guard_iam_token(r, lcf->token->iam, ctx);
+/*
+ * Secrets the gateway fetches itself, the metadata service's AK/SK and
+ * an IAM token, are in hand before signing.  NGX_DONE: waiting for a
+ * fetch, ngx_http_taurus_guard_token_ready() comes back here; a fetch
+ * that ended without the secret refuses the batch.
+ */
 
+static ngx_int_t
+ngx_http_taurus_guard_secrets(ngx_http_request_t *r,
+    ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx)
+{
+    size_t     line;
+    ngx_int_t  rc;
+
+    static u_char  shared_key[TG_PROJECT_ID_LEN];
+
+    ctx->resume = ngx_http_taurus_guard_token_ready;
+
+    if (lcf->cred != NULL && lcf->cred->fetch != NULL
+        && ctx->cred.ak.len == 0)
+    {
+        if (ctx->cred_text.len == 0) {
+            if (ctx->cred_tried) {
+                return ngx_http_taurus_guard_no_secret(r, ctx,
+                                                       "no usable"
+                                                       " credentials");
+            }
+
+            ctx->cred_tried = 1;
+
+            rc = ngx_http_taurus_guard_fetch_get(r, lcf->cred->fetch, ctx,
+                                                 shared_key, &ctx->cred_text);
+            if (rc == NGX_AGAIN) {
+                return NGX_DONE;
+            }
+
+            if (rc != NGX_OK) {
+                return ngx_http_taurus_guard_no_secret(r, ctx,
+                                                       "no usable"
+                                                       " credentials");
+            }
+        }
+
+        if (tg_cred_parse(&ctx->cred, ctx->cred_text.data,
+                          ctx->cred_text.len, &line)
+            != TG_OK)
+        {
+            return ngx_http_taurus_guard_no_secret(r, ctx,
+                                                   "no usable credentials");
+        }
+    }
+
+    if (lcf->token != NULL && lcf->token->iam != NULL && ctx->token.len == 0)
+    {
+        if (ctx->token_tried) {
+            return ngx_http_taurus_guard_no_secret(r, ctx,
+                                                   "no usable IAM token");
+        }
+
+        ctx->token_tried = 1;
+
+        rc = ngx_http_taurus_guard_fetch_get(r, lcf->token->iam, ctx,
+                                             ctx->project_id.data,
+                                             &ctx->token);
         if (rc == NGX_AGAIN) {
             return NGX_DONE;
         }
 
         if (rc != NGX_OK) {
-            return ngx_http_taurus_guard_no_token(r, ctx);
+            return ngx_http_taurus_guard_no_secret(r, ctx,
+                                                   "no usable IAM token");
         }
     }
 
@@ -369,7 +433,7 @@ ngx_http_taurus_guard_process(ngx_http_request_t *r,
 }
 
 
-/* the IAM fetch this request waited for is over, one way or the other */
+/* a fetch this request waited for is over, one way or the other */
 
 static void
 ngx_http_taurus_guard_token_ready(ngx_http_request_t *r)
@@ -386,12 +450,7 @@ ngx_http_taurus_guard_token_ready(ngx_http_request_t *r)
         return;
     }
 
-    if (ctx->token.len == 0) {
-        ngx_http_finalize_request(r, ngx_http_taurus_guard_no_token(r, ctx));
-        return;
-    }
-
-    rc = ngx_http_taurus_guard_sign_audit(r, lcf, ctx);
+    rc = ngx_http_taurus_guard_secrets(r, lcf, ctx);
 
     if (rc == NGX_DONE) {
         return;
@@ -408,8 +467,8 @@ ngx_http_taurus_guard_token_ready(ngx_http_request_t *r)
 
 
 static ngx_int_t
-ngx_http_taurus_guard_no_token(ngx_http_request_t *r,
-    ngx_http_taurus_guard_ctx_t *ctx)
+ngx_http_taurus_guard_no_secret(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, const char *reason)
 {
     ngx_http_taurus_guard_refusal_t  rf;
 
@@ -419,7 +478,8 @@ ngx_http_taurus_guard_no_token(ngx_http_request_t *r,
     rf.code = "TG.0503";
     rf.decision = TG_DECISION_ERROR;
     rf.batch = ctx->batch;
-    ngx_str_set(&rf.reason, "no usable IAM token");
+    rf.reason.data = (u_char *) reason;
+    rf.reason.len = ngx_strlen(reason);
 
     return ngx_http_taurus_guard_refuse(r, ctx, &rf);
 }

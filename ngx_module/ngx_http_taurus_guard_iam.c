@@ -43,8 +43,15 @@ typedef struct {
 } ngx_http_taurus_guard_iam_wipe_t;
 
 
+static ngx_int_t ngx_http_taurus_guard_fetch_zone(ngx_conf_t *cf,
+    ngx_http_taurus_guard_iam_t *iam, ngx_str_t *what);
 static ngx_int_t ngx_http_taurus_guard_iam_init_zone(ngx_shm_zone_t *zone,
     void *data);
+static ngx_int_t ngx_http_taurus_guard_metadata_answer(
+    ngx_http_request_t *sr, ngx_str_t *profile, time_t *expires,
+    const char **problem);
+static ngx_int_t ngx_http_taurus_guard_fetch_body(ngx_http_request_t *sr,
+    ngx_str_t *body, const char **problem);
 static ngx_http_taurus_guard_iam_slot_t *ngx_http_taurus_guard_iam_slot(
     ngx_http_taurus_guard_iam_t *iam, u_char *project, ngx_uint_t add);
 static ngx_int_t ngx_http_taurus_guard_iam_take(ngx_http_request_t *r,
@@ -74,7 +81,7 @@ ngx_http_taurus_guard_iam_conf(ngx_conf_t *cf,
 {
     size_t                        line;
     tg_rc_t                       rc;
-    ngx_str_t                     s, name;
+    ngx_str_t                     s;
     ngx_uint_t                    i;
     ngx_pool_cleanup_t           *cln;
     ngx_http_taurus_guard_iam_t  *iam;
@@ -167,29 +174,114 @@ ngx_http_taurus_guard_iam_conf(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
-    name.len = sizeof("taurus_guard_iam:") - 1 + iam->watch.path.len + 1
-               + iam->uri.len;
-    name.data = ngx_pnalloc(cf->pool, name.len);
-    if (name.data == NULL) {
+    if (ngx_http_taurus_guard_fetch_zone(cf, iam, &iam->watch.path)
+        != NGX_OK)
+    {
         return NGX_CONF_ERROR;
     }
-
-    ngx_sprintf(name.data, "taurus_guard_iam:%V:%V", &iam->watch.path,
-                &iam->uri);
-
-    iam->zone = ngx_shared_memory_add(cf, &name, NGX_HTTP_TG_IAM_ZONE_SIZE,
-                                      &ngx_http_taurus_guard_module);
-    if (iam->zone == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    iam->zone->init = ngx_http_taurus_guard_iam_init_zone;
-    iam->zone->data = iam;
 
     token->iam = iam;
     token->watch = iam->watch;
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * taurus_guard_credentials metadata=URI [refresh=TIME]: the ECS metadata
+ * service's temporary AK/SK and security token, shared by all workers.
+ */
+
+char *
+ngx_http_taurus_guard_metadata_conf(ngx_conf_t *cf,
+    ngx_http_taurus_guard_cred_t *cred, ngx_str_t *value, ngx_uint_t n)
+{
+    ngx_str_t                     s;
+    ngx_uint_t                    i;
+    ngx_http_taurus_guard_iam_t  *meta;
+
+    static ngx_str_t  none = ngx_string("metadata");
+
+    meta = ngx_pcalloc(cf->pool, sizeof(ngx_http_taurus_guard_iam_t));
+    if (meta == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    meta->kind = NGX_HTTP_TG_FETCH_METADATA;
+    meta->refresh = 900;
+
+    for (i = 1; i < n; i++) {
+
+        if (ngx_strncmp(value[i].data, "metadata=", 9) == 0) {
+            meta->uri.data = value[i].data + 9;
+            meta->uri.len = value[i].len - 9;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "refresh=", 8) == 0) {
+            s.data = value[i].data + 8;
+            s.len = value[i].len - 8;
+
+            meta->refresh = ngx_parse_time(&s, 1);
+            if (meta->refresh == (time_t) NGX_ERROR || meta->refresh <= 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "taurus_guard_credentials: invalid"
+                                   " \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "taurus_guard_credentials: invalid parameter"
+                           " \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (meta->uri.len == 0 || meta->uri.data[0] != '/') {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "taurus_guard_credentials: \"metadata=\" takes"
+                           " the URI of an internal location that proxies"
+                           " to the metadata service");
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_taurus_guard_fetch_zone(cf, meta, &none) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    cred->fetch = meta;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_taurus_guard_fetch_zone(ngx_conf_t *cf,
+    ngx_http_taurus_guard_iam_t *iam, ngx_str_t *what)
+{
+    ngx_str_t  name;
+
+    name.len = sizeof("taurus_guard_fetch:") - 1 + what->len + 1
+               + iam->uri.len;
+    name.data = ngx_pnalloc(cf->pool, name.len);
+    if (name.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(name.data, "taurus_guard_fetch:%V:%V", what, &iam->uri);
+
+    iam->zone = ngx_shared_memory_add(cf, &name, NGX_HTTP_TG_IAM_ZONE_SIZE,
+                                      &ngx_http_taurus_guard_module);
+    if (iam->zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    iam->zone->init = ngx_http_taurus_guard_iam_init_zone;
+    iam->zone->data = iam;
+
+    return NGX_OK;
 }
 
 
@@ -235,15 +327,23 @@ ngx_http_taurus_guard_iam_init_zone(ngx_shm_zone_t *zone, void *data)
  */
 
 ngx_int_t
-ngx_http_taurus_guard_iam_token(ngx_http_request_t *r,
-    ngx_http_taurus_guard_iam_t *iam, ngx_http_taurus_guard_ctx_t *ctx)
+ngx_http_taurus_guard_fetch_get(ngx_http_request_t *r,
+    ngx_http_taurus_guard_iam_t *iam, ngx_http_taurus_guard_ctx_t *ctx,
+    u_char *key, ngx_str_t *out)
 {
     ngx_int_t                          rc;
     ngx_uint_t                         renew;
     ngx_pool_cleanup_t                *cln;
     ngx_http_taurus_guard_iam_slot_t  *slot;
 
-    ctx->iam = iam;
+    ctx->fetch_src = iam;
+    ctx->fetch_key = key;
+    ctx->fetch_out = out;
+
+    if (iam->kind == NGX_HTTP_TG_FETCH_IAM) {
+        /* for the 401 of the endpoint */
+        ctx->iam = iam;
+    }
 
     rc = ngx_http_taurus_guard_iam_take(r, iam, ctx, &renew);
 
@@ -264,7 +364,7 @@ ngx_http_taurus_guard_iam_token(ngx_http_request_t *r,
 
     ngx_shmtx_lock(&iam->shpool->mutex);
 
-    slot = ngx_http_taurus_guard_iam_slot(iam, ctx->project_id.data, 1);
+    slot = ngx_http_taurus_guard_iam_slot(iam, ctx->fetch_key, 1);
 
     if (slot == NULL) {
         ngx_shmtx_unlock(&iam->shpool->mutex);
@@ -328,7 +428,7 @@ ngx_http_taurus_guard_iam_take(ngx_http_request_t *r,
 
     ngx_shmtx_lock(&iam->shpool->mutex);
 
-    slot = ngx_http_taurus_guard_iam_slot(iam, ctx->project_id.data, 0);
+    slot = ngx_http_taurus_guard_iam_slot(iam, ctx->fetch_key, 0);
 
     if (slot == NULL || slot->token == NULL
         || slot->expires - now <= NGX_HTTP_TG_IAM_MARGIN)
@@ -337,14 +437,14 @@ ngx_http_taurus_guard_iam_take(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
-    ctx->token.data = ngx_pnalloc(r->pool, slot->len);
-    if (ctx->token.data == NULL) {
+    ctx->fetch_out->data = ngx_pnalloc(r->pool, slot->len);
+    if (ctx->fetch_out->data == NULL) {
         ngx_shmtx_unlock(&iam->shpool->mutex);
         return NGX_ERROR;
     }
 
-    ngx_memcpy(ctx->token.data, slot->token, slot->len);
-    ctx->token.len = slot->len;
+    ngx_memcpy(ctx->fetch_out->data, slot->token, slot->len);
+    ctx->fetch_out->len = slot->len;
 
     if (slot->expires - now < iam->refresh
         && (slot->fetching == 0
@@ -417,31 +517,37 @@ ngx_http_taurus_guard_iam_fetch(ngx_http_request_t *r,
     ngx_http_taurus_guard_iam_fetch_t  *fetch;
     u_char                              project[TG_PROJECT_ID_LEN];
 
-    ngx_memcpy(project, ctx->project_id.data, TG_PROJECT_ID_LEN);
+    ngx_memcpy(project, ctx->fetch_key, TG_PROJECT_ID_LEN);
 
-    cred = ngx_http_taurus_guard_iam_cred(r->connection->log, iam);
+    p = NULL;
+    len = 0;
 
-    len = tg_iam_request_body(cred, project, TG_PROJECT_ID_LEN, NULL, 0);
+    if (iam->kind == NGX_HTTP_TG_FETCH_IAM) {
+        cred = ngx_http_taurus_guard_iam_cred(r->connection->log, iam);
 
-    cln = ngx_pool_cleanup_add(r->pool,
-                               sizeof(ngx_http_taurus_guard_iam_wipe_t));
-    if (cln == NULL) {
-        goto failed;
+        len = tg_iam_request_body(cred, project, TG_PROJECT_ID_LEN, NULL,
+                                  0);
+
+        cln = ngx_pool_cleanup_add(r->pool,
+                                   sizeof(ngx_http_taurus_guard_iam_wipe_t));
+        if (cln == NULL) {
+            goto failed;
+        }
+
+        wipe = cln->data;
+        wipe->data = NULL;
+        cln->handler = ngx_http_taurus_guard_iam_wipe;
+
+        p = ngx_pnalloc(r->pool, len);
+        if (p == NULL) {
+            goto failed;
+        }
+
+        wipe->data = p;
+        wipe->size = len;
+
+        (void) tg_iam_request_body(cred, project, TG_PROJECT_ID_LEN, p, len);
     }
-
-    wipe = cln->data;
-    wipe->data = NULL;
-    cln->handler = ngx_http_taurus_guard_iam_wipe;
-
-    p = ngx_pnalloc(r->pool, len);
-    if (p == NULL) {
-        goto failed;
-    }
-
-    wipe->data = p;
-    wipe->size = len;
-
-    (void) tg_iam_request_body(cred, project, TG_PROJECT_ID_LEN, p, len);
 
     fetch = ngx_palloc(r->pool, sizeof(ngx_http_taurus_guard_iam_fetch_t));
     ps = ngx_palloc(r->pool, sizeof(ngx_http_post_subrequest_t));
@@ -470,29 +576,15 @@ ngx_http_taurus_guard_iam_fetch(ngx_http_request_t *r,
             | (background ? NGX_HTTP_SUBREQUEST_BACKGROUND
                           : NGX_HTTP_SUBREQUEST_WAITED);
 
-    if (ngx_http_subrequest(r, &iam->uri, &args, &sr, ps, flags) != NGX_OK) {
+    if (ngx_http_subrequest(r, &iam->uri,
+                            iam->kind == NGX_HTTP_TG_FETCH_IAM ? &args : NULL,
+                            &sr, ps, flags)
+        != NGX_OK)
+    {
         goto failed;
     }
 
-    sr->method = NGX_HTTP_POST;
-    ngx_str_set(&sr->method_name, "POST");
-
-    b->start = p;
-    b->pos = p;
-    b->last = p + len;
-    b->end = b->last;
-    b->memory = 1;
-    b->last_buf = 1;
-
-    cl->buf = b;
-    cl->next = NULL;
-    rb->bufs = cl;
-
-    sr->request_body = rb;
-    sr->headers_in.content_length_n = len;
-    sr->headers_in.chunked = 0;
-
-    /* none of the caller's headers goes to IAM */
+    /* none of the caller's headers, nor its body, goes to the service */
 
     if (ngx_list_init(&sr->headers_in.headers, r->pool, 2,
                       sizeof(ngx_table_elt_t))
@@ -501,25 +593,50 @@ ngx_http_taurus_guard_iam_fetch(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    h = ngx_list_push(&sr->headers_in.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_str_set(&h->key, "Content-Type");
-    ngx_str_set(&h->value, "application/json;charset=utf8");
-    h->lowcase_key = (u_char *) "content-type";
-    h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
-
-    sr->headers_in.content_type = h;
+    sr->headers_in.content_type = NULL;
     sr->headers_in.authorization = NULL;
+    sr->headers_in.chunked = 0;
+    sr->request_body = rb;
+
+    if (iam->kind == NGX_HTTP_TG_FETCH_METADATA) {
+        sr->method = NGX_HTTP_GET;
+        ngx_str_set(&sr->method_name, "GET");
+        sr->headers_in.content_length_n = -1;
+
+    } else {
+        sr->method = NGX_HTTP_POST;
+        ngx_str_set(&sr->method_name, "POST");
+        sr->headers_in.content_length_n = len;
+
+        b->start = p;
+        b->pos = p;
+        b->last = p + len;
+        b->end = b->last;
+        b->memory = 1;
+        b->last_buf = 1;
+
+        cl->buf = b;
+        cl->next = NULL;
+        rb->bufs = cl;
+
+        h = ngx_list_push(&sr->headers_in.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_str_set(&h->key, "Content-Type");
+        ngx_str_set(&h->value, "application/json;charset=utf8");
+        h->lowcase_key = (u_char *) "content-type";
+        h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
+
+        sr->headers_in.content_type = h;
+    }
 
     sctx->iam_fetch = 1;
     ngx_http_set_ctx(sr, sctx, ngx_http_taurus_guard_module);
 
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "taurus_guard: fetching an IAM token for project \"%*s\"",
-                   (size_t) TG_PROJECT_ID_LEN, project);
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "taurus_guard: fetching from \"%V\"", &iam->uri);
 
     if (!background) {
         /* resumed when nginx posts this request after the subrequest */
@@ -550,6 +667,7 @@ ngx_http_taurus_guard_iam_fetched(ngx_http_request_t *sr, void *data,
     ngx_http_taurus_guard_iam_fetch_t *fetch = data;
 
     time_t                        expires;
+    ngx_int_t                     rc2;
     ngx_str_t                     token;
     const char                   *problem;
     ngx_http_request_t           *r;
@@ -558,13 +676,22 @@ ngx_http_taurus_guard_iam_fetched(ngx_http_request_t *sr, void *data,
     ctx = fetch->ctx;
     r = sr->parent;
 
-    if (ngx_http_taurus_guard_iam_answer(sr, &token, &expires, &problem)
-        != NGX_OK)
-    {
-        ngx_log_error(NGX_LOG_ERR, sr->connection->log, 0,
-                      "taurus_guard: IAM token for project \"%*s\" not"
-                      " fetched: %s", (size_t) TG_PROJECT_ID_LEN,
-                      fetch->project, problem);
+    rc2 = (fetch->iam->kind == NGX_HTTP_TG_FETCH_METADATA)
+          ? ngx_http_taurus_guard_metadata_answer(sr, &token, &expires,
+                                                  &problem)
+          : ngx_http_taurus_guard_iam_answer(sr, &token, &expires, &problem);
+
+    if (rc2 != NGX_OK) {
+        if (fetch->iam->kind == NGX_HTTP_TG_FETCH_IAM) {
+            ngx_log_error(NGX_LOG_ERR, sr->connection->log, 0,
+                          "taurus_guard: IAM token for project \"%*s\" not"
+                          " fetched: %s", (size_t) TG_PROJECT_ID_LEN,
+                          fetch->project, problem);
+        } else {
+            ngx_log_error(NGX_LOG_ERR, sr->connection->log, 0,
+                          "taurus_guard: metadata credentials not"
+                          " fetched: %s", problem);
+        }
 
         ngx_http_taurus_guard_iam_end_fetch(fetch->iam, fetch->project,
                                             NULL, 0);
@@ -578,17 +705,23 @@ ngx_http_taurus_guard_iam_fetched(ngx_http_request_t *sr, void *data,
     ngx_http_taurus_guard_iam_end_fetch(fetch->iam, fetch->project, &token,
                                         expires);
 
-    ngx_log_error(NGX_LOG_NOTICE, sr->connection->log, 0,
-                  "taurus_guard: IAM token for project \"%*s\" fetched,"
-                  " valid for %T s", (size_t) TG_PROJECT_ID_LEN,
-                  fetch->project, expires - ngx_time());
+    if (fetch->iam->kind == NGX_HTTP_TG_FETCH_IAM) {
+        ngx_log_error(NGX_LOG_NOTICE, sr->connection->log, 0,
+                      "taurus_guard: IAM token for project \"%*s\""
+                      " fetched, valid for %T s", (size_t) TG_PROJECT_ID_LEN,
+                      fetch->project, expires - ngx_time());
+    } else {
+        ngx_log_error(NGX_LOG_NOTICE, sr->connection->log, 0,
+                      "taurus_guard: metadata credentials fetched, valid"
+                      " for %T s", expires - ngx_time());
+    }
 
     if (ctx != NULL) {
-        ctx->token.data = ngx_pnalloc(r->pool, token.len);
+        ctx->fetch_out->data = ngx_pnalloc(r->pool, token.len);
 
-        if (ctx->token.data != NULL) {
-            ngx_memcpy(ctx->token.data, token.data, token.len);
-            ctx->token.len = token.len;
+        if (ctx->fetch_out->data != NULL) {
+            ngx_memcpy(ctx->fetch_out->data, token.data, token.len);
+            ctx->fetch_out->len = token.len;
         }
 
         ctx->iam_pending = 0;
@@ -602,11 +735,9 @@ static ngx_int_t
 ngx_http_taurus_guard_iam_answer(ngx_http_request_t *sr, ngx_str_t *token,
     time_t *expires, const char **problem)
 {
-    u_char               *p;
-    size_t                len;
     int64_t               t;
+    ngx_str_t             body;
     ngx_uint_t            i;
-    ngx_chain_t          *cl;
     ngx_list_part_t      *part;
     ngx_table_elt_t      *h;
     ngx_http_upstream_t  *u;
@@ -662,7 +793,107 @@ ngx_http_taurus_guard_iam_answer(ngx_http_request_t *sr, ngx_str_t *token,
         }
     }
 
-    /* nginx's postpone filter keeps an in-memory answer in sr->out */
+    if (ngx_http_taurus_guard_fetch_body(sr, &body, problem) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (tg_iam_expires_at(body.data, body.len, &t) != TG_OK) {
+        *problem = "no token.expires_at in the answer (if it is cut"
+                   " short, raise subrequest_output_buffer_size in the IAM"
+                   " location)";
+        return NGX_ERROR;
+    }
+
+    if (t <= ngx_time() + NGX_HTTP_TG_IAM_MARGIN) {
+        *problem = "the token IAM gave expires at once: is the clock right?";
+        return NGX_ERROR;
+    }
+
+    *expires = (time_t) t;
+
+    return NGX_OK;
+}
+
+
+/* the metadata service's answer, as an SDK profile for tg_cred_parse() */
+
+static ngx_int_t
+ngx_http_taurus_guard_metadata_answer(ngx_http_request_t *sr,
+    ngx_str_t *profile, time_t *expires, const char **problem)
+{
+    size_t                len, line;
+    int64_t               t;
+    tg_rc_t               rc;
+    ngx_str_t             body;
+    tg_cred_t             cred;
+    ngx_pool_cleanup_t   *cln;
+    ngx_http_taurus_guard_iam_wipe_t  *wipe;
+
+    if (sr->upstream == NULL
+        || sr->upstream->headers_in.status_n != NGX_HTTP_OK)
+    {
+        *problem = "the metadata service did not answer 200";
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_taurus_guard_fetch_body(sr, &body, problem) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(sr->pool,
+                               sizeof(ngx_http_taurus_guard_iam_wipe_t));
+    if (cln == NULL) {
+        *problem = "no memory";
+        return NGX_ERROR;
+    }
+
+    wipe = cln->data;
+    wipe->data = body.data;
+    wipe->size = body.len;
+    cln->handler = ngx_http_taurus_guard_iam_wipe;
+
+    profile->data = ngx_pnalloc(sr->pool, body.len + 64);
+    if (profile->data == NULL) {
+        *problem = "no memory";
+        return NGX_ERROR;
+    }
+
+    rc = tg_metadata_profile(body.data, body.len, profile->data,
+                             body.len + 64, &len, &t);
+
+    if (rc == TG_OK) {
+        rc = tg_cred_parse(&cred, profile->data, len, &line);
+    }
+
+    if (rc != TG_OK) {
+        OPENSSL_cleanse(profile->data, body.len + 64);
+        *problem = "no usable credential in the answer";
+        return NGX_ERROR;
+    }
+
+    profile->len = len;
+
+    if (t <= ngx_time() + NGX_HTTP_TG_IAM_MARGIN) {
+        OPENSSL_cleanse(profile->data, body.len + 64);
+        *problem = "the credentials expire at once: is the clock right?";
+        return NGX_ERROR;
+    }
+
+    *expires = (time_t) t;
+
+    return NGX_OK;
+}
+
+
+/* nginx's postpone filter keeps an in-memory answer in sr->out */
+
+static ngx_int_t
+ngx_http_taurus_guard_fetch_body(ngx_http_request_t *sr, ngx_str_t *body,
+    const char **problem)
+{
+    u_char       *p;
+    size_t        len;
+    ngx_chain_t  *cl;
 
     len = 0;
 
@@ -681,26 +912,12 @@ ngx_http_taurus_guard_iam_answer(ngx_http_request_t *sr, ngx_str_t *token,
         return NGX_ERROR;
     }
 
-    len = 0;
+    body->data = p;
+    body->len = len;
 
     for (cl = sr->out; cl; cl = cl->next) {
-        ngx_memcpy(p + len, cl->buf->pos, cl->buf->last - cl->buf->pos);
-        len += cl->buf->last - cl->buf->pos;
+        p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
     }
-
-    if (tg_iam_expires_at(p, len, &t) != TG_OK) {
-        *problem = "no token.expires_at in the answer (if it is cut"
-                   " short, raise subrequest_output_buffer_size in the IAM"
-                   " location)";
-        return NGX_ERROR;
-    }
-
-    if (t <= ngx_time() + NGX_HTTP_TG_IAM_MARGIN) {
-        *problem = "the token IAM gave expires at once: is the clock right?";
-        return NGX_ERROR;
-    }
-
-    *expires = (time_t) t;
 
     return NGX_OK;
 }
@@ -763,14 +980,14 @@ ngx_http_taurus_guard_iam_poll(ngx_event_t *ev)
     c = r->connection;
     ctx = ngx_http_get_module_ctx(r, ngx_http_taurus_guard_module);
 
-    rc = ngx_http_taurus_guard_iam_take(r, ctx->iam, ctx, &renew);
+    rc = ngx_http_taurus_guard_iam_take(r, ctx->fetch_src, ctx, &renew);
 
     if (rc == NGX_DECLINED) {
-        ngx_shmtx_lock(&ctx->iam->shpool->mutex);
-        slot = ngx_http_taurus_guard_iam_slot(ctx->iam,
-                                              ctx->project_id.data, 0);
+        ngx_shmtx_lock(&ctx->fetch_src->shpool->mutex);
+        slot = ngx_http_taurus_guard_iam_slot(ctx->fetch_src,
+                                              ctx->fetch_key, 0);
         fetching = (slot != NULL && slot->fetching != 0);
-        ngx_shmtx_unlock(&ctx->iam->shpool->mutex);
+        ngx_shmtx_unlock(&ctx->fetch_src->shpool->mutex);
 
         if (fetching && ngx_time() < ctx->iam_deadline) {
             ngx_add_timer(ev, NGX_HTTP_TG_IAM_POLL);

@@ -46,8 +46,15 @@ typedef struct {
 } ngx_http_taurus_guard_watch_t;
 
 
-/* AK/SK from a profile file (watch.path) or the environment (no path) */
+typedef struct ngx_http_taurus_guard_iam_s  ngx_http_taurus_guard_iam_t;
+
+
+/*
+ * AK/SK from a profile file (watch.path), the environment (no path), or
+ * the ECS metadata service (fetch)
+ */
 typedef struct {
+    ngx_http_taurus_guard_iam_t *fetch;
     ngx_http_taurus_guard_watch_t  watch;
     u_char                      *data;      /* profile text, wiped */
     size_t                       size;
@@ -78,8 +85,18 @@ typedef struct {
 } ngx_http_taurus_guard_iam_sh_t;
 
 
-/* "taurus_guard_token iam=URI password_file=PATH [refresh=TIME]" */
-typedef struct {
+#define NGX_HTTP_TG_FETCH_IAM       0         /* X-Subject-Token */
+#define NGX_HTTP_TG_FETCH_METADATA  1         /* temporary AK/SK */
+
+
+/*
+ * A secret the gateway fetches itself through a subrequest: an IAM token
+ * ("taurus_guard_token iam=URI password_file=PATH [refresh=TIME]") or the
+ * ECS metadata service's temporary credentials
+ * ("taurus_guard_credentials metadata=URI [refresh=TIME]").
+ */
+struct ngx_http_taurus_guard_iam_s {
+    ngx_uint_t                   kind;
     ngx_str_t                    uri;       /* the internal location */
     time_t                       refresh;
     ngx_http_taurus_guard_watch_t  watch;   /* the password file */
@@ -90,7 +107,7 @@ typedef struct {
     ngx_shm_zone_t              *zone;
     ngx_slab_pool_t             *shpool;
     ngx_http_taurus_guard_iam_sh_t  *sh;
-} ngx_http_taurus_guard_iam_t;
+};
 
 
 typedef struct {
@@ -202,6 +219,11 @@ typedef struct {
     tg_batch_t                  *batch;     /* what was validated */
     ngx_str_t                    token;     /* an IAM token to inject */
     ngx_http_taurus_guard_iam_t *iam;       /* where it came from */
+    ngx_str_t                    cred_text; /* fetched AK/SK, a profile */
+    tg_cred_t                    cred;      /* points into cred_text */
+    ngx_http_taurus_guard_iam_t *fetch_src; /* what is being fetched */
+    u_char                      *fetch_key;
+    ngx_str_t                   *fetch_out;
     ngx_event_t                  iam_wait;  /* for another's fetch */
     time_t                       iam_deadline;
     ngx_str_t                    user;
@@ -213,6 +235,8 @@ typedef struct {
 
     unsigned                     started:1;
     unsigned                     iam_pending:1;
+    unsigned                     cred_tried:1;
+    unsigned                     token_tried:1;
     unsigned                     iam_fetch:1;   /* ctx of a fetch */
     unsigned                     forwarded:1;
     unsigned                     sync_failed:1;
@@ -264,8 +288,11 @@ ngx_str_t *ngx_http_taurus_guard_token_get(ngx_http_request_t *r,
 /* ngx_http_taurus_guard_iam.c */
 char *ngx_http_taurus_guard_iam_conf(ngx_conf_t *cf,
     ngx_http_taurus_guard_token_t *token, ngx_str_t *value, ngx_uint_t n);
-ngx_int_t ngx_http_taurus_guard_iam_token(ngx_http_request_t *r,
-    ngx_http_taurus_guard_iam_t *iam, ngx_http_taurus_guard_ctx_t *ctx);
+char *ngx_http_taurus_guard_metadata_conf(ngx_conf_t *cf,
+    ngx_http_taurus_guard_cred_t *cred, ngx_str_t *value, ngx_uint_t n);
+ngx_int_t ngx_http_taurus_guard_fetch_get(ngx_http_request_t *r,
+    ngx_http_taurus_guard_iam_t *iam, ngx_http_taurus_guard_ctx_t *ctx,
+    u_char *key, ngx_str_t *out);
 void ngx_http_taurus_guard_iam_refused(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx);
 

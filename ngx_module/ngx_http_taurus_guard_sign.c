@@ -96,7 +96,9 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
         return ngx_http_taurus_guard_set_headers(r, add, nadd);
     }
 
-    cred = ngx_http_taurus_guard_cred_get(r, lcf->cred);
+    cred = (lcf->cred->fetch != NULL) ? &ctx->cred
+                                      : ngx_http_taurus_guard_cred_get(r,
+                                                                 lcf->cred);
 
     /* the gateway's clock, never the caller's */
 

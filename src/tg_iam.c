@@ -2,6 +2,7 @@
  * IAM token requests: the request body and the expiry of the answer.
  */
 
+#include <stdio.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
@@ -12,6 +13,7 @@
 
 static int64_t tg_days_from_civil(int64_t y, unsigned m, unsigned d);
 static int tg_digits(const char *p, size_t n, unsigned *v);
+static tg_rc_t tg_time_parse(const char *v, int64_t *t);
 
 
 #define tg_lit(s)  (const unsigned char *) (s), sizeof(s) - 1
@@ -106,10 +108,8 @@ tg_iam_request_body(const tg_iam_cred_t *c, const unsigned char *project,
 tg_rc_t
 tg_iam_expires_at(const unsigned char *body, size_t len, int64_t *expires)
 {
-    cJSON       *root, *token, *at;
-    tg_rc_t      rc;
-    unsigned     y, mo, d, h, mi, s;
-    const char  *v;
+    cJSON    *root, *token, *at;
+    tg_rc_t   rc;
 
     root = cJSON_ParseWithLength((const char *) body, len);
 
@@ -126,9 +126,94 @@ tg_iam_expires_at(const unsigned char *body, size_t len, int64_t *expires)
         goto done;
     }
 
-    /* YYYY-MM-DDTHH:MM:SS, then optional fraction, then Z */
+    rc = tg_time_parse(cJSON_GetStringValue(at), expires);
 
-    v = cJSON_GetStringValue(at);
+done:
+
+    cJSON_Delete(root);
+
+    return rc;
+}
+
+
+tg_rc_t
+tg_metadata_profile(const unsigned char *body, size_t len,
+    unsigned char *out, size_t size, size_t *outlen, int64_t *expires)
+{
+    int          n;
+    cJSON       *root, *cred, *ak, *sk, *token, *at;
+    tg_rc_t      rc;
+    const char  *a, *s, *t;
+
+    sk = NULL;
+    token = NULL;
+
+    root = cJSON_ParseWithLength((const char *) body, len);
+
+    if (root == NULL || !cJSON_IsObject(root)) {
+        rc = TG_ERR_SYNTAX;
+        goto done;
+    }
+
+    cred = cJSON_GetObjectItemCaseSensitive(root, "credential");
+    ak = cJSON_GetObjectItemCaseSensitive(cred, "access");
+    sk = cJSON_GetObjectItemCaseSensitive(cred, "secret");
+    token = cJSON_GetObjectItemCaseSensitive(cred, "securitytoken");
+    at = cJSON_GetObjectItemCaseSensitive(cred, "expires_at");
+
+    a = cJSON_GetStringValue(ak);
+    s = cJSON_GetStringValue(sk);
+    t = cJSON_GetStringValue(token);
+
+    if (a == NULL || s == NULL || t == NULL || at == NULL
+        || *a == '\0' || *s == '\0' || *t == '\0')
+    {
+        rc = TG_ERR_MISSING_KEY;
+        goto done;
+    }
+
+    rc = tg_time_parse(cJSON_GetStringValue(at), expires);
+    if (rc != TG_OK) {
+        goto done;
+    }
+
+    n = snprintf((char *) out, size, "[basic]\nak=%s\nsk=%s\n"
+                 "security_token=%s\n", a, s, t);
+
+    if (n < 0 || (size_t) n >= size) {
+        rc = TG_ERR_BUF_TOO_SMALL;
+        goto done;
+    }
+
+    *outlen = (size_t) n;
+    rc = TG_OK;
+
+done:
+
+    /* the tree held the secret too */
+
+    if (root != NULL) {
+        if (sk != NULL && cJSON_IsString(sk)) {
+            memset(sk->valuestring, 0, strlen(sk->valuestring));
+        }
+
+        if (token != NULL && cJSON_IsString(token)) {
+            memset(token->valuestring, 0, strlen(token->valuestring));
+        }
+    }
+
+    cJSON_Delete(root);
+
+    return rc;
+}
+
+
+/* "YYYY-MM-DDTHH:MM:SS[.fraction]Z" as Unix time */
+
+static tg_rc_t
+tg_time_parse(const char *v, int64_t *t)
+{
+    unsigned  y, mo, d, h, mi, s;
 
     if (v == NULL || strlen(v) < 20
         || !tg_digits(v, 4, &y) || v[4] != '-'
@@ -141,20 +226,13 @@ tg_iam_expires_at(const unsigned char *body, size_t len, int64_t *expires)
         || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59
         || s > 60)
     {
-        rc = TG_ERR_TYPE;
-        goto done;
+        return TG_ERR_TYPE;
     }
 
-    *expires = tg_days_from_civil(y, mo, d) * 86400
-               + (int64_t) h * 3600 + mi * 60 + s;
+    *t = tg_days_from_civil(y, mo, d) * 86400
+         + (int64_t) h * 3600 + mi * 60 + s;
 
-    rc = TG_OK;
-
-done:
-
-    cJSON_Delete(root);
-
-    return rc;
+    return TG_OK;
 }
 
 

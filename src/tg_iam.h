@@ -32,4 +32,22 @@ tg_rc_t tg_iam_expires_at(const unsigned char *body, size_t len,
     int64_t *expires) TG_WUR;
 
 
+/*
+ * The ECS metadata service's temporary credentials
+ * (GET /openstack/latest/securitykey):
+ *
+ *     {"credential":{"access":AK,"secret":SK,"securitytoken":TOKEN,
+ *       "expires_at":"2026-11-30T21:00:00.000000Z"}}
+ *
+ * written to out as an SDK profile ("[basic]\nak=..\nsk=..\n
+ * security_token=..\n") for tg_cred_parse(), with its expiry.  out needs
+ * len + 64 bytes at most; the caller wipes it.  TG_ERR_SYNTAX when the
+ * body is not JSON, TG_ERR_MISSING_KEY when a field is absent or empty,
+ * TG_ERR_TYPE for a bad time, TG_ERR_BUF_TOO_SMALL.
+ */
+tg_rc_t tg_metadata_profile(const unsigned char *body, size_t len,
+    unsigned char *out, size_t size, size_t *outlen, int64_t *expires)
+    TG_WUR;
+
+
 #endif /* TG_IAM_H */

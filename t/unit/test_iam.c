@@ -95,11 +95,46 @@ test_expires(void)
 }
 
 
+static void
+test_metadata(void)
+{
+    size_t         len;
+    int64_t        t;
+    unsigned char  out[256];
+
+    static const char  body[] =
+        "{\"credential\":{\"access\":\"TMPAK\",\"secret\":\"tmp-sk\","
+        "\"securitytoken\":\"gQ1jbi1ub3J0aC00\","
+        "\"expires_at\":\"2026-11-30T21:00:00.000000Z\"}}";
+
+    is_rc(tg_metadata_profile((const unsigned char *) body,
+                              sizeof(body) - 1, out, sizeof(out), &len, &t),
+          TG_OK, "metadata: parsed");
+    out[len < sizeof(out) ? len : 0] = '\0';
+    is_str((char *) out, "[basic]\nak=TMPAK\nsk=tmp-sk\n"
+           "security_token=gQ1jbi1ub3J0aC00\n", "metadata: as a profile");
+    is_int(t, 1796072400, "metadata: expires_at");
+
+    is_rc(tg_metadata_profile((const unsigned char *) body,
+                              sizeof(body) - 1, out, 20, &len, &t),
+          TG_ERR_BUF_TOO_SMALL, "metadata: short buffer");
+
+    is_rc(tg_metadata_profile((const unsigned char *)
+                              "{\"credential\":{\"access\":\"A\"}}", 29,
+                              out, sizeof(out), &len, &t),
+          TG_ERR_MISSING_KEY, "metadata: no secret");
+    is_rc(tg_metadata_profile((const unsigned char *) "[]", 2,
+                              out, sizeof(out), &len, &t),
+          TG_ERR_SYNTAX, "metadata: not an object");
+}
+
+
 int
 main(void)
 {
     test_body();
     test_expires();
+    test_metadata();
 
     return done_testing();
 }
