@@ -341,8 +341,9 @@ ngx_http_taurus_guard_audit(ngx_http_request_t *r,
     size_t                              len;
     off_t                               end;
     ssize_t                             n;
+    ngx_fd_t                            fd;
     ngx_err_t                           err;
-    ngx_file_info_t                     fi;
+    ngx_file_info_t                     fi, pfi;
     ngx_http_taurus_guard_main_conf_t  *mcf;
 
     /* the link is always 64 hex digits: size the record first */
@@ -375,6 +376,26 @@ ngx_http_taurus_guard_audit(ngx_http_request_t *r,
         ngx_http_taurus_guard_audit_error(r->connection->log, audit, err,
                                           ngx_fd_info_n);
         return NGX_ERROR;
+    }
+
+    /*
+     * Another worker may have reopened the file already: follow the name
+     * under the lock, so the switch to a new file is one point in the
+     * chain for every worker.
+     */
+
+    if (ngx_is_file(&fi)
+        && ngx_file_info(audit->file->name.data, &pfi) != NGX_FILE_ERROR
+        && (pfi.st_ino != fi.st_ino || pfi.st_dev != fi.st_dev))
+    {
+        fd = ngx_open_file(audit->file->name.data, NGX_FILE_APPEND,
+                           NGX_FILE_CREATE_OR_OPEN, NGX_FILE_DEFAULT_ACCESS);
+
+        if (fd != NGX_INVALID_FILE) {
+            (void) ngx_close_file(audit->file->fd);
+            audit->file->fd = fd;
+            fi = pfi;
+        }
     }
 
     if (ngx_is_file(&fi) && fi.st_nlink == 0) {

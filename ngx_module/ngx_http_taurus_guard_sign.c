@@ -32,6 +32,11 @@ static ngx_str_t  ngx_http_taurus_guard_strip[] = {
     ngx_string("x-project-id"),
     ngx_string("content-type"),
     ngx_string(NGX_HTTP_TG_ID_HEADER),
+
+    /* they describe the body received, not the canonical one forwarded */
+    ngx_string("content-encoding"),
+    ngx_string("trailer"),
+    ngx_string("http2-settings"),
     ngx_null_string
 };
 

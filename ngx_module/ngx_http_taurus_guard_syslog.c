@@ -268,6 +268,10 @@ ngx_http_taurus_guard_syslog_connect(ngx_http_taurus_guard_syslog_t *sl)
 
     c = sl->pc.connection;
     c->data = sl;
+
+    /* a worker that exits closes it (ngx_close_idle_connections()) */
+    c->idle = 1;
+
     c->read->handler = ngx_http_taurus_guard_syslog_read;
     c->write->handler = ngx_http_taurus_guard_syslog_write;
 
@@ -371,6 +375,14 @@ ngx_http_taurus_guard_syslog_read(ngx_event_t *ev)
 
     c = ev->data;
     sl = c->data;
+
+    if (c->close) {
+        ngx_close_connection(c);
+        sl->pc.connection = NULL;
+        sl->connecting = 0;
+        sl->connected = 0;
+        return;
+    }
 
     for ( ;; ) {
         n = c->recv(c, buf, sizeof(buf));

@@ -927,8 +927,19 @@ tg_walk_string(tg_walk_t *w, cJSON *v, size_t i, const char *name,
                        i, name, n, TG_BATCH_STRING_MAX);
     }
 
+    /*
+     * Control characters are C0, DEL and C1 (U+0080..U+009F, "\xc2\x80"
+     * to "\xc2\x9f" in UTF-8); the line and paragraph separators
+     * U+2028 and U+2029 break lines for some readers too.
+     */
+
     for (k = 0; k < n; k++) {
-        if (p[k] < 0x20 || p[k] == 0x7f) {
+        if (p[k] < 0x20 || p[k] == 0x7f
+            || (p[k] == 0xc2 && k + 1 < n && p[k + 1] >= 0x80
+                && p[k + 1] <= 0x9f)
+            || (p[k] == 0xe2 && k + 2 < n && p[k + 1] == 0x80
+                && (p[k + 2] == 0xa8 || p[k + 2] == 0xa9)))
+        {
             return tg_errf(w->err, w->errlen, TG_ERR_CTRL_CHAR,
                            TG_KEY_INFOS "[%zu].%s: control character",
                            i, name);

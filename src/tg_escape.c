@@ -18,6 +18,9 @@
 
 
 static size_t tg_json_plain_run(const unsigned char *src, size_t len);
+static int tg_json_line_breaker(const unsigned char *p, size_t n);
+static unsigned char *tg_json_escape_cp(unsigned char *dst,
+    const unsigned char *p, size_t n);
 
 
 static const unsigned char  tg_hex[] = "0123456789abcdef";
@@ -137,7 +140,7 @@ tg_json_escaped_len(const unsigned char *src, size_t len)
                 i++;
 
             } else {
-                size += n;
+                size += tg_json_line_breaker(&src[i], n) ? 6 : n;
                 i += n;
             }
         }
@@ -177,6 +180,13 @@ tg_json_escape(unsigned char *dst, const unsigned char *src, size_t len)
         if (c >= 0x80) {
             n = tg_utf8_seq_len(&src[i], len - i);
 
+            if (n != 0 && tg_json_line_breaker(&src[i], n)) {
+                /* C1 controls, U+2028, U+2029: \u00XX, \u2028, \u2029 */
+                dst = tg_json_escape_cp(dst, &src[i], n);
+                i += n;
+                continue;
+            }
+
             if (n != 0) {
                 memcpy(dst, &src[i], n);
                 dst += n;
@@ -195,6 +205,40 @@ tg_json_escape(unsigned char *dst, const unsigned char *src, size_t len)
         *dst++ = tg_hex[c & 0x0f];
         i++;
     }
+
+    return dst;
+}
+
+
+/*
+ * A valid sequence of n bytes that readers may take for a line break or
+ * a control: U+0080..U+009F (C1), U+2028, U+2029.
+ */
+
+static int
+tg_json_line_breaker(const unsigned char *p, size_t n)
+{
+    return (n == 2 && p[0] == 0xc2 && p[1] <= 0x9f)
+           || (n == 3 && p[0] == 0xe2 && p[1] == 0x80
+               && (p[2] == 0xa8 || p[2] == 0xa9));
+}
+
+
+static unsigned char *
+tg_json_escape_cp(unsigned char *dst, const unsigned char *p, size_t n)
+{
+    unsigned  cp;
+
+    cp = (n == 2) ? (unsigned) (p[1] & 0x3f) | 0x80
+                  : 0x2000u | ((unsigned) (p[1] & 0x3f) << 6)
+                    | (p[2] & 0x3f);
+
+    *dst++ = '\\';
+    *dst++ = 'u';
+    *dst++ = tg_hex[(cp >> 12) & 0xf];
+    *dst++ = tg_hex[(cp >> 8) & 0xf];
+    *dst++ = tg_hex[(cp >> 4) & 0xf];
+    *dst++ = tg_hex[cp & 0xf];
 
     return dst;
 }

@@ -35,7 +35,12 @@ static const vec_t  vectors[] = {
     V("DEL", "\x7f", "\\u007f"),
 
     /* valid UTF-8 (RFC 3629 section 3 table, boundaries) kept raw */
-    V("2-byte U+0080", "\xc2\x80", "\xc2\x80"),
+    V("2-byte U+0080, a C1 control", "\xc2\x80", "\\u0080"),
+    V("U+009F, the last C1 control", "\xc2\x9f", "\\u009f"),
+    V("U+00A0 kept", "\xc2\xa0", "\xc2\xa0"),
+    V("U+2028 line separator", "\xe2\x80\xa8", "\\u2028"),
+    V("U+2029 paragraph separator", "a\xe2\x80\xa9" "b", "a\\u2029b"),
+    V("U+2027 kept", "\xe2\x80\xa7", "\xe2\x80\xa7"),
     V("2-byte e acute", "\xc3\xa9", "\xc3\xa9"),
     V("2-byte U+07FF", "\xdf\xbf", "\xdf\xbf"),
     V("3-byte U+0800", "\xe0\xa0\x80", "\xe0\xa0\x80"),
@@ -134,6 +139,15 @@ check_one(const unsigned char *in, size_t n)
 
     for (i = 0; i < n; i++) {
         if (in[i] < 0x20 || in[i] == 0x7f || in[i] == '"' || in[i] == '\\') {
+            plain = 0;
+        }
+
+        /* C1 controls, U+2028 and U+2029 are escaped too */
+        if ((in[i] == 0xc2 && i + 1 < n && in[i + 1] >= 0x80
+             && in[i + 1] <= 0x9f)
+            || (in[i] == 0xe2 && i + 2 < n && in[i + 1] == 0x80
+                && (in[i + 2] == 0xa8 || in[i + 2] == 0xa9)))
+        {
             plain = 0;
         }
     }
