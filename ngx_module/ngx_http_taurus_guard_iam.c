@@ -48,8 +48,8 @@ static ngx_int_t ngx_http_taurus_guard_fetch_zone(ngx_conf_t *cf,
 static ngx_int_t ngx_http_taurus_guard_iam_init_zone(ngx_shm_zone_t *zone,
     void *data);
 static ngx_int_t ngx_http_taurus_guard_metadata_answer(
-    ngx_http_request_t *sr, ngx_str_t *profile, time_t *expires,
-    const char **problem);
+    ngx_http_request_t *sr, ngx_http_taurus_guard_iam_t *iam,
+    ngx_str_t *profile, time_t *expires, const char **problem);
 static ngx_int_t ngx_http_taurus_guard_fetch_body(ngx_http_request_t *sr,
     ngx_str_t *body, const char **problem);
 static ngx_http_taurus_guard_iam_slot_t *ngx_http_taurus_guard_iam_slot(
@@ -63,7 +63,8 @@ static ngx_int_t ngx_http_taurus_guard_iam_fetch(ngx_http_request_t *r,
 static ngx_int_t ngx_http_taurus_guard_iam_fetched(ngx_http_request_t *sr,
     void *data, ngx_int_t rc);
 static ngx_int_t ngx_http_taurus_guard_iam_answer(ngx_http_request_t *sr,
-    ngx_str_t *token, time_t *expires, const char **problem);
+    ngx_http_taurus_guard_iam_t *iam, ngx_str_t *token, time_t *expires,
+    const char **problem);
 static void ngx_http_taurus_guard_iam_end_fetch(
     ngx_http_taurus_guard_iam_t *iam, u_char *project, ngx_str_t *token,
     time_t expires);
@@ -128,6 +129,8 @@ ngx_http_taurus_guard_iam_conf(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
+    iam->margin = ngx_min(30, ngx_max(iam->refresh / 4, 1));
+
     if (iam->uri.len == 0 || iam->uri.data[0] != '/') {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "taurus_guard_token: \"iam=\" takes the URI of"
@@ -167,10 +170,16 @@ ngx_http_taurus_guard_iam_conf(ngx_conf_t *cf,
     rc = tg_iam_cred_parse(&iam->cred, iam->data, iam->size, &line);
 
     if (rc != TG_OK) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "taurus_guard_token: \"%V\"%s%uz: %s",
-                           &iam->watch.path, line ? ", line " : "",
-                           line, tg_strerror(rc));
+        if (line) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "taurus_guard_token: \"%V\", line %uz: %s",
+                               &iam->watch.path, line, tg_strerror(rc));
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "taurus_guard_token: \"%V\": %s",
+                               &iam->watch.path, tg_strerror(rc));
+        }
+
         return NGX_CONF_ERROR;
     }
 
@@ -238,6 +247,8 @@ ngx_http_taurus_guard_metadata_conf(ngx_conf_t *cf,
                            " \"%V\"", &value[i]);
         return NGX_CONF_ERROR;
     }
+
+    meta->margin = ngx_min(30, ngx_max(meta->refresh / 4, 1));
 
     if (meta->uri.len == 0 || meta->uri.data[0] != '/') {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -411,8 +422,9 @@ ngx_http_taurus_guard_fetch_get(ngx_http_request_t *r,
 
 /*
  * Copies the project's token to the request when it is valid for more
- * than NGX_HTTP_TG_IAM_MARGIN seconds; *renew when it is within refresh
- * of its end and nobody renews it yet (the caller then does).
+ * than iam->margin seconds (30, or a quarter of refresh if less);
+ * *renew when it is within refresh of its end and nobody renews it yet
+ * (the caller then does).
  */
 
 static ngx_int_t
@@ -431,7 +443,7 @@ ngx_http_taurus_guard_iam_take(ngx_http_request_t *r,
     slot = ngx_http_taurus_guard_iam_slot(iam, ctx->fetch_key, 0);
 
     if (slot == NULL || slot->token == NULL
-        || slot->expires - now <= NGX_HTTP_TG_IAM_MARGIN)
+        || slot->expires - now <= iam->margin)
     {
         ngx_shmtx_unlock(&iam->shpool->mutex);
         return NGX_DECLINED;
@@ -677,9 +689,10 @@ ngx_http_taurus_guard_iam_fetched(ngx_http_request_t *sr, void *data,
     r = sr->parent;
 
     rc2 = (fetch->iam->kind == NGX_HTTP_TG_FETCH_METADATA)
-          ? ngx_http_taurus_guard_metadata_answer(sr, &token, &expires,
-                                                  &problem)
-          : ngx_http_taurus_guard_iam_answer(sr, &token, &expires, &problem);
+          ? ngx_http_taurus_guard_metadata_answer(sr, fetch->iam, &token,
+                                                  &expires, &problem)
+          : ngx_http_taurus_guard_iam_answer(sr, fetch->iam, &token,
+                                             &expires, &problem);
 
     if (rc2 != NGX_OK) {
         if (fetch->iam->kind == NGX_HTTP_TG_FETCH_IAM) {
@@ -732,8 +745,9 @@ ngx_http_taurus_guard_iam_fetched(ngx_http_request_t *sr, void *data,
 
 
 static ngx_int_t
-ngx_http_taurus_guard_iam_answer(ngx_http_request_t *sr, ngx_str_t *token,
-    time_t *expires, const char **problem)
+ngx_http_taurus_guard_iam_answer(ngx_http_request_t *sr,
+    ngx_http_taurus_guard_iam_t *iam, ngx_str_t *token, time_t *expires,
+    const char **problem)
 {
     int64_t               t;
     ngx_str_t             body;
@@ -804,7 +818,7 @@ ngx_http_taurus_guard_iam_answer(ngx_http_request_t *sr, ngx_str_t *token,
         return NGX_ERROR;
     }
 
-    if (t <= ngx_time() + NGX_HTTP_TG_IAM_MARGIN) {
+    if (t <= ngx_time() + iam->margin) {
         *problem = "the token IAM gave expires at once: is the clock right?";
         return NGX_ERROR;
     }
@@ -819,7 +833,8 @@ ngx_http_taurus_guard_iam_answer(ngx_http_request_t *sr, ngx_str_t *token,
 
 static ngx_int_t
 ngx_http_taurus_guard_metadata_answer(ngx_http_request_t *sr,
-    ngx_str_t *profile, time_t *expires, const char **problem)
+    ngx_http_taurus_guard_iam_t *iam, ngx_str_t *profile, time_t *expires,
+    const char **problem)
 {
     size_t                len, line;
     int64_t               t;
@@ -873,7 +888,7 @@ ngx_http_taurus_guard_metadata_answer(ngx_http_request_t *sr,
 
     profile->len = len;
 
-    if (t <= ngx_time() + NGX_HTTP_TG_IAM_MARGIN) {
+    if (t <= ngx_time() + iam->margin) {
         OPENSSL_cleanse(profile->data, body.len + 64);
         *problem = "the credentials expire at once: is the clock right?";
         return NGX_ERROR;

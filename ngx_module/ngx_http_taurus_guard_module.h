@@ -66,7 +66,6 @@ typedef struct {
 #define NGX_HTTP_TG_IAM_SLOTS       256       /* projects with a token */
 #define NGX_HTTP_TG_IAM_POLL        100       /* ms between looks */
 #define NGX_HTTP_TG_IAM_STALE       30        /* s: a fetch nobody ended */
-#define NGX_HTTP_TG_IAM_MARGIN      30        /* s: too close to expiry */
 
 
 /* one project's IAM token, shared by all workers */
@@ -99,6 +98,7 @@ struct ngx_http_taurus_guard_iam_s {
     ngx_uint_t                   kind;
     ngx_str_t                    uri;       /* the internal location */
     time_t                       refresh;
+    time_t                       margin;    /* too close to the end */
     ngx_http_taurus_guard_watch_t  watch;   /* the password file */
     u_char                      *data;      /* its text, wiped */
     size_t                       size;

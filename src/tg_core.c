@@ -42,8 +42,11 @@ static const char  *tg_errors[TG_RC_MAX] = {
     [TG_ERR_CRED_MISSING_AK] = "no \"ak\" in [basic]",
     [TG_ERR_CRED_MISSING_SK] = "no \"sk\" in [basic]",
     [TG_ERR_CRED_BAD_VALUE]  = "value with a space or a non-printable byte",
-    [TG_ERR_CRED_MISSING_KEY] = "no \"domain\", \"user\" or \"password\""
-                                " in [iam]",
+    [TG_ERR_CRED_MISSING_KEY] = "a required key is missing",
+    [TG_ERR_IAM_NO_SECTION]  = "no [iam] section",
+    [TG_ERR_IAM_MISSING_DOMAIN] = "no \"domain\" in [iam]",
+    [TG_ERR_IAM_MISSING_USER] = "no \"user\" in [iam]",
+    [TG_ERR_IAM_MISSING_PASSWORD] = "no \"password\" in [iam]",
 
     [TG_ERR_SIGN_HEADER]     = "header that cannot be signed",
 };

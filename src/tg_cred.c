@@ -101,11 +101,20 @@ tg_iam_cred_parse(tg_iam_cred_t *c, const unsigned char *buf, size_t len,
 
     memset(c, 0, sizeof(tg_iam_cred_t));
 
+    static const tg_rc_t  missing[] = {
+        TG_ERR_IAM_MISSING_DOMAIN, TG_ERR_IAM_MISSING_USER,
+        TG_ERR_IAM_MISSING_PASSWORD
+    };
+
     rc = tg_ini_section(buf, len, "iam", keys, v, 3, line);
+
+    if (rc == TG_ERR_CRED_NO_SECTION) {
+        rc = TG_ERR_IAM_NO_SECTION;
+    }
 
     for (i = 0; rc == TG_OK && i < 3; i++) {
         if (v[i].data == NULL) {
-            rc = TG_ERR_CRED_MISSING_KEY;
+            rc = missing[i];
         }
     }
 

@@ -38,7 +38,8 @@ tg_rc_t tg_cred_parse(tg_cred_t *c, const unsigned char *buf, size_t len,
 /*
  * The IAM password file of "taurus_guard_token iam=": the same format,
  * section [iam] with domain, user and password, all three required
- * (TG_ERR_CRED_MISSING_KEY otherwise).  Values follow the same rule:
+ * (TG_ERR_IAM_NO_SECTION, TG_ERR_IAM_MISSING_DOMAIN, _USER, _PASSWORD
+ * otherwise).  Values follow the same rule:
  * printable ASCII without spaces.
  */
 

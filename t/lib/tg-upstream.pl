@@ -7,10 +7,22 @@
 #
 #   tg-upstream.pl --listen 127.0.0.1:PORT (--ak AK --sk SK |
 #       --credentials FILE) [--record FILE] [--audit-log FILE]
-#       [--status N] [--pidfile FILE] [--token TOKEN]
+#       [--status N] [--pidfile FILE] [--token TOKEN] [--tokens FILE]
 #
 # --token: a request with no Authorization header is accepted when its
 # X-Auth-Token equals TOKEN (IAM token authentication).
+#
+# --tokens FILE: the tokens an IAM issued, as t/lib/tg-iam.pl --tokens
+# writes them, one "TOKEN PROJECT EXPIRES_EPOCH" line each.  A request
+# with no Authorization header is accepted when its one X-Auth-Token is
+# listed there for the project in its one X-Project-Id and has not
+# expired; else it gets what the real API answers for an expired or
+# revoked token: 401 {"error_code":"APIG.0307","error_msg":"The token
+# must be updated."}.  A line "revoke TOKEN" (appended, so it cannot race
+# the IAM's appends) revokes that token; so does removing its line.  The
+# file is read at each request.  token_ok is recorded as with --token,
+# and token_error says why a token was refused (missing, unknown,
+# project, expired, revoked).
 #
 # --record appends one JSON line per request: time, method, target,
 # version, headers ([name, value] in the order received), body (text),
@@ -40,7 +52,7 @@ use TaurusGuard::Signer;
 my %opt = (listen => '127.0.0.1:8081');
 
 GetOptions(\%opt, 'listen=s', 'ak=s', 'sk=s', 'credentials=s', 'record=s',
-    'audit-log=s', 'status=i', 'pidfile=s', 'token=s', 'quiet')
+    'audit-log=s', 'status=i', 'pidfile=s', 'token=s', 'tokens=s', 'quiet')
     or die "usage: $0 --listen ADDR:PORT --ak AK --sk SK [options]\n";
 
 if (defined $opt{credentials}) {
@@ -49,8 +61,9 @@ if (defined $opt{credentials}) {
     $opt{sk} = $c->{sk} unless defined $opt{sk};
 }
 
-die "$0: --ak and --sk, --credentials or --token are required\n"
-    unless defined $opt{ak} && defined $opt{sk} || defined $opt{token};
+die "$0: --ak and --sk, --credentials, --token or --tokens are required\n"
+    unless defined $opt{ak} && defined $opt{sk} || defined $opt{token}
+        || defined $opt{tokens};
 
 my $json = JSON::PP->new->utf8->canonical;
 
@@ -270,6 +283,13 @@ sub handle {
     my $token_ok = defined $opt{token} && @$tokens == 1
         && $tokens->[0] eq $opt{token} ? 1 : 0;
 
+    my $token_error;
+
+    if (defined $opt{tokens} && !$token_ok) {
+        $token_error = check_issued($tokens, $req->{h}{'x-project-id'} || []);
+        $token_ok = defined $token_error ? 0 : 1;
+    }
+
     my $copy = $req->{body};
     my $text = eval {
         decode('UTF-8', $copy, Encode::FB_CROAK | Encode::LEAVE_SRC)
@@ -293,6 +313,7 @@ sub handle {
         },
         audit_seen  => $seen,
         token_ok    => $token_ok,
+        (defined $opt{tokens} ? (token_error => $token_error) : ()),
         connection  => $req->{conn},
         seq         => $req->{seq},
     };
@@ -308,6 +329,13 @@ sub handle {
     } elsif ($v->{ok} || $token_ok && !$req->{h}{authorization}) {
         $status = 200;
         $body = '{"resp":"success"}';
+
+    } elsif (defined $opt{tokens} && !$req->{h}{authorization}) {
+        $status = 401;
+        $body = '{"error_code":"APIG.0307","error_msg":"The token must be '
+            . 'updated."}';
+        print STDERR "tg-upstream: token refused: $token_error\n"
+            unless $opt{quiet};
 
     } else {
         $status = 401;
@@ -336,6 +364,39 @@ sub handle {
     }
 
     return $keep;
+}
+
+
+# undef when the one token given was issued (--tokens) for the one
+# project given and is still valid, else why not.
+
+sub check_issued {
+    my ($tokens, $projects) = @_;
+
+    return 'missing' unless @$tokens == 1 && @$projects == 1;
+
+    my ($token, $project) = ($tokens->[0], $projects->[0]);
+
+    open my $fh, '<', $opt{tokens} or return 'unknown';
+    flock $fh, LOCK_SH;
+
+    my ($found, $revoked);
+    while (my $l = <$fh>) {
+        chomp $l;
+        my @f = split / /, $l;
+        if (@f == 2 && $f[0] eq 'revoke' && $f[1] eq $token) {
+            $revoked = 1;
+        } elsif (@f == 3 && $f[0] eq $token) {
+            $found = [ @f ];
+        }
+    }
+    close $fh;
+
+    return 'unknown' unless $found;
+    return 'revoked' if $revoked;
+    return 'project' unless $found->[1] eq $project;
+    return 'expired' unless $found->[2] > time;
+    return undef;
 }
 
 

@@ -280,13 +280,13 @@ test_iam(void)
     is_rc(tg_iam_cred_parse(&c, (const unsigned char *)
                             "[iam]\ndomain=d\nuser=u\n",
                             sizeof("[iam]\ndomain=d\nuser=u\n") - 1, &line),
-          TG_ERR_CRED_MISSING_KEY, "iam: no password");
+          TG_ERR_IAM_MISSING_PASSWORD, "iam: no password");
     ok(c.domain.data == NULL, "iam: nothing left on failure");
 
     is_rc(tg_iam_cred_parse(&c, (const unsigned char *)
                             "[basic]\nak=A\nsk=S\n",
                             sizeof("[basic]\nak=A\nsk=S\n") - 1, &line),
-          TG_ERR_CRED_NO_SECTION, "iam: no [iam]");
+          TG_ERR_IAM_NO_SECTION, "iam: no [iam]");
 
     rc = tg_iam_cred_parse(&c, (const unsigned char *) spaced,
                            sizeof(spaced) - 1,
