@@ -30,6 +30,9 @@ static char *ngx_http_taurus_guard_credentials_env(ngx_conf_t *cf,
     ngx_http_taurus_guard_cred_t *cred);
 static ngx_int_t ngx_http_taurus_guard_check_owner(ngx_cycle_t *cycle,
     ngx_http_taurus_guard_watch_t *watch);
+static char *ngx_http_taurus_guard_token_per_project(ngx_conf_t *cf,
+    ngx_http_taurus_guard_loc_conf_t *lcf,
+    ngx_http_taurus_guard_token_t *token);
 static void ngx_http_taurus_guard_wipe(void *data);
 static ngx_int_t ngx_http_taurus_guard_token_parse(u_char *data, size_t size,
     size_t *len);
@@ -252,6 +255,11 @@ ngx_http_taurus_guard_token(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     token->watch.conf_file = cf->conf_file->file.name.data;
     token->watch.conf_line = cf->conf_file->line;
 
+    if (ngx_http_script_variables_count(&token->watch.path)) {
+        /* one file per project, e.g. .../tokens/$taurus_guard_project */
+        return ngx_http_taurus_guard_token_per_project(cf, lcf, token);
+    }
+
     if (ngx_conf_full_name(cf->cycle, &token->watch.path, 1) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
@@ -287,6 +295,123 @@ done:
     lcf->token = token;
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * A token file path with variables: evaluated for each request (a path
+ * without the project in it is refused, since a token serves one
+ * project); the files are found and checked when requests need them.
+ */
+
+static char *
+ngx_http_taurus_guard_token_per_project(ngx_conf_t *cf,
+    ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_token_t *token)
+{
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (ngx_strstrn(token->watch.path.data, "$taurus_guard_project",
+                    sizeof("$taurus_guard_project") - 2) == NULL
+        && ngx_strstrn(token->watch.path.data, "${taurus_guard_project}",
+                       sizeof("${taurus_guard_project}") - 2) == NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "taurus_guard_token: a path with variables must"
+                           " hold $taurus_guard_project, so that each"
+                           " project has its own token");
+        return NGX_CONF_ERROR;
+    }
+
+    token->path_cv = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (token->path_cv == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &token->watch.path;
+    ccv.complex_value = token->path_cv;
+    ccv.conf_prefix = 1;
+    ccv.zero = 1;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_array_init(&token->files, cf->pool, 4,
+                       sizeof(ngx_http_taurus_guard_token_t))
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    lcf->token = token;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * The token file of this request's project: each worker keeps the state
+ * of every file it has read, a handful of projects.
+ */
+
+ngx_http_taurus_guard_token_t *
+ngx_http_taurus_guard_token_file(ngx_http_request_t *r,
+    ngx_http_taurus_guard_token_t *token)
+{
+    ngx_str_t                       path;
+    ngx_uint_t                      i;
+    ngx_http_taurus_guard_token_t  *t;
+
+    if (token->path_cv == NULL) {
+        return token;
+    }
+
+    if (ngx_http_complex_value(r, token->path_cv, &path) != NGX_OK) {
+        return NULL;
+    }
+
+    t = token->files.elts;
+
+    for (i = 0; i < token->files.nelts; i++) {
+        if (t[i].watch.path.len == path.len - 1
+            && ngx_strncmp(t[i].watch.path.data, path.data, path.len - 1)
+               == 0)
+        {
+            return &t[i];
+        }
+    }
+
+    if (token->files.nelts >= NGX_HTTP_TG_IAM_SLOTS) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "taurus_guard: more than %d token files",
+                      NGX_HTTP_TG_IAM_SLOTS);
+        return NULL;
+    }
+
+    /* a per-worker list: the worker's pool lives as long as it does */
+
+    t = ngx_array_push(&token->files);
+    if (t == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(t, sizeof(ngx_http_taurus_guard_token_t));
+
+    t->watch.path.data = ngx_pstrdup(ngx_cycle->pool, &path);
+    if (t->watch.path.data == NULL) {
+        token->files.nelts--;
+        return NULL;
+    }
+
+    /* without the NUL ngx_http_complex_value() counts for conf_prefix */
+    t->watch.path.len = path.len - 1;
+    t->watch.conf_file = token->watch.conf_file;
+    t->watch.conf_line = token->watch.conf_line;
+
+    return t;
 }
 
 

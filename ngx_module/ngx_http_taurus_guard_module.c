@@ -129,7 +129,8 @@ ngx_module_t  ngx_http_taurus_guard_module = {
 enum {
     NGX_HTTP_TG_VAR_DECISION = 0,
     NGX_HTTP_TG_VAR_REASON,
-    NGX_HTTP_TG_VAR_ID
+    NGX_HTTP_TG_VAR_ID,
+    NGX_HTTP_TG_VAR_PROJECT
 };
 
 
@@ -145,6 +146,10 @@ static ngx_http_variable_t  ngx_http_taurus_guard_vars[] = {
 
     { ngx_string("taurus_guard_id"), NULL,
       ngx_http_taurus_guard_variable, NGX_HTTP_TG_VAR_ID,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("taurus_guard_project"), NULL,
+      ngx_http_taurus_guard_variable, NGX_HTTP_TG_VAR_PROJECT,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
@@ -205,6 +210,17 @@ ngx_http_taurus_guard_variable(ngx_http_request_t *r,
         /* reasons are built by the gateway, never copied from the wire */
         v->data = ctx->reason.data;
         v->len = ctx->reason.len;
+        break;
+
+    case NGX_HTTP_TG_VAR_PROJECT:
+        /* 32 letters or digits from the checked route, or nothing */
+        if (ctx->project_id.len == 0) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        v->data = ctx->project_id.data;
+        v->len = ctx->project_id.len;
         break;
 
     default: /* NGX_HTTP_TG_VAR_ID */

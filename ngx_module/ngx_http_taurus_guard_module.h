@@ -114,6 +114,8 @@ typedef struct {
     ngx_http_taurus_guard_watch_t  watch;
     ngx_str_t                    value;     /* ngx_alloc()ed, wiped */
     ngx_http_taurus_guard_iam_t *iam;       /* or fetched from IAM */
+    ngx_http_complex_value_t    *path_cv;   /* or one file per project */
+    ngx_array_t                  files;     /* of token_t, per worker */
 } ngx_http_taurus_guard_token_t;
 
 
@@ -284,6 +286,8 @@ tg_cred_t *ngx_http_taurus_guard_cred_get(ngx_http_request_t *r,
     ngx_http_taurus_guard_cred_t *cred);
 ngx_str_t *ngx_http_taurus_guard_token_get(ngx_http_request_t *r,
     ngx_http_taurus_guard_token_t *token);
+ngx_http_taurus_guard_token_t *ngx_http_taurus_guard_token_file(
+    ngx_http_request_t *r, ngx_http_taurus_guard_token_t *token);
 
 /* ngx_http_taurus_guard_iam.c */
 char *ngx_http_taurus_guard_iam_conf(ngx_conf_t *cf,

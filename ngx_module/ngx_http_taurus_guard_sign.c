@@ -61,6 +61,7 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
     tg_sign_request_t                req;
     tg_cred_t                       *cred;
     ngx_str_t                       *token;
+    ngx_http_taurus_guard_token_t   *file;
     ngx_http_taurus_guard_header_t   add[8];
     char                             date[TG_SDK_DATE_LEN + 1];
     char                             hash[TG_SHA256_HEX_LEN + 1];
@@ -70,9 +71,13 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
     nadd = 0;
 
     if (lcf->token != NULL) {
-        token = (lcf->token->iam != NULL)
-                ? (ctx->token.len ? &ctx->token : NULL)
-                : ngx_http_taurus_guard_token_get(r, lcf->token);
+        if (lcf->token->iam != NULL) {
+            token = ctx->token.len ? &ctx->token : NULL;
+
+        } else {
+            file = ngx_http_taurus_guard_token_file(r, lcf->token);
+            token = file ? ngx_http_taurus_guard_token_get(r, file) : NULL;
+        }
 
         if (token == NULL) {
             ngx_str_set(reason, "no usable IAM token");
