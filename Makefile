@@ -113,6 +113,8 @@ test: module $(VERIFY) unit fuzz-replay lint
 test-asan: unit fuzz-replay
 	t/lib/build-asan.sh $(BUILD)/asan
 	TG_NGINX=$(BUILD)/asan/sbin/nginx TG_MODULE= \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    prove $(PROVE_FLAGS) -I t/lib t/*.t
 
 # libFuzzer (clang-14) on every target, FUZZ_SECONDS each.

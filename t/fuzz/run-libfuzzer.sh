@@ -122,9 +122,9 @@ for src in "${targets[@]}"; do
         result="$result log: $log"
     fi
 
-    summary+=("$(printf '%-8s runs %-9s cov %-5s ft %-6s corpus %-12s new %-5s %s' \
-        "$unit" "${runs:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}" \
-        "${new:-?}" "$result")")
+    fmt='%-8s runs %-9s cov %-5s ft %-6s corpus %-12s new %-5s %s'
+    summary+=("$(printf "$fmt" "$unit" "${runs:-?}" "${cov:-?}" \
+        "${ft:-?}" "${corp:-?}" "${new:-?}" "$result")")
 done
 
 
