@@ -44,6 +44,8 @@ static ngx_int_t ngx_http_taurus_guard_process(ngx_http_request_t *r,
     ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_taurus_guard_denied_reason(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx, ngx_array_t *denied, ngx_str_t *reason);
+static void ngx_http_taurus_guard_continue(ngx_http_request_t *r,
+    ngx_int_t rc);
 static void ngx_http_taurus_guard_token_ready(ngx_http_request_t *r);
 static ngx_int_t ngx_http_taurus_guard_secrets(ngx_http_request_t *r,
     ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx);
@@ -175,13 +177,24 @@ ngx_http_taurus_guard_body_handler(ngx_http_request_t *r)
 
     rc = ngx_http_taurus_guard_process(r, lcf, ctx);
 
+    ngx_http_taurus_guard_continue(r, rc);
+}
+
+
+/*
+ * Where a step of the guard that ran outside the phase handler leads:
+ * NGX_DONE waits (a fetch, a flush), NGX_DECLINED resumes the phases,
+ * towards the proxy, anything else finalizes the request with it.
+ */
+
+static void
+ngx_http_taurus_guard_continue(ngx_http_request_t *r, ngx_int_t rc)
+{
     if (rc == NGX_DONE) {
-        /* waiting for the audit flush */
         return;
     }
 
     if (rc == NGX_DECLINED) {
-        ctx->phase_rc = NGX_DECLINED;
         r->write_event_handler = ngx_http_core_run_phases;
         ngx_http_core_run_phases(r);
         return;
@@ -438,7 +451,6 @@ ngx_http_taurus_guard_secrets(ngx_http_request_t *r,
 static void
 ngx_http_taurus_guard_token_ready(ngx_http_request_t *r)
 {
-    ngx_int_t                          rc;
     ngx_http_taurus_guard_ctx_t       *ctx;
     ngx_http_taurus_guard_loc_conf_t  *lcf;
 
@@ -450,19 +462,8 @@ ngx_http_taurus_guard_token_ready(ngx_http_request_t *r)
         return;
     }
 
-    rc = ngx_http_taurus_guard_secrets(r, lcf, ctx);
-
-    if (rc == NGX_DONE) {
-        return;
-    }
-
-    if (rc == NGX_DECLINED) {
-        r->write_event_handler = ngx_http_core_run_phases;
-        ngx_http_core_run_phases(r);
-        return;
-    }
-
-    ngx_http_finalize_request(r, rc);
+    ngx_http_taurus_guard_continue(r,
+                                   ngx_http_taurus_guard_secrets(r, lcf, ctx));
 }
 
 
@@ -548,20 +549,11 @@ ngx_http_taurus_guard_sign_audit(ngx_http_request_t *r,
 static void
 ngx_http_taurus_guard_synced(ngx_http_request_t *r)
 {
-    ngx_int_t                     rc;
     ngx_http_taurus_guard_ctx_t  *ctx;
 
     ctx = ngx_http_taurus_guard_get_ctx(r);
 
-    rc = ngx_http_taurus_guard_forward(r, ctx);
-
-    if (rc == NGX_DECLINED) {
-        r->write_event_handler = ngx_http_core_run_phases;
-        ngx_http_core_run_phases(r);
-        return;
-    }
-
-    ngx_http_finalize_request(r, rc);
+    ngx_http_taurus_guard_continue(r, ngx_http_taurus_guard_forward(r, ctx));
 }
 
 
