@@ -166,6 +166,11 @@ typedef struct {
     ngx_uint_t                   facility;
     ngx_str_t                    tag;
     size_t                       queue_max;
+#if (NGX_SSL)
+    ngx_ssl_t                   *ssl;       /* TLS, verified, or NULL */
+    ngx_str_t                    ssl_name;  /* the name to verify */
+    u_char                      *ssl_name_z;    /* the same, for SNI */
+#endif
 
     /* per worker, after fork */
     ngx_peer_connection_t        pc;

@@ -26,6 +26,16 @@ static void ngx_http_taurus_guard_syslog_connect(
 static void ngx_http_taurus_guard_syslog_retry(ngx_event_t *ev);
 static void ngx_http_taurus_guard_syslog_write(ngx_event_t *ev);
 static void ngx_http_taurus_guard_syslog_read(ngx_event_t *ev);
+static void ngx_http_taurus_guard_syslog_connected(
+    ngx_http_taurus_guard_syslog_t *sl);
+#if (NGX_SSL)
+static char *ngx_http_taurus_guard_syslog_ssl(ngx_conf_t *cf,
+    ngx_http_taurus_guard_syslog_t *sl, ngx_url_t *u, ngx_str_t *cert);
+static void ngx_http_taurus_guard_syslog_tls(
+    ngx_http_taurus_guard_syslog_t *sl, ngx_connection_t *c);
+static void ngx_http_taurus_guard_syslog_handshake(ngx_connection_t *c);
+#endif
+static void ngx_http_taurus_guard_syslog_close(ngx_connection_t *c);
 static void ngx_http_taurus_guard_syslog_flush(
     ngx_http_taurus_guard_syslog_t *sl);
 static void ngx_http_taurus_guard_syslog_fail(
@@ -57,6 +67,13 @@ ngx_http_taurus_guard_syslog(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_url_t                        u;
     ngx_uint_t                       i, n;
     ngx_http_taurus_guard_syslog_t  *sl;
+#if (NGX_SSL)
+    ngx_str_t                        cert;
+    ngx_flag_t                       ssl;
+
+    ssl = 0;
+    ngx_str_null(&cert);
+#endif
 
     if (mcf->syslog != NULL) {
         return "is duplicate";
@@ -146,6 +163,25 @@ ngx_http_taurus_guard_syslog(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+#if (NGX_SSL)
+        if (ngx_strcmp(value[i].data, "ssl") == 0) {
+            ssl = 1;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "trusted_certificate=", 20) == 0) {
+            cert.data = value[i].data + 20;
+            cert.len = value[i].len - 20;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "ssl_name=", 9) == 0) {
+            sl->ssl_name.data = value[i].data + 9;
+            sl->ssl_name.len = value[i].len - 9;
+            continue;
+        }
+#endif
+
         if (ngx_strncmp(value[i].data, "queue=", 6) == 0) {
             s.data = value[i].data + 6;
             s.len = value[i].len - 6;
@@ -172,10 +208,128 @@ ngx_http_taurus_guard_syslog(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "needs \"server=ADDRESS:PORT\"";
     }
 
+#if (NGX_SSL)
+    if (ssl && ngx_http_taurus_guard_syslog_ssl(cf, sl, &u, &cert)
+               != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+#endif
+
     mcf->syslog = sl;
 
     return NGX_CONF_OK;
 }
+
+
+#if (NGX_SSL)
+
+/*
+ * "ssl trusted_certificate=CA [ssl_name=NAME]": TLS to the collector,
+ * its certificate verified against CA and NAME (the server's host by
+ * default).  Without a trusted certificate there is no TLS: a TLS that
+ * accepts any certificate would only look safe.
+ */
+
+static char *
+ngx_http_taurus_guard_syslog_ssl(ngx_conf_t *cf,
+    ngx_http_taurus_guard_syslog_t *sl, ngx_url_t *u, ngx_str_t *cert)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    if (cert->len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "taurus_guard_audit_syslog: \"ssl\" needs"
+                           " \"trusted_certificate=FILE\" to verify the"
+                           " collector");
+        return NGX_CONF_ERROR;
+    }
+
+    if (sl->ssl_name.len == 0) {
+        sl->ssl_name = u->host;
+    }
+
+    sl->ssl_name_z = ngx_pnalloc(cf->pool, sl->ssl_name.len + 1);
+    if (sl->ssl_name_z == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *ngx_cpymem(sl->ssl_name_z, sl->ssl_name.data, sl->ssl_name.len) = '\0';
+
+    sl->ssl = ngx_pcalloc(cf->pool, sizeof(ngx_ssl_t));
+    if (sl->ssl == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    sl->ssl->log = cf->log;
+
+    if (ngx_ssl_create(sl->ssl, NGX_SSL_TLSv1_2|NGX_SSL_TLSv1_3, NULL)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        ngx_ssl_cleanup_ctx(sl->ssl);
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_ssl_cleanup_ctx;
+    cln->data = sl->ssl;
+
+    if (ngx_ssl_trusted_certificate(cf, sl->ssl, cert, 10) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void
+ngx_http_taurus_guard_syslog_handshake(ngx_connection_t *c)
+{
+    ngx_http_taurus_guard_syslog_t  *sl = c->data;
+
+    long  rc;
+
+    sl->connecting = 0;
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    if (!c->ssl->handshaked) {
+        ngx_http_taurus_guard_syslog_fail(sl, "TLS handshake with");
+        return;
+    }
+
+    rc = SSL_get_verify_result(c->ssl->connection);
+
+    if (rc != X509_V_OK) {
+        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                      "taurus_guard: syslog collector certificate verify"
+                      " error: (%l:%s)", rc,
+                      X509_verify_cert_error_string(rc));
+        ngx_http_taurus_guard_syslog_fail(sl, "verifying");
+        return;
+    }
+
+    if (ngx_ssl_check_host(c, &sl->ssl_name) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                      "taurus_guard: syslog collector certificate does not"
+                      " match \"%V\"", &sl->ssl_name);
+        ngx_http_taurus_guard_syslog_fail(sl, "verifying");
+        return;
+    }
+
+    c->read->handler = ngx_http_taurus_guard_syslog_read;
+    c->write->handler = ngx_http_taurus_guard_syslog_write;
+
+    ngx_http_taurus_guard_syslog_connected(sl);
+}
+
+#endif
 
 
 /*
@@ -258,7 +412,7 @@ ngx_http_taurus_guard_syslog_connect(ngx_http_taurus_guard_syslog_t *sl)
 
     if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
         if (sl->pc.connection != NULL) {
-            ngx_close_connection(sl->pc.connection);
+            ngx_http_taurus_guard_syslog_close(sl->pc.connection);
             sl->pc.connection = NULL;
         }
 
@@ -268,6 +422,14 @@ ngx_http_taurus_guard_syslog_connect(ngx_http_taurus_guard_syslog_t *sl)
 
     c = sl->pc.connection;
     c->data = sl;
+
+    /* a peer connection has no pool; TLS needs one */
+
+    c->pool = ngx_create_pool(512, ngx_cycle->log);
+    if (c->pool == NULL) {
+        ngx_http_taurus_guard_syslog_fail(sl, "no memory for");
+        return;
+    }
 
     /* a worker that exits closes it (ngx_close_idle_connections()) */
     c->idle = 1;
@@ -322,15 +484,76 @@ ngx_http_taurus_guard_syslog_write(ngx_event_t *ev)
         }
 
         sl->connecting = 0;
-        sl->connected = 1;
 
-        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
-                      "taurus_guard: connected to syslog collector \"%V\"",
-                      &sl->addr.name);
+#if (NGX_SSL)
+        if (sl->ssl != NULL) {
+            ngx_http_taurus_guard_syslog_tls(sl, c);
+            return;
+        }
+#endif
+
+        ngx_http_taurus_guard_syslog_connected(sl);
+        return;
     }
 
     ngx_http_taurus_guard_syslog_flush(sl);
 }
+
+
+static void
+ngx_http_taurus_guard_syslog_connected(ngx_http_taurus_guard_syslog_t *sl)
+{
+    sl->connected = 1;
+
+    ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                  "taurus_guard: connected to syslog collector \"%V\"%s",
+                  &sl->addr.name,
+#if (NGX_SSL)
+                  sl->ssl ? " over TLS" :
+#endif
+                  "");
+
+    ngx_http_taurus_guard_syslog_flush(sl);
+}
+
+
+#if (NGX_SSL)
+
+static void
+ngx_http_taurus_guard_syslog_tls(ngx_http_taurus_guard_syslog_t *sl,
+    ngx_connection_t *c)
+{
+    ngx_int_t  rc;
+
+    if (ngx_ssl_create_connection(sl->ssl, c, NGX_SSL_BUFFER|NGX_SSL_CLIENT)
+        != NGX_OK)
+    {
+        ngx_http_taurus_guard_syslog_fail(sl, "TLS to");
+        return;
+    }
+
+    if (SSL_set_tlsext_host_name(c->ssl->connection,
+                                 (char *) sl->ssl_name_z) == 0)
+    {
+        ngx_http_taurus_guard_syslog_fail(sl, "TLS SNI for");
+        return;
+    }
+
+    sl->connecting = 1;
+
+    rc = ngx_ssl_handshake(c);
+
+    if (rc == NGX_AGAIN) {
+        ngx_add_timer(c->write, NGX_HTTP_TG_SYSLOG_TIMEOUT);
+        c->ssl->handler = ngx_http_taurus_guard_syslog_handshake;
+        return;
+    }
+
+    sl->connecting = 0;
+    ngx_http_taurus_guard_syslog_handshake(c);
+}
+
+#endif
 
 
 static void
@@ -377,7 +600,7 @@ ngx_http_taurus_guard_syslog_read(ngx_event_t *ev)
     sl = c->data;
 
     if (c->close) {
-        ngx_close_connection(c);
+        ngx_http_taurus_guard_syslog_close(c);
         sl->pc.connection = NULL;
         sl->connecting = 0;
         sl->connected = 0;
@@ -411,7 +634,7 @@ ngx_http_taurus_guard_syslog_fail(ngx_http_taurus_guard_syslog_t *sl,
     time_t  now;
 
     if (sl->pc.connection != NULL) {
-        ngx_close_connection(sl->pc.connection);
+        ngx_http_taurus_guard_syslog_close(sl->pc.connection);
         sl->pc.connection = NULL;
     }
 
@@ -448,5 +671,27 @@ ngx_http_taurus_guard_syslog_retry(ngx_event_t *ev)
         && !ngx_exiting && !ngx_terminate)
     {
         ngx_http_taurus_guard_syslog_connect(sl);
+    }
+}
+
+
+static void
+ngx_http_taurus_guard_syslog_close(ngx_connection_t *c)
+{
+    ngx_pool_t  *pool;
+
+#if (NGX_SSL)
+    if (c->ssl != NULL) {
+        c->ssl->no_wait_shutdown = 1;
+        (void) ngx_ssl_shutdown(c);
+    }
+#endif
+
+    pool = c->pool;
+
+    ngx_close_connection(c);
+
+    if (pool != NULL) {
+        ngx_destroy_pool(pool);
     }
 }
