@@ -503,8 +503,7 @@ ngx_http_taurus_guard_sign_audit(ngx_http_request_t *r,
 
     /* 6. sign; a failure forwards nothing */
 
-    if (ngx_http_taurus_guard_sign(r, lcf, ctx, &ctx->body, &rf.reason)
-        != NGX_OK)
+    if (ngx_http_taurus_guard_sign(r, lcf, ctx, &rf.reason) != NGX_OK)
     {
         rf.status = NGX_HTTP_SERVICE_UNAVAILABLE;
         rf.code = "TG.0503";

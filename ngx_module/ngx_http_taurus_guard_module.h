@@ -308,7 +308,7 @@ void ngx_http_taurus_guard_iam_refused(ngx_http_request_t *r,
 /* ngx_http_taurus_guard_sign.c */
 ngx_int_t ngx_http_taurus_guard_sign(ngx_http_request_t *r,
     ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx,
-    ngx_str_t *body, ngx_str_t *reason);
+    ngx_str_t *reason);
 
 /* ngx_http_taurus_guard_handler.c */
 ngx_int_t ngx_http_taurus_guard_handler(ngx_http_request_t *r);

@@ -49,7 +49,7 @@ static ngx_str_t  ngx_http_taurus_guard_strip[] = {
 ngx_int_t
 ngx_http_taurus_guard_sign(ngx_http_request_t *r,
     ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx,
-    ngx_str_t *body, ngx_str_t *reason)
+    ngx_str_t *reason)
 {
     u_char                          *cr;
     u_char                          *auth;
@@ -64,7 +64,6 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
     ngx_http_taurus_guard_token_t   *file;
     ngx_http_taurus_guard_header_t   add[8];
     char                             date[TG_SDK_DATE_LEN + 1];
-    char                             hash[TG_SHA256_HEX_LEN + 1];
 
     static ngx_str_t  content_type = ngx_string("application/json");
 
@@ -112,10 +111,8 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
 
     /* the gateway's clock, never the caller's */
 
-    if (tg_sdk_date(ngx_time(), date) != TG_OK
-        || tg_sha256_hex(body->data, body->len, hash) != TG_OK)
-    {
-        ngx_str_set(reason, "could not sign: date or body hash failed");
+    if (tg_sdk_date(ngx_time(), date) != TG_OK) {
+        ngx_str_set(reason, "could not sign: no date");
         return NGX_ERROR;
     }
 
@@ -154,7 +151,8 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
     req.query.len = 0;
     req.headers = sign;
     req.nheaders = nsign;
-    req.body_sha256_hex = hash;
+    /* the hash of the canonical body, the one forwarded and audited */
+    req.body_sha256_hex = ctx->hash;
     req.date.data = (u_char *) date;
     req.date.len = TG_SDK_DATE_LEN;
 
@@ -236,7 +234,7 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "taurus_guard: signed, body sha256 %s, x-sdk-date %s",
-                   hash, date);
+                   ctx->hash, date);
 
     return result;
 }
