@@ -29,6 +29,11 @@
 #define NGX_HTTP_TG_IAM_ZONE_SIZE    (4 * 1024 * 1024)
 #define NGX_HTTP_TG_IAM_TOKEN_MAX    (64 * 1024)
 
+#define ngx_http_tg_shpool(iam)                                              \
+    ((ngx_slab_pool_t *) (iam)->zone->shm.addr)
+#define ngx_http_tg_sh(iam)                                                  \
+    ((ngx_http_taurus_guard_iam_sh_t *) ngx_http_tg_shpool(iam)->data)
+
 
 typedef struct {
     ngx_http_taurus_guard_iam_t  *iam;
@@ -299,33 +304,27 @@ ngx_http_taurus_guard_fetch_zone(ngx_conf_t *cf,
 static ngx_int_t
 ngx_http_taurus_guard_iam_init_zone(ngx_shm_zone_t *zone, void *data)
 {
-    ngx_http_taurus_guard_iam_t  *oiam = data;
+    ngx_slab_pool_t                 *shpool;
+    ngx_http_taurus_guard_iam_sh_t  *sh;
 
-    ngx_http_taurus_guard_iam_t  *iam;
+    /*
+     * Every directive naming the same source shares this zone: its state
+     * is reached through zone->shm.addr, never cached in one of them.
+     * A reload finds the tokens in hand.
+     */
 
-    iam = zone->data;
+    shpool = (ngx_slab_pool_t *) zone->shm.addr;
 
-    if (oiam != NULL) {
-        /* a reload keeps the tokens in hand */
-        iam->sh = oiam->sh;
-        iam->shpool = oiam->shpool;
+    if (data != NULL || zone->shm.exists) {
         return NGX_OK;
     }
 
-    iam->shpool = (ngx_slab_pool_t *) zone->shm.addr;
-
-    if (zone->shm.exists) {
-        iam->sh = iam->shpool->data;
-        return NGX_OK;
-    }
-
-    iam->sh = ngx_slab_calloc(iam->shpool,
-                              sizeof(ngx_http_taurus_guard_iam_sh_t));
-    if (iam->sh == NULL) {
+    sh = ngx_slab_calloc(shpool, sizeof(ngx_http_taurus_guard_iam_sh_t));
+    if (sh == NULL) {
         return NGX_ERROR;
     }
 
-    iam->shpool->data = iam->sh;
+    shpool->data = sh;
 
     return NGX_OK;
 }
@@ -373,12 +372,12 @@ ngx_http_taurus_guard_fetch_get(ngx_http_request_t *r,
 
     /* NGX_DECLINED: no valid token; fetch it, or wait for who does */
 
-    ngx_shmtx_lock(&iam->shpool->mutex);
+    ngx_shmtx_lock(&ngx_http_tg_shpool(iam)->mutex);
 
     slot = ngx_http_taurus_guard_iam_slot(iam, ctx->fetch_key, 1);
 
     if (slot == NULL) {
-        ngx_shmtx_unlock(&iam->shpool->mutex);
+        ngx_shmtx_unlock(&ngx_http_tg_shpool(iam)->mutex);
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "taurus_guard: more than %d projects with IAM"
                       " tokens", NGX_HTTP_TG_IAM_SLOTS);
@@ -388,7 +387,7 @@ ngx_http_taurus_guard_fetch_get(ngx_http_request_t *r,
     if (slot->fetching != 0
         && ngx_time() - slot->fetching < NGX_HTTP_TG_IAM_STALE)
     {
-        ngx_shmtx_unlock(&iam->shpool->mutex);
+        ngx_shmtx_unlock(&ngx_http_tg_shpool(iam)->mutex);
 
         /* the timer must not outlive the request */
 
@@ -414,7 +413,7 @@ ngx_http_taurus_guard_fetch_get(ngx_http_request_t *r,
 
     slot->fetching = ngx_time();
 
-    ngx_shmtx_unlock(&iam->shpool->mutex);
+    ngx_shmtx_unlock(&ngx_http_tg_shpool(iam)->mutex);
 
     return ngx_http_taurus_guard_iam_fetch(r, iam, ctx, 0);
 }
@@ -438,20 +437,20 @@ ngx_http_taurus_guard_iam_take(ngx_http_request_t *r,
     *renew = 0;
     now = ngx_time();
 
-    ngx_shmtx_lock(&iam->shpool->mutex);
+    ngx_shmtx_lock(&ngx_http_tg_shpool(iam)->mutex);
 
     slot = ngx_http_taurus_guard_iam_slot(iam, ctx->fetch_key, 0);
 
     if (slot == NULL || slot->token == NULL
         || slot->expires - now <= iam->margin)
     {
-        ngx_shmtx_unlock(&iam->shpool->mutex);
+        ngx_shmtx_unlock(&ngx_http_tg_shpool(iam)->mutex);
         return NGX_DECLINED;
     }
 
     ctx->fetch_out->data = ngx_pnalloc(r->pool, slot->len);
     if (ctx->fetch_out->data == NULL) {
-        ngx_shmtx_unlock(&iam->shpool->mutex);
+        ngx_shmtx_unlock(&ngx_http_tg_shpool(iam)->mutex);
         return NGX_ERROR;
     }
 
@@ -466,7 +465,7 @@ ngx_http_taurus_guard_iam_take(ngx_http_request_t *r,
         *renew = 1;
     }
 
-    ngx_shmtx_unlock(&iam->shpool->mutex);
+    ngx_shmtx_unlock(&ngx_http_tg_shpool(iam)->mutex);
 
     return NGX_OK;
 }
@@ -481,19 +480,19 @@ ngx_http_taurus_guard_iam_slot(ngx_http_taurus_guard_iam_t *iam,
     ngx_uint_t                         i;
     ngx_http_taurus_guard_iam_slot_t  *slot;
 
-    for (i = 0; i < iam->sh->nslots; i++) {
-        slot = &iam->sh->slots[i];
+    for (i = 0; i < ngx_http_tg_sh(iam)->nslots; i++) {
+        slot = &ngx_http_tg_sh(iam)->slots[i];
 
         if (ngx_memcmp(slot->project, project, TG_PROJECT_ID_LEN) == 0) {
             return slot;
         }
     }
 
-    if (!add || iam->sh->nslots == NGX_HTTP_TG_IAM_SLOTS) {
+    if (!add || ngx_http_tg_sh(iam)->nslots == NGX_HTTP_TG_IAM_SLOTS) {
         return NULL;
     }
 
-    slot = &iam->sh->slots[iam->sh->nslots++];
+    slot = &ngx_http_tg_sh(iam)->slots[ngx_http_tg_sh(iam)->nslots++];
     ngx_memzero(slot, sizeof(ngx_http_taurus_guard_iam_slot_t));
     ngx_memcpy(slot->project, project, TG_PROJECT_ID_LEN);
 
@@ -947,25 +946,25 @@ ngx_http_taurus_guard_iam_end_fetch(ngx_http_taurus_guard_iam_t *iam,
     u_char                            *copy;
     ngx_http_taurus_guard_iam_slot_t  *slot;
 
-    ngx_shmtx_lock(&iam->shpool->mutex);
+    ngx_shmtx_lock(&ngx_http_tg_shpool(iam)->mutex);
 
     slot = ngx_http_taurus_guard_iam_slot(iam, project, token != NULL);
 
     if (slot == NULL) {
-        ngx_shmtx_unlock(&iam->shpool->mutex);
+        ngx_shmtx_unlock(&ngx_http_tg_shpool(iam)->mutex);
         return;
     }
 
     slot->fetching = 0;
 
     if (token != NULL) {
-        copy = ngx_slab_alloc_locked(iam->shpool, token->len);
+        copy = ngx_slab_alloc_locked(ngx_http_tg_shpool(iam), token->len);
 
         if (copy != NULL) {
             if (slot->token != NULL) {
                 /* the token replaced is still secret */
                 OPENSSL_cleanse(slot->token, slot->len);
-                ngx_slab_free_locked(iam->shpool, slot->token);
+                ngx_slab_free_locked(ngx_http_tg_shpool(iam), slot->token);
             }
 
             ngx_memcpy(copy, token->data, token->len);
@@ -975,7 +974,7 @@ ngx_http_taurus_guard_iam_end_fetch(ngx_http_taurus_guard_iam_t *iam,
         }
     }
 
-    ngx_shmtx_unlock(&iam->shpool->mutex);
+    ngx_shmtx_unlock(&ngx_http_tg_shpool(iam)->mutex);
 }
 
 
@@ -998,11 +997,11 @@ ngx_http_taurus_guard_iam_poll(ngx_event_t *ev)
     rc = ngx_http_taurus_guard_iam_take(r, ctx->fetch_src, ctx, &renew);
 
     if (rc == NGX_DECLINED) {
-        ngx_shmtx_lock(&ctx->fetch_src->shpool->mutex);
+        ngx_shmtx_lock(&ngx_http_tg_shpool(ctx->fetch_src)->mutex);
         slot = ngx_http_taurus_guard_iam_slot(ctx->fetch_src,
                                               ctx->fetch_key, 0);
         fetching = (slot != NULL && slot->fetching != 0);
-        ngx_shmtx_unlock(&ctx->fetch_src->shpool->mutex);
+        ngx_shmtx_unlock(&ngx_http_tg_shpool(ctx->fetch_src)->mutex);
 
         if (fetching && ngx_time() < ctx->iam_deadline) {
             ngx_add_timer(ev, NGX_HTTP_TG_IAM_POLL);
@@ -1035,7 +1034,7 @@ ngx_http_taurus_guard_iam_refused(ngx_http_request_t *r,
 
     iam = ctx->iam;
 
-    ngx_shmtx_lock(&iam->shpool->mutex);
+    ngx_shmtx_lock(&ngx_http_tg_shpool(iam)->mutex);
 
     slot = ngx_http_taurus_guard_iam_slot(iam, ctx->project_id.data, 0);
 
@@ -1045,7 +1044,7 @@ ngx_http_taurus_guard_iam_refused(ngx_http_request_t *r,
         slot->expires = 0;
     }
 
-    ngx_shmtx_unlock(&iam->shpool->mutex);
+    ngx_shmtx_unlock(&ngx_http_tg_shpool(iam)->mutex);
 
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                   "taurus_guard: the endpoint refused the IAM token of"

@@ -104,9 +104,7 @@ struct ngx_http_taurus_guard_iam_s {
     size_t                       size;
     tg_iam_cred_t                cred;      /* points into data */
     unsigned                     owned:1;   /* data is ngx_alloc()ed */
-    ngx_shm_zone_t              *zone;
-    ngx_slab_pool_t             *shpool;
-    ngx_http_taurus_guard_iam_sh_t  *sh;
+    ngx_shm_zone_t              *zone;      /* shared by every user */
 };
 
 

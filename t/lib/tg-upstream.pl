@@ -6,8 +6,19 @@
 # integration tests and by `make run`.
 #
 #   tg-upstream.pl --listen 127.0.0.1:PORT (--ak AK --sk SK |
-#       --credentials FILE) [--record FILE] [--audit-log FILE]
+#       --credentials FILE | --keys FILE) [--record FILE] [--audit-log FILE]
 #       [--status N] [--pidfile FILE] [--token TOKEN] [--tokens FILE]
+#
+# --keys FILE: more AK/SK pairs, one "AK SK [SECURITY_TOKEN]" line each
+# (white space between fields; empty lines and lines starting with "#"
+# ignored), read again at each request, so a test can add keys while the
+# server runs (credentials rotation, temporary credentials).  A signed
+# request is verified with the SK of the AK in its Authorization header:
+# from this file, else --ak/--sk.  When the line has a third field (a
+# temporary credential), the request must also carry exactly one
+# X-Security-Token equal to it, or its signature is refused with the
+# error "security token does not match the AK".  The record then has
+# access (the AK of the Authorization header, or null).
 #
 # --token: a request with no Authorization header is accepted when its
 # X-Auth-Token equals TOKEN (IAM token authentication).
@@ -52,7 +63,8 @@ use TaurusGuard::Signer;
 my %opt = (listen => '127.0.0.1:8081');
 
 GetOptions(\%opt, 'listen=s', 'ak=s', 'sk=s', 'credentials=s', 'record=s',
-    'audit-log=s', 'status=i', 'pidfile=s', 'token=s', 'tokens=s', 'quiet')
+    'audit-log=s', 'status=i', 'pidfile=s', 'token=s', 'tokens=s', 'keys=s',
+    'quiet')
     or die "usage: $0 --listen ADDR:PORT --ak AK --sk SK [options]\n";
 
 if (defined $opt{credentials}) {
@@ -61,9 +73,10 @@ if (defined $opt{credentials}) {
     $opt{sk} = $c->{sk} unless defined $opt{sk};
 }
 
-die "$0: --ak and --sk, --credentials, --token or --tokens are required\n"
+die "$0: --ak and --sk, --credentials, --keys, --token or --tokens are "
+    . "required\n"
     unless defined $opt{ak} && defined $opt{sk} || defined $opt{token}
-        || defined $opt{tokens};
+        || defined $opt{tokens} || defined $opt{keys};
 
 my $json = JSON::PP->new->utf8->canonical;
 
@@ -270,14 +283,33 @@ sub handle {
 
     my $v = { ok => 0, error => 'no AK/SK configured' };
 
+    my ($ak, $sk, $sts) = ($opt{ak}, $opt{sk}, undef);
+    my $access;
+
+    if (defined $opt{keys}) {
+        my $a = TaurusGuard::Signer::parse_authorization(
+            ($req->{h}{authorization} || [])->[0]);
+        $access = $a->{access} if $a;
+        my $k = defined $access ? read_keys()->{$access} : undef;
+        ($ak, $sk, $sts) = ($access, @$k) if $k;
+        $v->{error} = 'the AK is not in --keys' unless $k || defined $ak;
+    }
+
     $v = TaurusGuard::Signer::verify({
         method  => $req->{method},
         path    => $path,
         query   => $query,
         headers => $req->{headers},
         body    => $req->{body},
-    }, ak => $opt{ak}, sk => $opt{sk})
-        if defined $opt{ak};
+    }, ak => $ak, sk => $sk)
+        if defined $ak && defined $sk;
+
+    if ($v->{ok} && defined $sts) {
+        my $got = $req->{h}{'x-security-token'} || [];
+        $v = { %$v, ok => 0,
+            error => 'security token does not match the AK' }
+            unless @$got == 1 && $got->[0] eq $sts;
+    }
 
     my $tokens = $req->{h}{'x-auth-token'} || [];
     my $token_ok = defined $opt{token} && @$tokens == 1
@@ -314,6 +346,7 @@ sub handle {
         audit_seen  => $seen,
         token_ok    => $token_ok,
         (defined $opt{tokens} ? (token_error => $token_error) : ()),
+        (defined $opt{keys} ? (access => $access) : ()),
         connection  => $req->{conn},
         seq         => $req->{seq},
     };
@@ -364,6 +397,25 @@ sub handle {
     }
 
     return $keep;
+}
+
+
+# --keys: { AK => [ SK, SECURITY_TOKEN or undef ] }, read now (the
+# file may be rewritten or appended to while the server runs).
+
+sub read_keys {
+    my %k;
+
+    open my $fh, '<', $opt{keys} or return \%k;
+    flock $fh, LOCK_SH;
+    while (my $l = <$fh>) {
+        next if $l =~ /\A\s*(?:#|\z)/;
+        my @f = split ' ', $l;
+        $k{ $f[0] } = [ $f[1], $f[2] ] if @f >= 2;
+    }
+    close $fh;
+
+    return \%k;
 }
 
 

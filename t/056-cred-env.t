@@ -1,0 +1,184 @@
+#!/usr/bin/perl
+
+# taurus_guard_credentials env: the AK/SK (and security token) of the
+# SDKs' environment variables HUAWEICLOUD_SDK_AK, HUAWEICLOUD_SDK_SK and
+# HUAWEICLOUD_SDK_SECURITY_TOKEN, read from nginx's environment (the
+# harness starts nginx with this process's %ENV).  Batches arrive signed
+# so that they verify upstream; a reload keeps them; nginx -t fails with
+# a clear message when they are unset or bad, never printing a value;
+# nginx -T prints no secret.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+
+use Test::More;
+
+use Test::TaurusGuard qw(:all);
+
+BEGIN { require "$FindBin::Bin/lib/tg-metadata.pl" }
+
+my $AK  = 'TGENVAKQWERTYUIOP123';
+my $SK  = 'tgEnvSk0secretNEVERlogged7Hq2ZpXv9LmNbWd';
+my $STS = 'tgEnvSecurityTokenNEVERlogged-0123456789abcdefXYZ_';
+
+my $conf = <<"EOF";
+worker_processes 2;
+
+http {
+    taurus_guard_credentials env;
+    taurus_guard_audit_log %%TESTDIR%%/audit.log;
+
+    taurus_guard_allow {
+        %%PROJECT%% $INSTANCES[0];
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_0%%;
+        server_name localhost;
+
+        location /v3/ {
+            taurus_guard on;
+            proxy_pass http://127.0.0.1:%%PORT_UP%%;
+        }
+    }
+}
+EOF
+
+my $body = batch_json([ $INSTANCES[0] ]);
+
+delete @ENV{qw(HUAWEICLOUD_SDK_AK HUAWEICLOUD_SDK_SK
+    HUAWEICLOUD_SDK_SECURITY_TOKEN)};
+
+my $t = Test::TaurusGuard->new;
+
+# ---- nginx -t without them, or with bad values ------------------------
+
+my ($rc, $out) = $t->nginx_t($conf);
+isnt($rc, 0, 'unset: nginx -t fails');
+my $msg = 'taurus_guard_credentials env: HUAWEICLOUD_SDK_AK and '
+    . 'HUAWEICLOUD_SDK_SK must be set';
+like($out, qr/\Q$msg\E/, 'unset: the message names the variables');
+like($out, qr/test\.conf:\d+/, 'unset: with the file and line');
+
+$ENV{HUAWEICLOUD_SDK_AK} = $AK;
+($rc, $out) = $t->nginx_t($conf);
+isnt($rc, 0, 'only the AK set: nginx -t fails');
+like($out, qr/HUAWEICLOUD_SDK_SK must be set/, 'only the AK: the message');
+
+$ENV{HUAWEICLOUD_SDK_SK} = "$SK with a space";
+($rc, $out) = $t->nginx_t($conf);
+isnt($rc, 0, 'an SK with a space: nginx -t fails');
+like($out, qr/taurus_guard_credentials: environment: value with a space/,
+    'an SK with a space: says why');
+ok(index($out, substr($SK, 0, 12)) < 0, 'an SK with a space: the value '
+    . 'is not printed');
+
+$ENV{HUAWEICLOUD_SDK_SK} = '';
+($rc, $out) = $t->nginx_t($conf);
+isnt($rc, 0, 'an empty SK: nginx -t fails');
+like($out, qr/taurus_guard_credentials: environment: /,
+    'an empty SK: says why') or diag($out);
+
+# ---- set: verified upstream ----------------------------------------
+
+$ENV{HUAWEICLOUD_SDK_SK} = $SK;
+$ENV{HUAWEICLOUD_SDK_SECURITY_TOKEN} = $STS;
+
+($rc, $out) = $t->nginx_t($conf);
+is($rc, 0, 'set: nginx -t passes') or diag($out);
+ok(index($out, $SK) < 0 && index($out, $STS) < 0,
+    'set: nginx -t prints no secret');
+
+TaurusGuard::Metadata::add_key($t, $AK, $SK, $STS);
+TaurusGuard::Metadata::upstream_keys($t);
+$t->run($conf);
+
+for my $i (1 .. 3) {
+    my $r = $t->post(upgrade_path(), $body);
+    is($r->{status}, 200, "request $i: 200") or diag($r->{raw});
+}
+
+my @up = $t->upstream_records;
+is(scalar @up, 3, 'three forwarded');
+is(scalar(grep { $_->{signature}{ok} } @up), 3,
+    'all verify upstream with the SK and security token of the '
+    . 'environment') or diag(explain([ map { $_->{signature}{error} } @up ]));
+my $u = $up[0] || { headers => [] };
+is(TaurusGuard::Metadata::access_of($u), $AK, 'Access= is the AK');
+is(join('|', headers_named($u->{headers}, 'X-Security-Token')), $STS,
+    'X-Security-Token from HUAWEICLOUD_SDK_SECURITY_TOKEN');
+like(join('|', headers_named($u->{headers}, 'Authorization')),
+    qr/SignedHeaders=[^,]*\bx-security-token\b/, 'and signed');
+
+# nginx -T: the configuration says "env", no value
+
+my $dump = $t->_cmd($t->{nginx}, '-T', '-p', $t->testdir . '/', '-e',
+    'logs/nginx-t.log', '-c', 'conf/nginx.conf');
+like($dump, qr/taurus_guard_credentials env;/, 'nginx -T prints the '
+    . 'configuration');
+for my $s ([ SK => $SK ], [ 'security token' => $STS ]) {
+    ok(index($dump, $s->[1]) < 0 && index($dump, substr($s->[1], 0, 12)) < 0,
+        "nginx -T: no $s->[0]");
+}
+
+# a reload: the master's environment is unchanged, so are the credentials
+
+$t->reload;
+my $r = $t->post(upgrade_path(), $body);
+is($r->{status}, 200, 'after a reload: 200') or diag($r->{raw});
+@up = $t->upstream_records;
+is(($up[-1] || {})->{signature}{ok}, 1, 'after a reload: verifies');
+
+$t->stop;
+
+# no secret in error.log (the proxy's header dumps aside), the responses
+# or the audit log
+
+my $log = cut_proxy_dumps($t->error_log);
+my $responses = join "\n", @{ $t->{responses} };
+my $audit = $t->read_file('audit.log') || '';
+ok(length $audit, 'audit log written');
+
+for my $s ([ SK => $SK ], [ 'security token' => $STS ]) {
+    my ($name, $v) = @$s;
+    for my $p ($v, substr($v, 0, 12), substr($v, -12)) {
+        ok(index($log, $p) < 0, "error.log: no $name ('" . substr($p, 0, 4)
+            . "...')");
+        ok(index($responses, $p) < 0, "responses: no $name");
+        ok(index($audit, $p) < 0, "audit log: no $name");
+    }
+}
+ok(index($t->error_log, $SK) < 0, 'error.log, header dumps included: no SK');
+
+$t->done_testing;
+
+
+# error.log without nginx's proxy header dumps, and nothing else: the
+# one-line form (http proxy header: "Name: value") and the block form
+# (the whole request header between quotes, or cut short), as in
+# t/011-secrets.t
+
+sub cut_proxy_dumps {
+    my ($log) = @_;
+    my ($cut, $in_block) = ('', 0);
+    for my $l (split /\n/, $log) {
+        # nginx cuts a log line at 2048 bytes: a long dump has no
+        # closing quote, the next log line ends it
+        $in_block = 0
+            if $in_block && $l =~ m{\A\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[};
+        if ($in_block) {
+            $in_block = 0 if $l eq '"';
+            next;
+        }
+        next if $l =~ /\[debug\] .* http proxy header: ".*"\r?\z/;
+        if ($l =~ /\[debug\] .* http proxy header:\z/) {
+            $in_block = 1;
+            next;
+        }
+        $cut .= "$l\n";
+    }
+    return $cut;
+}
