@@ -242,7 +242,7 @@ sub _conf {
 
 
 sub write_file {
-    my ($self, $name, $content, $mode) = @_;
+    my ($self, $name, $content, $mode, $owner) = @_;
 
     my $path = $name =~ m{\A/} ? $name : "$self->{dir}/$name";
     make_path(dirname($path));
@@ -253,6 +253,7 @@ sub write_file {
     close $fh or die "$path: $!\n";
 
     chmod(defined $mode ? $mode : 0644, "$path.tmp.$$");
+    chown @$owner, "$path.tmp.$$" if $owner;
     rename "$path.tmp.$$", $path or die "$path: $!\n";
 
     return $path;
@@ -265,14 +266,13 @@ sub write_file {
 sub write_secret_file {
     my ($self, $name, $content, $mode) = @_;
 
-    my $path = $self->write_file($name, $content, defined $mode ? $mode
-        : 0600);
+    # owned by the worker before it is renamed into place: a worker that
+    # looks in between must not find a file it cannot read
+    my $owner = ($> == 0 && defined $self->{worker_uid})
+        ? [ $self->{worker_uid}, $self->{worker_gid} ] : undef;
 
-    if ($> == 0 && defined $self->{worker_uid}) {
-        chown $self->{worker_uid}, $self->{worker_gid}, $path;
-    }
-
-    return $path;
+    return $self->write_file($name, $content,
+        defined $mode ? $mode : 0600, $owner);
 }
 
 
