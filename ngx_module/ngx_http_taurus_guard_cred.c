@@ -900,3 +900,43 @@ ngx_http_taurus_guard_watch_error(ngx_log_t *log,
     ngx_log_error(level, log, err, "taurus_guard: \"%V\" %V, %s",
                   &watch->path, problem, outcome);
 }
+
+
+/*
+ * A copy of a secret in pool, wiped when the pool goes: what a request
+ * sends must not point into a buffer that a re-read wipes and frees
+ * while the request waits (for its flush, say).
+ */
+
+ngx_int_t
+ngx_http_taurus_guard_secret_copy(ngx_pool_t *pool, const u_char *data,
+    size_t len, ngx_str_t *out)
+{
+    u_char                          *p;
+    ngx_pool_cleanup_t              *cln;
+    ngx_http_taurus_guard_secret_t  *secret;
+
+    cln = ngx_pool_cleanup_add(pool, sizeof(ngx_http_taurus_guard_secret_t));
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    secret = cln->data;
+    secret->data = NULL;
+    cln->handler = ngx_http_taurus_guard_wipe;
+
+    p = ngx_pnalloc(pool, len ? len : 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, data, len);
+
+    secret->data = p;
+    secret->size = len;
+
+    out->data = p;
+    out->len = len;
+
+    return NGX_OK;
+}

@@ -190,8 +190,20 @@ ngx_http_taurus_guard_body_handler(ngx_http_request_t *r)
 static void
 ngx_http_taurus_guard_continue(ngx_http_request_t *r, ngx_int_t rc)
 {
+    ngx_http_taurus_guard_ctx_t  *ctx;
+
     if (rc == NGX_DONE) {
         return;
+    }
+
+    if (rc != NGX_DECLINED) {
+        /* an error_page re-entry must not find the phase still waiting */
+        ctx = ngx_http_taurus_guard_get_ctx(r);
+
+        if (ctx != NULL && ctx->phase_rc == NGX_DONE) {
+            ctx->phase_rc = (rc >= NGX_HTTP_SPECIAL_RESPONSE)
+                            ? rc : NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
     if (rc == NGX_DECLINED) {
@@ -664,6 +676,19 @@ ngx_http_taurus_guard_route(ngx_http_request_t *r,
     ngx_uint_t   i;
 
     u = &r->unparsed_uri;
+
+    /*
+     * After a rewrite or an internal redirect the proxy sends r->uri, not
+     * what the caller sent: the route checked must be the one forwarded.
+     */
+
+    if (!r->valid_unparsed_uri
+        || r->uri.len != u->len
+        || ngx_strncmp(r->uri.data, u->data, u->len) != 0)
+    {
+        ngx_str_set(reason, "no such route: rewritten inside nginx");
+        return NGX_HTTP_NOT_FOUND;
+    }
 
     if (r->schema_start != NULL || r->host_start != NULL) {
         ngx_str_set(reason, "absolute-form request target");

@@ -448,14 +448,13 @@ ngx_http_taurus_guard_iam_take(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
-    ctx->fetch_out->data = ngx_pnalloc(r->pool, slot->len);
-    if (ctx->fetch_out->data == NULL) {
+    if (ngx_http_taurus_guard_secret_copy(r->pool, slot->token, slot->len,
+                                          ctx->fetch_out)
+        != NGX_OK)
+    {
         ngx_shmtx_unlock(&ngx_http_tg_shpool(iam)->mutex);
         return NGX_ERROR;
     }
-
-    ngx_memcpy(ctx->fetch_out->data, slot->token, slot->len);
-    ctx->fetch_out->len = slot->len;
 
     if (slot->expires - now < iam->refresh
         && (slot->fetching == 0
@@ -729,11 +728,11 @@ ngx_http_taurus_guard_iam_fetched(ngx_http_request_t *sr, void *data,
     }
 
     if (ctx != NULL) {
-        ctx->fetch_out->data = ngx_pnalloc(r->pool, token.len);
-
-        if (ctx->fetch_out->data != NULL) {
-            ngx_memcpy(ctx->fetch_out->data, token.data, token.len);
-            ctx->fetch_out->len = token.len;
+        if (ngx_http_taurus_guard_secret_copy(r->pool, token.data, token.len,
+                                              ctx->fetch_out)
+            != NGX_OK)
+        {
+            ctx->fetch_out->len = 0;
         }
 
         ctx->iam_pending = 0;
@@ -871,6 +870,18 @@ ngx_http_taurus_guard_metadata_answer(ngx_http_request_t *sr,
         *problem = "no memory";
         return NGX_ERROR;
     }
+
+    cln = ngx_pool_cleanup_add(sr->pool,
+                               sizeof(ngx_http_taurus_guard_iam_wipe_t));
+    if (cln == NULL) {
+        *problem = "no memory";
+        return NGX_ERROR;
+    }
+
+    wipe = cln->data;
+    wipe->data = profile->data;
+    wipe->size = body.len + 64;
+    cln->handler = ngx_http_taurus_guard_iam_wipe;
 
     rc = tg_metadata_profile(body.data, body.len, profile->data,
                              body.len + 64, &len, &t);

@@ -285,6 +285,8 @@ ngx_int_t ngx_http_taurus_guard_watch(ngx_log_t *log,
 void ngx_http_taurus_guard_watch_error(ngx_log_t *log,
     ngx_http_taurus_guard_watch_t *watch, ngx_uint_t level, ngx_err_t err,
     ngx_str_t *problem, const char *outcome);
+ngx_int_t ngx_http_taurus_guard_secret_copy(ngx_pool_t *pool,
+    const u_char *data, size_t len, ngx_str_t *out);
 tg_cred_t *ngx_http_taurus_guard_cred_get(ngx_http_request_t *r,
     ngx_http_taurus_guard_cred_t *cred);
 ngx_str_t *ngx_http_taurus_guard_token_get(ngx_http_request_t *r,

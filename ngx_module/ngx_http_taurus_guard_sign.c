@@ -84,7 +84,14 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
         }
 
         ngx_str_set(&add[nadd].name, "X-Auth-Token");
-        add[nadd].value = *token;
+
+        if (ngx_http_taurus_guard_secret_copy(r->pool, token->data,
+                                              token->len, &add[nadd].value)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
         nadd++;
     }
 
@@ -220,8 +227,16 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
 
     if (cred->security_token.len) {
         ngx_str_set(&add[nadd].name, "X-Security-Token");
-        add[nadd].value.data = (u_char *) cred->security_token.data;
-        add[nadd].value.len = cred->security_token.len;
+
+        if (ngx_http_taurus_guard_secret_copy(r->pool,
+                                              cred->security_token.data,
+                                              cred->security_token.len,
+                                              &add[nadd].value)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
         nadd++;
     }
 
@@ -324,6 +339,11 @@ ngx_http_taurus_guard_set_headers(ngx_http_request_t *r,
     }
 
     r->headers_in.headers = headers;
+
+    /* "last" pointed into this frame's copy of the list */
+    if (r->headers_in.headers.last == &headers.part) {
+        r->headers_in.headers.last = &r->headers_in.headers.part;
+    }
 
     return NGX_OK;
 }
