@@ -407,6 +407,11 @@ ngx_http_taurus_guard_audit(ngx_http_request_t *r,
 
     end = ngx_is_file(&fi) ? ngx_file_size(&fi) : -1;
 
+#if (NGX_THREADS)
+    audit->written_ino = ngx_file_uniq(&fi);
+    audit->written_dev = fi.st_dev;
+#endif
+
     /* one write() on an O_APPEND descriptor: records never interleave */
 
     n = ngx_write_fd(audit->file->fd, buf, len);
@@ -522,8 +527,12 @@ ngx_http_taurus_guard_audit_pending_fd(ngx_http_taurus_guard_audit_t *audit,
     ngx_fd_t    fd;
     ngx_uint_t  i;
 
+    /* by file, not by descriptor number: a reopen may reuse a number */
+
     for (i = 0; i < audit->npending; i++) {
-        if (audit->pending_src[i] == audit->file->fd) {
+        if (audit->pending_ino[i] == audit->written_ino
+            && audit->pending_dev[i] == audit->written_dev)
+        {
             return NGX_OK;
         }
     }
@@ -540,7 +549,8 @@ ngx_http_taurus_guard_audit_pending_fd(ngx_http_taurus_guard_audit_t *audit,
         return NGX_ERROR;
     }
 
-    audit->pending_src[audit->npending] = audit->file->fd;
+    audit->pending_ino[audit->npending] = audit->written_ino;
+    audit->pending_dev[audit->npending] = audit->written_dev;
     audit->pending_fds[audit->npending] = fd;
     audit->npending++;
 
@@ -636,9 +646,10 @@ ngx_http_taurus_guard_audit_sync_done(ngx_event_t *ev)
     ngx_http_taurus_guard_audit_task_t  *t;
 
     t = audit->task->ctx;
-    audit->busy = 0;
 
     ngx_http_taurus_guard_audit_wake(audit, t->err);
+
+    audit->busy = 0;
 
     if (!ngx_queue_empty(&audit->pending)) {
         ngx_http_taurus_guard_audit_start_sync(audit);
@@ -652,7 +663,7 @@ static void
 ngx_http_taurus_guard_audit_wake(ngx_http_taurus_guard_audit_t *audit,
     ngx_err_t err)
 {
-    ngx_queue_t                  *q;
+    ngx_queue_t                  *q, done;
     ngx_connection_t             *c;
     ngx_http_request_t           *r;
     ngx_http_taurus_guard_ctx_t  *ctx;
@@ -662,8 +673,20 @@ ngx_http_taurus_guard_audit_wake(ngx_http_taurus_guard_audit_t *audit,
                                           "fdatasync()");
     }
 
-    while (!ngx_queue_empty(&audit->syncing)) {
-        q = ngx_queue_head(&audit->syncing);
+    /*
+     * Those this flush covered, and only they: a request resumed here
+     * that writes a durable record joins the next flush.
+     */
+
+    ngx_queue_init(&done);
+
+    if (!ngx_queue_empty(&audit->syncing)) {
+        ngx_queue_add(&done, &audit->syncing);
+        ngx_queue_init(&audit->syncing);
+    }
+
+    while (!ngx_queue_empty(&done)) {
+        q = ngx_queue_head(&done);
         ngx_queue_remove(q);
 
         ctx = ngx_queue_data(q, ngx_http_taurus_guard_ctx_t, queue);

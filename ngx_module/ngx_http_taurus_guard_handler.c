@@ -1146,7 +1146,9 @@ ngx_http_taurus_guard_send_json(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_taurus_guard_header_filter(ngx_http_request_t *r)
 {
-    ngx_table_elt_t                   *h;
+    ngx_uint_t                         i;
+    ngx_list_part_t                   *part;
+    ngx_table_elt_t                   *h, *o;
     ngx_http_taurus_guard_ctx_t       *ctx;
     ngx_http_taurus_guard_loc_conf_t  *lcf;
 
@@ -1175,6 +1177,31 @@ ngx_http_taurus_guard_header_filter(ngx_http_request_t *r)
     {
         /* expired early or revoked: the next request fetches a new one */
         ngx_http_taurus_guard_iam_refused(r, ctx);
+    }
+
+    /* the id is the gateway's: one the upstream sent is not passed on */
+
+    part = &r->headers_out.headers.part;
+    o = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            o = part->elts;
+            i = 0;
+        }
+
+        if (o[i].key.len == sizeof(NGX_HTTP_TG_ID_HEADER) - 1
+            && ngx_strncasecmp(o[i].key.data, (u_char *) NGX_HTTP_TG_ID_HEADER,
+                               o[i].key.len) == 0)
+        {
+            o[i].hash = 0;
+        }
     }
 
     h = ngx_list_push(&r->headers_out.headers);

@@ -39,6 +39,7 @@ typedef struct {
     ngx_http_taurus_guard_iam_t  *iam;
     ngx_http_taurus_guard_ctx_t  *ctx;       /* NULL: a background renewal */
     u_char                        project[TG_PROJECT_ID_LEN];
+    ngx_uint_t                    done;      /* its answer was handled */
 } ngx_http_taurus_guard_iam_fetch_t;
 
 
@@ -74,6 +75,7 @@ static void ngx_http_taurus_guard_iam_end_fetch(
     ngx_http_taurus_guard_iam_t *iam, u_char *project, ngx_str_t *token,
     time_t expires);
 static void ngx_http_taurus_guard_iam_poll(ngx_event_t *ev);
+static void ngx_http_taurus_guard_iam_abandoned(void *data);
 static void ngx_http_taurus_guard_iam_cleanup(void *data);
 static void ngx_http_taurus_guard_iam_wait_cleanup(void *data);
 static void ngx_http_taurus_guard_iam_wipe(void *data);
@@ -531,6 +533,7 @@ ngx_http_taurus_guard_iam_fetch(ngx_http_request_t *r,
 
     p = NULL;
     len = 0;
+    fetch = NULL;
 
     if (iam->kind == NGX_HTTP_TG_FETCH_IAM) {
         cred = ngx_http_taurus_guard_iam_cred(r->connection->log, iam);
@@ -574,7 +577,21 @@ ngx_http_taurus_guard_iam_fetch(ngx_http_request_t *r,
 
     fetch->iam = iam;
     fetch->ctx = background ? NULL : ctx;
+    fetch->done = 0;
     ngx_memcpy(fetch->project, project, TG_PROJECT_ID_LEN);
+
+    /*
+     * A request ended before its fetch answered (a client gone, a worker
+     * shutting down) must not leave the slot marked "fetching" for all.
+     */
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        goto failed;
+    }
+
+    cln->handler = ngx_http_taurus_guard_iam_abandoned;
+    cln->data = fetch;
 
     ps->handler = ngx_http_taurus_guard_iam_fetched;
     ps->data = fetch;
@@ -658,6 +675,11 @@ ngx_http_taurus_guard_iam_fetch(ngx_http_request_t *r,
 
 failed:
 
+    if (fetch != NULL) {
+        /* unmarked here, not again when the request ends */
+        fetch->done = 1;
+    }
+
     ngx_http_taurus_guard_iam_end_fetch(iam, project, NULL, 0);
 
     return NGX_ERROR;
@@ -685,6 +707,8 @@ ngx_http_taurus_guard_iam_fetched(ngx_http_request_t *sr, void *data,
 
     ctx = fetch->ctx;
     r = sr->parent;
+
+    fetch->done = 1;
 
     rc2 = (fetch->iam->kind == NGX_HTTP_TG_FETCH_METADATA)
           ? ngx_http_taurus_guard_metadata_answer(sr, fetch->iam, &token,
@@ -986,6 +1010,18 @@ ngx_http_taurus_guard_iam_end_fetch(ngx_http_taurus_guard_iam_t *iam,
     }
 
     ngx_shmtx_unlock(&ngx_http_tg_shpool(iam)->mutex);
+}
+
+
+static void
+ngx_http_taurus_guard_iam_abandoned(void *data)
+{
+    ngx_http_taurus_guard_iam_fetch_t  *fetch = data;
+
+    if (!fetch->done) {
+        ngx_http_taurus_guard_iam_end_fetch(fetch->iam, fetch->project, NULL,
+                                            0);
+    }
 }
 
 

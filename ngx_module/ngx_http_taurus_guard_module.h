@@ -152,8 +152,11 @@ typedef struct {
     ngx_queue_t                  pending;   /* written, for the next flush */
     ngx_queue_t                  syncing;   /* waiting for this flush */
     ngx_fd_t                     pending_fds[NGX_HTTP_TG_AUDIT_FDS];
-    ngx_fd_t                     pending_src[NGX_HTTP_TG_AUDIT_FDS];
+    ngx_file_uniq_t              pending_ino[NGX_HTTP_TG_AUDIT_FDS];
+    dev_t                        pending_dev[NGX_HTTP_TG_AUDIT_FDS];
     ngx_uint_t                   npending;
+    ngx_file_uniq_t              written_ino;   /* the file last written */
+    dev_t                        written_dev;
 #endif
 } ngx_http_taurus_guard_audit_t;
 
@@ -173,8 +176,9 @@ typedef struct {
     /* per worker, after fork */
     ngx_peer_connection_t        pc;
     ngx_event_t                  retry;
-    u_char                      *queue;
+    u_char                      *queue;     /* whole "LEN MSG" frames */
     size_t                       qlen;
+    size_t                       sent;      /* of them, on this connection */
     ngx_uint_t                   dropped;
     time_t                       drop_logged;
     time_t                       error_logged;

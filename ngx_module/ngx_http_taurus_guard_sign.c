@@ -21,6 +21,8 @@ typedef struct {
 static ngx_int_t ngx_http_taurus_guard_set_headers(ngx_http_request_t *r,
     ngx_http_taurus_guard_header_t *add, ngx_uint_t nadd);
 static ngx_int_t ngx_http_taurus_guard_stripped(ngx_table_elt_t *h);
+static ngx_int_t ngx_http_taurus_guard_name_is(u_char *name, size_t len,
+    u_char *lower);
 
 
 /* what a caller must never set: cloud credentials and what shapes them */
@@ -31,7 +33,7 @@ static ngx_str_t  ngx_http_taurus_guard_strip[] = {
     ngx_string("x-security-token"),
     ngx_string("x-project-id"),
     ngx_string("content-type"),
-    ngx_string(NGX_HTTP_TG_ID_HEADER),
+    ngx_string("x-taurus-guard-id"),
 
     /* they describe the body received, not the canonical one forwarded */
     ngx_string("content-encoding"),
@@ -354,22 +356,50 @@ ngx_http_taurus_guard_stripped(ngx_table_elt_t *h)
 {
     ngx_str_t  *s;
 
-    /* every X-Sdk-* header shapes the signature: none is the caller's */
+    /*
+     * Every X-Sdk-* header shapes the signature: none is the caller's.
+     * "_" counts as "-": with underscores_in_headers, or behind another
+     * proxy, X_Auth_Token may well be read as X-Auth-Token.
+     */
 
     if (h->key.len >= sizeof("x-sdk-") - 1
-        && ngx_strncasecmp(h->key.data, (u_char *) "x-sdk-",
-                           sizeof("x-sdk-") - 1) == 0)
+        && ngx_http_taurus_guard_name_is(h->key.data, sizeof("x-sdk-") - 1,
+                                         (u_char *) "x-sdk-"))
     {
         return 1;
     }
 
     for (s = ngx_http_taurus_guard_strip; s->len; s++) {
         if (h->key.len == s->len
-            && ngx_strncasecmp(h->key.data, s->data, s->len) == 0)
+            && ngx_http_taurus_guard_name_is(h->key.data, s->len, s->data))
         {
             return 1;
         }
     }
 
     return 0;
+}
+
+
+/* header names compared without case, "_" and "-" alike */
+
+static ngx_int_t
+ngx_http_taurus_guard_name_is(u_char *name, size_t len, u_char *lower)
+{
+    u_char  c;
+    size_t  i;
+
+    for (i = 0; i < len; i++) {
+        c = ngx_tolower(name[i]);
+
+        if (c == '_') {
+            c = '-';
+        }
+
+        if (c != lower[i]) {
+            return 0;
+        }
+    }
+
+    return 1;
 }

@@ -36,6 +36,7 @@ static void ngx_http_taurus_guard_syslog_tls(
 static void ngx_http_taurus_guard_syslog_handshake(ngx_connection_t *c);
 #endif
 static void ngx_http_taurus_guard_syslog_close(ngx_connection_t *c);
+static size_t ngx_http_taurus_guard_syslog_frame(u_char *q, size_t len);
 static void ngx_http_taurus_guard_syslog_flush(
     ngx_http_taurus_guard_syslog_t *sl);
 static void ngx_http_taurus_guard_syslog_fail(
@@ -556,16 +557,23 @@ ngx_http_taurus_guard_syslog_tls(ngx_http_taurus_guard_syslog_t *sl,
 #endif
 
 
+/*
+ * Sends from sl->sent on; only whole frames leave the queue.  A frame cut
+ * by a broken connection is sent again whole on the next one, so the
+ * collector's octet counting never loses its place.
+ */
+
 static void
 ngx_http_taurus_guard_syslog_flush(ngx_http_taurus_guard_syslog_t *sl)
 {
+    size_t             frame;
     ssize_t            n;
     ngx_connection_t  *c;
 
     c = sl->pc.connection;
 
-    while (sl->qlen) {
-        n = c->send(c, sl->queue, sl->qlen);
+    while (sl->sent < sl->qlen) {
+        n = c->send(c, sl->queue + sl->sent, sl->qlen - sl->sent);
 
         if (n == NGX_AGAIN) {
             if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
@@ -580,9 +588,41 @@ ngx_http_taurus_guard_syslog_flush(ngx_http_taurus_guard_syslog_t *sl)
             return;
         }
 
-        ngx_memmove(sl->queue, sl->queue + n, sl->qlen - n);
-        sl->qlen -= n;
+        sl->sent += n;
+
+        for ( ;; ) {
+            frame = ngx_http_taurus_guard_syslog_frame(sl->queue, sl->qlen);
+
+            if (frame == 0 || frame > sl->sent) {
+                break;
+            }
+
+            ngx_memmove(sl->queue, sl->queue + frame, sl->qlen - frame);
+            sl->qlen -= frame;
+            sl->sent -= frame;
+        }
     }
+}
+
+
+/* the length of the "LEN " prefixed frame at the start of the queue */
+
+static size_t
+ngx_http_taurus_guard_syslog_frame(u_char *q, size_t len)
+{
+    size_t  i, n;
+
+    n = 0;
+
+    for (i = 0; i < len && q[i] >= '0' && q[i] <= '9'; i++) {
+        n = n * 10 + (q[i] - '0');
+    }
+
+    if (i == 0 || i == len || q[i] != ' ') {
+        return 0;
+    }
+
+    return i + 1 + n;
 }
 
 
@@ -640,6 +680,7 @@ ngx_http_taurus_guard_syslog_fail(ngx_http_taurus_guard_syslog_t *sl,
 
     sl->connecting = 0;
     sl->connected = 0;
+    sl->sent = 0;
 
     now = ngx_time();
 
