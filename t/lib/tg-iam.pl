@@ -57,16 +57,19 @@
 use strict;
 use warnings;
 
+use File::Basename ();
+use lib File::Basename::dirname(__FILE__);
+
 package TaurusGuard::IAM::Server;
 
 use Digest::SHA qw(sha256_hex);
-use Fcntl qw(:flock O_WRONLY O_APPEND O_CREAT);
 use Getopt::Long qw(GetOptionsFromArray);
-use IO::Socket::INET;
 use JSON::PP;
 use MIME::Base64 ();
-use POSIX qw(strftime WNOHANG);
+use POSIX qw(strftime);
 use Time::HiRes qw(time sleep);
+
+use TaurusGuard::HTTPServer;
 
 my (%opt, $json, $seq);
 
@@ -86,146 +89,15 @@ sub main {
         die "$0: --$_ is required\n" unless defined $opt{$_};
     }
 
-    $json = JSON::PP->new->utf8->canonical;
+    $json = TaurusGuard::HTTPServer::json();
 
-    my $server = IO::Socket::INET->new(
-        LocalAddr => $opt{listen},
-        Listen    => 128,
-        ReuseAddr => 1,
-        Proto     => 'tcp',
-    ) or die "$0: cannot listen on $opt{listen}: $@\n";
-
-    if (defined $opt{pidfile}) {
-        open my $fh, '>', $opt{pidfile} or die "$0: $opt{pidfile}: $!\n";
-        print $fh "$$\n";
-        close $fh;
-    }
-
-    my %kids;
-
-    $SIG{CHLD} = sub {
-        while ((my $pid = waitpid(-1, WNOHANG)) > 0) {
-            delete $kids{$pid};
-        }
-    };
-    $SIG{PIPE} = 'IGNORE';
-    $SIG{TERM} = $SIG{INT} = sub {
-        kill 'TERM', keys %kids;
-        exit 0;
-    };
-
-    print STDERR "tg-iam: ready on " . $server->sockhost . ':'
-        . $server->sockport . "\n";
-
-    while (1) {
-        my $c = $server->accept or next;
-
-        my $pid = fork;
-        if (!defined $pid) {
-            warn "$0: fork: $!\n";
-            close $c;
-            next;
-        }
-
-        if ($pid == 0) {
-            close $server;
-            $SIG{TERM} = $SIG{INT} = $SIG{CHLD} = 'DEFAULT';
-            serve($c);
-            POSIX::_exit(0);
-        }
-
-        $kids{$pid} = 1;
-        close $c;
-    }
-}
-
-
-sub serve {
-    my ($c) = @_;
-    my $buf = '';
-
-    binmode $c;
-
-    while (1) {
-        my $req = read_request($c, \$buf) or return;
-        handle($c, $req) or return;
-    }
-}
-
-
-sub fill {
-    my ($c, $bufref) = @_;
-    return sysread($c, $$bufref, 65536, length $$bufref);
-}
-
-
-sub read_request {
-    my ($c, $bufref) = @_;
-
-    while ($$bufref !~ /\r?\n\r?\n/) {
-        return undef if length $$bufref > 1 << 20;
-        fill($c, $bufref) or return undef;
-    }
-
-    $$bufref =~ s/\A(.*?)\r?\n\r?\n//s;
-    my @lines = split /\r?\n/, $1;
-    my $line = shift @lines;
-
-    my ($method, $target, $version) =
-        $line =~ /\A(\S+) (\S+) (HTTP\/\d\.\d)\z/ or return undef;
-
-    my @headers;
-    for my $l (@lines) {
-        my ($n, $v) = $l =~ /\A([^:]+):[ \t]*(.*?)[ \t]*\z/ or return undef;
-        push @headers, [ $n, $v ];
-    }
-
-    my %h;
-    push @{ $h{ lc $_->[0] } }, $_->[1] for @headers;
-
-    my $body = '';
-
-    if ($h{'transfer-encoding'}
-        && lc($h{'transfer-encoding'}[-1]) =~ /chunked/)
-    {
-        while (1) {
-            while ($$bufref !~ /\r?\n/) {
-                fill($c, $bufref) or return undef;
-            }
-            $$bufref =~ s/\A([0-9A-Fa-f]+)[^\r\n]*\r?\n// or return undef;
-            my $size = hex $1;
-            if ($size == 0) {
-                while ($$bufref !~ /\A\r?\n/ && $$bufref !~ /\r?\n\r?\n/) {
-                    fill($c, $bufref) or return undef;
-                }
-                $$bufref =~ s/\A(?:.*?\r?\n)??\r?\n//s;
-                last;
-            }
-            while (length $$bufref < $size + 2) {
-                fill($c, $bufref) or return undef;
-            }
-            $body .= substr $$bufref, 0, $size, '';
-            $$bufref =~ s/\A\r?\n//;
-        }
-
-    } elsif ($h{'content-length'}) {
-        my $len = $h{'content-length'}[0];
-        return undef unless $len =~ /\A\d+\z/ && @{ $h{'content-length'} } == 1;
-        while (length $$bufref < $len) {
-            fill($c, $bufref) or return undef;
-        }
-        $body = substr $$bufref, 0, $len, '';
-    }
-
-    return {
-        method  => $method,
-        target  => $target,
-        version => $version,
-        headers => \@headers,
-        h       => \%h,
-        body    => $body,
-        time    => time,
-    };
+    TaurusGuard::HTTPServer::run(
+        name    => 'tg-iam',
+        listen  => $opt{listen},
+        pidfile => $opt{pidfile},
+        handle  => \&handle,
+        request => { one_length => 1 },
+    );
 }
 
 
@@ -428,43 +300,28 @@ sub handle {
     }
 
     $rec->{status} = $status;
-    append($opt{record}, $json->encode($rec) . "\n") if defined $opt{record};
-
-    my $conn = $req->{h}{connection} ? lc $req->{h}{connection}[-1] : '';
-    my $keep = $req->{version} eq 'HTTP/1.1' ? $conn ne 'close'
-        : $conn eq 'keep-alive';
+    TaurusGuard::HTTPServer::append_record($opt{record}, $rec)
+        if defined $opt{record};
 
     my %reason = (201 => 'Created', 400 => 'Bad Request',
         401 => 'Unauthorized', 404 => 'Not Found',
         500 => 'Internal Server Error', 503 => 'Service Unavailable');
 
-    my $resp = "HTTP/1.1 $status " . ($reason{$status} || 'Status') . "\r\n"
-        . "Content-Type: application/json;charset=UTF-8\r\n"
-        . "Content-Length: " . length($body) . "\r\n"
-        . join('', map { "$_\r\n" } @extra)
-        . "X-IAM-Trace-Id: tg-iam-$$-" . ($seq || 0) . "\r\n"
-        . ($keep ? '' : "Connection: close\r\n")
-        . "\r\n" . $body;
-
-    my $off = 0;
-    while ($off < length $resp) {
-        my $n = syswrite($c, $resp, length($resp) - $off, $off);
-        return 0 unless $n;
-        $off += $n;
-    }
-
-    return $keep;
+    return TaurusGuard::HTTPServer::respond($c,
+        status       => $status,
+        reason       => $reason{$status} || 'Status',
+        content_type => 'application/json;charset=UTF-8',
+        headers      => [ @extra, "X-IAM-Trace-Id: tg-iam-$$-" . ($seq || 0) ],
+        body         => $body,
+        keep         => TaurusGuard::HTTPServer::keep_alive($req),
+    );
 }
 
 
-sub append {
-    my ($file, $line) = @_;
+# Appends a line to a file under a lock (test helpers use it too).
 
-    sysopen my $fh, $file, O_WRONLY | O_APPEND | O_CREAT, 0644
-        or die "$0: $file: $!\n";
-    flock $fh, LOCK_EX;
-    syswrite $fh, $line;
-    close $fh;
+sub append {
+    TaurusGuard::HTTPServer::append(@_);
 }
 
 
@@ -486,7 +343,6 @@ package TaurusGuard::IAM;
 
 use File::Basename qw(dirname);
 use JSON::PP;
-use POSIX ();
 use Time::HiRes qw(sleep time);
 
 our $DOMAIN   = 'tg-test-domain';
@@ -535,15 +391,7 @@ sub start_iam {
     push @cmd, '--status', $o{status} if defined $o{status};
     push @cmd, '--delay', $o{delay} if defined $o{delay};
 
-    my $pid = fork;
-    die "fork: $!\n" unless defined $pid;
-
-    if ($pid == 0) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>>', "$d/logs/iam.log";
-        open STDERR, '>>', "$d/logs/iam.log";
-        exec @cmd or POSIX::_exit(127);
-    }
+    my $pid = TaurusGuard::HTTPServer::spawn("$d/logs/iam.log", @cmd);
 
     $t->{iam_pid} = $pid;
     $LIVE{$pid} = $$;
@@ -558,8 +406,7 @@ sub stop_iam {
     my ($t) = @_;
 
     my $pid = delete $t->{iam_pid} or return;
-    kill 'TERM', $pid;
-    waitpid $pid, 0;
+    TaurusGuard::HTTPServer::stop($pid);
     delete $LIVE{$pid};
 }
 
@@ -581,15 +428,7 @@ sub upstream_tokens {
         '--pidfile', "$d/upstream.pid");
     push @cmd, '--status', $o{status} if defined $o{status};
 
-    my $pid = fork;
-    die "fork: $!\n" unless defined $pid;
-
-    if ($pid == 0) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>>', "$d/logs/upstream.log";
-        open STDERR, '>>', "$d/logs/upstream.log";
-        exec @cmd or POSIX::_exit(127);
-    }
+    my $pid = TaurusGuard::HTTPServer::spawn("$d/logs/upstream.log", @cmd);
 
     $t->{upstream_pid} = $pid;
 
@@ -657,9 +496,7 @@ sub iam_supported {
 
 END {
     for my $pid (keys %LIVE) {
-        next unless $LIVE{$pid} == $$;
-        kill 'TERM', $pid;
-        waitpid $pid, 0;
+        TaurusGuard::HTTPServer::stop($pid) if $LIVE{$pid} == $$;
     }
 }
 

@@ -46,14 +46,16 @@
 use strict;
 use warnings;
 
+use File::Basename ();
+use lib File::Basename::dirname(__FILE__);
+
 package TaurusGuard::Metadata::Server;
 
-use Fcntl qw(:flock O_WRONLY O_APPEND O_CREAT);
 use Getopt::Long qw(GetOptionsFromArray);
-use IO::Socket::INET;
-use JSON::PP;
-use POSIX qw(strftime WNOHANG);
+use POSIX qw(strftime);
 use Time::HiRes qw(time sleep);
+
+use TaurusGuard::HTTPServer;
 
 my (%opt, $json);
 
@@ -67,109 +69,16 @@ sub main {
         'keys=s', 'status=i', 'delay=i', 'pidfile=s')
         or die "usage: $0 --listen ADDR:PORT [options]\n";
 
-    $json = JSON::PP->new->utf8->canonical;
+    $json = TaurusGuard::HTTPServer::json();
 
-    my $server = IO::Socket::INET->new(
-        LocalAddr => $opt{listen},
-        Listen    => 128,
-        ReuseAddr => 1,
-        Proto     => 'tcp',
-    ) or die "$0: cannot listen on $opt{listen}: $@\n";
-
-    if (defined $opt{pidfile}) {
-        open my $fh, '>', $opt{pidfile} or die "$0: $opt{pidfile}: $!\n";
-        print $fh "$$\n";
-        close $fh;
-    }
-
-    my %kids;
-
-    $SIG{CHLD} = sub {
-        while ((my $pid = waitpid(-1, WNOHANG)) > 0) {
-            delete $kids{$pid};
-        }
-    };
-    $SIG{PIPE} = 'IGNORE';
-    $SIG{TERM} = $SIG{INT} = sub {
-        kill 'TERM', keys %kids;
-        exit 0;
-    };
-
-    print STDERR "tg-metadata: ready on " . $server->sockhost . ':'
-        . $server->sockport . "\n";
-
-    while (1) {
-        my $c = $server->accept or next;
-
-        my $pid = fork;
-        if (!defined $pid) {
-            warn "$0: fork: $!\n";
-            close $c;
-            next;
-        }
-
-        if ($pid == 0) {
-            close $server;
-            $SIG{TERM} = $SIG{INT} = $SIG{CHLD} = 'DEFAULT';
-            srand();
-            serve($c);
-            POSIX::_exit(0);
-        }
-
-        $kids{$pid} = 1;
-        close $c;
-    }
-}
-
-
-sub serve {
-    my ($c) = @_;
-    my $buf = '';
-
-    binmode $c;
-
-    while (1) {
-        my $req = read_request($c, \$buf) or return;
-        handle($c, $req) or return;
-    }
-}
-
-
-sub read_request {
-    my ($c, $bufref) = @_;
-
-    while ($$bufref !~ /\r?\n\r?\n/) {
-        return undef if length $$bufref > 1 << 20;
-        sysread($c, $$bufref, 65536, length $$bufref) or return undef;
-    }
-
-    $$bufref =~ s/\A(.*?)\r?\n\r?\n//s;
-    my @lines = split /\r?\n/, $1;
-    my $line = shift @lines;
-
-    my ($method, $target, $version) =
-        $line =~ /\A(\S+) (\S+) (HTTP\/\d\.\d)\z/ or return undef;
-
-    my @headers;
-    for my $l (@lines) {
-        my ($n, $v) = $l =~ /\A([^:]+):[ \t]*(.*?)[ \t]*\z/ or return undef;
-        push @headers, [ $n, $v ];
-    }
-
-    my %h;
-    push @{ $h{ lc $_->[0] } }, $_->[1] for @headers;
-
-    # a GET has no body; one sent anyway is read and ignored
-
-    if ($h{'content-length'} && $h{'content-length'}[0] =~ /\A(\d+)\z/) {
-        while (length $$bufref < $1) {
-            sysread($c, $$bufref, 65536, length $$bufref) or return undef;
-        }
-        substr $$bufref, 0, $1, '';
-    }
-
-    return { method => $method, target => $target, version => $version,
-        headers => \@headers, h => \%h, time => time };
+    TaurusGuard::HTTPServer::run(
+        name    => 'tg-metadata',
+        listen  => $opt{listen},
+        pidfile => $opt{pidfile},
+        handle  => \&handle,
+        child   => sub { srand() },
+        request => { body => 'discard' },
+    );
 }
 
 
@@ -226,7 +135,7 @@ sub handle {
 
     if (defined $opt{record}) {
         my $t = $req->{time};
-        append($opt{record}, $json->encode({
+        TaurusGuard::HTTPServer::append_record($opt{record}, {
             time       => strftime('%Y-%m-%dT%H:%M:%S', gmtime $t)
                 . sprintf('.%03dZ', ($t - int $t) * 1000),
             epoch      => $t,
@@ -238,38 +147,24 @@ sub handle {
             access     => $issued ? $issued->{access} : undef,
             expires_at => $issued ? $issued->{expires_at} : undef,
             expires    => $issued ? $issued->{expires} : undef,
-        }) . "\n");
+        });
     }
 
-    my $conn = $req->{h}{connection} ? lc $req->{h}{connection}[-1] : '';
-    my $keep = $req->{version} eq 'HTTP/1.1' ? $conn ne 'close'
-        : $conn eq 'keep-alive';
-
-    my $resp = "HTTP/1.1 $status Status\r\n"
-        . "Content-Type: application/json\r\n"
-        . "Content-Length: " . length($body) . "\r\n"
-        . ($keep ? '' : "Connection: close\r\n")
-        . "\r\n" . ($req->{method} eq 'HEAD' ? '' : $body);
-
-    my $off = 0;
-    while ($off < length $resp) {
-        my $n = syswrite($c, $resp, length($resp) - $off, $off);
-        return 0 unless $n;
-        $off += $n;
-    }
-
-    return $keep;
+    return TaurusGuard::HTTPServer::respond($c,
+        status       => $status,
+        reason       => 'Status',
+        content_type => 'application/json',
+        body         => $body,
+        keep         => TaurusGuard::HTTPServer::keep_alive($req),
+        no_body      => $req->{method} eq 'HEAD',
+    );
 }
 
 
-sub append {
-    my ($file, $line) = @_;
+# Appends a line to a file under a lock (test helpers use it too).
 
-    sysopen my $fh, $file, O_WRONLY | O_APPEND | O_CREAT, 0644
-        or die "$0: $file: $!\n";
-    flock $fh, LOCK_EX;
-    syswrite $fh, $line;
-    close $fh;
+sub append {
+    TaurusGuard::HTTPServer::append(@_);
 }
 
 
@@ -290,7 +185,6 @@ sub append {
 package TaurusGuard::Metadata;
 
 use File::Basename qw(dirname);
-use POSIX ();
 
 my $BIN = dirname(__FILE__);
 
@@ -314,15 +208,7 @@ sub start_meta {
     push @cmd, '--status', $o{status} if defined $o{status};
     push @cmd, '--delay', $o{delay} if defined $o{delay};
 
-    my $pid = fork;
-    die "fork: $!\n" unless defined $pid;
-
-    if ($pid == 0) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>>', "$d/logs/meta.log";
-        open STDERR, '>>', "$d/logs/meta.log";
-        exec @cmd or POSIX::_exit(127);
-    }
+    my $pid = TaurusGuard::HTTPServer::spawn("$d/logs/meta.log", @cmd);
 
     $t->{meta_pid} = $pid;
     $LIVE{$pid} = $$;
@@ -337,8 +223,7 @@ sub stop_meta {
     my ($t) = @_;
 
     my $pid = delete $t->{meta_pid} or return;
-    kill 'TERM', $pid;
-    waitpid $pid, 0;
+    TaurusGuard::HTTPServer::stop($pid);
     delete $LIVE{$pid};
 }
 
@@ -363,15 +248,7 @@ sub upstream_keys {
     push @cmd, '--token', $o{token} if defined $o{token};
     push @cmd, '--tokens', $o{tokens} if defined $o{tokens};
 
-    my $pid = fork;
-    die "fork: $!\n" unless defined $pid;
-
-    if ($pid == 0) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>>', "$d/logs/upstream.log";
-        open STDERR, '>>', "$d/logs/upstream.log";
-        exec @cmd or POSIX::_exit(127);
-    }
+    my $pid = TaurusGuard::HTTPServer::spawn("$d/logs/upstream.log", @cmd);
 
     $t->{upstream_pid} = $pid;
 
@@ -421,9 +298,7 @@ sub access_of {
 
 END {
     for my $pid (keys %LIVE) {
-        next unless $LIVE{$pid} == $$;
-        kill 'TERM', $pid;
-        waitpid $pid, 0;
+        TaurusGuard::HTTPServer::stop($pid) if $LIVE{$pid} == $$;
     }
 }
 

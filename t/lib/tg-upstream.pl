@@ -50,14 +50,13 @@ use lib "$FindBin::Bin";
 
 use Digest::SHA qw(sha256_hex);
 use Encode qw(decode);
-use Fcntl qw(:flock O_WRONLY O_APPEND O_CREAT);
+use Fcntl qw(:flock);
 use Getopt::Long qw(GetOptions);
-use IO::Socket::INET;
-use JSON::PP;
 use MIME::Base64 qw(encode_base64);
-use POSIX qw(strftime WNOHANG);
+use POSIX qw(strftime);
 use Time::HiRes qw(time);
 
+use TaurusGuard::HTTPServer;
 use TaurusGuard::Signer;
 
 my %opt = (listen => '127.0.0.1:8081');
@@ -78,63 +77,15 @@ die "$0: --ak and --sk, --credentials, --keys, --token or --tokens are "
     unless defined $opt{ak} && defined $opt{sk} || defined $opt{token}
         || defined $opt{tokens} || defined $opt{keys};
 
-my $json = JSON::PP->new->utf8->canonical;
+my $json = TaurusGuard::HTTPServer::json();
 
-my $server = IO::Socket::INET->new(
-    LocalAddr => $opt{listen},
-    Listen    => 128,
-    ReuseAddr => 1,
-    Proto     => 'tcp',
-) or die "$0: cannot listen on $opt{listen}: $@\n";
-
-if (defined $opt{pidfile}) {
-    open my $fh, '>', $opt{pidfile} or die "$0: $opt{pidfile}: $!\n";
-    print $fh "$$\n";
-    close $fh;
-}
-
-# children serve one connection each; stopping the server stops them too,
-# so no idle keep-alive connection outlives it
-
-my %kids;
-
-$SIG{CHLD} = sub {
-    while ((my $pid = waitpid(-1, WNOHANG)) > 0) {
-        delete $kids{$pid};
-    }
-};
-$SIG{PIPE} = 'IGNORE';
-$SIG{TERM} = $SIG{INT} = sub {
-    kill 'TERM', keys %kids;
-    exit 0;
-};
-
-print STDERR "tg-upstream: ready on " . $server->sockhost . ':'
-    . $server->sockport . "\n";
-
-while (1) {
-    my $c = $server->accept or next;
-
-    # one process per connection: nginx may keep one connection idle
-    # while it opens another
-
-    my $pid = fork;
-    if (!defined $pid) {
-        warn "$0: fork: $!\n";
-        close $c;
-        next;
-    }
-
-    if ($pid == 0) {
-        close $server;
-        $SIG{TERM} = $SIG{INT} = $SIG{CHLD} = 'DEFAULT';
-        serve($c);
-        POSIX::_exit(0);
-    }
-
-    $kids{$pid} = 1;
-    close $c;
-}
+TaurusGuard::HTTPServer::run(
+    name    => 'tg-upstream',
+    listen  => $opt{listen},
+    pidfile => $opt{pidfile},
+    handle  => \&handle,
+    request => { fold => 1 },
+);
 
 
 sub read_ini {
@@ -152,106 +103,6 @@ sub read_ini {
         $v{ lc $1 } = $2 if $l =~ /\A\s*([^=\s]+)\s*=\s*(.*?)\s*\z/;
     }
     return \%v;
-}
-
-
-sub serve {
-    my ($c) = @_;
-    my $buf = '';
-
-    binmode $c;
-
-    my $seq = 0;
-
-    while (1) {
-        my $req = read_request($c, \$buf) or return;
-        $req->{conn} = $$;
-        $req->{seq} = ++$seq;
-        my $keep = handle($c, $req);
-        return unless $keep;
-    }
-}
-
-
-sub fill {
-    my ($c, $bufref) = @_;
-    my $n = sysread($c, $$bufref, 65536, length $$bufref);
-    return $n;
-}
-
-
-sub read_request {
-    my ($c, $bufref) = @_;
-
-    while ($$bufref !~ /\r?\n\r?\n/) {
-        return undef if length $$bufref > 1 << 20;
-        fill($c, $bufref) or return undef;
-    }
-
-    $$bufref =~ s/\A(.*?)\r?\n\r?\n//s;
-    my @lines = split /\r?\n/, $1;
-    my $line = shift @lines;
-
-    my ($method, $target, $version) = $line =~ /\A(\S+) (\S+) (HTTP\/\d\.\d)\z/
-        or return undef;
-
-    my @headers;
-    for my $l (@lines) {
-        if ($l =~ /\A[ \t]/ && @headers) {
-            $headers[-1][1] .= ' ' . $l =~ s/\A[ \t]+//r;
-            next;
-        }
-        my ($n, $v) = $l =~ /\A([^:]+):[ \t]*(.*?)[ \t]*\z/ or return undef;
-        push @headers, [ $n, $v ];
-    }
-
-    my %h;
-    push @{ $h{ lc $_->[0] } }, $_->[1] for @headers;
-
-    my $body = '';
-
-    if ($h{'transfer-encoding'}
-        && lc($h{'transfer-encoding'}[-1]) =~ /chunked/)
-    {
-        while (1) {
-            while ($$bufref !~ /\r?\n/) {
-                fill($c, $bufref) or return undef;
-            }
-            $$bufref =~ s/\A([0-9A-Fa-f]+)[^\r\n]*\r?\n// or return undef;
-            my $size = hex $1;
-            if ($size == 0) {
-                # trailers, then an empty line
-                while ($$bufref !~ /\A\r?\n/ && $$bufref !~ /\r?\n\r?\n/) {
-                    fill($c, $bufref) or return undef;
-                }
-                $$bufref =~ s/\A(?:.*?\r?\n)??\r?\n//s;
-                last;
-            }
-            while (length $$bufref < $size + 2) {
-                fill($c, $bufref) or return undef;
-            }
-            $body .= substr $$bufref, 0, $size, '';
-            $$bufref =~ s/\A\r?\n//;
-        }
-
-    } elsif ($h{'content-length'}) {
-        my $len = $h{'content-length'}[0];
-        return undef unless $len =~ /\A\d+\z/;
-        while (length $$bufref < $len) {
-            fill($c, $bufref) or return undef;
-        }
-        $body = substr $$bufref, 0, $len, '';
-    }
-
-    return {
-        method  => $method,
-        target  => $target,
-        version => $version,
-        headers => \@headers,
-        h       => \%h,
-        body    => $body,
-        time    => time,
-    };
 }
 
 
@@ -378,25 +229,15 @@ sub handle {
             unless $opt{quiet};
     }
 
-    my $conn = $req->{h}{connection} ? lc $req->{h}{connection}[-1] : '';
-    my $keep = $req->{version} eq 'HTTP/1.1' ? $conn ne 'close'
-        : $conn eq 'keep-alive';
-
-    my $resp = "HTTP/1.1 $status " . reason($status) . "\r\n"
-        . "Content-Type: application/json\r\n"
-        . "Content-Length: " . length($body) . "\r\n"
-        . "X-Request-Id: tg-upstream-$$\r\n"
-        . ($keep ? '' : "Connection: close\r\n")
-        . "\r\n" . ($req->{method} eq 'HEAD' ? '' : $body);
-
-    my $off = 0;
-    while ($off < length $resp) {
-        my $n = syswrite($c, $resp, length($resp) - $off, $off);
-        return 0 unless $n;
-        $off += $n;
-    }
-
-    return $keep;
+    return TaurusGuard::HTTPServer::respond($c,
+        status       => $status,
+        reason       => reason($status),
+        content_type => 'application/json',
+        headers      => [ "X-Request-Id: tg-upstream-$$" ],
+        body         => $body,
+        keep         => TaurusGuard::HTTPServer::keep_alive($req),
+        no_body      => $req->{method} eq 'HEAD',
+    );
 }
 
 
@@ -455,14 +296,7 @@ sub check_issued {
 sub record {
     my ($rec) = @_;
     return unless defined $opt{record};
-
-    my $line = $json->encode($rec) . "\n";
-
-    sysopen my $fh, $opt{record}, O_WRONLY | O_APPEND | O_CREAT, 0644
-        or die "$0: $opt{record}: $!\n";
-    flock $fh, LOCK_EX;
-    syswrite $fh, $line;
-    close $fh;
+    TaurusGuard::HTTPServer::append_record($opt{record}, $rec);
 }
 
 
