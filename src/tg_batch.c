@@ -66,6 +66,7 @@ static tg_rc_t tg_scan(tg_scan_t *s);
 static tg_rc_t tg_scan_value(tg_scan_t *s, int depth);
 static tg_rc_t tg_scan_object(tg_scan_t *s, int depth);
 static tg_rc_t tg_scan_array(tg_scan_t *s, int depth);
+static tg_rc_t tg_scan_after(tg_scan_t *s, unsigned char close, int *more);
 static tg_rc_t tg_scan_string(tg_scan_t *s);
 static tg_rc_t tg_scan_escape(tg_scan_t *s);
 static tg_rc_t tg_scan_number(tg_scan_t *s);
@@ -372,6 +373,7 @@ tg_scan_value(tg_scan_t *s, int depth)
 static tg_rc_t
 tg_scan_object(tg_scan_t *s, int depth)
 {
+    int      more;
     tg_rc_t  rc;
 
     s->p++;
@@ -406,23 +408,10 @@ tg_scan_object(tg_scan_t *s, int depth)
             return rc;
         }
 
-        tg_scan_ws(s);
-
-        if (s->p == s->end) {
-            return tg_scan_unexpected(s);
+        rc = tg_scan_after(s, '}', &more);
+        if (rc != TG_OK || !more) {
+            return rc;
         }
-
-        if (*s->p == '}') {
-            s->p++;
-            return TG_OK;
-        }
-
-        if (*s->p != ',') {
-            return tg_scan_unexpected(s);
-        }
-
-        s->p++;
-        tg_scan_ws(s);
     }
 }
 
@@ -430,6 +419,7 @@ tg_scan_object(tg_scan_t *s, int depth)
 static tg_rc_t
 tg_scan_array(tg_scan_t *s, int depth)
 {
+    int      more;
     tg_rc_t  rc;
 
     s->p++;
@@ -446,24 +436,43 @@ tg_scan_array(tg_scan_t *s, int depth)
             return rc;
         }
 
-        tg_scan_ws(s);
-
-        if (s->p == s->end) {
-            return tg_scan_unexpected(s);
+        rc = tg_scan_after(s, ']', &more);
+        if (rc != TG_OK || !more) {
+            return rc;
         }
-
-        if (*s->p == ']') {
-            s->p++;
-            return TG_OK;
-        }
-
-        if (*s->p != ',') {
-            return tg_scan_unexpected(s);
-        }
-
-        s->p++;
-        tg_scan_ws(s);
     }
+}
+
+
+/*
+ * After a member or an element: a ',' means another follows (*more), the
+ * closing byte ends the object or array.
+ */
+
+static tg_rc_t
+tg_scan_after(tg_scan_t *s, unsigned char close, int *more)
+{
+    tg_scan_ws(s);
+
+    if (s->p == s->end) {
+        return tg_scan_unexpected(s);
+    }
+
+    if (*s->p == close) {
+        s->p++;
+        *more = 0;
+        return TG_OK;
+    }
+
+    if (*s->p != ',') {
+        return tg_scan_unexpected(s);
+    }
+
+    s->p++;
+    tg_scan_ws(s);
+    *more = 1;
+
+    return TG_OK;
 }
 
 
