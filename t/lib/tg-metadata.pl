@@ -297,6 +297,9 @@ sub access_of {
 
 
 END {
+    # waitpid() sets $?, which would become the test's exit status
+    local $?;
+
     for my $pid (keys %LIVE) {
         TaurusGuard::HTTPServer::stop($pid) if $LIVE{$pid} == $$;
     }

@@ -324,6 +324,10 @@ sub spawn {
 
 sub stop {
     my ($pid) = @_;
+
+    # waitpid() sets $?: keep the caller's (an END block's exit status)
+    local $?;
+
     kill 'TERM', $pid;
     waitpid $pid, 0;
 }
