@@ -912,13 +912,34 @@ ngx_int_t
 ngx_http_taurus_guard_secret_copy(ngx_pool_t *pool, const u_char *data,
     size_t len, ngx_str_t *out)
 {
+    u_char  *p;
+
+    p = ngx_http_taurus_guard_secret_alloc(pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, data, len);
+
+    out->data = p;
+    out->len = len;
+
+    return NGX_OK;
+}
+
+
+/* len bytes (at least one) in pool, wiped when the pool goes */
+
+u_char *
+ngx_http_taurus_guard_secret_alloc(ngx_pool_t *pool, size_t len)
+{
     u_char                          *p;
     ngx_pool_cleanup_t              *cln;
     ngx_http_taurus_guard_secret_t  *secret;
 
     cln = ngx_pool_cleanup_add(pool, sizeof(ngx_http_taurus_guard_secret_t));
     if (cln == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
 
     secret = cln->data;
@@ -927,16 +948,11 @@ ngx_http_taurus_guard_secret_copy(ngx_pool_t *pool, const u_char *data,
 
     p = ngx_pnalloc(pool, len ? len : 1);
     if (p == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
-
-    ngx_memcpy(p, data, len);
 
     secret->data = p;
     secret->size = len;
 
-    out->data = p;
-    out->len = len;
-
-    return NGX_OK;
+    return p;
 }

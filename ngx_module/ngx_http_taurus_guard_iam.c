@@ -43,12 +43,6 @@ typedef struct {
 } ngx_http_taurus_guard_iam_fetch_t;
 
 
-typedef struct {
-    u_char                       *data;
-    size_t                        size;
-} ngx_http_taurus_guard_iam_wipe_t;
-
-
 static ngx_int_t ngx_http_taurus_guard_fetch_zone(ngx_conf_t *cf,
     ngx_http_taurus_guard_iam_t *iam, ngx_str_t *what);
 static ngx_int_t ngx_http_taurus_guard_iam_init_zone(ngx_shm_zone_t *zone,
@@ -78,7 +72,6 @@ static void ngx_http_taurus_guard_iam_poll(ngx_event_t *ev);
 static void ngx_http_taurus_guard_iam_abandoned(void *data);
 static void ngx_http_taurus_guard_iam_cleanup(void *data);
 static void ngx_http_taurus_guard_iam_wait_cleanup(void *data);
-static void ngx_http_taurus_guard_iam_wipe(void *data);
 static tg_iam_cred_t *ngx_http_taurus_guard_iam_cred(ngx_log_t *log,
     ngx_http_taurus_guard_iam_t *iam);
 
@@ -525,7 +518,6 @@ ngx_http_taurus_guard_iam_fetch(ngx_http_request_t *r,
     ngx_http_request_body_t            *rb;
     ngx_http_post_subrequest_t         *ps;
     ngx_http_taurus_guard_ctx_t        *sctx;
-    ngx_http_taurus_guard_iam_wipe_t   *wipe;
     ngx_http_taurus_guard_iam_fetch_t  *fetch;
     u_char                              project[TG_PROJECT_ID_LEN];
 
@@ -541,23 +533,11 @@ ngx_http_taurus_guard_iam_fetch(ngx_http_request_t *r,
         len = tg_iam_request_body(cred, project, TG_PROJECT_ID_LEN, NULL,
                                   0);
 
-        cln = ngx_pool_cleanup_add(r->pool,
-                                   sizeof(ngx_http_taurus_guard_iam_wipe_t));
-        if (cln == NULL) {
-            goto failed;
-        }
-
-        wipe = cln->data;
-        wipe->data = NULL;
-        cln->handler = ngx_http_taurus_guard_iam_wipe;
-
-        p = ngx_pnalloc(r->pool, len);
+        /* it holds the password */
+        p = ngx_http_taurus_guard_secret_alloc(r->pool, len);
         if (p == NULL) {
             goto failed;
         }
-
-        wipe->data = p;
-        wipe->size = len;
 
         (void) tg_iam_request_body(cred, project, TG_PROJECT_ID_LEN, p, len);
     }
@@ -863,8 +843,6 @@ ngx_http_taurus_guard_metadata_answer(ngx_http_request_t *sr,
     tg_rc_t               rc;
     ngx_str_t             body;
     tg_cred_t             cred;
-    ngx_pool_cleanup_t   *cln;
-    ngx_http_taurus_guard_iam_wipe_t  *wipe;
 
     if (sr->upstream == NULL
         || sr->upstream->headers_in.status_n != NGX_HTTP_OK)
@@ -877,35 +855,12 @@ ngx_http_taurus_guard_metadata_answer(ngx_http_request_t *sr,
         return NGX_ERROR;
     }
 
-    cln = ngx_pool_cleanup_add(sr->pool,
-                               sizeof(ngx_http_taurus_guard_iam_wipe_t));
-    if (cln == NULL) {
-        *problem = "no memory";
-        return NGX_ERROR;
-    }
-
-    wipe = cln->data;
-    wipe->data = body.data;
-    wipe->size = body.len;
-    cln->handler = ngx_http_taurus_guard_iam_wipe;
-
-    profile->data = ngx_pnalloc(sr->pool, body.len + 64);
+    profile->data = ngx_http_taurus_guard_secret_alloc(sr->pool,
+                                                       body.len + 64);
     if (profile->data == NULL) {
         *problem = "no memory";
         return NGX_ERROR;
     }
-
-    cln = ngx_pool_cleanup_add(sr->pool,
-                               sizeof(ngx_http_taurus_guard_iam_wipe_t));
-    if (cln == NULL) {
-        *problem = "no memory";
-        return NGX_ERROR;
-    }
-
-    wipe = cln->data;
-    wipe->data = profile->data;
-    wipe->size = body.len + 64;
-    cln->handler = ngx_http_taurus_guard_iam_wipe;
 
     rc = tg_metadata_profile(body.data, body.len, profile->data,
                              body.len + 64, &len, &t);
@@ -955,7 +910,8 @@ ngx_http_taurus_guard_fetch_body(ngx_http_request_t *sr, ngx_str_t *body,
         len += cl->buf->last - cl->buf->pos;
     }
 
-    p = ngx_pnalloc(sr->pool, len ? len : 1);
+    /* a metadata answer holds the secret: wiped with the subrequest */
+    p = ngx_http_taurus_guard_secret_alloc(sr->pool, len);
     if (p == NULL) {
         *problem = "no memory";
         return NGX_ERROR;
@@ -1175,16 +1131,5 @@ ngx_http_taurus_guard_iam_wait_cleanup(void *data)
 
     if (ev->timer_set) {
         ngx_del_timer(ev);
-    }
-}
-
-
-static void
-ngx_http_taurus_guard_iam_wipe(void *data)
-{
-    ngx_http_taurus_guard_iam_wipe_t  *wipe = data;
-
-    if (wipe->data != NULL) {
-        OPENSSL_cleanse(wipe->data, wipe->size);
     }
 }

@@ -291,6 +291,7 @@ void ngx_http_taurus_guard_watch_error(ngx_log_t *log,
     ngx_str_t *problem, const char *outcome);
 ngx_int_t ngx_http_taurus_guard_secret_copy(ngx_pool_t *pool,
     const u_char *data, size_t len, ngx_str_t *out);
+u_char *ngx_http_taurus_guard_secret_alloc(ngx_pool_t *pool, size_t len);
 tg_cred_t *ngx_http_taurus_guard_cred_get(ngx_http_request_t *r,
     ngx_http_taurus_guard_cred_t *cred);
 ngx_str_t *ngx_http_taurus_guard_token_get(ngx_http_request_t *r,
