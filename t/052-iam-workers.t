@@ -69,67 +69,13 @@ TaurusGuard::IAM::iam_supported($t, $conf) or do {
 };
 
 
-# $n requests at once for $project, each from its own process; returns
-# the responses (status, error_code, id), in no particular order.
-
-sub concurrent {
-    my ($t, $project, $n) = @_;
-
-    my @kids;
-
-    for my $i (1 .. $n) {
-        pipe my $r, my $w or die "pipe: $!\n";
-        my $pid = fork;
-        die "fork: $!\n" unless defined $pid;
-
-        if ($pid == 0) {
-            close $r;
-            my $resp = eval { $t->post(upgrade_path($project), $body) } || {};
-            my $j = $resp->{json} || {};
-            print $w join(' ', $resp->{status} || 'none',
-                $j->{error_code} || '-',
-                header($resp, 'X-Taurus-Guard-Id') || '-') . "\n";
-            close $w;
-            POSIX::_exit(0);
-        }
-
-        close $w;
-        push @kids, [ $pid, $r ];
-    }
-
-    my @out;
-    for my $k (@kids) {
-        my $fh = $k->[1];
-        my $l = <$fh>;
-        close $fh;
-        waitpid $k->[0], 0;
-        chomp $l if defined $l;
-        push @out, [ split / /, defined $l ? $l : 'none - -' ];
-    }
-
-    return @out;
-}
-
-
-# the workers that logged a request for one of @ids
-
-sub workers_of {
-    my ($t, @ids) = @_;
-    my %want = map { $_ => 1 } @ids;
-    my %pids;
-    for my $l (split /\n/, $t->read_file('logs/pids.log') || '') {
-        my ($pid, $status, $id) = split / /, $l;
-        $pids{$pid}++ if defined $id && $want{$id};
-    }
-    return keys %pids;
-}
 
 
 TaurusGuard::IAM::start_iam($t, ttl => 86400, delay => 500);
 TaurusGuard::IAM::upstream_tokens($t);
 $t->run($conf);
 
-my @r = concurrent($t, $PROJECT, 16);
+my @r = $t->concurrent_posts(upgrade_path($PROJECT), $body, 16);
 
 is(scalar(grep { $_->[0] eq '200' } @r), 16, '16 concurrent first requests: '
     . 'all 200') or diag(explain(\@r));
@@ -148,13 +94,13 @@ is(scalar(grep { $_->{token_ok} } @up), 16, 'the upstream accepted all 16');
 # the access log is written after the response: give it a moment
 
 sleep 0.2;
-my @w = workers_of($t, map { $_->[2] } @r);
+my @w = $t->workers_of(map { $_->[2] } @r);
 cmp_ok(scalar @w, '>', 1, 'the requests were spread over several workers '
     . '(' . scalar(@w) . ')');
 
 # later requests, in any worker, use the shared token
 
-@r = concurrent($t, $PROJECT, 8);
+@r = $t->concurrent_posts(upgrade_path($PROJECT), $body, 8);
 is(scalar(grep { $_->[0] eq '200' } @r), 8, '8 more: all 200');
 is(scalar(TaurusGuard::IAM::iam_calls($t)), 1, '8 more: no IAM call');
 
@@ -166,7 +112,7 @@ TaurusGuard::IAM::start_iam($t, ttl => 86400, delay => 500,
     status => 500);
 
 my $n = scalar $t->upstream_records;
-@r = concurrent($t, $PROJECT2, 8);
+@r = $t->concurrent_posts(upgrade_path($PROJECT2), $body, 8);
 is(scalar(grep { $_->[0] eq '503' && $_->[1] eq 'TG.0503' } @r), 8,
     'IAM failing: 8 concurrent first requests all refused with TG.0503')
     or diag(explain(\@r));
@@ -178,7 +124,7 @@ cmp_ok(scalar @calls, '<=', 8, 'IAM failing: at most one call per request');
 
 # and the first project is still served from the cache
 
-@r = concurrent($t, $PROJECT, 4);
+@r = $t->concurrent_posts(upgrade_path($PROJECT), $body, 4);
 is(scalar(grep { $_->[0] eq '200' } @r), 4,
     'IAM failing: the cached project is still served');
 
@@ -188,7 +134,7 @@ is(scalar(grep { $_->[0] eq '200' } @r), 4,
 TaurusGuard::IAM::start_iam($t, ttl => 86400, delay => 4000);
 
 $n = scalar $t->upstream_records;
-@r = concurrent($t, $PROJECT3, 8);
+@r = $t->concurrent_posts(upgrade_path($PROJECT3), $body, 8);
 is(scalar(grep { $_->[0] eq '503' && $_->[1] eq 'TG.0503' } @r), 8,
     'IAM too slow: 8 concurrent first requests all refused with TG.0503')
     or diag(explain(\@r));

@@ -99,56 +99,6 @@ sub served {
 }
 
 
-# $n requests at once, each from its own process: [status, id] each
-
-sub concurrent {
-    my ($t, $n) = @_;
-
-    my @kids;
-
-    for my $i (1 .. $n) {
-        pipe my $r, my $w or die "pipe: $!\n";
-        my $pid = fork;
-        die "fork: $!\n" unless defined $pid;
-
-        if ($pid == 0) {
-            close $r;
-            my $resp = eval { $t->post(upgrade_path(), $body) } || {};
-            print $w join(' ', $resp->{status} || 'none',
-                header($resp, 'X-Taurus-Guard-Id') || '-') . "\n";
-            close $w;
-            POSIX::_exit(0);
-        }
-
-        close $w;
-        push @kids, [ $pid, $r ];
-    }
-
-    my @out;
-    for my $k (@kids) {
-        my $fh = $k->[1];
-        my $l = <$fh>;
-        close $fh;
-        waitpid $k->[0], 0;
-        chomp $l if defined $l;
-        push @out, [ split / /, defined $l ? $l : 'none -' ];
-    }
-
-    return @out;
-}
-
-
-sub workers_of {
-    my ($t, @ids) = @_;
-    my %want = map { $_ => 1 } @ids;
-    my %pids;
-    for my $l (split /\n/, $t->read_file('logs/pids.log') || '') {
-        my ($pid, $status, $id) = split / /, $l;
-        $pids{$pid}++ if defined $id && $want{$id};
-    }
-    return keys %pids;
-}
-
 
 # No secret the service issued in error.log (but for nginx's own dump of
 # the upstream request headers, which README warns about), in the
@@ -161,7 +111,7 @@ sub no_secrets {
         TaurusGuard::Metadata::meta_keys($t);
     ok(@secrets >= 2, "$name: credentials were issued");
 
-    my @log = split /\n/, cut_proxy_dumps($t->error_log);
+    my @log = split /\n/, $t->error_log_without_proxy_dumps;
     my $responses = join "\n", @{ $t->{responses} };
     my $audit = $t->read_file('audit.log') || '';
 
@@ -189,33 +139,6 @@ sub no_secrets {
 }
 
 
-# error.log without nginx's proxy header dumps, and nothing else: the
-# one-line form (http proxy header: "Name: value") and the block form
-# (the whole request header between quotes, or cut short), as in
-# t/011-secrets.t
-
-sub cut_proxy_dumps {
-    my ($log) = @_;
-    my ($cut, $in_block) = ('', 0);
-    for my $l (split /\n/, $log) {
-        # nginx cuts a log line at 2048 bytes: a long dump has no
-        # closing quote, the next log line ends it
-        $in_block = 0
-            if $in_block && $l =~ m{\A\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[};
-        if ($in_block) {
-            $in_block = 0 if $l eq '"';
-            next;
-        }
-        next if $l =~ /\[debug\] .* http proxy header: ".*"\r?\z/;
-        if ($l =~ /\[debug\] .* http proxy header:\z/) {
-            $in_block = 1;
-            next;
-        }
-        $cut .= "$l\n";
-    }
-    return $cut;
-}
-
 
 # ---- one fetch, shared by requests and workers --------------------------
 
@@ -225,7 +148,7 @@ TaurusGuard::Metadata::start_meta($t, ttl => 86400, delay => 700);
 TaurusGuard::Metadata::upstream_keys($t);
 $t->run(conf());
 
-my @r = concurrent($t, 12);
+my @r = $t->concurrent_posts(upgrade_path(), $body, 12);
 is(scalar(grep { $_->[0] eq '200' } @r), 12,
     '12 concurrent first requests: all 200') or diag(explain(\@r));
 
@@ -248,7 +171,7 @@ is(join(',', keys %aks), $c->{access} || 'none',
     'all 12 signed with the one temporary AK issued');
 
 sleep 0.2;
-my @w = workers_of($t, map { $_->[1] } @r);
+my @w = $t->workers_of(map { $_->[2] } @r);
 cmp_ok(scalar @w, '>', 1, 'the requests were spread over several workers ('
     . scalar(@w) . ')');
 
@@ -262,7 +185,7 @@ for my $i (1 .. 5) {
         [ 'X-Security-Token', 'caller-token' ] ]);
     is($ak, $c->{access} || 'none', "cached request $i: the same AK");
 }
-@r = concurrent($t, 8);
+@r = $t->concurrent_posts(upgrade_path(), $body, 8);
 is(scalar(grep { $_->[0] eq '200' } @r), 8, '8 more concurrent: all 200');
 is(scalar(calls($t)), 1, '25 requests, 4 workers: one metadata call');
 

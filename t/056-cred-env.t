@@ -137,7 +137,7 @@ $t->stop;
 # no secret in error.log (the proxy's header dumps aside), the responses
 # or the audit log
 
-my $log = cut_proxy_dumps($t->error_log);
+my $log = $t->error_log_without_proxy_dumps;
 my $responses = join "\n", @{ $t->{responses} };
 my $audit = $t->read_file('audit.log') || '';
 ok(length $audit, 'audit log written');
@@ -155,30 +155,3 @@ ok(index($t->error_log, $SK) < 0, 'error.log, header dumps included: no SK');
 
 $t->done_testing;
 
-
-# error.log without nginx's proxy header dumps, and nothing else: the
-# one-line form (http proxy header: "Name: value") and the block form
-# (the whole request header between quotes, or cut short), as in
-# t/011-secrets.t
-
-sub cut_proxy_dumps {
-    my ($log) = @_;
-    my ($cut, $in_block) = ('', 0);
-    for my $l (split /\n/, $log) {
-        # nginx cuts a log line at 2048 bytes: a long dump has no
-        # closing quote, the next log line ends it
-        $in_block = 0
-            if $in_block && $l =~ m{\A\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[};
-        if ($in_block) {
-            $in_block = 0 if $l eq '"';
-            next;
-        }
-        next if $l =~ /\[debug\] .* http proxy header: ".*"\r?\z/;
-        if ($l =~ /\[debug\] .* http proxy header:\z/) {
-            $in_block = 1;
-            next;
-        }
-        $cut .= "$l\n";
-    }
-    return $cut;
-}

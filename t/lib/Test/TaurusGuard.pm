@@ -806,6 +806,89 @@ sub post {
 }
 
 
+# $n POSTs of $body to $path at once, each from its own process; returns
+# [status, error_code, id] for each, in no particular order.
+
+sub concurrent_posts {
+    my ($self, $path, $body, $n) = @_;
+
+    my @kids;
+
+    for my $i (1 .. $n) {
+        pipe my $r, my $w or die "pipe: $!\n";
+        my $pid = fork;
+        die "fork: $!\n" unless defined $pid;
+
+        if ($pid == 0) {
+            close $r;
+            my $resp = eval { $self->post($path, $body) } || {};
+            my $j = $resp->{json} || {};
+            print $w join(' ', $resp->{status} || 'none',
+                $j->{error_code} || '-',
+                header($resp, 'X-Taurus-Guard-Id') || '-') . "\n";
+            close $w;
+            POSIX::_exit(0);
+        }
+
+        close $w;
+        push @kids, [ $pid, $r ];
+    }
+
+    my @out;
+    for my $k (@kids) {
+        my $fh = $k->[1];
+        my $l = <$fh>;
+        close $fh;
+        waitpid $k->[0], 0;
+        chomp $l if defined $l;
+        push @out, [ split / /, defined $l ? $l : 'none - -' ];
+    }
+
+    return @out;
+}
+
+
+# The worker pids that served the requests @ids, from an access log
+# "logs/pids.log" in the format '$pid $status $taurus_guard_id'.
+
+sub workers_of {
+    my ($self, @ids) = @_;
+    my %want = map { $_ => 1 } @ids;
+    my %pids;
+    for my $l (split /\n/, $self->read_file('logs/pids.log') || '') {
+        my ($pid, $status, $id) = split / /, $l;
+        $pids{$pid}++ if defined $id && $want{$id};
+    }
+    return keys %pids;
+}
+
+
+# error.log without nginx's own dumps of the proxy's headers, which hold
+# an injected X-Auth-Token or X-Security-Token at debug level (README).
+
+sub error_log_without_proxy_dumps {
+    my ($self) = @_;
+    my ($cut, $in_block) = ('', 0);
+    for my $l (split /\n/, $self->error_log) {
+        # nginx cuts a log line at 2048 bytes: a long dump has no
+        # closing quote, the next log line ends it
+        $in_block = 0
+            if $in_block && $l =~ m{\A\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[};
+        if ($in_block) {
+            $in_block = 0 if $l eq '"';
+            next;
+        }
+        next if $l =~ /\[debug\] .* http proxy header: ".*"\r?\z/;
+        if ($l =~ /\[debug\] .* http proxy header:\z/) {
+            $in_block = 1;
+            next;
+        }
+        $cut .= "$l\n";
+    }
+    return $cut;
+}
+
+
 # The response is one of the gateway's own refusals: status, JSON shape,
 # error_code, id header equal to audit_id.  Returns the decoded body.
 
