@@ -30,6 +30,8 @@ static void tg_out_raw(tg_out_t *o, const unsigned char *s, size_t n);
 static void tg_out_str(tg_out_t *o, const tg_str_t *s);
 static void tg_iam_emit(tg_out_t *o, const tg_iam_cred_t *c,
     const tg_str_t *project);
+static void tg_agency_emit(tg_out_t *o, const tg_str_t *domain,
+    const tg_str_t *agency, const tg_str_t *project);
 
 
 static void
@@ -69,7 +71,33 @@ tg_iam_emit(tg_out_t *o, const tg_iam_cred_t *c, const tg_str_t *project)
     tg_out_str(o, &c->password);
     tg_out_raw(o, tg_lit("\",\"domain\":{\"name\":\""));
     tg_out_str(o, &c->domain);
-    tg_out_raw(o, tg_lit("\"}}}},\"scope\":{\"project\":{\"id\":\""));
+
+    if (project == NULL) {
+        tg_out_raw(o, tg_lit("\"}}}},\"scope\":{\"domain\":"
+                             "{\"name\":\""));
+        tg_out_str(o, &c->domain);
+
+    } else {
+        tg_out_raw(o, tg_lit("\"}}}},\"scope\":{\"project\":"
+                             "{\"id\":\""));
+        tg_out_str(o, project);
+    }
+
+    tg_out_raw(o, tg_lit("\"}}}}"));
+}
+
+
+static void
+tg_agency_emit(tg_out_t *o, const tg_str_t *domain, const tg_str_t *agency,
+    const tg_str_t *project)
+{
+    tg_out_raw(o, tg_lit("{\"auth\":{\"identity\":{\"methods\":"
+                         "[\"assume_role\"],\"assume_role\":"
+                         "{\"domain_name\":\""));
+    tg_out_str(o, domain);
+    tg_out_raw(o, tg_lit("\",\"agency_name\":\""));
+    tg_out_str(o, agency);
+    tg_out_raw(o, tg_lit("\"}},\"scope\":{\"project\":{\"id\":\""));
     tg_out_str(o, project);
     tg_out_raw(o, tg_lit("\"}}}}"));
 }
@@ -91,14 +119,43 @@ tg_iam_request_body(const tg_iam_cred_t *c, const unsigned char *project,
     o.buf = NULL;
     o.size = 0;
     o.len = 0;
-    tg_iam_emit(&o, c, &p);
+    tg_iam_emit(&o, c, project ? &p : NULL);
     len = o.len;
 
     if (buf != NULL && size >= len) {
         o.buf = buf;
         o.size = size;
         o.len = 0;
-        tg_iam_emit(&o, c, &p);
+        tg_iam_emit(&o, c, project ? &p : NULL);
+    }
+
+    return len;
+}
+
+
+size_t
+tg_iam_agency_body(const tg_str_t *domain, const tg_str_t *agency,
+    const unsigned char *project, size_t plen, unsigned char *buf,
+    size_t size)
+{
+    size_t    len;
+    tg_out_t  o;
+    tg_str_t  p;
+
+    p.data = project;
+    p.len = plen;
+
+    o.buf = NULL;
+    o.size = 0;
+    o.len = 0;
+    tg_agency_emit(&o, domain, agency, &p);
+    len = o.len;
+
+    if (buf != NULL && size >= len) {
+        o.buf = buf;
+        o.size = size;
+        o.len = 0;
+        tg_agency_emit(&o, domain, agency, &p);
     }
 
     return len;

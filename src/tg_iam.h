@@ -1,6 +1,7 @@
 /*
- * IAM token requests: the body of "POST /v3/auth/tokens" (password
- * method, scoped to one project) and the expiry in IAM's answer.
+ * IAM token requests: the bodies of "POST /v3/auth/tokens" (the password
+ * method, scoped to one project or to the user's domain; an agency's
+ * assume_role) and the expiry in IAM's answer.
  */
 
 #ifndef TG_IAM_H
@@ -16,10 +17,27 @@
  * {"name":USER,"password":PASS,"domain":{"name":DOMAIN}}}},
  * "scope":{"project":{"id":PROJECT}}}}
  *
+ * or, with project NULL, scoped to the user's own domain (the token an
+ * agency token is asked with): "scope":{"domain":{"name":DOMAIN}}.
+ *
  * Returns its length; writes it to buf only when size is at least that.
  * The caller wipes buf: it holds the password.
  */
 size_t tg_iam_request_body(const tg_iam_cred_t *c,
+    const unsigned char *project, size_t plen, unsigned char *buf,
+    size_t size);
+
+/*
+ * An agency token ("Obtaining an Agency Token"), asked with the
+ * delegated user's own token in X-Auth-Token:
+ *
+ * {"auth":{"identity":{"methods":["assume_role"],"assume_role":
+ * {"domain_name":DOMAIN,"agency_name":AGENCY}},
+ * "scope":{"project":{"id":PROJECT}}}}
+ *
+ * DOMAIN is the delegating account's.  Sized and written as above.
+ */
+size_t tg_iam_agency_body(const tg_str_t *domain, const tg_str_t *agency,
     const unsigned char *project, size_t plen, unsigned char *buf,
     size_t size);
 

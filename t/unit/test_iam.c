@@ -53,6 +53,76 @@ test_body(void)
 }
 
 
+/* scoped to the user's domain: the token an agency token is asked with */
+
+static void
+test_domain_body(void)
+{
+    size_t          len, n;
+    tg_iam_cred_t   c;
+    unsigned char   buf[512];
+
+    static const char  want[] =
+        "{\"auth\":{\"identity\":{\"methods\":[\"password\"],"
+        "\"password\":{\"user\":{\"name\":\"tg-user\","
+        "\"password\":\"pw\",\"domain\":{\"name\":\"tg-domain\"}}}},"
+        "\"scope\":{\"domain\":{\"name\":\"tg-domain\"}}}}";
+
+    c.user.data = (const unsigned char *) "tg-user";
+    c.user.len = 7;
+    c.password.data = (const unsigned char *) "pw";
+    c.password.len = 2;
+    c.domain.data = (const unsigned char *) "tg-domain";
+    c.domain.len = 9;
+
+    len = tg_iam_request_body(&c, NULL, 0, NULL, 0);
+    is_int(len, sizeof(want) - 1, "domain body: sized exactly");
+
+    n = tg_iam_request_body(&c, NULL, 0, buf, sizeof(buf));
+    buf[n] = '\0';
+    is_str((char *) buf, want, "domain body: scoped to the user's domain");
+}
+
+
+static void
+test_agency_body(void)
+{
+    size_t          len, n;
+    tg_str_t        domain, agency;
+    unsigned char   buf[512];
+
+    static const char  want[] =
+        "{\"auth\":{\"identity\":{\"methods\":[\"assume_role\"],"
+        "\"assume_role\":{\"domain_name\":\"owner\\\"dom\","
+        "\"agency_name\":\"taurus_ops\"}},"
+        "\"scope\":{\"project\":{\"id\":"
+        "\"0123456789abcdef0123456789abcdef\"}}}}";
+
+    domain.data = (const unsigned char *) "owner\"dom";
+    domain.len = 9;
+    agency.data = (const unsigned char *) "taurus_ops";
+    agency.len = 10;
+
+    len = tg_iam_agency_body(&domain, &agency, (const unsigned char *)
+                             "0123456789abcdef0123456789abcdef", 32,
+                             NULL, 0);
+    is_int(len, sizeof(want) - 1, "agency body: sized exactly");
+
+    memset(buf, 'x', sizeof(buf));
+    n = tg_iam_agency_body(&domain, &agency, (const unsigned char *)
+                           "0123456789abcdef0123456789abcdef", 32,
+                           buf, len - 1);
+    ok(n == len && buf[0] == 'x', "agency body: nothing written when short");
+
+    n = tg_iam_agency_body(&domain, &agency, (const unsigned char *)
+                           "0123456789abcdef0123456789abcdef", 32,
+                           buf, sizeof(buf));
+    buf[n] = '\0';
+    is_str((char *) buf, want, "agency body: assume_role, scoped, escaped");
+    ok(buf[n + 1] == 'x', "agency body: nothing written past it");
+}
+
+
 static void
 test_expires(void)
 {
@@ -133,6 +203,8 @@ int
 main(void)
 {
     test_body();
+    test_domain_body();
+    test_agency_body();
     test_expires();
     test_metadata();
 
