@@ -4,10 +4,12 @@
 # credentials, GET /openstack/latest/securitykey, for the integration
 # tests of `taurus_guard_credentials metadata=...`.  Each call issues a
 # new temporary AK/SK and security token with a short life, and is
-# recorded so a test can count the calls.
+# recorded so a test can count the calls.  With --session it also
+# wants a session token first (IMDS v2 style).
 #
 #   tg-metadata.pl --listen 127.0.0.1:PORT [--ttl SECONDS] [--record FILE]
-#       [--keys FILE] [--status N] [--delay MS] [--pidfile FILE]
+#       [--keys FILE] [--status N] [--delay MS] [--session]
+#       [--sessions FILE] [--session-status N] [--pidfile FILE]
 #
 # A GET (or HEAD) on exactly /openstack/latest/securitykey, no query, is
 # answered 200 with the body the real service gives:
@@ -20,20 +22,56 @@
 # or digits; SK 40 letters and digits; TOKEN about 1200 characters of
 # base64url-like text.  All are random, so unique across restarts.
 #
+# With --session, the service wants a session token, as the real one
+# does when told to:
+#
+#   - PUT on exactly /meta-data/latest/api/token, no query, with exactly
+#     one header X-Metadata-Token-Ttl-Seconds: N, N an integer from 1 to
+#     21600 (digits only; else 400 {"error":...}), is answered 200,
+#     text/plain, the body a new session token: "tgSess" and 50 random
+#     letters and digits, valid N seconds.  Another method on that path
+#     gets 405;
+#   - the GET (or HEAD) on the securitykey path then needs exactly one
+#     header X-Metadata-Token naming a session token issued (listed in
+#     --sessions), not expired and not revoked; else 401
+#     {"error":"session token missing or expired"} and nothing issued.
+#     That is checked before --status.
+#
+# Without --session the token path is like any other (404: an older
+# service) and the GET needs no session token.
+#
 # Options:
 #   --ttl N       credential lifetime in seconds (default 86400; may be
 #                 a fraction)
-#   --status N    answer every call with status N and a small error body
-#                 (the service failing); nothing is issued
-#   --delay MS    wait MS milliseconds before answering (a slow service)
+#   --status N    answer every call on the securitykey path (one with a
+#                 valid session token, with --session) with status N
+#                 and a small error body (the service failing); nothing
+#                 is issued
+#   --delay MS    wait MS milliseconds before answering (a slow service;
+#                 the session token PUT too)
+#   --session     session tokens, as above
+#   --session-status N
+#                 answer every session token PUT that would get a token
+#                 with status N and a small error body; nothing issued
 #   --record FILE append one JSON line per call: time (RFC 3339), epoch,
 #                 method, target, headers (names only), status, ok (1
-#                 when credentials were issued), access (the AK issued, or
-#                 null), expires_at, expires (epoch).  Never the secret
-#                 or the token.
+#                 when credentials or a session token were issued),
+#                 access (the AK issued, or null), expires_at, expires
+#                 (epoch; of the credentials, else null), session (the
+#                 X-Metadata-Token sent, the last when several, or null),
+#                 ttl (the X-Metadata-Token-Ttl-Seconds of a PUT, as
+#                 sent, the last when several, else null),
+#                 session_issued (the session token a PUT issued, else
+#                 null).  Never the secret or the security token.
 #   --keys FILE   append "AK SK TOKEN" for every credential issued:
 #                 tg-upstream.pl --keys FILE verifies requests signed
 #                 with them (and that they carry that security token)
+#   --sessions FILE
+#                 append "TOKEN EXPIRES_EPOCH" for every session token
+#                 issued; the GET accepts exactly these.  A line
+#                 "revoke TOKEN" (appended, so it cannot race the
+#                 service's appends) revokes that token.  With --session
+#                 but without this file no GET succeeds.
 #
 # One child process per connection; TERM stops the server and its
 # children (the service "down": stop it; "back": start it again).
@@ -51,6 +89,7 @@ use lib File::Basename::dirname(__FILE__);
 
 package TaurusGuard::Metadata::Server;
 
+use Fcntl qw(:flock);
 use Getopt::Long qw(GetOptionsFromArray);
 use POSIX qw(strftime);
 use Time::HiRes qw(time sleep);
@@ -59,6 +98,9 @@ use TaurusGuard::HTTPServer;
 
 my (%opt, $json);
 
+my $KEY_PATH = '/openstack/latest/securitykey';
+my $TOKEN_PATH = '/meta-data/latest/api/token';
+
 
 sub main {
     my (@argv) = @_;
@@ -66,7 +108,8 @@ sub main {
     %opt = (listen => '127.0.0.1:5001', ttl => 86400);
 
     GetOptionsFromArray(\@argv, \%opt, 'listen=s', 'ttl=f', 'record=s',
-        'keys=s', 'status=i', 'delay=i', 'pidfile=s')
+        'keys=s', 'status=i', 'delay=i', 'session', 'sessions=s',
+        'session-status=i', 'pidfile=s')
         or die "usage: $0 --listen ADDR:PORT [options]\n";
 
     $json = TaurusGuard::HTTPServer::json();
@@ -89,20 +132,94 @@ sub rand_text {
 }
 
 
+# Whether $token is a session token listed in the --sessions file, not
+# expired and not revoked.
+
+sub session_ok {
+    my ($token) = @_;
+
+    return 0 unless defined $opt{sessions} && length $token;
+
+    open my $fh, '<', $opt{sessions} or return 0;
+    flock $fh, LOCK_SH;
+
+    my ($expires, $revoked);
+
+    while (my $l = <$fh>) {
+        my @f = split ' ', $l;
+        next unless @f == 2;
+        if ($f[0] eq 'revoke') {
+            $revoked = 1 if $f[1] eq $token;
+        } elsif ($f[0] eq $token) {
+            $expires = $f[1];
+        }
+    }
+
+    close $fh;
+
+    return defined $expires && !$revoked && $expires > time ? 1 : 0;
+}
+
+
+# The session token PUT (--session): returns status, content type, body
+# and the token issued (or undef).
+
+sub put_session {
+    my ($req) = @_;
+
+    my $ttl = $req->{h}{'x-metadata-token-ttl-seconds'} || [];
+
+    return (400, 'application/json',
+        '{"error":"X-Metadata-Token-Ttl-Seconds: one integer from 1 to '
+        . '21600 expected"}')
+        unless @$ttl == 1 && $ttl->[0] =~ /\A[0-9]{1,5}\z/
+            && $ttl->[0] >= 1 && $ttl->[0] <= 21600;
+
+    return ($opt{'session-status'}, 'application/json',
+        '{"error":"metadata service failing"}')
+        if defined $opt{'session-status'};
+
+    my $token = 'tgSess' . rand_text(50,
+        'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789');
+
+    # issued before it is answered: the GET that follows finds it
+
+    append($opt{sessions}, sprintf("%s %.6f\n", $token, time + $ttl->[0]))
+        if defined $opt{sessions};
+
+    return (200, 'text/plain', $token, $token);
+}
+
+
 sub handle {
     my ($c, $req) = @_;
 
     sleep($opt{delay} / 1000) if $opt{delay};
 
-    my ($status, $body, $issued);
+    my ($status, $body, $issued, $session_issued);
+    my $type = 'application/json';
+    my $sent = $req->{h}{'x-metadata-token'} || [];
+    my $ttl = $req->{h}{'x-metadata-token-ttl-seconds'} || [];
 
-    if ($req->{target} ne '/openstack/latest/securitykey') {
+    if ($opt{session} && $req->{target} eq $TOKEN_PATH) {
+        if ($req->{method} ne 'PUT') {
+            $status = 405;
+            $body = '{"error":"method not allowed"}';
+        } else {
+            ($status, $type, $body, $session_issued) = put_session($req);
+        }
+
+    } elsif ($req->{target} ne $KEY_PATH) {
         $status = 404;
         $body = '{"error":"not found"}';
 
     } elsif ($req->{method} ne 'GET' && $req->{method} ne 'HEAD') {
         $status = 405;
         $body = '{"error":"method not allowed"}';
+
+    } elsif ($opt{session} && (@$sent != 1 || !session_ok($sent->[0]))) {
+        $status = 401;
+        $body = '{"error":"session token missing or expired"}';
 
     } elsif (defined $opt{status}) {
         $status = $opt{status};
@@ -133,27 +250,34 @@ sub handle {
                 qw(access secret securitytoken expires_at) } });
     }
 
+    # the ttl as the string sent ("$v": put_session compared it as a
+    # number, and JSON::PP would write a number)
+
     if (defined $opt{record}) {
         my $t = $req->{time};
         TaurusGuard::HTTPServer::append_record($opt{record}, {
-            time       => strftime('%Y-%m-%dT%H:%M:%S', gmtime $t)
+            time           => strftime('%Y-%m-%dT%H:%M:%S', gmtime $t)
                 . sprintf('.%03dZ', ($t - int $t) * 1000),
-            epoch      => $t,
-            method     => $req->{method},
-            target     => $req->{target},
-            headers    => [ map { $_->[0] } @{ $req->{headers} } ],
-            status     => $status,
-            ok         => $issued ? 1 : 0,
-            access     => $issued ? $issued->{access} : undef,
-            expires_at => $issued ? $issued->{expires_at} : undef,
-            expires    => $issued ? $issued->{expires} : undef,
+            epoch          => $t,
+            method         => $req->{method},
+            target         => $req->{target},
+            headers        => [ map { $_->[0] } @{ $req->{headers} } ],
+            status         => $status,
+            ok             => $issued || $session_issued ? 1 : 0,
+            access         => $issued ? $issued->{access} : undef,
+            expires_at     => $issued ? $issued->{expires_at} : undef,
+            expires        => $issued ? $issued->{expires} : undef,
+            session        => $sent->[-1],
+            ttl            => $req->{method} eq 'PUT' && @$ttl
+                ? "$ttl->[-1]" : undef,
+            session_issued => $session_issued,
         });
     }
 
     return TaurusGuard::HTTPServer::respond($c,
         status       => $status,
         reason       => 'Status',
-        content_type => 'application/json',
+        content_type => $type,
         body         => $body,
         keep         => TaurusGuard::HTTPServer::keep_alive($req),
         no_body      => $req->{method} eq 'HEAD',
@@ -172,15 +296,19 @@ sub append {
 #
 #   require "$FindBin::Bin/lib/tg-metadata.pl";
 #   TaurusGuard::Metadata::start_meta($t, ttl => 12);   # %%PORT_META%%
-#       (ttl, status, delay: as the options above)
+#       (ttl, status, delay: as the options above; session => 1:
+#       --session; session_status => N: --session-status N)
 #   TaurusGuard::Metadata::upstream_keys($t, %o);       # tg-upstream
 #       --keys keys (o: token => T, tokens => FILE, ak/sk => ...)
 #   my @calls = TaurusGuard::Metadata::meta_calls($t);
 #   my @keys = TaurusGuard::Metadata::meta_keys($t);  # [ak, sk, token]
+#   my @s = TaurusGuard::Metadata::meta_sessions($t);  # [token, expires]
+#   TaurusGuard::Metadata::revoke_session($t, $s[0][0]);
 #   TaurusGuard::Metadata::stop_meta($t);
 #
 # The service writes meta.jsonl (--record) and appends to keys (--keys)
-# in the test directory, and logs to logs/meta.log.
+# and sessions (--sessions) in the test directory, and logs to
+# logs/meta.log.
 
 package TaurusGuard::Metadata;
 
@@ -190,6 +318,9 @@ my $BIN = dirname(__FILE__);
 
 my %LIVE;
 
+
+# %o: ttl, status, delay (as the server's options), session (true:
+# --session), session_status (--session-status).
 
 sub start_meta {
     my ($t, %o) = @_;
@@ -204,9 +335,13 @@ sub start_meta {
         '--ttl', defined $o{ttl} ? $o{ttl} : 86400,
         '--record', "$d/meta.jsonl",
         '--keys', "$d/keys",
+        '--sessions', "$d/sessions",
         '--pidfile', "$d/meta.pid");
     push @cmd, '--status', $o{status} if defined $o{status};
     push @cmd, '--delay', $o{delay} if defined $o{delay};
+    push @cmd, '--session' if $o{session};
+    push @cmd, '--session-status', $o{session_status}
+        if defined $o{session_status};
 
     my $pid = TaurusGuard::HTTPServer::spawn("$d/logs/meta.log", @cmd);
 
@@ -281,6 +416,26 @@ sub meta_keys {
     my $c = $t->read_file('keys');
     return map { [ split ' ' ] } grep { /\S/ }
         split /\n/, defined $c ? $c : '';
+}
+
+
+# Session tokens issued (--session, "sessions"): [ token, expires
+# (epoch) ], oldest first, revoked ones too (revoke lines left out).
+
+sub meta_sessions {
+    my ($t) = @_;
+    my $c = $t->read_file('sessions');
+    return map { [ split ' ' ] } grep { /\S/ && !/\Arevoke / }
+        split /\n/, defined $c ? $c : '';
+}
+
+
+# From now on the service refuses this session token.
+
+sub revoke_session {
+    my ($t, $token) = @_;
+    TaurusGuard::Metadata::Server::append($t->testdir . '/sessions',
+        "revoke $token\n");
 }
 
 
