@@ -15,6 +15,12 @@
  * valid token left and the fetch failed, the request is refused.  A 401
  * from the endpoint drops the token it refused.
  *
+ * An agency token (agency=) is asked with the delegated user's own token,
+ * scoped to the user's domain, itself fetched with the password and kept
+ * like the others under one key; the metadata credentials may be asked
+ * with a session token (session=), fetched the same way.  A base token
+ * the service refuses with 401 is dropped.
+ *
  * The password and the tokens are never logged; the request body that
  * carries the password is wiped when the request ends.
  */
@@ -28,6 +34,7 @@
 #define NGX_HTTP_TG_IAM_FILE_MAX     4096
 #define NGX_HTTP_TG_IAM_ZONE_SIZE    (4 * 1024 * 1024)
 #define NGX_HTTP_TG_IAM_TOKEN_MAX    (64 * 1024)
+#define NGX_HTTP_TG_SESSION_TTL_MAX  21600   /* the service's limit, s */
 
 #define ngx_http_tg_shpool(iam)                                              \
     ((ngx_slab_pool_t *) (iam)->zone->shm.addr)
@@ -39,8 +46,13 @@ typedef struct {
     ngx_http_taurus_guard_iam_t  *iam;
     ngx_http_taurus_guard_ctx_t  *ctx;       /* NULL: a background renewal */
     u_char                        project[TG_PROJECT_ID_LEN];
+    ngx_str_t                     base;      /* the base token it carries */
     ngx_uint_t                    done;      /* its answer was handled */
 } ngx_http_taurus_guard_iam_fetch_t;
+
+
+/* a base token is kept under this key: project ids are hex */
+static u_char  ngx_http_taurus_guard_base_key[TG_PROJECT_ID_LEN];
 
 
 static ngx_int_t ngx_http_taurus_guard_fetch_zone(ngx_conf_t *cf,
@@ -50,16 +62,30 @@ static ngx_int_t ngx_http_taurus_guard_iam_init_zone(ngx_shm_zone_t *zone,
 static ngx_int_t ngx_http_taurus_guard_metadata_answer(
     ngx_http_request_t *sr, ngx_http_taurus_guard_iam_t *iam,
     ngx_str_t *profile, time_t *expires, const char **problem);
+static ngx_int_t ngx_http_taurus_guard_session_answer(
+    ngx_http_request_t *sr, ngx_http_taurus_guard_iam_t *iam,
+    ngx_str_t *token, time_t *expires, const char **problem);
 static ngx_int_t ngx_http_taurus_guard_fetch_body(ngx_http_request_t *sr,
     ngx_str_t *body, const char **problem);
 static ngx_http_taurus_guard_iam_slot_t *ngx_http_taurus_guard_iam_slot(
     ngx_http_taurus_guard_iam_t *iam, u_char *project, ngx_uint_t add);
 static ngx_int_t ngx_http_taurus_guard_iam_take(ngx_http_request_t *r,
-    ngx_http_taurus_guard_iam_t *iam, ngx_http_taurus_guard_ctx_t *ctx,
+    ngx_http_taurus_guard_iam_t *iam, u_char *key, ngx_str_t *out,
     ngx_uint_t *renew);
+static ngx_int_t ngx_http_taurus_guard_fetch_start(ngx_http_request_t *r,
+    ngx_http_taurus_guard_iam_t *iam, ngx_http_taurus_guard_ctx_t *ctx,
+    u_char *key, ngx_str_t *out, ngx_str_t *base);
+static void ngx_http_taurus_guard_fetch_renew(ngx_http_request_t *r,
+    ngx_http_taurus_guard_iam_t *iam, u_char *key);
 static ngx_int_t ngx_http_taurus_guard_iam_fetch(ngx_http_request_t *r,
     ngx_http_taurus_guard_iam_t *iam, ngx_http_taurus_guard_ctx_t *ctx,
-    ngx_uint_t background);
+    u_char *key, ngx_str_t *base);
+static ngx_int_t ngx_http_taurus_guard_fetch_header(ngx_http_request_t *sr,
+    ngx_str_t *name, ngx_str_t *value);
+static void ngx_http_taurus_guard_fetch_drop(ngx_http_taurus_guard_iam_t *iam,
+    u_char *key, ngx_str_t *token);
+static u_char *ngx_http_taurus_guard_fetch_what(
+    ngx_http_taurus_guard_iam_fetch_t *fetch, u_char *buf, size_t len);
 static ngx_int_t ngx_http_taurus_guard_iam_fetched(ngx_http_request_t *sr,
     void *data, ngx_int_t rc);
 static ngx_int_t ngx_http_taurus_guard_iam_answer(ngx_http_request_t *sr,
@@ -74,6 +100,11 @@ static void ngx_http_taurus_guard_iam_cleanup(void *data);
 static void ngx_http_taurus_guard_iam_wait_cleanup(void *data);
 static tg_iam_cred_t *ngx_http_taurus_guard_iam_cred(ngx_log_t *log,
     ngx_http_taurus_guard_iam_t *iam);
+static ngx_int_t ngx_http_taurus_guard_fetch_name(ngx_conf_t *cf,
+    ngx_str_t *value, ngx_str_t *name, const char *directive);
+static char *ngx_http_taurus_guard_agency_conf(ngx_conf_t *cf,
+    ngx_http_taurus_guard_token_t *token, ngx_http_taurus_guard_iam_t *user,
+    ngx_str_t *agency, ngx_str_t *domain);
 
 
 char *
@@ -82,7 +113,7 @@ ngx_http_taurus_guard_iam_conf(ngx_conf_t *cf,
 {
     size_t                        line;
     tg_rc_t                       rc;
-    ngx_str_t                     s;
+    ngx_str_t                     s, agency, domain;
     ngx_uint_t                    i;
     ngx_pool_cleanup_t           *cln;
     ngx_http_taurus_guard_iam_t  *iam;
@@ -94,7 +125,32 @@ ngx_http_taurus_guard_iam_conf(ngx_conf_t *cf,
 
     iam->refresh = 3600;
 
+    ngx_str_null(&agency);
+    ngx_str_null(&domain);
+
     for (i = 1; i < n; i++) {
+
+        if (ngx_strncmp(value[i].data, "agency=", 7) == 0) {
+            if (ngx_http_taurus_guard_fetch_name(cf, &value[i], &agency,
+                                                 "taurus_guard_token")
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "agency_domain=", 14) == 0) {
+            if (ngx_http_taurus_guard_fetch_name(cf, &value[i], &domain,
+                                                 "taurus_guard_token")
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
 
         if (ngx_strncmp(value[i].data, "iam=", 4) == 0) {
             iam->uri.data = value[i].data + 4;
@@ -145,6 +201,13 @@ ngx_http_taurus_guard_iam_conf(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
+    if ((agency.len == 0) != (domain.len == 0)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "taurus_guard_token: \"agency=\" and"
+                           " \"agency_domain=\" go together");
+        return NGX_CONF_ERROR;
+    }
+
     iam->watch.conf_file = cf->conf_file->file.name.data;
     iam->watch.conf_line = cf->conf_file->line;
 
@@ -189,27 +252,124 @@ ngx_http_taurus_guard_iam_conf(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
-    token->iam = iam;
     token->watch = iam->watch;
+
+    if (agency.len) {
+        return ngx_http_taurus_guard_agency_conf(cf, token, iam, &agency,
+                                                 &domain);
+    }
+
+    token->iam = iam;
 
     return NGX_CONF_OK;
 }
 
 
 /*
- * taurus_guard_credentials metadata=URI [refresh=TIME]: the ECS metadata
- * service's temporary AK/SK and security token, shared by all workers.
+ * agency=NAME agency_domain=NAME: the tokens sent are the agency's, for
+ * the project of each batch, asked with the user's own token, which the
+ * password gets scoped to the user's domain.
+ */
+
+static char *
+ngx_http_taurus_guard_agency_conf(ngx_conf_t *cf,
+    ngx_http_taurus_guard_token_t *token, ngx_http_taurus_guard_iam_t *user,
+    ngx_str_t *agency, ngx_str_t *domain)
+{
+    ngx_str_t                     what;
+    ngx_http_taurus_guard_iam_t  *iam;
+
+    iam = ngx_pcalloc(cf->pool, sizeof(ngx_http_taurus_guard_iam_t));
+    if (iam == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    user->user = 1;
+
+    iam->kind = NGX_HTTP_TG_FETCH_IAM;
+    iam->uri = user->uri;
+    iam->refresh = user->refresh;
+    iam->margin = user->margin;
+    iam->agency = *agency;
+    iam->agency_domain = *domain;
+    iam->base = user;
+    ngx_str_set(&iam->base_header, "X-Auth-Token");
+
+    /* the agency's tokens are not the user's: a zone of their own */
+
+    what.len = user->watch.path.len + sizeof("#agency=/") - 1
+               + domain->len + agency->len;
+    what.data = ngx_pnalloc(cf->pool, what.len);
+    if (what.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_sprintf(what.data, "%V#agency=%V/%V", &user->watch.path, domain,
+                agency);
+
+    if (ngx_http_taurus_guard_fetch_zone(cf, iam, &what) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    token->iam = iam;
+
+    return NGX_CONF_OK;
+}
+
+
+/* NAME of "key=NAME": printable ASCII, as IAM's names are */
+
+static ngx_int_t
+ngx_http_taurus_guard_fetch_name(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_str_t *name, const char *directive)
+{
+    u_char  *p;
+
+    p = ngx_strlchr(value->data, value->data + value->len, '=') + 1;
+
+    name->data = p;
+    name->len = value->data + value->len - p;
+
+    if (name->len == 0 || name->len > 255) {
+        goto invalid;
+    }
+
+    for ( /* void */ ; p < value->data + value->len; p++) {
+        if (*p < 0x20 || *p > 0x7e) {
+            goto invalid;
+        }
+    }
+
+    return NGX_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "%s: invalid \"%V\": a name of 1 to 255 printable"
+                       " characters expected", directive, value);
+
+    return NGX_ERROR;
+}
+
+
+/*
+ * taurus_guard_credentials metadata=URI [session=URI [session_ttl=TIME]]
+ * [refresh=TIME]: the ECS metadata service's temporary AK/SK and security
+ * token, shared by all workers; with session=, asked with a session
+ * token ("PUT /meta-data/latest/api/token") as the SDKs do.
  */
 
 char *
 ngx_http_taurus_guard_metadata_conf(ngx_conf_t *cf,
     ngx_http_taurus_guard_cred_t *cred, ngx_str_t *value, ngx_uint_t n)
 {
-    ngx_str_t                     s;
+    time_t                        ttl;
+    ngx_str_t                     s, session;
     ngx_uint_t                    i;
-    ngx_http_taurus_guard_iam_t  *meta;
+    ngx_http_taurus_guard_iam_t  *meta, *base;
 
     static ngx_str_t  none = ngx_string("metadata");
+    static ngx_str_t  sess = ngx_string("metadata-session");
 
     meta = ngx_pcalloc(cf->pool, sizeof(ngx_http_taurus_guard_iam_t));
     if (meta == NULL) {
@@ -219,7 +379,34 @@ ngx_http_taurus_guard_metadata_conf(ngx_conf_t *cf,
     meta->kind = NGX_HTTP_TG_FETCH_METADATA;
     meta->refresh = 900;
 
+    ngx_str_null(&session);
+    ttl = NGX_HTTP_TG_SESSION_TTL_MAX;
+
     for (i = 1; i < n; i++) {
+
+        if (ngx_strncmp(value[i].data, "session=", 8) == 0) {
+            session.data = value[i].data + 8;
+            session.len = value[i].len - 8;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "session_ttl=", 12) == 0) {
+            s.data = value[i].data + 12;
+            s.len = value[i].len - 12;
+
+            ttl = ngx_parse_time(&s, 1);
+            if (ttl == (time_t) NGX_ERROR || ttl < 2
+                || ttl > NGX_HTTP_TG_SESSION_TTL_MAX)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "taurus_guard_credentials: invalid"
+                                   " \"%V\": 2s to 6h expected",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
 
         if (ngx_strncmp(value[i].data, "metadata=", 9) == 0) {
             meta->uri.data = value[i].data + 9;
@@ -263,6 +450,36 @@ ngx_http_taurus_guard_metadata_conf(ngx_conf_t *cf,
     }
 
     cred->fetch = meta;
+
+    if (session.len == 0) {
+        return NGX_CONF_OK;
+    }
+
+    if (session.data[0] != '/') {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "taurus_guard_credentials: \"session=\" takes"
+                           " the URI of an internal location that proxies"
+                           " to the session token's");
+        return NGX_CONF_ERROR;
+    }
+
+    base = ngx_pcalloc(cf->pool, sizeof(ngx_http_taurus_guard_iam_t));
+    if (base == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    base->kind = NGX_HTTP_TG_FETCH_SESSION;
+    base->uri = session;
+    base->ttl = ttl;
+    base->refresh = ttl / 4;
+    base->margin = ngx_min(30, ngx_max(ttl / 8, 1));
+
+    if (ngx_http_taurus_guard_fetch_zone(cf, base, &sess) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    meta->base = base;
+    ngx_str_set(&meta->base_header, "X-Metadata-Token");
 
     return NGX_CONF_OK;
 }
@@ -326,9 +543,14 @@ ngx_http_taurus_guard_iam_init_zone(ngx_shm_zone_t *zone, void *data)
 
 
 /*
- * NGX_OK: ctx->token is a token valid for a while yet; NGX_AGAIN: the
- * request waits for a fetch (its own or another's), then ctx->resume
- * runs; NGX_ERROR: no token can be had.
+ * NGX_OK: *out is the secret of key, valid for a while yet; NGX_AGAIN:
+ * the request waits for a fetch (its own or another's), then ctx->resume
+ * runs and the caller asks again; NGX_ERROR: it cannot be had.
+ *
+ * A secret asked with a base token needs that first: when none is in
+ * hand, the fetch this request waits for is the base's.  A request
+ * fetches each at most once, except that a fetch whose base token was
+ * refused (401) is tried again with a new one.
  */
 
 ngx_int_t
@@ -336,26 +558,17 @@ ngx_http_taurus_guard_fetch_get(ngx_http_request_t *r,
     ngx_http_taurus_guard_iam_t *iam, ngx_http_taurus_guard_ctx_t *ctx,
     u_char *key, ngx_str_t *out)
 {
-    ngx_int_t                          rc;
-    ngx_uint_t                         renew;
-    ngx_pool_cleanup_t                *cln;
-    ngx_http_taurus_guard_iam_slot_t  *slot;
+    u_char      *bkey;
+    ngx_int_t    rc;
+    ngx_str_t   *base;
+    ngx_uint_t   renew;
 
-    ctx->fetch_src = iam;
-    ctx->fetch_key = key;
-    ctx->fetch_out = out;
-
-    if (iam->kind == NGX_HTTP_TG_FETCH_IAM) {
-        /* for the 401 of the endpoint */
-        ctx->iam = iam;
-    }
-
-    rc = ngx_http_taurus_guard_iam_take(r, iam, ctx, &renew);
+    rc = ngx_http_taurus_guard_iam_take(r, iam, key, out, &renew);
 
     if (rc == NGX_OK) {
         if (renew) {
             /* still good: this request goes on, a renewal runs beside */
-            (void) ngx_http_taurus_guard_iam_fetch(r, iam, ctx, 1);
+            ngx_http_taurus_guard_fetch_renew(r, iam, key);
         }
 
         return NGX_OK;
@@ -365,11 +578,69 @@ ngx_http_taurus_guard_fetch_get(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    /* NGX_DECLINED: no valid token; fetch it, or wait for who does */
+    /* NGX_DECLINED: nothing valid; fetch it, or wait for who does */
+
+    if (ctx->fetch_stage != iam) {
+        ctx->fetch_stage = iam;
+        ctx->fetch_tried = 0;
+    }
+
+    base = NULL;
+
+    if (iam->base != NULL) {
+        bkey = ngx_http_taurus_guard_base_key;
+        base = &ctx->fetch_base;
+        base->len = 0;
+
+        rc = ngx_http_taurus_guard_iam_take(r, iam->base, bkey, base, &renew);
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (rc == NGX_DECLINED) {
+            if (ctx->fetch_tried & NGX_HTTP_TG_TRIED_BASE) {
+                return NGX_ERROR;
+            }
+
+            ctx->fetch_tried |= NGX_HTTP_TG_TRIED_BASE;
+
+            return ngx_http_taurus_guard_fetch_start(r, iam->base, ctx, bkey,
+                                                     base, NULL);
+        }
+
+        if (renew) {
+            ngx_http_taurus_guard_fetch_renew(r, iam->base, bkey);
+        }
+    }
+
+    if (ctx->fetch_tried & NGX_HTTP_TG_TRIED_SECRET) {
+        return NGX_ERROR;
+    }
+
+    ctx->fetch_tried |= NGX_HTTP_TG_TRIED_SECRET;
+
+    return ngx_http_taurus_guard_fetch_start(r, iam, ctx, key, out, base);
+}
+
+
+/* fetch key's secret, with base in hand if it needs one, or wait */
+
+static ngx_int_t
+ngx_http_taurus_guard_fetch_start(ngx_http_request_t *r,
+    ngx_http_taurus_guard_iam_t *iam, ngx_http_taurus_guard_ctx_t *ctx,
+    u_char *key, ngx_str_t *out, ngx_str_t *base)
+{
+    ngx_pool_cleanup_t                *cln;
+    ngx_http_taurus_guard_iam_slot_t  *slot;
+
+    ctx->fetch_src = iam;
+    ctx->fetch_key = key;
+    ctx->fetch_out = out;
 
     ngx_shmtx_lock(&ngx_http_tg_shpool(iam)->mutex);
 
-    slot = ngx_http_taurus_guard_iam_slot(iam, ctx->fetch_key, 1);
+    slot = ngx_http_taurus_guard_iam_slot(iam, key, 1);
 
     if (slot == NULL) {
         ngx_shmtx_unlock(&ngx_http_tg_shpool(iam)->mutex);
@@ -410,20 +681,82 @@ ngx_http_taurus_guard_fetch_get(ngx_http_request_t *r,
 
     ngx_shmtx_unlock(&ngx_http_tg_shpool(iam)->mutex);
 
-    return ngx_http_taurus_guard_iam_fetch(r, iam, ctx, 0);
+    return ngx_http_taurus_guard_iam_fetch(r, iam, ctx, key, base);
 }
 
 
 /*
- * Copies the project's token to the request when it is valid for more
- * than iam->margin seconds (30, or a quarter of refresh if less);
- * *renew when it is within refresh of its end and nobody renews it yet
- * (the caller then does).
+ * A renewal in the background, the slot already marked by take().  One
+ * asked with a base token goes with the base in hand; with none, the
+ * base is renewed instead, and the next request renews key with it.
+ */
+
+static void
+ngx_http_taurus_guard_fetch_renew(ngx_http_request_t *r,
+    ngx_http_taurus_guard_iam_t *iam, u_char *key)
+{
+    u_char                            *bkey;
+    ngx_int_t                          rc;
+    ngx_str_t                          base;
+    ngx_uint_t                         renew, start;
+    ngx_http_taurus_guard_iam_slot_t  *slot;
+
+    if (iam->base == NULL) {
+        (void) ngx_http_taurus_guard_iam_fetch(r, iam, NULL, key, NULL);
+        return;
+    }
+
+    bkey = ngx_http_taurus_guard_base_key;
+
+    rc = ngx_http_taurus_guard_iam_take(r, iam->base, bkey, &base, &renew);
+
+    if (rc == NGX_OK) {
+        if (renew) {
+            (void) ngx_http_taurus_guard_iam_fetch(r, iam->base, NULL, bkey,
+                                                   NULL);
+        }
+
+        (void) ngx_http_taurus_guard_iam_fetch(r, iam, NULL, key, &base);
+        return;
+    }
+
+    ngx_http_taurus_guard_iam_end_fetch(iam, key, NULL, 0);
+
+    if (rc == NGX_ERROR) {
+        return;
+    }
+
+    ngx_shmtx_lock(&ngx_http_tg_shpool(iam->base)->mutex);
+
+    slot = ngx_http_taurus_guard_iam_slot(iam->base, bkey, 1);
+    start = 0;
+
+    if (slot != NULL
+        && (slot->fetching == 0
+            || ngx_time() - slot->fetching >= NGX_HTTP_TG_IAM_STALE))
+    {
+        slot->fetching = ngx_time();
+        start = 1;
+    }
+
+    ngx_shmtx_unlock(&ngx_http_tg_shpool(iam->base)->mutex);
+
+    if (start) {
+        (void) ngx_http_taurus_guard_iam_fetch(r, iam->base, NULL, bkey, NULL);
+    }
+}
+
+
+/*
+ * Copies key's secret to *out when it is valid for more than
+ * iam->margin seconds (30, or a quarter of refresh if less); *renew when
+ * it is within refresh of its end and nobody renews it yet (the caller
+ * then does).
  */
 
 static ngx_int_t
 ngx_http_taurus_guard_iam_take(ngx_http_request_t *r,
-    ngx_http_taurus_guard_iam_t *iam, ngx_http_taurus_guard_ctx_t *ctx,
+    ngx_http_taurus_guard_iam_t *iam, u_char *key, ngx_str_t *out,
     ngx_uint_t *renew)
 {
     time_t                             now;
@@ -434,7 +767,7 @@ ngx_http_taurus_guard_iam_take(ngx_http_request_t *r,
 
     ngx_shmtx_lock(&ngx_http_tg_shpool(iam)->mutex);
 
-    slot = ngx_http_taurus_guard_iam_slot(iam, ctx->fetch_key, 0);
+    slot = ngx_http_taurus_guard_iam_slot(iam, key, 0);
 
     if (slot == NULL || slot->token == NULL
         || slot->expires - now <= iam->margin)
@@ -444,7 +777,7 @@ ngx_http_taurus_guard_iam_take(ngx_http_request_t *r,
     }
 
     if (ngx_http_taurus_guard_secret_copy(r->pool, slot->token, slot->len,
-                                          ctx->fetch_out)
+                                          out)
         != NGX_OK)
     {
         ngx_shmtx_unlock(&ngx_http_tg_shpool(iam)->mutex);
@@ -495,43 +828,68 @@ ngx_http_taurus_guard_iam_slot(ngx_http_taurus_guard_iam_t *iam,
 
 
 /*
- * The subrequest to the IAM location: POST, the password method scoped
- * to the project, and none of the caller's headers.  The slot is marked
- * "fetching" by the caller; a failure to start unmarks it.
+ * The subrequest to the internal location, with none of the caller's
+ * headers nor its body:
+ *
+ *   IAM        POST ?nocatalog=true, the password method scoped to the
+ *              project (or to the user's domain), or an agency's
+ *              assume_role with the user's token in X-Auth-Token;
+ *   METADATA   GET, with the session token in X-Metadata-Token if any;
+ *   SESSION    PUT, X-Metadata-Token-Ttl-Seconds.
+ *
+ * ctx NULL: in the background.  The slot is marked "fetching" by the
+ * caller; a failure to start unmarks it.
  */
 
 static ngx_int_t
 ngx_http_taurus_guard_iam_fetch(ngx_http_request_t *r,
     ngx_http_taurus_guard_iam_t *iam, ngx_http_taurus_guard_ctx_t *ctx,
-    ngx_uint_t background)
+    u_char *key, ngx_str_t *base)
 {
     u_char                             *p;
     size_t                              len;
     ngx_buf_t                          *b;
-    ngx_str_t                           args;
+    ngx_str_t                           args, name, value;
     ngx_uint_t                          flags;
     tg_iam_cred_t                      *cred;
     ngx_chain_t                        *cl;
-    ngx_table_elt_t                    *h;
     ngx_pool_cleanup_t                 *cln;
     ngx_http_request_t                 *sr;
     ngx_http_request_body_t            *rb;
     ngx_http_post_subrequest_t         *ps;
     ngx_http_taurus_guard_ctx_t        *sctx;
     ngx_http_taurus_guard_iam_fetch_t  *fetch;
+    tg_str_t                            domain, agency;
     u_char                              project[TG_PROJECT_ID_LEN];
 
-    ngx_memcpy(project, ctx->fetch_key, TG_PROJECT_ID_LEN);
+    ngx_memcpy(project, key, TG_PROJECT_ID_LEN);
 
     p = NULL;
     len = 0;
     fetch = NULL;
 
-    if (iam->kind == NGX_HTTP_TG_FETCH_IAM) {
+    if (iam->kind == NGX_HTTP_TG_FETCH_IAM && iam->agency.len) {
+        domain.data = iam->agency_domain.data;
+        domain.len = iam->agency_domain.len;
+        agency.data = iam->agency.data;
+        agency.len = iam->agency.len;
+
+        len = tg_iam_agency_body(&domain, &agency, project,
+                                 TG_PROJECT_ID_LEN, NULL, 0);
+
+        p = ngx_pnalloc(r->pool, len);
+        if (p == NULL) {
+            goto failed;
+        }
+
+        (void) tg_iam_agency_body(&domain, &agency, project,
+                                  TG_PROJECT_ID_LEN, p, len);
+
+    } else if (iam->kind == NGX_HTTP_TG_FETCH_IAM) {
         cred = ngx_http_taurus_guard_iam_cred(r->connection->log, iam);
 
-        len = tg_iam_request_body(cred, project, TG_PROJECT_ID_LEN, NULL,
-                                  0);
+        len = tg_iam_request_body(cred, iam->user ? NULL : project,
+                                  TG_PROJECT_ID_LEN, NULL, 0);
 
         /* it holds the password */
         p = ngx_http_taurus_guard_secret_alloc(r->pool, len);
@@ -539,10 +897,11 @@ ngx_http_taurus_guard_iam_fetch(ngx_http_request_t *r,
             goto failed;
         }
 
-        (void) tg_iam_request_body(cred, project, TG_PROJECT_ID_LEN, p, len);
+        (void) tg_iam_request_body(cred, iam->user ? NULL : project,
+                                   TG_PROJECT_ID_LEN, p, len);
     }
 
-    fetch = ngx_palloc(r->pool, sizeof(ngx_http_taurus_guard_iam_fetch_t));
+    fetch = ngx_pcalloc(r->pool, sizeof(ngx_http_taurus_guard_iam_fetch_t));
     ps = ngx_palloc(r->pool, sizeof(ngx_http_post_subrequest_t));
     b = ngx_calloc_buf(r->pool);
     cl = ngx_alloc_chain_link(r->pool);
@@ -556,9 +915,13 @@ ngx_http_taurus_guard_iam_fetch(ngx_http_request_t *r,
     }
 
     fetch->iam = iam;
-    fetch->ctx = background ? NULL : ctx;
-    fetch->done = 0;
+    fetch->ctx = ctx;
     ngx_memcpy(fetch->project, project, TG_PROJECT_ID_LEN);
+
+    if (base != NULL) {
+        /* a request-owned copy, wiped with the pool */
+        fetch->base = *base;
+    }
 
     /*
      * A request ended before its fetch answered (a client gone, a worker
@@ -580,8 +943,8 @@ ngx_http_taurus_guard_iam_fetch(ngx_http_request_t *r,
     ngx_str_set(&args, "nocatalog=true");
 
     flags = NGX_HTTP_SUBREQUEST_IN_MEMORY
-            | (background ? NGX_HTTP_SUBREQUEST_BACKGROUND
-                          : NGX_HTTP_SUBREQUEST_WAITED);
+            | (ctx == NULL ? NGX_HTTP_SUBREQUEST_BACKGROUND
+                           : NGX_HTTP_SUBREQUEST_WAITED);
 
     if (ngx_http_subrequest(r, &iam->uri,
                             iam->kind == NGX_HTTP_TG_FETCH_IAM ? &args : NULL,
@@ -605,12 +968,35 @@ ngx_http_taurus_guard_iam_fetch(ngx_http_request_t *r,
     sr->headers_in.chunked = 0;
     sr->request_body = rb;
 
-    if (iam->kind == NGX_HTTP_TG_FETCH_METADATA) {
+    switch (iam->kind) {
+
+    case NGX_HTTP_TG_FETCH_METADATA:
         sr->method = NGX_HTTP_GET;
         ngx_str_set(&sr->method_name, "GET");
         sr->headers_in.content_length_n = -1;
+        break;
 
-    } else {
+    case NGX_HTTP_TG_FETCH_SESSION:
+        sr->method = NGX_HTTP_PUT;
+        ngx_str_set(&sr->method_name, "PUT");
+        sr->headers_in.content_length_n = 0;
+
+        ngx_str_set(&name, "X-Metadata-Token-Ttl-Seconds");
+
+        value.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+        if (value.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        value.len = ngx_sprintf(value.data, "%T", iam->ttl) - value.data;
+
+        if (ngx_http_taurus_guard_fetch_header(sr, &name, &value) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        break;
+
+    default: /* NGX_HTTP_TG_FETCH_IAM */
         sr->method = NGX_HTTP_POST;
         ngx_str_set(&sr->method_name, "POST");
         sr->headers_in.content_length_n = len;
@@ -626,17 +1012,20 @@ ngx_http_taurus_guard_iam_fetch(ngx_http_request_t *r,
         cl->next = NULL;
         rb->bufs = cl;
 
-        h = ngx_list_push(&sr->headers_in.headers);
-        if (h == NULL) {
+        ngx_str_set(&name, "Content-Type");
+        ngx_str_set(&value, "application/json;charset=utf8");
+
+        if (ngx_http_taurus_guard_fetch_header(sr, &name, &value) != NGX_OK) {
             return NGX_ERROR;
         }
+    }
 
-        ngx_str_set(&h->key, "Content-Type");
-        ngx_str_set(&h->value, "application/json;charset=utf8");
-        h->lowcase_key = (u_char *) "content-type";
-        h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
-
-        sr->headers_in.content_type = h;
+    if (base != NULL
+        && ngx_http_taurus_guard_fetch_header(sr, &iam->base_header,
+                                              &fetch->base)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     sctx->iam_fetch = 1;
@@ -645,7 +1034,7 @@ ngx_http_taurus_guard_iam_fetch(ngx_http_request_t *r,
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "taurus_guard: fetching from \"%V\"", &iam->uri);
 
-    if (!background) {
+    if (ctx != NULL) {
         /* resumed when nginx posts this request after the subrequest */
         ctx->iam_pending = 1;
         r->write_event_handler = ctx->resume;
@@ -666,10 +1055,46 @@ failed:
 }
 
 
+/* a header of a fetch; value must live as long as the request */
+
+static ngx_int_t
+ngx_http_taurus_guard_fetch_header(ngx_http_request_t *sr, ngx_str_t *name,
+    ngx_str_t *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&sr->headers_in.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->key = *name;
+    h->value = *value;
+
+    h->lowcase_key = ngx_pnalloc(sr->pool, name->len);
+    if (h->lowcase_key == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* the proxy looks it up among its proxy_set_header ones */
+    h->hash = ngx_hash_strlow(h->lowcase_key, name->data, name->len);
+
+    if (name->len == sizeof("Content-Type") - 1
+        && ngx_strncasecmp(name->data, (u_char *) "Content-Type",
+                           name->len) == 0)
+    {
+        sr->headers_in.content_type = h;
+    }
+
+    return NGX_OK;
+}
+
+
 /*
- * The IAM answer is in memory: on 201 with X-Subject-Token and
- * token.expires_at, the token goes to shared memory for every worker;
- * the request that waited for it is posted by nginx and goes on.
+ * The answer is in memory: a good one goes to shared memory for every
+ * worker; the request that waited for it is posted by nginx and goes
+ * on.  A 401 to a fetch that carried a base token drops that token, so
+ * the next fetch asks for a new one first.
  */
 
 static ngx_int_t
@@ -678,38 +1103,66 @@ ngx_http_taurus_guard_iam_fetched(ngx_http_request_t *sr, void *data,
 {
     ngx_http_taurus_guard_iam_fetch_t *fetch = data;
 
+    u_char                       *last;
     time_t                        expires;
     ngx_int_t                     rc2;
     ngx_str_t                     token;
     const char                   *problem;
     ngx_http_request_t           *r;
+    ngx_http_taurus_guard_iam_t  *iam;
     ngx_http_taurus_guard_ctx_t  *ctx;
+    u_char                        what[NGX_MAX_ERROR_STR];
 
     ctx = fetch->ctx;
+    iam = fetch->iam;
     r = sr->parent;
 
     fetch->done = 1;
 
-    rc2 = (fetch->iam->kind == NGX_HTTP_TG_FETCH_METADATA)
-          ? ngx_http_taurus_guard_metadata_answer(sr, fetch->iam, &token,
-                                                  &expires, &problem)
-          : ngx_http_taurus_guard_iam_answer(sr, fetch->iam, &token,
-                                             &expires, &problem);
+    last = ngx_http_taurus_guard_fetch_what(fetch, what, sizeof(what) / 2);
+
+    switch (iam->kind) {
+
+    case NGX_HTTP_TG_FETCH_METADATA:
+        rc2 = ngx_http_taurus_guard_metadata_answer(sr, iam, &token,
+                                                    &expires, &problem);
+        break;
+
+    case NGX_HTTP_TG_FETCH_SESSION:
+        rc2 = ngx_http_taurus_guard_session_answer(sr, iam, &token,
+                                                   &expires, &problem);
+        break;
+
+    default: /* NGX_HTTP_TG_FETCH_IAM */
+        rc2 = ngx_http_taurus_guard_iam_answer(sr, iam, &token, &expires,
+                                               &problem);
+    }
 
     if (rc2 != NGX_OK) {
-        if (fetch->iam->kind == NGX_HTTP_TG_FETCH_IAM) {
-            ngx_log_error(NGX_LOG_ERR, sr->connection->log, 0,
-                          "taurus_guard: IAM token for project \"%*s\" not"
-                          " fetched: %s", (size_t) TG_PROJECT_ID_LEN,
-                          fetch->project, problem);
-        } else {
-            ngx_log_error(NGX_LOG_ERR, sr->connection->log, 0,
-                          "taurus_guard: metadata credentials not"
-                          " fetched: %s", problem);
+        ngx_log_error(NGX_LOG_ERR, sr->connection->log, 0,
+                      "taurus_guard: %*s not fetched: %s", last - what, what,
+                      problem);
+
+        ngx_http_taurus_guard_iam_end_fetch(iam, fetch->project, NULL, 0);
+
+        if (fetch->base.len && sr->upstream != NULL
+            && sr->upstream->headers_in.status_n == NGX_HTTP_UNAUTHORIZED)
+        {
+            ngx_http_taurus_guard_fetch_drop(iam->base,
+                                             ngx_http_taurus_guard_base_key,
+                                             &fetch->base);
+
+            ngx_log_error(NGX_LOG_WARN, sr->connection->log, 0,
+                          "taurus_guard: %*s: the %V it was asked with was"
+                          " refused (401); a new one will be fetched",
+                          last - what, what, &iam->base_header);
+
+            if (ctx != NULL) {
+                /* worth one more try, with a new base token */
+                ctx->fetch_tried &= ~NGX_HTTP_TG_TRIED_SECRET;
+            }
         }
 
-        ngx_http_taurus_guard_iam_end_fetch(fetch->iam, fetch->project,
-                                            NULL, 0);
         if (ctx != NULL) {
             ctx->iam_pending = 0;
         }
@@ -717,19 +1170,12 @@ ngx_http_taurus_guard_iam_fetched(ngx_http_request_t *sr, void *data,
         return rc;
     }
 
-    ngx_http_taurus_guard_iam_end_fetch(fetch->iam, fetch->project, &token,
+    ngx_http_taurus_guard_iam_end_fetch(iam, fetch->project, &token,
                                         expires);
 
-    if (fetch->iam->kind == NGX_HTTP_TG_FETCH_IAM) {
-        ngx_log_error(NGX_LOG_NOTICE, sr->connection->log, 0,
-                      "taurus_guard: IAM token for project \"%*s\""
-                      " fetched, valid for %T s", (size_t) TG_PROJECT_ID_LEN,
-                      fetch->project, expires - ngx_time());
-    } else {
-        ngx_log_error(NGX_LOG_NOTICE, sr->connection->log, 0,
-                      "taurus_guard: metadata credentials fetched, valid"
-                      " for %T s", expires - ngx_time());
-    }
+    ngx_log_error(NGX_LOG_NOTICE, sr->connection->log, 0,
+                  "taurus_guard: %*s fetched, valid for %T s",
+                  last - what, what, expires - ngx_time());
 
     if (ctx != NULL) {
         if (ngx_http_taurus_guard_secret_copy(r->pool, token.data, token.len,
@@ -743,6 +1189,46 @@ ngx_http_taurus_guard_iam_fetched(ngx_http_request_t *sr, void *data,
     }
 
     return rc;
+}
+
+
+/* what a fetch is for, in a log line: never a secret */
+
+static u_char *
+ngx_http_taurus_guard_fetch_what(ngx_http_taurus_guard_iam_fetch_t *fetch,
+    u_char *buf, size_t len)
+{
+    u_char                       *last;
+    ngx_http_taurus_guard_iam_t  *iam;
+
+    iam = fetch->iam;
+    last = buf + len;
+
+    switch (iam->kind) {
+
+    case NGX_HTTP_TG_FETCH_METADATA:
+        return ngx_slprintf(buf, last, "metadata credentials");
+
+    case NGX_HTTP_TG_FETCH_SESSION:
+        return ngx_slprintf(buf, last, "metadata session token");
+
+    default: /* NGX_HTTP_TG_FETCH_IAM */
+
+        if (iam->user) {
+            return ngx_slprintf(buf, last,
+                                "IAM user token (to ask for agency tokens)");
+        }
+
+        if (iam->agency.len) {
+            return ngx_slprintf(buf, last,
+                                "agency \"%V/%V\" token for project \"%*s\"",
+                                &iam->agency_domain, &iam->agency,
+                                (size_t) TG_PROJECT_ID_LEN, fetch->project);
+        }
+
+        return ngx_slprintf(buf, last, "IAM token for project \"%*s\"",
+                            (size_t) TG_PROJECT_ID_LEN, fetch->project);
+    }
 }
 
 
@@ -889,6 +1375,55 @@ ngx_http_taurus_guard_metadata_answer(ngx_http_request_t *sr,
 }
 
 
+/*
+ * The session token: the whole body of a 200, one printable word (a
+ * trailing newline allowed), valid for the TTL asked.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_session_answer(ngx_http_request_t *sr,
+    ngx_http_taurus_guard_iam_t *iam, ngx_str_t *token, time_t *expires,
+    const char **problem)
+{
+    size_t     i;
+    ngx_str_t  body;
+
+    if (sr->upstream == NULL
+        || sr->upstream->headers_in.status_n != NGX_HTTP_OK)
+    {
+        *problem = "the metadata service did not answer 200";
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_taurus_guard_fetch_body(sr, &body, problem) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    while (body.len && (body.data[body.len - 1] == LF
+                        || body.data[body.len - 1] == CR))
+    {
+        body.len--;
+    }
+
+    if (body.len == 0 || body.len > NGX_HTTP_TG_IAM_TOKEN_MAX) {
+        *problem = "no session token in the answer";
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < body.len; i++) {
+        if (body.data[i] < 0x21 || body.data[i] > 0x7e) {
+            *problem = "the session token is not one printable word";
+            return NGX_ERROR;
+        }
+    }
+
+    *token = body;
+    *expires = ngx_time() + iam->ttl;
+
+    return NGX_OK;
+}
+
+
 /* nginx's postpone filter keeps an in-memory answer in sr->out */
 
 static ngx_int_t
@@ -997,7 +1532,12 @@ ngx_http_taurus_guard_iam_poll(ngx_event_t *ev)
     c = r->connection;
     ctx = ngx_http_get_module_ctx(r, ngx_http_taurus_guard_module);
 
-    rc = ngx_http_taurus_guard_iam_take(r, ctx->fetch_src, ctx, &renew);
+    rc = ngx_http_taurus_guard_iam_take(r, ctx->fetch_src, ctx->fetch_key,
+                                        ctx->fetch_out, &renew);
+
+    if (rc == NGX_OK && renew) {
+        ngx_http_taurus_guard_fetch_renew(r, ctx->fetch_src, ctx->fetch_key);
+    }
 
     if (rc == NGX_DECLINED) {
         ngx_shmtx_lock(&ngx_http_tg_shpool(ctx->fetch_src)->mutex);
@@ -1032,27 +1572,35 @@ void
 ngx_http_taurus_guard_iam_refused(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx)
 {
-    ngx_http_taurus_guard_iam_t       *iam;
-    ngx_http_taurus_guard_iam_slot_t  *slot;
-
-    iam = ctx->iam;
-
-    ngx_shmtx_lock(&ngx_http_tg_shpool(iam)->mutex);
-
-    slot = ngx_http_taurus_guard_iam_slot(iam, ctx->project_id.data, 0);
-
-    if (slot != NULL && slot->token != NULL && slot->len == ctx->token.len
-        && ngx_memcmp(slot->token, ctx->token.data, slot->len) == 0)
-    {
-        slot->expires = 0;
-    }
-
-    ngx_shmtx_unlock(&ngx_http_tg_shpool(iam)->mutex);
+    ngx_http_taurus_guard_fetch_drop(ctx->iam, ctx->project_id.data,
+                                     &ctx->token);
 
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                   "taurus_guard: the endpoint refused the IAM token of"
                   " project \"%V\" (401); a new one will be fetched",
                   &ctx->project_id);
+}
+
+
+/* a token refused: expired now, if it is still key's */
+
+static void
+ngx_http_taurus_guard_fetch_drop(ngx_http_taurus_guard_iam_t *iam,
+    u_char *key, ngx_str_t *token)
+{
+    ngx_http_taurus_guard_iam_slot_t  *slot;
+
+    ngx_shmtx_lock(&ngx_http_tg_shpool(iam)->mutex);
+
+    slot = ngx_http_taurus_guard_iam_slot(iam, key, 0);
+
+    if (slot != NULL && slot->token != NULL && slot->len == token->len
+        && ngx_memcmp(slot->token, token->data, slot->len) == 0)
+    {
+        slot->expires = 0;
+    }
+
+    ngx_shmtx_unlock(&ngx_http_tg_shpool(iam)->mutex);
 }
 
 

@@ -86,24 +86,41 @@ typedef struct {
 
 #define NGX_HTTP_TG_FETCH_IAM       0         /* X-Subject-Token */
 #define NGX_HTTP_TG_FETCH_METADATA  1         /* temporary AK/SK */
+#define NGX_HTTP_TG_FETCH_SESSION   2         /* a metadata session token */
+
+/* what one request has fetched already (ctx->fetch_tried) */
+#define NGX_HTTP_TG_TRIED_SECRET    0x01
+#define NGX_HTTP_TG_TRIED_BASE      0x02
 
 
 /*
  * A secret the gateway fetches itself through a subrequest: an IAM token
- * ("taurus_guard_token iam=URI password_file=PATH [refresh=TIME]") or the
- * ECS metadata service's temporary credentials
- * ("taurus_guard_credentials metadata=URI [refresh=TIME]").
+ * ("taurus_guard_token iam=URI password_file=PATH [agency=NAME
+ * agency_domain=NAME] [refresh=TIME]") or the ECS metadata service's
+ * temporary credentials ("taurus_guard_credentials metadata=URI
+ * [session=URI [session_ttl=TIME]] [refresh=TIME]").
+ *
+ * Some are asked with another token, their base: an agency token with
+ * the delegated user's own (domain-scoped) token in X-Auth-Token, the
+ * metadata credentials with a session token in X-Metadata-Token.  The
+ * base is a fetched secret of its own, kept under one key.
  */
 struct ngx_http_taurus_guard_iam_s {
     ngx_uint_t                   kind;
     ngx_str_t                    uri;       /* the internal location */
     time_t                       refresh;
     time_t                       margin;    /* too close to the end */
+    time_t                       ttl;       /* a session token's, asked */
+    ngx_str_t                    agency;    /* assume_role: its name */
+    ngx_str_t                    agency_domain;  /* and its account */
+    ngx_http_taurus_guard_iam_t *base;      /* asked with its token */
+    ngx_str_t                    base_header;    /* which carries it */
     ngx_http_taurus_guard_watch_t  watch;   /* the password file */
     u_char                      *data;      /* its text, wiped */
     size_t                       size;
     tg_iam_cred_t                cred;      /* points into data */
     unsigned                     owned:1;   /* data is ngx_alloc()ed */
+    unsigned                     user:1;    /* scoped to the user's domain */
     ngx_shm_zone_t              *zone;      /* shared by every user */
 };
 
@@ -233,6 +250,9 @@ typedef struct {
     ngx_http_taurus_guard_iam_t *fetch_src; /* what is being fetched */
     u_char                      *fetch_key;
     ngx_str_t                   *fetch_out;
+    ngx_str_t                    fetch_base; /* the base token in hand */
+    ngx_http_taurus_guard_iam_t *fetch_stage; /* what fetch_tried is of */
+    ngx_uint_t                   fetch_tried;
     ngx_event_t                  iam_wait;  /* for another's fetch */
     time_t                       iam_deadline;
     ngx_str_t                    user;
@@ -244,8 +264,8 @@ typedef struct {
 
     unsigned                     started:1;
     unsigned                     iam_pending:1;
-    unsigned                     cred_tried:1;
-    unsigned                     token_tried:1;
+    unsigned                     cred_tries:2;
+    unsigned                     token_tries:2;
     unsigned                     iam_fetch:1;   /* ctx of a fetch */
     unsigned                     forwarded:1;
     unsigned                     sync_failed:1;
