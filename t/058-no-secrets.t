@@ -3,22 +3,24 @@
 # A leak sweep over one gateway that uses every credential source at
 # once: server 0 signs with a credentials file holding a security token
 # and injects the token of a token file; server 1 signs with the
-# metadata service's temporary credentials (t/lib/tg-metadata.pl) and
-# injects IAM tokens it fetches (t/lib/tg-iam.pl); server 2 has both
-# fetches failing (the metadata location answers 404, the IAM refuses
-# its password).  Allowed, denied, invalid and failing requests go
-# through all three, with the caller's own credential headers, a token
-# revoked upstream (401), and bad new versions of the credentials and
-# token files.  Then error.log (every level), the access log, every
-# response and the audit log are searched for every test secret (SKs,
-# security tokens, IAM passwords, tokens) and for 12-character prefixes
-# and suffixes of them.
+# metadata service's temporary credentials (t/lib/tg-metadata.pl, asked
+# with a session token) and injects agency tokens it fetches with an IAM
+# user token (t/lib/tg-iam.pl); server 4 injects IAM tokens fetched with
+# the password; on server 2 the metadata fetch fails (its location
+# answers 404), on server 3 the IAM one (IAM refuses the password).
+# Allowed, denied, invalid and failing requests go through all of them,
+# with the caller's own credential headers, a token revoked upstream
+# (401), and bad new versions of the credentials and token files.  Then
+# error.log (every level), the access log, every response and the audit
+# log are searched for every test secret (SKs, security tokens, IAM
+# passwords, user, agency and session tokens) and for 12-character
+# prefixes and suffixes of them.
 #
 # The one exception (SPEC, README): nginx's own proxy module prints the
 # upstream request headers at debug level ("http proxy header:"), and
 # the upstream response headers of the IAM fetch, so the injected
-# X-Auth-Token and X-Security-Token, and IAM's X-Subject-Token, show up
-# there.  Only those header lines inside those dumps are cut; the rest
+# X-Auth-Token, X-Security-Token and X-Metadata-Token, and IAM's
+# X-Subject-Token, show up there.  Only those header lines inside those dumps are cut; the rest
 # of each dump is searched too.
 
 use strict;
@@ -67,7 +69,7 @@ http {
         }
     }
 
-    # metadata credentials, IAM tokens
+    # metadata credentials with a session token, agency tokens
 
     server {
         listen 127.0.0.1:%%PORT_1%%;
@@ -75,14 +77,22 @@ http {
 
         location /v3/ {
             taurus_guard on;
-            taurus_guard_credentials metadata=/_tg_meta;
-            taurus_guard_token iam=/_tg_iam password_file=%%TESTDIR%%/iam.ini;
+            taurus_guard_credentials metadata=/_tg_meta
+                                     session=/_tg_meta_token;
+            taurus_guard_token iam=/_tg_iam password_file=%%TESTDIR%%/iam.ini
+                               agency=$TaurusGuard::IAM::AGENCY
+                               agency_domain=$TaurusGuard::IAM::AGENCY_DOMAIN;
             proxy_pass http://127.0.0.1:%%PORT_UP%%;
         }
 
         location = /_tg_meta {
             internal;
             proxy_pass http://127.0.0.1:%%PORT_META%%/openstack/latest/securitykey;
+        }
+
+        location = /_tg_meta_token {
+            internal;
+            proxy_pass http://127.0.0.1:%%PORT_META%%/meta-data/latest/api/token;
         }
 
         location = /_tg_iam {
@@ -158,8 +168,8 @@ TaurusGuard::IAM::write_password_file($t, name => 'iam-bad.ini',
     password => $WRONG_PASSWORD);
 
 TaurusGuard::Metadata::add_key($t, $TEST_AK, $TEST_SK, $STS);
-TaurusGuard::Metadata::start_meta($t, ttl => 3600);
-TaurusGuard::IAM::start_iam($t, ttl => 3600);
+TaurusGuard::Metadata::start_meta($t, ttl => 3600, session => 1);
+TaurusGuard::IAM::start_iam($t, ttl => 3600, agency => 1);
 TaurusGuard::Metadata::upstream_keys($t, token => $TEST_TOKEN,
     tokens => $t->testdir . '/tokens');
 
@@ -210,8 +220,8 @@ my @expect = qw(200 200 200 200 403 403 400 400 415 405 404 404);
 
 is(join(' ', drive(0)), "@expect", 'file credentials and token file: '
     . 'allowed, denied, invalid, refused');
-is(join(' ', drive(1)), "@expect", 'metadata credentials and IAM tokens: '
-    . 'allowed, denied, invalid, refused');
+is(join(' ', drive(1)), "@expect", 'metadata credentials and agency '
+    . 'tokens: allowed, denied, invalid, refused');
 my $failing = join ' ', qw(503 503 503 503), @expect[4 .. 11];
 is(join(' ', drive(2)), $failing, 'metadata fetch failing: the allowed '
     . 'ones 503, the rest as usual');
@@ -262,6 +272,12 @@ cmp_ok(scalar(TaurusGuard::IAM::iam_tokens($t)), '>=', 2,
     'IAM issued tokens');
 ok(grep({ ($_->{error} || '') eq 'password' } TaurusGuard::IAM::iam_calls($t)),
     'IAM was asked with the wrong password');
+ok(grep({ ($_->{auth_method} || '') eq 'assume_role' && $_->{ok} }
+    TaurusGuard::IAM::iam_calls($t)), 'IAM issued agency tokens');
+cmp_ok(scalar(TaurusGuard::IAM::iam_user_tokens($t)), '>=', 1,
+    'IAM issued a user token');
+cmp_ok(scalar(TaurusGuard::Metadata::meta_sessions($t)), '>=', 1,
+    'the metadata service issued a session token');
 
 $t->stop;
 
@@ -279,19 +295,24 @@ my @secrets = (
         [ 'metadata security token' => $_->[2] ]) }
         grep { $_->[0] ne $TEST_AK } TaurusGuard::Metadata::meta_keys($t)),
     (map { [ 'IAM token' => $_->[0] ] } TaurusGuard::IAM::iam_tokens($t)),
+    (map { [ 'IAM user token' => $_->[0] ] }
+        TaurusGuard::IAM::iam_user_tokens($t)),
+    (map { [ 'metadata session token' => $_->[0] ] }
+        TaurusGuard::Metadata::meta_sessions($t)),
 );
 
-cmp_ok(scalar @secrets, '>=', 12, 'secrets to look for: ' . scalar @secrets);
+cmp_ok(scalar @secrets, '>=', 14, 'secrets to look for: ' . scalar @secrets);
 
 my $log = $t->error_log;
 like($log, qr/\[debug\]/, 'error.log is at debug level');
 ok(length $log > 10000, 'error.log has plenty to search');
 
-# cut the three injected/issued token headers out of nginx's proxy
-# header dumps, nothing else
+# cut the injected/issued token headers out of nginx's proxy header
+# dumps, nothing else
 
 my ($cut, $in_block, $tolerated) = ('', 0, 0);
-my $token_header = qr/\A"?(?:X-Auth-Token|X-Security-Token|X-Subject-Token):/i;
+my $token_header = qr/\A"?(?:X-Auth-Token|X-Security-Token|X-Subject-Token
+    |X-Metadata-Token):/ix;
 for my $l (split /\n/, $log) {
 
     # nginx cuts a log line at 2048 bytes: a long dump has no closing
