@@ -111,7 +111,7 @@ is($rb->{status}, 200, 'B: 200');
 waitpid $pid, 0;
 is($?, 0, 'A: 200');
 
-my @up = sort { $a->{time} <=> $b->{time} } $t->upstream_records;
+my @up = sort { $a->{time} cmp $b->{time} } $t->upstream_records;
 is(scalar @up, 2, 'both forwarded');
 
 my ($ua, $ub) = @up;
