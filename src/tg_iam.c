@@ -26,12 +26,124 @@ typedef struct {
 } tg_out_t;
 
 
+/* one request body: the password method's, or an agency's */
+typedef struct {
+    const tg_iam_cred_t  *cred;         /* the password method */
+    const tg_str_t       *domain;       /* or assume_role */
+    const tg_str_t       *agency;
+    const tg_str_t       *project;      /* NULL: the user's domain */
+} tg_iam_req_t;
+
+
+static size_t tg_iam_body(const tg_iam_req_t *q, unsigned char *buf,
+    size_t size);
+static void tg_iam_emit(tg_out_t *o, const tg_iam_req_t *q);
 static void tg_out_raw(tg_out_t *o, const unsigned char *s, size_t n);
 static void tg_out_str(tg_out_t *o, const tg_str_t *s);
-static void tg_iam_emit(tg_out_t *o, const tg_iam_cred_t *c,
-    const tg_str_t *project);
-static void tg_agency_emit(tg_out_t *o, const tg_str_t *domain,
-    const tg_str_t *agency, const tg_str_t *project);
+
+
+size_t
+tg_iam_request_body(const tg_iam_cred_t *c, const unsigned char *project,
+    size_t plen, unsigned char *buf, size_t size)
+{
+    tg_str_t      p;
+    tg_iam_req_t  q;
+
+    p.data = project;
+    p.len = plen;
+
+    q.cred = c;
+    q.domain = NULL;
+    q.agency = NULL;
+    q.project = (project != NULL) ? &p : NULL;
+
+    return tg_iam_body(&q, buf, size);
+}
+
+
+size_t
+tg_iam_agency_body(const tg_str_t *domain, const tg_str_t *agency,
+    const unsigned char *project, size_t plen, unsigned char *buf,
+    size_t size)
+{
+    tg_str_t      p;
+    tg_iam_req_t  q;
+
+    p.data = project;
+    p.len = plen;
+
+    q.cred = NULL;
+    q.domain = domain;
+    q.agency = agency;
+    q.project = &p;
+
+    return tg_iam_body(&q, buf, size);
+}
+
+
+/* sized first, then written only if it all fits */
+
+static size_t
+tg_iam_body(const tg_iam_req_t *q, unsigned char *buf, size_t size)
+{
+    size_t    len;
+    tg_out_t  o;
+
+    o.buf = NULL;
+    o.size = 0;
+    o.len = 0;
+    tg_iam_emit(&o, q);
+    len = o.len;
+
+    if (buf != NULL && size >= len) {
+        o.buf = buf;
+        o.size = size;
+        o.len = 0;
+        tg_iam_emit(&o, q);
+    }
+
+    return len;
+}
+
+
+static void
+tg_iam_emit(tg_out_t *o, const tg_iam_req_t *q)
+{
+    if (q->cred == NULL) {
+        tg_out_raw(o, tg_lit("{\"auth\":{\"identity\":{\"methods\":"
+                             "[\"assume_role\"],\"assume_role\":"
+                             "{\"domain_name\":\""));
+        tg_out_str(o, q->domain);
+        tg_out_raw(o, tg_lit("\",\"agency_name\":\""));
+        tg_out_str(o, q->agency);
+        tg_out_raw(o, tg_lit("\"}},\"scope\":{\"project\":{\"id\":\""));
+        tg_out_str(o, q->project);
+        tg_out_raw(o, tg_lit("\"}}}}"));
+        return;
+    }
+
+    tg_out_raw(o, tg_lit("{\"auth\":{\"identity\":{\"methods\":"
+                         "[\"password\"],\"password\":{\"user\":"
+                         "{\"name\":\""));
+    tg_out_str(o, &q->cred->user);
+    tg_out_raw(o, tg_lit("\",\"password\":\""));
+    tg_out_str(o, &q->cred->password);
+    tg_out_raw(o, tg_lit("\",\"domain\":{\"name\":\""));
+    tg_out_str(o, &q->cred->domain);
+
+    if (q->project == NULL) {
+        tg_out_raw(o, tg_lit("\"}}}},\"scope\":{\"domain\":"
+                             "{\"name\":\""));
+        tg_out_str(o, &q->cred->domain);
+
+    } else {
+        tg_out_raw(o, tg_lit("\"}}}},\"scope\":{\"project\":"
+                             "{\"id\":\""));
+        tg_out_str(o, q->project);
+    }
+
+    tg_out_raw(o, tg_lit("\"}}}}"));
+}
 
 
 static void
@@ -57,108 +169,6 @@ tg_out_str(tg_out_t *o, const tg_str_t *s)
     }
 
     o->len += n;
-}
-
-
-static void
-tg_iam_emit(tg_out_t *o, const tg_iam_cred_t *c, const tg_str_t *project)
-{
-    tg_out_raw(o, tg_lit("{\"auth\":{\"identity\":{\"methods\":"
-                         "[\"password\"],\"password\":{\"user\":"
-                         "{\"name\":\""));
-    tg_out_str(o, &c->user);
-    tg_out_raw(o, tg_lit("\",\"password\":\""));
-    tg_out_str(o, &c->password);
-    tg_out_raw(o, tg_lit("\",\"domain\":{\"name\":\""));
-    tg_out_str(o, &c->domain);
-
-    if (project == NULL) {
-        tg_out_raw(o, tg_lit("\"}}}},\"scope\":{\"domain\":"
-                             "{\"name\":\""));
-        tg_out_str(o, &c->domain);
-
-    } else {
-        tg_out_raw(o, tg_lit("\"}}}},\"scope\":{\"project\":"
-                             "{\"id\":\""));
-        tg_out_str(o, project);
-    }
-
-    tg_out_raw(o, tg_lit("\"}}}}"));
-}
-
-
-static void
-tg_agency_emit(tg_out_t *o, const tg_str_t *domain, const tg_str_t *agency,
-    const tg_str_t *project)
-{
-    tg_out_raw(o, tg_lit("{\"auth\":{\"identity\":{\"methods\":"
-                         "[\"assume_role\"],\"assume_role\":"
-                         "{\"domain_name\":\""));
-    tg_out_str(o, domain);
-    tg_out_raw(o, tg_lit("\",\"agency_name\":\""));
-    tg_out_str(o, agency);
-    tg_out_raw(o, tg_lit("\"}},\"scope\":{\"project\":{\"id\":\""));
-    tg_out_str(o, project);
-    tg_out_raw(o, tg_lit("\"}}}}"));
-}
-
-
-size_t
-tg_iam_request_body(const tg_iam_cred_t *c, const unsigned char *project,
-    size_t plen, unsigned char *buf, size_t size)
-{
-    size_t    len;
-    tg_out_t  o;
-    tg_str_t  p;
-
-    p.data = project;
-    p.len = plen;
-
-    /* sized first, then written only if it all fits */
-
-    o.buf = NULL;
-    o.size = 0;
-    o.len = 0;
-    tg_iam_emit(&o, c, project ? &p : NULL);
-    len = o.len;
-
-    if (buf != NULL && size >= len) {
-        o.buf = buf;
-        o.size = size;
-        o.len = 0;
-        tg_iam_emit(&o, c, project ? &p : NULL);
-    }
-
-    return len;
-}
-
-
-size_t
-tg_iam_agency_body(const tg_str_t *domain, const tg_str_t *agency,
-    const unsigned char *project, size_t plen, unsigned char *buf,
-    size_t size)
-{
-    size_t    len;
-    tg_out_t  o;
-    tg_str_t  p;
-
-    p.data = project;
-    p.len = plen;
-
-    o.buf = NULL;
-    o.size = 0;
-    o.len = 0;
-    tg_agency_emit(&o, domain, agency, &p);
-    len = o.len;
-
-    if (buf != NULL && size >= len) {
-        o.buf = buf;
-        o.size = size;
-        o.len = 0;
-        tg_agency_emit(&o, domain, agency, &p);
-    }
-
-    return len;
 }
 
 
