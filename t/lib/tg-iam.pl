@@ -115,7 +115,6 @@ use lib File::Basename::dirname(__FILE__);
 package TaurusGuard::IAM::Server;
 
 use Digest::SHA qw(sha256_hex);
-use Fcntl qw(:flock);
 use Getopt::Long qw(GetOptionsFromArray);
 use JSON::PP;
 use MIME::Base64 ();
@@ -298,27 +297,7 @@ sub check_project {
 
 sub user_token_ok {
     my ($token) = @_;
-
-    return 0 unless defined $opt{'user-tokens'} && length $token;
-
-    open my $fh, '<', $opt{'user-tokens'} or return 0;
-    flock $fh, LOCK_SH;
-
-    my ($expires, $revoked);
-
-    while (my $l = <$fh>) {
-        my @f = split ' ', $l;
-        next unless @f == 2;
-        if ($f[0] eq 'revoke') {
-            $revoked = 1 if $f[1] eq $token;
-        } elsif ($f[0] eq $token) {
-            $expires = $f[1];
-        }
-    }
-
-    close $fh;
-
-    return defined $expires && !$revoked && $expires > time ? 1 : 0;
+    return TaurusGuard::HTTPServer::listed_token($opt{'user-tokens'}, $token);
 }
 
 

@@ -89,7 +89,6 @@ use lib File::Basename::dirname(__FILE__);
 
 package TaurusGuard::Metadata::Server;
 
-use Fcntl qw(:flock);
 use Getopt::Long qw(GetOptionsFromArray);
 use POSIX qw(strftime);
 use Time::HiRes qw(time sleep);
@@ -137,27 +136,7 @@ sub rand_text {
 
 sub session_ok {
     my ($token) = @_;
-
-    return 0 unless defined $opt{sessions} && length $token;
-
-    open my $fh, '<', $opt{sessions} or return 0;
-    flock $fh, LOCK_SH;
-
-    my ($expires, $revoked);
-
-    while (my $l = <$fh>) {
-        my @f = split ' ', $l;
-        next unless @f == 2;
-        if ($f[0] eq 'revoke') {
-            $revoked = 1 if $f[1] eq $token;
-        } elsif ($f[0] eq $token) {
-            $expires = $f[1];
-        }
-    }
-
-    close $fh;
-
-    return defined $expires && !$revoked && $expires > time ? 1 : 0;
+    return TaurusGuard::HTTPServer::listed_token($opt{sessions}, $token);
 }
 
 

@@ -290,6 +290,36 @@ sub append {
 }
 
 
+# Whether $token is listed in $file ("TOKEN EXPIRES_EPOCH" lines) and
+# neither expired nor revoked (a line "revoke TOKEN").  The stand-ins'
+# token lists: IAM's user tokens, the metadata service's sessions.
+
+sub listed_token {
+    my ($file, $token) = @_;
+
+    return 0 unless defined $file && defined $token && length $token;
+
+    open my $fh, '<', $file or return 0;
+    flock $fh, LOCK_SH;
+
+    my ($expires, $revoked);
+
+    while (my $l = <$fh>) {
+        my @f = split ' ', $l;
+        next unless @f == 2;
+        if ($f[0] eq 'revoke') {
+            $revoked = 1 if $f[1] eq $token;
+        } elsif ($f[0] eq $token) {
+            $expires = $f[1];
+        }
+    }
+
+    close $fh;
+
+    return defined $expires && !$revoked && $expires > time ? 1 : 0;
+}
+
+
 # Appends $rec to the JSON-lines file $file.
 
 sub append_record {
