@@ -74,7 +74,7 @@ static ngx_int_t ngx_http_taurus_guard_iam_take(ngx_http_request_t *r,
     ngx_uint_t *renew);
 static ngx_int_t ngx_http_taurus_guard_fetch_start(ngx_http_request_t *r,
     ngx_http_taurus_guard_iam_t *iam, ngx_http_taurus_guard_ctx_t *ctx,
-    u_char *key, ngx_str_t *out, ngx_str_t *base);
+    u_char *key, ngx_str_t *out, ngx_str_t *base, ngx_uint_t tried);
 static void ngx_http_taurus_guard_fetch_renew(ngx_http_request_t *r,
     ngx_http_taurus_guard_iam_t *iam, u_char *key);
 static ngx_int_t ngx_http_taurus_guard_iam_fetch(ngx_http_request_t *r,
@@ -101,7 +101,7 @@ static void ngx_http_taurus_guard_iam_wait_cleanup(void *data);
 static tg_iam_cred_t *ngx_http_taurus_guard_iam_cred(ngx_log_t *log,
     ngx_http_taurus_guard_iam_t *iam);
 static ngx_int_t ngx_http_taurus_guard_fetch_name(ngx_conf_t *cf,
-    ngx_str_t *value, ngx_str_t *name, const char *directive);
+    ngx_str_t *value, ngx_str_t *name);
 static char *ngx_http_taurus_guard_agency_conf(ngx_conf_t *cf,
     ngx_http_taurus_guard_token_t *token, ngx_http_taurus_guard_iam_t *user,
     ngx_str_t *agency, ngx_str_t *domain);
@@ -130,20 +130,14 @@ ngx_http_taurus_guard_iam_conf(ngx_conf_t *cf,
 
     for (i = 1; i < n; i++) {
 
-        if (ngx_strncmp(value[i].data, "agency=", 7) == 0) {
-            if (ngx_http_taurus_guard_fetch_name(cf, &value[i], &agency,
-                                                 "taurus_guard_token")
-                != NGX_OK)
-            {
-                return NGX_CONF_ERROR;
-            }
+        if (ngx_strncmp(value[i].data, "agency=", 7) == 0
+            || ngx_strncmp(value[i].data, "agency_domain=", 14) == 0)
+        {
+            /* "agency=" has its '=' where "agency_domain=" has '_' */
 
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "agency_domain=", 14) == 0) {
-            if (ngx_http_taurus_guard_fetch_name(cf, &value[i], &domain,
-                                                 "taurus_guard_token")
+            if (ngx_http_taurus_guard_fetch_name(cf, &value[i],
+                                                 value[i].data[6] == '='
+                                                 ? &agency : &domain)
                 != NGX_OK)
             {
                 return NGX_CONF_ERROR;
@@ -317,11 +311,14 @@ ngx_http_taurus_guard_agency_conf(ngx_conf_t *cf,
 }
 
 
-/* NAME of "key=NAME": printable ASCII, as IAM's names are */
+/*
+ * NAME of "agency=NAME" and the like: printable ASCII, as IAM's are, but
+ * for '/', '#' and ':', which separate the parts of a zone's name.
+ */
 
 static ngx_int_t
 ngx_http_taurus_guard_fetch_name(ngx_conf_t *cf, ngx_str_t *value,
-    ngx_str_t *name, const char *directive)
+    ngx_str_t *name)
 {
     u_char  *p;
 
@@ -335,7 +332,7 @@ ngx_http_taurus_guard_fetch_name(ngx_conf_t *cf, ngx_str_t *value,
     }
 
     for ( /* void */ ; p < value->data + value->len; p++) {
-        if (*p < 0x20 || *p > 0x7e) {
+        if (*p < 0x20 || *p > 0x7e || *p == '/' || *p == '#' || *p == ':') {
             goto invalid;
         }
     }
@@ -345,8 +342,9 @@ ngx_http_taurus_guard_fetch_name(ngx_conf_t *cf, ngx_str_t *value,
 invalid:
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "%s: invalid \"%V\": a name of 1 to 255 printable"
-                       " characters expected", directive, value);
+                       "taurus_guard_token: invalid \"%V\": a name of 1 to"
+                       " 255 printable characters but '/', '#' and ':'"
+                       " expected", value);
 
     return NGX_ERROR;
 }
@@ -380,7 +378,7 @@ ngx_http_taurus_guard_metadata_conf(ngx_conf_t *cf,
     meta->refresh = 900;
 
     ngx_str_null(&session);
-    ttl = NGX_HTTP_TG_SESSION_TTL_MAX;
+    ttl = NGX_CONF_UNSET;
 
     for (i = 1; i < n; i++) {
 
@@ -437,6 +435,13 @@ ngx_http_taurus_guard_metadata_conf(ngx_conf_t *cf,
 
     meta->margin = ngx_min(30, ngx_max(meta->refresh / 4, 1));
 
+    if (session.len == 0 && ttl != NGX_CONF_UNSET) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "taurus_guard_credentials: \"session_ttl=\""
+                           " needs \"session=\"");
+        return NGX_CONF_ERROR;
+    }
+
     if (meta->uri.len == 0 || meta->uri.data[0] != '/') {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "taurus_guard_credentials: \"metadata=\" takes"
@@ -468,6 +473,10 @@ ngx_http_taurus_guard_metadata_conf(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
+    if (ttl == NGX_CONF_UNSET) {
+        ttl = NGX_HTTP_TG_SESSION_TTL_MAX;
+    }
+
     base->kind = NGX_HTTP_TG_FETCH_SESSION;
     base->uri = session;
     base->ttl = ttl;
@@ -489,16 +498,24 @@ static ngx_int_t
 ngx_http_taurus_guard_fetch_zone(ngx_conf_t *cf,
     ngx_http_taurus_guard_iam_t *iam, ngx_str_t *what)
 {
-    ngx_str_t  name;
+    u_char     *p;
+    ngx_str_t   name;
 
-    name.len = sizeof("taurus_guard_fetch:") - 1 + what->len + 1
-               + iam->uri.len;
-    name.data = ngx_pnalloc(cf->pool, name.len);
+    /*
+     * what's length first: a ':' in it or in the URI cannot make two
+     * sources one
+     */
+
+    name.data = ngx_pnalloc(cf->pool, sizeof("taurus_guard_fetch:::") - 1
+                                      + NGX_SIZE_T_LEN + what->len
+                                      + iam->uri.len);
     if (name.data == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_sprintf(name.data, "taurus_guard_fetch:%V:%V", what, &iam->uri);
+    p = ngx_sprintf(name.data, "taurus_guard_fetch:%uz:%V:%V", what->len,
+                    what, &iam->uri);
+    name.len = p - name.data;
 
     iam->zone = ngx_shared_memory_add(cf, &name, NGX_HTTP_TG_IAM_ZONE_SIZE,
                                       &ngx_http_taurus_guard_module);
@@ -549,8 +566,9 @@ ngx_http_taurus_guard_iam_init_zone(ngx_shm_zone_t *zone, void *data)
  *
  * A secret asked with a base token needs that first: when none is in
  * hand, the fetch this request waits for is the base's.  A request
- * fetches each at most once, except that a fetch whose base token was
- * refused (401) is tried again with a new one.
+ * fetches each itself at most once, except that a fetch whose base token
+ * was refused (401) is tried again with a new one; waiting for another's
+ * fetch does not count (the caller bounds how often it asks).
  */
 
 ngx_int_t
@@ -603,10 +621,9 @@ ngx_http_taurus_guard_fetch_get(ngx_http_request_t *r,
                 return NGX_ERROR;
             }
 
-            ctx->fetch_tried |= NGX_HTTP_TG_TRIED_BASE;
-
             return ngx_http_taurus_guard_fetch_start(r, iam->base, ctx, bkey,
-                                                     base, NULL);
+                                                     base, NULL,
+                                                     NGX_HTTP_TG_TRIED_BASE);
         }
 
         if (renew) {
@@ -618,18 +635,20 @@ ngx_http_taurus_guard_fetch_get(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    ctx->fetch_tried |= NGX_HTTP_TG_TRIED_SECRET;
-
-    return ngx_http_taurus_guard_fetch_start(r, iam, ctx, key, out, base);
+    return ngx_http_taurus_guard_fetch_start(r, iam, ctx, key, out, base,
+                                             NGX_HTTP_TG_TRIED_SECRET);
 }
 
 
-/* fetch key's secret, with base in hand if it needs one, or wait */
+/*
+ * Fetch key's secret, with base in hand if it needs one, or wait for
+ * whoever fetches it; "tried" marks a fetch of this request's own.
+ */
 
 static ngx_int_t
 ngx_http_taurus_guard_fetch_start(ngx_http_request_t *r,
     ngx_http_taurus_guard_iam_t *iam, ngx_http_taurus_guard_ctx_t *ctx,
-    u_char *key, ngx_str_t *out, ngx_str_t *base)
+    u_char *key, ngx_str_t *out, ngx_str_t *base, ngx_uint_t tried)
 {
     ngx_pool_cleanup_t                *cln;
     ngx_http_taurus_guard_iam_slot_t  *slot;
@@ -680,6 +699,8 @@ ngx_http_taurus_guard_fetch_start(ngx_http_request_t *r,
     slot->fetching = ngx_time();
 
     ngx_shmtx_unlock(&ngx_http_tg_shpool(iam)->mutex);
+
+    ctx->fetch_tried |= tried;
 
     return ngx_http_taurus_guard_iam_fetch(r, iam, ctx, key, base);
 }
@@ -1188,6 +1209,9 @@ ngx_http_taurus_guard_iam_fetched(ngx_http_request_t *sr, void *data,
         ctx->iam_pending = 0;
     }
 
+    /* copied where it is kept: not left in the answer's buffers */
+    OPENSSL_cleanse(token.data, token.len);
+
     return rc;
 }
 
@@ -1457,6 +1481,9 @@ ngx_http_taurus_guard_fetch_body(ngx_http_request_t *sr, ngx_str_t *body,
 
     for (cl = sr->out; cl; cl = cl->next) {
         p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+
+        /* nobody reads an in-memory answer after this */
+        OPENSSL_cleanse(cl->buf->pos, cl->buf->last - cl->buf->pos);
     }
 
     return NGX_OK;

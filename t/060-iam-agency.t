@@ -146,6 +146,14 @@ sub call_list {
     ($rc, $out) = $t->nginx_t($c, 'agency-control.conf');
     isnt($rc, 0, 'nginx -t: a control byte in agency= fails');
 
+    for my $sep ('/', ':', '#') {
+        ($c = conf()) =~ s/ agency_domain=\S+;/ agency_domain=a${sep}b;/;
+        ($rc, $out) = $t->nginx_t($c, 'agency-sep.conf');
+        isnt($rc, 0, "nginx -t: a '$sep' in agency_domain= fails");
+        like($out, qr/but '\/', '#' and ':' expected/,
+            "nginx -t: says '$sep' is not for names");
+    }
+
     $t->finish;
 }
 
@@ -264,7 +272,7 @@ like(call_list($t2, 1), qr{\Apassword/domain:201 assume_role/project/0123:403\z}
     'agency refused: the user token, then 403 for the agency');
 $t2->finish;
 
-# ---- several workers share one fetch of each ---------------------------
+# ---- several workers share one fetch of each, even after a 401 ----------
 
 $t->finish;
 
@@ -284,6 +292,21 @@ is(call_list($t3, 0), 'password/domain:201 assume_role/project/0123:201',
     . 'token');
 is(scalar(grep { !$_->{token_ok} } $t3->upstream_records), 0,
     'every one carried an accepted agency token');
+
+# the user token revoked while several requests wait for one agency
+# token: the one fetching gets 401, fetches a new user token and asks
+# again; those waiting follow it and are served too
+
+my ($u3) = user_tokens($t3);
+TaurusGuard::IAM::revoke_user_token($t3, ($u3 || [ '' ])->[0]);
+
+@res = $t3->concurrent_posts(upgrade_path($PROJECT3), $body, 12);
+is(scalar(grep { $_->[0] eq '200' } @res), 12,
+    'user token revoked, 12 concurrent requests for a new project: all '
+    . 'served') or diag(join "\n", map { "@$_" } @res);
+is(call_list($t3, 2), 'assume_role/project/abcd:401 password/domain:201 '
+    . 'assume_role/project/abcd:201',
+    'and IAM was asked once for each token');
 $t3->finish;
 
 # ---- renewal ahead, IAM down, expiry -----------------------------------

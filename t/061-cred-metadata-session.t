@@ -121,7 +121,13 @@ sub served {
     ($rc, $out) = $t->nginx_t(conf(ttl => '1'), 'session-ttl1.conf');
     isnt($rc, 0, 'nginx -t: session_ttl below 2s fails');
 
-    (my $c = conf()) =~ s{session=/_tg_meta_token}{session=_tg_meta_token};
+    (my $c = conf(ttl => '1h')) =~ s{ session=/_tg_meta_token}{};
+    ($rc, $out) = $t->nginx_t($c, 'session-ttl-alone.conf');
+    isnt($rc, 0, 'nginx -t: session_ttl= without session= fails');
+    like($out, qr/"session_ttl=" needs "session="/,
+        'nginx -t: says session_ttl= needs session=');
+
+    ($c = conf()) =~ s{session=/_tg_meta_token}{session=_tg_meta_token};
     ($rc, $out) = $t->nginx_t($c, 'session-uri.conf');
     isnt($rc, 0, 'nginx -t: session= without a leading / fails');
     like($out, qr/"session=" takes the URI of an internal location/,
@@ -229,25 +235,30 @@ my $nf = 'metadata session token not fetched: '
 ok(scalar(grep { index($_, $nf) >= 0 } split /\n/, $t3->error_log),
     'error.log: the session token was not fetched');
 
-# the service comes back, its credentials living 3 s: served
+# the service comes back, slow, its credentials living 3 s: served
 
-TaurusGuard::Metadata::start_meta($t3, session => 1, ttl => 3);
+TaurusGuard::Metadata::start_meta($t3, session => 1, ttl => 3, delay => 300);
 served($t3, 'session endpoint back');
 is(call_list($t3, 1), 'PUT:200 GET:200', 'back: a session, then the '
     . 'credentials');
 
 # the session token revoked (it would live 6 h): once the credentials
 # expire, their fetch is refused (401), the session token dropped, a new
-# one fetched, and the batch still served
+# one fetched, and the batches still served, those that waited for the
+# refused fetch too
 
 my $s = (sessions($t3))[-1] || [ '' ];
 TaurusGuard::Metadata::revoke_session($t3, $s->[0]);
 my $from = scalar calls($t3);
 sleep 3.2;
 
-served($t3, 'session revoked, credentials expired');
+my @res = $t3->concurrent_posts(upgrade_path(), $body, 8);
+is(scalar(grep { $_->[0] eq '200' } @res), 8,
+    'session revoked, credentials expired, 8 concurrent requests: all 200')
+    or diag(join "\n", map { "@$_" } @res);
 is(call_list($t3, $from), 'GET:401 PUT:200 GET:200',
-    'session revoked: refused, a new session token, the credentials');
+    'session revoked: refused, a new session token, the credentials, '
+    . 'once each');
 my $refused = 'metadata credentials: the X-Metadata-Token it was asked '
     . 'with was refused (401)';
 ok(scalar(grep { index($_, $refused) >= 0 } split /\n/, $t3->error_log),
