@@ -9,7 +9,9 @@
 #
 # (Both directives name their shared memory zone after the source, so
 # two directives with the same source get the same zone; each must then
-# find the credentials the zone holds.)
+# find the credentials the zone holds.  An agency directive keeps its
+# user token in the zone of a plain directive with the same password
+# file and location.)
 
 use strict;
 use warnings;
@@ -121,5 +123,57 @@ is(scalar(TaurusGuard::IAM::iam_calls($t2)), 1,
     'IAM: one fetch for both servers');
 
 $t2->finish;
+
+
+# ---- one password file and IAM location, with and without an agency --
+#
+# The agency's user token (scoped to the user's domain) lives in the
+# same zone as the plain directive's project tokens, under a key no
+# project can have; two agency directives share the agency's tokens.
+
+my $t3 = Test::TaurusGuard->new;
+
+TaurusGuard::IAM::write_password_file($t3);
+TaurusGuard::IAM::start_iam($t3, agency => 1);
+TaurusGuard::IAM::upstream_tokens($t3);
+
+my $agency = "$iam agency=$TaurusGuard::IAM::AGENCY "
+    . "agency_domain=$TaurusGuard::IAM::AGENCY_DOMAIN";
+
+$t3->run("http {\n"
+    . "    taurus_guard_audit_log %%TESTDIR%%/audit.log;\n"
+    . "    taurus_guard_allow {\n        %%PROJECT%% $INSTANCES[0];\n    }\n"
+    . server(0, $iam, $iam_loc)
+    . server(1, $agency, $iam_loc)
+    . server(2, $agency, $iam_loc)
+    . "}\n");
+
+my %sent;
+for my $port (1, 0, 2, 1, 0, 2) {
+    my $r = $t3->post(upgrade_path(), $body, port => $port);
+    is($r->{status}, 200, "password and agency, server $port: 200")
+        or diag($r->{raw} || 'no response');
+    my $u = ($t3->upstream_records)[-1] || {};
+    $sent{$port}{ join '|', TaurusGuard::IAM::sent_tokens($u) } = 1;
+}
+
+my %kind = map { (($_->{token} || '') => join '/', $_->{auth_method} || '?',
+    $_->{scope} || '?') } TaurusGuard::IAM::iam_calls($t3);
+is(join(',', map { $kind{$_} || 'unknown' } sort keys %{ $sent{0} }),
+    'password/project', 'server 0 (no agency): the password\'s project '
+    . 'token, the same each time');
+is(join(',', map { $kind{$_} || 'unknown' }
+    sort keys %{ { %{ $sent{1} }, %{ $sent{2} } } }),
+    'assume_role/project', 'servers 1 and 2 (agency): one agency token, '
+    . 'shared');
+is(join(' ', sort map { ($_->{auth_method} || '?') . '/' . ($_->{scope} || '?') }
+    TaurusGuard::IAM::iam_calls($t3)),
+    'assume_role/project password/domain password/project',
+    'three IAM calls in all: the user token, the agency token, the '
+    . 'password\'s token');
+is(scalar(grep { $_->{token_ok} } $t3->upstream_records), 6,
+    'all six forwarded with a token the upstream accepts');
+
+$t3->finish;
 
 $t->done_testing;
