@@ -266,6 +266,8 @@ sub write_file {
 sub write_secret_file {
     my ($self, $name, $content, $mode) = @_;
 
+    $self->_note_secrets($content);
+
     # owned by the worker before it is renamed into place: a worker that
     # looks in between must not find a file it cannot read
     my $owner = ($> == 0 && defined $self->{worker_uid})
@@ -273,6 +275,22 @@ sub write_secret_file {
 
     return $self->write_file($name, $content,
         defined $mode ? $mode : 0600, $owner);
+}
+
+
+# The secrets of a file the test writes, for finish()'s leak check: the
+# values of sk, security_token and password, or a token file's words.
+# Words shorter than 12 characters are too common to look for.
+
+sub _note_secrets {
+    my ($self, $content) = @_;
+
+    my @values = $content =~ /^\s*(?:sk|security_token|password)\s*=(.*)$/mg;
+    @values = ($content) unless $content =~ /=/;
+
+    for my $v (@values) {
+        $self->{secrets}{$_} = 1 for grep { length >= 12 } split ' ', $v;
+    }
 }
 
 
@@ -633,7 +651,92 @@ sub finish {
         . 'in error.log') or Test::More::diag(join "\n",
         @p[0 .. ($#p > 20 ? 20 : $#p)]);
 
+    my @secrets = $self->test_secrets;
+    if (@secrets) {
+        my @leaks = $self->leaks(@secrets);
+        Test::More::is(scalar(@leaks), 0, 'none of the ' . scalar(@secrets)
+            . ' test secrets in error.log, the access or audit logs or a '
+            . 'response') or Test::More::diag(join "\n",
+            @leaks[0 .. ($#leaks > 9 ? 9 : $#leaks)]);
+    }
+
     $self->{done} = 1;
+}
+
+
+# Every secret of this test: those of the files it wrote (see
+# _note_secrets) and those the stand-ins issued, from the lists they
+# keep in the test directory (tg-metadata.pl's keys and sessions,
+# tg-iam.pl's tokens and user tokens).
+
+sub test_secrets {
+    my ($self) = @_;
+
+    my %s = %{ $self->{secrets} || {} };
+
+    for my $f ([ keys => 1, 2 ], [ tokens => 0 ], [ 'user-tokens' => 0 ],
+        [ sessions => 0 ])
+    {
+        my ($name, @cols) = @$f;
+        my $c = $self->read_file($name);
+        next unless defined $c;
+
+        for my $l (split /\n/, $c) {
+            my @w = split ' ', $l;
+            next if !@w || $w[0] eq 'revoke';
+            $s{$_} = 1 for grep { defined && length >= 12 } @w[@cols];
+        }
+    }
+
+    return sort keys %s;
+}
+
+
+# Where a secret must never be: error.log at every level (but nginx's
+# own dumps of the proxy's headers, README), the access and audit logs
+# the configuration names (rotated ones too) and every response.  Looks
+# for each secret and its first and last 12 characters; returns what it
+# found, never the secret itself.
+
+sub leaks {
+    my ($self, @secrets) = @_;
+
+    my %where = (
+        'error.log' => $self->error_log_without_proxy_dumps,
+        'responses' => join("\n", @{ $self->{responses} || [] }),
+    );
+
+    my $conf = $self->read_file('conf/nginx.conf');
+    $conf = '' unless defined $conf;
+
+    my %files = ("$self->{dir}/logs/access.log" => 1);
+    while ($conf =~ /^\s*(?:access_log|taurus_guard_audit_log)\s+([^\s;]+)/mg)
+    {
+        my $f = $1;
+        next if $f eq 'off' || $f =~ /^syslog:/;
+        $f = "$self->{dir}/$f" unless $f =~ m{\A/};
+        $files{$_} = 1 for grep { -f } $f, glob("$f.*");
+    }
+
+    for my $f (sort keys %files) {
+        my $c = $self->read_file($f);
+        (my $short = $f) =~ s{\A\Q$self->{dir}\E/}{};
+        $where{$short} = $c if defined $c;
+    }
+
+    my @found;
+    for my $w (sort keys %where) {
+        for my $i (0 .. $#secrets) {
+            my $v = $secrets[$i];
+            for my $piece ($v, substr($v, 0, 12), substr($v, -12)) {
+                next if index($where{$w}, $piece) < 0;
+                push @found, "$w: test secret #$i (or 12 characters of it)";
+                last;
+            }
+        }
+    }
+
+    return @found;
 }
 
 
@@ -878,7 +981,8 @@ sub error_log_without_proxy_dumps {
             $in_block = 0 if $l eq '"';
             next;
         }
-        next if $l =~ /\[debug\] .* http proxy header: ".*"\r?\z/;
+        # one header a line, closed, or cut at 2048 bytes with no quote
+        next if $l =~ /\[debug\] .* http proxy header: "/;
         if ($l =~ /\[debug\] .* http proxy header:\z/) {
             $in_block = 1;
             next;
