@@ -383,21 +383,17 @@ ngx_http_taurus_guard_process(ngx_http_request_t *r,
 /*
  * Secrets the gateway fetches itself, the metadata service's AK/SK and
  * an IAM token, are in hand before signing.  NGX_DONE: waiting for a
- * fetch, ngx_http_taurus_guard_token_ready() comes back here.  Each is
- * tried once; one asked with a base token (an agency's, a metadata
- * session's) up to three times: the base may have to be fetched first,
- * or again after the service refused it; a secret still missing after
- * that refuses the batch.
+ * fetch, ngx_http_taurus_guard_token_ready() comes back here and asks
+ * again; ngx_http_taurus_guard_fetch_get() bounds how often, and a
+ * secret it cannot give refuses the batch.
  */
 
 static ngx_int_t
 ngx_http_taurus_guard_secrets(ngx_http_request_t *r,
     ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx)
 {
-    size_t                        line;
-    ngx_int_t                     rc;
-    ngx_uint_t                    tries;
-    ngx_http_taurus_guard_iam_t  *src;
+    size_t     line;
+    ngx_int_t  rc;
 
     static u_char  shared_key[TG_PROJECT_ID_LEN];
 
@@ -406,21 +402,9 @@ ngx_http_taurus_guard_secrets(ngx_http_request_t *r,
     if (lcf->cred != NULL && lcf->cred->fetch != NULL
         && ctx->cred.ak.len == 0)
     {
-        src = lcf->cred->fetch;
-
         if (ctx->cred_text.len == 0) {
-            tries = (src->base != NULL) ? 3 : 1;
-
-            if (ctx->cred_tries == tries) {
-                return ngx_http_taurus_guard_no_secret(r, ctx,
-                                                       "no usable"
-                                                       " credentials");
-            }
-
-            ctx->cred_tries++;
-
-            rc = ngx_http_taurus_guard_fetch_get(r, src, ctx, shared_key,
-                                                 &ctx->cred_text);
+            rc = ngx_http_taurus_guard_fetch_get(r, lcf->cred->fetch, ctx,
+                                                 shared_key, &ctx->cred_text);
             if (rc == NGX_AGAIN) {
                 return NGX_DONE;
             }
@@ -443,20 +427,10 @@ ngx_http_taurus_guard_secrets(ngx_http_request_t *r,
 
     if (lcf->token != NULL && lcf->token->iam != NULL && ctx->token.len == 0)
     {
-        src = lcf->token->iam;
-        tries = (src->base != NULL) ? 3 : 1;
-
-        if (ctx->token_tries == tries) {
-            return ngx_http_taurus_guard_no_secret(r, ctx,
-                                                   "no usable IAM token");
-        }
-
-        ctx->token_tries++;
-
         /* for the 401 of the endpoint */
-        ctx->iam = src;
+        ctx->iam = lcf->token->iam;
 
-        rc = ngx_http_taurus_guard_fetch_get(r, src, ctx,
+        rc = ngx_http_taurus_guard_fetch_get(r, lcf->token->iam, ctx,
                                              ctx->project_id.data,
                                              &ctx->token);
         if (rc == NGX_AGAIN) {

@@ -69,6 +69,8 @@ static ngx_int_t ngx_http_taurus_guard_fetch_body(ngx_http_request_t *sr,
     ngx_str_t *body, const char **problem);
 static ngx_http_taurus_guard_iam_slot_t *ngx_http_taurus_guard_iam_slot(
     ngx_http_taurus_guard_iam_t *iam, u_char *project, ngx_uint_t add);
+static ngx_uint_t ngx_http_taurus_guard_slot_claim(
+    ngx_http_taurus_guard_iam_slot_t *slot);
 static ngx_int_t ngx_http_taurus_guard_iam_take(ngx_http_request_t *r,
     ngx_http_taurus_guard_iam_t *iam, u_char *key, ngx_str_t *out,
     ngx_uint_t *renew);
@@ -567,8 +569,10 @@ ngx_http_taurus_guard_iam_init_zone(ngx_shm_zone_t *zone, void *data)
  * A secret asked with a base token needs that first: when none is in
  * hand, the fetch this request waits for is the base's.  A request
  * fetches each itself at most once, except that a fetch whose base token
- * was refused (401) is tried again with a new one; waiting for another's
- * fetch does not count (the caller bounds how often it asks).
+ * was refused (401) is tried again with a new one.  It asks once, or,
+ * with a base, up to NGX_HTTP_TG_FETCH_ASKS times (the base first, or
+ * again after a 401, then the secret): a secret still missing after
+ * that cannot be had.
  */
 
 ngx_int_t
@@ -601,6 +605,11 @@ ngx_http_taurus_guard_fetch_get(ngx_http_request_t *r,
     if (ctx->fetch_stage != iam) {
         ctx->fetch_stage = iam;
         ctx->fetch_tried = 0;
+        ctx->fetch_asks = 0;
+    }
+
+    if (ctx->fetch_asks++ >= (iam->base ? NGX_HTTP_TG_FETCH_ASKS : 1)) {
+        return NGX_ERROR;
     }
 
     base = NULL;
@@ -669,9 +678,7 @@ ngx_http_taurus_guard_fetch_start(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    if (slot->fetching != 0
-        && ngx_time() - slot->fetching < NGX_HTTP_TG_IAM_STALE)
-    {
+    if (!ngx_http_taurus_guard_slot_claim(slot)) {
         ngx_shmtx_unlock(&ngx_http_tg_shpool(iam)->mutex);
 
         /* the timer must not outlive the request */
@@ -695,8 +702,6 @@ ngx_http_taurus_guard_fetch_start(ngx_http_request_t *r,
 
         return NGX_AGAIN;
     }
-
-    slot->fetching = ngx_time();
 
     ngx_shmtx_unlock(&ngx_http_tg_shpool(iam)->mutex);
 
@@ -750,15 +755,7 @@ ngx_http_taurus_guard_fetch_renew(ngx_http_request_t *r,
     ngx_shmtx_lock(&ngx_http_tg_shpool(iam->base)->mutex);
 
     slot = ngx_http_taurus_guard_iam_slot(iam->base, bkey, 1);
-    start = 0;
-
-    if (slot != NULL
-        && (slot->fetching == 0
-            || ngx_time() - slot->fetching >= NGX_HTTP_TG_IAM_STALE))
-    {
-        slot->fetching = ngx_time();
-        start = 1;
-    }
+    start = (slot != NULL && ngx_http_taurus_guard_slot_claim(slot));
 
     ngx_shmtx_unlock(&ngx_http_tg_shpool(iam->base)->mutex);
 
@@ -805,17 +802,36 @@ ngx_http_taurus_guard_iam_take(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    if (slot->expires - now < iam->refresh
-        && (slot->fetching == 0
-            || now - slot->fetching >= NGX_HTTP_TG_IAM_STALE))
-    {
-        slot->fetching = now;
-        *renew = 1;
+    if (slot->expires - now < iam->refresh) {
+        *renew = ngx_http_taurus_guard_slot_claim(slot);
     }
 
     ngx_shmtx_unlock(&ngx_http_tg_shpool(iam)->mutex);
 
     return NGX_OK;
+}
+
+
+/*
+ * The zone's lock is held.  Marks the slot "fetching" for the caller,
+ * unless somebody fetches it already (a mark older than
+ * NGX_HTTP_TG_IAM_STALE is nobody's).
+ */
+
+static ngx_uint_t
+ngx_http_taurus_guard_slot_claim(ngx_http_taurus_guard_iam_slot_t *slot)
+{
+    time_t  now;
+
+    now = ngx_time();
+
+    if (slot->fetching != 0 && now - slot->fetching < NGX_HTTP_TG_IAM_STALE) {
+        return 0;
+    }
+
+    slot->fetching = now;
+
+    return 1;
 }
 
 

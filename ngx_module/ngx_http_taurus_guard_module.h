@@ -92,6 +92,9 @@ typedef struct {
 #define NGX_HTTP_TG_TRIED_SECRET    0x01
 #define NGX_HTTP_TG_TRIED_BASE      0x02
 
+/* how often a request asks for a secret that has a base token */
+#define NGX_HTTP_TG_FETCH_ASKS      3
+
 
 /*
  * A secret the gateway fetches itself through a subrequest: an IAM token
@@ -251,8 +254,9 @@ typedef struct {
     u_char                      *fetch_key;
     ngx_str_t                   *fetch_out;
     ngx_str_t                    fetch_base; /* the base token in hand */
-    ngx_http_taurus_guard_iam_t *fetch_stage; /* what fetch_tried is of */
+    ngx_http_taurus_guard_iam_t *fetch_stage; /* what these are of: */
     ngx_uint_t                   fetch_tried;
+    ngx_uint_t                   fetch_asks;
     ngx_event_t                  iam_wait;  /* for another's fetch */
     time_t                       iam_deadline;
     ngx_str_t                    user;
@@ -264,8 +268,6 @@ typedef struct {
 
     unsigned                     started:1;
     unsigned                     iam_pending:1;
-    unsigned                     cred_tries:2;
-    unsigned                     token_tries:2;
     unsigned                     iam_fetch:1;   /* ctx of a fetch */
     unsigned                     forwarded:1;
     unsigned                     sync_failed:1;
