@@ -10,8 +10,8 @@
 # project; a revoked user token is dropped and fetched again; an agency
 # token refused upstream (401) is fetched again with the same user token;
 # workers share one fetch; agency tokens are renewed ahead of expiry,
-# kept while IAM is down, and never used after expiry (503).  No token
-# or password in error.log, the responses or the audit log.
+# kept while IAM is down, and never used after expiry (503).  (That no
+# token or password leaks is the harness's check at finish.)
 
 use strict;
 use warnings;
@@ -356,22 +356,6 @@ is(($a[0] || {})->{reason}, 'no usable IAM token', 'expired: audit reason');
 
 is(scalar(grep { !$_->{token_ok} } $t4->upstream_records), 0,
     'no agency token was used after its expiry');
-
-# ---- no secret anywhere -------------------------------------------------
-
-my @secrets = ($TaurusGuard::IAM::PASSWORD,
-    map { $_->[0] } (issued($t), issued($t4), user_tokens($t),
-        user_tokens($t4)));
-
-for my $tt ($t, $t4) {
-    my $where = $tt->error_log_without_proxy_dumps
-        . ($tt->read_file('audit.log') || '')
-        . ($tt->read_file('logs/access.log') || '');
-    my @leaked = grep { index($where, $_) >= 0
-        || index($where, substr($_, 0, 24)) >= 0 } @secrets;
-    is(scalar @leaked, 0, 'no password or token in error.log, access.log '
-        . 'or the audit log');
-}
 
 $t4->finish;
 
