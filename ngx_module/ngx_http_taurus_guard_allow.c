@@ -159,10 +159,10 @@ ngx_http_taurus_guard_allow_init(ngx_conf_t *cf,
                       "taurus_guard_token \"%V\" serves every project, but"
                       " the allow-list names %uz projects and an IAM token"
                       " is scoped to one, in %s:%ui",
-                      &tokens[i]->watch.path,
+                      &tokens[i]->file.path,
                       tg_allow_project_count(mcf->allow),
-                      tokens[i]->watch.conf_file,
-                      tokens[i]->watch.conf_line);
+                      tokens[i]->file.conf_file,
+                      tokens[i]->file.conf_line);
     }
 
     return NGX_OK;

@@ -98,10 +98,10 @@ static void ngx_http_taurus_guard_iam_end_fetch(
     time_t expires);
 static void ngx_http_taurus_guard_iam_poll(ngx_event_t *ev);
 static void ngx_http_taurus_guard_iam_abandoned(void *data);
-static void ngx_http_taurus_guard_iam_cleanup(void *data);
 static void ngx_http_taurus_guard_iam_wait_cleanup(void *data);
-static tg_iam_cred_t *ngx_http_taurus_guard_iam_cred(ngx_log_t *log,
-    ngx_http_taurus_guard_iam_t *iam);
+static ngx_int_t ngx_http_taurus_guard_password_parse(
+    ngx_http_taurus_guard_secret_file_t *file, u_char *text, size_t size,
+    ngx_str_t *problem);
 static ngx_int_t ngx_http_taurus_guard_fetch_name(ngx_conf_t *cf,
     ngx_str_t *value, ngx_str_t *name);
 static char *ngx_http_taurus_guard_agency_conf(ngx_conf_t *cf,
@@ -115,9 +115,8 @@ ngx_http_taurus_guard_iam_conf(ngx_conf_t *cf,
 {
     size_t                        line;
     tg_rc_t                       rc;
-    ngx_str_t                     s, agency, domain;
+    ngx_str_t                     s, agency, domain, password;
     ngx_uint_t                    i;
-    ngx_pool_cleanup_t           *cln;
     ngx_http_taurus_guard_iam_t  *iam;
 
     iam = ngx_pcalloc(cf->pool, sizeof(ngx_http_taurus_guard_iam_t));
@@ -129,6 +128,7 @@ ngx_http_taurus_guard_iam_conf(ngx_conf_t *cf,
 
     ngx_str_null(&agency);
     ngx_str_null(&domain);
+    ngx_str_null(&password);
 
     for (i = 1; i < n; i++) {
 
@@ -155,8 +155,8 @@ ngx_http_taurus_guard_iam_conf(ngx_conf_t *cf,
         }
 
         if (ngx_strncmp(value[i].data, "password_file=", 14) == 0) {
-            iam->watch.path.data = value[i].data + 14;
-            iam->watch.path.len = value[i].len - 14;
+            password.data = value[i].data + 14;
+            password.len = value[i].len - 14;
             continue;
         }
 
@@ -190,7 +190,7 @@ ngx_http_taurus_guard_iam_conf(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
-    if (iam->watch.path.len == 0) {
+    if (password.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "taurus_guard_token: \"iam=\" needs"
                            " \"password_file=PATH\"");
@@ -204,51 +204,40 @@ ngx_http_taurus_guard_iam_conf(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
-    iam->watch.conf_file = cf->conf_file->file.name.data;
-    iam->watch.conf_line = cf->conf_file->line;
+    iam->password.parse = ngx_http_taurus_guard_password_parse;
+    iam->password.data = iam;
+    iam->password.level = NGX_LOG_ALERT;
+    iam->password.kept = "the previous password is kept";
 
-    if (ngx_conf_full_name(cf->cycle, &iam->watch.path, 1) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    cln = ngx_pool_cleanup_add(cf->pool, 0);
-    if (cln == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    iam->data = ngx_http_taurus_guard_read_private(cf, &iam->watch,
-                                                   NGX_HTTP_TG_IAM_FILE_MAX,
-                                                   &iam->size);
-    if (iam->data == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    cln->handler = ngx_http_taurus_guard_iam_cleanup;
-    cln->data = iam;
-
-    rc = tg_iam_cred_parse(&iam->cred, iam->data, iam->size, &line);
-
-    if (rc != TG_OK) {
-        if (line) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "taurus_guard_token: \"%V\", line %uz: %s",
-                               &iam->watch.path, line, tg_strerror(rc));
-        } else {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "taurus_guard_token: \"%V\": %s",
-                               &iam->watch.path, tg_strerror(rc));
-        }
-
-        return NGX_CONF_ERROR;
-    }
-
-    if (ngx_http_taurus_guard_fetch_zone(cf, iam, &iam->watch.path)
+    if (ngx_http_taurus_guard_secret_file_conf(cf, &iam->password, &password,
+                                               NGX_HTTP_TG_IAM_FILE_MAX)
         != NGX_OK)
     {
         return NGX_CONF_ERROR;
     }
 
-    token->watch = iam->watch;
+    rc = tg_iam_cred_parse(&iam->cred, iam->password.text,
+                           iam->password.size, &line);
+
+    if (rc != TG_OK) {
+        if (line) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "taurus_guard_token: \"%V\", line %uz: %s",
+                               &iam->password.path, line, tg_strerror(rc));
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "taurus_guard_token: \"%V\": %s",
+                               &iam->password.path, tg_strerror(rc));
+        }
+
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_taurus_guard_fetch_zone(cf, iam, &iam->password.path)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
 
     if (agency.len) {
         return ngx_http_taurus_guard_agency_conf(cf, token, iam, &agency,
@@ -293,14 +282,14 @@ ngx_http_taurus_guard_agency_conf(ngx_conf_t *cf,
 
     /* the agency's tokens are not the user's: a zone of their own */
 
-    what.len = user->watch.path.len + sizeof("#agency=/") - 1
+    what.len = user->password.path.len + sizeof("#agency=/") - 1
                + domain->len + agency->len;
     what.data = ngx_pnalloc(cf->pool, what.len);
     if (what.data == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    ngx_sprintf(what.data, "%V#agency=%V/%V", &user->watch.path, domain,
+    ngx_sprintf(what.data, "%V#agency=%V/%V", &user->password.path, domain,
                 agency);
 
     if (ngx_http_taurus_guard_fetch_zone(cf, iam, &what) != NGX_OK) {
@@ -923,7 +912,9 @@ ngx_http_taurus_guard_iam_fetch(ngx_http_request_t *r,
                                   TG_PROJECT_ID_LEN, p, len);
 
     } else if (iam->kind == NGX_HTTP_TG_FETCH_IAM) {
-        cred = ngx_http_taurus_guard_iam_cred(r->connection->log, iam);
+        (void) ngx_http_taurus_guard_secret_file_update(r->connection->log,
+                                                        &iam->password);
+        cred = &iam->cred;
 
         len = tg_iam_request_body(cred, iam->user ? NULL : project,
                                   TG_PROJECT_ID_LEN, NULL, 0);
@@ -1647,71 +1638,30 @@ ngx_http_taurus_guard_fetch_drop(ngx_http_taurus_guard_iam_t *iam,
 }
 
 
-/* the password file, re-read when it changed; the last good kept */
+/* a new version of the password file */
 
-static tg_iam_cred_t *
-ngx_http_taurus_guard_iam_cred(ngx_log_t *log,
-    ngx_http_taurus_guard_iam_t *iam)
+static ngx_int_t
+ngx_http_taurus_guard_password_parse(
+    ngx_http_taurus_guard_secret_file_t *file, u_char *text, size_t size,
+    ngx_str_t *problem)
 {
-    u_char         *data;
-    size_t          size, line;
+    ngx_http_taurus_guard_iam_t *iam = file->data;
+
+    size_t          line;
     tg_rc_t         rc;
-    ngx_int_t       n;
-    ngx_str_t       problem;
     tg_iam_cred_t   parsed;
 
-    n = ngx_http_taurus_guard_watch(log, &iam->watch,
-                                    NGX_HTTP_TG_IAM_FILE_MAX, &data, &size,
-                                    &problem);
-
-    if (n == NGX_ERROR) {
-        ngx_http_taurus_guard_watch_error(log, &iam->watch, NGX_LOG_ALERT,
-                                          ngx_errno, &problem,
-                                          "the previous password is kept");
-    }
-
-    if (n != NGX_OK) {
-        return &iam->cred;
-    }
-
-    rc = tg_iam_cred_parse(&parsed, data, size, &line);
+    rc = tg_iam_cred_parse(&parsed, text, size, &line);
 
     if (rc != TG_OK) {
-        OPENSSL_cleanse(data, size);
-        ngx_free(data);
-
-        problem.data = (u_char *) tg_strerror(rc);
-        problem.len = ngx_strlen(problem.data);
-
-        ngx_http_taurus_guard_watch_error(log, &iam->watch, NGX_LOG_ALERT,
-                                          0, &problem,
-                                          "the previous password is kept");
-        return &iam->cred;
+        problem->data = (u_char *) tg_strerror(rc);
+        problem->len = ngx_strlen(problem->data);
+        return NGX_ERROR;
     }
 
-    OPENSSL_cleanse(iam->data, iam->size);
-
-    if (iam->owned) {
-        ngx_free(iam->data);
-    }
-
-    iam->data = data;
-    iam->size = size;
     iam->cred = parsed;
-    iam->owned = 1;
 
-    return &iam->cred;
-}
-
-
-static void
-ngx_http_taurus_guard_iam_cleanup(void *data)
-{
-    ngx_http_taurus_guard_iam_t  *iam = data;
-
-    if (iam->data != NULL) {
-        OPENSSL_cleanse(iam->data, iam->size);
-    }
+    return NGX_OK;
 }
 
 

@@ -250,8 +250,8 @@ ngx_http_taurus_guard_create_main_conf(ngx_conf_t *cf)
      *     mcf->policy = { 0 };
      */
 
-    if (ngx_array_init(&mcf->creds, cf->pool, 2,
-                       sizeof(ngx_http_taurus_guard_cred_t *))
+    if (ngx_array_init(&mcf->files, cf->pool, 2,
+                       sizeof(ngx_http_taurus_guard_secret_file_t *))
         != NGX_OK)
     {
         return NULL;

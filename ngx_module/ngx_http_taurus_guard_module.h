@@ -27,39 +27,63 @@
 
 #define NGX_HTTP_TG_ID_HEADER       "X-Taurus-Guard-Id"
 #define NGX_HTTP_TG_TOKEN_MAX       65536
-#define NGX_HTTP_TG_RECHECK         1         /* seconds between stat()s */
 #define NGX_HTTP_TG_LOG_INTERVAL    60        /* seconds between alerts */
 
 
+typedef struct ngx_http_taurus_guard_secret_file_s
+    ngx_http_taurus_guard_secret_file_t;
+
+/*
+ * Checks a new version of a secret file: NGX_OK keeps what it parsed
+ * (pointing into text) where the file's user finds it; NGX_ERROR says
+ * why not in problem (up to 128 bytes at problem->data, or a string of
+ * its own).
+ */
+typedef ngx_int_t (*ngx_http_taurus_guard_secret_parse_pt)(
+    ngx_http_taurus_guard_secret_file_t *file, u_char *text, size_t size,
+    ngx_str_t *problem);
+
 /* a secret file, re-read by each worker when it changes */
-typedef struct {
+struct ngx_http_taurus_guard_secret_file_s {
     ngx_str_t                    path;
     u_char                      *conf_file;     /* where it was named */
     ngx_uint_t                   conf_line;
+    size_t                       max;
+    ngx_http_taurus_guard_secret_parse_pt  parse;
+    void                        *data;      /* for parse() */
+    ngx_uint_t                   level;     /* of a bad version's line */
+    const char                  *kept;      /* what that line says */
+
+    u_char                      *text;      /* in use, wiped when replaced */
+    size_t                       size;
+    unsigned                     owned:1;   /* text is ngx_alloc()ed */
 
     /* per worker, after fork */
-    time_t                       checked;
-    time_t                       mtime;
-    off_t                        fsize;
+    unsigned                     looked:1;  /* checked is set */
+    unsigned                     known:1;   /* the identity and digest are */
+    unsigned                     logged:1;  /* error_logged is set */
+    ngx_msec_t                   checked;   /* monotonic, as both below */
+    ngx_msec_t                   error_logged;
+    dev_t                        dev;
     ino_t                        ino;
-    time_t                       error_logged;
-} ngx_http_taurus_guard_watch_t;
+    off_t                        fsize;
+    struct timespec              mtime;
+    struct timespec              ctime;
+    u_char                       digest[32];    /* SHA-256 of its bytes */
+};
 
 
 typedef struct ngx_http_taurus_guard_iam_s  ngx_http_taurus_guard_iam_t;
 
 
 /*
- * AK/SK from a profile file (watch.path), the environment (no path), or
+ * AK/SK from a profile file (file.path), the environment (no path), or
  * the ECS metadata service (fetch)
  */
 typedef struct {
     ngx_http_taurus_guard_iam_t *fetch;
-    ngx_http_taurus_guard_watch_t  watch;
-    u_char                      *data;      /* profile text, wiped */
-    size_t                       size;
-    tg_cred_t                    cred;      /* points into data */
-    unsigned                     owned:1;   /* data is ngx_alloc()ed */
+    ngx_http_taurus_guard_secret_file_t  file;
+    tg_cred_t                    cred;      /* points into file.text */
 } ngx_http_taurus_guard_cred_t;
 
 
@@ -118,19 +142,16 @@ struct ngx_http_taurus_guard_iam_s {
     ngx_str_t                    agency_domain;  /* and its account */
     ngx_http_taurus_guard_iam_t *base;      /* asked with its token */
     ngx_str_t                    base_header;    /* which carries it */
-    ngx_http_taurus_guard_watch_t  watch;   /* the password file */
-    u_char                      *data;      /* its text, wiped */
-    size_t                       size;
-    tg_iam_cred_t                cred;      /* points into data */
-    unsigned                     owned:1;   /* data is ngx_alloc()ed */
+    ngx_http_taurus_guard_secret_file_t  password;
+    tg_iam_cred_t                cred;      /* points into password.text */
     unsigned                     user:1;    /* scoped to the user's domain */
     ngx_shm_zone_t              *zone;      /* shared by every user */
 };
 
 
 typedef struct {
-    ngx_http_taurus_guard_watch_t  watch;
-    ngx_str_t                    value;     /* ngx_alloc()ed, wiped */
+    ngx_http_taurus_guard_secret_file_t  file;
+    ngx_str_t                    value;     /* in file.text */
     ngx_http_taurus_guard_iam_t *iam;       /* or fetched from IAM */
     ngx_http_complex_value_t    *path_cv;   /* or one file per project */
     ngx_array_t                  files;     /* of token_t, per worker */
@@ -211,7 +232,7 @@ typedef struct {
     tg_allow_t                  *allow;
     ngx_http_taurus_guard_syslog_t  *syslog;
     char                         policy[TG_SHA256_HEX_LEN + 1];
-    ngx_array_t                  creds;     /* of cred_t * */
+    ngx_array_t                  files;     /* of secret_file_t * */
     ngx_array_t                  tokens;    /* of token_t * */
     ngx_array_t                  audits;    /* of audit_t * */
 } ngx_http_taurus_guard_main_conf_t;
@@ -296,24 +317,26 @@ char *ngx_http_taurus_guard_syslog(ngx_conf_t *cf, ngx_command_t *cmd,
 void ngx_http_taurus_guard_syslog_send(ngx_http_taurus_guard_syslog_t *sl,
     tg_audit_record_t *rec, u_char *line, size_t len);
 
+/* ngx_http_taurus_guard_secret.c */
+ngx_int_t ngx_http_taurus_guard_secret_copy(ngx_pool_t *pool,
+    const u_char *data, size_t len, ngx_str_t *out);
+u_char *ngx_http_taurus_guard_secret_alloc(ngx_pool_t *pool, size_t len);
+
+/* ngx_http_taurus_guard_secret_file.c */
+ngx_int_t ngx_http_taurus_guard_secret_file_conf(ngx_conf_t *cf,
+    ngx_http_taurus_guard_secret_file_t *file, ngx_str_t *path, size_t max);
+void ngx_http_taurus_guard_secret_file_forget(
+    ngx_http_taurus_guard_secret_file_t *file);
+ngx_int_t ngx_http_taurus_guard_secret_file_update(ngx_log_t *log,
+    ngx_http_taurus_guard_secret_file_t *file);
+ngx_int_t ngx_http_taurus_guard_check_owners(ngx_cycle_t *cycle,
+    ngx_http_taurus_guard_main_conf_t *mcf);
+
 /* ngx_http_taurus_guard_cred.c */
 char *ngx_http_taurus_guard_credentials(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_taurus_guard_token(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-ngx_int_t ngx_http_taurus_guard_check_owners(ngx_cycle_t *cycle,
-    ngx_http_taurus_guard_main_conf_t *mcf);
-u_char *ngx_http_taurus_guard_read_private(ngx_conf_t *cf,
-    ngx_http_taurus_guard_watch_t *watch, size_t max, size_t *size);
-ngx_int_t ngx_http_taurus_guard_watch(ngx_log_t *log,
-    ngx_http_taurus_guard_watch_t *watch, size_t max, u_char **data,
-    size_t *size, ngx_str_t *problem);
-void ngx_http_taurus_guard_watch_error(ngx_log_t *log,
-    ngx_http_taurus_guard_watch_t *watch, ngx_uint_t level, ngx_err_t err,
-    ngx_str_t *problem, const char *outcome);
-ngx_int_t ngx_http_taurus_guard_secret_copy(ngx_pool_t *pool,
-    const u_char *data, size_t len, ngx_str_t *out);
-u_char *ngx_http_taurus_guard_secret_alloc(ngx_pool_t *pool, size_t len);
 tg_cred_t *ngx_http_taurus_guard_cred_get(ngx_http_request_t *r,
     ngx_http_taurus_guard_cred_t *cred);
 ngx_str_t *ngx_http_taurus_guard_token_get(ngx_http_request_t *r,
