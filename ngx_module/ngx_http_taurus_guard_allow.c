@@ -150,7 +150,7 @@ ngx_http_taurus_guard_allow_init(ngx_conf_t *cf,
     tokens = mcf->tokens.elts;
 
     for (i = 0; i < mcf->tokens.nelts; i++) {
-        if (tokens[i]->iam != NULL) {
+        if (tokens[i]->fetch != NULL) {
             /* fetched per project */
             continue;
         }

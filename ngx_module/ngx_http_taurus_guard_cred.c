@@ -397,10 +397,10 @@ ngx_http_taurus_guard_token_file(ngx_http_request_t *r,
         }
     }
 
-    if (token->files.nelts >= NGX_HTTP_TG_IAM_SLOTS) {
+    if (token->files.nelts >= NGX_HTTP_TG_PROJECTS) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "taurus_guard: more than %d token files",
-                      NGX_HTTP_TG_IAM_SLOTS);
+                      NGX_HTTP_TG_PROJECTS);
         return NULL;
     }
 

@@ -93,8 +93,8 @@ ngx_http_taurus_guard_handler(ngx_http_request_t *r)
     }
 
     if (r != r->main) {
-        if (ctx != NULL && ctx->iam_fetch) {
-            /* the gateway's own IAM token request */
+        if (ctx != NULL && ctx->fetcher) {
+            /* a fetch of the gateway's own: a token, credentials */
             return NGX_DECLINED;
         }
 
@@ -425,12 +425,12 @@ ngx_http_taurus_guard_secrets(ngx_http_request_t *r,
         }
     }
 
-    if (lcf->token != NULL && lcf->token->iam != NULL && ctx->token.len == 0)
+    if (lcf->token != NULL && lcf->token->fetch != NULL && ctx->token.len == 0)
     {
         /* for the 401 of the endpoint */
-        ctx->iam = lcf->token->iam;
+        ctx->token_src = lcf->token->fetch;
 
-        rc = ngx_http_taurus_guard_fetch_get(r, lcf->token->iam, ctx,
+        rc = ngx_http_taurus_guard_fetch_get(r, lcf->token->fetch, ctx,
                                              ctx->project_id.data,
                                              &ctx->token);
         if (rc == NGX_AGAIN) {
@@ -458,7 +458,7 @@ ngx_http_taurus_guard_token_ready(ngx_http_request_t *r)
     ctx = ngx_http_taurus_guard_get_ctx(r);
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_taurus_guard_module);
 
-    if (ctx->iam_pending) {
+    if (ctx->fetch_pending) {
         /* an event of the connection, not the end of the fetch */
         return;
     }
@@ -1161,11 +1161,11 @@ ngx_http_taurus_guard_header_filter(ngx_http_request_t *r)
         }
     }
 
-    if (ctx->forwarded && ctx->iam != NULL
+    if (ctx->forwarded && ctx->token_src != NULL
         && r->headers_out.status == NGX_HTTP_UNAUTHORIZED)
     {
         /* expired early or revoked: the next request fetches a new one */
-        ngx_http_taurus_guard_iam_refused(r, ctx);
+        ngx_http_taurus_guard_fetch_refused(r, ctx);
     }
 
     /* the id is the gateway's: one the upstream sent is not passed on */

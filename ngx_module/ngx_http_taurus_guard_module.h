@@ -73,7 +73,15 @@ struct ngx_http_taurus_guard_secret_file_s {
 };
 
 
-typedef struct ngx_http_taurus_guard_iam_s  ngx_http_taurus_guard_iam_t;
+/* a source of secrets the gateway fetches (..._fetch.h) */
+typedef struct ngx_http_taurus_guard_fetch_s  ngx_http_taurus_guard_fetch_t;
+
+/* a request's asking for fetched secrets (..._fetch.c) */
+typedef struct ngx_http_taurus_guard_fetch_ctx_s
+    ngx_http_taurus_guard_fetch_ctx_t;
+
+
+#define NGX_HTTP_TG_PROJECTS        256       /* with a token of their own */
 
 
 /*
@@ -81,78 +89,17 @@ typedef struct ngx_http_taurus_guard_iam_s  ngx_http_taurus_guard_iam_t;
  * the ECS metadata service (fetch)
  */
 typedef struct {
-    ngx_http_taurus_guard_iam_t *fetch;
+    ngx_http_taurus_guard_fetch_t  *fetch;
     ngx_http_taurus_guard_secret_file_t  file;
     tg_cred_t                    cred;      /* points into file.text */
 } ngx_http_taurus_guard_cred_t;
 
 
-#define NGX_HTTP_TG_IAM_SLOTS       256       /* projects with a token */
-#define NGX_HTTP_TG_IAM_POLL        100       /* ms between looks */
-#define NGX_HTTP_TG_IAM_STALE       30        /* s: a fetch nobody ended */
-
-
-/* one project's IAM token, shared by all workers */
-typedef struct {
-    u_char                       project[TG_PROJECT_ID_LEN];
-    u_char                      *token;     /* in the slab pool */
-    size_t                       len;
-    time_t                       expires;
-    time_t                       fetching;  /* since when; 0: nobody */
-} ngx_http_taurus_guard_iam_slot_t;
-
-
-typedef struct {
-    ngx_uint_t                   nslots;
-    ngx_http_taurus_guard_iam_slot_t  slots[NGX_HTTP_TG_IAM_SLOTS];
-} ngx_http_taurus_guard_iam_sh_t;
-
-
-#define NGX_HTTP_TG_FETCH_IAM       0         /* X-Subject-Token */
-#define NGX_HTTP_TG_FETCH_METADATA  1         /* temporary AK/SK */
-#define NGX_HTTP_TG_FETCH_SESSION   2         /* a metadata session token */
-
-/* what one request has fetched already (ctx->fetch_tried) */
-#define NGX_HTTP_TG_TRIED_SECRET    0x01
-#define NGX_HTTP_TG_TRIED_BASE      0x02
-
-/* how often a request asks for a secret that has a base token */
-#define NGX_HTTP_TG_FETCH_ASKS      3
-
-
-/*
- * A secret the gateway fetches itself through a subrequest: an IAM token
- * ("taurus_guard_token iam=URI password_file=PATH [agency=NAME
- * agency_domain=NAME] [refresh=TIME]") or the ECS metadata service's
- * temporary credentials ("taurus_guard_credentials metadata=URI
- * [session=URI [session_ttl=TIME]] [refresh=TIME]").
- *
- * Some are asked with another token, their base: an agency token with
- * the delegated user's own (domain-scoped) token in X-Auth-Token, the
- * metadata credentials with a session token in X-Metadata-Token.  The
- * base is a fetched secret of its own, kept under one key.
- */
-struct ngx_http_taurus_guard_iam_s {
-    ngx_uint_t                   kind;
-    ngx_str_t                    uri;       /* the internal location */
-    time_t                       refresh;
-    time_t                       margin;    /* too close to the end */
-    time_t                       ttl;       /* a session token's, asked */
-    ngx_str_t                    agency;    /* assume_role: its name */
-    ngx_str_t                    agency_domain;  /* and its account */
-    ngx_http_taurus_guard_iam_t *base;      /* asked with its token */
-    ngx_str_t                    base_header;    /* which carries it */
-    ngx_http_taurus_guard_secret_file_t  password;
-    tg_iam_cred_t                cred;      /* points into password.text */
-    unsigned                     user:1;    /* scoped to the user's domain */
-    ngx_shm_zone_t              *zone;      /* shared by every user */
-};
-
-
+/* a token from a file (one per project if path_cv), or fetched */
 typedef struct {
     ngx_http_taurus_guard_secret_file_t  file;
     ngx_str_t                    value;     /* in file.text */
-    ngx_http_taurus_guard_iam_t *iam;       /* or fetched from IAM */
+    ngx_http_taurus_guard_fetch_t  *fetch;  /* or fetched from IAM */
     ngx_http_complex_value_t    *path_cv;   /* or one file per project */
     ngx_array_t                  files;     /* of token_t, per worker */
 } ngx_http_taurus_guard_token_t;
@@ -268,18 +215,10 @@ typedef struct {
     ngx_str_t                    body;      /* canonical, to forward */
     tg_batch_t                  *batch;     /* what was validated */
     ngx_str_t                    token;     /* an IAM token to inject */
-    ngx_http_taurus_guard_iam_t *iam;       /* where it came from */
+    ngx_http_taurus_guard_fetch_t  *token_src;  /* where it came from */
     ngx_str_t                    cred_text; /* fetched AK/SK, a profile */
     tg_cred_t                    cred;      /* points into cred_text */
-    ngx_http_taurus_guard_iam_t *fetch_src; /* what is being fetched */
-    u_char                      *fetch_key;
-    ngx_str_t                   *fetch_out;
-    ngx_str_t                    fetch_base; /* the base token in hand */
-    ngx_http_taurus_guard_iam_t *fetch_stage; /* what these are of: */
-    ngx_uint_t                   fetch_tried;
-    ngx_uint_t                   fetch_asks;
-    ngx_event_t                  iam_wait;  /* for another's fetch */
-    time_t                       iam_deadline;
+    ngx_http_taurus_guard_fetch_ctx_t  *fetch;  /* fetches it asked for */
     ngx_str_t                    user;
     ngx_http_request_t          *request;
     ngx_queue_t                  queue;     /* waiting for a flush */
@@ -288,8 +227,8 @@ typedef struct {
     char                         hash[TG_SHA256_HEX_LEN + 1];
 
     unsigned                     started:1;
-    unsigned                     iam_pending:1;
-    unsigned                     iam_fetch:1;   /* ctx of a fetch */
+    unsigned                     fetch_pending:1;
+    unsigned                     fetcher:1;     /* ctx of a fetch */
     unsigned                     forwarded:1;
     unsigned                     sync_failed:1;
 } ngx_http_taurus_guard_ctx_t;
@@ -344,16 +283,20 @@ ngx_str_t *ngx_http_taurus_guard_token_get(ngx_http_request_t *r,
 ngx_http_taurus_guard_token_t *ngx_http_taurus_guard_token_file(
     ngx_http_request_t *r, ngx_http_taurus_guard_token_t *token);
 
+/* ngx_http_taurus_guard_fetch.c */
+ngx_int_t ngx_http_taurus_guard_fetch_get(ngx_http_request_t *r,
+    ngx_http_taurus_guard_fetch_t *src, ngx_http_taurus_guard_ctx_t *ctx,
+    u_char *key, ngx_str_t *out);
+void ngx_http_taurus_guard_fetch_refused(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx);
+
 /* ngx_http_taurus_guard_iam.c */
 char *ngx_http_taurus_guard_iam_conf(ngx_conf_t *cf,
     ngx_http_taurus_guard_token_t *token, ngx_str_t *value, ngx_uint_t n);
+
+/* ngx_http_taurus_guard_metadata.c */
 char *ngx_http_taurus_guard_metadata_conf(ngx_conf_t *cf,
     ngx_http_taurus_guard_cred_t *cred, ngx_str_t *value, ngx_uint_t n);
-ngx_int_t ngx_http_taurus_guard_fetch_get(ngx_http_request_t *r,
-    ngx_http_taurus_guard_iam_t *iam, ngx_http_taurus_guard_ctx_t *ctx,
-    u_char *key, ngx_str_t *out);
-void ngx_http_taurus_guard_iam_refused(ngx_http_request_t *r,
-    ngx_http_taurus_guard_ctx_t *ctx);
 
 /* ngx_http_taurus_guard_sign.c */
 ngx_int_t ngx_http_taurus_guard_sign(ngx_http_request_t *r,

@@ -72,7 +72,7 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
     nadd = 0;
 
     if (lcf->token != NULL) {
-        if (lcf->token->iam != NULL) {
+        if (lcf->token->fetch != NULL) {
             token = ctx->token.len ? &ctx->token : NULL;
 
         } else {

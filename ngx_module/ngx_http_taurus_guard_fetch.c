@@ -1,0 +1,1003 @@
+
+/*
+ * taurus-guard: the fetcher, for secrets the gateway fetches itself.
+ *
+ * A fetched secret (an IAM token, an agency token, the metadata
+ * service's credentials, a metadata session token) is kept per key (a
+ * project, or one key for a secret every project shares) in shared
+ * memory: all workers use the one fetched.  The fetch is a subrequest
+ * to an internal location the operator points at the service with
+ * proxy_pass, so TLS, timeouts and resolving are nginx's usual settings;
+ * what it sends and how its answer reads are the kind's operations
+ * (ngx_http_taurus_guard_fetch.h).  One fetch at a time per key: a
+ * worker marks the slot "fetching" under the zone's lock, the others
+ * look again every NGX_HTTP_TG_FETCH_POLL ms.  A secret close to its end
+ * (refresh) is renewed by a background subrequest while it is still
+ * used; with no valid secret left and the fetch failed, the request is
+ * refused.  A 401 drops the secret it refused: from the endpoint, the
+ * token the request carried; from the service, the base it was asked
+ * with.
+ */
+
+
+#include <openssl/crypto.h>
+
+#include "ngx_http_taurus_guard_fetch.h"
+
+
+#define NGX_HTTP_TG_FETCH_ZONE_SIZE  (4 * 1024 * 1024)
+#define NGX_HTTP_TG_FETCH_POLL       100       /* ms between looks */
+#define NGX_HTTP_TG_FETCH_STALE      30        /* s: a fetch nobody ended */
+
+/* what one request has fetched already (fctx->tried) */
+#define NGX_HTTP_TG_TRIED_SECRET     0x01
+#define NGX_HTTP_TG_TRIED_BASE       0x02
+
+/* how often a request asks for a secret that has a base */
+#define NGX_HTTP_TG_FETCH_ASKS       3
+
+#define ngx_http_tg_shpool(src)                                              \
+    ((ngx_slab_pool_t *) (src)->zone->shm.addr)
+#define ngx_http_tg_sh(src)                                                  \
+    ((ngx_http_taurus_guard_fetch_sh_t *) ngx_http_tg_shpool(src)->data)
+
+
+/* one key's secret, shared by all workers */
+typedef struct {
+    u_char                        key[TG_PROJECT_ID_LEN];
+    u_char                       *secret;   /* in the slab pool */
+    size_t                        len;
+    time_t                        expires;
+    time_t                        fetching; /* since when; 0: nobody */
+} ngx_http_taurus_guard_fetch_slot_t;
+
+
+typedef struct {
+    ngx_uint_t                    nslots;
+    ngx_http_taurus_guard_fetch_slot_t  slots[NGX_HTTP_TG_PROJECTS];
+} ngx_http_taurus_guard_fetch_sh_t;
+
+
+/* a request's asking, across its re-entries */
+struct ngx_http_taurus_guard_fetch_ctx_s {
+    ngx_http_taurus_guard_fetch_t  *src;    /* what is being fetched */
+    u_char                        *key;
+    ngx_str_t                     *out;
+    ngx_str_t                      base;    /* the base secret in hand */
+    ngx_http_taurus_guard_fetch_t  *stage;  /* what these are of: */
+    ngx_uint_t                     tried;
+    ngx_uint_t                     asks;
+    ngx_event_t                    wait;    /* for another's fetch */
+    time_t                         deadline;
+};
+
+
+/* one fetch in flight */
+typedef struct {
+    ngx_http_taurus_guard_fetch_t  *src;
+    ngx_http_taurus_guard_ctx_t    *ctx;    /* NULL: a background renewal */
+    u_char                          key[TG_PROJECT_ID_LEN];
+    ngx_str_t                       base;   /* the base secret it carries */
+    ngx_uint_t                      done;   /* its answer was handled */
+} ngx_http_taurus_guard_fetch_sr_t;
+
+
+/* a base secret is kept under this key: project ids are hex */
+static u_char  ngx_http_taurus_guard_base_key[TG_PROJECT_ID_LEN];
+
+
+static ngx_int_t ngx_http_taurus_guard_fetch_init_zone(ngx_shm_zone_t *zone,
+    void *data);
+static ngx_http_taurus_guard_fetch_slot_t *ngx_http_taurus_guard_fetch_slot(
+    ngx_http_taurus_guard_fetch_t *src, u_char *key, ngx_uint_t add);
+static ngx_uint_t ngx_http_taurus_guard_fetch_claim(
+    ngx_http_taurus_guard_fetch_slot_t *slot);
+static ngx_int_t ngx_http_taurus_guard_fetch_take(ngx_http_request_t *r,
+    ngx_http_taurus_guard_fetch_t *src, u_char *key, ngx_str_t *out,
+    ngx_uint_t *renew);
+static ngx_int_t ngx_http_taurus_guard_fetch_start(ngx_http_request_t *r,
+    ngx_http_taurus_guard_fetch_t *src, ngx_http_taurus_guard_ctx_t *ctx,
+    u_char *key, ngx_str_t *out, ngx_str_t *base, ngx_uint_t tried);
+static void ngx_http_taurus_guard_fetch_renew(ngx_http_request_t *r,
+    ngx_http_taurus_guard_fetch_t *src, u_char *key);
+static ngx_int_t ngx_http_taurus_guard_fetch_send(ngx_http_request_t *r,
+    ngx_http_taurus_guard_fetch_t *src, ngx_http_taurus_guard_ctx_t *ctx,
+    u_char *key, ngx_str_t *base);
+static ngx_int_t ngx_http_taurus_guard_fetch_header(ngx_http_request_t *sr,
+    ngx_str_t *name, ngx_str_t *value);
+static ngx_int_t ngx_http_taurus_guard_fetch_done(ngx_http_request_t *sr,
+    void *data, ngx_int_t rc);
+static void ngx_http_taurus_guard_fetch_end(ngx_http_taurus_guard_fetch_t *src,
+    u_char *key, ngx_str_t *secret, time_t expires);
+static void ngx_http_taurus_guard_fetch_drop(
+    ngx_http_taurus_guard_fetch_t *src, u_char *key, ngx_str_t *secret);
+static void ngx_http_taurus_guard_fetch_poll(ngx_event_t *ev);
+static void ngx_http_taurus_guard_fetch_abandoned(void *data);
+static void ngx_http_taurus_guard_fetch_wait_cleanup(void *data);
+
+
+/*
+ * The zone of a source of fetched secrets.  Every directive naming the
+ * same source (what, and the URI) shares it.
+ */
+
+ngx_int_t
+ngx_http_taurus_guard_fetch_zone(ngx_conf_t *cf,
+    ngx_http_taurus_guard_fetch_t *src, ngx_str_t *what)
+{
+    u_char     *p;
+    ngx_str_t   name;
+
+    /*
+     * what's length first: a ':' in it or in the URI cannot make two
+     * sources one
+     */
+
+    name.data = ngx_pnalloc(cf->pool, sizeof("taurus_guard_fetch:::") - 1
+                                      + NGX_SIZE_T_LEN + what->len
+                                      + src->uri.len);
+    if (name.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(name.data, "taurus_guard_fetch:%uz:%V:%V", what->len,
+                    what, &src->uri);
+    name.len = p - name.data;
+
+    src->zone = ngx_shared_memory_add(cf, &name, NGX_HTTP_TG_FETCH_ZONE_SIZE,
+                                      &ngx_http_taurus_guard_module);
+    if (src->zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    src->zone->init = ngx_http_taurus_guard_fetch_init_zone;
+    src->zone->data = src;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_taurus_guard_fetch_init_zone(ngx_shm_zone_t *zone, void *data)
+{
+    ngx_slab_pool_t                   *shpool;
+    ngx_http_taurus_guard_fetch_sh_t  *sh;
+
+    /*
+     * Every directive naming the same source shares this zone: its state
+     * is reached through zone->shm.addr, never cached in one of them.
+     * A reload finds the secrets in hand.
+     */
+
+    shpool = (ngx_slab_pool_t *) zone->shm.addr;
+
+    if (data != NULL || zone->shm.exists) {
+        return NGX_OK;
+    }
+
+    sh = ngx_slab_calloc(shpool, sizeof(ngx_http_taurus_guard_fetch_sh_t));
+    if (sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    shpool->data = sh;
+
+    return NGX_OK;
+}
+
+
+/*
+ * NGX_OK: *out is the secret of key, valid for a while yet; NGX_AGAIN:
+ * the request waits for a fetch (its own or another's), then ctx->resume
+ * runs and the caller asks again; NGX_ERROR: it cannot be had.
+ *
+ * A secret asked with a base needs that first: when none is in hand,
+ * the fetch this request waits for is the base's.  A request fetches
+ * each itself at most once, except that a fetch whose base was refused
+ * (401) is tried again with a new one.  It asks once, or, with a base,
+ * up to NGX_HTTP_TG_FETCH_ASKS times (the base first, or again after a
+ * 401, then the secret): a secret still missing after that cannot be
+ * had.
+ */
+
+ngx_int_t
+ngx_http_taurus_guard_fetch_get(ngx_http_request_t *r,
+    ngx_http_taurus_guard_fetch_t *src, ngx_http_taurus_guard_ctx_t *ctx,
+    u_char *key, ngx_str_t *out)
+{
+    u_char                             *bkey;
+    ngx_int_t                           rc;
+    ngx_str_t                          *base;
+    ngx_uint_t                          renew;
+    ngx_http_taurus_guard_fetch_ctx_t  *fctx;
+
+    rc = ngx_http_taurus_guard_fetch_take(r, src, key, out, &renew);
+
+    if (rc == NGX_OK) {
+        if (renew) {
+            /* still good: this request goes on, a renewal runs beside */
+            ngx_http_taurus_guard_fetch_renew(r, src, key);
+        }
+
+        return NGX_OK;
+    }
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    /* NGX_DECLINED: nothing valid; fetch it, or wait for who does */
+
+    fctx = ctx->fetch;
+
+    if (fctx == NULL) {
+        fctx = ngx_pcalloc(r->pool,
+                           sizeof(ngx_http_taurus_guard_fetch_ctx_t));
+        if (fctx == NULL) {
+            return NGX_ERROR;
+        }
+
+        ctx->fetch = fctx;
+    }
+
+    if (fctx->stage != src) {
+        fctx->stage = src;
+        fctx->tried = 0;
+        fctx->asks = 0;
+    }
+
+    if (fctx->asks++ >= (src->base ? NGX_HTTP_TG_FETCH_ASKS : 1)) {
+        return NGX_ERROR;
+    }
+
+    base = NULL;
+
+    if (src->base != NULL) {
+        bkey = ngx_http_taurus_guard_base_key;
+        base = &fctx->base;
+        base->len = 0;
+
+        rc = ngx_http_taurus_guard_fetch_take(r, src->base, bkey, base,
+                                              &renew);
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (rc == NGX_DECLINED) {
+            if (fctx->tried & NGX_HTTP_TG_TRIED_BASE) {
+                return NGX_ERROR;
+            }
+
+            return ngx_http_taurus_guard_fetch_start(r, src->base, ctx, bkey,
+                                                     base,
+                                                     NULL,
+                                                     NGX_HTTP_TG_TRIED_BASE);
+        }
+
+        if (renew) {
+            ngx_http_taurus_guard_fetch_renew(r, src->base, bkey);
+        }
+    }
+
+    if (fctx->tried & NGX_HTTP_TG_TRIED_SECRET) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_taurus_guard_fetch_start(r, src, ctx, key, out, base,
+                                             NGX_HTTP_TG_TRIED_SECRET);
+}
+
+
+/*
+ * Fetch key's secret, with base in hand if it needs one, or wait for
+ * whoever fetches it; "tried" marks a fetch of this request's own.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_fetch_start(ngx_http_request_t *r,
+    ngx_http_taurus_guard_fetch_t *src, ngx_http_taurus_guard_ctx_t *ctx,
+    u_char *key, ngx_str_t *out, ngx_str_t *base, ngx_uint_t tried)
+{
+    ngx_pool_cleanup_t                  *cln;
+    ngx_http_taurus_guard_fetch_ctx_t   *fctx;
+    ngx_http_taurus_guard_fetch_slot_t  *slot;
+
+    fctx = ctx->fetch;
+
+    fctx->src = src;
+    fctx->key = key;
+    fctx->out = out;
+
+    ngx_shmtx_lock(&ngx_http_tg_shpool(src)->mutex);
+
+    slot = ngx_http_taurus_guard_fetch_slot(src, key, 1);
+
+    if (slot == NULL) {
+        ngx_shmtx_unlock(&ngx_http_tg_shpool(src)->mutex);
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "taurus_guard: more than %d projects with IAM"
+                      " tokens", NGX_HTTP_TG_PROJECTS);
+        return NGX_ERROR;
+    }
+
+    if (!ngx_http_taurus_guard_fetch_claim(slot)) {
+        ngx_shmtx_unlock(&ngx_http_tg_shpool(src)->mutex);
+
+        /* the timer must not outlive the request */
+
+        if (fctx->wait.handler == NULL) {
+            cln = ngx_pool_cleanup_add(r->pool, 0);
+            if (cln == NULL) {
+                return NGX_ERROR;
+            }
+
+            cln->handler = ngx_http_taurus_guard_fetch_wait_cleanup;
+            cln->data = &fctx->wait;
+        }
+
+        fctx->deadline = ngx_time() + NGX_HTTP_TG_FETCH_STALE;
+        ctx->fetch_pending = 1;
+        fctx->wait.handler = ngx_http_taurus_guard_fetch_poll;
+        fctx->wait.data = r;
+        fctx->wait.log = r->connection->log;
+
+        r->write_event_handler = ngx_http_request_empty_handler;
+        ngx_add_timer(&fctx->wait, NGX_HTTP_TG_FETCH_POLL);
+
+        return NGX_AGAIN;
+    }
+
+    ngx_shmtx_unlock(&ngx_http_tg_shpool(src)->mutex);
+
+    fctx->tried |= tried;
+
+    return ngx_http_taurus_guard_fetch_send(r, src, ctx, key, base);
+}
+
+
+/*
+ * A renewal in the background, the slot already marked by take().  One
+ * asked with a base goes with the base in hand; with none, the base is
+ * renewed instead, and the next request renews key with it.
+ */
+
+static void
+ngx_http_taurus_guard_fetch_renew(ngx_http_request_t *r,
+    ngx_http_taurus_guard_fetch_t *src, u_char *key)
+{
+    u_char                              *bkey;
+    ngx_int_t                            rc;
+    ngx_str_t                            base;
+    ngx_uint_t                           renew, start;
+    ngx_http_taurus_guard_fetch_slot_t  *slot;
+
+    if (src->base == NULL) {
+        (void) ngx_http_taurus_guard_fetch_send(r, src, NULL, key, NULL);
+        return;
+    }
+
+    bkey = ngx_http_taurus_guard_base_key;
+
+    rc = ngx_http_taurus_guard_fetch_take(r, src->base, bkey, &base, &renew);
+
+    if (rc == NGX_OK) {
+        if (renew) {
+            (void) ngx_http_taurus_guard_fetch_send(r, src->base, NULL, bkey,
+                                                    NULL);
+        }
+
+        (void) ngx_http_taurus_guard_fetch_send(r, src, NULL, key, &base);
+        return;
+    }
+
+    ngx_http_taurus_guard_fetch_end(src, key, NULL, 0);
+
+    if (rc == NGX_ERROR) {
+        return;
+    }
+
+    ngx_shmtx_lock(&ngx_http_tg_shpool(src->base)->mutex);
+
+    slot = ngx_http_taurus_guard_fetch_slot(src->base, bkey, 1);
+    start = (slot != NULL && ngx_http_taurus_guard_fetch_claim(slot));
+
+    ngx_shmtx_unlock(&ngx_http_tg_shpool(src->base)->mutex);
+
+    if (start) {
+        (void) ngx_http_taurus_guard_fetch_send(r, src->base, NULL, bkey,
+                                                NULL);
+    }
+}
+
+
+/*
+ * Copies key's secret to *out when it is valid for more than
+ * src->margin seconds (30, or a quarter of refresh if less); *renew when
+ * it is within refresh of its end and nobody renews it yet (the caller
+ * then does).
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_fetch_take(ngx_http_request_t *r,
+    ngx_http_taurus_guard_fetch_t *src, u_char *key, ngx_str_t *out,
+    ngx_uint_t *renew)
+{
+    time_t                               now;
+    ngx_http_taurus_guard_fetch_slot_t  *slot;
+
+    *renew = 0;
+    now = ngx_time();
+
+    ngx_shmtx_lock(&ngx_http_tg_shpool(src)->mutex);
+
+    slot = ngx_http_taurus_guard_fetch_slot(src, key, 0);
+
+    if (slot == NULL || slot->secret == NULL
+        || slot->expires - now <= src->margin)
+    {
+        ngx_shmtx_unlock(&ngx_http_tg_shpool(src)->mutex);
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_taurus_guard_secret_copy(r->pool, slot->secret, slot->len,
+                                          out)
+        != NGX_OK)
+    {
+        ngx_shmtx_unlock(&ngx_http_tg_shpool(src)->mutex);
+        return NGX_ERROR;
+    }
+
+    if (slot->expires - now < src->refresh) {
+        *renew = ngx_http_taurus_guard_fetch_claim(slot);
+    }
+
+    ngx_shmtx_unlock(&ngx_http_tg_shpool(src)->mutex);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The zone's lock is held.  Marks the slot "fetching" for the caller,
+ * unless somebody fetches it already (a mark older than
+ * NGX_HTTP_TG_FETCH_STALE is nobody's).
+ */
+
+static ngx_uint_t
+ngx_http_taurus_guard_fetch_claim(ngx_http_taurus_guard_fetch_slot_t *slot)
+{
+    time_t  now;
+
+    now = ngx_time();
+
+    if (slot->fetching != 0 && now - slot->fetching < NGX_HTTP_TG_FETCH_STALE)
+    {
+        return 0;
+    }
+
+    slot->fetching = now;
+
+    return 1;
+}
+
+
+/* the zone's lock is held */
+
+static ngx_http_taurus_guard_fetch_slot_t *
+ngx_http_taurus_guard_fetch_slot(ngx_http_taurus_guard_fetch_t *src,
+    u_char *key, ngx_uint_t add)
+{
+    ngx_uint_t                           i;
+    ngx_http_taurus_guard_fetch_sh_t    *sh;
+    ngx_http_taurus_guard_fetch_slot_t  *slot;
+
+    sh = ngx_http_tg_sh(src);
+
+    for (i = 0; i < sh->nslots; i++) {
+        slot = &sh->slots[i];
+
+        if (ngx_memcmp(slot->key, key, TG_PROJECT_ID_LEN) == 0) {
+            return slot;
+        }
+    }
+
+    if (!add || sh->nslots == NGX_HTTP_TG_PROJECTS) {
+        return NULL;
+    }
+
+    slot = &sh->slots[sh->nslots++];
+    ngx_memzero(slot, sizeof(ngx_http_taurus_guard_fetch_slot_t));
+    ngx_memcpy(slot->key, key, TG_PROJECT_ID_LEN);
+
+    return slot;
+}
+
+
+/*
+ * The subrequest to the internal location, with none of the caller's
+ * headers nor its body: what the kind's request() says, and the base
+ * secret in src->base_header if it is asked with one.
+ *
+ * ctx NULL: in the background.  The slot is marked "fetching" by the
+ * caller; a failure to start unmarks it.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_fetch_send(ngx_http_request_t *r,
+    ngx_http_taurus_guard_fetch_t *src, ngx_http_taurus_guard_ctx_t *ctx,
+    u_char *key, ngx_str_t *base)
+{
+    ngx_buf_t                              *b;
+    ngx_str_t                               name;
+    ngx_uint_t                              flags;
+    ngx_chain_t                            *cl;
+    ngx_pool_cleanup_t                     *cln;
+    ngx_http_request_t                     *sr;
+    ngx_http_request_body_t                *rb;
+    ngx_http_post_subrequest_t             *ps;
+    ngx_http_taurus_guard_ctx_t            *sctx;
+    ngx_http_taurus_guard_fetch_sr_t       *fetch;
+    ngx_http_taurus_guard_fetch_request_t   req;
+    u_char                                  k[TG_PROJECT_ID_LEN];
+
+    /* key may be the slot's own, which end() may reuse */
+    ngx_memcpy(k, key, TG_PROJECT_ID_LEN);
+
+    fetch = NULL;
+
+    ngx_memzero(&req, sizeof(ngx_http_taurus_guard_fetch_request_t));
+
+    if (src->ops->request(r, src, k, &req) != NGX_OK) {
+        goto failed;
+    }
+
+    fetch = ngx_pcalloc(r->pool, sizeof(ngx_http_taurus_guard_fetch_sr_t));
+    ps = ngx_palloc(r->pool, sizeof(ngx_http_post_subrequest_t));
+    b = ngx_calloc_buf(r->pool);
+    cl = ngx_alloc_chain_link(r->pool);
+    rb = ngx_pcalloc(r->pool, sizeof(ngx_http_request_body_t));
+    sctx = ngx_pcalloc(r->pool, sizeof(ngx_http_taurus_guard_ctx_t));
+
+    if (fetch == NULL || ps == NULL || b == NULL || cl == NULL || rb == NULL
+        || sctx == NULL)
+    {
+        goto failed;
+    }
+
+    fetch->src = src;
+    fetch->ctx = ctx;
+    ngx_memcpy(fetch->key, k, TG_PROJECT_ID_LEN);
+
+    if (base != NULL) {
+        /* a request-owned copy, wiped with the pool */
+        fetch->base = *base;
+    }
+
+    /*
+     * A request ended before its fetch answered (a client gone, a worker
+     * shutting down) must not leave the slot marked "fetching" for all.
+     */
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        goto failed;
+    }
+
+    cln->handler = ngx_http_taurus_guard_fetch_abandoned;
+    cln->data = fetch;
+
+    ps->handler = ngx_http_taurus_guard_fetch_done;
+    ps->data = fetch;
+
+    flags = NGX_HTTP_SUBREQUEST_IN_MEMORY
+            | (ctx == NULL ? NGX_HTTP_SUBREQUEST_BACKGROUND
+                           : NGX_HTTP_SUBREQUEST_WAITED);
+
+    if (ngx_http_subrequest(r, &src->uri, req.args.len ? &req.args : NULL,
+                            &sr, ps, flags)
+        != NGX_OK)
+    {
+        goto failed;
+    }
+
+    /* none of the caller's headers, nor its body, goes to the service */
+
+    if (ngx_list_init(&sr->headers_in.headers, r->pool, 2,
+                      sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    sr->headers_in.content_type = NULL;
+    sr->headers_in.authorization = NULL;
+    sr->headers_in.chunked = 0;
+    sr->request_body = rb;
+
+    sr->method = req.method;
+    sr->method_name = req.method_name;
+    sr->headers_in.content_length_n = (req.method == NGX_HTTP_GET)
+                                      ? -1 : (off_t) req.body.len;
+
+    if (req.body.len) {
+        b->start = req.body.data;
+        b->pos = req.body.data;
+        b->last = req.body.data + req.body.len;
+        b->end = b->last;
+        b->memory = 1;
+        b->last_buf = 1;
+
+        cl->buf = b;
+        cl->next = NULL;
+        rb->bufs = cl;
+    }
+
+    if (req.content_type.len) {
+        ngx_str_set(&name, "Content-Type");
+
+        if (ngx_http_taurus_guard_fetch_header(sr, &name, &req.content_type)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (req.header.len
+        && ngx_http_taurus_guard_fetch_header(sr, &req.header, &req.value)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (base != NULL
+        && ngx_http_taurus_guard_fetch_header(sr, &src->base_header,
+                                              &fetch->base)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    sctx->fetcher = 1;
+    ngx_http_set_ctx(sr, sctx, ngx_http_taurus_guard_module);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "taurus_guard: fetching from \"%V\"", &src->uri);
+
+    if (ctx != NULL) {
+        /* resumed when nginx posts this request after the subrequest */
+        ctx->fetch_pending = 1;
+        r->write_event_handler = ctx->resume;
+    }
+
+    return NGX_AGAIN;
+
+failed:
+
+    if (fetch != NULL) {
+        /* unmarked here, not again when the request ends */
+        fetch->done = 1;
+    }
+
+    ngx_http_taurus_guard_fetch_end(src, k, NULL, 0);
+
+    return NGX_ERROR;
+}
+
+
+/* a header of a fetch; value must live as long as the request */
+
+static ngx_int_t
+ngx_http_taurus_guard_fetch_header(ngx_http_request_t *sr, ngx_str_t *name,
+    ngx_str_t *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&sr->headers_in.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->key = *name;
+    h->value = *value;
+
+    h->lowcase_key = ngx_pnalloc(sr->pool, name->len);
+    if (h->lowcase_key == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* the proxy looks it up among its proxy_set_header ones */
+    h->hash = ngx_hash_strlow(h->lowcase_key, name->data, name->len);
+
+    if (name->len == sizeof("Content-Type") - 1
+        && ngx_strncasecmp(name->data, (u_char *) "Content-Type",
+                           name->len) == 0)
+    {
+        sr->headers_in.content_type = h;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The answer is in memory: a good one goes to shared memory for every
+ * worker; the request that waited for it is posted by nginx and goes
+ * on.  A 401 to a fetch that carried a base drops that base, so the
+ * next fetch asks for a new one first.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_fetch_done(ngx_http_request_t *sr, void *data,
+    ngx_int_t rc)
+{
+    ngx_http_taurus_guard_fetch_sr_t *fetch = data;
+
+    u_char                         *last;
+    time_t                          expires;
+    ngx_int_t                       rc2;
+    ngx_str_t                       secret;
+    const char                     *problem;
+    ngx_http_request_t             *r;
+    ngx_http_taurus_guard_ctx_t    *ctx;
+    ngx_http_taurus_guard_fetch_t  *src;
+    u_char                          what[NGX_MAX_ERROR_STR];
+
+    ctx = fetch->ctx;
+    src = fetch->src;
+    r = sr->parent;
+
+    fetch->done = 1;
+
+    last = src->ops->what(src, fetch->key, what, what + sizeof(what) / 2);
+
+    rc2 = src->ops->answer(sr, src, &secret, &expires, &problem);
+
+    if (rc2 != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, sr->connection->log, 0,
+                      "taurus_guard: %*s not fetched: %s", last - what, what,
+                      problem);
+
+        ngx_http_taurus_guard_fetch_end(src, fetch->key, NULL, 0);
+
+        if (fetch->base.len && sr->upstream != NULL
+            && sr->upstream->headers_in.status_n == NGX_HTTP_UNAUTHORIZED)
+        {
+            ngx_http_taurus_guard_fetch_drop(src->base,
+                                             ngx_http_taurus_guard_base_key,
+                                             &fetch->base);
+
+            ngx_log_error(NGX_LOG_WARN, sr->connection->log, 0,
+                          "taurus_guard: %*s: the %V it was asked with was"
+                          " refused (401); a new one will be fetched",
+                          last - what, what, &src->base_header);
+
+            if (ctx != NULL && ctx->fetch != NULL) {
+                /* worth one more try, with a new base */
+                ctx->fetch->tried &= ~NGX_HTTP_TG_TRIED_SECRET;
+            }
+        }
+
+        if (ctx != NULL) {
+            ctx->fetch_pending = 0;
+        }
+
+        return rc;
+    }
+
+    ngx_http_taurus_guard_fetch_end(src, fetch->key, &secret, expires);
+
+    ngx_log_error(NGX_LOG_NOTICE, sr->connection->log, 0,
+                  "taurus_guard: %*s fetched, valid for %T s",
+                  last - what, what, expires - ngx_time());
+
+    if (ctx != NULL) {
+        if (ngx_http_taurus_guard_secret_copy(r->pool, secret.data,
+                                              secret.len, ctx->fetch->out)
+            != NGX_OK)
+        {
+            ctx->fetch->out->len = 0;
+        }
+
+        ctx->fetch_pending = 0;
+    }
+
+    /* copied where it is kept: not left in the answer's buffers */
+    OPENSSL_cleanse(secret.data, secret.len);
+
+    return rc;
+}
+
+
+/* nginx's postpone filter keeps an in-memory answer in sr->out */
+
+ngx_int_t
+ngx_http_taurus_guard_fetch_body(ngx_http_request_t *sr, ngx_str_t *body,
+    const char **problem)
+{
+    u_char       *p;
+    size_t        len;
+    ngx_chain_t  *cl;
+
+    len = 0;
+
+    for (cl = sr->out; cl; cl = cl->next) {
+        if (cl->buf->in_file) {
+            *problem = "the answer is not in memory";
+            return NGX_ERROR;
+        }
+
+        len += cl->buf->last - cl->buf->pos;
+    }
+
+    /* a metadata answer holds the secret: wiped with the subrequest */
+    p = ngx_http_taurus_guard_secret_alloc(sr->pool, len);
+    if (p == NULL) {
+        *problem = "no memory";
+        return NGX_ERROR;
+    }
+
+    body->data = p;
+    body->len = len;
+
+    for (cl = sr->out; cl; cl = cl->next) {
+        p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+
+        /* nobody reads an in-memory answer after this */
+        OPENSSL_cleanse(cl->buf->pos, cl->buf->last - cl->buf->pos);
+    }
+
+    return NGX_OK;
+}
+
+
+/* a fetch is over: keep its secret, or only unmark the slot */
+
+static void
+ngx_http_taurus_guard_fetch_end(ngx_http_taurus_guard_fetch_t *src,
+    u_char *key, ngx_str_t *secret, time_t expires)
+{
+    u_char                              *copy;
+    ngx_http_taurus_guard_fetch_slot_t  *slot;
+
+    ngx_shmtx_lock(&ngx_http_tg_shpool(src)->mutex);
+
+    slot = ngx_http_taurus_guard_fetch_slot(src, key, secret != NULL);
+
+    if (slot == NULL) {
+        ngx_shmtx_unlock(&ngx_http_tg_shpool(src)->mutex);
+        return;
+    }
+
+    slot->fetching = 0;
+
+    if (secret != NULL) {
+        copy = ngx_slab_alloc_locked(ngx_http_tg_shpool(src), secret->len);
+
+        if (copy != NULL) {
+            if (slot->secret != NULL) {
+                /* the secret replaced is still secret */
+                OPENSSL_cleanse(slot->secret, slot->len);
+                ngx_slab_free_locked(ngx_http_tg_shpool(src), slot->secret);
+            }
+
+            ngx_memcpy(copy, secret->data, secret->len);
+            slot->secret = copy;
+            slot->len = secret->len;
+            slot->expires = expires;
+        }
+    }
+
+    ngx_shmtx_unlock(&ngx_http_tg_shpool(src)->mutex);
+}
+
+
+static void
+ngx_http_taurus_guard_fetch_abandoned(void *data)
+{
+    ngx_http_taurus_guard_fetch_sr_t  *fetch = data;
+
+    if (!fetch->done) {
+        ngx_http_taurus_guard_fetch_end(fetch->src, fetch->key, NULL, 0);
+    }
+}
+
+
+/* another worker fetches: look again until it is done or too late */
+
+static void
+ngx_http_taurus_guard_fetch_poll(ngx_event_t *ev)
+{
+    ngx_http_request_t  *r = ev->data;
+
+    ngx_int_t                            rc;
+    ngx_uint_t                           renew, fetching;
+    ngx_connection_t                    *c;
+    ngx_http_taurus_guard_ctx_t         *ctx;
+    ngx_http_taurus_guard_fetch_ctx_t   *fctx;
+    ngx_http_taurus_guard_fetch_slot_t  *slot;
+
+    c = r->connection;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_taurus_guard_module);
+    fctx = ctx->fetch;
+
+    rc = ngx_http_taurus_guard_fetch_take(r, fctx->src, fctx->key,
+                                          fctx->out, &renew);
+
+    if (rc == NGX_OK && renew) {
+        ngx_http_taurus_guard_fetch_renew(r, fctx->src, fctx->key);
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_shmtx_lock(&ngx_http_tg_shpool(fctx->src)->mutex);
+        slot = ngx_http_taurus_guard_fetch_slot(fctx->src, fctx->key, 0);
+        fetching = (slot != NULL && slot->fetching != 0);
+        ngx_shmtx_unlock(&ngx_http_tg_shpool(fctx->src)->mutex);
+
+        if (fetching && ngx_time() < fctx->deadline) {
+            ngx_add_timer(ev, NGX_HTTP_TG_FETCH_POLL);
+            return;
+        }
+    }
+
+    /* a secret, or the fetch ended without one */
+
+    ctx->fetch_pending = 0;
+    r->write_event_handler = ctx->resume;
+
+    r->write_event_handler(r);
+    ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * The endpoint refused a forwarded request with 401: drop the token it
+ * was given, if it is still the project's, so the next request fetches
+ * a new one.
+ */
+
+void
+ngx_http_taurus_guard_fetch_refused(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx)
+{
+    ngx_http_taurus_guard_fetch_drop(ctx->token_src, ctx->project_id.data,
+                                     &ctx->token);
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "taurus_guard: the endpoint refused the IAM token of"
+                  " project \"%V\" (401); a new one will be fetched",
+                  &ctx->project_id);
+}
+
+
+/* a secret refused: expired now, if it is still key's */
+
+static void
+ngx_http_taurus_guard_fetch_drop(ngx_http_taurus_guard_fetch_t *src,
+    u_char *key, ngx_str_t *secret)
+{
+    ngx_http_taurus_guard_fetch_slot_t  *slot;
+
+    ngx_shmtx_lock(&ngx_http_tg_shpool(src)->mutex);
+
+    slot = ngx_http_taurus_guard_fetch_slot(src, key, 0);
+
+    if (slot != NULL && slot->secret != NULL && slot->len == secret->len
+        && ngx_memcmp(slot->secret, secret->data, slot->len) == 0)
+    {
+        slot->expires = 0;
+    }
+
+    ngx_shmtx_unlock(&ngx_http_tg_shpool(src)->mutex);
+}
+
+
+static void
+ngx_http_taurus_guard_fetch_wait_cleanup(void *data)
+{
+    ngx_event_t  *ev = data;
+
+    if (ev->timer_set) {
+        ngx_del_timer(ev);
+    }
+}
