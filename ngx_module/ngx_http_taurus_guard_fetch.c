@@ -17,6 +17,12 @@
  * refused.  A 401 drops the secret it refused: from the endpoint, the
  * token the request carried; from the service, the base it was asked
  * with.
+ *
+ * When a secret expires is wall time (what the service says); how long
+ * a fetch has run and how long a request waits for another's is
+ * measured on nginx's monotonic clock, which all workers share, so that
+ * a clock stepped back cannot hold a slot or a request for the length
+ * of the step.
  */
 
 
@@ -27,7 +33,7 @@
 
 #define NGX_HTTP_TG_FETCH_ZONE_SIZE  (4 * 1024 * 1024)
 #define NGX_HTTP_TG_FETCH_POLL       100       /* ms between looks */
-#define NGX_HTTP_TG_FETCH_STALE      30        /* s: a fetch nobody ended */
+#define NGX_HTTP_TG_FETCH_STALE      30000     /* ms: a fetch nobody ended */
 
 /* what one request has fetched already (fctx->tried) */
 #define NGX_HTTP_TG_TRIED_SECRET     0x01
@@ -47,8 +53,9 @@ typedef struct {
     u_char                        key[TG_PROJECT_ID_LEN];
     u_char                       *secret;   /* in the slab pool */
     size_t                        len;
-    time_t                        expires;
-    time_t                        fetching; /* since when; 0: nobody */
+    time_t                        expires;  /* wall time */
+    ngx_msec_t                    since;    /* fetching since, monotonic */
+    ngx_uint_t                    fetching;
 } ngx_http_taurus_guard_fetch_slot_t;
 
 
@@ -68,7 +75,7 @@ struct ngx_http_taurus_guard_fetch_ctx_s {
     ngx_uint_t                     tried;
     ngx_uint_t                     asks;
     ngx_event_t                    wait;    /* for another's fetch */
-    time_t                         deadline;
+    ngx_msec_t                     deadline;
 };
 
 
@@ -336,7 +343,7 @@ ngx_http_taurus_guard_fetch_start(ngx_http_request_t *r,
             cln->data = &fctx->wait;
         }
 
-        fctx->deadline = ngx_time() + NGX_HTTP_TG_FETCH_STALE;
+        fctx->deadline = ngx_current_msec + NGX_HTTP_TG_FETCH_STALE;
         ctx->fetch_pending = 1;
         fctx->wait.handler = ngx_http_taurus_guard_fetch_poll;
         fctx->wait.data = r;
@@ -461,22 +468,21 @@ ngx_http_taurus_guard_fetch_take(ngx_http_request_t *r,
 /*
  * The zone's lock is held.  Marks the slot "fetching" for the caller,
  * unless somebody fetches it already (a mark older than
- * NGX_HTTP_TG_FETCH_STALE is nobody's).
+ * NGX_HTTP_TG_FETCH_STALE ms is nobody's).
  */
 
 static ngx_uint_t
 ngx_http_taurus_guard_fetch_claim(ngx_http_taurus_guard_fetch_slot_t *slot)
 {
-    time_t  now;
-
-    now = ngx_time();
-
-    if (slot->fetching != 0 && now - slot->fetching < NGX_HTTP_TG_FETCH_STALE)
+    if (slot->fetching
+        && (ngx_msec_int_t) (ngx_current_msec - slot->since)
+           < NGX_HTTP_TG_FETCH_STALE)
     {
         return 0;
     }
 
-    slot->fetching = now;
+    slot->fetching = 1;
+    slot->since = ngx_current_msec;
 
     return 1;
 }
@@ -931,10 +937,12 @@ ngx_http_taurus_guard_fetch_poll(ngx_event_t *ev)
     if (rc == NGX_DECLINED) {
         ngx_shmtx_lock(&ngx_http_tg_shpool(fctx->src)->mutex);
         slot = ngx_http_taurus_guard_fetch_slot(fctx->src, fctx->key, 0);
-        fetching = (slot != NULL && slot->fetching != 0);
+        fetching = (slot != NULL && slot->fetching);
         ngx_shmtx_unlock(&ngx_http_tg_shpool(fctx->src)->mutex);
 
-        if (fetching && ngx_time() < fctx->deadline) {
+        if (fetching
+            && (ngx_msec_int_t) (fctx->deadline - ngx_current_msec) > 0)
+        {
             ngx_add_timer(ev, NGX_HTTP_TG_FETCH_POLL);
             return;
         }
