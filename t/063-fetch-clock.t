@@ -1,0 +1,147 @@
+#!/usr/bin/perl
+
+# A fetch slot left marked by a worker that died, with the wall clock
+# stepped back an hour meanwhile.  The mark says since when a fetch runs;
+# one older than 30 s is nobody's and the next request fetches itself.
+# An earlier module dated the mark with the wall clock, so after the
+# step the mark stayed fresh for an hour and every request for that
+# project waited 30 s and was refused.  The wall clock is shifted by the
+# LD_PRELOAD shim t/lib/tg-clockshift.c, built here.
+#
+#   - request A starts the fetch (IAM answers after 3 s); its worker is
+#     killed during the fetch (SIGKILL: the mark is never removed);
+#   - the clock steps back an hour;
+#   - 31 s after the mark (monotonic), request B fetches a token itself
+#     and is forwarded, without waiting out the step.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+
+use POSIX ();
+use Test::More;
+use Time::HiRes qw(sleep time);
+
+use Test::TaurusGuard qw(:all);
+
+BEGIN { require "$FindBin::Bin/lib/tg-iam.pl" }
+
+plan(skip_all => 'a sanitizer build cannot take an LD_PRELOAD shim')
+    if defined $ENV{TG_MODULE} && $ENV{TG_MODULE} eq '';
+system('cc --version >/dev/null 2>&1') == 0
+    or plan(skip_all => 'no C compiler for the shim');
+
+my $conf = <<"EOF";
+worker_processes 1;
+
+http {
+    taurus_guard_token iam=/_tg_iam password_file=%%TESTDIR%%/iam.ini;
+    taurus_guard_audit_log %%TESTDIR%%/audit.log;
+
+    taurus_guard_allow {
+        %%PROJECT%% $INSTANCES[0];
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_0%%;
+        server_name localhost;
+
+        location /v3/ {
+            taurus_guard on;
+            proxy_pass http://127.0.0.1:%%PORT_UP%%;
+        }
+
+        location = /_tg_iam {
+            internal;
+            proxy_read_timeout 10s;
+            proxy_pass http://127.0.0.1:%%PORT_IAM%%/v3/auth/tokens;
+        }
+    }
+}
+EOF
+
+my $t = Test::TaurusGuard->new;
+my $dir = $t->testdir;
+
+system('cc', '-shared', '-fPIC', '-o', "$dir/clockshift.so",
+    "$FindBin::Bin/lib/tg-clockshift.c", '-ldl') == 0
+    or plan(skip_all => 'the shim does not build');
+chmod 0755, "$dir/clockshift.so";
+
+TaurusGuard::IAM::write_password_file($t);
+TaurusGuard::IAM::iam_supported($t, $conf) or do {
+    $t->done_testing;
+    exit;
+};
+
+$t->write_file('clock.offset', "0\n");
+TaurusGuard::IAM::start_iam($t, ttl => 86400, delay => 3000);
+TaurusGuard::IAM::upstream_tokens($t);
+
+{
+    local $ENV{LD_PRELOAD} = "$dir/clockshift.so";
+    local $ENV{TG_CLOCK_OFFSET} = "$dir/clock.offset";
+    $t->run($conf);
+}
+
+$t->expect_alert(qr/worker process \d+ exited on signal 9/);
+
+my $body = batch_json([ $INSTANCES[0] ]);
+
+sub worker {
+    my @w = $t->error_log =~ /start worker process (\d+)/g;
+    return $w[-1];
+}
+
+# A: its worker marks the slot and asks IAM, which takes 3 s
+
+my $worker = worker();
+ok($worker, "the worker: $worker");
+
+my $pid = fork;
+die "fork: $!\n" unless defined $pid;
+
+if ($pid == 0) {
+    eval { $t->post(upgrade_path(), $body) };
+    POSIX::_exit(0);
+}
+
+my $marked = time;
+my $until = $marked + 2.5;
+sleep 0.1 until $t->error_log =~ /fetching from "\/_tg_iam"/ || time > $until;
+like($t->error_log, qr/fetching from "\/_tg_iam"/, 'A: IAM is asked');
+sleep 0.3;
+
+kill 'KILL', $worker;
+waitpid $pid, 0;
+
+$t->write_file('clock.offset', "-3600\n");
+
+$until = time + 5;
+sleep 0.1 while (!worker() || worker() eq $worker) && time < $until;
+isnt(worker(), $worker, 'a new worker started');
+
+# the mark is 30 s old on the monotonic clock, though the wall clock
+# says it was made an hour from now
+
+sleep 31 - (time - $marked);
+
+my $start = time;
+my $r = $t->post(upgrade_path(), $body);
+my $took = time - $start;
+
+is($r->{status}, 200, 'B: 200, the mark is stale')
+    or diag(substr($r->{body} || '', 0, 300));
+cmp_ok($took, '<', 10, sprintf('B did not wait out the step (%.1f s)',
+    $took));
+
+my @up = $t->upstream_records;
+is(scalar @up, 1, 'B was forwarded');
+is(scalar(grep { $_->{token_ok} } @up), 1, 'with a token the upstream '
+    . 'accepts');
+cmp_ok(scalar(TaurusGuard::IAM::iam_calls($t)), '>=', 1,
+    'B fetched it itself');
+
+$t->done_testing;
