@@ -33,6 +33,7 @@ static ngx_int_t ngx_http_taurus_guard_audit_chain_start(
     ngx_http_taurus_guard_audit_t *audit, ngx_log_t *log);
 static ngx_int_t ngx_http_taurus_guard_audit_sync(ngx_http_request_t *r,
     ngx_http_taurus_guard_audit_t *audit);
+static ngx_msec_t ngx_http_taurus_guard_usec(void);
 static void ngx_http_taurus_guard_audit_error(ngx_log_t *log,
     ngx_http_taurus_guard_audit_t *audit, ngx_err_t err, const char *what);
 
@@ -441,6 +442,8 @@ ngx_http_taurus_guard_audit(ngx_http_request_t *r,
 
     ngx_shmtx_unlock(&audit->shpool->mutex);
 
+    ngx_http_taurus_guard_metrics_audit_written();
+
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "taurus_guard: audit record %s %s, %uz bytes",
                    rec->id, tg_decision_name(rec->decision), len);
@@ -465,6 +468,8 @@ static ngx_int_t
 ngx_http_taurus_guard_audit_sync(ngx_http_request_t *r,
     ngx_http_taurus_guard_audit_t *audit)
 {
+    ngx_msec_t  start;
+
 #if (NGX_THREADS)
     ngx_http_taurus_guard_ctx_t  *ctx;
 
@@ -503,11 +508,16 @@ ngx_http_taurus_guard_audit_sync(ngx_http_request_t *r,
 flush:
 #endif
 
+    start = ngx_http_taurus_guard_usec();
+
     if (fdatasync(audit->file->fd) == -1) {
         ngx_http_taurus_guard_audit_error(r->connection->log, audit,
                                           ngx_errno, "fdatasync()");
         return NGX_ERROR;
     }
+
+    ngx_http_taurus_guard_metrics_flush(ngx_http_taurus_guard_usec() - start,
+                                        1, 0);
 
     return NGX_OK;
 }
@@ -628,6 +638,8 @@ ngx_http_taurus_guard_audit_sync_thread(void *data, ngx_log_t *log)
 
     ngx_uint_t  i;
 
+    t->usec = ngx_http_taurus_guard_usec();
+
     for (i = 0; i < t->nfds; i++) {
         if (fdatasync(t->fds[i]) == -1 && t->err == 0) {
             t->err = ngx_errno;
@@ -635,6 +647,8 @@ ngx_http_taurus_guard_audit_sync_thread(void *data, ngx_log_t *log)
 
         (void) close(t->fds[i]);
     }
+
+    t->usec = ngx_http_taurus_guard_usec() - t->usec;
 }
 
 
@@ -663,6 +677,7 @@ static void
 ngx_http_taurus_guard_audit_wake(ngx_http_taurus_guard_audit_t *audit,
     ngx_err_t err)
 {
+    ngx_uint_t                    n;
     ngx_queue_t                  *q, done;
     ngx_connection_t             *c;
     ngx_http_request_t           *r;
@@ -683,6 +698,21 @@ ngx_http_taurus_guard_audit_wake(ngx_http_taurus_guard_audit_t *audit,
     if (!ngx_queue_empty(&audit->syncing)) {
         ngx_queue_add(&done, &audit->syncing);
         ngx_queue_init(&audit->syncing);
+    }
+
+    n = 0;
+
+    for (q = ngx_queue_head(&done);
+         q != ngx_queue_sentinel(&done);
+         q = ngx_queue_next(q))
+    {
+        n++;
+    }
+
+    if (audit->task != NULL) {
+        ngx_http_taurus_guard_metrics_flush(
+                       ((ngx_http_taurus_guard_audit_task_t *)
+                        audit->task->ctx)->usec, n, err);
     }
 
     while (!ngx_queue_empty(&done)) {
@@ -718,6 +748,8 @@ ngx_http_taurus_guard_audit_error(ngx_log_t *log,
 {
     time_t  now;
 
+    ngx_http_taurus_guard_metrics_audit_failed(audit->file->fd);
+
     now = ngx_time();
 
     /* like ngx_http_log_module: one alert a minute, not one a request */
@@ -732,4 +764,19 @@ ngx_http_taurus_guard_audit_error(ngx_log_t *log,
                   "taurus_guard: %s to audit log \"%V\" failed,"
                   " requests are refused until it works",
                   what, &audit->file->name);
+}
+
+
+/* microseconds of the monotonic clock, for the flush histogram */
+
+static ngx_msec_t
+ngx_http_taurus_guard_usec(void)
+{
+    struct timespec  ts;
+
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1) {
+        return 0;
+    }
+
+    return (ngx_msec_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }

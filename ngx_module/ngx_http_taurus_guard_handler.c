@@ -1255,10 +1255,18 @@ ngx_http_taurus_guard_log_handler(ngx_http_request_t *r)
         }
 
         (void) ngx_http_taurus_guard_audit(r, ctx->audit, &rec, 0);
+
+        ngx_http_taurus_guard_metrics_request(r, NGX_HTTP_TG_METRIC_ALLOW,
+                                              status,
+                                              r->upstream
+                                              ? r->upstream->headers_in.status_n
+                                              : 0);
         return NGX_OK;
     }
 
     if (ctx->decision != NGX_HTTP_TG_UNDECIDED) {
+        ngx_http_taurus_guard_metrics_request(r, ctx->decision, ctx->status,
+                                              0);
         return NGX_OK;
     }
 
@@ -1278,6 +1286,8 @@ ngx_http_taurus_guard_log_handler(ngx_http_request_t *r)
     ngx_http_taurus_guard_record(r, ctx, &rec);
 
     (void) ngx_http_taurus_guard_audit(r, ctx->audit, &rec, 0);
+
+    ngx_http_taurus_guard_metrics_request(r, ctx->decision, status, 0);
 
     return NGX_OK;
 }

@@ -120,6 +120,7 @@ typedef struct {
     ngx_fd_t                     fds[NGX_HTTP_TG_AUDIT_FDS];
     ngx_uint_t                   nfds;
     ngx_err_t                    err;
+    ngx_msec_t                   usec;      /* how long it took */
 } ngx_http_taurus_guard_audit_task_t;
 
 
@@ -175,8 +176,26 @@ typedef struct {
 } ngx_http_taurus_guard_syslog_t;
 
 
+/* the gateway's counters (ngx_http_taurus_guard_metrics.c) */
+typedef struct ngx_http_taurus_guard_metrics_s
+    ngx_http_taurus_guard_metrics_t;
+
+/* decisions as counted: tg_decision_t's first four, then would_deny */
+#define NGX_HTTP_TG_METRIC_ALLOW        0
+#define NGX_HTTP_TG_METRIC_WOULD_DENY   4
+#define NGX_HTTP_TG_DECISIONS           5
+
+/* where a fetched secret comes from, for its failure counter */
+#define NGX_HTTP_TG_SOURCE_METADATA     2
+#define NGX_HTTP_TG_SOURCE_SESSION      3
+#define NGX_HTTP_TG_SOURCE_IAM          4
+#define NGX_HTTP_TG_SOURCE_IAM_USER     5
+#define NGX_HTTP_TG_SOURCES             6
+
+
 typedef struct {
     tg_allow_t                  *allow;
+    ngx_shm_zone_t              *metrics_zone;
     ngx_http_taurus_guard_syslog_t  *syslog;
     char                         policy[TG_SHA256_HEX_LEN + 1];
     ngx_array_t                  files;     /* of secret_file_t * */
@@ -297,6 +316,21 @@ char *ngx_http_taurus_guard_iam_conf(ngx_conf_t *cf,
 /* ngx_http_taurus_guard_metadata.c */
 char *ngx_http_taurus_guard_metadata_conf(ngx_conf_t *cf,
     ngx_http_taurus_guard_cred_t *cred, ngx_str_t *value, ngx_uint_t n);
+
+/* ngx_http_taurus_guard_metrics.c */
+ngx_int_t ngx_http_taurus_guard_metrics_zone(ngx_conf_t *cf,
+    ngx_http_taurus_guard_main_conf_t *mcf);
+char *ngx_http_taurus_guard_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+void ngx_http_taurus_guard_metrics_request(ngx_http_request_t *r,
+    ngx_uint_t decision, ngx_uint_t status, ngx_uint_t upstream_status);
+void ngx_http_taurus_guard_metrics_flush(ngx_msec_t usec,
+    ngx_uint_t nrecords, ngx_err_t err);
+void ngx_http_taurus_guard_metrics_audit_failed(ngx_fd_t fd);
+void ngx_http_taurus_guard_metrics_audit_written(void);
+void ngx_http_taurus_guard_metrics_fetch_failed(ngx_uint_t source);
+void ngx_http_taurus_guard_metrics_syslog(ngx_int_t queued,
+    ngx_uint_t dropped);
 
 /* ngx_http_taurus_guard_sign.c */
 ngx_int_t ngx_http_taurus_guard_sign(ngx_http_request_t *r,

@@ -366,6 +366,7 @@ ngx_http_taurus_guard_syslog_send(ngx_http_taurus_guard_syslog_t *sl,
 
     if (sl->qlen + NGX_SIZE_T_LEN + 1 + msg > sl->queue_max) {
         sl->dropped++;
+        ngx_http_taurus_guard_metrics_syslog(0, 1);
 
         now = ngx_time();
 
@@ -383,6 +384,7 @@ ngx_http_taurus_guard_syslog_send(ngx_http_taurus_guard_syslog_t *sl,
     p = ngx_sprintf(sl->queue + sl->qlen, "%uz ", msg);
     p = ngx_cpymem(p, head, msg - len);
     p = ngx_cpymem(p, line, len);
+    ngx_http_taurus_guard_metrics_syslog((p - sl->queue) - sl->qlen, 0);
     sl->qlen = p - sl->queue;
 
     if (sl->connected) {
@@ -599,6 +601,7 @@ ngx_http_taurus_guard_syslog_flush(ngx_http_taurus_guard_syslog_t *sl)
 
             ngx_memmove(sl->queue, sl->queue + frame, sl->qlen - frame);
             sl->qlen -= frame;
+            ngx_http_taurus_guard_metrics_syslog(-(ngx_int_t) frame, 0);
             sl->sent -= frame;
         }
     }

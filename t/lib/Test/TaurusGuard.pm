@@ -575,6 +575,16 @@ sub reload {
 }
 
 
+# "nginx -s reopen": the master reopens the logs, then each worker.
+
+sub reopen {
+    my ($self) = @_;
+    my $pid = $self->_nginx_pid or return;
+    kill 'USR1', $pid;
+    sleep 1;
+}
+
+
 sub stop {
     my ($self) = @_;
 

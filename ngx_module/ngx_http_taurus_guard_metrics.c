@@ -1,0 +1,693 @@
+
+/*
+ * taurus-guard: the gateway's counters, and the two locations that read
+ * them.
+ *
+ * The counters live in one shared memory zone that every worker adds to
+ * with atomic operations, so no lock is ever taken on the request path.
+ * The zone keeps its name and size across "nginx -s reload", so nginx
+ * hands it to the new cycle with its counts; a restart or a binary
+ * upgrade starts from zero (Prometheus counters allow a reset).
+ *
+ * "taurus_guard_metrics" answers the Prometheus text exposition format
+ * 0.0.4; "taurus_guard_health" answers whether a batch could be forwarded
+ * now.  Label values come only from fixed sets, never from a request, so
+ * a caller cannot grow the number of series.
+ */
+
+
+#include "ngx_http_taurus_guard_module.h"
+
+
+#define NGX_HTTP_TG_METRICS_ZONE     "taurus_guard_metrics"
+
+/* bucket bounds of the flush histogram, in microseconds */
+static ngx_uint_t  ngx_http_taurus_guard_flush_le[] = {
+    500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
+    1000000, 2500000, 5000000, 10000000
+};
+
+#define NGX_HTTP_TG_FLUSH_BUCKETS                                             \
+    (sizeof(ngx_http_taurus_guard_flush_le) / sizeof(ngx_uint_t))
+
+
+/* the statuses the gateway refuses with, each its own series */
+static ngx_uint_t  ngx_http_taurus_guard_refusal_status[] = {
+    400, 403, 404, 405, 409, 413, 415, 429, 499, 503
+};
+
+#define NGX_HTTP_TG_REFUSAL_STATUSES                                          \
+    (sizeof(ngx_http_taurus_guard_refusal_status) / sizeof(ngx_uint_t))
+
+
+struct ngx_http_taurus_guard_metrics_s {
+    ngx_atomic_t                 requests[NGX_HTTP_TG_DECISIONS];
+    ngx_atomic_t                 refusals[NGX_HTTP_TG_REFUSAL_STATUSES + 1];
+    ngx_atomic_t                 upstream[6];   /* 1xx..5xx, none */
+
+    ngx_atomic_t                 flushes;
+    ngx_atomic_t                 flush_records;
+    ngx_atomic_t                 flush_usec;
+    ngx_atomic_t                 flush_bucket[NGX_HTTP_TG_FLUSH_BUCKETS];
+    ngx_atomic_t                 flush_last;    /* Unix time of the last
+                                                   that worked */
+    ngx_atomic_t                 audit_failures;
+    ngx_atomic_t                 audit_failing; /* since; 0: it works */
+    ngx_atomic_t                 failing_dev;   /* the file that failed */
+    ngx_atomic_t                 failing_ino;
+
+    ngx_atomic_t                 fetch_failures[NGX_HTTP_TG_SOURCES];
+    ngx_atomic_t                 syslog_dropped;
+    ngx_atomic_t                 syslog_queued; /* bytes, all workers */
+
+    ngx_atomic_t                 started;       /* the zone's Unix time */
+};
+
+
+static ngx_int_t ngx_http_taurus_guard_metrics_init_zone(
+    ngx_shm_zone_t *zone, void *data);
+static ngx_http_taurus_guard_metrics_t *ngx_http_taurus_guard_metrics_get(
+    void);
+static ngx_int_t ngx_http_taurus_guard_metrics_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_taurus_guard_health_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_taurus_guard_health_audit(
+    ngx_http_taurus_guard_audit_t *audit);
+static ngx_int_t ngx_http_taurus_guard_send(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *type, ngx_buf_t *b);
+
+
+static const char  *ngx_http_taurus_guard_decision_names[] = {
+    "allow", "deny", "invalid", "error", "would_deny"
+};
+
+
+static const char  *ngx_http_taurus_guard_source_names[] = {
+    "credentials_file", "token_file", "metadata", "metadata_session",
+    "iam", "iam_user"
+};
+
+
+ngx_int_t
+ngx_http_taurus_guard_metrics_zone(ngx_conf_t *cf,
+    ngx_http_taurus_guard_main_conf_t *mcf)
+{
+    ngx_str_t        name;
+    ngx_shm_zone_t  *zone;
+
+    ngx_str_set(&name, NGX_HTTP_TG_METRICS_ZONE);
+
+    zone = ngx_shared_memory_add(cf, &name, 8 * ngx_pagesize,
+                                 &ngx_http_taurus_guard_module);
+    if (zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    zone->init = ngx_http_taurus_guard_metrics_init_zone;
+
+    mcf->metrics_zone = zone;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_taurus_guard_metrics_init_zone(ngx_shm_zone_t *zone, void *data)
+{
+    ngx_slab_pool_t                  *shpool;
+    ngx_http_taurus_guard_metrics_t  *m;
+
+    if (data != NULL) {
+        /* a reload: the counters go on */
+        zone->data = data;
+        return NGX_OK;
+    }
+
+    shpool = (ngx_slab_pool_t *) zone->shm.addr;
+
+    if (zone->shm.exists) {
+        zone->data = shpool->data;
+        return NGX_OK;
+    }
+
+    m = ngx_slab_calloc(shpool, sizeof(ngx_http_taurus_guard_metrics_t));
+    if (m == NULL) {
+        return NGX_ERROR;
+    }
+
+    m->started = ngx_time();
+
+    shpool->data = m;
+    zone->data = m;
+
+    return NGX_OK;
+}
+
+
+static ngx_http_taurus_guard_metrics_t *
+ngx_http_taurus_guard_metrics_get(void)
+{
+    ngx_http_taurus_guard_main_conf_t  *mcf;
+
+    if (ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_http_core_module)
+        == NULL)
+    {
+        return NULL;
+    }
+
+    mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                              ngx_http_taurus_guard_module);
+
+    if (mcf == NULL || mcf->metrics_zone == NULL) {
+        return NULL;
+    }
+
+    return mcf->metrics_zone->data;
+}
+
+
+/* one guarded request is over: its decision, and what the upstream said */
+
+void
+ngx_http_taurus_guard_metrics_request(ngx_http_request_t *r,
+    ngx_uint_t decision, ngx_uint_t status, ngx_uint_t upstream_status)
+{
+    ngx_uint_t                        i;
+    ngx_http_taurus_guard_metrics_t  *m;
+
+    m = ngx_http_taurus_guard_metrics_get();
+
+    if (m == NULL || decision >= NGX_HTTP_TG_DECISIONS) {
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(&m->requests[decision], 1);
+
+    if (decision == NGX_HTTP_TG_METRIC_ALLOW
+        || decision == NGX_HTTP_TG_METRIC_WOULD_DENY)
+    {
+        i = (upstream_status >= 100 && upstream_status < 600)
+            ? upstream_status / 100 - 1 : 5;
+
+        (void) ngx_atomic_fetch_add(&m->upstream[i], 1);
+        return;
+    }
+
+    for (i = 0; i < NGX_HTTP_TG_REFUSAL_STATUSES; i++) {
+        if (ngx_http_taurus_guard_refusal_status[i] == status) {
+            break;
+        }
+    }
+
+    /* i == NGX_HTTP_TG_REFUSAL_STATUSES: "other" */
+
+    (void) ngx_atomic_fetch_add(&m->refusals[i], 1);
+}
+
+
+/* a flush of the audit file ended, for nrecords records */
+
+void
+ngx_http_taurus_guard_metrics_flush(ngx_msec_t usec, ngx_uint_t nrecords,
+    ngx_err_t err)
+{
+    ngx_uint_t                        i;
+    ngx_http_taurus_guard_metrics_t  *m;
+
+    m = ngx_http_taurus_guard_metrics_get();
+
+    if (m == NULL) {
+        return;
+    }
+
+    if (err) {
+        ngx_http_taurus_guard_metrics_audit_failed(NGX_INVALID_FILE);
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(&m->flushes, 1);
+    (void) ngx_atomic_fetch_add(&m->flush_records, nrecords);
+    (void) ngx_atomic_fetch_add(&m->flush_usec, usec);
+
+    for (i = 0; i < NGX_HTTP_TG_FLUSH_BUCKETS; i++) {
+        if (usec <= ngx_http_taurus_guard_flush_le[i]) {
+            (void) ngx_atomic_fetch_add(&m->flush_bucket[i], 1);
+            break;
+        }
+    }
+
+    m->flush_last = ngx_time();
+    m->audit_failing = 0;
+}
+
+
+/*
+ * A write() or a flush of the audit file failed.  Which file is kept, so
+ * that the health check knows a rotation has put another in its place.
+ */
+
+void
+ngx_http_taurus_guard_metrics_audit_failed(ngx_fd_t fd)
+{
+    ngx_file_info_t                   fi;
+    ngx_http_taurus_guard_metrics_t  *m;
+
+    m = ngx_http_taurus_guard_metrics_get();
+
+    if (m == NULL) {
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(&m->audit_failures, 1);
+
+    if (fd != NGX_INVALID_FILE && ngx_fd_info(fd, &fi) != NGX_FILE_ERROR) {
+        m->failing_dev = (ngx_atomic_uint_t) fi.st_dev;
+        m->failing_ino = (ngx_atomic_uint_t) fi.st_ino;
+
+    } else {
+        m->failing_dev = 0;
+        m->failing_ino = 0;
+    }
+
+    m->audit_failing = ngx_time();
+}
+
+
+/* a record was written: the file works again, as far as writing goes */
+
+void
+ngx_http_taurus_guard_metrics_audit_written(void)
+{
+    ngx_http_taurus_guard_metrics_t  *m;
+
+    m = ngx_http_taurus_guard_metrics_get();
+
+    if (m != NULL && m->audit_failing) {
+        m->audit_failing = 0;
+    }
+}
+
+
+void
+ngx_http_taurus_guard_metrics_fetch_failed(ngx_uint_t source)
+{
+    ngx_http_taurus_guard_metrics_t  *m;
+
+    m = ngx_http_taurus_guard_metrics_get();
+
+    if (m != NULL && source < NGX_HTTP_TG_SOURCES) {
+        (void) ngx_atomic_fetch_add(&m->fetch_failures[source], 1);
+    }
+}
+
+
+void
+ngx_http_taurus_guard_metrics_syslog(ngx_int_t queued, ngx_uint_t dropped)
+{
+    ngx_http_taurus_guard_metrics_t  *m;
+
+    m = ngx_http_taurus_guard_metrics_get();
+
+    if (m == NULL) {
+        return;
+    }
+
+    if (queued) {
+        (void) ngx_atomic_fetch_add(&m->syslog_queued, queued);
+    }
+
+    if (dropped) {
+        (void) ngx_atomic_fetch_add(&m->syslog_dropped, dropped);
+    }
+}
+
+
+char *
+ngx_http_taurus_guard_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler != NULL) {
+        return "is duplicate, or the location has another handler";
+    }
+
+    clcf->handler = (cmd->post == NULL)
+                    ? ngx_http_taurus_guard_metrics_handler
+                    : ngx_http_taurus_guard_health_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+/* one line of the exposition: "name{label="value"} number" */
+
+#define ngx_http_tg_metric(p, end, name, labels, v)                           \
+    p = ngx_slprintf(p, end, "%s%s %uA\n", name, labels,                      \
+                     (ngx_atomic_uint_t) (v))
+
+
+static ngx_int_t
+ngx_http_taurus_guard_metrics_handler(ngx_http_request_t *r)
+{
+    u_char                             *p, *end;
+    ngx_buf_t                          *b;
+    ngx_int_t                           rc;
+    ngx_str_t                           type;
+    ngx_uint_t                          i, sum;
+    ngx_atomic_uint_t                   v;
+    ngx_http_taurus_guard_metrics_t    *m;
+    u_char                              label[64];
+
+    static const char  *classes[] = { "1xx", "2xx", "3xx", "4xx", "5xx",
+                                      "none" };
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    m = ngx_http_taurus_guard_metrics_get();
+    if (m == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b = ngx_create_temp_buf(r->pool, 16384);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = b->last;
+    end = b->end;
+
+    p = ngx_slprintf(p, end,
+            "# HELP taurus_guard_requests_total Guarded requests by the"
+            " gateway's decision.\n"
+            "# TYPE taurus_guard_requests_total counter\n");
+
+    for (i = 0; i < NGX_HTTP_TG_DECISIONS; i++) {
+        ngx_sprintf(label, "{decision=\"%s\"}%Z",
+                    ngx_http_taurus_guard_decision_names[i]);
+        ngx_http_tg_metric(p, end, "taurus_guard_requests_total", label,
+                           m->requests[i]);
+    }
+
+    p = ngx_slprintf(p, end,
+            "# HELP taurus_guard_refusals_total Requests the gateway"
+            " refused, by HTTP status (TG.0NNN error codes).\n"
+            "# TYPE taurus_guard_refusals_total counter\n");
+
+    for (i = 0; i <= NGX_HTTP_TG_REFUSAL_STATUSES; i++) {
+        if (i < NGX_HTTP_TG_REFUSAL_STATUSES) {
+            ngx_sprintf(label, "{status=\"%ui\"}%Z",
+                        ngx_http_taurus_guard_refusal_status[i]);
+        } else {
+            ngx_sprintf(label, "{status=\"other\"}%Z");
+        }
+
+        ngx_http_tg_metric(p, end, "taurus_guard_refusals_total", label,
+                           m->refusals[i]);
+    }
+
+    p = ngx_slprintf(p, end,
+            "# HELP taurus_guard_upstream_responses_total Forwarded batches"
+            " by the class of the upstream's status (none: no answer).\n"
+            "# TYPE taurus_guard_upstream_responses_total counter\n");
+
+    for (i = 0; i < 6; i++) {
+        ngx_sprintf(label, "{code=\"%s\"}%Z", classes[i]);
+        ngx_http_tg_metric(p, end, "taurus_guard_upstream_responses_total",
+                           label, m->upstream[i]);
+    }
+
+    p = ngx_slprintf(p, end,
+            "# HELP taurus_guard_audit_flush_seconds Time to put audit"
+            " records on stable storage, per flush.\n"
+            "# TYPE taurus_guard_audit_flush_seconds histogram\n");
+
+    sum = 0;
+
+    for (i = 0; i < NGX_HTTP_TG_FLUSH_BUCKETS; i++) {
+        sum += m->flush_bucket[i];
+        p = ngx_slprintf(p, end,
+                         "taurus_guard_audit_flush_seconds_bucket"
+                         "{le=\"%ui.%06ui\"} %ui\n",
+                         ngx_http_taurus_guard_flush_le[i] / 1000000,
+                         ngx_http_taurus_guard_flush_le[i] % 1000000, sum);
+    }
+
+    v = m->flushes;
+
+    p = ngx_slprintf(p, end,
+                     "taurus_guard_audit_flush_seconds_bucket{le=\"+Inf\"}"
+                     " %uA\n"
+                     "taurus_guard_audit_flush_seconds_sum %uA.%06uA\n"
+                     "taurus_guard_audit_flush_seconds_count %uA\n",
+                     v, m->flush_usec / 1000000, m->flush_usec % 1000000, v);
+
+    p = ngx_slprintf(p, end,
+            "# HELP taurus_guard_audit_flushed_records_total Audit records"
+            " made durable; divided by the flushes, the group commit.\n"
+            "# TYPE taurus_guard_audit_flushed_records_total counter\n");
+    ngx_http_tg_metric(p, end, "taurus_guard_audit_flushed_records_total",
+                       "", m->flush_records);
+
+    p = ngx_slprintf(p, end,
+            "# HELP taurus_guard_audit_failures_total Failed writes or"
+            " flushes of the audit file (each refused a request).\n"
+            "# TYPE taurus_guard_audit_failures_total counter\n");
+    ngx_http_tg_metric(p, end, "taurus_guard_audit_failures_total", "",
+                       m->audit_failures);
+
+    p = ngx_slprintf(p, end,
+            "# HELP taurus_guard_audit_last_flush_timestamp_seconds When"
+            " the last flush that worked ended (0: none yet).\n"
+            "# TYPE taurus_guard_audit_last_flush_timestamp_seconds gauge\n");
+    ngx_http_tg_metric(p, end,
+                       "taurus_guard_audit_last_flush_timestamp_seconds", "",
+                       m->flush_last);
+
+    p = ngx_slprintf(p, end,
+            "# HELP taurus_guard_audit_failing 1 while the last audit write"
+            " or flush failed.\n"
+            "# TYPE taurus_guard_audit_failing gauge\n");
+    ngx_http_tg_metric(p, end, "taurus_guard_audit_failing", "",
+                       m->audit_failing ? 1 : 0);
+
+    p = ngx_slprintf(p, end,
+            "# HELP taurus_guard_fetch_failures_total Failed fetches of a"
+            " secret the gateway fetches itself, by source.\n"
+            "# TYPE taurus_guard_fetch_failures_total counter\n");
+
+    for (i = 0; i < NGX_HTTP_TG_SOURCES; i++) {
+        ngx_sprintf(label, "{source=\"%s\"}%Z",
+                    ngx_http_taurus_guard_source_names[i]);
+        ngx_http_tg_metric(p, end, "taurus_guard_fetch_failures_total",
+                           label, m->fetch_failures[i]);
+    }
+
+    p = ngx_slprintf(p, end,
+            "# HELP taurus_guard_syslog_queued_bytes Audit records waiting"
+            " for the syslog collector, all workers.\n"
+            "# TYPE taurus_guard_syslog_queued_bytes gauge\n");
+    ngx_http_tg_metric(p, end, "taurus_guard_syslog_queued_bytes", "",
+                       m->syslog_queued);
+
+    p = ngx_slprintf(p, end,
+            "# HELP taurus_guard_syslog_dropped_total Audit records not"
+            " sent to the collector (they are in the file).\n"
+            "# TYPE taurus_guard_syslog_dropped_total counter\n");
+    ngx_http_tg_metric(p, end, "taurus_guard_syslog_dropped_total", "",
+                       m->syslog_dropped);
+
+    p = ngx_slprintf(p, end,
+            "# HELP taurus_guard_start_time_seconds When these counters"
+            " started (a restart resets them, a reload does not).\n"
+            "# TYPE taurus_guard_start_time_seconds gauge\n");
+    ngx_http_tg_metric(p, end, "taurus_guard_start_time_seconds", "",
+                       m->started);
+
+    if (p == end) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "taurus_guard: metrics buffer too small");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last = p;
+
+    ngx_str_set(&type, "text/plain; version=0.0.4; charset=utf-8");
+
+    return ngx_http_taurus_guard_send(r, NGX_HTTP_OK, &type, b);
+}
+
+
+/*
+ * 200 {"status":"ok"} when a batch could be forwarded now: every audit
+ * file writable, and a usable secret for every configured source; else
+ * 503 {"status":"fail","checks":{...}} naming what is wrong.  It writes
+ * no audit record and sends nothing upstream.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_health_handler(ngx_http_request_t *r)
+{
+    u_char                             *p, *end, *checks;
+    ngx_buf_t                          *b;
+    ngx_int_t                           rc;
+    ngx_str_t                           type;
+    ngx_uint_t                          i, failed;
+    ngx_http_taurus_guard_audit_t     **audit;
+    ngx_http_taurus_guard_main_conf_t  *mcf;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_taurus_guard_module);
+
+    b = ngx_create_temp_buf(r->pool, 8192);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    end = b->end;
+    failed = 0;
+
+    p = ngx_cpymem(b->last, "{\"status\":\"fail\",\"checks\":{",
+                   sizeof("{\"status\":\"fail\",\"checks\":{") - 1);
+    checks = p;
+
+    audit = mcf->audits.elts;
+
+    for (i = 0; i < mcf->audits.nelts; i++) {
+        rc = ngx_http_taurus_guard_health_audit(audit[i]);
+
+        if (rc != NGX_OK) {
+            failed++;
+        }
+
+        /* a path is the operator's, never the caller's: no escaping */
+
+        p = ngx_slprintf(p, end, "%s\"audit %V\":\"%s\"",
+                         (p == checks) ? "" : ",", &audit[i]->file->name,
+                         rc == NGX_OK ? "ok" : "fail");
+    }
+
+    if (p + sizeof("}}") - 1 >= end) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (failed == 0) {
+        p = ngx_cpymem(b->last, "{\"status\":\"ok\"}",
+                       sizeof("{\"status\":\"ok\"}") - 1);
+
+    } else {
+        *p++ = '}';
+        *p++ = '}';
+    }
+
+    b->last = p;
+
+    ngx_str_set(&type, "application/json");
+
+    return ngx_http_taurus_guard_send(r, failed ? NGX_HTTP_SERVICE_UNAVAILABLE
+                                                : NGX_HTTP_OK,
+                                      &type, b);
+}
+
+
+/*
+ * An audit file is usable when its descriptor still names a file in
+ * place (not removed), the name still leads to it (a rotation the
+ * workers could not follow leaves them writing the old file) and the
+ * last write or flush did not fail.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_health_audit(ngx_http_taurus_guard_audit_t *audit)
+{
+    ngx_file_info_t                   fi, pfi;
+    ngx_http_taurus_guard_metrics_t  *m;
+
+    if (ngx_fd_info(audit->file->fd, &fi) == NGX_FILE_ERROR) {
+        return NGX_ERROR;
+    }
+
+    m = ngx_http_taurus_guard_metrics_get();
+
+    if (m != NULL && m->audit_failing) {
+
+        /* it failed on this file, or on one nobody knows: not usable */
+
+        if (m->failing_ino == 0
+            || (m->failing_ino == (ngx_atomic_uint_t) fi.st_ino
+                && m->failing_dev == (ngx_atomic_uint_t) fi.st_dev))
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (!ngx_is_file(&fi)) {
+        /* a device such as /dev/stderr: nothing more to know */
+        return NGX_OK;
+    }
+
+    if (fi.st_nlink == 0) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_file_info(audit->file->name.data, &pfi) == NGX_FILE_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (pfi.st_ino != fi.st_ino || pfi.st_dev != fi.st_dev) {
+        /* not yet reopened; the next record reopens it, if it can */
+        if (access((char *) audit->file->name.data, W_OK) != 0) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_taurus_guard_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, ngx_buf_t *b)
+{
+    ngx_int_t    rc;
+    ngx_chain_t  out;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = b->last - b->pos;
+    r->headers_out.content_type = *type;
+    r->headers_out.content_type_len = type->len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    /* a scrape is never cached by a proxy in between */
+
+    r->headers_out.last_modified_time = -1;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
