@@ -857,7 +857,8 @@ failed:
 
 /*
  * nginx is about to reopen the file (ngx_reopen_files()): once it has,
- * a worker looks whether its reopen worked.
+ * a worker looks whether its reopen worked.  The next loop of the
+ * worker runs the check at once, without waiting for an event.
  */
 
 static void
@@ -891,7 +892,7 @@ ngx_http_taurus_guard_audit_flush(ngx_open_file_t *file, ngx_log_t *log)
         a[i]->reopened.data = a[i];
         a[i]->reopened.log = ngx_cycle->log;
 
-        ngx_post_event(&a[i]->reopened, &ngx_posted_events);
+        ngx_post_event(&a[i]->reopened, &ngx_posted_next_events);
     }
 }
 
