@@ -98,7 +98,8 @@ while (time < $end) {
     sleep 0.1;
 }
 
-ok(defined $new && $new != $old, 'a new master runs') or die "no new master after USR2\n";
+ok(defined $new && $new != $old, 'a new master runs')
+    or die "no new master after USR2\n";
 
 $end = time + 10;
 sleep 0.1 while time < $end && workers($new) < 2;
