@@ -221,7 +221,8 @@ is($? >> 8, 0, 'the chain verifies') or diag($out);
 
 # thread_pool=off: accepted, the flush runs in the event loop
 
-my ($rc, $tout) = $t->nginx_t($conf =~ s/timeout=1s/timeout=1s thread_pool=off/r);
+my ($rc, $tout) = $t->nginx_t(
+    $conf =~ s/timeout=1s/timeout=1s thread_pool=off/r);
 is($rc, 0, 'timeout= with thread_pool=off: nginx -t passes') or diag($tout);
 
 ($rc, $tout) = $t->nginx_t($conf =~ s/timeout=1s/timeout=0/r);
