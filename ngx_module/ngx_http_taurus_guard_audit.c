@@ -9,19 +9,40 @@
  * lets a partial write be cut back so no torn line is ever left for the
  * next record to run into.
  *
+ * The chain is one per file, whatever wrote to it last: each append
+ * also holds a POSIX record lock on the file (per process, so it holds
+ * between the workers of one master, between two masters during a
+ * binary upgrade, between two spellings of one path, and the kernel
+ * drops it when a worker dies), and the zone remembers the file and its
+ * size after the last record.  A file that is not what the zone
+ * remembers was written by someone else (another master's worker, or a
+ * worker killed between its write() and the update of the chain head):
+ * the next record links to the file's real last line instead.  A POSIX
+ * lock goes away when the process closes any descriptor of the file, so
+ * no descriptor of it is closed while one is held, nor in a thread.
+ *
  * A durable record is then flushed with fdatasync() before the request
  * may go on.  With nginx's thread pools the flush runs off the event
  * loop, and records written while a flush is in flight share the next
  * one (group commit).  The flush syncs its own dup() of the descriptor,
- * so "nginx -s reopen" cannot pull the file out from under it.
+ * so "nginx -s reopen" cannot pull the file out from under it.  Each
+ * request waiting for a flush has a timer (timeout=): when it fires the
+ * request is taken off the queue and refused, and the timer is also what
+ * keeps an exiting worker (reload, quit, binary upgrade) alive until
+ * every waiting batch is answered.
  */
 
 
 #include "ngx_http_taurus_guard_module.h"
 
+#include <grp.h>
+
 
 #define NGX_HTTP_TG_AUDIT_ZONE_SIZE  (64 * 1024)
+#define NGX_HTTP_TG_AUDIT_TAIL_MIN   (64 * 1024)
 #define NGX_HTTP_TG_AUDIT_TAIL_MAX   (1024 * 1024)
+#define NGX_HTTP_TG_AUDIT_TIMEOUT    10000     /* ms, timeout= default */
+#define NGX_HTTP_TG_AUDIT_GROUPS     64
 
 #define NGX_HTTP_TG_ZERO_HASH                                                 \
     "0000000000000000000000000000000000000000000000000000000000000000"
@@ -29,8 +50,19 @@
 
 static ngx_int_t ngx_http_taurus_guard_audit_init_zone(
     ngx_shm_zone_t *shm_zone, void *data);
+static ngx_int_t ngx_http_taurus_guard_audit_check_access(
+    ngx_http_taurus_guard_audit_t *audit, ngx_log_t *log);
+static ngx_int_t ngx_http_taurus_guard_audit_searchable(ngx_file_info_t *fi,
+    ngx_uid_t uid, gid_t *gids, int ngids);
 static ngx_int_t ngx_http_taurus_guard_audit_chain_start(
     ngx_http_taurus_guard_audit_t *audit, ngx_log_t *log);
+static ngx_int_t ngx_http_taurus_guard_audit_tail(
+    ngx_http_taurus_guard_audit_t *audit, ngx_fd_t rfd, ngx_fd_t wfd,
+    off_t *size, u_char *last, ngx_log_t *log);
+static ngx_int_t ngx_http_taurus_guard_audit_lock(ngx_fd_t fd, int type);
+static void ngx_http_taurus_guard_audit_flush(ngx_open_file_t *file,
+    ngx_log_t *log);
+static void ngx_http_taurus_guard_audit_reopened(ngx_event_t *ev);
 static ngx_int_t ngx_http_taurus_guard_audit_sync(ngx_http_request_t *r,
     ngx_http_taurus_guard_audit_t *audit);
 static ngx_msec_t ngx_http_taurus_guard_usec(void);
@@ -45,8 +77,14 @@ static void ngx_http_taurus_guard_audit_start_sync(
 static void ngx_http_taurus_guard_audit_sync_thread(void *data,
     ngx_log_t *log);
 static void ngx_http_taurus_guard_audit_sync_done(ngx_event_t *ev);
+static void ngx_http_taurus_guard_audit_close_fds(
+    ngx_http_taurus_guard_audit_task_t *t);
 static void ngx_http_taurus_guard_audit_wake(
     ngx_http_taurus_guard_audit_t *audit, ngx_err_t err);
+static void ngx_http_taurus_guard_audit_timeout(ngx_event_t *ev);
+static void ngx_http_taurus_guard_audit_resume(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t failed, const char *reason);
+static void ngx_http_taurus_guard_audit_wait_cleanup(void *data);
 #endif
 
 
@@ -56,9 +94,11 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_http_taurus_guard_loc_conf_t *lcf = conf;
 
-    ngx_str_t                          *value, name, pool;
+    ngx_str_t                          *value, name, pool, s;
+    ngx_int_t                           timeout;
     ngx_uint_t                          i;
     ngx_flag_t                          fsync;
+    ngx_file_info_t                     fi;
     ngx_open_file_t                    *file;
     ngx_http_taurus_guard_audit_t      *audit, **a;
     ngx_http_taurus_guard_main_conf_t  *mcf;
@@ -83,6 +123,7 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     fsync = 1;
+    timeout = NGX_HTTP_TG_AUDIT_TIMEOUT;
     ngx_str_set(&pool, "default");
 
     for (i = 2; i < cf->args->nelts; i++) {
@@ -99,6 +140,18 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
             pool.data = value[i].data + 12;
             pool.len = value[i].len - 12;
 
+        } else if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
+            s.data = value[i].data + 8;
+            s.len = value[i].len - 8;
+
+            timeout = ngx_parse_time(&s, 0);
+
+            if (timeout == NGX_ERROR || timeout == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid timeout \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
         } else {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "invalid parameter \"%V\"", &value[i]);
@@ -111,21 +164,39 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
-    /* one state per file, however many locations write to it */
+    /*
+     * One state per file, however many locations write to it and
+     * however its path is spelled (a symlinked directory, a relative
+     * path): by device and inode when the file is already there.  Two
+     * spellings of a file not created yet get two states, whose records
+     * still make one chain (see above).
+     */
+
+    ngx_memzero(&fi, sizeof(ngx_file_info_t));
+
+    if (ngx_file_info(file->name.data, &fi) == NGX_FILE_ERROR
+        || !ngx_is_file(&fi))
+    {
+        fi.st_ino = 0;
+    }
 
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_taurus_guard_module);
 
     a = mcf->audits.elts;
 
     for (i = 0; i < mcf->audits.nelts; i++) {
-        if (a[i]->file != file) {
+        if (a[i]->file != file
+            && (fi.st_ino == 0 || a[i]->ino != fi.st_ino
+                || a[i]->dev != fi.st_dev))
+        {
             continue;
         }
 
-        if (a[i]->fsync != fsync) {
+        if (a[i]->fsync != fsync || a[i]->timeout != (ngx_msec_t) timeout) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "audit log \"%V\" is used with different"
-                               " \"fsync\" parameters", &file->name);
+                               " \"fsync\" or \"timeout\" parameters",
+                               &file->name);
             return NGX_CONF_ERROR;
         }
 
@@ -140,6 +211,22 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
 
     audit->file = file;
     audit->fsync = fsync;
+    audit->timeout = (ngx_msec_t) timeout;
+    audit->cycle = cf->cycle;
+    audit->conf_file = cf->conf_file->file.name.data;
+    audit->conf_line = cf->conf_file->line;
+    audit->dev = fi.st_dev;
+    audit->ino = fi.st_ino;
+
+    /*
+     * nginx calls a file's flush before it reopens it: the worker then
+     * looks whether its reopen worked.  An access log buffered into the
+     * same file keeps its own flush.
+     */
+
+    if (file->flush == NULL) {
+        file->flush = ngx_http_taurus_guard_audit_flush;
+    }
 
 #if (NGX_THREADS)
     if (fsync && ngx_strcmp(pool.data, "off") != 0) {
@@ -183,6 +270,12 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
+/*
+ * Runs in ngx_init_cycle() once the files are open and the worker user
+ * is known, for "nginx -t", a start and a reload alike; a failure here
+ * keeps a running nginx on its old configuration.
+ */
+
 static ngx_int_t
 ngx_http_taurus_guard_audit_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
@@ -191,6 +284,12 @@ ngx_http_taurus_guard_audit_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_http_taurus_guard_audit_t  *audit;
 
     audit = shm_zone->data;
+
+    if (ngx_http_taurus_guard_audit_check_access(audit, shm_zone->shm.log)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     if (oaudit != NULL) {
         /* a reload: the chain goes on where the old cycle left it */
@@ -206,8 +305,8 @@ ngx_http_taurus_guard_audit_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_OK;
     }
 
-    audit->sh = ngx_slab_alloc(audit->shpool,
-                               sizeof(ngx_http_taurus_guard_audit_sh_t));
+    audit->sh = ngx_slab_calloc(audit->shpool,
+                                sizeof(ngx_http_taurus_guard_audit_sh_t));
     if (audit->sh == NULL) {
         return NGX_ERROR;
     }
@@ -219,19 +318,127 @@ ngx_http_taurus_guard_audit_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
 
 /*
+ * A master running as root opens the file itself, and at every reopen
+ * hands it to the worker user (ngx_reopen_files() chowns it), but the
+ * workers then reopen it by name: every directory on its path must let
+ * them through, or they go on writing the rotated file.  A master that
+ * is not root runs its workers as itself and has opened the file
+ * already, so nothing is left to check.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_audit_check_access(ngx_http_taurus_guard_audit_t *audit,
+    ngx_log_t *log)
+{
+    int               ngids;
+    u_char           *path, *p;
+    gid_t             gids[NGX_HTTP_TG_AUDIT_GROUPS];
+    ngx_uid_t         uid;
+    ngx_int_t         rc;
+    ngx_core_conf_t  *ccf;
+    ngx_file_info_t   fi;
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(audit->cycle->conf_ctx,
+                                           ngx_core_module);
+
+    if (geteuid() != 0 || ccf == NULL) {
+        return NGX_OK;
+    }
+
+    uid = ccf->user;
+
+    if (uid == 0 || uid == (ngx_uid_t) NGX_CONF_UNSET_UINT
+        || audit->file->name.data[0] != '/')
+    {
+        return NGX_OK;
+    }
+
+    /* the groups the workers get: initgroups(user, group) */
+
+    gids[0] = ccf->group;
+    ngids = NGX_HTTP_TG_AUDIT_GROUPS;
+
+    if (ccf->username == NULL
+        || getgrouplist(ccf->username, ccf->group, gids, &ngids) == -1)
+    {
+        ngids = 1;
+    }
+
+    path = ngx_pnalloc(audit->cycle->pool, audit->file->name.len + 1);
+    if (path == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_cpystrn(path, audit->file->name.data, audit->file->name.len + 1);
+
+    rc = NGX_OK;
+
+    for (p = path + 1; *p; p++) {
+
+        if (*p != '/') {
+            continue;
+        }
+
+        *p = '\0';
+
+        if (ngx_file_info(path, &fi) != NGX_FILE_ERROR
+            && ngx_http_taurus_guard_audit_searchable(&fi, uid, gids, ngids)
+               != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_EMERG, log, 0,
+                          "audit log \"%V\": nginx workers run as \"%s\""
+                          " (uid %ui) and cannot enter \"%s\", so they"
+                          " could not reopen the file after a rotation,"
+                          " in %s:%ui",
+                          &audit->file->name,
+                          ccf->username ? ccf->username : "?",
+                          (ngx_uint_t) uid, path, audit->conf_file,
+                          audit->conf_line);
+            rc = NGX_ERROR;
+        }
+
+        *p = '/';
+
+        if (rc != NGX_OK) {
+            break;
+        }
+    }
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_taurus_guard_audit_searchable(ngx_file_info_t *fi, ngx_uid_t uid,
+    gid_t *gids, int ngids)
+{
+    int  i;
+
+    if (fi->st_uid == uid) {
+        return (fi->st_mode & S_IXUSR) ? NGX_OK : NGX_DECLINED;
+    }
+
+    for (i = 0; i < ngids; i++) {
+        if (fi->st_gid == gids[i]) {
+            return (fi->st_mode & S_IXGRP) ? NGX_OK : NGX_DECLINED;
+        }
+    }
+
+    return (fi->st_mode & S_IXOTH) ? NGX_OK : NGX_DECLINED;
+}
+
+
+/*
  * A start: the chain goes on from the last record of the file, which
- * records where the previous run ended.  A torn last line (a crash in
- * the middle of a write) is cut off, so the next record cannot run into
- * it; that is logged.
+ * records where the previous run ended, or where the other master of a
+ * binary upgrade is.
  */
 
 static ngx_int_t
 ngx_http_taurus_guard_audit_chain_start(ngx_http_taurus_guard_audit_t *audit,
     ngx_log_t *log)
 {
-    u_char           *buf, *p, *last;
-    off_t             size, from;
-    ssize_t           n;
+    off_t             size;
     ngx_fd_t          fd;
     ngx_int_t         rc;
     ngx_file_info_t   fi;
@@ -242,83 +449,48 @@ ngx_http_taurus_guard_audit_chain_start(ngx_http_taurus_guard_audit_t *audit,
                        0);
 
     if (fd == NGX_INVALID_FILE) {
-        /* not there yet, or a device such as /dev/stderr: a new chain */
+        /* a device such as /dev/stderr: a new chain */
         return NGX_OK;
     }
 
     rc = NGX_OK;
-    buf = NULL;
 
-    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR || !ngx_is_file(&fi)
-        || ngx_file_size(&fi) == 0)
-    {
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR || !ngx_is_file(&fi)) {
+        goto done;
+    }
+
+    if (ngx_http_taurus_guard_audit_lock(fd, F_WRLCK) != NGX_OK) {
+        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
+                      "taurus_guard: cannot lock audit log \"%V\"",
+                      &audit->file->name);
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    /* the size under the lock: another master's worker may be writing */
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        rc = NGX_ERROR;
         goto done;
     }
 
     size = ngx_file_size(&fi);
-    from = size > NGX_HTTP_TG_AUDIT_TAIL_MAX
-           ? size - NGX_HTTP_TG_AUDIT_TAIL_MAX : 0;
 
-    buf = ngx_alloc((size_t) (size - from), log);
-    if (buf == NULL) {
-        rc = NGX_ERROR;
-        goto done;
-    }
-
-    n = pread(fd, buf, (size_t) (size - from), from);
-
-    if (n != (ssize_t) (size - from)) {
-        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
-                      "taurus_guard: cannot read the end of audit log"
-                      " \"%V\"", &audit->file->name);
-        rc = NGX_ERROR;
-        goto done;
-    }
-
-    last = buf + n;
-
-    if (last[-1] != '\n') {
-        p = last;
-
-        while (p > buf && p[-1] != '\n') {
-            p--;
+    if (size > 0) {
+        rc = ngx_http_taurus_guard_audit_tail(audit, fd, fd, &size,
+                                              audit->sh->last, log);
+        if (rc == NGX_DECLINED) {
+            rc = NGX_OK;
         }
-
-        ngx_log_error(NGX_LOG_WARN, log, 0,
-                      "taurus_guard: audit log \"%V\" ends with a torn"
-                      " record of %uz bytes, cut off",
-                      &audit->file->name, (size_t) (last - p));
-
-        if (ftruncate(fd, from + (p - buf)) == -1) {
-            ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
-                          "taurus_guard: ftruncate(\"%V\") failed",
-                          &audit->file->name);
-            rc = NGX_ERROR;
-            goto done;
-        }
-
-        last = p;
     }
 
-    if (last == buf) {
-        goto done;
-    }
-
-    p = last - 1;
-
-    while (p > buf && p[-1] != '\n') {
-        p--;
-    }
-
-    if (tg_sha256_hex(p, last - p, (char *) audit->sh->last) != TG_OK) {
-        rc = NGX_ERROR;
-    }
+    audit->sh->dev = fi.st_dev;
+    audit->sh->ino = ngx_file_uniq(&fi);
+    audit->sh->size = size;
 
 done:
 
-    if (buf != NULL) {
-        ngx_free(buf);
-    }
+    /* closing the descriptor drops the lock */
 
     (void) ngx_close_file(fd);
 
@@ -327,10 +499,137 @@ done:
 
 
 /*
+ * The SHA-256 of the last whole line of the file, read through rfd, into
+ * last.  A torn last line (a crash in the middle of a write) is cut off
+ * through wfd, so the next record cannot run into it; that is logged.
+ * NGX_DECLINED: no whole line is left.  Reads from the end, a little
+ * first, more only for a longer line.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_audit_tail(ngx_http_taurus_guard_audit_t *audit,
+    ngx_fd_t rfd, ngx_fd_t wfd, off_t *size, u_char *last, ngx_log_t *log)
+{
+    u_char     *buf, *p, *e, *end;
+    off_t       from, want;
+    ssize_t     n;
+    ngx_int_t   rc;
+
+    want = NGX_HTTP_TG_AUDIT_TAIL_MIN;
+
+    for ( ;; ) {
+        from = (*size > want) ? *size - want : 0;
+
+        buf = ngx_alloc((size_t) (*size - from), log);
+        if (buf == NULL) {
+            return NGX_ERROR;
+        }
+
+        n = pread(rfd, buf, (size_t) (*size - from), from);
+
+        if (n != (ssize_t) (*size - from)) {
+            ngx_log_error(NGX_LOG_ALERT, log, n == -1 ? ngx_errno : 0,
+                          "taurus_guard: cannot read the end of audit log"
+                          " \"%V\"", &audit->file->name);
+            ngx_free(buf);
+            return NGX_ERROR;
+        }
+
+        end = buf + n;
+
+        /* e: the end of the last whole line, p: its start */
+
+        e = end;
+
+        while (e > buf && e[-1] != '\n') {
+            e--;
+        }
+
+        p = e;
+
+        if (e > buf) {
+            p = e - 1;
+
+            while (p > buf && p[-1] != '\n') {
+                p--;
+            }
+        }
+
+        if (p > buf || from == 0) {
+            break;
+        }
+
+        ngx_free(buf);
+
+        if (want >= NGX_HTTP_TG_AUDIT_TAIL_MAX) {
+            ngx_log_error(NGX_LOG_ALERT, log, 0,
+                          "taurus_guard: audit log \"%V\" does not end with"
+                          " a record", &audit->file->name);
+            return NGX_ERROR;
+        }
+
+        want *= 2;
+    }
+
+    if (e != end) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "taurus_guard: audit log \"%V\" ends with a torn"
+                      " record of %z bytes, cut off",
+                      &audit->file->name, end - e);
+
+        if (ftruncate(wfd, from + (e - buf)) == -1) {
+            ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                          "taurus_guard: ftruncate(\"%V\") failed",
+                          &audit->file->name);
+            ngx_free(buf);
+            return NGX_ERROR;
+        }
+
+        *size = from + (e - buf);
+    }
+
+    if (e == buf) {
+        ngx_free(buf);
+        return NGX_DECLINED;
+    }
+
+    rc = (tg_sha256_hex(p, e - p, (char *) last) == TG_OK)
+         ? NGX_OK : NGX_ERROR;
+
+    ngx_free(buf);
+
+    return rc;
+}
+
+
+/* a POSIX record lock on the whole file, or its release */
+
+static ngx_int_t
+ngx_http_taurus_guard_audit_lock(ngx_fd_t fd, int type)
+{
+    struct flock  fl;
+
+    ngx_memzero(&fl, sizeof(struct flock));
+
+    fl.l_type = (short) type;
+    fl.l_whence = SEEK_SET;
+
+    while (fcntl(fd, type == F_UNLCK ? F_SETLK : F_SETLKW, &fl) == -1) {
+        if (ngx_errno != NGX_EINTR) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
  * Writes one record.  NGX_OK: written (and flushed, if durable and the
  * flush ran here); NGX_AGAIN: written, the request is blocked until the
- * group flush, then its write_event_handler runs with ctx->sync_failed
- * set or not; NGX_ERROR: not written, or the flush failed.
+ * group flush or its timeout, then its write_event_handler runs with
+ * ctx->sync_failed (and ctx->sync_reason) set or not; NGX_ERROR: not
+ * written, or the flush failed.
  */
 
 ngx_int_t
@@ -342,10 +641,19 @@ ngx_http_taurus_guard_audit(ngx_http_request_t *r,
     size_t                              len;
     off_t                               end;
     ssize_t                             n;
-    ngx_fd_t                            fd;
-    ngx_err_t                           err;
+    ngx_fd_t                            fd, rfd;
+    ngx_err_t                           err, lerr;
+    ngx_int_t                           rc, lrc;
+    ngx_log_t                          *log;
+    const char                         *what;
     ngx_file_info_t                     fi, pfi;
+    ngx_http_taurus_guard_audit_sh_t   *sh;
     ngx_http_taurus_guard_main_conf_t  *mcf;
+    u_char                              proc[sizeof("/proc/self/fd/")
+                                             + NGX_INT_T_LEN];
+
+    log = r->connection->log;
+    sh = audit->sh;
 
     /* the link is always 64 hex digits: size the record first */
 
@@ -357,37 +665,33 @@ ngx_http_taurus_guard_audit(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    rfd = NGX_INVALID_FILE;
+    what = NULL;
+    err = 0;
+
     ngx_shmtx_lock(&audit->shpool->mutex);
 
-    rec->prev = (const char *) audit->sh->last;
-
-    if (tg_audit_encode(rec, buf, len) != len) {
-        ngx_shmtx_unlock(&audit->shpool->mutex);
-        return NGX_ERROR;
-    }
-
-    /*
-     * A file removed under the gateway would swallow records nobody can
-     * read: refuse, until "nginx -s reopen" creates it again.
-     */
+    lrc = ngx_http_taurus_guard_audit_lock(audit->file->fd, F_WRLCK);
+    lerr = ngx_errno;
 
     if (ngx_fd_info(audit->file->fd, &fi) == NGX_FILE_ERROR) {
+        /* a file removed under the gateway would swallow records */
         err = ngx_errno;
-        ngx_shmtx_unlock(&audit->shpool->mutex);
-        ngx_http_taurus_guard_audit_error(r->connection->log, audit, err,
-                                          ngx_fd_info_n);
-        return NGX_ERROR;
+        what = ngx_fd_info_n;
+        goto failed;
     }
 
     /*
      * Another worker may have reopened the file already: follow the name
      * under the lock, so the switch to a new file is one point in the
-     * chain for every worker.
+     * chain for every worker.  Closing the old descriptor drops the lock
+     * on the old file, which is no longer written.
      */
 
     if (ngx_is_file(&fi)
         && ngx_file_info(audit->file->name.data, &pfi) != NGX_FILE_ERROR
-        && (pfi.st_ino != fi.st_ino || pfi.st_dev != fi.st_dev))
+        && (ngx_file_uniq(&pfi) != ngx_file_uniq(&fi)
+            || pfi.st_dev != fi.st_dev))
     {
         fd = ngx_open_file(audit->file->name.data, NGX_FILE_APPEND,
                            NGX_FILE_CREATE_OR_OPEN, NGX_FILE_DEFAULT_ACCESS);
@@ -395,56 +699,128 @@ ngx_http_taurus_guard_audit(ngx_http_request_t *r,
         if (fd != NGX_INVALID_FILE) {
             (void) ngx_close_file(audit->file->fd);
             audit->file->fd = fd;
-            fi = pfi;
+
+            lrc = ngx_http_taurus_guard_audit_lock(fd, F_WRLCK);
+            lerr = ngx_errno;
+
+            if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+                err = ngx_errno;
+                what = ngx_fd_info_n;
+                goto failed;
+            }
+
+        } else {
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, ngx_errno,
+                           "taurus_guard: cannot follow audit log \"%V\"",
+                           &audit->file->name);
         }
     }
 
-    if (ngx_is_file(&fi) && fi.st_nlink == 0) {
-        ngx_shmtx_unlock(&audit->shpool->mutex);
-        ngx_http_taurus_guard_audit_error(r->connection->log, audit, 0,
-                                          "the file was removed, write()");
-        return NGX_ERROR;
-    }
+    fd = audit->file->fd;
+    end = -1;
 
-    end = ngx_is_file(&fi) ? ngx_file_size(&fi) : -1;
+    if (ngx_is_file(&fi)) {
+
+        if (lrc != NGX_OK) {
+            err = lerr;
+            what = "fcntl(F_SETLKW)";
+            goto failed;
+        }
+
+        if (fi.st_nlink == 0) {
+            what = "the file was removed, write()";
+            goto failed;
+        }
+
+        end = ngx_file_size(&fi);
+
+        /*
+         * Not the file and size the last record left: someone else wrote
+         * last (another master's worker, another spelling of the path),
+         * or a worker died between its write() and the update below.
+         * The chain goes on from the file's real last line.  An empty
+         * file is a new one after a rotation: the chain goes on from the
+         * last record of the previous file.
+         */
+
+        if (end > 0
+            && (end != sh->size || ngx_file_uniq(&fi) != sh->ino
+                || fi.st_dev != sh->dev))
+        {
+            ngx_sprintf(proc, "/proc/self/fd/%d%Z", fd);
+
+            rfd = ngx_open_file(proc, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+            if (rfd == NGX_INVALID_FILE) {
+                err = ngx_errno;
+                what = "reading it back, open()";
+                goto failed;
+            }
+
+            rc = ngx_http_taurus_guard_audit_tail(audit, rfd, fd, &end,
+                                                  sh->last, log);
+            if (rc == NGX_ERROR) {
+                goto failed;
+            }
+
+            ngx_log_error(NGX_LOG_INFO, log, 0,
+                          "taurus_guard: audit log \"%V\" was written by"
+                          " another process, the chain goes on from its"
+                          " last record", &audit->file->name);
+        }
+    }
 
 #if (NGX_THREADS)
     audit->written_ino = ngx_file_uniq(&fi);
     audit->written_dev = fi.st_dev;
 #endif
 
+    rec->prev = (const char *) sh->last;
+
+    if (tg_audit_encode(rec, buf, len) != len) {
+        goto failed;
+    }
+
     /* one write() on an O_APPEND descriptor: records never interleave */
 
-    n = ngx_write_fd(audit->file->fd, buf, len);
+    n = ngx_write_fd(fd, buf, len);
     err = ngx_errno;
 
     if (n != (ssize_t) len) {
         if (n > 0 && end != -1) {
             /* no torn line for the next record to run into */
-            (void) ftruncate(audit->file->fd, end);
+            (void) ftruncate(fd, end);
         }
 
-        ngx_shmtx_unlock(&audit->shpool->mutex);
-
-        ngx_http_taurus_guard_audit_error(r->connection->log, audit,
-                                          n == -1 ? err : 0,
-                                          n == -1 ? "write()"
-                                                  : "partial write()");
-        return NGX_ERROR;
+        what = (n == -1) ? "write()" : "partial write()";
+        err = (n == -1) ? err : 0;
+        goto failed;
     }
 
-    if (tg_sha256_hex(buf, len, (char *) audit->sh->last) != TG_OK) {
-        ngx_shmtx_unlock(&audit->shpool->mutex);
-        return NGX_ERROR;
+    if (tg_sha256_hex(buf, len, (char *) sh->last) != TG_OK) {
+        goto failed;
     }
 
-    audit->sh->records++;
+    sh->dev = fi.st_dev;
+    sh->ino = ngx_file_uniq(&fi);
+    sh->size = (end == -1) ? -1 : end + (off_t) len;
+    sh->records++;
+
+    if (lrc == NGX_OK) {
+        (void) ngx_http_taurus_guard_audit_lock(fd, F_UNLCK);
+    }
 
     ngx_shmtx_unlock(&audit->shpool->mutex);
 
+    /* only now: closing a descriptor of the file drops the lock */
+
+    if (rfd != NGX_INVALID_FILE) {
+        (void) ngx_close_file(rfd);
+    }
+
     ngx_http_taurus_guard_metrics_audit_written();
 
-    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
                    "taurus_guard: audit record %s %s, %uz bytes",
                    rec->id, tg_decision_name(rec->decision), len);
 
@@ -461,6 +837,116 @@ ngx_http_taurus_guard_audit(ngx_http_request_t *r,
     }
 
     return ngx_http_taurus_guard_audit_sync(r, audit);
+
+failed:
+
+    if (lrc == NGX_OK) {
+        (void) ngx_http_taurus_guard_audit_lock(audit->file->fd, F_UNLCK);
+    }
+
+    ngx_shmtx_unlock(&audit->shpool->mutex);
+
+    if (rfd != NGX_INVALID_FILE) {
+        (void) ngx_close_file(rfd);
+    }
+
+    if (what != NULL) {
+        ngx_http_taurus_guard_audit_error(log, audit, err, what);
+    }
+
+    return NGX_ERROR;
+}
+
+
+/*
+ * nginx is about to reopen the file (ngx_reopen_files()): once it has,
+ * a worker looks whether its reopen worked.  The next loop of the
+ * worker runs the check at once, without waiting for an event.
+ */
+
+static void
+ngx_http_taurus_guard_audit_flush(ngx_open_file_t *file, ngx_log_t *log)
+{
+    ngx_uint_t                          i;
+    ngx_http_taurus_guard_audit_t     **a;
+    ngx_http_taurus_guard_main_conf_t  *mcf;
+
+    if ((ngx_process != NGX_PROCESS_WORKER
+         && ngx_process != NGX_PROCESS_SINGLE)
+        || ngx_exiting || ngx_terminate)
+    {
+        return;
+    }
+
+    mcf = ngx_http_cycle_get_module_main_conf((ngx_cycle_t *) ngx_cycle,
+                                              ngx_http_taurus_guard_module);
+    if (mcf == NULL) {
+        return;
+    }
+
+    a = mcf->audits.elts;
+
+    for (i = 0; i < mcf->audits.nelts; i++) {
+        if (a[i]->file != file || a[i]->reopened.posted) {
+            continue;
+        }
+
+        a[i]->reopened.handler = ngx_http_taurus_guard_audit_reopened;
+        a[i]->reopened.data = a[i];
+        a[i]->reopened.log = ngx_cycle->log;
+
+        ngx_post_event(&a[i]->reopened, &ngx_posted_next_events);
+    }
+}
+
+
+/*
+ * After "nginx -s reopen": the name must point at the file the worker
+ * writes.  If the worker could not reopen it (as the worker user: a
+ * directory it cannot enter, a file it cannot write), records go on to
+ * the rotated file, which nginx's own [emerg] does not say.
+ */
+
+static void
+ngx_http_taurus_guard_audit_reopened(ngx_event_t *ev)
+{
+    ngx_http_taurus_guard_audit_t  *audit = ev->data;
+
+    ngx_fd_t         fd;
+    ngx_err_t        err;
+    ngx_file_info_t  fi, pfi;
+
+    if (ngx_fd_info(audit->file->fd, &fi) == NGX_FILE_ERROR
+        || !ngx_is_file(&fi))
+    {
+        return;
+    }
+
+    if (ngx_file_info(audit->file->name.data, &pfi) != NGX_FILE_ERROR) {
+
+        if (ngx_file_uniq(&pfi) == ngx_file_uniq(&fi)
+            && pfi.st_dev == fi.st_dev)
+        {
+            return;
+        }
+
+        fd = ngx_open_file(audit->file->name.data, NGX_FILE_APPEND,
+                           NGX_FILE_CREATE_OR_OPEN, NGX_FILE_DEFAULT_ACCESS);
+
+        if (fd != NGX_INVALID_FILE) {
+            /* no lock is held here: closing the old one is safe */
+            (void) ngx_close_file(audit->file->fd);
+            audit->file->fd = fd;
+            return;
+        }
+    }
+
+    err = ngx_errno;
+
+    ngx_log_error(NGX_LOG_ALERT, ev->log, err,
+                  "taurus_guard: audit log \"%V\" could not be reopened,"
+                  " records go on to the file it named before",
+                  &audit->file->name);
 }
 
 
@@ -471,6 +957,7 @@ ngx_http_taurus_guard_audit_sync(ngx_http_request_t *r,
     ngx_msec_t  start;
 
 #if (NGX_THREADS)
+    ngx_pool_cleanup_t           *cln;
     ngx_http_taurus_guard_ctx_t  *ctx;
 
     if (audit->thread_pool != NULL) {
@@ -483,20 +970,40 @@ ngx_http_taurus_guard_audit_sync(ngx_http_request_t *r,
 
         ctx = ngx_http_get_module_ctx(r, ngx_http_taurus_guard_module);
 
+        if (ctx->flush_wait.handler == NULL) {
+            cln = ngx_pool_cleanup_add(r->pool, 0);
+            if (cln == NULL) {
+                return NGX_ERROR;
+            }
+
+            cln->handler = ngx_http_taurus_guard_audit_wait_cleanup;
+            cln->data = ctx;
+
+            ctx->flush_wait.handler = ngx_http_taurus_guard_audit_timeout;
+            ctx->flush_wait.data = ctx;
+            ctx->flush_wait.log = r->connection->log;
+        }
+
         ctx->request = r;
         ctx->sync_failed = 0;
+        ngx_str_null(&ctx->sync_reason);
         ngx_queue_insert_tail(&audit->pending, &ctx->queue);
 
         /*
          * Nothing runs for this request until the flush is done: a write
          * event on a keep-alive connection would otherwise resume it
-         * early.  ngx_http_taurus_guard_audit_wake() puts ctx->resume
-         * back in place.
+         * early.  ngx_http_taurus_guard_audit_resume() puts ctx->resume
+         * back in place.  The timer bounds the wait, and keeps a worker
+         * that is exiting (a reload, a quit) alive until the request is
+         * answered: nginx leaves when no timer is left, and a blocked
+         * request has none of its own.
          */
 
         r->write_event_handler = ngx_http_request_empty_handler;
         r->main->blocked++;
         r->aio = 1;
+
+        ngx_add_timer(&ctx->flush_wait, audit->timeout);
 
         if (!audit->busy) {
             ngx_http_taurus_guard_audit_start_sync(audit);
@@ -507,6 +1014,8 @@ ngx_http_taurus_guard_audit_sync(ngx_http_request_t *r,
 
 flush:
 #endif
+
+    /* in the event loop: this flush cannot be timed out */
 
     start = ngx_http_taurus_guard_usec();
 
@@ -614,11 +1123,7 @@ ngx_http_taurus_guard_audit_start_sync(ngx_http_taurus_guard_audit_t *audit)
     audit->npending = 0;
 
     if (ngx_thread_task_post(audit->thread_pool, task) != NGX_OK) {
-        for (i = 0; i < t->nfds; i++) {
-            (void) close(t->fds[i]);
-        }
-
-        t->nfds = 0;
+        ngx_http_taurus_guard_audit_close_fds(t);
 
         /* fail closed: nobody waiting is forwarded */
         ngx_http_taurus_guard_audit_wake(audit, NGX_EAGAIN);
@@ -629,7 +1134,10 @@ ngx_http_taurus_guard_audit_start_sync(ngx_http_taurus_guard_audit_t *audit)
 }
 
 
-/* in a thread of the pool: no nginx state is touched here */
+/*
+ * In a thread of the pool: no nginx state is touched here, and no
+ * descriptor is closed, which would drop the event loop's file lock.
+ */
 
 static void
 ngx_http_taurus_guard_audit_sync_thread(void *data, ngx_log_t *log)
@@ -644,8 +1152,6 @@ ngx_http_taurus_guard_audit_sync_thread(void *data, ngx_log_t *log)
         if (fdatasync(t->fds[i]) == -1 && t->err == 0) {
             t->err = ngx_errno;
         }
-
-        (void) close(t->fds[i]);
     }
 
     t->usec = ngx_http_taurus_guard_usec() - t->usec;
@@ -657,9 +1163,12 @@ ngx_http_taurus_guard_audit_sync_done(ngx_event_t *ev)
 {
     ngx_http_taurus_guard_audit_t  *audit = ev->data;
 
+    ngx_uint_t                           i;
     ngx_http_taurus_guard_audit_task_t  *t;
 
     t = audit->task->ctx;
+
+    ngx_http_taurus_guard_audit_close_fds(t);
 
     ngx_http_taurus_guard_audit_wake(audit, t->err);
 
@@ -667,7 +1176,29 @@ ngx_http_taurus_guard_audit_sync_done(ngx_event_t *ev)
 
     if (!ngx_queue_empty(&audit->pending)) {
         ngx_http_taurus_guard_audit_start_sync(audit);
+        return;
     }
+
+    /* those who wrote to them timed out meanwhile */
+
+    for (i = 0; i < audit->npending; i++) {
+        (void) close(audit->pending_fds[i]);
+    }
+
+    audit->npending = 0;
+}
+
+
+static void
+ngx_http_taurus_guard_audit_close_fds(ngx_http_taurus_guard_audit_task_t *t)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < t->nfds; i++) {
+        (void) close(t->fds[i]);
+    }
+
+    t->nfds = 0;
 }
 
 
@@ -679,8 +1210,6 @@ ngx_http_taurus_guard_audit_wake(ngx_http_taurus_guard_audit_t *audit,
 {
     ngx_uint_t                    n;
     ngx_queue_t                  *q, done;
-    ngx_connection_t             *c;
-    ngx_http_request_t           *r;
     ngx_http_taurus_guard_ctx_t  *ctx;
 
     if (err) {
@@ -718,24 +1247,85 @@ ngx_http_taurus_guard_audit_wake(ngx_http_taurus_guard_audit_t *audit,
     while (!ngx_queue_empty(&done)) {
         q = ngx_queue_head(&done);
         ngx_queue_remove(q);
+        q->next = NULL;
 
         ctx = ngx_queue_data(q, ngx_http_taurus_guard_ctx_t, queue);
-        r = ctx->request;
-        c = r->connection;
 
-        ctx->sync_failed = err ? 1 : 0;
+        ngx_http_taurus_guard_audit_resume(ctx->request, ctx, err ? 1 : 0,
+                                           NULL);
+    }
+}
 
-        r->main->blocked--;
-        r->aio = 0;
 
-        /* unless nginx meanwhile decided to end the request */
+/*
+ * The flush did not end in time: the request leaves the queue, so the
+ * late flush cannot touch it, and is refused; nothing is forwarded.
+ */
 
-        if (r->write_event_handler == ngx_http_request_empty_handler) {
-            r->write_event_handler = ctx->resume;
-        }
+static void
+ngx_http_taurus_guard_audit_timeout(ngx_event_t *ev)
+{
+    ngx_http_taurus_guard_ctx_t  *ctx = ev->data;
 
-        r->write_event_handler(r);
-        ngx_http_run_posted_requests(c);
+    ngx_queue_remove(&ctx->queue);
+    ctx->queue.next = NULL;
+
+    ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                  "taurus_guard: audit flush for record %s timed out"
+                  " after %M ms", ctx->id, ctx->audit->timeout);
+
+    ngx_http_taurus_guard_audit_resume(ctx->request, ctx, 1,
+                                       "audit flush timed out");
+}
+
+
+static void
+ngx_http_taurus_guard_audit_resume(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t failed, const char *reason)
+{
+    ngx_connection_t  *c;
+
+    c = r->connection;
+
+    if (ctx->flush_wait.timer_set) {
+        ngx_del_timer(&ctx->flush_wait);
+    }
+
+    ctx->sync_failed = failed;
+
+    if (reason != NULL) {
+        ctx->sync_reason.data = (u_char *) reason;
+        ctx->sync_reason.len = ngx_strlen(reason);
+    }
+
+    r->main->blocked--;
+    r->aio = 0;
+
+    /* unless nginx meanwhile decided to end the request */
+
+    if (r->write_event_handler == ngx_http_request_empty_handler) {
+        r->write_event_handler = ctx->resume;
+    }
+
+    r->write_event_handler(r);
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* a request freed while it waits: the queue and the timer forget it */
+
+static void
+ngx_http_taurus_guard_audit_wait_cleanup(void *data)
+{
+    ngx_http_taurus_guard_ctx_t  *ctx = data;
+
+    if (ctx->flush_wait.timer_set) {
+        ngx_del_timer(&ctx->flush_wait);
+    }
+
+    if (ctx->queue.next != NULL) {
+        ngx_queue_remove(&ctx->queue);
+        ctx->queue.next = NULL;
     }
 }
 

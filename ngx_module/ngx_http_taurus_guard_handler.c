@@ -570,21 +570,23 @@ ngx_http_taurus_guard_forward(ngx_http_request_t *r,
 
     if (ctx->sync_failed) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "taurus_guard: audit record %s not written,"
+                      "taurus_guard: audit record %s not on disk,"
                       " request refused", ctx->id);
 
         ngx_memzero(&rf, sizeof(ngx_http_taurus_guard_refusal_t));
         rf.status = NGX_HTTP_SERVICE_UNAVAILABLE;
         rf.code = "TG.0503";
         rf.decision = TG_DECISION_ERROR;
-        ngx_str_set(&rf.reason, "audit log unavailable");
+        rf.batch = ctx->batch;
+        rf.reason = ctx->sync_reason;
 
-        ctx->decision = TG_DECISION_ERROR;
-        ctx->reason = rf.reason;
-        ctx->status = rf.status;
-        ctx->phase_rc = rf.status;
+        if (rf.reason.len == 0) {
+            ngx_str_set(&rf.reason, "audit log unavailable");
+        }
 
-        return ngx_http_taurus_guard_send_json(r, ctx, &rf);
+        /* the allow record may be in the file: an error record closes it */
+
+        return ngx_http_taurus_guard_refuse(r, ctx, &rf);
     }
 
     if (ngx_http_taurus_guard_replace_body(r, &ctx->body) != NGX_OK) {

@@ -109,6 +109,11 @@ typedef struct {
 typedef struct {
     u_char                       last[TG_SHA256_HEX_LEN + 1]; /* chain */
     ngx_uint_t                   records;
+
+    /* the file the last record went to, and its size after it */
+    dev_t                        dev;
+    ngx_file_uniq_t              ino;
+    off_t                        size;
 } ngx_http_taurus_guard_audit_sh_t;
 
 
@@ -130,9 +135,16 @@ typedef struct {
     ngx_shm_zone_t              *zone;
     ngx_slab_pool_t             *shpool;
     ngx_http_taurus_guard_audit_sh_t  *sh;
+    ngx_msec_t                   timeout;   /* of a flush, in a thread */
+    ngx_cycle_t                 *cycle;     /* for the worker user */
+    u_char                      *conf_file; /* where it was named */
+    ngx_uint_t                   conf_line;
+    dev_t                        dev;       /* the file, if it existed */
+    ngx_file_uniq_t              ino;
 
     /* per worker, after fork */
     time_t                       error_logged;
+    ngx_event_t                  reopened;  /* checks a reopen */
 
 #if (NGX_THREADS)
     ngx_thread_pool_t           *thread_pool;
@@ -242,6 +254,8 @@ typedef struct {
     ngx_http_request_t          *request;
     ngx_queue_t                  queue;     /* waiting for a flush */
     ngx_http_event_handler_pt    resume;    /* after the flush */
+    ngx_event_t                  flush_wait;    /* its timeout */
+    ngx_str_t                    sync_reason;   /* why it failed */
     u_char                       id[TG_AUDIT_ID_LEN + 1];
     char                         hash[TG_SHA256_HEX_LEN + 1];
 
