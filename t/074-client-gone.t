@@ -2,7 +2,9 @@
 
 # A client that closes its connection while its batch waits for the
 # audit flush gets nothing forwarded: the allow is closed by an error
-# record saying so, the request ends as 499, and nothing alerts.
+# record saying so, the request ends as 499, and nothing alerts.  Over
+# HTTP/2 too (with a curl that speaks it).  A flush that fails after the
+# allow was written closes it with an error record as well.
 # fdatasync() is held by an LD_PRELOAD shim built here while a flag
 # file exists, only to make the window certain.
 
@@ -30,6 +32,7 @@ my $dir = $t->testdir;
 $t->write_file('holdsync.c', <<"EOF_C");
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
 #include <unistd.h>
 
 int
@@ -45,6 +48,11 @@ fdatasync(int fd)
     /* while the flag file exists, at most 20 s */
     for (i = 0; i < 2000 && access("$dir/hold", F_OK) == 0; i++) {
         usleep(10000);
+    }
+
+    if (access("$dir/fail", F_OK) == 0) {
+        errno = EIO;
+        return -1;
     }
 
     return real(fd);
@@ -72,6 +80,16 @@ http {
 
     server {
         listen 127.0.0.1:%%PORT_0%%;
+        server_name localhost;
+
+        location /v3/ {
+            taurus_guard on;
+            proxy_pass http://127.0.0.1:%%PORT_UP%%;
+        }
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_1%% http2;
         server_name localhost;
 
         location /v3/ {
@@ -119,6 +137,58 @@ is(scalar $t->upstream_records, 0, 'nothing was forwarded');
 my $r = $t->post(upgrade_path(), $body);
 is($r->{status}, 200, 'the next batch: 200');
 is(scalar $t->upstream_records, 1, 'the next batch is forwarded');
+
+# the same over HTTP/2: the stream's connection is marked when it goes
+
+SKIP: {
+    my $curl_v = `curl -V 2>/dev/null` || '';
+    skip 'no curl with HTTP/2', 4
+        unless $curl_v =~ /^Features:.*\bHTTP2\b/m;
+
+    $t->write_file('body.json', $body);
+    $t->write_file('hold', '');
+
+    my $n = () = $t->audit_records;
+    my $url = 'http://127.0.0.1:' . $t->port(1) . upgrade_path();
+    system("curl -s -o /dev/null --http2-prior-knowledge --max-time 1 "
+        . "-H 'Content-Type: application/json' "
+        . "--data-binary \@$dir/body.json $url");
+
+    sleep 0.3;
+    unlink "$dir/hold";
+
+    my @new;
+    $end = time + 5;
+    while (time < $end) {
+        @new = ($t->audit_records)[$n .. 999];
+        @new = grep { defined } @new;
+        last if @new >= 2;
+        sleep 0.05;
+    }
+
+    is(join(',', map { $_->{decision} } @new), 'allow,error',
+        'HTTP/2: allow, then error');
+    is($new[1]{reason}, 'client closed the connection before the forward',
+        'HTTP/2: the error says why');
+    is($new[1]{id}, $new[0]{id}, 'HTTP/2: the same id');
+    is(scalar $t->upstream_records, 1, 'HTTP/2: nothing was forwarded');
+}
+
+# a flush that fails after the allow was written: 503, closed by error
+
+$t->expect_alert(qr/fdatasync\(\) to audit log/);
+$t->write_file('fail', '');
+
+$r = $t->post(upgrade_path(), $body);
+unlink "$dir/fail";
+
+$t->is_refusal($r, 503, 'TG.0503', 'failed flush');
+$id = header($r, 'X-Taurus-Guard-Id') || 'none';
+@a = $t->wait_audit($id, 2);
+is(join(',', map { $_->{decision} } @a), 'allow,error',
+    'failed flush: allow, then error');
+is($a[1]{reason}, 'audit log unavailable', 'failed flush: the reason');
+is(scalar $t->upstream_records, 1, 'failed flush: nothing forwarded');
 
 my $v = $t->_cmd($t->repo . '/build/taurus-guard-verify',
     $t->testdir . '/audit.log');
