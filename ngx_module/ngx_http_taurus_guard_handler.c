@@ -76,10 +76,11 @@ static ngx_int_t ngx_http_taurus_guard_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_taurus_guard_reentry(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_taurus_guard_content_handler(ngx_http_request_t *r);
-static ngx_int_t ngx_http_taurus_guard_unsigned(ngx_http_request_t *r);
+static ngx_int_t ngx_http_taurus_guard_unsigned_request(
+    ngx_http_request_t *r);
 static ngx_int_t ngx_http_taurus_guard_client_gone(ngx_http_request_t *r);
 static ngx_int_t ngx_http_taurus_guard_not_forwarded(ngx_http_request_t *r,
-    ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, char *reason);
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, ngx_str_t *reason);
 static void ngx_http_taurus_guard_close(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx);
 
@@ -629,7 +630,13 @@ static ngx_int_t
 ngx_http_taurus_guard_forward(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx)
 {
+    ngx_uint_t                       status;
     ngx_http_taurus_guard_refusal_t  rf;
+
+    static ngx_str_t  gone = ngx_string("client closed the connection"
+                                        " before the forward");
+    static ngx_str_t  no_body = ngx_string("could not set the body to"
+                                           " forward");
 
     if (ctx->sync_failed) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -640,24 +647,28 @@ ngx_http_taurus_guard_forward(ngx_http_request_t *r,
         rf.status = NGX_HTTP_SERVICE_UNAVAILABLE;
         rf.code = "TG.0503";
         rf.decision = TG_DECISION_ERROR;
-        ngx_str_set(&rf.reason, "audit log unavailable");
+
+        /* the audit code may have said why (ctx->reason): kept */
+        rf.reason = ctx->reason;
+
+        if (rf.reason.len == 0) {
+            ngx_str_set(&rf.reason, "audit log unavailable");
+        }
 
         (void) ngx_http_taurus_guard_not_forwarded(r, ctx, rf.status,
-                                                   "audit log unavailable");
+                                                   &rf.reason);
 
         return ngx_http_taurus_guard_send_json(r, ctx, &rf);
     }
 
     if (ctx->waited && ngx_http_taurus_guard_client_gone(r)) {
-        return ngx_http_taurus_guard_not_forwarded(r, ctx,
-                   NGX_HTTP_CLIENT_CLOSED_REQUEST,
-                   "client closed the connection before the forward");
+        status = NGX_HTTP_CLIENT_CLOSED_REQUEST;
+        return ngx_http_taurus_guard_not_forwarded(r, ctx, status, &gone);
     }
 
     if (ngx_http_taurus_guard_replace_body(r, &ctx->body) != NGX_OK) {
-        return ngx_http_taurus_guard_not_forwarded(r, ctx,
-                   NGX_HTTP_INTERNAL_SERVER_ERROR,
-                   "could not set the body to forward");
+        status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_taurus_guard_not_forwarded(r, ctx, status, &no_body);
     }
 
     ctx->forwarded = 1;
@@ -693,16 +704,15 @@ ngx_http_taurus_guard_forward(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_taurus_guard_not_forwarded(ngx_http_request_t *r,
-    ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, char *reason)
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, ngx_str_t *reason)
 {
     ctx->decision = TG_DECISION_ERROR;
-    ctx->reason.data = (u_char *) reason;
-    ctx->reason.len = ngx_strlen(reason);
+    ctx->reason = *reason;
     ctx->status = status;
     ctx->phase_rc = status;
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "taurus_guard: batch %s not forwarded: %s",
+                  "taurus_guard: batch %s not forwarded: %V",
                   ctx->id, reason);
 
     ngx_http_taurus_guard_close(r, ctx);
@@ -762,7 +772,7 @@ ngx_http_taurus_guard_content_handler(ngx_http_request_t *r)
      */
 
     if (u != NULL) {
-        u->create_request = ngx_http_taurus_guard_unsigned;
+        u->create_request = ngx_http_taurus_guard_unsigned_request;
     }
 
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
@@ -775,7 +785,7 @@ ngx_http_taurus_guard_content_handler(ngx_http_request_t *r)
 
 
 static ngx_int_t
-ngx_http_taurus_guard_unsigned(ngx_http_request_t *r)
+ngx_http_taurus_guard_unsigned_request(ngx_http_request_t *r)
 {
     ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                   "taurus_guard: upstream request built after the secret"
