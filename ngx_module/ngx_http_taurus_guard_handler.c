@@ -8,6 +8,12 @@
  * is the re-entry sentinel, the phase waits with NGX_DONE and resumes
  * once the body is whole.  Every path that is not "forward" ends in a
  * JSON refusal; nothing is forwarded before its audit record is on disk.
+ *
+ * A batch goes to the upstream once: the content handler (the proxy's)
+ * is wrapped so that the secret headers exist only while it builds its
+ * request, and any later way back into a location with a content
+ * handler (error_page, post_action, X-Accel-Redirect) is refused and
+ * counted in the done record, in guarded locations and in others.
  */
 
 
@@ -67,6 +73,16 @@ static ngx_int_t ngx_http_taurus_guard_refuse(ngx_http_request_t *r,
 static ngx_int_t ngx_http_taurus_guard_send_json(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx, ngx_http_taurus_guard_refusal_t *rf);
 static ngx_int_t ngx_http_taurus_guard_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_taurus_guard_reentry(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx);
+static ngx_int_t ngx_http_taurus_guard_content_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_taurus_guard_unsigned_request(
+    ngx_http_request_t *r);
+static ngx_int_t ngx_http_taurus_guard_client_gone(ngx_http_request_t *r);
+static ngx_int_t ngx_http_taurus_guard_not_forwarded(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, ngx_str_t *reason);
+static void ngx_http_taurus_guard_close(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -83,12 +99,31 @@ ngx_http_taurus_guard_handler(ngx_http_request_t *r)
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_taurus_guard_module);
 
     if (!lcf->enable) {
-        return NGX_DECLINED;
+
+        /* a flag and a bit: all an unguarded location pays */
+
+        if (!r->internal || r != r->main) {
+            return NGX_DECLINED;
+        }
+
+        /* an internal redirect: is it a forwarded batch coming back? */
+
+        ctx = ngx_http_taurus_guard_get_ctx(r);
+
+        if (ctx == NULL || !ctx->forwarded) {
+            return NGX_DECLINED;
+        }
+
+        return ngx_http_taurus_guard_reentry(r, ctx);
     }
 
     ctx = ngx_http_taurus_guard_get_ctx(r);
 
     if (ctx != NULL && ctx->started) {
+        if (ctx->forwarded && r == r->main) {
+            return ngx_http_taurus_guard_reentry(r, ctx);
+        }
+
         return ctx->phase_rc;
     }
 
@@ -406,6 +441,7 @@ ngx_http_taurus_guard_secrets(ngx_http_request_t *r,
             rc = ngx_http_taurus_guard_fetch_get(r, lcf->cred->fetch, ctx,
                                                  shared_key, &ctx->cred_text);
             if (rc == NGX_AGAIN) {
+                ctx->waited = 1;
                 return NGX_DONE;
             }
 
@@ -434,6 +470,7 @@ ngx_http_taurus_guard_secrets(ngx_http_request_t *r,
                                              ctx->project_id.data,
                                              &ctx->token);
         if (rc == NGX_AGAIN) {
+            ctx->waited = 1;
             return NGX_DONE;
         }
 
@@ -502,6 +539,25 @@ ngx_http_taurus_guard_sign_audit(ngx_http_request_t *r,
 
     ngx_memzero(&rf, sizeof(ngx_http_taurus_guard_refusal_t));
 
+    if (ctx->waited && ngx_http_taurus_guard_client_gone(r)) {
+        /* gone while a fetch ran: nothing is allowed, nothing forwarded */
+        ctx->decision = TG_DECISION_ERROR;
+        ctx->status = NGX_HTTP_CLIENT_CLOSED_REQUEST;
+        ctx->phase_rc = NGX_HTTP_CLIENT_CLOSED_REQUEST;
+        ngx_str_set(&ctx->reason,
+                    "client closed the connection before the forward");
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "taurus_guard: request %s: %V", ctx->id, &ctx->reason);
+
+        ngx_http_taurus_guard_record(r, ctx, &rec);
+        rec.instances = ctx->batch->items;
+        rec.ninstances = ctx->batch->nitems;
+        (void) ngx_http_taurus_guard_audit(r, lcf->audit, &rec, 0);
+
+        return NGX_HTTP_CLIENT_CLOSED_REQUEST;
+    }
+
     /* 6. sign; a failure forwards nothing */
 
     if (ngx_http_taurus_guard_sign(r, lcf, ctx, &rf.reason) != NGX_OK)
@@ -535,8 +591,15 @@ ngx_http_taurus_guard_sign_audit(ngx_http_request_t *r,
 
     rc = ngx_http_taurus_guard_audit(r, lcf->audit, &rec, 1);
 
+    /*
+     * A later record closes it, whatever comes: done, or error when it
+     * is not forwarded (which stands alone if the allow was not written).
+     */
+    ctx->allowed = 1;
+
     if (rc == NGX_AGAIN) {
         /* blocked until the group flush, then ctx->resume */
+        ctx->waited = 1;
         return NGX_DONE;
     }
 
@@ -559,14 +622,21 @@ ngx_http_taurus_guard_synced(ngx_http_request_t *r)
 
 /*
  * The allow record is on disk, or could not be put there: forward the
- * canonical body, or refuse with 503 and forward nothing.
+ * canonical body, or refuse with 503 and forward nothing.  A client gone
+ * while the request waited gets nothing forwarded either.
  */
 
 static ngx_int_t
 ngx_http_taurus_guard_forward(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx)
 {
+    ngx_uint_t                       status;
     ngx_http_taurus_guard_refusal_t  rf;
+
+    static ngx_str_t  gone = ngx_string("client closed the connection"
+                                        " before the forward");
+    static ngx_str_t  no_body = ngx_string("could not set the body to"
+                                           " forward");
 
     if (ctx->sync_failed) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -578,6 +648,8 @@ ngx_http_taurus_guard_forward(ngx_http_request_t *r,
         rf.code = "TG.0503";
         rf.decision = TG_DECISION_ERROR;
         rf.batch = ctx->batch;
+
+        /* the audit code may have said why: a timeout, say */
         rf.reason = ctx->sync_reason;
 
         if (rf.reason.len == 0) {
@@ -586,21 +658,237 @@ ngx_http_taurus_guard_forward(ngx_http_request_t *r,
 
         /* the allow record may be in the file: an error record closes it */
 
-        return ngx_http_taurus_guard_refuse(r, ctx, &rf);
+        (void) ngx_http_taurus_guard_not_forwarded(r, ctx, rf.status,
+                                                   &rf.reason);
+
+        return ngx_http_taurus_guard_send_json(r, ctx, &rf);
+    }
+
+    if (ctx->waited && ngx_http_taurus_guard_client_gone(r)) {
+        status = NGX_HTTP_CLIENT_CLOSED_REQUEST;
+        return ngx_http_taurus_guard_not_forwarded(r, ctx, status, &gone);
     }
 
     if (ngx_http_taurus_guard_replace_body(r, &ctx->body) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_taurus_guard_not_forwarded(r, ctx, status, &no_body);
     }
 
     ctx->forwarded = 1;
     ctx->phase_rc = NGX_DECLINED;
+
+    /*
+     * The proxy's handler, set from clcf->handler when the location was
+     * found, runs with the secret headers; an internal redirect finds
+     * the location again and so never keeps this wrapper.
+     */
+
+    if (r->content_handler != NULL) {
+        ctx->content_handler = r->content_handler;
+        r->content_handler = ngx_http_taurus_guard_content_handler;
+
+    } else {
+        /* nothing here builds an upstream request: no secret needed */
+        ngx_http_taurus_guard_secrets_pop(r, ctx);
+    }
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "taurus_guard: batch %s allowed for project \"%V\"",
                   ctx->id, &ctx->project_id);
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * An allowed batch that is not forwarded: the record closing its allow
+ * says why, and the request ends with status (499: nothing is sent).
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_not_forwarded(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, ngx_str_t *reason)
+{
+    ctx->decision = TG_DECISION_ERROR;
+    ctx->reason = *reason;
+    ctx->status = status;
+    ctx->phase_rc = status;
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "taurus_guard: batch %s not forwarded: %V",
+                  ctx->id, reason);
+
+    ngx_http_taurus_guard_close(r, ctx);
+
+    return status;
+}
+
+
+/*
+ * The content handler of a forwarded batch: the secret headers are in
+ * r->headers_in while the wrapped handler runs.  With the body read
+ * already, the proxy's ngx_http_read_client_request_body() calls
+ * ngx_http_upstream_init() at once, and its create_request() copies the
+ * headers into the request buffer, which retries reuse.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_content_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                     rc;
+    ngx_flag_t                    built;
+    ngx_http_handler_pt           handler;
+    ngx_http_upstream_t          *u;
+    ngx_http_taurus_guard_ctx_t  *ctx;
+
+    ctx = ngx_http_taurus_guard_get_ctx(r);
+
+    if (ctx == NULL || ctx->content_handler == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    handler = ctx->content_handler;
+    ctx->content_handler = NULL;
+
+    if (ngx_http_taurus_guard_secrets_push(r, ctx) != NGX_OK) {
+        ngx_http_taurus_guard_secrets_pop(r, ctx);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = handler(r);
+
+    u = r->upstream;
+
+    built = (u != NULL && u->request_bufs != NULL
+             && (r->request_body == NULL
+                 || u->request_bufs != r->request_body->bufs));
+
+    ngx_http_taurus_guard_secrets_pop(r, ctx);
+
+    if (built) {
+        return rc;
+    }
+
+    /*
+     * A cache lock, a thread read or a handler of another kind: the
+     * request would be built later, without the secrets.  Fail closed.
+     */
+
+    if (u != NULL) {
+        u->create_request = ngx_http_taurus_guard_unsigned_request;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "taurus_guard: batch %s: the content handler did not"
+                  " build its upstream request at once, nothing unsigned"
+                  " is forwarded", ctx->id);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_taurus_guard_unsigned_request(ngx_http_request_t *r)
+{
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "taurus_guard: upstream request built after the secret"
+                  " headers were taken back, refused");
+
+    return NGX_ERROR;
+}
+
+
+/*
+ * A forwarded batch back in the phases after an internal redirect
+ * (error_page, post_action, X-Accel-Redirect).  Where a content handler
+ * would send it again, it is refused; a static page or "return" may
+ * still answer.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_reentry(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx)
+{
+    ngx_http_core_loc_conf_t         *clcf;
+    ngx_http_taurus_guard_refusal_t   rf;
+
+    if (r->content_handler == NULL
+        || r->content_handler == ngx_http_taurus_guard_content_handler)
+    {
+        /* nothing to forward, or the phases resuming towards the proxy */
+        return NGX_DECLINED;
+    }
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (ctx->nreentries < NGX_HTTP_TG_REENTRIES) {
+        ctx->reentries[ctx->nreentries].data = clcf->name.data;
+        ctx->reentries[ctx->nreentries].len = clcf->name.len;
+    }
+
+    ctx->nreentries++;
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "taurus_guard: batch %s forwarded already, a second"
+                  " forward from \"%V\" refused", ctx->id, &clcf->name);
+
+    if (r->post_action) {
+        /* the response is sent: end quietly, as the action would */
+        ngx_http_finalize_request(r, NGX_OK);
+        return NGX_DONE;
+    }
+
+    ngx_memzero(&rf, sizeof(ngx_http_taurus_guard_refusal_t));
+    rf.status = NGX_HTTP_BAD_GATEWAY;
+    rf.code = "TG.0502";
+    ngx_str_set(&rf.reason, "the batch was forwarded already;"
+                            " it is not sent a second time");
+
+    ngx_http_finalize_request(r, ngx_http_taurus_guard_send_json(r, ctx,
+                                                                 &rf));
+    return NGX_DONE;
+}
+
+
+/*
+ * Whether the client went away while its request waited: HTTP/2 marks
+ * the stream's connection on RST_STREAM, an HTTP/1 socket reads as
+ * closed (the body is read whole, so what is left is a next request).
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_client_gone(ngx_http_request_t *r)
+{
+    u_char             buf;
+    ssize_t            n;
+    ngx_err_t          err;
+    ngx_connection_t  *c;
+
+    c = r->connection;
+
+    if (c->error) {
+        return 1;
+    }
+
+#if (NGX_HTTP_V2)
+    if (r->stream != NULL) {
+        return 0;
+    }
+#endif
+
+    n = recv(c->fd, &buf, 1, MSG_PEEK);
+
+    if (n > 0) {
+        return 0;
+    }
+
+    if (n == 0) {
+        return 1;
+    }
+
+    err = ngx_socket_errno;
+
+    return (err == NGX_EAGAIN || err == NGX_EINTR) ? 0 : 1;
 }
 
 
@@ -1006,6 +1294,8 @@ ngx_http_taurus_guard_refuse(ngx_http_request_t *r,
         rec.ndenied = rf->denied->nelts;
     }
 
+    ngx_http_taurus_guard_secrets_pop(r, ctx);
+
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                   "taurus_guard: request %s refused (%s): %ui",
                   ctx->id, tg_decision_name(rf->decision), rf->status);
@@ -1220,15 +1510,17 @@ ngx_http_taurus_guard_filter_init(ngx_conf_t *cf)
 
 
 /*
- * The log phase writes the completion record of a forwarded batch, and
- * the record of a guarded request nginx refused before the gateway
- * decided (client_max_body_size, a broken chunked body, a client gone).
+ * The log phase closes an allowed batch, and writes the record of a
+ * guarded request nginx refused before the gateway decided
+ * (client_max_body_size, a broken chunked body, a client gone).  A
+ * response below 400 the gateway never decided on ("return 200", a
+ * redirect) is not a decision: it gets no record.
  */
 
 ngx_int_t
 ngx_http_taurus_guard_log_handler(ngx_http_request_t *r)
 {
-    ngx_uint_t                    status;
+    ngx_uint_t                    status, upstream;
     tg_audit_record_t             rec;
     ngx_http_taurus_guard_ctx_t  *ctx;
 
@@ -1244,31 +1536,35 @@ ngx_http_taurus_guard_log_handler(ngx_http_request_t *r)
         status = 499;
     }
 
-    if (ctx->forwarded) {
-        ctx->decision = TG_DECISION_DONE;
-        ngx_http_taurus_guard_record(r, ctx, &rec);
-
-        rec.status = (int) status;
-        rec.duration_ms = (int64_t) (ngx_current_msec - ctx->start);
-        rec.bytes = (int64_t) (r->connection->sent - r->header_size);
-
-        if (rec.bytes < 0) {
-            rec.bytes = 0;
+    if (ctx->allowed) {
+        if (!ctx->forwarded && !ctx->closed) {
+            ctx->decision = TG_DECISION_ERROR;
+            ctx->status = status;
+            ngx_str_set(&ctx->reason,
+                        "the request ended before the forward");
         }
 
-        (void) ngx_http_taurus_guard_audit(r, ctx->audit, &rec, 0);
+        ngx_http_taurus_guard_close(r, ctx);
 
-        ngx_http_taurus_guard_metrics_request(r, NGX_HTTP_TG_METRIC_ALLOW,
-                                              status,
-                                              r->upstream
-                                              ? r->upstream->headers_in.status_n
-                                              : 0);
+        if (ctx->forwarded) {
+            upstream = r->upstream ? r->upstream->headers_in.status_n : 0;
+            ngx_http_taurus_guard_metrics_request(r, NGX_HTTP_TG_METRIC_ALLOW,
+                                                  status, upstream);
+        } else {
+            ngx_http_taurus_guard_metrics_request(r, ctx->decision,
+                                                  ctx->status, 0);
+        }
+
         return NGX_OK;
     }
 
     if (ctx->decision != NGX_HTTP_TG_UNDECIDED) {
         ngx_http_taurus_guard_metrics_request(r, ctx->decision, ctx->status,
                                               0);
+        return NGX_OK;
+    }
+
+    if (status != 0 && status < NGX_HTTP_BAD_REQUEST) {
         return NGX_OK;
     }
 
@@ -1292,6 +1588,97 @@ ngx_http_taurus_guard_log_handler(ngx_http_request_t *r)
     ngx_http_taurus_guard_metrics_request(r, ctx->decision, status, 0);
 
     return NGX_OK;
+}
+
+
+/*
+ * The one record that closes an allow: "done" once the batch went to
+ * the content handler, with whether the upstream received it (some try
+ * sent it bytes), each try, and the second forwards refused; "error"
+ * with the reason when it never went.
+ */
+
+static void
+ngx_http_taurus_guard_close(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx)
+{
+    ngx_uint_t                  i, n;
+    tg_audit_record_t           rec;
+    tg_audit_attempt_t         *a;
+    ngx_http_upstream_state_t  *st;
+
+    ngx_http_taurus_guard_secrets_pop(r, ctx);
+
+    if (!ctx->allowed || ctx->closed) {
+        return;
+    }
+
+    ctx->closed = 1;
+
+    if (!ctx->forwarded) {
+        ngx_http_taurus_guard_record(r, ctx, &rec);
+        (void) ngx_http_taurus_guard_audit(r, ctx->audit, &rec, 0);
+        return;
+    }
+
+    ctx->decision = TG_DECISION_DONE;
+    ctx->status = r->headers_out.status;
+
+    if (ctx->status == 0 && r->connection->error) {
+        ctx->status = NGX_HTTP_CLIENT_CLOSED_REQUEST;
+    }
+
+    ngx_http_taurus_guard_record(r, ctx, &rec);
+
+    rec.duration_ms = (int64_t) (ngx_current_msec - ctx->start);
+    rec.bytes = (int64_t) (r->connection->sent - r->header_size);
+
+    if (rec.bytes < 0) {
+        rec.bytes = 0;
+    }
+
+    rec.has_forwarded = 1;
+
+    if (r->upstream_states != NULL && r->upstream_states->nelts) {
+        st = r->upstream_states->elts;
+        n = r->upstream_states->nelts;
+
+        a = ngx_pcalloc(r->pool, n * sizeof(tg_audit_attempt_t));
+
+        if (a != NULL) {
+            for (i = 0; i < n; i++) {
+                if (st[i].peer != NULL) {
+                    a[i].addr.data = st[i].peer->data;
+                    a[i].addr.len = st[i].peer->len;
+                }
+
+                a[i].status = (int) st[i].status;
+                a[i].bytes_sent = (int64_t) st[i].bytes_sent;
+
+                if (st[i].bytes_sent > 0) {
+                    rec.forwarded = 1;
+                }
+            }
+
+            rec.upstream = a;
+            rec.nupstream = n;
+        }
+    }
+
+    if (r->upstream != NULL && r->upstream->request_sent
+        && r->upstream->peer.connection != NULL
+        && r->upstream->peer.connection->sent > 0)
+    {
+        /* the try in flight when the client went, not yet in a state */
+        rec.forwarded = 1;
+    }
+
+    if (ctx->nreentries) {
+        rec.reentries = ctx->reentries;
+        rec.nreentries = ngx_min(ctx->nreentries, NGX_HTTP_TG_REENTRIES);
+    }
+
+    (void) ngx_http_taurus_guard_audit(r, ctx->audit, &rec, 0);
 }
 
 

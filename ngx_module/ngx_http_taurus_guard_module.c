@@ -399,9 +399,23 @@ ngx_http_taurus_guard_enable(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_http_taurus_guard_init(ngx_conf_t *cf)
 {
+    ngx_uint_t                          i;
     ngx_http_handler_pt                *h;
     ngx_http_core_main_conf_t          *cmcf;
     ngx_http_taurus_guard_main_conf_t  *mcf;
+
+    /*
+     * A $http_* variable evaluated while the secrets are in headers_in
+     * (proxy_set_header X-Copy $http_x_auth_token) keeps its value in
+     * r->variables: the content handler wrapper forgets it again.
+     */
+
+    static ngx_str_t  secret_vars[NGX_HTTP_TG_SECRETS] = {
+        ngx_string("http_authorization"),
+        ngx_string("http_x_auth_token"),
+        ngx_string("http_x_sdk_date"),
+        ngx_string("http_x_security_token")
+    };
 
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_taurus_guard_module);
 
@@ -411,6 +425,14 @@ ngx_http_taurus_guard_init(ngx_conf_t *cf)
 
     if (ngx_http_taurus_guard_metrics_zone(cf, mcf) != NGX_OK) {
         return NGX_ERROR;
+    }
+
+    for (i = 0; i < NGX_HTTP_TG_SECRETS; i++) {
+        mcf->secret_vars[i] = ngx_http_get_variable_index(cf, &secret_vars[i]);
+
+        if (mcf->secret_vars[i] == NGX_ERROR) {
+            return NGX_ERROR;
+        }
     }
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);

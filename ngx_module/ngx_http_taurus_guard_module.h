@@ -28,6 +28,8 @@
 #define NGX_HTTP_TG_ID_HEADER       "X-Taurus-Guard-Id"
 #define NGX_HTTP_TG_TOKEN_MAX       65536
 #define NGX_HTTP_TG_LOG_INTERVAL    60        /* seconds between alerts */
+#define NGX_HTTP_TG_SECRETS         4         /* headers only upstream gets */
+#define NGX_HTTP_TG_REENTRIES       8         /* named in the done record */
 
 
 typedef struct ngx_http_taurus_guard_secret_file_s
@@ -213,6 +215,8 @@ typedef struct {
     ngx_array_t                  files;     /* of secret_file_t * */
     ngx_array_t                  tokens;    /* of token_t * */
     ngx_array_t                  audits;    /* of audit_t * */
+    ngx_int_t                    secret_vars[NGX_HTTP_TG_SECRETS];
+                                            /* $http_* of the secrets */
 } ngx_http_taurus_guard_main_conf_t;
 
 
@@ -258,12 +262,21 @@ typedef struct {
     ngx_str_t                    sync_reason;   /* why it failed */
     u_char                       id[TG_AUDIT_ID_LEN + 1];
     char                         hash[TG_SHA256_HEX_LEN + 1];
+    ngx_http_handler_pt          content_handler;   /* the proxy's */
+    ngx_table_elt_t              secrets[NGX_HTTP_TG_SECRETS];
+    ngx_uint_t                   nsecrets;  /* for the upstream only */
+    ngx_list_t                   headers;   /* the list without them */
+    tg_str_t                     reentries[NGX_HTTP_TG_REENTRIES];
+    ngx_uint_t                   nreentries;
 
     unsigned                     started:1;
     unsigned                     fetch_pending:1;
     unsigned                     fetcher:1;     /* ctx of a fetch */
     unsigned                     forwarded:1;
     unsigned                     sync_failed:1;
+    unsigned                     waited:1;  /* for a fetch or a flush */
+    unsigned                     allowed:1; /* the allow record written */
+    unsigned                     closed:1;  /* and the one closing it */
 } ngx_http_taurus_guard_ctx_t;
 
 
@@ -350,6 +363,10 @@ void ngx_http_taurus_guard_metrics_syslog(ngx_int_t queued,
 ngx_int_t ngx_http_taurus_guard_sign(ngx_http_request_t *r,
     ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx,
     ngx_str_t *reason);
+ngx_int_t ngx_http_taurus_guard_secrets_push(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx);
+void ngx_http_taurus_guard_secrets_pop(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx);
 
 /* ngx_http_taurus_guard_handler.c */
 ngx_int_t ngx_http_taurus_guard_handler(ngx_http_request_t *r);

@@ -3,7 +3,12 @@
  * taurus-guard: the signature, and the headers the upstream gets.
  *
  * No secret is logged, at any level: the SK never leaves the core's
- * signer, and tokens are only copied into the upstream request.
+ * signer, and tokens are only copied into the upstream request.  The
+ * secret headers (Authorization, X-Sdk-Date, X-Auth-Token,
+ * X-Security-Token) are kept in the ctx and are in r->headers_in only
+ * while the proxy builds its request: a mirror subrequest, a $http_*
+ * variable in an access log or anything else that reads headers_in
+ * later finds none of them.
  */
 
 
@@ -20,6 +25,10 @@ typedef struct {
 
 static ngx_int_t ngx_http_taurus_guard_set_headers(ngx_http_request_t *r,
     ngx_http_taurus_guard_header_t *add, ngx_uint_t nadd);
+static ngx_int_t ngx_http_taurus_guard_header(ngx_http_request_t *r,
+    ngx_table_elt_t *h, ngx_str_t *name, ngx_str_t *value);
+static ngx_int_t ngx_http_taurus_guard_secret(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, char *name, ngx_str_t *value);
 static ngx_int_t ngx_http_taurus_guard_stripped(ngx_table_elt_t *h);
 static ngx_int_t ngx_http_taurus_guard_name_is(u_char *name, size_t len,
     u_char *lower);
@@ -62,14 +71,15 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
     tg_header_t                      sign[4];
     tg_sign_request_t                req;
     tg_cred_t                       *cred;
-    ngx_str_t                       *token;
+    ngx_str_t                       *token, value;
     ngx_http_taurus_guard_token_t   *file;
-    ngx_http_taurus_guard_header_t   add[8];
+    ngx_http_taurus_guard_header_t   add[3];
     char                             date[TG_SDK_DATE_LEN + 1];
 
     static ngx_str_t  content_type = ngx_string("application/json");
 
     nadd = 0;
+    ctx->nsecrets = 0;
 
     if (lcf->token != NULL) {
         if (lcf->token->fetch != NULL) {
@@ -85,16 +95,14 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
             return NGX_ERROR;
         }
 
-        ngx_str_set(&add[nadd].name, "X-Auth-Token");
-
         if (ngx_http_taurus_guard_secret_copy(r->pool, token->data,
-                                              token->len, &add[nadd].value)
-            != NGX_OK)
+                                              token->len, &value)
+            != NGX_OK
+            || ngx_http_taurus_guard_secret(r, ctx, "X-Auth-Token", &value)
+               != NGX_OK)
         {
             return NGX_ERROR;
         }
-
-        nadd++;
     }
 
     ngx_str_set(&add[nadd].name, "Content-Type");
@@ -218,34 +226,42 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    ngx_str_set(&add[nadd].name, "X-Sdk-Date");
-    add[nadd].value.data = ngx_pnalloc(r->pool, TG_SDK_DATE_LEN);
-    if (add[nadd].value.data == NULL) {
+    value.data = ngx_pnalloc(r->pool, TG_SDK_DATE_LEN);
+    if (value.data == NULL) {
         return NGX_ERROR;
     }
-    ngx_memcpy(add[nadd].value.data, date, TG_SDK_DATE_LEN);
-    add[nadd].value.len = TG_SDK_DATE_LEN;
-    nadd++;
+
+    ngx_memcpy(value.data, date, TG_SDK_DATE_LEN);
+    value.len = TG_SDK_DATE_LEN;
+
+    if (ngx_http_taurus_guard_secret(r, ctx, "X-Sdk-Date", &value)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     if (cred->security_token.len) {
-        ngx_str_set(&add[nadd].name, "X-Security-Token");
-
         if (ngx_http_taurus_guard_secret_copy(r->pool,
                                               cred->security_token.data,
                                               cred->security_token.len,
-                                              &add[nadd].value)
-            != NGX_OK)
+                                              &value)
+            != NGX_OK
+            || ngx_http_taurus_guard_secret(r, ctx, "X-Security-Token",
+                                            &value)
+               != NGX_OK)
         {
             return NGX_ERROR;
         }
-
-        nadd++;
     }
 
-    ngx_str_set(&add[nadd].name, "Authorization");
-    add[nadd].value.data = auth;
-    add[nadd].value.len = auth_len;
-    nadd++;
+    value.data = auth;
+    value.len = auth_len;
+
+    if (ngx_http_taurus_guard_secret(r, ctx, "Authorization", &value)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     result = ngx_http_taurus_guard_set_headers(r, add, nadd);
 
@@ -323,15 +339,11 @@ ngx_http_taurus_guard_set_headers(ngx_http_request_t *r,
             return NGX_ERROR;
         }
 
-        h->key = add[i].name;
-        h->value = add[i].value;
-
-        h->lowcase_key = ngx_pnalloc(r->pool, h->key.len);
-        if (h->lowcase_key == NULL) {
+        if (ngx_http_taurus_guard_header(r, h, &add[i].name, &add[i].value)
+            != NGX_OK)
+        {
             return NGX_ERROR;
         }
-
-        h->hash = ngx_hash_strlow(h->lowcase_key, h->key.data, h->key.len);
 
         if (h->key.len == sizeof("Content-Type") - 1
             && ngx_strncmp(h->lowcase_key, "content-type", h->key.len) == 0)
@@ -348,6 +360,167 @@ ngx_http_taurus_guard_set_headers(ngx_http_request_t *r,
     }
 
     return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_taurus_guard_header(ngx_http_request_t *r, ngx_table_elt_t *h,
+    ngx_str_t *name, ngx_str_t *value)
+{
+    h->key = *name;
+    h->value = *value;
+
+    h->lowcase_key = ngx_pnalloc(r->pool, h->key.len);
+    if (h->lowcase_key == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = ngx_hash_strlow(h->lowcase_key, h->key.data, h->key.len);
+
+    return NGX_OK;
+}
+
+
+/* a header for the upstream's request only, kept in the ctx until then */
+
+static ngx_int_t
+ngx_http_taurus_guard_secret(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, char *name, ngx_str_t *value)
+{
+    ngx_str_t  key;
+
+    if (ctx->nsecrets == NGX_HTTP_TG_SECRETS) {
+        return NGX_ERROR;
+    }
+
+    key.data = (u_char *) name;
+    key.len = ngx_strlen(name);
+
+    if (ngx_http_taurus_guard_header(r, &ctx->secrets[ctx->nsecrets], &key,
+                                     value)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ctx->nsecrets++;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Puts the secret headers into r->headers_in, in a list of their own:
+ * the one they are added to may be shared with a subrequest already
+ * (sr->headers_in is a copy of the struct, its parts are not copied).
+ */
+
+ngx_int_t
+ngx_http_taurus_guard_secrets_push(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx)
+{
+    ngx_uint_t        i, n;
+    ngx_list_t        headers;
+    ngx_table_elt_t  *h, *header;
+    ngx_list_part_t  *part;
+
+    n = ctx->nsecrets;
+
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        n += part->nelts;
+    }
+
+    if (ngx_list_init(&headers, r->pool, n ? n : 1, sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    part = &r->headers_in.headers.part;
+    header = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            header = part->elts;
+            i = 0;
+        }
+
+        h = ngx_list_push(&headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        *h = header[i];
+    }
+
+    for (i = 0; i < ctx->nsecrets; i++) {
+        h = ngx_list_push(&headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        *h = ctx->secrets[i];
+    }
+
+    ctx->headers = r->headers_in.headers;
+    r->headers_in.headers = headers;
+
+    /* "last" pointed into this frame's copy of the list */
+    if (r->headers_in.headers.last == &headers.part) {
+        r->headers_in.headers.last = &r->headers_in.headers.part;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Takes the secret headers back: the list without them again, the
+ * values of their $http_* variables forgotten, the copies wiped.  The
+ * upstream's request buffer keeps what it needs for its retries.
+ */
+
+void
+ngx_http_taurus_guard_secrets_pop(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx)
+{
+    ngx_int_t                           index;
+    ngx_uint_t                          i;
+    ngx_http_variable_value_t          *v;
+    ngx_http_taurus_guard_main_conf_t  *mcf;
+
+    if (ctx->headers.pool != NULL) {
+        r->headers_in.headers = ctx->headers;
+        ctx->headers.pool = NULL;
+    }
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_taurus_guard_module);
+
+    for (i = 0; i < NGX_HTTP_TG_SECRETS; i++) {
+        index = mcf->secret_vars[i];
+        v = &r->variables[index];
+
+        if (v->valid || v->not_found) {
+            v->valid = 0;
+            v->not_found = 0;
+            v->len = 0;
+            v->data = NULL;
+        }
+    }
+
+    for (i = 0; i < ctx->nsecrets; i++) {
+        OPENSSL_cleanse(ctx->secrets[i].value.data,
+                        ctx->secrets[i].value.len);
+        ctx->secrets[i].value.len = 0;
+    }
+
+    ctx->nsecrets = 0;
 }
 
 

@@ -257,6 +257,45 @@ tg_audit_record(tg_audit_out_t *o, const tg_audit_record_t *r)
         tg_audit_int(o, "bytes", r->bytes);
     }
 
+    if (r->has_forwarded) {
+        tg_audit_lit(o, r->forwarded ? ",\"forwarded\":true"
+                                     : ",\"forwarded\":false");
+    }
+
+    if (r->upstream != NULL && r->nupstream > 0) {
+        tg_audit_lit(o, ",\"upstream\":[");
+
+        for (i = 0; i < r->nupstream; i++) {
+            tg_audit_lit(o, (i == 0) ? "{" : ",{");
+            tg_audit_field(o, "addr", r->upstream[i].addr.data,
+                           (r->upstream[i].addr.data != NULL)
+                           ? r->upstream[i].addr.len : 0);
+
+            if (r->upstream[i].status != 0) {
+                tg_audit_int(o, "status", r->upstream[i].status);
+            }
+
+            tg_audit_int(o, "bytes_sent", r->upstream[i].bytes_sent);
+            tg_audit_lit(o, "}");
+        }
+
+        tg_audit_lit(o, "]");
+    }
+
+    if (r->reentries != NULL && r->nreentries > 0) {
+        tg_audit_lit(o, ",\"reentries\":[");
+
+        for (i = 0; i < r->nreentries; i++) {
+            if (i > 0) {
+                tg_audit_lit(o, ",");
+            }
+
+            tg_audit_string(o, r->reentries[i].data, r->reentries[i].len);
+        }
+
+        tg_audit_lit(o, "]");
+    }
+
     /* last, so a reader sees the whole record before the link */
 
     if (r->prev != NULL) {

@@ -25,6 +25,14 @@ typedef enum {
 } tg_decision_t;
 
 
+/* one try of the upstream, as nginx's $upstream_addr and friends list it */
+typedef struct {
+    tg_str_t             addr;          /* data NULL: left out */
+    int                  status;        /* 0: left out */
+    int64_t              bytes_sent;    /* to the upstream */
+} tg_audit_attempt_t;
+
+
 typedef struct {
     const char          *id;            /* TG_AUDIT_ID_LEN hex digits */
     int64_t              time_sec;      /* Unix time */
@@ -50,6 +58,12 @@ typedef struct {
     int                  status;        /* HTTP status; 0: left out */
     int64_t              duration_ms;   /* -1: left out */
     int64_t              bytes;         /* response body; -1: left out */
+    int                  has_forwarded;
+    int                  forwarded;     /* the upstream got the request */
+    const tg_audit_attempt_t *upstream; /* each try, in order */
+    size_t               nupstream;
+    const tg_str_t      *reentries;     /* refused second forwards */
+    size_t               nreentries;
     const char          *prev;          /* hash chain: 64 hex digits of
                                            SHA-256 of the previous line */
 } tg_audit_record_t;

@@ -8,6 +8,10 @@
 #   tg-upstream.pl --listen 127.0.0.1:PORT (--ak AK --sk SK |
 #       --credentials FILE | --keys FILE) [--record FILE] [--audit-log FILE]
 #       [--status N] [--pidfile FILE] [--token TOKEN] [--tokens FILE]
+#       [--accel-redirect URI]
+#
+# --accel-redirect URI: every answer carries "X-Accel-Redirect: URI",
+# which sends nginx to that location (a re-entry of the request).
 #
 # --keys FILE: more AK/SK pairs, one "AK SK [SECURITY_TOKEN]" line each
 # (white space between fields; empty lines and lines starting with "#"
@@ -63,7 +67,7 @@ my %opt = (listen => '127.0.0.1:8081');
 
 GetOptions(\%opt, 'listen=s', 'ak=s', 'sk=s', 'credentials=s', 'record=s',
     'audit-log=s', 'status=i', 'pidfile=s', 'token=s', 'tokens=s', 'keys=s',
-    'quiet')
+    'accel-redirect=s', 'quiet')
     or die "usage: $0 --listen ADDR:PORT --ak AK --sk SK [options]\n";
 
 if (defined $opt{credentials}) {
@@ -233,7 +237,9 @@ sub handle {
         status       => $status,
         reason       => reason($status),
         content_type => 'application/json',
-        headers      => [ "X-Request-Id: tg-upstream-$$" ],
+        headers      => [ "X-Request-Id: tg-upstream-$$",
+            (defined $opt{'accel-redirect'}
+                ? "X-Accel-Redirect: $opt{'accel-redirect'}" : ()) ],
         body         => $body,
         keep         => TaurusGuard::HTTPServer::keep_alive($req),
         no_body      => $req->{method} eq 'HEAD',

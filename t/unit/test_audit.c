@@ -327,6 +327,61 @@ test_minimal_and_done(void)
         free(s);
     }
 
+    /* two tries of the upstream, a re-entry refused, a hostile name */
+    {
+        tg_str_t            re[2];
+        tg_audit_attempt_t  up[2];
+
+        record_init(&r);
+        r.decision = TG_DECISION_DONE;
+        r.status = 502;
+        r.has_forwarded = 1;
+        r.forwarded = 1;
+        up[0].addr.data = (const unsigned char *) "127.0.0.1:8081";
+        up[0].addr.len = 14;
+        up[0].status = 502;
+        up[0].bytes_sent = 0;
+        up[1].addr.data = NULL;
+        up[1].addr.len = 3;
+        up[1].status = 0;
+        up[1].bytes_sent = 321;
+        r.upstream = up;
+        r.nupstream = 2;
+        re[0].data = (const unsigned char *) "@retry";
+        re[0].len = 6;
+        re[1].data = (const unsigned char *) "\"\n";
+        re[1].len = 2;
+        r.reentries = re;
+        r.nreentries = 2;
+
+        s = encode(&r, &len, "done, tries and re-entries");
+        if (s != NULL) {
+            is_str((char *) s,
+                   "{\"id\":\"" ID "\",\"time\":\"2025-11-29T21:00:00.007Z\","
+                   "\"client\":\"127.0.0.1\",\"decision\":\"done\","
+                   "\"status\":502,\"forwarded\":true,\"upstream\":["
+                   "{\"addr\":\"127.0.0.1:8081\",\"status\":502,"
+                   "\"bytes_sent\":0},{\"addr\":\"\",\"bytes_sent\":321}],"
+                   "\"reentries\":[\"@retry\",\"\\\"\\u000a\"]}\n",
+                   "done record with forwarded, upstream and reentries");
+            free(s);
+        }
+
+        r.forwarded = 0;
+        r.upstream = NULL;
+        r.reentries = NULL;
+
+        s = encode(&r, &len, "done, not forwarded");
+        if (s != NULL) {
+            is_str((char *) s,
+                   "{\"id\":\"" ID "\",\"time\":\"2025-11-29T21:00:00.007Z\","
+                   "\"client\":\"127.0.0.1\",\"decision\":\"done\","
+                   "\"status\":502,\"forwarded\":false}\n",
+                   "done record, forwarded false, no tries");
+            free(s);
+        }
+    }
+
     /* a time the format cannot hold, and no client at all */
     record_init(&r);
     r.decision = TG_DECISION_ERROR;

@@ -382,28 +382,34 @@ sub wait_audit {
 
 
 sub upstream_records {
-    my ($self) = @_;
-    return $self->_jsonl('upstream.jsonl');
+    my ($self, $name) = @_;
+    return $self->_jsonl(defined $name ? "upstream-$name.jsonl"
+        : 'upstream.jsonl');
 }
 
 
-# Starts t/lib/tg-upstream.pl on %%PORT_UP%%.
+# Starts t/lib/tg-upstream.pl on %%PORT_UP%%; name => N starts another
+# on %%PORT_N%%, recording to upstream-N.jsonl (upstream_records(N)).
 
 sub upstream {
     my ($self, %o) = @_;
 
-    my $port = $self->port('UP');
+    my $name = $o{name};
+    my $port = $self->port(defined $name ? $name : 'UP');
     my $d = $self->{dir};
+    my $file = defined $name ? "upstream-$name" : 'upstream';
 
     my @cmd = ($^X, "$REPO/t/lib/tg-upstream.pl",
         '--listen', "127.0.0.1:$port",
         '--ak', defined $o{ak} ? $o{ak} : $TEST_AK,
         '--sk', defined $o{sk} ? $o{sk} : $TEST_SK,
-        '--record', "$d/upstream.jsonl",
+        '--record', "$d/$file.jsonl",
         '--audit-log', $o{audit_log} || "$d/audit.log",
-        '--pidfile', "$d/upstream.pid");
+        '--pidfile', "$d/$file.pid");
     push @cmd, '--status', $o{status} if defined $o{status};
     push @cmd, '--token', $o{token} if defined $o{token};
+    push @cmd, '--accel-redirect', $o{accel_redirect}
+        if defined $o{accel_redirect};
 
     my $pid = fork;
     die "fork: $!\n" unless defined $pid;
@@ -415,7 +421,11 @@ sub upstream {
         exec @cmd or POSIX::_exit(127);
     }
 
-    $self->{upstream_pid} = $pid;
+    if (defined $name) {
+        push @{ $self->{more_upstream_pids} }, $pid;
+    } else {
+        $self->{upstream_pid} = $pid;
+    }
 
     $self->_wait_port($port)
         or die "tg-upstream did not start on $port\n";
@@ -613,6 +623,10 @@ sub stop {
 sub stop_upstream {
     my ($self) = @_;
     if (my $pid = delete $self->{upstream_pid}) {
+        kill 'TERM', $pid;
+        waitpid $pid, 0;
+    }
+    for my $pid (@{ delete $self->{more_upstream_pids} || [] }) {
         kill 'TERM', $pid;
         waitpid $pid, 0;
     }
