@@ -91,6 +91,20 @@ static ngx_command_t  ngx_http_taurus_guard_commands[] = {
       0,
       NULL },
 
+    { ngx_string("taurus_guard_policy"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_taurus_guard_policy,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("taurus_guard_policy_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_taurus_guard_policy_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -392,6 +406,10 @@ ngx_http_taurus_guard_init(ngx_conf_t *cf)
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_taurus_guard_module);
 
     if (ngx_http_taurus_guard_allow_init(cf, mcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_taurus_guard_policy_init(cf, mcf) != NGX_OK) {
         return NGX_ERROR;
     }
 

@@ -207,8 +207,33 @@ typedef struct {
 } ngx_http_taurus_guard_syslog_t;
 
 
+/* per-project policy (ngx_http_taurus_guard_policy.c) */
+typedef struct ngx_http_taurus_guard_policy_s  ngx_http_taurus_guard_policy_t;
+
+
+/* what a batch holds of the policy's shared state until it ends */
+typedef struct {
+    ngx_http_taurus_guard_policy_t  *policy;
+    uint32_t                     serial;    /* its quota entry */
+    unsigned                     quota:1;   /* it holds quota */
+    unsigned                     inflight:1;    /* it marked instances */
+} ngx_http_taurus_guard_policy_ticket_t;
+
+
+/* why a policy would refuse a batch */
+typedef struct {
+    ngx_uint_t                   status;    /* 403, 409, 429 or 503 */
+    ngx_str_t                    reason;
+    time_t                       retry_after;   /* seconds; 0: none */
+} ngx_http_taurus_guard_verdict_t;
+
+
 typedef struct {
     tg_allow_t                  *allow;
+    ngx_array_t                  policies;  /* of policy_t, sorted */
+    ngx_http_taurus_guard_policy_t  *policy_default;
+    ngx_shm_zone_t              *policy_zone;
+    size_t                       policy_zone_size;
     ngx_http_taurus_guard_syslog_t  *syslog;
     char                         policy[TG_SHA256_HEX_LEN + 1];
     ngx_array_t                  creds;     /* of cred_t * */
@@ -331,6 +356,24 @@ ngx_int_t ngx_http_taurus_guard_fetch_get(ngx_http_request_t *r,
     u_char *key, ngx_str_t *out);
 void ngx_http_taurus_guard_iam_refused(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx);
+
+/* ngx_http_taurus_guard_policy.c */
+char *ngx_http_taurus_guard_policy(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_taurus_guard_policy_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_taurus_guard_policy_init(ngx_conf_t *cf,
+    ngx_http_taurus_guard_main_conf_t *mcf);
+ngx_http_taurus_guard_policy_t *ngx_http_taurus_guard_policy_find(
+    ngx_http_taurus_guard_main_conf_t *mcf, u_char *project);
+ngx_int_t ngx_http_taurus_guard_policy_check(ngx_http_request_t *r,
+    ngx_http_taurus_guard_policy_t *p, ngx_str_t *project, tg_batch_t *batch,
+    u_char *id, ngx_flag_t take_anyway,
+    ngx_http_taurus_guard_policy_ticket_t *ticket,
+    ngx_http_taurus_guard_verdict_t *v);
+void ngx_http_taurus_guard_policy_end(ngx_http_request_t *r,
+    ngx_http_taurus_guard_policy_ticket_t *ticket, ngx_str_t *project,
+    tg_batch_t *batch, u_char *id, ngx_flag_t forwarded, ngx_uint_t status);
 
 /* ngx_http_taurus_guard_sign.c */
 ngx_int_t ngx_http_taurus_guard_sign(ngx_http_request_t *r,
