@@ -242,8 +242,14 @@ typedef struct {
 } ngx_http_taurus_guard_main_conf_t;
 
 
+#define NGX_HTTP_TG_MODE_ENFORCE    0
+#define NGX_HTTP_TG_MODE_REPORT     1
+
+
 typedef struct {
     ngx_flag_t                   enable;
+    ngx_uint_t                   mode;      /* enforce or report */
+    ngx_array_t                 *pass_headers;  /* of ngx_str_t, lower */
     ngx_http_taurus_guard_cred_t  *cred;
     ngx_http_taurus_guard_token_t *token;
     ngx_http_taurus_guard_audit_t *audit;
@@ -271,6 +277,8 @@ typedef struct {
     ngx_msec_t                   start;
     ngx_str_t                    body;      /* canonical, to forward */
     tg_batch_t                  *batch;     /* what was validated */
+    ngx_array_t                 *denied;    /* would_deny: of tg_str_t */
+    ngx_http_taurus_guard_policy_ticket_t  ticket;
     ngx_str_t                    token;     /* an IAM token to inject */
     ngx_http_taurus_guard_iam_t *iam;       /* where it came from */
     ngx_str_t                    cred_text; /* fetched AK/SK, a profile */
@@ -296,6 +304,7 @@ typedef struct {
     unsigned                     iam_fetch:1;   /* ctx of a fetch */
     unsigned                     forwarded:1;
     unsigned                     sync_failed:1;
+    unsigned                     would_deny:1;  /* report mode */
 } ngx_http_taurus_guard_ctx_t;
 
 
@@ -376,6 +385,8 @@ void ngx_http_taurus_guard_policy_end(ngx_http_request_t *r,
     tg_batch_t *batch, u_char *id, ngx_flag_t forwarded, ngx_uint_t status);
 
 /* ngx_http_taurus_guard_sign.c */
+char *ngx_http_taurus_guard_pass_header(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 ngx_int_t ngx_http_taurus_guard_sign(ngx_http_request_t *r,
     ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx,
     ngx_str_t *reason);

@@ -37,6 +37,13 @@
 
 #define NGX_HTTP_TG_QUOTA_MAX        100000
 
+/*
+ * How long ago t was.  Each worker caches the monotonic clock once per
+ * event loop turn, so a time another worker stored may lie a little in
+ * this one's future: the difference is signed, never a huge unsigned.
+ */
+#define ngx_http_tg_age(now, t)      ((ngx_msec_int_t) ((now) - (t)))
+
 
 struct ngx_http_taurus_guard_policy_s {
     u_char                       project[TG_PROJECT_ID_LEN];
@@ -625,7 +632,7 @@ ngx_http_taurus_guard_policy_check(ngx_http_request_t *r,
         }
 
         if (in->inflight[0]
-            && now - in->inflight_since < NGX_HTTP_TG_INFLIGHT_MAX)
+            && ngx_http_tg_age(now, in->inflight_since) < NGX_HTTP_TG_INFLIGHT_MAX)
         {
             rc = ngx_http_taurus_guard_verdict(r, v, NGX_HTTP_CONFLICT,
                      "policy cooldown=%V for project %V: instance %*s has"
@@ -639,7 +646,8 @@ ngx_http_taurus_guard_policy_check(ngx_http_request_t *r,
                      "policy cooldown=%V for project %V: instance %*s was"
                      " upgraded %M s ago, audit id %*s", &p->cooldown_text,
                      project, (size_t) in->len, in->instance,
-                     (now - in->last_ok) / 1000,
+                     (ngx_msec_t) ngx_max(ngx_http_tg_age(now, in->last_ok),
+                                          0) / 1000,
                      (size_t) TG_AUDIT_ID_LEN, in->last_id);
             v->retry_after = (in->until - now + 999) / 1000;
         }
@@ -887,7 +895,10 @@ ngx_http_taurus_guard_quota_used(ngx_http_taurus_guard_quota_node_t *q,
 {
     ngx_uint_t  i, used;
 
-    while (q->n && now - q->ring[q->head].time >= period) {
+    while (q->n
+           && ngx_http_tg_age(now, q->ring[q->head].time)
+              >= (ngx_msec_int_t) period)
+    {
         q->head = (q->head + 1) % q->size;
         q->n--;
     }
@@ -1038,7 +1049,7 @@ ngx_http_taurus_guard_policy_alloc(ngx_http_taurus_guard_policy_zone_t *pz,
         in = ngx_queue_data(q, ngx_http_taurus_guard_inst_node_t, lru);
 
         if ((in->inflight[0]
-             && now - in->inflight_since < NGX_HTTP_TG_INFLIGHT_MAX)
+             && ngx_http_tg_age(now, in->inflight_since) < NGX_HTTP_TG_INFLIGHT_MAX)
             || (in->last_ok && (ngx_msec_int_t) (in->until - now) > 0))
         {
             tries++;
