@@ -632,7 +632,8 @@ ngx_http_taurus_guard_policy_check(ngx_http_request_t *r,
         }
 
         if (in->inflight[0]
-            && ngx_http_tg_age(now, in->inflight_since) < NGX_HTTP_TG_INFLIGHT_MAX)
+            && ngx_http_tg_age(now, in->inflight_since)
+               < NGX_HTTP_TG_INFLIGHT_MAX)
         {
             rc = ngx_http_taurus_guard_verdict(r, v, NGX_HTTP_CONFLICT,
                      "policy cooldown=%V for project %V: instance %*s has"
@@ -1049,7 +1050,8 @@ ngx_http_taurus_guard_policy_alloc(ngx_http_taurus_guard_policy_zone_t *pz,
         in = ngx_queue_data(q, ngx_http_taurus_guard_inst_node_t, lru);
 
         if ((in->inflight[0]
-             && ngx_http_tg_age(now, in->inflight_since) < NGX_HTTP_TG_INFLIGHT_MAX)
+             && ngx_http_tg_age(now, in->inflight_since)
+                < NGX_HTTP_TG_INFLIGHT_MAX)
             || (in->last_ok && (ngx_msec_int_t) (in->until - now) > 0))
         {
             tries++;
