@@ -34,6 +34,7 @@ typedef struct {
     ngx_str_t                    reason;
     tg_batch_t                  *batch;     /* when the body was valid */
     ngx_array_t                 *denied;    /* of tg_str_t */
+    time_t                       retry_after;   /* seconds; 0: none */
 } ngx_http_taurus_guard_refusal_t;
 
 
@@ -45,6 +46,11 @@ static void ngx_http_taurus_guard_ctx_cleanup(void *data);
 static ngx_int_t ngx_http_taurus_guard_route(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx, ngx_str_t *reason);
 static ngx_int_t ngx_http_taurus_guard_content_type(ngx_http_request_t *r);
+static ngx_int_t ngx_http_taurus_guard_content_encoding(
+    ngx_http_request_t *r);
+static ngx_int_t ngx_http_taurus_guard_policy_step(ngx_http_request_t *r,
+    ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx,
+    ngx_http_taurus_guard_refusal_t *rf);
 static void ngx_http_taurus_guard_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_taurus_guard_process(ngx_http_request_t *r,
     ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx);
@@ -166,6 +172,14 @@ ngx_http_taurus_guard_handler(ngx_http_request_t *r)
         rf.code = "TG.0415";
         ngx_str_set(&rf.reason, "Content-Type must be application/json"
                                 " (charset=utf-8 allowed), sent once");
+        goto refuse;
+    }
+
+    if (ngx_http_taurus_guard_content_encoding(r) != NGX_OK) {
+        rf.status = NGX_HTTP_UNSUPPORTED_MEDIA_TYPE;
+        rf.code = "TG.0415";
+        ngx_str_set(&rf.reason, "Content-Encoding other than identity:"
+                                " the body is read only as it was sent");
         goto refuse;
     }
 
@@ -339,7 +353,15 @@ ngx_http_taurus_guard_process(ngx_http_request_t *r,
         return ngx_http_taurus_guard_refuse(r, ctx, &rf);
     }
 
-    rf.batch = &batch;
+    /* from here on the batch is the request's: the policy marks it */
+
+    ctx->batch = ngx_palloc(r->pool, sizeof(tg_batch_t));
+    if (ctx->batch == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    *ctx->batch = batch;
+    rf.batch = ctx->batch;
 
     /* 4. authorize: all or nothing */
 
@@ -378,10 +400,23 @@ ngx_http_taurus_guard_process(ngx_http_request_t *r,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_http_taurus_guard_refuse(r, ctx, &rf);
+        if (lcf->mode != NGX_HTTP_TG_MODE_REPORT) {
+            return ngx_http_taurus_guard_refuse(r, ctx, &rf);
+        }
+
+        /* report mode: forwarded, and recorded as what it would be */
+
+        ctx->would_deny = 1;
+        ctx->reason = rf.reason;
+        ctx->denied = rf.denied;
     }
 
     rf.denied = NULL;
+
+    rc = ngx_http_taurus_guard_policy_step(r, lcf, ctx, &rf);
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
 
     /* the upstream gets the canonical body, never the bytes received */
 
@@ -404,14 +439,74 @@ ngx_http_taurus_guard_process(ngx_http_request_t *r,
 
     ctx->body = body;
 
-    ctx->batch = ngx_palloc(r->pool, sizeof(tg_batch_t));
-    if (ctx->batch == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    return ngx_http_taurus_guard_secrets(r, lcf, ctx);
+}
+
+
+/*
+ * The project's policy (taurus_guard_policy).  NGX_DECLINED goes on;
+ * anything else is what the request is finalized with.  In report mode a breach
+ * goes on as "would_deny"; a policy that cannot be checked (its zone is
+ * full) refuses in both modes.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_policy_step(ngx_http_request_t *r,
+    ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx,
+    ngx_http_taurus_guard_refusal_t *rf)
+{
+    ngx_int_t                           rc;
+    ngx_flag_t                          report;
+    ngx_http_taurus_guard_policy_t     *p;
+    ngx_http_taurus_guard_verdict_t     v;
+    ngx_http_taurus_guard_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_taurus_guard_module);
+
+    p = ngx_http_taurus_guard_policy_find(mcf, ctx->project_id.data);
+    if (p == NULL) {
+        return NGX_DECLINED;
     }
 
-    *ctx->batch = batch;
+    report = (lcf->mode == NGX_HTTP_TG_MODE_REPORT);
 
-    return ngx_http_taurus_guard_secrets(r, lcf, ctx);
+    rc = ngx_http_taurus_guard_policy_check(r, p, &ctx->project_id,
+                                            ctx->batch, ctx->id, report,
+                                            &ctx->ticket, &v);
+    if (rc == NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    if (rc == NGX_DECLINED && report) {
+        if (!ctx->would_deny) {
+            ctx->would_deny = 1;
+            ctx->reason = v.reason;
+        }
+
+        return NGX_DECLINED;
+    }
+
+    rf->status = v.status ? v.status : NGX_HTTP_SERVICE_UNAVAILABLE;
+    rf->reason = v.reason;
+    rf->retry_after = v.retry_after;
+
+    if (rc == NGX_ERROR) {
+        rf->status = NGX_HTTP_SERVICE_UNAVAILABLE;
+        rf->decision = TG_DECISION_ERROR;
+
+        if (rf->reason.len == 0) {
+            ngx_str_set(&rf->reason, "could not check the project's policy");
+        }
+
+    } else {
+        rf->decision = TG_DECISION_DENY;
+    }
+
+    rf->code = (rf->status == NGX_HTTP_CONFLICT) ? "TG.0409"
+               : (rf->status == NGX_HTTP_TOO_MANY_REQUESTS) ? "TG.0429"
+               : (rf->status == NGX_HTTP_FORBIDDEN) ? "TG.0403" : "TG.0503";
+
+    return ngx_http_taurus_guard_refuse(r, ctx, rf);
 }
 
 
@@ -576,10 +671,16 @@ ngx_http_taurus_guard_sign_audit(ngx_http_request_t *r,
 
     /* 5. the record is on disk before anything leaves */
 
-    ctx->decision = TG_DECISION_ALLOW;
+    ctx->decision = ctx->would_deny ? TG_DECISION_WOULD_DENY
+                                    : TG_DECISION_ALLOW;
     ctx->status = 0;
 
     ngx_http_taurus_guard_record(r, ctx, &rec);
+
+    if (ctx->denied != NULL) {
+        rec.denied = ctx->denied->elts;
+        rec.ndenied = ctx->denied->nelts;
+    }
     rec.instances = ctx->batch->items;
     rec.ninstances = ctx->batch->nitems;
     rec.has_delay = 1;
@@ -1106,6 +1207,65 @@ ngx_http_taurus_guard_content_type(ngx_http_request_t *r)
 
 
 /*
+ * The gateway reads the body as bytes: a body its sender declared
+ * encoded (gzip, deflate, ...) would be read differently from how it
+ * was sent, so only "identity", or no Content-Encoding, is accepted.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_content_encoding(ngx_http_request_t *r)
+{
+    u_char           *p, *last;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len != sizeof("Content-Encoding") - 1
+            || ngx_strncasecmp(h[i].key.data, (u_char *) "Content-Encoding",
+                               sizeof("Content-Encoding") - 1) != 0)
+        {
+            continue;
+        }
+
+        p = h[i].value.data;
+        last = p + h[i].value.len;
+
+        while (p < last && (*p == ' ' || *p == '\t')) {
+            p++;
+        }
+
+        while (last > p && (last[-1] == ' ' || last[-1] == '\t')) {
+            last--;
+        }
+
+        if ((size_t) (last - p) != sizeof("identity") - 1
+            || ngx_strncasecmp(p, (u_char *) "identity",
+                               sizeof("identity") - 1) != 0)
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
  * The whole body in one buffer, from memory or from the temp file: a
  * body in a file is a body, never "no body".
  */
@@ -1395,6 +1555,23 @@ ngx_http_taurus_guard_send_json(ngx_http_request_t *r,
     r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.content_type_lowcase = NULL;
 
+    if (rf->retry_after > 0) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->value.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+        if (h->value.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Retry-After");
+        h->value.len = ngx_sprintf(h->value.data, "%T", rf->retry_after)
+                       - h->value.data;
+    }
+
     if (rf->status == NGX_HTTP_NOT_ALLOWED) {
         h = ngx_list_push(&r->headers_out.headers);
         if (h == NULL) {
@@ -1485,6 +1662,19 @@ ngx_http_taurus_guard_header_filter(ngx_http_request_t *r)
         }
     }
 
+    if (ctx->would_deny && ctx->forwarded) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        /* report mode: the caller learns what enforce mode would do */
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "X-Taurus-Guard-Decision");
+        ngx_str_set(&h->value, "would_deny");
+    }
+
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
         return NGX_ERROR;
@@ -1532,6 +1722,16 @@ ngx_http_taurus_guard_log_handler(ngx_http_request_t *r)
 
     status = r->headers_out.status;
 
+    /* what the batch took of its policy: given back, or spent */
+
+    if (ctx->ticket.policy != NULL) {
+        ngx_http_taurus_guard_policy_end(r, &ctx->ticket, &ctx->project_id,
+                                         ctx->batch, ctx->id, ctx->forwarded,
+                                         r->upstream
+                                         ? r->upstream->headers_in.status_n
+                                         : 0);
+    }
+
     if (status == 0 && r->connection->error) {
         status = 499;
     }
@@ -1548,10 +1748,14 @@ ngx_http_taurus_guard_log_handler(ngx_http_request_t *r)
 
         if (ctx->forwarded) {
             upstream = r->upstream ? r->upstream->headers_in.status_n : 0;
-            ngx_http_taurus_guard_metrics_request(r, NGX_HTTP_TG_METRIC_ALLOW,
+            ngx_http_taurus_guard_metrics_request(r,
+                                                  ctx->would_deny
+                                                  ? TG_DECISION_WOULD_DENY
+                                                  : TG_DECISION_ALLOW,
                                                   status, upstream);
         } else {
-            ngx_http_taurus_guard_metrics_request(r, ctx->decision,
+            ngx_http_taurus_guard_metrics_request(r,
+                                                  (tg_decision_t) ctx->decision,
                                                   ctx->status, 0);
         }
 
@@ -1559,8 +1763,9 @@ ngx_http_taurus_guard_log_handler(ngx_http_request_t *r)
     }
 
     if (ctx->decision != NGX_HTTP_TG_UNDECIDED) {
-        ngx_http_taurus_guard_metrics_request(r, ctx->decision, ctx->status,
-                                              0);
+        ngx_http_taurus_guard_metrics_request(r,
+                                              (tg_decision_t) ctx->decision,
+                                              ctx->status, 0);
         return NGX_OK;
     }
 
@@ -1585,7 +1790,8 @@ ngx_http_taurus_guard_log_handler(ngx_http_request_t *r)
 
     (void) ngx_http_taurus_guard_audit(r, ctx->audit, &rec, 0);
 
-    ngx_http_taurus_guard_metrics_request(r, ctx->decision, status, 0);
+    ngx_http_taurus_guard_metrics_request(r, (tg_decision_t) ctx->decision,
+                                          status, 0);
 
     return NGX_OK;
 }

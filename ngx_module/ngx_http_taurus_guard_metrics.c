@@ -169,21 +169,42 @@ ngx_http_taurus_guard_metrics_get(void)
 
 void
 ngx_http_taurus_guard_metrics_request(ngx_http_request_t *r,
-    ngx_uint_t decision, ngx_uint_t status, ngx_uint_t upstream_status)
+    tg_decision_t decision, ngx_uint_t status, ngx_uint_t upstream_status)
 {
-    ngx_uint_t                        i;
+    ngx_uint_t                        i, d;
     ngx_http_taurus_guard_metrics_t  *m;
 
     m = ngx_http_taurus_guard_metrics_get();
 
-    if (m == NULL || decision >= NGX_HTTP_TG_DECISIONS) {
+    if (m == NULL) {
         return;
     }
 
-    (void) ngx_atomic_fetch_add(&m->requests[decision], 1);
+    /* in the order of ngx_http_taurus_guard_decision_names[] */
 
-    if (decision == NGX_HTTP_TG_METRIC_ALLOW
-        || decision == NGX_HTTP_TG_METRIC_WOULD_DENY)
+    switch (decision) {
+    case TG_DECISION_ALLOW:
+        d = 0;
+        break;
+    case TG_DECISION_DENY:
+        d = 1;
+        break;
+    case TG_DECISION_INVALID:
+        d = 2;
+        break;
+    case TG_DECISION_ERROR:
+        d = 3;
+        break;
+    case TG_DECISION_WOULD_DENY:
+        d = 4;
+        break;
+    default: /* TG_DECISION_DONE closes a decision, it is not one */
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(&m->requests[d], 1);
+
+    if (decision == TG_DECISION_ALLOW || decision == TG_DECISION_WOULD_DENY)
     {
         i = (upstream_status >= 100 && upstream_status < 600)
             ? upstream_status / 100 - 1 : 5;

@@ -26,6 +26,13 @@ static ngx_conf_num_bounds_t  ngx_http_taurus_guard_max_batch_bounds = {
 };
 
 
+static ngx_conf_enum_t  ngx_http_taurus_guard_modes[] = {
+    { ngx_string("enforce"), NGX_HTTP_TG_MODE_ENFORCE },
+    { ngx_string("report"), NGX_HTTP_TG_MODE_REPORT },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_http_taurus_guard_commands[] = {
 
     { ngx_string("taurus_guard"),
@@ -104,6 +111,34 @@ static ngx_command_t  ngx_http_taurus_guard_commands[] = {
       0,
       0,
       (void *) 1 },
+
+    { ngx_string("taurus_guard_mode"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_taurus_guard_loc_conf_t, mode),
+      &ngx_http_taurus_guard_modes },
+
+    { ngx_string("taurus_guard_pass_header"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_taurus_guard_pass_header,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("taurus_guard_policy"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_taurus_guard_policy,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("taurus_guard_policy_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_taurus_guard_policy_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
 
       ngx_null_command
 };
@@ -307,6 +342,8 @@ ngx_http_taurus_guard_create_loc_conf(ngx_conf_t *cf)
      */
 
     conf->enable = NGX_CONF_UNSET;
+    conf->mode = NGX_CONF_UNSET_UINT;
+    conf->pass_headers = NGX_CONF_UNSET_PTR;
     conf->cred = NGX_CONF_UNSET_PTR;
     conf->token = NGX_CONF_UNSET_PTR;
     conf->audit = NGX_CONF_UNSET_PTR;
@@ -326,6 +363,9 @@ ngx_http_taurus_guard_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_http_taurus_guard_loc_conf_t *conf = child;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
+    ngx_conf_merge_uint_value(conf->mode, prev->mode,
+                              NGX_HTTP_TG_MODE_ENFORCE);
+    ngx_conf_merge_ptr_value(conf->pass_headers, prev->pass_headers, NULL);
     ngx_conf_merge_ptr_value(conf->cred, prev->cred, NULL);
     ngx_conf_merge_ptr_value(conf->token, prev->token, NULL);
     ngx_conf_merge_ptr_value(conf->audit, prev->audit, NULL);
@@ -433,6 +473,10 @@ ngx_http_taurus_guard_init(ngx_conf_t *cf)
         if (mcf->secret_vars[i] == NGX_ERROR) {
             return NGX_ERROR;
         }
+    }
+
+    if (ngx_http_taurus_guard_policy_init(cf, mcf) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);

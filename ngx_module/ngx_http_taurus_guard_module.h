@@ -194,9 +194,7 @@ typedef struct {
 typedef struct ngx_http_taurus_guard_metrics_s
     ngx_http_taurus_guard_metrics_t;
 
-/* decisions as counted: tg_decision_t's first four, then would_deny */
-#define NGX_HTTP_TG_METRIC_ALLOW        0
-#define NGX_HTTP_TG_METRIC_WOULD_DENY   4
+/* the decisions counted: allow, deny, invalid, error, would_deny */
 #define NGX_HTTP_TG_DECISIONS           5
 
 /* where a fetched secret comes from, for its failure counter */
@@ -207,9 +205,34 @@ typedef struct ngx_http_taurus_guard_metrics_s
 #define NGX_HTTP_TG_SOURCES             6
 
 
+/* per-project policy (ngx_http_taurus_guard_policy.c) */
+typedef struct ngx_http_taurus_guard_policy_s  ngx_http_taurus_guard_policy_t;
+
+
+/* what a batch holds of the policy's shared state until it ends */
+typedef struct {
+    ngx_http_taurus_guard_policy_t  *policy;
+    uint32_t                     serial;    /* its quota entry */
+    unsigned                     quota:1;   /* it holds quota */
+    unsigned                     inflight:1;    /* it marked instances */
+} ngx_http_taurus_guard_policy_ticket_t;
+
+
+/* why a policy would refuse a batch */
+typedef struct {
+    ngx_uint_t                   status;    /* 403, 409, 429 or 503 */
+    ngx_str_t                    reason;
+    time_t                       retry_after;   /* seconds; 0: none */
+} ngx_http_taurus_guard_verdict_t;
+
+
 typedef struct {
     tg_allow_t                  *allow;
     ngx_shm_zone_t              *metrics_zone;
+    ngx_array_t                  policies;  /* of policy_t, sorted */
+    ngx_http_taurus_guard_policy_t  *policy_default;
+    ngx_shm_zone_t              *policy_zone;
+    size_t                       policy_zone_size;
     ngx_http_taurus_guard_syslog_t  *syslog;
     char                         policy[TG_SHA256_HEX_LEN + 1];
     ngx_array_t                  files;     /* of secret_file_t * */
@@ -220,8 +243,14 @@ typedef struct {
 } ngx_http_taurus_guard_main_conf_t;
 
 
+#define NGX_HTTP_TG_MODE_ENFORCE    0
+#define NGX_HTTP_TG_MODE_REPORT     1
+
+
 typedef struct {
     ngx_flag_t                   enable;
+    ngx_uint_t                   mode;      /* enforce or report */
+    ngx_array_t                 *pass_headers;  /* of ngx_str_t, lower */
     ngx_http_taurus_guard_cred_t  *cred;
     ngx_http_taurus_guard_token_t *token;
     ngx_http_taurus_guard_audit_t *audit;
@@ -249,6 +278,8 @@ typedef struct {
     ngx_msec_t                   start;
     ngx_str_t                    body;      /* canonical, to forward */
     tg_batch_t                  *batch;     /* what was validated */
+    ngx_array_t                 *denied;    /* would_deny: of tg_str_t */
+    ngx_http_taurus_guard_policy_ticket_t  ticket;
     ngx_str_t                    token;     /* an IAM token to inject */
     ngx_http_taurus_guard_fetch_t  *token_src;  /* where it came from */
     ngx_str_t                    cred_text; /* fetched AK/SK, a profile */
@@ -277,6 +308,7 @@ typedef struct {
     unsigned                     waited:1;  /* for a fetch or a flush */
     unsigned                     allowed:1; /* the allow record written */
     unsigned                     closed:1;  /* and the one closing it */
+    unsigned                     would_deny:1;  /* report mode */
 } ngx_http_taurus_guard_ctx_t;
 
 
@@ -350,7 +382,7 @@ ngx_int_t ngx_http_taurus_guard_metrics_zone(ngx_conf_t *cf,
 char *ngx_http_taurus_guard_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 void ngx_http_taurus_guard_metrics_request(ngx_http_request_t *r,
-    ngx_uint_t decision, ngx_uint_t status, ngx_uint_t upstream_status);
+    tg_decision_t decision, ngx_uint_t status, ngx_uint_t upstream_status);
 void ngx_http_taurus_guard_metrics_flush(ngx_msec_t usec,
     ngx_uint_t nrecords, ngx_err_t err);
 void ngx_http_taurus_guard_metrics_audit_failed(ngx_fd_t fd);
@@ -359,7 +391,27 @@ void ngx_http_taurus_guard_metrics_fetch_failed(ngx_uint_t source);
 void ngx_http_taurus_guard_metrics_syslog(ngx_int_t queued,
     ngx_uint_t dropped);
 
+/* ngx_http_taurus_guard_policy.c */
+char *ngx_http_taurus_guard_policy(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_taurus_guard_policy_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_taurus_guard_policy_init(ngx_conf_t *cf,
+    ngx_http_taurus_guard_main_conf_t *mcf);
+ngx_http_taurus_guard_policy_t *ngx_http_taurus_guard_policy_find(
+    ngx_http_taurus_guard_main_conf_t *mcf, u_char *project);
+ngx_int_t ngx_http_taurus_guard_policy_check(ngx_http_request_t *r,
+    ngx_http_taurus_guard_policy_t *p, ngx_str_t *project, tg_batch_t *batch,
+    u_char *id, ngx_flag_t take_anyway,
+    ngx_http_taurus_guard_policy_ticket_t *ticket,
+    ngx_http_taurus_guard_verdict_t *v);
+void ngx_http_taurus_guard_policy_end(ngx_http_request_t *r,
+    ngx_http_taurus_guard_policy_ticket_t *ticket, ngx_str_t *project,
+    tg_batch_t *batch, u_char *id, ngx_flag_t forwarded, ngx_uint_t status);
+
 /* ngx_http_taurus_guard_sign.c */
+char *ngx_http_taurus_guard_pass_header(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 ngx_int_t ngx_http_taurus_guard_sign(ngx_http_request_t *r,
     ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx,
     ngx_str_t *reason);

@@ -29,25 +29,55 @@ static ngx_int_t ngx_http_taurus_guard_header(ngx_http_request_t *r,
     ngx_table_elt_t *h, ngx_str_t *name, ngx_str_t *value);
 static ngx_int_t ngx_http_taurus_guard_secret(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx, char *name, ngx_str_t *value);
-static ngx_int_t ngx_http_taurus_guard_stripped(ngx_table_elt_t *h);
+static ngx_int_t ngx_http_taurus_guard_passed(ngx_table_elt_t *h,
+    ngx_array_t *pass);
 static ngx_int_t ngx_http_taurus_guard_name_is(u_char *name, size_t len,
     u_char *lower);
 
 
-/* what a caller must never set: cloud credentials and what shapes them */
+/*
+ * Headers an operator may not pass through with taurus_guard_pass_header:
+ * those that carry or shape cloud credentials, that the gateway or the
+ * proxy sets, or that frame or reinterpret the request.  Every X-Sdk-*
+ * too.
+ */
 
-static ngx_str_t  ngx_http_taurus_guard_strip[] = {
+static ngx_str_t  ngx_http_taurus_guard_never_passed[] = {
     ngx_string("authorization"),
+    ngx_string("proxy-authorization"),
     ngx_string("x-auth-token"),
     ngx_string("x-security-token"),
+    ngx_string("x-subject-token"),
     ngx_string("x-project-id"),
-    ngx_string("content-type"),
+    ngx_string("x-domain-id"),
     ngx_string("x-taurus-guard-id"),
-
-    /* they describe the body received, not the canonical one forwarded */
+    ngx_string("content-type"),
+    ngx_string("content-length"),
     ngx_string("content-encoding"),
+    ngx_string("transfer-encoding"),
     ngx_string("trailer"),
+    ngx_string("te"),
+    ngx_string("host"),
+    ngx_string("connection"),
+    ngx_string("keep-alive"),
+    ngx_string("upgrade"),
+    ngx_string("expect"),
     ngx_string("http2-settings"),
+    ngx_string("x-http-method-override"),
+    ngx_string("x-http-method"),
+    ngx_string("x-method-override"),
+    ngx_string("x-forwarded-host"),
+    ngx_string("x-original-url"),
+    ngx_string("x-rewrite-url"),
+    ngx_null_string
+};
+
+
+/* the values the API documents for X-Language */
+
+static ngx_str_t  ngx_http_taurus_guard_languages[] = {
+    ngx_string("en-us"),
+    ngx_string("zh-cn"),
     ngx_null_string
 };
 
@@ -274,19 +304,23 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
 
 
 /*
- * The proxy copies r->headers_in.headers: the list is rebuilt without
- * the caller's credential headers, in any case and however repeated,
- * and with the gateway's own appended.
+ * The proxy copies r->headers_in.headers: the list is rebuilt with only
+ * the caller's headers the API documents or the operator passes, and
+ * with the gateway's own appended.  What nginx's proxy sets itself
+ * (Host, Content-Length, Connection) it sets from its own values.
  */
 
 static ngx_int_t
 ngx_http_taurus_guard_set_headers(ngx_http_request_t *r,
     ngx_http_taurus_guard_header_t *add, ngx_uint_t nadd)
 {
-    ngx_uint_t        i, n;
-    ngx_list_t        headers;
-    ngx_table_elt_t  *h, *header;
-    ngx_list_part_t  *part;
+    ngx_uint_t                         i, n;
+    ngx_list_t                         headers;
+    ngx_table_elt_t                   *h, *header;
+    ngx_list_part_t                   *part;
+    ngx_http_taurus_guard_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_taurus_guard_module);
 
     n = nadd;
 
@@ -315,7 +349,7 @@ ngx_http_taurus_guard_set_headers(ngx_http_request_t *r,
             i = 0;
         }
 
-        if (ngx_http_taurus_guard_stripped(&header[i])) {
+        if (!ngx_http_taurus_guard_passed(&header[i], lcf->pass_headers)) {
             ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                            "taurus_guard: client header \"%V\" removed",
                            &header[i].key);
@@ -524,33 +558,133 @@ ngx_http_taurus_guard_secrets_pop(ngx_http_request_t *r,
 }
 
 
+/*
+ * An allow-list: X-Language with one of the API's values, and the names
+ * of taurus_guard_pass_header.  Everything else the caller sent, in any
+ * spelling, stays behind.
+ */
+
 static ngx_int_t
-ngx_http_taurus_guard_stripped(ngx_table_elt_t *h)
+ngx_http_taurus_guard_passed(ngx_table_elt_t *h, ngx_array_t *pass)
 {
-    ngx_str_t  *s;
+    ngx_str_t   *s;
+    ngx_uint_t   i;
 
-    /*
-     * Every X-Sdk-* header shapes the signature: none is the caller's.
-     * "_" counts as "-": with underscores_in_headers, or behind another
-     * proxy, X_Auth_Token may well be read as X-Auth-Token.
-     */
-
-    if (h->key.len >= sizeof("x-sdk-") - 1
-        && ngx_http_taurus_guard_name_is(h->key.data, sizeof("x-sdk-") - 1,
-                                         (u_char *) "x-sdk-"))
+    if (h->key.len == sizeof("x-language") - 1
+        && ngx_http_taurus_guard_name_is(h->key.data, h->key.len,
+                                         (u_char *) "x-language"))
     {
-        return 1;
+        for (s = ngx_http_taurus_guard_languages; s->len; s++) {
+            if (h->value.len == s->len
+                && ngx_strncasecmp(h->value.data, s->data, s->len) == 0)
+            {
+                return 1;
+            }
+        }
+
+        return 0;
     }
 
-    for (s = ngx_http_taurus_guard_strip; s->len; s++) {
-        if (h->key.len == s->len
-            && ngx_http_taurus_guard_name_is(h->key.data, s->len, s->data))
+    if (pass == NULL) {
+        return 0;
+    }
+
+    s = pass->elts;
+
+    for (i = 0; i < pass->nelts; i++) {
+        if (h->key.len == s[i].len
+            && ngx_http_taurus_guard_name_is(h->key.data, s[i].len,
+                                             s[i].data))
         {
             return 1;
         }
     }
 
     return 0;
+}
+
+
+/* "taurus_guard_pass_header NAME" */
+
+char *
+ngx_http_taurus_guard_pass_header(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_taurus_guard_loc_conf_t *lcf = conf;
+
+    u_char      c;
+    ngx_str_t  *value, *name, *s;
+    ngx_uint_t  i;
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0) {
+        return "takes a header name";
+    }
+
+    for (i = 0; i < value[1].len; i++) {
+        c = value[1].data[i];
+
+        /* a token (RFC 9110), and "_" is taken for "-" */
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid header name \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (value[1].len >= sizeof("x-sdk-") - 1
+        && ngx_http_taurus_guard_name_is(value[1].data, sizeof("x-sdk-") - 1,
+                                         (u_char *) "x-sdk-"))
+    {
+        goto never;
+    }
+
+    for (s = ngx_http_taurus_guard_never_passed; s->len; s++) {
+        if (value[1].len == s->len
+            && ngx_http_taurus_guard_name_is(value[1].data, s->len, s->data))
+        {
+            goto never;
+        }
+    }
+
+    if (lcf->pass_headers == NGX_CONF_UNSET_PTR) {
+        lcf->pass_headers = ngx_array_create(cf->pool, 4, sizeof(ngx_str_t));
+        if (lcf->pass_headers == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    name = ngx_array_push(lcf->pass_headers);
+    if (name == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* lowercase, "-" for "_": the form ngx_http_taurus_guard_name_is() */
+
+    name->len = value[1].len;
+    name->data = ngx_pnalloc(cf->pool, name->len);
+    if (name->data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 0; i < name->len; i++) {
+        c = ngx_tolower(value[1].data[i]);
+        name->data[i] = (c == '_') ? '-' : c;
+    }
+
+    return NGX_CONF_OK;
+
+never:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "header \"%V\" carries or shapes credentials, or"
+                       " frames the request: it is the gateway's to set,"
+                       " never passed through", &value[1]);
+    return NGX_CONF_ERROR;
 }
 
 

@@ -271,6 +271,20 @@ tg_allow_contains(const tg_allow_t *a, const unsigned char *project,
 }
 
 
+int
+tg_allow_has_project(const tg_allow_t *a, const unsigned char *project,
+    size_t plen)
+{
+    if (a == NULL || project == NULL || plen != TG_PROJECT_ID_LEN) {
+        return 0;
+    }
+
+    return tg_allow_find_project(a, project,
+                                 tg_allow_hash(project, plen, NULL, 0))
+           != (size_t) -1;
+}
+
+
 size_t
 tg_allow_count(const tg_allow_t *a)
 {

@@ -43,6 +43,10 @@ tg_rc_t tg_allow_add(tg_allow_t *a, const unsigned char *project,
 int tg_allow_contains(const tg_allow_t *a, const unsigned char *project,
     size_t plen, const unsigned char *instance, size_t ilen) TG_WUR;
 
+/* 1 if the list names the project (with any instance), 0 otherwise */
+int tg_allow_has_project(const tg_allow_t *a, const unsigned char *project,
+    size_t plen) TG_WUR;
+
 size_t tg_allow_count(const tg_allow_t *a);
 size_t tg_allow_project_count(const tg_allow_t *a);
 

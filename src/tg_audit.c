@@ -50,6 +50,9 @@ tg_decision_name(tg_decision_t d)
     case TG_DECISION_INVALID:
         return "invalid";
 
+    case TG_DECISION_WOULD_DENY:
+        return "would_deny";
+
     case TG_DECISION_ERROR:
         return "error";
 

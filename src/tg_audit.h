@@ -21,7 +21,8 @@ typedef enum {
     TG_DECISION_DENY,
     TG_DECISION_INVALID,
     TG_DECISION_ERROR,
-    TG_DECISION_DONE
+    TG_DECISION_DONE,
+    TG_DECISION_WOULD_DENY      /* report mode: forwarded all the same */
 } tg_decision_t;
 
 

@@ -133,6 +133,13 @@ test_add_contains(void)
     is_int(tg_allow_count(a), 3, "count 3 (rejects not counted)");
     is_int(tg_allow_project_count(a), 2, "2 distinct projects");
 
+    ok(tg_allow_has_project(a, S(P1)), "has project P1");
+    ok(tg_allow_has_project(a, S(P2)), "has project P2");
+    ok(!tg_allow_has_project(a, S("ffffffffffffffffffffffffffffffff")),
+       "not a project it never named");
+    ok(!tg_allow_has_project(a, S(P1 "x")), "not a 33-char project");
+    ok(!tg_allow_has_project(NULL, S(P1)), "a NULL list names nothing");
+
     ok(tg_allow_contains(a, S(P1), S(I1)), "contains P1 I1");
     ok(tg_allow_contains(a, S(P2), S(I1)), "contains P2 I1");
     ok(tg_allow_contains(a, S(P1), S(I2)), "contains P1 I2");
