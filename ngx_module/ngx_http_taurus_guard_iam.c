@@ -26,9 +26,8 @@
  */
 
 
-#include <openssl/crypto.h>
-
 #include "ngx_http_taurus_guard_module.h"
+#include <openssl/crypto.h>
 
 
 #define NGX_HTTP_TG_IAM_FILE_MAX     4096
