@@ -27,16 +27,21 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 
+use Cwd qw(abs_path);
 use File::Path qw(make_path);
 use Test::More;
 
 use Test::TaurusGuard qw(:all);
 
+# the module the harness would load (TG_MODULE, or build/'s), through
+# the snippets' own load_module lines; none when it is built in
+
 my $builtin = defined $ENV{TG_MODULE} && $ENV{TG_MODULE} eq '';
-$ENV{TG_MODULE} = '' unless $builtin;      # load_module is the snippets'
-my $so = $builtin ? '' : Test::TaurusGuard->repo
-    . '/build/ngx_http_taurus_guard_module.so';
+my $so = $builtin ? '' : $ENV{TG_MODULE}
+    || Test::TaurusGuard->repo . '/build/ngx_http_taurus_guard_module.so';
+$ENV{TG_MODULE} = '';
 plan(skip_all => "no module at $so (run make)") if !$builtin && !-f $so;
+$so = abs_path($so) unless $builtin;
 
 my $t = Test::TaurusGuard->new;
 my $dir = $t->testdir;
