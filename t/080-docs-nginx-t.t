@@ -115,7 +115,7 @@ sub blocks {
             next;
         }
         push @bad, "$file:" . ($i + 1) . ": $l"
-            if $l =~ /^ {4}\s*(?:[a-z]+_[a-z_]+|proxy_pass|listen|location
+            if $l =~ /^[ ]{4}\s*(?:[a-z]+_[a-z_]+|proxy_pass|listen|location
                 |load_module|server|http|include)\b[^;{]*[;{]\s*(?:\#.*)?$/x;
         $last = $l if $l =~ /\S/;
     }
