@@ -177,9 +177,9 @@ lint:
 	@t/lib/lint.sh
 
 # make install: where Debian's own libnginx-mod-* packages put things.
-# `install` writes a new file and renames it over the old one: an nginx
-# running the old module keeps its mapping of the old inode (cp would
-# rewrite the mapped pages under the running workers and crash them).
+# `install` removes the old file and writes a new one: an nginx running
+# the old module keeps its mapping of the old inode (cp would rewrite the
+# mapped pages under the running workers and crash them).
 PREFIX        ?= /usr
 BINDIR        ?= $(PREFIX)/bin
 MANDIR        ?= $(PREFIX)/share/man
