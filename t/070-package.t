@@ -6,7 +6,8 @@
 # enables it, the system nginx (/usr/sbin/nginx, in a prefix of this
 # test, loading the module through the modules-enabled link) serves a
 # guarded request, the upgrade is installed under that running nginx
-# without hurting it, and `dpkg -r` then `dpkg -P` leave nothing behind.
+# without hurting it (a reload keeps the old code, a binary upgrade and a
+# restart load the new one), and `dpkg -r` then `dpkg -P` leave nothing behind.
 #
 # Building both packages takes about 40 s each on an idle 2-core machine.
 # Root only; skipped when the package is already installed (the test
@@ -222,14 +223,39 @@ is(join(',', map { mapping($_) } @after_reload), '(deleted),(deleted)',
     'reload: the new workers still run the old module');
 is(join(',', map { guarded($_) } 9 .. 10), '200,200', 'after the reload');
 
-# a restart does
+# a binary upgrade does, without closing a listening socket: the new
+# master is a new process, which loads the file installed now
+
+my $old_master = $t->_nginx_pid;
+kill 'USR2', $old_master;
+
+my $end = time + 10;
+sleep 0.1 while (($t->_nginx_pid || $old_master) == $old_master
+    || !-e "$dir/logs/nginx.pid.oldbin") && time < $end;
+my $new_master = $t->_nginx_pid || $old_master;
+isnt($new_master, $old_master, 'binary upgrade: a new master');
+
+$end = time + 10;
+sleep 0.1 while workers() < 2 && time < $end;
+is(join(',', map { mapping($_) } workers()), ',',
+    'binary upgrade: its workers run the new module');
+
+kill 'QUIT', $old_master;
+$end = time + 10;
+sleep 0.1 while Test::TaurusGuard::_alive($old_master) && time < $end;
+ok(!Test::TaurusGuard::_alive($old_master), 'binary upgrade: the old '
+    . 'master quits');
+is(join(',', map { guarded($_) } 11 .. 12), '200,200',
+    'after the binary upgrade');
+
+# and so does a restart
 
 $t->stop;
 $t->upstream;
 $t->run;
 is(join(',', map { mapping($_) } workers()), ',',
     'restart: the workers run the new module');
-is(join(',', map { guarded($_) } 11 .. 12), '200,200', 'after the restart');
+is(join(',', map { guarded($_) } 13 .. 14), '200,200', 'after the restart');
 $t->stop;
 
 # remove, then purge
