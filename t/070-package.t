@@ -97,7 +97,8 @@ s{ -> .*}{} for @files;
 
 END {
     local $?;
-    if (`dpkg-query -W -f='\${Status}' $PKG 2>/dev/null` =~ /installed|half|unpacked|config/) {
+    my $status = `dpkg-query -W -f='\${Status}' $PKG 2>/dev/null`;
+    if ($status =~ /installed|half|unpacked|config/) {
         system("dpkg -P $PKG >/dev/null 2>&1");
     }
 }
@@ -108,7 +109,8 @@ END {
 is($rc, 0, 'dpkg -i v1') or diag($out);
 
 ok(-f $SO, "the module in $SO");
-is($t->read_file($AVAIL), "load_module modules/ngx_http_taurus_guard_module.so;\n",
+is($t->read_file($AVAIL),
+    "load_module modules/ngx_http_taurus_guard_module.so;\n",
     'the load_module snippet in modules-available');
 is(readlink($ENABLED), $AVAIL, 'enabled: 50- link in modules-enabled');
 ok(-x '/usr/bin/taurus-guard-verify', 'the verifier in /usr/bin');
