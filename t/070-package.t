@@ -238,7 +238,7 @@ my $new_master = $t->_nginx_pid || $old_master;
 isnt($new_master, $old_master, 'binary upgrade: a new master');
 
 $end = time + 10;
-sleep 0.1 while workers() < 2 && time < $end;
+sleep 0.1 while (() = workers()) < 2 && time < $end;
 is(join(',', map { mapping($_) } workers()), ',',
     'binary upgrade: its workers run the new module');
 
