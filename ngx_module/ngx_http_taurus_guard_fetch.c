@@ -26,9 +26,8 @@
  */
 
 
-#include <openssl/crypto.h>
-
 #include "ngx_http_taurus_guard_fetch.h"
+#include <openssl/crypto.h>
 
 
 #define NGX_HTTP_TG_FETCH_ZONE_SIZE  (4 * 1024 * 1024)

@@ -17,10 +17,9 @@
  */
 
 
-#include <openssl/rand.h>
-
 #include "ngx_http_taurus_guard_module.h"
 #include "tg_escape.h"
+#include <openssl/rand.h>
 
 
 #define NGX_HTTP_TG_ROUTE_PREFIX  "/v3/"

@@ -18,9 +18,8 @@
  */
 
 
-#include <openssl/crypto.h>
-
 #include "ngx_http_taurus_guard_fetch.h"
+#include <openssl/crypto.h>
 
 
 #define NGX_HTTP_TG_SESSION_TTL_MAX  21600   /* the service's limit, s */

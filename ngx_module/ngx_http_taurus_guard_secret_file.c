@@ -16,10 +16,9 @@
  */
 
 
+#include "ngx_http_taurus_guard_module.h"
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-
-#include "ngx_http_taurus_guard_module.h"
 
 
 #define NGX_HTTP_TG_RECHECK_MS       1000      /* between looks */
