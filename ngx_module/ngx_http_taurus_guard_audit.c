@@ -787,9 +787,11 @@ ngx_http_taurus_guard_audit(ngx_http_request_t *r,
     err = ngx_errno;
 
     if (n != (ssize_t) len) {
-        if (n > 0 && end != -1) {
-            /* no torn line for the next record to run into */
-            (void) ftruncate(fd, end);
+        if (n > 0 && end != -1 && ftruncate(fd, end) == -1) {
+            /* the next record finds the torn line and cuts it then */
+            ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                          "taurus_guard: ftruncate(\"%V\") failed",
+                          &audit->file->name);
         }
 
         what = (n == -1) ? "write()" : "partial write()";
