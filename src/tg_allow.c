@@ -52,6 +52,8 @@ struct tg_allow_s {
 static int tg_id_chars_ok(const unsigned char *p, size_t len);
 static uint64_t tg_allow_hash(const unsigned char *project, size_t plen,
     const unsigned char *instance, size_t ilen);
+static uint64_t tg_allow_mix(uint64_t h, const unsigned char *p,
+    size_t len);
 static tg_rc_t tg_allow_table_init(tg_allow_table_t *t, size_t hint);
 static tg_rc_t tg_allow_table_grow(tg_allow_table_t *t);
 static void tg_allow_table_put(tg_allow_table_t *t,
@@ -404,38 +406,55 @@ tg_allow_cmp(const void *x, const void *y)
 
 
 /*
- * FNV-1a 64 over project || 0x00 || instance (the project alone when
- * instance is NULL), then the splitmix64 finalizer: FNV's low bits are
- * weak and the table index is taken from them.
+ * Eight bytes at a time: each word is folded in with a multiply and a
+ * rotation, the length closes the input (a project alone, instance NULL,
+ * is a different input from any pair: pairs are longer), and the
+ * splitmix64 finalizer spreads the bits, since the table index is taken
+ * from the low ones.
  */
 static uint64_t
 tg_allow_hash(const unsigned char *project, size_t plen,
     const unsigned char *instance, size_t ilen)
 {
-    size_t    i;
     uint64_t  h;
 
-    h = 0xcbf29ce484222325ULL;
-
-    for (i = 0; i < plen; i++) {
-        h ^= project[i];
-        h *= 0x100000001b3ULL;
-    }
+    h = tg_allow_mix(0x243f6a8885a308d3ULL, project, plen);
 
     if (instance != NULL) {
-        h *= 0x100000001b3ULL;      /* the 0x00 separator */
-
-        for (i = 0; i < ilen; i++) {
-            h ^= instance[i];
-            h *= 0x100000001b3ULL;
-        }
+        h = tg_allow_mix(h, instance, ilen);
     }
+
+    h ^= (uint64_t) (plen + ilen);
 
     h ^= h >> 30;
     h *= 0xbf58476d1ce4e5b9ULL;
     h ^= h >> 27;
     h *= 0x94d049bb133111ebULL;
     h ^= h >> 31;
+
+    return h;
+}
+
+
+static uint64_t
+tg_allow_mix(uint64_t h, const unsigned char *p, size_t len)
+{
+    uint64_t  w;
+
+    while (len >= 8) {
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0x9e3779b97f4a7c15ULL;
+        h = (h << 27) | (h >> 37);
+        p += 8;
+        len -= 8;
+    }
+
+    if (len > 0) {
+        w = 0;
+        memcpy(&w, p, len);
+        h = (h ^ w ^ ((uint64_t) len << 56)) * 0x9e3779b97f4a7c15ULL;
+        h = (h << 27) | (h >> 37);
+    }
 
     return h;
 }

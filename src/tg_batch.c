@@ -79,9 +79,18 @@ typedef struct {
 } tg_parse_t;
 
 
+/* what decoding a string learnt on the way */
+typedef struct {
+    size_t                len;
+    size_t                quotes;    /* '"' and '\\': escaped again */
+    unsigned              ctrl:1;    /* a control character decoded */
+} tg_decoded_t;
+
+
 typedef struct {
     unsigned              seen:1;
     unsigned              string:1;
+    unsigned              ctrl:1;
     tg_str_t              value;
 } tg_field_t;
 
@@ -104,10 +113,10 @@ static tg_rc_t tg_scan_value(tg_scan_t *s, int depth);
 static tg_rc_t tg_scan_object(tg_scan_t *s, int depth);
 static tg_rc_t tg_scan_array(tg_scan_t *s, int depth);
 static tg_rc_t tg_scan_after(tg_scan_t *s, unsigned char close, int *more);
-static tg_rc_t tg_scan_string(tg_scan_t *s, unsigned char *dst, size_t *len,
-    size_t *quotes);
-static tg_rc_t tg_scan_escape(tg_scan_t *s, unsigned char *dst, size_t *n,
-    size_t *quotes);
+static tg_rc_t tg_scan_string(tg_scan_t *s, unsigned char *dst,
+    tg_decoded_t *d);
+static tg_rc_t tg_scan_escape(tg_scan_t *s, unsigned char *dst,
+    tg_decoded_t *d);
 static tg_rc_t tg_scan_number(tg_scan_t *s);
 static tg_rc_t tg_scan_literal(tg_scan_t *s, const char *lit, size_t len);
 static tg_rc_t tg_scan_unexpected(tg_scan_t *s);
@@ -129,28 +138,6 @@ static const char  tg_item_id[] = "{\"" TG_KEY_ID "\":\"";
 static const char  tg_item_version[] = "\",\"" TG_KEY_VERSION "\":\"";
 static const char  tg_item_end[] = "\"}";
 static const char  tg_tail[] = "],\"" TG_KEY_DELAY "\":";
-
-
-/* a string's bytes that need no look: printable ASCII but '"' and '\\' */
-
-static const unsigned char  tg_batch_plain[256] = {
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-};
 
 
 tg_rc_t
@@ -533,8 +520,8 @@ tg_parse_item(tg_parse_t *ps, size_t i)
 static tg_rc_t
 tg_parse_field(tg_parse_t *ps, tg_field_t *f)
 {
-    size_t          len, quotes;
     tg_rc_t         rc;
+    tg_decoded_t    d;
     unsigned char  *dst;
 
     f->seen = 1;
@@ -546,17 +533,18 @@ tg_parse_field(tg_parse_t *ps, tg_field_t *f)
 
     dst = ps->b->scratch + ps->used;
 
-    rc = tg_scan_string(&ps->s, dst, &len, &quotes);
+    rc = tg_scan_string(&ps->s, dst, &d);
     if (rc != TG_OK) {
         return rc;
     }
 
-    ps->used += len;
-    ps->b->quotes += quotes;
+    ps->used += d.len;
+    ps->b->quotes += d.quotes;
 
     f->string = 1;
+    f->ctrl = d.ctrl;
     f->value.data = dst;
-    f->value.len = len;
+    f->value.len = d.len;
 
     return TG_OK;
 }
@@ -565,10 +553,10 @@ tg_parse_field(tg_parse_t *ps, tg_field_t *f)
 static tg_rc_t
 tg_parse_delay(tg_parse_t *ps)
 {
-    size_t          len, quotes;
     tg_rc_t         rc;
-    unsigned char  *dst, c;
     tg_scan_t      *s;
+    tg_decoded_t    d;
+    unsigned char  *dst, c;
 
     s = &ps->s;
     ps->delay = TG_ERR_DELAY_VALUE;
@@ -576,16 +564,16 @@ tg_parse_delay(tg_parse_t *ps)
     if (s->p < s->end && *s->p == '"') {
         dst = ps->b->scratch + ps->used;
 
-        rc = tg_scan_string(s, dst, &len, &quotes);
+        rc = tg_scan_string(s, dst, &d);
         if (rc != TG_OK) {
             return rc;
         }
 
-        if (len == 4 && memcmp(dst, "true", 4) == 0) {
+        if (d.len == 4 && memcmp(dst, "true", 4) == 0) {
             ps->b->delay = 1;
             ps->delay = TG_OK;
 
-        } else if (len == 5 && memcmp(dst, "false", 5) == 0) {
+        } else if (d.len == 5 && memcmp(dst, "false", 5) == 0) {
             ps->b->delay = 0;
             ps->delay = TG_OK;
         }
@@ -619,9 +607,9 @@ tg_parse_delay(tg_parse_t *ps)
 static tg_rc_t
 tg_parse_key(tg_parse_t *ps, tg_str_t *key)
 {
-    size_t          len, quotes;
     tg_rc_t         rc;
     tg_scan_t      *s;
+    tg_decoded_t    d;
     unsigned char  *dst;
 
     s = &ps->s;
@@ -632,13 +620,13 @@ tg_parse_key(tg_parse_t *ps, tg_str_t *key)
 
     dst = ps->b->scratch + ps->used;
 
-    rc = tg_scan_string(s, dst, &len, &quotes);
+    rc = tg_scan_string(s, dst, &d);
     if (rc != TG_OK) {
         return rc;
     }
 
     key->data = dst;
-    key->len = len;
+    key->len = d.len;
 
     tg_scan_ws(s);
 
@@ -701,8 +689,7 @@ static tg_rc_t
 tg_field_check(size_t i, const char *name, tg_field_t *f,
     tg_finding_t *found)
 {
-    size_t                k, n;
-    const unsigned char  *p;
+    size_t  n;
 
     if (!f->string) {
         tg_note(found, TG_ERR_TYPE, TG_KEY_INFOS "[%zu].%s: not a string",
@@ -710,7 +697,6 @@ tg_field_check(size_t i, const char *name, tg_field_t *f,
         return found->rc;
     }
 
-    p = f->value.data;
     n = f->value.len;
 
     if (n == 0) {
@@ -726,25 +712,12 @@ tg_field_check(size_t i, const char *name, tg_field_t *f,
         return found->rc;
     }
 
-    /*
-     * Control characters are C0, DEL and C1 (U+0080..U+009F, "\xc2\x80"
-     * to "\xc2\x9f" in UTF-8); the line and paragraph separators
-     * U+2028 and U+2029 break lines for some readers too.  Raw ones
-     * were refused by the scan: these come from escapes, or are C1 and
-     * separators sent as UTF-8.
-     */
+    /* the decoder saw any control character (tg_scan_string()) */
 
-    for (k = 0; k < n; k++) {
-        if (p[k] < 0x20 || p[k] == 0x7f
-            || (p[k] == 0xc2 && k + 1 < n && p[k + 1] >= 0x80
-                && p[k + 1] <= 0x9f)
-            || (p[k] == 0xe2 && k + 2 < n && p[k + 1] == 0x80
-                && (p[k + 2] == 0xa8 || p[k + 2] == 0xa9)))
-        {
-            tg_note(found, TG_ERR_CTRL_CHAR,
-                    TG_KEY_INFOS "[%zu].%s: control character", i, name);
-            return found->rc;
-        }
+    if (f->ctrl) {
+        tg_note(found, TG_ERR_CTRL_CHAR,
+                TG_KEY_INFOS "[%zu].%s: control character", i, name);
+        return found->rc;
     }
 
     return TG_OK;
@@ -859,7 +832,7 @@ tg_scan_value(tg_scan_t *s, int depth)
         return tg_scan_array(s, depth + 1);
 
     case '"':
-        return tg_scan_string(s, NULL, NULL, NULL);
+        return tg_scan_string(s, NULL, NULL);
 
     case 't':
         return tg_scan_literal(s, "true", 4);
@@ -899,7 +872,7 @@ tg_scan_object(tg_scan_t *s, int depth)
             return tg_scan_unexpected(s);
         }
 
-        rc = tg_scan_string(s, NULL, NULL, NULL);
+        rc = tg_scan_string(s, NULL, NULL);
         if (rc != TG_OK) {
             return rc;
         }
@@ -988,36 +961,42 @@ tg_scan_after(tg_scan_t *s, unsigned char close, int *more)
 
 /*
  * A string, checked and, when dst is not NULL, decoded there (the caller
- * has room for it: decoding never makes a string longer).  *len is the
- * decoded length, *quotes the number of '"' and '\\' decoded: each costs
- * one more byte when the string is escaped again.
+ * has room for it: decoding never makes a string longer).  d, when not
+ * NULL, learns the decoded length, how many '"' and '\\' it holds (each
+ * costs one more byte when the string is escaped again), and whether a
+ * control character came out: C0, DEL, C1 (U+0080..U+009F), U+2028 or
+ * U+2029.  Raw C0 and DEL are refused here; the rest can only come from
+ * an escape or a valid UTF-8 sequence, so they are seen there.
  */
 
 static tg_rc_t
-tg_scan_string(tg_scan_t *s, unsigned char *dst, size_t *len,
-    size_t *quotes)
+tg_scan_string(tg_scan_t *s, unsigned char *dst, tg_decoded_t *d)
 {
-    size_t                n, q;
+    size_t                n;
     tg_rc_t               rc;
     unsigned char         c;
+    tg_decoded_t          local;
     const unsigned char  *run;
 
+    if (d == NULL) {
+        d = &local;
+    }
+
+    d->len = 0;
+    d->quotes = 0;
+    d->ctrl = 0;
+
     s->p++;
-    n = 0;
-    q = 0;
 
     for ( ;; ) {
-        run = s->p;
+        n = tg_json_plain_len(s->p, (size_t) (s->end - s->p));
 
-        while (s->p < s->end && tg_batch_plain[*s->p]) {
-            s->p++;
+        if (dst != NULL && n > 0) {
+            memcpy(dst + d->len, s->p, n);
         }
 
-        if (dst != NULL && s->p > run) {
-            memcpy(dst + n, run, (size_t) (s->p - run));
-        }
-
-        n += (size_t) (s->p - run);
+        s->p += n;
+        d->len += n;
 
         if (s->p == s->end) {
             return tg_scan_fail(s, TG_ERR_SYNTAX, "unterminated string");
@@ -1027,12 +1006,6 @@ tg_scan_string(tg_scan_t *s, unsigned char *dst, size_t *len,
 
         if (c == '"') {
             s->p++;
-
-            if (len != NULL) {
-                *len = n;
-                *quotes = q;
-            }
-
             return TG_OK;
         }
 
@@ -1041,7 +1014,7 @@ tg_scan_string(tg_scan_t *s, unsigned char *dst, size_t *len,
         }
 
         if (c == '\\') {
-            rc = tg_scan_escape(s, (dst != NULL) ? dst + n : NULL, &n, &q);
+            rc = tg_scan_escape(s, (dst != NULL) ? dst + d->len : NULL, d);
             if (rc != TG_OK) {
                 return rc;
             }
@@ -1052,32 +1025,37 @@ tg_scan_string(tg_scan_t *s, unsigned char *dst, size_t *len,
         /* c >= 0x80 */
 
         run = s->p;
-        s->p += tg_utf8_seq_len(s->p, (size_t) (s->end - s->p));
+        n = tg_utf8_seq_len(s->p, (size_t) (s->end - s->p));
 
-        if (s->p == run) {
+        if (n == 0) {
             return tg_scan_fail(s, TG_ERR_UTF8, "invalid UTF-8");
         }
 
-        if (dst != NULL) {
-            memcpy(dst + n, run, (size_t) (s->p - run));
+        if ((n == 2 && run[0] == 0xc2 && run[1] <= 0x9f)
+            || (n == 3 && run[0] == 0xe2 && run[1] == 0x80
+                && (run[2] == 0xa8 || run[2] == 0xa9)))
+        {
+            d->ctrl = 1;
         }
 
-        n += (size_t) (s->p - run);
+        if (dst != NULL) {
+            memcpy(dst + d->len, run, n);
+        }
+
+        s->p += n;
+        d->len += n;
     }
 }
 
 
-/*
- * One escape at s->p: checked, and decoded to dst when it is not NULL;
- * *n grows by the decoded length, *quotes counts '"' and '\\'.
- */
+/* one escape at s->p: checked, and decoded to dst when it is not NULL */
 
 static tg_rc_t
-tg_scan_escape(tg_scan_t *s, unsigned char *dst, size_t *n, size_t *quotes)
+tg_scan_escape(tg_scan_t *s, unsigned char *dst, tg_decoded_t *d)
 {
-    unsigned       u, lo;
-    unsigned char  c, buf[4];
     size_t         k;
+    unsigned       u, lo;
+    unsigned char  buf[4];
 
     if (s->end - s->p < 2) {
         return tg_scan_fail(s, TG_ERR_SYNTAX, "unterminated string");
@@ -1088,75 +1066,76 @@ tg_scan_escape(tg_scan_t *s, unsigned char *dst, size_t *n, size_t *quotes)
     case '"':
     case '\\':
     case '/':
-        c = s->p[1];
+        u = s->p[1];
         break;
 
     case 'b':
-        c = '\b';
+        u = '\b';
         break;
 
     case 'f':
-        c = '\f';
+        u = '\f';
         break;
 
     case 'n':
-        c = '\n';
+        u = '\n';
         break;
 
     case 'r':
-        c = '\r';
+        u = '\r';
         break;
 
     case 't':
-        c = '\t';
+        u = '\t';
         break;
 
     case 'u':
-        c = 0;
+        u = 0;
         break;
 
     default:
         return tg_scan_fail(s, TG_ERR_SYNTAX, "invalid escape");
     }
 
-    if (c != 0) {
-        if (dst != NULL) {
-            *dst = c;
-        }
-
-        *n += 1;
-        *quotes += (c == '"' || c == '\\');
+    if (u != 0) {
         s->p += 2;
 
-        return TG_OK;
-    }
-
-    if (s->end - s->p < 6 || !tg_scan_hex4(s->p + 2, &u)) {
-        return tg_scan_fail(s, TG_ERR_SYNTAX, "invalid escape");
-    }
-
-    if (u == 0) {
-        return tg_scan_fail(s, TG_ERR_NUL_ESCAPE, "\\u0000");
-    }
-
-    if (u >= 0xdc00 && u <= 0xdfff) {
-        return tg_scan_fail(s, TG_ERR_UTF8, "unpaired surrogate escape");
-    }
-
-    if (u < 0xd800 || u > 0xdbff) {
-        s->p += 6;
-
     } else {
-        /* a high surrogate: a low one must follow */
+        if (s->end - s->p < 6 || !tg_scan_hex4(s->p + 2, &u)) {
+            return tg_scan_fail(s, TG_ERR_SYNTAX, "invalid escape");
+        }
 
-        if (s->end - s->p < 12 || s->p[6] != '\\' || s->p[7] != 'u'
-            || !tg_scan_hex4(s->p + 8, &lo) || lo < 0xdc00 || lo > 0xdfff)
-        {
+        if (u == 0) {
+            return tg_scan_fail(s, TG_ERR_NUL_ESCAPE, "\\u0000");
+        }
+
+        if (u >= 0xdc00 && u <= 0xdfff) {
             return tg_scan_fail(s, TG_ERR_UTF8, "unpaired surrogate escape");
         }
 
-        u = 0x10000 + ((u - 0xd800) << 10) + (lo - 0xdc00);
-        s->p += 12;
+        if (u < 0xd800 || u > 0xdbff) {
+            s->p += 6;
+
+        } else {
+            /* a high surrogate: a low one must follow */
+
+            if (s->end - s->p < 12 || s->p[6] != '\\' || s->p[7] != 'u'
+                || !tg_scan_hex4(s->p + 8, &lo)
+                || lo < 0xdc00 || lo > 0xdfff)
+            {
+                return tg_scan_fail(s, TG_ERR_UTF8,
+                                    "unpaired surrogate escape");
+            }
+
+            u = 0x10000 + ((u - 0xd800) << 10) + (lo - 0xdc00);
+            s->p += 12;
+        }
+    }
+
+    if (u < 0x20 || u == 0x7f || (u >= 0x80 && u <= 0x9f)
+        || u == 0x2028 || u == 0x2029)
+    {
+        d->ctrl = 1;
     }
 
     /* the code point as UTF-8 */
@@ -1164,7 +1143,7 @@ tg_scan_escape(tg_scan_t *s, unsigned char *dst, size_t *n, size_t *quotes)
     if (u < 0x80) {
         buf[0] = (unsigned char) u;
         k = 1;
-        *quotes += (u == '"' || u == '\\');
+        d->quotes += (u == '"' || u == '\\');
 
     } else if (u < 0x800) {
         buf[0] = (unsigned char) (0xc0 | (u >> 6));
@@ -1189,7 +1168,7 @@ tg_scan_escape(tg_scan_t *s, unsigned char *dst, size_t *n, size_t *quotes)
         memcpy(dst, buf, k);
     }
 
-    *n += k;
+    d->len += k;
 
     return TG_OK;
 }

@@ -17,7 +17,6 @@
 
 
 
-static size_t tg_json_plain_run(const unsigned char *src, size_t len);
 static int tg_json_line_breaker(const unsigned char *p, size_t n);
 static unsigned char *tg_json_escape_cp(unsigned char *dst,
     const unsigned char *p, size_t n);
@@ -107,20 +106,20 @@ tg_utf8_seq_len(const unsigned char *p, size_t n)
 /*
  * Runs of printable ASCII other than '"' and '\\' are most of every
  * string: they are measured eight bytes at a time and copied whole.  A
- * word is plain when none of its bytes is below 0x20, '"', '\\', 0x7f or
- * above it (the classic "has a zero byte" test on the word xored with
- * each of them); a word that is not is finished byte by byte.
+ * word is plain when none of its bytes is below 0x20 or above 0x7e, and
+ * none is '"' or '\\' (the classic "has a byte less than n, more than
+ * n, equal to zero" tests on the word, and on the word xored with each
+ * quote); the word that is not is finished byte by byte.
  */
 
 #define TG_ONES   0x0101010101010101ULL
 #define TG_HIGHS  0x8080808080808080ULL
-#define tg_has_zero(x)  (((x) - TG_ONES) & ~(x) & TG_HIGHS)
 
-static size_t
-tg_json_plain_run(const unsigned char *src, size_t len)
+size_t
+tg_json_plain_len(const unsigned char *src, size_t len)
 {
     size_t    i;
-    uint64_t  w, q, b, d;
+    uint64_t  w, q, b;
 
     i = 0;
 
@@ -129,10 +128,10 @@ tg_json_plain_run(const unsigned char *src, size_t len)
 
         q = w ^ (TG_ONES * '"');
         b = w ^ (TG_ONES * '\\');
-        d = w ^ (TG_ONES * 0x7f);
 
-        if (((w | ((w - TG_ONES * 0x20) & ~w)) & TG_HIGHS)
-            | tg_has_zero(q) | tg_has_zero(b) | tg_has_zero(d))
+        if ((((w - TG_ONES * 0x20) & ~w) | (w + TG_ONES) | w
+             | ((q - TG_ONES) & ~q) | ((b - TG_ONES) & ~b))
+            & TG_HIGHS)
         {
             break;
         }
@@ -158,7 +157,7 @@ tg_json_escaped_len(const unsigned char *src, size_t len)
     i = 0;
 
     while (i < len) {
-        n = tg_json_plain_run(&src[i], len - i);
+        n = tg_json_plain_len(&src[i], len - i);
         size += n;
         i += n;
 
@@ -204,7 +203,7 @@ tg_json_escape(unsigned char *dst, const unsigned char *src, size_t len)
     i = 0;
 
     while (i < len) {
-        n = tg_json_plain_run(&src[i], len - i);
+        n = tg_json_plain_len(&src[i], len - i);
         memcpy(dst, &src[i], n);
         dst += n;
         i += n;
