@@ -126,7 +126,6 @@ static void tg_hmac_final(tg_sha256_t *inner, tg_sha256_t *outer,
     unsigned char mac[TG_HMAC_SHA256_LEN]);
 
 
-static const char  tg_hex[] = "0123456789abcdef";
 static const char  tg_hex_upper[] = "0123456789ABCDEF";
 
 
@@ -696,6 +695,7 @@ tg_name_eq(const unsigned char *name, size_t len, const char *lower)
 static tg_rc_t
 tg_check_request(const tg_sign_request_t *req)
 {
+    char                 c;
     size_t               i;
     const unsigned char *d;
 
@@ -716,9 +716,9 @@ tg_check_request(const tg_sign_request_t *req)
     }
 
     for (i = 0; i < TG_SHA256_HEX_LEN; i++) {
-        if (strchr(tg_hex, req->body_sha256_hex[i]) == NULL
-            || req->body_sha256_hex[i] == '\0')
-        {
+        c = req->body_sha256_hex[i];
+
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
             return TG_ERR_ARG;
         }
     }
