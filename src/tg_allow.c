@@ -424,10 +424,13 @@ tg_allow_digest(const tg_allow_t *a, char hex[65])
         tg_sha256_update(&sha, line, TG_PROJECT_ID_LEN + rec[4] + 2);
     }
 
-    tg_sha256_final(&sha, md);
-    tg_sha256_hex_of(md, hex);
-
     free(lines);
+
+    if (tg_sha256_final(&sha, md) != TG_OK) {
+        return TG_ERR_CRYPTO;
+    }
+
+    tg_sha256_hex_of(md, hex);
 
     return TG_OK;
 }

@@ -146,11 +146,12 @@ tg_out_json(tg_out_t *o, const unsigned char *src, size_t len)
 }
 
 
-void
+tg_rc_t
 tg_out_sha256(tg_out_t *o, unsigned char md[TG_SHA256_LEN])
 {
     tg_out_flush(o);
-    tg_sha256_final(o->sha, md);
+
+    return tg_sha256_final(o->sha, md);
 }
 
 

@@ -48,7 +48,7 @@ void tg_out_str(tg_out_t *o, const char *s);
 void tg_out_json(tg_out_t *o, const unsigned char *src, size_t len);
 
 /* feeds what is left in the window to the hash, then finalizes it */
-void tg_out_sha256(tg_out_t *o, unsigned char md[TG_SHA256_LEN]);
+tg_rc_t tg_out_sha256(tg_out_t *o, unsigned char md[TG_SHA256_LEN]) TG_WUR;
 
 
 static inline void

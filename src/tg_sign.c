@@ -122,7 +122,7 @@ static tg_rc_t tg_canonical_write(const tg_sign_request_t *req,
     const tg_sign_headers_t *hs, tg_out_t *out);
 static void tg_hmac_init(tg_sha256_t *inner, tg_sha256_t *outer,
     const unsigned char *key, size_t key_len);
-static void tg_hmac_final(tg_sha256_t *inner, tg_sha256_t *outer,
+static tg_rc_t tg_hmac_final(tg_sha256_t *inner, tg_sha256_t *outer,
     unsigned char mac[TG_HMAC_SHA256_LEN]);
 
 
@@ -142,7 +142,11 @@ tg_sha256_hex(const unsigned char *data, size_t len,
 
     tg_sha256_init(&sha);
     tg_sha256_update(&sha, data, len);
-    tg_sha256_final(&sha, md);
+
+    if (tg_sha256_final(&sha, md) != TG_OK) {
+        return TG_ERR_CRYPTO;
+    }
+
     tg_sha256_hex_of(md, hex);
 
     return TG_OK;
@@ -164,9 +168,8 @@ tg_hmac_sha256(const unsigned char *key, size_t key_len,
 
     tg_hmac_init(&inner, &outer, key, key_len);
     tg_sha256_update(&inner, data, len);
-    tg_hmac_final(&inner, &outer, mac);
 
-    return TG_OK;
+    return tg_hmac_final(&inner, &outer, mac);
 }
 
 
@@ -252,8 +255,10 @@ tg_sign_authorization(const tg_sign_request_t *req, const tg_str_t *ak,
     unsigned char       window[TG_SIGN_WINDOW];
     char                hex[TG_SHA256_HEX_LEN + 1];
 
-    tg_sha256_init(&inner);
-    tg_sha256_init(&outer);
+    /* nothing held yet: the exit path releases all three */
+    memset(&sha, 0, sizeof(tg_sha256_t));
+    memset(&inner, 0, sizeof(tg_sha256_t));
+    memset(&outer, 0, sizeof(tg_sha256_t));
 
     if (req == NULL || ak == NULL || sk == NULL || len == NULL
         || (out == NULL && size != 0))
@@ -307,7 +312,11 @@ tg_sign_authorization(const tg_sign_request_t *req, const tg_str_t *ak,
         goto done;
     }
 
-    tg_out_sha256(&o, md);
+    rc = tg_out_sha256(&o, md);
+    if (rc != TG_OK) {
+        goto done;
+    }
+
     tg_sha256_hex_of(md, hex);
 
     /* size the result: nothing is signed for a buffer too small */
@@ -333,7 +342,11 @@ tg_sign_authorization(const tg_sign_request_t *req, const tg_str_t *ak,
     tg_sha256_update(&inner, req->date.data, TG_SDK_DATE_LEN);
     tg_sha256_update(&inner, "\n", 1);
     tg_sha256_update(&inner, hex, TG_SHA256_HEX_LEN);
-    tg_hmac_final(&inner, &outer, mac);
+
+    rc = tg_hmac_final(&inner, &outer, mac);
+    if (rc != TG_OK) {
+        goto done;
+    }
 
     tg_sha256_hex_of(mac, hex);
 
@@ -357,6 +370,7 @@ tg_sign_authorization(const tg_sign_request_t *req, const tg_str_t *ak,
 
 done:
 
+    tg_sha256_wipe(&sha);
     tg_sha256_wipe(&inner);
     tg_sha256_wipe(&outer);
     OPENSSL_cleanse(mac, sizeof(mac));
@@ -1017,8 +1031,15 @@ tg_hmac_init(tg_sha256_t *inner, tg_sha256_t *outer,
     if (key_len > TG_SHA256_BLOCK) {
         tg_sha256_init(&kh);
         tg_sha256_update(&kh, key, key_len);
-        tg_sha256_final(&kh, pad);
-        tg_sha256_wipe(&kh);
+
+        if (tg_sha256_final(&kh, pad) != TG_OK) {
+            /* a failed state: the HMAC fails at its end */
+            tg_sha256_init(inner);
+            tg_sha256_init(outer);
+            inner->failed = 1;
+            OPENSSL_cleanse(pad, sizeof(pad));
+            return;
+        }
 
     } else if (key_len > 0) {
         memcpy(pad, key, key_len);
@@ -1042,17 +1063,27 @@ tg_hmac_init(tg_sha256_t *inner, tg_sha256_t *outer,
 }
 
 
-static void
+static tg_rc_t
 tg_hmac_final(tg_sha256_t *inner, tg_sha256_t *outer,
     unsigned char mac[TG_HMAC_SHA256_LEN])
 {
+    tg_rc_t        rc;
     unsigned char  md[TG_SHA256_LEN];
 
-    tg_sha256_final(inner, md);
-    tg_sha256_update(outer, md, TG_SHA256_LEN);
-    tg_sha256_final(outer, mac);
+    rc = tg_sha256_final(inner, md);
+
+    if (rc == TG_OK) {
+        tg_sha256_update(outer, md, TG_SHA256_LEN);
+        rc = tg_sha256_final(outer, mac);
+    }
 
     tg_sha256_wipe(inner);
     tg_sha256_wipe(outer);
     OPENSSL_cleanse(md, sizeof(md));
+
+    if (rc != TG_OK) {
+        OPENSSL_cleanse(mac, TG_HMAC_SHA256_LEN);
+    }
+
+    return rc;
 }

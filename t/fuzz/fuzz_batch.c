@@ -249,7 +249,10 @@ check_hashed(const tg_batch_t *b, const unsigned char *out, size_t len)
     tg_out_init(&o, buf, len);
     tg_out_hash(&o, &sha);
     tg_batch_write(b, &o);
-    tg_out_sha256(&o, md);
+    if (tg_out_sha256(&o, md) != TG_OK) {
+        abort();
+    }
+
     tg_sha256_hex_of(md, got);
 
     if (o.overflow || o.len != len || o.pos != len
@@ -264,7 +267,10 @@ check_hashed(const tg_batch_t *b, const unsigned char *out, size_t len)
     tg_out_init(&o, window, sizeof(window));
     tg_out_hash(&o, &sha);
     tg_batch_write(b, &o);
-    tg_out_sha256(&o, md);
+    if (tg_out_sha256(&o, md) != TG_OK) {
+        abort();
+    }
+
     tg_sha256_hex_of(md, got);
 
     if (o.overflow || o.len != len || strcmp(got, want) != 0) {
