@@ -66,6 +66,10 @@ ngx_http_taurus_guard_credentials(ngx_conf_t *cf, ngx_command_t *cmd,
             return NGX_CONF_ERROR;
         }
 
+        if (ngx_http_taurus_guard_fetch_register(cf, cred->fetch) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
         lcf->cred = cred;
         return NGX_CONF_OK;
     }
@@ -86,6 +90,7 @@ ngx_http_taurus_guard_credentials(ngx_conf_t *cf, ngx_command_t *cmd,
         cred->file.data = cred;
         cred->file.level = NGX_LOG_ALERT;
         cred->file.kept = "the previous credentials are kept";
+        cred->file.source = NGX_HTTP_TG_SOURCE_CREDENTIALS_FILE;
 
         if (ngx_http_taurus_guard_secret_file_conf(cf, &cred->file,
                                                    &value[1],
@@ -284,6 +289,12 @@ ngx_http_taurus_guard_token(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 done:
 
+    if (token->fetch != NULL
+        && ngx_http_taurus_guard_fetch_register(cf, token->fetch) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_taurus_guard_module);
 
     t = ngx_array_push(&mcf->tokens);
@@ -308,6 +319,7 @@ ngx_http_taurus_guard_token_init(ngx_http_taurus_guard_token_t *token)
     token->file.data = token;
     token->file.level = NGX_LOG_ERR;
     token->file.kept = "the previous token is kept";
+    token->file.source = NGX_HTTP_TG_SOURCE_TOKEN_FILE;
 }
 
 
