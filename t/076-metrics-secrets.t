@@ -6,7 +6,7 @@
 # the service fails, health 503 once the credentials have expired and
 # the fetch failed, 200 again once a fetch works.  IAM tokens
 # (t/lib/tg-iam.pl): exact failures by source, a failing check named by
-# its project.  Files: a credentials file gone at run time keeps its
+# its project, a failing user token failing the agency's check.  Files: a credentials file gone at run time keeps its
 # last good version (health stays ok, the failed re-read is counted); a
 # token file gone before the worker ever read it is unusable (503).
 # promtool checks a scrape holding every kind of series.
@@ -245,6 +245,143 @@ SKIP: {
     my $rules = $t->repo . '/examples/prometheus/taurus-guard.rules.yml';
     $out = `$promtool check rules $rules 2>&1`;
     is($?, 0, 'promtool check rules') or diag($out);
+}
+
+$t->finish;
+
+
+# ---- agency tokens: the user's token, then one per project --------------
+
+my $t2 = Test::TaurusGuard->new;
+
+TaurusGuard::IAM::write_password_file($t2);
+TaurusGuard::IAM::upstream_tokens($t2);
+TaurusGuard::IAM::start_iam($t2, agency => 1, status => 500);
+
+$t2->run(<<"CONF");
+worker_processes 2;
+
+http {
+    taurus_guard_token iam=/_tg_iam password_file=%%TESTDIR%%/iam.ini
+        agency=$TaurusGuard::IAM::AGENCY
+        agency_domain=$TaurusGuard::IAM::AGENCY_DOMAIN;
+    taurus_guard_audit_log %%TESTDIR%%/audit.log;
+
+    taurus_guard_allow {
+        %%PROJECT%% $INSTANCES[0];
+        %%PROJECT2%% $INSTANCES[0];
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_0%%;
+        server_name localhost;
+
+        location /v3/ {
+            taurus_guard on;
+            proxy_pass http://127.0.0.1:%%PORT_UP%%;
+        }
+
+        location = /_tg_iam {
+            internal;
+            proxy_read_timeout 3s;
+            proxy_pass http://127.0.0.1:%%PORT_IAM%%/v3/auth/tokens;
+        }
+
+        location = /metrics {
+            taurus_guard_metrics;
+        }
+
+        location = /health {
+            taurus_guard_health;
+        }
+    }
+}
+CONF
+
+($st, $h, $raw) = health($t2);
+is($st, 200, 'agency, nothing fetched yet: health 200') or diag($raw);
+
+# IAM failing: the user's token cannot be had, the agency's is not asked
+
+is($t2->post(upgrade_path(), $body)->{status}, 503, 'IAM failing: 503');
+
+($r, $m) = scrape($t2);
+is($m->{'taurus_guard_fetch_failures_total{source="iam_user"}'}, 1,
+    'IAM failing: one user token fetch failed');
+is($m->{'taurus_guard_fetch_failures_total{source="iam"}'}, 0,
+    'IAM failing: no agency token asked');
+
+($st, $h, $raw) = health($t2);
+is($st, 503, 'IAM failing: health 503');
+is(($h->{checks} || {})->{iam}, 'fail', 'health: iam fails (its base)')
+    or diag($raw);
+
+# IAM back: both tokens fetched, their expiry as IAM issued them
+
+TaurusGuard::IAM::start_iam($t2, agency => 1);
+is($t2->post(upgrade_path(), $body)->{status}, 200, 'IAM back: 200');
+
+my ($tok) = grep { $_->[1] eq $PROJECT } TaurusGuard::IAM::iam_tokens($t2);
+my ($utok) = TaurusGuard::IAM::iam_user_tokens($t2);
+$tok ||= [ '', '', 0 ];
+$utok ||= [ '', 0 ];
+
+($r, $m) = scrape($t2);
+$now = time;
+$exp = $m->{'taurus_guard_credential_expiry_seconds'
+    . "{source=\"iam\",project=\"$PROJECT\"}"};
+ok(defined $exp && abs($exp - ($tok->[2] - $now)) <= 1,
+    'agency token: expiry within a second of what IAM issued ('
+    . ($exp // 'none') . ')');
+$exp = $m->{'taurus_guard_credential_expiry_seconds{source="iam_user"}'};
+ok(defined $exp && abs($exp - ($utok->[1] - $now)) <= 1,
+    'user token: expiry within a second of what IAM issued ('
+    . ($exp // 'none') . ')');
+is($m->{"taurus_guard_credential_usable{source=\"iam\",project=\"$PROJECT\"}"},
+    1, 'agency token: usable');
+ok(!grep({ /project="$PROJECT2"/ } keys %$m), 'no series for a project '
+    . 'nothing was fetched for');
+
+($st, undef, $raw) = health($t2);
+is($st, 200, 'IAM back: health 200') or diag($raw);
+
+# IAM failing again: the user's token is in hand, the second project's
+# agency token fails, the first project's is still valid
+
+TaurusGuard::IAM::start_iam($t2, agency => 1, status => 500);
+is($t2->post(upgrade_path($PROJECT2), $body)->{status}, 503,
+    'second project, IAM failing: 503');
+is($t2->post(upgrade_path(), $body)->{status}, 200,
+    'first project: still served');
+
+($r, $m) = scrape($t2);
+is($m->{'taurus_guard_fetch_failures_total{source="iam"}'}, 1,
+    'one agency token fetch failed');
+is($m->{'taurus_guard_fetch_failures_total{source="iam_user"}'}, 1,
+    'user token failures: still one');
+is($m->{"taurus_guard_credential_usable{source=\"iam\","
+    . "project=\"$PROJECT2\"}"}, 0, 'second project: not usable');
+
+($st, $h, $raw) = health($t2);
+is($st, 503, 'second project failing: health 503');
+is(($h->{checks} || {})->{"iam $PROJECT2"}, 'fail',
+    'health names the failing project') or diag($raw);
+is(($h->{checks} || {})->{"iam $PROJECT"}, 'ok',
+    'and the first project ok');
+
+SKIP: {
+    my $promtool = `command -v promtool 2>/dev/null`;
+    chomp $promtool;
+    skip 'promtool not installed', 1 unless $promtool;
+
+    ($r) = scrape($t2);
+    my $f = $t2->testdir . '/scrape.txt';
+    open my $fh, '>', $f or die "$f: $!\n";
+    print $fh $r->{body};
+    close $fh;
+
+    my $out = `$promtool check metrics < $f 2>&1`;
+    is($?, 0, 'promtool check metrics, with tokens') or diag($out);
 }
 
 $t->done_testing;
