@@ -269,7 +269,13 @@ ngx_http_taurus_guard_token(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         token->file.conf_file = cf->conf_file->file.name.data;
         token->file.conf_line = cf->conf_file->line;
 
-        return ngx_http_taurus_guard_token_per_project(cf, lcf, token);
+        if (ngx_http_taurus_guard_token_per_project(cf, lcf, token)
+            != NGX_CONF_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        goto done;
     }
 
     /*

@@ -109,6 +109,9 @@ static ngx_int_t ngx_http_taurus_guard_send(ngx_http_request_t *r,
 static ngx_int_t ngx_http_taurus_guard_secrets(ngx_http_request_t *r,
     ngx_http_taurus_guard_main_conf_t *mcf,
     ngx_http_taurus_guard_secrets_t *sec);
+static ngx_int_t ngx_http_taurus_guard_secrets_token(ngx_http_request_t *r,
+    ngx_http_taurus_guard_secrets_t *sec,
+    ngx_http_taurus_guard_token_t *token);
 static ngx_int_t ngx_http_taurus_guard_secrets_file(ngx_http_request_t *r,
     ngx_http_taurus_guard_secrets_t *sec,
     ngx_http_taurus_guard_secret_file_t *file);
@@ -766,10 +769,10 @@ ngx_http_taurus_guard_send(ngx_http_request_t *r, ngx_uint_t status,
 
 /*
  * The state of every configured secret: the fetched ones as the zones
- * hold them, the credentials files and the token files of a fixed path
- * as this worker's requests would find them now.  A per-project token
- * file (a path with $taurus_guard_project) is not among them: which
- * files exist is known only request by request.
+ * hold them, the credentials and token files as this worker's requests
+ * would find them now.  Of the token files with $taurus_guard_project in
+ * their path, those of the projects this worker had requests for: which
+ * files there are is known only request by request.
  */
 
 static ngx_int_t
@@ -777,9 +780,9 @@ ngx_http_taurus_guard_secrets(ngx_http_request_t *r,
     ngx_http_taurus_guard_main_conf_t *mcf,
     ngx_http_taurus_guard_secrets_t *sec)
 {
-    ngx_uint_t                             i, k, max;
+    ngx_uint_t                             i, j, k, max;
     ngx_http_taurus_guard_fetch_t        **fetches;
-    ngx_http_taurus_guard_token_t        **tokens;
+    ngx_http_taurus_guard_token_t        **tokens, *t;
     ngx_http_taurus_guard_fetch_group_t   *g;
     ngx_http_taurus_guard_secret_file_t  **files;
 
@@ -835,21 +838,45 @@ ngx_http_taurus_guard_secrets(ngx_http_request_t *r,
     tokens = mcf->tokens.elts;
 
     for (i = 0; i < mcf->tokens.nelts; i++) {
-        if (tokens[i]->fetch != NULL || tokens[i]->path_cv != NULL) {
+        if (tokens[i]->fetch != NULL) {
             continue;
         }
 
-        /* where its parse() keeps the token, as the request path sets it */
-        tokens[i]->file.data = tokens[i];
+        if (tokens[i]->path_cv == NULL) {
+            if (ngx_http_taurus_guard_secrets_token(r, sec, tokens[i])
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
 
-        if (ngx_http_taurus_guard_secrets_file(r, sec, &tokens[i]->file)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
+            continue;
+        }
+
+        /* the files of the projects this worker has had requests for */
+
+        t = tokens[i]->files.elts;
+
+        for (j = 0; j < tokens[i]->files.nelts; j++) {
+            if (ngx_http_taurus_guard_secrets_token(r, sec, &t[j])
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
         }
     }
 
     return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_taurus_guard_secrets_token(ngx_http_request_t *r,
+    ngx_http_taurus_guard_secrets_t *sec, ngx_http_taurus_guard_token_t *token)
+{
+    /* where its parse() keeps the token, as the request path sets it */
+    token->file.data = token;
+
+    return ngx_http_taurus_guard_secrets_file(r, sec, &token->file);
 }
 
 

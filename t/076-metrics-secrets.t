@@ -57,6 +57,7 @@ TaurusGuard::Metadata::upstream_keys($t);
 TaurusGuard::Metadata::start_meta($t, ttl => 12);
 $t->write_credentials;
 $t->write_token;
+$t->write_secret_file("tokens/$PROJECT.token", "TOKEN-OF-THE-PROJECT\n");
 
 my $d = $t->testdir;
 
@@ -99,6 +100,18 @@ http {
 
         location = /health {
             taurus_guard_health;
+        }
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_0%%;
+        server_name pp;
+
+        location /v3/ {
+            taurus_guard on;
+            taurus_guard_token
+                file=%%TESTDIR%%/tokens/\$taurus_guard_project.token;
+            proxy_pass http://127.0.0.1:%%PORT_UP%%;
         }
     }
 }
@@ -225,6 +238,25 @@ ok($m->{'taurus_guard_fetch_failures_total{source="credentials_file"}'} >= 1,
     'the failed re-read counted');
 
 rename "$d/credentials.gone", "$d/credentials" or die "rename: $!\n";
+
+# a token file per project: checked once the worker has had a request
+# for the project, and kept when it goes away
+
+my $pf = "token_file $d/tokens/$PROJECT.token";
+$r = $t->post(upgrade_path(), $body, host => 'pp');
+ok(defined $r->{status}, 'a batch with a per-project token: answered');
+($r, $m) = scrape($t);
+is($m->{"taurus_guard_credential_usable{source=\"token_file\","
+    . "path=\"$d/tokens/$PROJECT.token\"}"}, 1,
+    'per-project token file: usable');
+unlink "$d/tokens/$PROJECT.token" or die "unlink: $!\n";
+sleep 1.1;
+($st, $h, $raw) = health($t);
+is($st, 200, 'per-project token file gone: health still 200') or diag($raw);
+($r, $m) = scrape($t);
+is($m->{"taurus_guard_credential_usable{source=\"token_file\","
+    . "path=\"$d/tokens/$PROJECT.token\"}"}, 1,
+    'per-project token file gone: its last good token kept');
 
 # promtool on a scrape with every kind of series
 
