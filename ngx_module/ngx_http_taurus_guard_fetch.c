@@ -18,6 +18,11 @@
  * token the request carried; from the service, the base it was asked
  * with.
  *
+ * A slot also remembers when its secret was fetched and whether its last
+ * fetch failed, for the metrics and the health check, which read them
+ * with ngx_http_taurus_guard_fetch_states(); every failed fetch is
+ * counted by the kind of its source.
+ *
  * When a secret expires is wall time (what the service says); how long
  * a fetch has run and how long a request waits for another's is
  * measured on nginx's monotonic clock, which all workers share, so that
