@@ -460,8 +460,8 @@ ngx_http_taurus_guard_allow_init(ngx_conf_t *cf,
     tokens = mcf->tokens.elts;
 
     for (i = 0; i < mcf->tokens.nelts; i++) {
-        if (tokens[i]->fetch != NULL) {
-            /* fetched per project */
+        if (tokens[i]->fetch != NULL || tokens[i]->path_cv != NULL) {
+            /* fetched per project, or a file per project */
             continue;
         }
 

@@ -86,6 +86,7 @@ ngx_http_taurus_guard_metadata_conf(ngx_conf_t *cf,
     }
 
     meta->ops = &ngx_http_taurus_guard_metadata_cred_ops;
+    meta->source = NGX_HTTP_TG_SOURCE_METADATA;
     meta->refresh = 900;
 
     ngx_str_null(&session);
@@ -194,6 +195,7 @@ ngx_http_taurus_guard_metadata_conf(ngx_conf_t *cf,
     *t = ttl;
 
     base->ops = &ngx_http_taurus_guard_metadata_session_ops;
+    base->source = NGX_HTTP_TG_SOURCE_SESSION;
     base->data = t;
     base->uri = session;
     base->refresh = ttl / 4;

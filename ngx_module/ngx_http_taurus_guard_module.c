@@ -320,6 +320,13 @@ ngx_http_taurus_guard_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    if (ngx_array_init(&mcf->fetches, cf->pool, 2,
+                       sizeof(ngx_http_taurus_guard_fetch_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
     return mcf;
 }
 

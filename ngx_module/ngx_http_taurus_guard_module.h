@@ -54,6 +54,8 @@ struct ngx_http_taurus_guard_secret_file_s {
     ngx_http_taurus_guard_secret_parse_pt  parse;
     void                        *data;      /* for parse() */
     ngx_uint_t                   level;     /* of a bad version's line */
+    ngx_uint_t                   source;    /* NGX_HTTP_TG_SOURCE_*, or
+                                               NGX_HTTP_TG_SOURCES: none */
     const char                  *kept;      /* what that line says */
 
     u_char                      *text;      /* in use, wiped when replaced */
@@ -197,7 +199,9 @@ typedef struct ngx_http_taurus_guard_metrics_s
 /* the decisions counted: allow, deny, invalid, error, would_deny */
 #define NGX_HTTP_TG_DECISIONS           5
 
-/* where a fetched secret comes from, for its failure counter */
+/* where a secret comes from, for its failure counter and its gauges */
+#define NGX_HTTP_TG_SOURCE_CREDENTIALS_FILE  0
+#define NGX_HTTP_TG_SOURCE_TOKEN_FILE   1
 #define NGX_HTTP_TG_SOURCE_METADATA     2
 #define NGX_HTTP_TG_SOURCE_SESSION      3
 #define NGX_HTTP_TG_SOURCE_IAM          4
@@ -240,6 +244,7 @@ typedef struct {
     ngx_array_t                  audits;    /* of audit_t * */
     ngx_int_t                    secret_vars[NGX_HTTP_TG_SECRETS];
                                             /* $http_* of the secrets */
+    ngx_array_t                  fetches;   /* of fetch_t *, one a zone */
 } ngx_http_taurus_guard_main_conf_t;
 
 
@@ -361,7 +366,25 @@ ngx_str_t *ngx_http_taurus_guard_token_get(ngx_http_request_t *r,
 ngx_http_taurus_guard_token_t *ngx_http_taurus_guard_token_file(
     ngx_http_request_t *r, ngx_http_taurus_guard_token_t *token);
 
+/* what the fetcher holds under one key, for the metrics and health */
+typedef struct {
+    u_char                       key[TG_PROJECT_ID_LEN];
+    ngx_uint_t                   source;    /* NGX_HTTP_TG_SOURCE_* */
+    time_t                       expires;   /* wall time; 0: no secret */
+    time_t                       refreshed; /* last fetched; 0: never */
+    unsigned                     project:1; /* key is a project's id */
+    unsigned                     base:1;    /* the base it is asked with */
+    unsigned                     usable:1;  /* valid past the margin */
+    unsigned                     failed:1;  /* its last fetch failed */
+} ngx_http_taurus_guard_fetch_state_t;
+
+
 /* ngx_http_taurus_guard_fetch.c */
+ngx_int_t ngx_http_taurus_guard_fetch_register(ngx_conf_t *cf,
+    ngx_http_taurus_guard_fetch_t *src);
+ngx_uint_t ngx_http_taurus_guard_fetch_states(
+    ngx_http_taurus_guard_fetch_t *src, ngx_uint_t *source,
+    ngx_http_taurus_guard_fetch_state_t *st, ngx_uint_t n);
 ngx_int_t ngx_http_taurus_guard_fetch_get(ngx_http_request_t *r,
     ngx_http_taurus_guard_fetch_t *src, ngx_http_taurus_guard_ctx_t *ctx,
     u_char *key, ngx_str_t *out);

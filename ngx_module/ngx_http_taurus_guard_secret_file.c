@@ -12,7 +12,8 @@
  * nanosecond) and then by its bytes: the same bytes in a new file are
  * not a change.  A version that turns out bad keeps the last good
  * secret, and says so once a minute, naming the file and the problem,
- * never a value.  A replaced secret is wiped.
+ * never a value; each failed re-read is counted by the file's source.
+ * A replaced secret is wiped.
  */
 
 
@@ -225,6 +226,7 @@ ngx_http_taurus_guard_secret_file_update(ngx_log_t *log,
     if (rc == NGX_ERROR) {
         ngx_http_taurus_guard_secret_file_error(log, file, ngx_errno,
                                                 &problem);
+        ngx_http_taurus_guard_metrics_fetch_failed(file->source);
         return NGX_DECLINED;
     }
 
@@ -236,6 +238,7 @@ ngx_http_taurus_guard_secret_file_update(ngx_log_t *log,
         ngx_free(data);
 
         ngx_http_taurus_guard_secret_file_error(log, file, 0, &problem);
+        ngx_http_taurus_guard_metrics_fetch_failed(file->source);
         return NGX_DECLINED;
     }
 
