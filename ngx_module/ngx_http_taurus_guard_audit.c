@@ -1336,19 +1336,23 @@ static void
 ngx_http_taurus_guard_audit_error(ngx_log_t *log,
     ngx_http_taurus_guard_audit_t *audit, ngx_err_t err, const char *what)
 {
-    time_t  now;
-
     ngx_http_taurus_guard_metrics_audit_failed(audit->file->fd);
 
-    now = ngx_time();
+    /*
+     * Like ngx_http_log_module: one alert a minute, not one a request;
+     * paced by the monotonic clock, which a wall clock stepped back
+     * cannot hold still.
+     */
 
-    /* like ngx_http_log_module: one alert a minute, not one a request */
-
-    if (now - audit->error_logged < NGX_HTTP_TG_LOG_INTERVAL) {
+    if (audit->logged
+        && (ngx_msec_int_t) (ngx_current_msec - audit->error_logged)
+           < NGX_HTTP_TG_LOG_INTERVAL_MS)
+    {
         return;
     }
 
-    audit->error_logged = now;
+    audit->logged = 1;
+    audit->error_logged = ngx_current_msec;
 
     ngx_log_error(NGX_LOG_ALERT, log, err,
                   "taurus_guard: %s to audit log \"%V\" failed,"

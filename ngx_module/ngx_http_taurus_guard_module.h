@@ -28,6 +28,7 @@
 #define NGX_HTTP_TG_ID_HEADER       "X-Taurus-Guard-Id"
 #define NGX_HTTP_TG_TOKEN_MAX       65536
 #define NGX_HTTP_TG_LOG_INTERVAL    60        /* seconds between alerts */
+#define NGX_HTTP_TG_LOG_INTERVAL_MS (NGX_HTTP_TG_LOG_INTERVAL * 1000)
 
 
 typedef struct ngx_http_taurus_guard_secret_file_s
@@ -143,7 +144,8 @@ typedef struct {
     ngx_file_uniq_t              ino;
 
     /* per worker, after fork */
-    time_t                       error_logged;
+    ngx_msec_t                   error_logged;  /* monotonic */
+    unsigned                     logged:1;  /* error_logged is set */
     ngx_event_t                  reopened;  /* checks a reopen */
 
 #if (NGX_THREADS)
@@ -181,8 +183,10 @@ typedef struct {
     size_t                       qlen;
     size_t                       sent;      /* of them, on this connection */
     ngx_uint_t                   dropped;
-    time_t                       drop_logged;
-    time_t                       error_logged;
+    ngx_msec_t                   drop_logged;   /* monotonic */
+    ngx_msec_t                   error_logged;  /* monotonic */
+    unsigned                     drop_was_logged:1;
+    unsigned                     error_was_logged:1;
     unsigned                     connecting:1;
     unsigned                     connected:1;
 } ngx_http_taurus_guard_syslog_t;
