@@ -43,6 +43,7 @@
 #define NGX_HTTP_TG_AUDIT_TAIL_MAX   (1024 * 1024)
 #define NGX_HTTP_TG_AUDIT_TIMEOUT    10000     /* ms, timeout= default */
 #define NGX_HTTP_TG_AUDIT_GROUPS     64
+#define NGX_HTTP_TG_AUDIT_DELAY_MAX  1000000   /* usec, flush_delay= max */
 
 #define NGX_HTTP_TG_ZERO_HASH                                                 \
     "0000000000000000000000000000000000000000000000000000000000000000"
@@ -76,6 +77,8 @@ static void ngx_http_taurus_guard_audit_start_sync(
     ngx_http_taurus_guard_audit_t *audit);
 static void ngx_http_taurus_guard_audit_sync_thread(void *data,
     ngx_log_t *log);
+static void ngx_http_taurus_guard_audit_flush_lock(
+    ngx_http_taurus_guard_audit_sh_t *sh);
 static void ngx_http_taurus_guard_audit_sync_done(ngx_event_t *ev);
 static void ngx_http_taurus_guard_audit_close_fds(
     ngx_http_taurus_guard_audit_task_t *t);
@@ -95,7 +98,7 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_http_taurus_guard_loc_conf_t *lcf = conf;
 
     ngx_str_t                          *value, name, pool, s;
-    ngx_int_t                           timeout;
+    ngx_int_t                           timeout, delay;
     ngx_uint_t                          i;
     ngx_flag_t                          fsync;
     ngx_file_info_t                     fi;
@@ -124,6 +127,7 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
 
     fsync = 1;
     timeout = NGX_HTTP_TG_AUDIT_TIMEOUT;
+    delay = 0;
     ngx_str_set(&pool, "default");
 
     for (i = 2; i < cf->args->nelts; i++) {
@@ -152,11 +156,40 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
                 return NGX_CONF_ERROR;
             }
 
+        } else if (ngx_strncmp(value[i].data, "flush_delay=", 12) == 0) {
+            s.data = value[i].data + 12;
+            s.len = value[i].len - 12;
+
+            /* microseconds as "500us", or an nginx time such as "2ms" */
+
+            if (s.len > 2 && ngx_strncmp(s.data + s.len - 2, "us", 2) == 0) {
+                delay = ngx_atoi(s.data, s.len - 2);
+
+            } else {
+                delay = ngx_parse_time(&s, 0);
+
+                if (delay != NGX_ERROR) {
+                    delay *= 1000;
+                }
+            }
+
+            if (delay == NGX_ERROR || delay > NGX_HTTP_TG_AUDIT_DELAY_MAX) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid flush_delay \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
         } else {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "invalid parameter \"%V\"", &value[i]);
             return NGX_CONF_ERROR;
         }
+    }
+
+    if (delay >= timeout * 1000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "flush_delay must be shorter than timeout");
+        return NGX_CONF_ERROR;
     }
 
     file = ngx_conf_open_file(cf->cycle, &value[1]);
@@ -192,10 +225,13 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
             continue;
         }
 
-        if (a[i]->fsync != fsync || a[i]->timeout != (ngx_msec_t) timeout) {
+        if (a[i]->fsync != fsync || a[i]->timeout != (ngx_msec_t) timeout
+            || a[i]->flush_delay != (ngx_msec_t) delay)
+        {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "audit log \"%V\" is used with different"
-                               " \"fsync\" or \"timeout\" parameters",
+                               " \"fsync\", \"timeout\" or \"flush_delay\""
+                               " parameters",
                                &file->name);
             return NGX_CONF_ERROR;
         }
@@ -212,6 +248,7 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
     audit->file = file;
     audit->fsync = fsync;
     audit->timeout = (ngx_msec_t) timeout;
+    audit->flush_delay = (ngx_msec_t) delay;
     audit->cycle = cf->cycle;
     audit->conf_file = cf->conf_file->file.name.data;
     audit->conf_line = cf->conf_file->line;
@@ -806,6 +843,14 @@ ngx_http_taurus_guard_audit(ngx_http_request_t *r,
     sh->size = (end == -1) ? -1 : end + (off_t) len;
     sh->records++;
 
+    /* where this record ends among all bytes written: what must be flushed */
+
+#if (NGX_THREADS)
+    audit->written_upto = ngx_atomic_fetch_add(&sh->written, len) + len;
+#else
+    (void) ngx_atomic_fetch_add(&sh->written, len);
+#endif
+
     if (lrc == NGX_OK) {
         (void) ngx_http_taurus_guard_audit_lock(fd, F_UNLCK);
     }
@@ -1116,10 +1161,16 @@ ngx_http_taurus_guard_audit_start_sync(ngx_http_taurus_guard_audit_t *audit)
 
     for (i = 0; i < audit->npending; i++) {
         t->fds[i] = audit->pending_fds[i];
+        t->devs[i] = audit->pending_dev[i];
+        t->inos[i] = audit->pending_ino[i];
     }
 
     t->nfds = audit->npending;
     t->err = 0;
+    t->upto = audit->written_upto;
+    t->delay = audit->flush_delay;
+    t->synced = 0;
+    t->sh = audit->sh;
     audit->npending = 0;
 
     if (ngx_thread_task_post(audit->thread_pool, task) != NGX_OK) {
@@ -1139,22 +1190,103 @@ ngx_http_taurus_guard_audit_start_sync(ngx_http_taurus_guard_audit_t *audit)
  * descriptor is closed, which would drop the event loop's file lock.
  */
 
+/*
+ * One flush in flight per file, across all workers, as PostgreSQL's
+ * group commit does with its WAL flush pointer: under the zone's flush
+ * lock, a worker whose records another worker's flush has covered
+ * already (its flush began after they were written) is done without a
+ * flush of its own; otherwise it waits flush_delay= for more records to
+ * come, then covers every record written until then, by anyone.  Those
+ * workers' own flushes then find their records covered.
+ */
+
 static void
 ngx_http_taurus_guard_audit_sync_thread(void *data, ngx_log_t *log)
 {
     ngx_http_taurus_guard_audit_task_t  *t = data;
 
-    ngx_uint_t  i;
+    ngx_uint_t                         i;
+    ngx_atomic_uint_t                  upto;
+    ngx_http_taurus_guard_audit_sh_t  *sh;
+
+    sh = t->sh;
 
     t->usec = ngx_http_taurus_guard_usec();
 
     for (i = 0; i < t->nfds; i++) {
-        if (fdatasync(t->fds[i]) == -1 && t->err == 0) {
-            t->err = ngx_errno;
+
+        ngx_http_taurus_guard_audit_flush_lock(sh);
+
+        if (sh->flushed >= t->upto
+            && sh->flushed_ino == t->inos[i] && sh->flushed_dev == t->devs[i])
+        {
+            (void) ngx_atomic_cmp_set(&sh->flush_lock, ngx_pid, 0);
+            continue;
         }
+
+        if (t->delay) {
+            (void) usleep((useconds_t) t->delay);
+        }
+
+        /* every record that ends here has been written: this covers it */
+
+        upto = sh->written;
+        ngx_memory_barrier();
+
+        t->synced++;
+
+        if (fdatasync(t->fds[i]) == -1) {
+            if (t->err == 0) {
+                t->err = ngx_errno;
+            }
+
+        } else if (t->err == 0) {
+            sh->flushed_dev = t->devs[i];
+            sh->flushed_ino = t->inos[i];
+            sh->flushed = upto;
+        }
+
+        ngx_memory_barrier();
+        (void) ngx_atomic_cmp_set(&sh->flush_lock, ngx_pid, 0);
     }
 
     t->usec = ngx_http_taurus_guard_usec() - t->usec;
+}
+
+
+/*
+ * Polls: the holder is another worker's thread in fdatasync().  A worker
+ * killed while it held the lock leaves its pid behind, which is taken
+ * over.
+ */
+
+static void
+ngx_http_taurus_guard_audit_flush_lock(ngx_http_taurus_guard_audit_sh_t *sh)
+{
+    ngx_uint_t         n;
+    ngx_atomic_uint_t  pid;
+
+    for (n = 0; /* void */; n++) {
+
+        pid = sh->flush_lock;
+
+        if (pid == 0) {
+            if (ngx_atomic_cmp_set(&sh->flush_lock, 0, ngx_pid)) {
+                return;
+            }
+
+            continue;
+        }
+
+        if (pid != (ngx_atomic_uint_t) ngx_pid
+            && kill((ngx_pid_t) pid, 0) == -1 && ngx_errno == ESRCH)
+        {
+            (void) ngx_atomic_cmp_set(&sh->flush_lock, pid, 0);
+            continue;
+        }
+
+        (void) usleep(n < 20 ? 50 : 250);
+    }
 }
 
 
@@ -1208,9 +1340,10 @@ static void
 ngx_http_taurus_guard_audit_wake(ngx_http_taurus_guard_audit_t *audit,
     ngx_err_t err)
 {
-    ngx_uint_t                    n;
-    ngx_queue_t                  *q, done;
-    ngx_http_taurus_guard_ctx_t  *ctx;
+    ngx_uint_t                           n;
+    ngx_queue_t                         *q, done;
+    ngx_http_taurus_guard_ctx_t         *ctx;
+    ngx_http_taurus_guard_audit_task_t  *t;
 
     if (err) {
         ngx_http_taurus_guard_audit_error(ngx_cycle->log, audit, err,
@@ -1239,9 +1372,15 @@ ngx_http_taurus_guard_audit_wake(ngx_http_taurus_guard_audit_t *audit,
     }
 
     if (audit->task != NULL) {
-        ngx_http_taurus_guard_metrics_flush(
-                       ((ngx_http_taurus_guard_audit_task_t *)
-                        audit->task->ctx)->usec, n, err);
+        t = audit->task->ctx;
+
+        if (err || t->synced) {
+            ngx_http_taurus_guard_metrics_flush(t->usec, n, err);
+
+        } else {
+            /* another worker's flush covered them */
+            ngx_http_taurus_guard_metrics_flush_joined(n);
+        }
     }
 
     while (!ngx_queue_empty(&done)) {
