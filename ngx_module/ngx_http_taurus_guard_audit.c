@@ -37,6 +37,11 @@
 
 #include <grp.h>
 
+#if (NGX_LINUX)
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#endif
+
 
 #define NGX_HTTP_TG_AUDIT_ZONE_SIZE  (64 * 1024)
 #define NGX_HTTP_TG_AUDIT_TAIL_MIN   (64 * 1024)
@@ -78,6 +83,8 @@ static void ngx_http_taurus_guard_audit_start_sync(
 static void ngx_http_taurus_guard_audit_sync_thread(void *data,
     ngx_log_t *log);
 static void ngx_http_taurus_guard_audit_flush_lock(
+    ngx_http_taurus_guard_audit_sh_t *sh);
+static void ngx_http_taurus_guard_audit_flush_unlock(
     ngx_http_taurus_guard_audit_sh_t *sh);
 static void ngx_http_taurus_guard_audit_sync_done(ngx_event_t *ev);
 static void ngx_http_taurus_guard_audit_close_fds(
@@ -1220,7 +1227,7 @@ ngx_http_taurus_guard_audit_sync_thread(void *data, ngx_log_t *log)
         if (sh->flushed >= t->upto
             && sh->flushed_ino == t->inos[i] && sh->flushed_dev == t->devs[i])
         {
-            (void) ngx_atomic_cmp_set(&sh->flush_lock, ngx_pid, 0);
+            ngx_http_taurus_guard_audit_flush_unlock(sh);
             continue;
         }
 
@@ -1246,8 +1253,7 @@ ngx_http_taurus_guard_audit_sync_thread(void *data, ngx_log_t *log)
             sh->flushed = upto;
         }
 
-        ngx_memory_barrier();
-        (void) ngx_atomic_cmp_set(&sh->flush_lock, ngx_pid, 0);
+        ngx_http_taurus_guard_audit_flush_unlock(sh);
     }
 
     t->usec = ngx_http_taurus_guard_usec() - t->usec;
@@ -1255,18 +1261,26 @@ ngx_http_taurus_guard_audit_sync_thread(void *data, ngx_log_t *log)
 
 
 /*
- * Polls: the holder is another worker's thread in fdatasync().  A worker
- * killed while it held the lock leaves its pid behind, which is taken
- * over.
+ * The holder is another worker's thread in fdatasync().  On Linux the
+ * waiters sleep on a futex that each unlock wakes, elsewhere they poll.
+ * Both look again every 100 ms at least: a worker killed while it held
+ * the lock leaves its pid behind, which is then taken over.
  */
 
 static void
 ngx_http_taurus_guard_audit_flush_lock(ngx_http_taurus_guard_audit_sh_t *sh)
 {
+    uint32_t           seq;
     ngx_uint_t         n;
     ngx_atomic_uint_t  pid;
+#if (NGX_LINUX)
+    struct timespec    ts;
+#endif
 
     for (n = 0; /* void */; n++) {
+
+        seq = *(volatile uint32_t *) &sh->flush_seq;
+        ngx_memory_barrier();
 
         pid = sh->flush_lock;
 
@@ -1285,8 +1299,37 @@ ngx_http_taurus_guard_audit_flush_lock(ngx_http_taurus_guard_audit_sh_t *sh)
             continue;
         }
 
+#if (NGX_LINUX)
+        /* returns at once if an unlock came in between */
+
+        ts.tv_sec = 0;
+        ts.tv_nsec = 100000000;
+
+        (void) syscall(SYS_futex, &sh->flush_seq, FUTEX_WAIT, seq, &ts,
+                       NULL, 0);
+#else
+        (void) seq;
         (void) usleep(n < 20 ? 50 : 250);
+#endif
     }
+}
+
+
+static void
+ngx_http_taurus_guard_audit_flush_unlock(ngx_http_taurus_guard_audit_sh_t *sh)
+{
+    ngx_memory_barrier();
+
+    (void) ngx_atomic_cmp_set(&sh->flush_lock, ngx_pid, 0);
+
+    (void) __sync_fetch_and_add(&sh->flush_seq, 1);
+
+#if (NGX_LINUX)
+    /* all of them: another worker's records may all be covered */
+
+    (void) syscall(SYS_futex, &sh->flush_seq, FUTEX_WAKE, INT_MAX, NULL,
+                   NULL, 0);
+#endif
 }
 
 

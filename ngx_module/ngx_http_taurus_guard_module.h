@@ -126,6 +126,7 @@ typedef struct {
     dev_t                        flushed_dev;
     ngx_file_uniq_t              flushed_ino;
     ngx_atomic_t                 flush_lock;
+    uint32_t                     flush_seq;     /* unlocks, a futex */
 } ngx_http_taurus_guard_audit_sh_t;
 
 
