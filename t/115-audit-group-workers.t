@@ -280,7 +280,9 @@ for my $bad ('flush_delay=x', 'flush_delay=2s', 'flush_delay=-1us',
     like($out, qr/flush_delay/, "\"$bad\": the message names flush_delay");
 }
 
-for my $good ('flush_delay=0', 'flush_delay=300us', 'flush_delay=2ms') {
+for my $good ('flush_delay=0', 'flush_delay=300us', 'flush_delay=2ms',
+    'fsync=on thread_pool=default timeout=5s flush_delay=1ms')
+{
     (my $c = $conf2) =~ s/AUDIT/$good/;
     my ($rc, $out) = $t2->nginx_t($c);
     is($rc, 0, "\"$good\" accepted") or diag($out);
