@@ -84,6 +84,16 @@ fdatasync(int fd)
     n = (fstat(lf, &st) == 0) ? (int) st.st_size : 0;
     close(lf);
 
+    /* who makes call n, in a directory the workers may write to */
+
+    snprintf(hold, sizeof(hold), "$dir/pids/%d", n);
+    lf = open(hold, O_WRONLY|O_CREAT|O_TRUNC, 0666);
+    if (lf != -1) {
+        snprintf(path, sizeof(path), "%d", (int) getpid());
+        (void) write(lf, path, strlen(path));
+        close(lf);
+    }
+
     snprintf(hold, sizeof(hold), "$dir/hold.%d", n);
 
     while (access(hold, F_OK) == 0) {
@@ -102,6 +112,8 @@ chmod 0755, "$dir/countsync.so";
 
 $t->write_file('fdatasync.log', '');
 chmod 0666, "$dir/fdatasync.log";
+mkdir "$dir/pids";
+chmod 0777, "$dir/pids";
 
 $t->upstream;
 $t->write_credentials;
@@ -239,6 +251,27 @@ is(metric('taurus_guard_audit_flush_seconds_count') - $flushes0, 2,
     'metrics: 2 flushes');
 is(metric('taurus_guard_audit_flushed_records_total') - $records0, $N,
     "metrics: $N records flushed");
+
+# a worker killed during its flush leaves the lock to the others
+
+$t->expect_alert(qr/worker process \d+ exited on signal 9/);
+
+$t->write_file('hold.3', '');
+my $dead = posts_async(1, 0);
+is(wait_for(\&calls, 3, 10), 3, 'a flush held');
+my $holder = $t->read_file('pids/3') || 0;
+ok($holder > 0 && kill('KILL', $holder), 'its worker killed');
+collect($dead);
+unlink "$dir/hold.3";
+
+my $t0 = time;
+my $r = $t->post(upgrade_path(), batch_json([ $INSTANCES[0] ]));
+is($r->{status}, 200, 'the next batch: 200, its flush took the lock over')
+    or diag('after ' . (time - $t0) . ' s');
+is(calls(), 4, 'with a flush of its own');
+@up = $t->upstream_records;
+is(($up[-1] || {})->{audit_seen}, 1,
+    'audited before the upstream saw it');
 
 $t->finish;
 
