@@ -24,12 +24,15 @@
  * A durable record is then flushed with fdatasync() before the request
  * may go on.  With nginx's thread pools the flush runs off the event
  * loop, and records written while a flush is in flight share the next
- * one (group commit).  The flush syncs its own dup() of the descriptor,
- * so "nginx -s reopen" cannot pull the file out from under it.  Each
- * request waiting for a flush has a timer (timeout=): when it fires the
- * request is taken off the queue and refused, and the timer is also what
- * keeps an exiting worker (reload, quit, binary upgrade) alive until
- * every waiting batch is answered.
+ * one (group commit), across workers too: one flush of a file runs at a
+ * time, under a lock in the zone, and covers every record written
+ * before it began (see ngx_http_taurus_guard_audit_sync_thread()).
+ * The flush syncs its own dup() of the descriptor, so "nginx -s reopen"
+ * cannot pull the file out from under it.  Each request waiting for a
+ * flush has a timer (timeout=): when it fires the request is taken off
+ * the queue and refused, and the timer is also what keeps an exiting
+ * worker (reload, quit, binary upgrade) alive until every waiting batch
+ * is answered.
  */
 
 
