@@ -316,6 +316,29 @@ ngx_http_taurus_guard_metrics_flush(ngx_msec_t usec, ngx_uint_t nrecords,
 
 
 /*
+ * Records another worker's flush covered (group commit across workers):
+ * they count as flushed, without a flush of their own.
+ */
+
+void
+ngx_http_taurus_guard_metrics_flush_joined(ngx_uint_t nrecords)
+{
+    ngx_http_taurus_guard_metrics_t  *m;
+
+    m = ngx_http_taurus_guard_metrics_get();
+
+    if (m == NULL) {
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(&m->flush_records, nrecords);
+
+    m->flush_last = ngx_time();
+    m->audit_failing = 0;
+}
+
+
+/*
  * A write() or a flush of the audit file failed.  Which file is kept, so
  * that the health check knows a rotation has put another in its place.
  */

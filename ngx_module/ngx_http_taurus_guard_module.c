@@ -71,7 +71,7 @@ static ngx_command_t  ngx_http_taurus_guard_commands[] = {
       NULL },
 
     { ngx_string("taurus_guard_audit_log"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_taurus_guard_audit_log,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,

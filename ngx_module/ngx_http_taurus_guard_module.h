@@ -30,6 +30,7 @@
 #define NGX_HTTP_TG_LOG_INTERVAL    60        /* seconds between alerts */
 #define NGX_HTTP_TG_SECRETS         4         /* headers only upstream gets */
 #define NGX_HTTP_TG_REENTRIES       8         /* named in the done record */
+#define NGX_HTTP_TG_LOG_INTERVAL_MS (NGX_HTTP_TG_LOG_INTERVAL * 1000)
 
 
 typedef struct ngx_http_taurus_guard_secret_file_s
@@ -118,6 +119,18 @@ typedef struct {
     dev_t                        dev;
     ngx_file_uniq_t              ino;
     off_t                        size;
+
+    /*
+     * Group commit across workers: bytes appended so far (a record's
+     * end is its position), up to where a flush of which file covered
+     * them, and the pid of the one worker flushing now.
+     */
+    ngx_atomic_t                 written;
+    ngx_atomic_t                 flushed;
+    dev_t                        flushed_dev;
+    ngx_file_uniq_t              flushed_ino;
+    ngx_atomic_t                 flush_lock;
+    uint32_t                     flush_seq;     /* unlocks, a futex */
 } ngx_http_taurus_guard_audit_sh_t;
 
 
@@ -130,6 +143,12 @@ typedef struct {
     ngx_uint_t                   nfds;
     ngx_err_t                    err;
     ngx_msec_t                   usec;      /* how long it took */
+    dev_t                        devs[NGX_HTTP_TG_AUDIT_FDS];
+    ngx_file_uniq_t              inos[NGX_HTTP_TG_AUDIT_FDS];
+    ngx_atomic_uint_t            upto;      /* the records to cover */
+    ngx_msec_t                   delay;     /* flush_delay=, in usec */
+    ngx_uint_t                   synced;    /* fdatasync() calls made */
+    ngx_http_taurus_guard_audit_sh_t  *sh;
 } ngx_http_taurus_guard_audit_task_t;
 
 
@@ -140,6 +159,7 @@ typedef struct {
     ngx_slab_pool_t             *shpool;
     ngx_http_taurus_guard_audit_sh_t  *sh;
     ngx_msec_t                   timeout;   /* of a flush, in a thread */
+    ngx_msec_t                   flush_delay;   /* gathering, in usec */
     ngx_cycle_t                 *cycle;     /* for the worker user */
     u_char                      *conf_file; /* where it was named */
     ngx_uint_t                   conf_line;
@@ -147,7 +167,8 @@ typedef struct {
     ngx_file_uniq_t              ino;
 
     /* per worker, after fork */
-    time_t                       error_logged;
+    ngx_msec_t                   error_logged;  /* monotonic */
+    unsigned                     logged:1;  /* error_logged is set */
     ngx_event_t                  reopened;  /* checks a reopen */
 
 #if (NGX_THREADS)
@@ -162,6 +183,7 @@ typedef struct {
     ngx_uint_t                   npending;
     ngx_file_uniq_t              written_ino;   /* the file last written */
     dev_t                        written_dev;
+    ngx_atomic_uint_t            written_upto;  /* and the record's end */
 #endif
 } ngx_http_taurus_guard_audit_t;
 
@@ -185,8 +207,10 @@ typedef struct {
     size_t                       qlen;
     size_t                       sent;      /* of them, on this connection */
     ngx_uint_t                   dropped;
-    time_t                       drop_logged;
-    time_t                       error_logged;
+    ngx_msec_t                   drop_logged;   /* monotonic */
+    ngx_msec_t                   error_logged;  /* monotonic */
+    unsigned                     drop_was_logged:1;
+    unsigned                     error_was_logged:1;
     unsigned                     connecting:1;
     unsigned                     connected:1;
 } ngx_http_taurus_guard_syslog_t;
@@ -408,6 +432,7 @@ void ngx_http_taurus_guard_metrics_request(ngx_http_request_t *r,
     tg_decision_t decision, ngx_uint_t status, ngx_uint_t upstream_status);
 void ngx_http_taurus_guard_metrics_flush(ngx_msec_t usec,
     ngx_uint_t nrecords, ngx_err_t err);
+void ngx_http_taurus_guard_metrics_flush_joined(ngx_uint_t nrecords);
 void ngx_http_taurus_guard_metrics_audit_failed(ngx_fd_t fd);
 void ngx_http_taurus_guard_metrics_audit_written(void);
 void ngx_http_taurus_guard_metrics_fetch_failed(ngx_uint_t source);

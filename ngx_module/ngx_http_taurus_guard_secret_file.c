@@ -23,7 +23,6 @@
 
 
 #define NGX_HTTP_TG_RECHECK_MS       1000      /* between looks */
-#define NGX_HTTP_TG_LOG_INTERVAL_MS  (NGX_HTTP_TG_LOG_INTERVAL * 1000)
 #define NGX_HTTP_TG_PROBLEM_LEN      128
 
 

@@ -371,6 +371,7 @@ $guard_conf
             proxy_pass http://backend;
         }
     }
+$(metrics_server "$name")
 }
 CONF
 }
@@ -597,17 +598,70 @@ compare() {
     for c in "$@"; do
         prepare "$c"
     done
+    for c in "$@"; do
+        flush_mark "$c" 0
+    done
     for i in $(seq "$rounds"); do
         for c in "$@"; do
             round "$c" "$secs"
         done
     done
     for c in "$@"; do
+        flush_mark "$c" 1
         finish "$c"
     done
     for i in "$@"; do
         printf 'bench: %-10s %8d requests, %6d req/s, %7s us CPU/request\n' \
             "$i" "${a_req[$i]}" "$(rps "$i")" "$(per_req "$i" cpu)"
+    done
+}
+
+
+# --- records per flush (group commit) ---------------------------------------
+
+# flush_mark NAME 0|1: the gateway's audit flush counters before (0) and
+# after (1) NAME's rounds, from its metrics location; only B of a
+# compare flushes, so the difference is B's.  "flushes records".
+declare -A m_port f_flush0 f_rec0 f_flush f_rec
+
+flush_mark() {
+    local name=$1 port=${m_port[${c_gw[$1]}]:-} m fl rec
+
+    [ -n "$port" ] || return 0
+    m=$(curl -sS "http://127.0.0.1:$port/metrics") \
+        || die "no metrics from 127.0.0.1:$port"
+    fl=$(awk '$1 == "taurus_guard_audit_flush_seconds_count" { print $2 }' \
+        <<< "$m")
+    rec=$(awk '$1 == "taurus_guard_audit_flushed_records_total" {
+        print $2 }' <<< "$m")
+    if [ "$2" = 0 ]; then
+        f_flush0[$name]=${fl:-0} f_rec0[$name]=${rec:-0}
+    else
+        f_flush[$name]=$(( ${fl:-0} - f_flush0[$name] ))
+        f_rec[$name]=$(( ${rec:-0} - f_rec0[$name] ))
+    fi
+}
+
+
+# metrics_server NAME: a server for the gateway's metrics, if it has a port
+metrics_server() {
+    local port=${m_port[$1]:-}
+
+    [ -z "$port" ] || echo "    server { listen 127.0.0.1:$port;" \
+        "location = /metrics { taurus_guard_metrics; } }"
+}
+
+
+flush_report() {
+    local c
+
+    echo "Audit records per fdatasync (group commit; the metrics'"
+    echo "flushed_records_total / flush_seconds_count over the rounds):"
+    for c in module-1 module-50; do
+        [ -n "${f_flush[$c]:-}" ] || continue
+        printf '  %-10s %7d records, %6d flushes, %6s records/flush\n' \
+            "$c" "${f_rec[$c]}" "${f_flush[$c]}" "$(awk -v r="${f_rec[$c]}" \
+            -v f="${f_flush[$c]}" 'BEGIN { printf "%.1f", f ? r / f : 0 }')"
     done
 }
 
@@ -935,6 +989,7 @@ main() {
     check_logs
 
     report
+    flush_report
 }
 
 
