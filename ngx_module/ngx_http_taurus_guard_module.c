@@ -100,14 +100,14 @@ static ngx_command_t  ngx_http_taurus_guard_commands[] = {
 
     { ngx_string("taurus_guard_metrics"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
-      ngx_http_taurus_guard_metrics,
+      ngx_http_taurus_guard_status,
       0,
       0,
       NULL },
 
     { ngx_string("taurus_guard_health"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
-      ngx_http_taurus_guard_metrics,
+      ngx_http_taurus_guard_status,
       0,
       0,
       (void *) 1 },

@@ -426,7 +426,7 @@ char *ngx_http_taurus_guard_metadata_conf(ngx_conf_t *cf,
 /* ngx_http_taurus_guard_metrics.c */
 ngx_int_t ngx_http_taurus_guard_metrics_zone(ngx_conf_t *cf,
     ngx_http_taurus_guard_main_conf_t *mcf);
-char *ngx_http_taurus_guard_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
+char *ngx_http_taurus_guard_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 void ngx_http_taurus_guard_metrics_request(ngx_http_request_t *r,
     tg_decision_t decision, ngx_uint_t status, ngx_uint_t upstream_status);
