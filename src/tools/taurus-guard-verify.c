@@ -142,7 +142,9 @@ tg_verify_file(tg_verify_t *v, const char *path)
         v->started = 1;
         v->records++;
 
-        if (strcmp(decision, "allow") == 0) {
+        if (strcmp(decision, "allow") == 0
+            || strcmp(decision, "would_deny") == 0)
+        {
             v->allow++;
 
         } else if (strcmp(decision, "done") == 0) {
