@@ -246,6 +246,15 @@ typedef struct {
 } ngx_http_taurus_guard_policy_ticket_t;
 
 
+/* one project's quota, for the metrics */
+typedef struct {
+    u_char                       project[TG_PROJECT_ID_LEN];
+    ngx_uint_t                   used;      /* instances, in the period */
+    ngx_uint_t                   limit;
+    time_t                       period;    /* seconds */
+} ngx_http_taurus_guard_quota_state_t;
+
+
 /* why a policy would refuse a batch */
 typedef struct {
     ngx_uint_t                   status;    /* 403, 409, 429 or 503 */
@@ -453,6 +462,8 @@ ngx_int_t ngx_http_taurus_guard_policy_check(ngx_http_request_t *r,
     u_char *id, ngx_flag_t take_anyway,
     ngx_http_taurus_guard_policy_ticket_t *ticket,
     ngx_http_taurus_guard_verdict_t *v);
+ngx_int_t ngx_http_taurus_guard_policy_quotas(ngx_http_request_t *r,
+    ngx_array_t *out);
 void ngx_http_taurus_guard_policy_end(ngx_http_request_t *r,
     ngx_http_taurus_guard_policy_ticket_t *ticket, ngx_str_t *project,
     tg_batch_t *batch, u_char *id, ngx_flag_t forwarded, ngx_uint_t status);

@@ -819,6 +819,81 @@ ngx_http_taurus_guard_policy_end(ngx_http_request_t *r,
 
 
 /*
+ * For the metrics: each project's quota in use now, with its limit, as
+ * an array of quota_state_t.  The zone's lock is held while the rings
+ * are read; no request waits on it for long.
+ */
+
+ngx_int_t
+ngx_http_taurus_guard_policy_quotas(ngx_http_request_t *r,
+    ngx_array_t *out)
+{
+    ngx_msec_t                              now;
+    ngx_rbtree_node_t                      *node, *root, *sentinel;
+    ngx_http_taurus_guard_policy_t         *p;
+    ngx_http_taurus_guard_quota_node_t     *q;
+    ngx_http_taurus_guard_quota_state_t    *st;
+    ngx_http_taurus_guard_policy_zone_t    *pz;
+    ngx_http_taurus_guard_main_conf_t      *mcf;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_taurus_guard_module);
+
+    if (ngx_array_init(out, r->pool, 8,
+                       sizeof(ngx_http_taurus_guard_quota_state_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (mcf->policy_zone == NULL) {
+        return NGX_OK;
+    }
+
+    pz = mcf->policy_zone->data;
+
+    ngx_shmtx_lock(&pz->shpool->mutex);
+
+    now = ngx_current_msec;
+    root = pz->sh->quotas.root;
+    sentinel = pz->sh->quotas.sentinel;
+
+    if (root == sentinel) {
+        goto done;
+    }
+
+    for (node = ngx_rbtree_min(root, sentinel);
+         node != NULL;
+         node = ngx_rbtree_next(&pz->sh->quotas, node))
+    {
+        q = (ngx_http_taurus_guard_quota_node_t *) node;
+
+        /* the policy of this configuration: a reload may have changed it */
+
+        p = ngx_http_taurus_guard_policy_find(mcf, q->project);
+        if (p == NULL || p->quota == 0) {
+            continue;
+        }
+
+        st = ngx_array_push(out);
+        if (st == NULL) {
+            break;
+        }
+
+        ngx_memcpy(st->project, q->project, TG_PROJECT_ID_LEN);
+        st->used = ngx_http_taurus_guard_quota_used(q, p->quota_period, now);
+        st->limit = p->quota;
+        st->period = p->quota_period / 1000;
+    }
+
+done:
+
+    ngx_shmtx_unlock(&pz->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+/*
  * A project's quota ring, created (or grown to size, after a reload that
  * raised the quota) when size is not 0.
  */

@@ -73,6 +73,8 @@ static u_char *ngx_http_taurus_guard_secrets_health(u_char *p, u_char *end,
     ngx_uint_t *failed);
 static u_char *ngx_http_taurus_guard_escape(u_char *p, u_char *end,
     ngx_str_t *s);
+static u_char *ngx_http_taurus_guard_quota_metrics(u_char *p, u_char *end,
+    ngx_array_t *quotas);
 
 
 static const char  *ngx_http_taurus_guard_decision_names[] = {
@@ -122,6 +124,7 @@ ngx_http_taurus_guard_metrics_handler(ngx_http_request_t *r)
     ngx_int_t                           rc;
     ngx_str_t                           type;
     ngx_uint_t                          i, sum;
+    ngx_array_t                         quotas;
     ngx_atomic_uint_t                   v;
     ngx_http_taurus_guard_metrics_t    *m;
     ngx_http_taurus_guard_secrets_t     sec;
@@ -152,8 +155,13 @@ ngx_http_taurus_guard_metrics_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if (ngx_http_taurus_guard_policy_quotas(r, &quotas) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     b = ngx_create_temp_buf(r->pool,
-                            16384 + ngx_http_taurus_guard_secrets_size(&sec));
+                            16384 + ngx_http_taurus_guard_secrets_size(&sec)
+                            + quotas.nelts * 256);
     if (b == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -282,6 +290,8 @@ ngx_http_taurus_guard_metrics_handler(ngx_http_request_t *r)
             "# TYPE taurus_guard_syslog_dropped_total counter\n");
     ngx_http_tg_metric(p, end, "taurus_guard_syslog_dropped_total", "",
                        m->syslog_dropped);
+
+    p = ngx_http_taurus_guard_quota_metrics(p, end, &quotas);
 
     p = ngx_slprintf(p, end,
             "# HELP taurus_guard_start_time_seconds When these counters"
@@ -872,6 +882,51 @@ ngx_http_taurus_guard_escape(u_char *p, u_char *end, ngx_str_t *s)
         } else {
             *p++ = (c < 0x20 || c == 0x7f) ? '?' : c;
         }
+    }
+
+    return p;
+}
+
+
+/*
+ * Each project's quota: in use over its rolling period, and the limit,
+ * for the projects a quota has counted batches for.
+ */
+
+static u_char *
+ngx_http_taurus_guard_quota_metrics(u_char *p, u_char *end,
+    ngx_array_t *quotas)
+{
+    ngx_uint_t                            i;
+    ngx_http_taurus_guard_quota_state_t  *st;
+
+    if (quotas->nelts == 0) {
+        return p;
+    }
+
+    st = quotas->elts;
+
+    p = ngx_slprintf(p, end,
+            "# HELP taurus_guard_quota_used Instances forwarded in the"
+            " rolling period of the project's quota.\n"
+            "# TYPE taurus_guard_quota_used gauge\n");
+
+    for (i = 0; i < quotas->nelts; i++) {
+        p = ngx_slprintf(p, end, "taurus_guard_quota_used{project=\"%*s\"}"
+                         " %ui\n", (size_t) TG_PROJECT_ID_LEN, st[i].project,
+                         st[i].used);
+    }
+
+    p = ngx_slprintf(p, end,
+            "# HELP taurus_guard_quota_limit The project's quota, instances"
+            " per period.\n"
+            "# TYPE taurus_guard_quota_limit gauge\n");
+
+    for (i = 0; i < quotas->nelts; i++) {
+        p = ngx_slprintf(p, end, "taurus_guard_quota_limit{project=\"%*s\","
+                         "period=\"%T\"} %ui\n",
+                         (size_t) TG_PROJECT_ID_LEN, st[i].project,
+                         st[i].period, st[i].limit);
     }
 
     return p;

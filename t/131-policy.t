@@ -91,6 +91,10 @@ $policy
             taurus_guard on;
             proxy_pass http://127.0.0.1:%%PORT_UP%%;
         }
+
+        location = /metrics {
+            taurus_guard_metrics;
+        }
     }
 
     server {
@@ -226,6 +230,15 @@ is($r->{json}{error_code}, 'TG.0429', '... TG.0429');
 my $ra = header($r, 'Retry-After');
 ok(defined $ra && $ra > 3000 && $ra <= 3600, "... Retry-After $ra")
     or diag(explain($r));
+
+# the metrics show the quota in use, by project
+
+my $m = $t->http("GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n");
+like($m->{body} || '', qr/^taurus_guard_quota_used\{project="$P3"\} 5$/m,
+    'metrics: quota used 5');
+like($m->{body} || '',
+    qr/^taurus_guard_quota_limit\{project="$P3",period="3600"\} 5$/m,
+    'metrics: quota limit 5 an hour');
 
 # a reload keeps both
 
