@@ -27,17 +27,6 @@
 #define NGX_HTTP_TG_ROUTE_SUFFIX  "/instances/database-version/upgrade"
 
 
-typedef struct {
-    ngx_uint_t                   status;
-    const char                  *code;
-    tg_decision_t                decision;
-    ngx_str_t                    reason;
-    tg_batch_t                  *batch;     /* when the body was valid */
-    ngx_array_t                 *denied;    /* of tg_str_t */
-    time_t                       retry_after;   /* seconds; 0: none */
-} ngx_http_taurus_guard_refusal_t;
-
-
 static ngx_http_taurus_guard_ctx_t *ngx_http_taurus_guard_get_ctx(
     ngx_http_request_t *r);
 static ngx_http_taurus_guard_ctx_t *ngx_http_taurus_guard_create_ctx(
@@ -49,8 +38,7 @@ static ngx_int_t ngx_http_taurus_guard_content_type(ngx_http_request_t *r);
 static ngx_int_t ngx_http_taurus_guard_content_encoding(
     ngx_http_request_t *r);
 static ngx_int_t ngx_http_taurus_guard_policy_step(ngx_http_request_t *r,
-    ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx,
-    ngx_http_taurus_guard_refusal_t *rf);
+    ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx);
 static void ngx_http_taurus_guard_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_taurus_guard_process(ngx_http_request_t *r,
     ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx);
@@ -61,8 +49,6 @@ static void ngx_http_taurus_guard_continue(ngx_http_request_t *r,
 static void ngx_http_taurus_guard_token_ready(ngx_http_request_t *r);
 static ngx_int_t ngx_http_taurus_guard_secrets(ngx_http_request_t *r,
     ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx);
-static ngx_int_t ngx_http_taurus_guard_no_secret(ngx_http_request_t *r,
-    ngx_http_taurus_guard_ctx_t *ctx, const char *reason);
 static ngx_int_t ngx_http_taurus_guard_sign_audit(ngx_http_request_t *r,
     ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx);
 static void ngx_http_taurus_guard_synced(ngx_http_request_t *r);
@@ -75,9 +61,13 @@ static ngx_int_t ngx_http_taurus_guard_replace_body(ngx_http_request_t *r,
 static void ngx_http_taurus_guard_record(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx, tg_audit_record_t *rec);
 static ngx_int_t ngx_http_taurus_guard_refuse(ngx_http_request_t *r,
-    ngx_http_taurus_guard_ctx_t *ctx, ngx_http_taurus_guard_refusal_t *rf);
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, ngx_str_t *reason,
+    ngx_array_t *denied, time_t retry_after);
+static ngx_int_t ngx_http_taurus_guard_refuse_text(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, const char *text);
 static ngx_int_t ngx_http_taurus_guard_send_json(ngx_http_request_t *r,
-    ngx_http_taurus_guard_ctx_t *ctx, ngx_http_taurus_guard_refusal_t *rf);
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, ngx_str_t *reason,
+    ngx_array_t *denied, time_t retry_after);
 static ngx_int_t ngx_http_taurus_guard_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_taurus_guard_reentry(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx);
@@ -98,9 +88,9 @@ ngx_int_t
 ngx_http_taurus_guard_handler(ngx_http_request_t *r)
 {
     ngx_int_t                          rc;
+    ngx_str_t                          reason;
     ngx_http_taurus_guard_ctx_t       *ctx;
     ngx_http_taurus_guard_loc_conf_t  *lcf;
-    ngx_http_taurus_guard_refusal_t    rf;
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_taurus_guard_module);
 
@@ -156,38 +146,34 @@ ngx_http_taurus_guard_handler(ngx_http_request_t *r)
     ctx->started = 1;
     ctx->phase_rc = NGX_DONE;
 
-    ngx_memzero(&rf, sizeof(ngx_http_taurus_guard_refusal_t));
-    rf.decision = TG_DECISION_INVALID;
-
-    rc = ngx_http_taurus_guard_route(r, ctx, &rf.reason);
+    rc = ngx_http_taurus_guard_route(r, ctx, &reason);
 
     if (rc != NGX_OK) {
-        rf.status = rc;
-        rf.code = (rc == NGX_HTTP_NOT_ALLOWED) ? "TG.0405" : "TG.0404";
-        goto refuse;
+        rc = ngx_http_taurus_guard_refuse(r, ctx, rc, &reason, NULL, 0);
+        goto refused;
     }
 
     if (ngx_http_taurus_guard_content_type(r) != NGX_OK) {
-        rf.status = NGX_HTTP_UNSUPPORTED_MEDIA_TYPE;
-        rf.code = "TG.0415";
-        ngx_str_set(&rf.reason, "Content-Type must be application/json"
-                                " (charset=utf-8 allowed), sent once");
-        goto refuse;
+        rc = ngx_http_taurus_guard_refuse_text(r, ctx,
+                 NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                 "Content-Type must be application/json"
+                 " (charset=utf-8 allowed), sent once");
+        goto refused;
     }
 
     if (ngx_http_taurus_guard_content_encoding(r) != NGX_OK) {
-        rf.status = NGX_HTTP_UNSUPPORTED_MEDIA_TYPE;
-        rf.code = "TG.0415";
-        ngx_str_set(&rf.reason, "Content-Encoding other than identity:"
-                                " the body is read only as it was sent");
-        goto refuse;
+        rc = ngx_http_taurus_guard_refuse_text(r, ctx,
+                 NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                 "Content-Encoding other than identity:"
+                 " the body is read only as it was sent");
+        goto refused;
     }
 
     if (r->headers_in.content_length_n > (off_t) lcf->max_body_size) {
-        rf.status = NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
-        rf.code = "TG.0413";
-        ngx_str_set(&rf.reason, "body larger than taurus_guard_max_body_size");
-        goto refuse;
+        rc = ngx_http_taurus_guard_refuse_text(r, ctx,
+                 NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                 "body larger than taurus_guard_max_body_size");
+        goto refused;
     }
 
     rc = ngx_http_read_client_request_body(r,
@@ -202,14 +188,14 @@ ngx_http_taurus_guard_handler(ngx_http_request_t *r)
     ngx_http_finalize_request(r, NGX_DONE);
     return NGX_DONE;
 
-refuse:
+refused:
 
     /*
      * The response is ours: finalize here and stop the phases.  Returning
      * the output filter's NGX_OK would run the next phase, the proxy.
      */
 
-    ngx_http_finalize_request(r, ngx_http_taurus_guard_refuse(r, ctx, &rf));
+    ngx_http_finalize_request(r, rc);
     return NGX_DONE;
 }
 
@@ -279,34 +265,28 @@ ngx_http_taurus_guard_process(ngx_http_request_t *r,
     size_t                              len;
     tg_rc_t                             trc;
     ngx_int_t                           rc;
-    ngx_str_t                           raw, body;
+    ngx_str_t                           raw, body, reason;
     tg_str_t                           *d;
     tg_batch_t                          batch;
     ngx_uint_t                          i;
-    ngx_http_taurus_guard_refusal_t     rf;
+    ngx_array_t                        *denied;
     ngx_http_taurus_guard_main_conf_t  *mcf;
     char                                err[TG_BATCH_ERR_SIZE];
-
-    ngx_memzero(&rf, sizeof(ngx_http_taurus_guard_refusal_t));
 
     rc = ngx_http_taurus_guard_read_body(r, &raw);
 
     if (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE
         || (rc == NGX_OK && raw.len > lcf->max_body_size))
     {
-        rf.status = NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
-        rf.code = "TG.0413";
-        rf.decision = TG_DECISION_INVALID;
-        ngx_str_set(&rf.reason, "body larger than taurus_guard_max_body_size");
-        return ngx_http_taurus_guard_refuse(r, ctx, &rf);
+        return ngx_http_taurus_guard_refuse_text(r, ctx,
+                   NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                   "body larger than taurus_guard_max_body_size");
     }
 
     if (rc != NGX_OK) {
-        rf.status = NGX_HTTP_SERVICE_UNAVAILABLE;
-        rf.code = "TG.0503";
-        rf.decision = TG_DECISION_ERROR;
-        ngx_str_set(&rf.reason, "could not read the request body");
-        return ngx_http_taurus_guard_refuse(r, ctx, &rf);
+        return ngx_http_taurus_guard_refuse_text(r, ctx,
+                   NGX_HTTP_SERVICE_UNAVAILABLE,
+                   "could not read the request body");
     }
 
     /* 3. validate strictly */
@@ -331,11 +311,9 @@ ngx_http_taurus_guard_process(ngx_http_request_t *r,
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "taurus_guard: validator failed: %s",
                       tg_strerror(trc));
-        rf.status = NGX_HTTP_SERVICE_UNAVAILABLE;
-        rf.code = "TG.0503";
-        rf.decision = TG_DECISION_ERROR;
-        ngx_str_set(&rf.reason, "could not validate the body");
-        return ngx_http_taurus_guard_refuse(r, ctx, &rf);
+        return ngx_http_taurus_guard_refuse_text(r, ctx,
+                   NGX_HTTP_SERVICE_UNAVAILABLE,
+                   "could not validate the body");
     }
 
     if (trc != TG_OK) {
@@ -345,12 +323,11 @@ ngx_http_taurus_guard_process(ngx_http_request_t *r,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        rf.reason.data = ngx_cpymem(p, err, len) - len;
-        rf.reason.len = len;
-        rf.status = NGX_HTTP_BAD_REQUEST;
-        rf.code = "TG.0400";
-        rf.decision = TG_DECISION_INVALID;
-        return ngx_http_taurus_guard_refuse(r, ctx, &rf);
+        reason.data = ngx_cpymem(p, err, len) - len;
+        reason.len = len;
+
+        return ngx_http_taurus_guard_refuse(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                            &reason, NULL, 0);
     }
 
     /* from here on the batch is the request's: the policy marks it */
@@ -361,14 +338,13 @@ ngx_http_taurus_guard_process(ngx_http_request_t *r,
     }
 
     *ctx->batch = batch;
-    rf.batch = ctx->batch;
 
     /* 4. authorize: all or nothing */
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_taurus_guard_module);
 
-    rf.denied = ngx_array_create(r->pool, 4, sizeof(tg_str_t));
-    if (rf.denied == NULL) {
+    denied = ngx_array_create(r->pool, 4, sizeof(tg_str_t));
+    if (denied == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -381,7 +357,7 @@ ngx_http_taurus_guard_process(ngx_http_request_t *r,
             continue;
         }
 
-        d = ngx_array_push(rf.denied);
+        d = ngx_array_push(denied);
         if (d == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -389,31 +365,26 @@ ngx_http_taurus_guard_process(ngx_http_request_t *r,
         *d = batch.items[i].instance_id;
     }
 
-    if (rf.denied->nelts) {
-        rf.status = NGX_HTTP_FORBIDDEN;
-        rf.code = "TG.0403";
-        rf.decision = TG_DECISION_DENY;
-
-        if (ngx_http_taurus_guard_denied_reason(r, ctx, rf.denied, &rf.reason)
+    if (denied->nelts) {
+        if (ngx_http_taurus_guard_denied_reason(r, ctx, denied, &reason)
             != NGX_OK)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
         if (lcf->mode != NGX_HTTP_TG_MODE_REPORT) {
-            return ngx_http_taurus_guard_refuse(r, ctx, &rf);
+            return ngx_http_taurus_guard_refuse(r, ctx, NGX_HTTP_FORBIDDEN,
+                                                &reason, denied, 0);
         }
 
         /* report mode: forwarded, and recorded as what it would be */
 
         ctx->would_deny = 1;
-        ctx->reason = rf.reason;
-        ctx->denied = rf.denied;
+        ctx->reason = reason;
+        ctx->denied = denied;
     }
 
-    rf.denied = NULL;
-
-    rc = ngx_http_taurus_guard_policy_step(r, lcf, ctx, &rf);
+    rc = ngx_http_taurus_guard_policy_step(r, lcf, ctx);
     if (rc != NGX_DECLINED) {
         return rc;
     }
@@ -430,11 +401,9 @@ ngx_http_taurus_guard_process(ngx_http_request_t *r,
         != body.len
         || tg_sha256_hex(body.data, body.len, ctx->hash) != TG_OK)
     {
-        rf.status = NGX_HTTP_SERVICE_UNAVAILABLE;
-        rf.code = "TG.0503";
-        rf.decision = TG_DECISION_ERROR;
-        ngx_str_set(&rf.reason, "could not serialize the body");
-        return ngx_http_taurus_guard_refuse(r, ctx, &rf);
+        return ngx_http_taurus_guard_refuse_text(r, ctx,
+                   NGX_HTTP_SERVICE_UNAVAILABLE,
+                   "could not serialize the body");
     }
 
     ctx->body = body;
@@ -452,8 +421,7 @@ ngx_http_taurus_guard_process(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_taurus_guard_policy_step(ngx_http_request_t *r,
-    ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx,
-    ngx_http_taurus_guard_refusal_t *rf)
+    ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx)
 {
     ngx_int_t                           rc;
     ngx_flag_t                          report;
@@ -486,27 +454,18 @@ ngx_http_taurus_guard_policy_step(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
-    rf->status = v.status ? v.status : NGX_HTTP_SERVICE_UNAVAILABLE;
-    rf->reason = v.reason;
-    rf->retry_after = v.retry_after;
+    if (rc == NGX_ERROR || v.status == 0) {
+        v.status = NGX_HTTP_SERVICE_UNAVAILABLE;
 
-    if (rc == NGX_ERROR) {
-        rf->status = NGX_HTTP_SERVICE_UNAVAILABLE;
-        rf->decision = TG_DECISION_ERROR;
-
-        if (rf->reason.len == 0) {
-            ngx_str_set(&rf->reason, "could not check the project's policy");
+        if (v.reason.len == 0) {
+            ngx_str_set(&v.reason, "could not check the project's policy");
         }
-
-    } else {
-        rf->decision = TG_DECISION_DENY;
     }
 
-    rf->code = (rf->status == NGX_HTTP_CONFLICT) ? "TG.0409"
-               : (rf->status == NGX_HTTP_TOO_MANY_REQUESTS) ? "TG.0429"
-               : (rf->status == NGX_HTTP_FORBIDDEN) ? "TG.0403" : "TG.0503";
+    /* 403, 409 and 429 are denials, the 503 of a full zone an error */
 
-    return ngx_http_taurus_guard_refuse(r, ctx, rf);
+    return ngx_http_taurus_guard_refuse(r, ctx, v.status, &v.reason, NULL,
+                                        v.retry_after);
 }
 
 
@@ -541,9 +500,9 @@ ngx_http_taurus_guard_secrets(ngx_http_request_t *r,
             }
 
             if (rc != NGX_OK) {
-                return ngx_http_taurus_guard_no_secret(r, ctx,
-                                                       "no usable"
-                                                       " credentials");
+                return ngx_http_taurus_guard_refuse_text(r, ctx,
+                           NGX_HTTP_SERVICE_UNAVAILABLE,
+                           "no usable credentials");
             }
         }
 
@@ -551,8 +510,9 @@ ngx_http_taurus_guard_secrets(ngx_http_request_t *r,
                           ctx->cred_text.len, &line)
             != TG_OK)
         {
-            return ngx_http_taurus_guard_no_secret(r, ctx,
-                                                   "no usable credentials");
+            return ngx_http_taurus_guard_refuse_text(r, ctx,
+                       NGX_HTTP_SERVICE_UNAVAILABLE,
+                       "no usable credentials");
         }
     }
 
@@ -570,8 +530,9 @@ ngx_http_taurus_guard_secrets(ngx_http_request_t *r,
         }
 
         if (rc != NGX_OK) {
-            return ngx_http_taurus_guard_no_secret(r, ctx,
-                                                   "no usable IAM token");
+            return ngx_http_taurus_guard_refuse_text(r, ctx,
+                       NGX_HTTP_SERVICE_UNAVAILABLE,
+                       "no usable IAM token");
         }
     }
 
@@ -600,25 +561,6 @@ ngx_http_taurus_guard_token_ready(ngx_http_request_t *r)
 }
 
 
-static ngx_int_t
-ngx_http_taurus_guard_no_secret(ngx_http_request_t *r,
-    ngx_http_taurus_guard_ctx_t *ctx, const char *reason)
-{
-    ngx_http_taurus_guard_refusal_t  rf;
-
-    ngx_memzero(&rf, sizeof(ngx_http_taurus_guard_refusal_t));
-
-    rf.status = NGX_HTTP_SERVICE_UNAVAILABLE;
-    rf.code = "TG.0503";
-    rf.decision = TG_DECISION_ERROR;
-    rf.batch = ctx->batch;
-    rf.reason.data = (u_char *) reason;
-    rf.reason.len = ngx_strlen(reason);
-
-    return ngx_http_taurus_guard_refuse(r, ctx, &rf);
-}
-
-
 /*
  * Steps 6 and 5: sign, then put the allow record on disk.  NGX_DECLINED
  * forwards, NGX_DONE waits for the flush, anything else finalizes.
@@ -628,11 +570,9 @@ static ngx_int_t
 ngx_http_taurus_guard_sign_audit(ngx_http_request_t *r,
     ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx)
 {
-    ngx_int_t                         rc;
-    tg_audit_record_t                 rec;
-    ngx_http_taurus_guard_refusal_t   rf;
-
-    ngx_memzero(&rf, sizeof(ngx_http_taurus_guard_refusal_t));
+    ngx_int_t           rc;
+    ngx_str_t           reason;
+    tg_audit_record_t   rec;
 
     if (ctx->waited && ngx_http_taurus_guard_client_gone(r)) {
         /* gone while a fetch ran: nothing is allowed, nothing forwarded */
@@ -655,18 +595,16 @@ ngx_http_taurus_guard_sign_audit(ngx_http_request_t *r,
 
     /* 6. sign; a failure forwards nothing */
 
-    if (ngx_http_taurus_guard_sign(r, lcf, ctx, &rf.reason) != NGX_OK)
-    {
-        rf.status = NGX_HTTP_SERVICE_UNAVAILABLE;
-        rf.code = "TG.0503";
-        rf.decision = TG_DECISION_ERROR;
-        rf.batch = ctx->batch;
+    ngx_str_null(&reason);
 
-        if (rf.reason.len == 0) {
-            ngx_str_set(&rf.reason, "could not sign the request");
+    if (ngx_http_taurus_guard_sign(r, lcf, ctx, &reason) != NGX_OK) {
+        if (reason.len == 0) {
+            ngx_str_set(&reason, "could not sign the request");
         }
 
-        return ngx_http_taurus_guard_refuse(r, ctx, &rf);
+        return ngx_http_taurus_guard_refuse(r, ctx,
+                                            NGX_HTTP_SERVICE_UNAVAILABLE,
+                                            &reason, NULL, 0);
     }
 
     /* 5. the record is on disk before anything leaves */
@@ -731,8 +669,7 @@ static ngx_int_t
 ngx_http_taurus_guard_forward(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx)
 {
-    ngx_uint_t                       status;
-    ngx_http_taurus_guard_refusal_t  rf;
+    ngx_uint_t  status;
 
     static ngx_str_t  gone = ngx_string("client closed the connection"
                                         " before the forward");
@@ -744,25 +681,15 @@ ngx_http_taurus_guard_forward(ngx_http_request_t *r,
                       "taurus_guard: audit record %s not on disk,"
                       " request refused", ctx->id);
 
-        ngx_memzero(&rf, sizeof(ngx_http_taurus_guard_refusal_t));
-        rf.status = NGX_HTTP_SERVICE_UNAVAILABLE;
-        rf.code = "TG.0503";
-        rf.decision = TG_DECISION_ERROR;
-        rf.batch = ctx->batch;
-
         /* the audit code may have said why: a timeout, say */
-        rf.reason = ctx->sync_reason;
 
-        if (rf.reason.len == 0) {
-            ngx_str_set(&rf.reason, "audit log unavailable");
+        if (ctx->sync_reason.len == 0) {
+            ngx_str_set(&ctx->sync_reason, "audit log unavailable");
         }
 
-        /* the allow record may be in the file: an error record closes it */
-
-        (void) ngx_http_taurus_guard_not_forwarded(r, ctx, rf.status,
-                                                   &rf.reason);
-
-        return ngx_http_taurus_guard_send_json(r, ctx, &rf);
+        return ngx_http_taurus_guard_refuse(r, ctx,
+                                            NGX_HTTP_SERVICE_UNAVAILABLE,
+                                            &ctx->sync_reason, NULL, 0);
     }
 
     if (ctx->waited && ngx_http_taurus_guard_client_gone(r)) {
@@ -910,8 +837,7 @@ static ngx_int_t
 ngx_http_taurus_guard_reentry(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx)
 {
-    ngx_http_core_loc_conf_t         *clcf;
-    ngx_http_taurus_guard_refusal_t   rf;
+    ngx_http_core_loc_conf_t  *clcf;
 
     if (r->content_handler == NULL
         || r->content_handler == ngx_http_taurus_guard_content_handler)
@@ -939,14 +865,10 @@ ngx_http_taurus_guard_reentry(ngx_http_request_t *r,
         return NGX_DONE;
     }
 
-    ngx_memzero(&rf, sizeof(ngx_http_taurus_guard_refusal_t));
-    rf.status = NGX_HTTP_BAD_GATEWAY;
-    rf.code = "TG.0502";
-    ngx_str_set(&rf.reason, "the batch was forwarded already;"
-                            " it is not sent a second time");
-
-    ngx_http_finalize_request(r, ngx_http_taurus_guard_send_json(r, ctx,
-                                                                 &rf));
+    ngx_http_finalize_request(r, ngx_http_taurus_guard_refuse_text(r, ctx,
+                                     NGX_HTTP_BAD_GATEWAY,
+                                     "the batch was forwarded already;"
+                                     " it is not sent a second time"));
     return NGX_DONE;
 }
 
@@ -1424,50 +1346,77 @@ ngx_http_taurus_guard_record(ngx_http_request_t *r,
 }
 
 
+/*
+ * The one way a refusal leaves the gateway.  The status says the rest:
+ * the error code is TG.0 and the status, the decision "deny" for 403,
+ * 409 and 429 (the allow-list, the policy), "error" for 5xx, "invalid"
+ * for the other 4xx.  Where the request is says what is recorded:
+ * before the allow record, a record of the refusal (with the batch and
+ * what was denied); after it, the error record closing the allow; after
+ * the forward (a second forward refused), nothing: the done record
+ * counts it.  The log handler counts each request once in the metrics.
+ */
+
 static ngx_int_t
 ngx_http_taurus_guard_refuse(ngx_http_request_t *r,
-    ngx_http_taurus_guard_ctx_t *ctx, ngx_http_taurus_guard_refusal_t *rf)
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, ngx_str_t *reason,
+    ngx_array_t *denied, time_t retry_after)
 {
-    ngx_int_t                          rc;
-    tg_audit_record_t                  rec;
-    ngx_http_taurus_guard_loc_conf_t  *lcf;
+    ngx_int_t           rc;
+    tg_audit_record_t   rec;
 
-    lcf = ngx_http_get_module_loc_conf(r, ngx_http_taurus_guard_module);
+    static ngx_str_t  unavailable = ngx_string("audit log unavailable");
 
-    ctx->decision = rf->decision;
-    ctx->reason = rf->reason;
-    ctx->status = rf->status;
-    ctx->phase_rc = rf->status;
+    if (ctx->forwarded) {
+        return ngx_http_taurus_guard_send_json(r, ctx, status, reason, NULL,
+                                               0);
+    }
+
+    if (ctx->allowed) {
+        (void) ngx_http_taurus_guard_not_forwarded(r, ctx, status, reason);
+        return ngx_http_taurus_guard_send_json(r, ctx, status, reason, NULL,
+                                               0);
+    }
+
+    ctx->decision = (status == NGX_HTTP_FORBIDDEN
+                     || status == NGX_HTTP_CONFLICT
+                     || status == NGX_HTTP_TOO_MANY_REQUESTS)
+                    ? TG_DECISION_DENY
+                    : (status >= NGX_HTTP_INTERNAL_SERVER_ERROR)
+                    ? TG_DECISION_ERROR : TG_DECISION_INVALID;
+    ctx->reason = *reason;
+    ctx->status = status;
+    ctx->phase_rc = status;
 
     ngx_http_taurus_guard_record(r, ctx, &rec);
 
-    if (rf->batch != NULL) {
-        rec.instances = rf->batch->items;
-        rec.ninstances = rf->batch->nitems;
+    if (ctx->batch != NULL) {
+        rec.instances = ctx->batch->items;
+        rec.ninstances = ctx->batch->nitems;
         rec.has_delay = 1;
-        rec.delay = rf->batch->delay;
-        rec.delay_kind = rf->batch->delay_kind;
+        rec.delay = ctx->batch->delay;
+        rec.delay_kind = ctx->batch->delay_kind;
     }
 
-    if (rf->denied != NULL) {
-        rec.denied = rf->denied->elts;
-        rec.ndenied = rf->denied->nelts;
+    if (denied != NULL) {
+        rec.denied = denied->elts;
+        rec.ndenied = denied->nelts;
     }
 
     ngx_http_taurus_guard_secrets_pop(r, ctx);
 
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                   "taurus_guard: request %s refused (%s): %ui",
-                  ctx->id, tg_decision_name(rf->decision), rf->status);
+                  ctx->id, tg_decision_name((tg_decision_t) ctx->decision),
+                  status);
 
-    if (ngx_http_taurus_guard_audit(r, lcf->audit, &rec, 0) != NGX_OK) {
+    if (ngx_http_taurus_guard_audit(r, ctx->audit, &rec, 0) != NGX_OK) {
         /* a decision that cannot be recorded is not given */
-        rf->status = NGX_HTTP_SERVICE_UNAVAILABLE;
-        rf->code = "TG.0503";
-        rf->denied = NULL;
-        ngx_str_set(&rf->reason, "audit log unavailable");
-        ctx->status = rf->status;
-        ctx->phase_rc = rf->status;
+        status = NGX_HTTP_SERVICE_UNAVAILABLE;
+        reason = &unavailable;
+        denied = NULL;
+        ctx->status = status;
+        ctx->phase_rc = status;
     }
 
     rc = ngx_http_discard_request_body(r);
@@ -1476,7 +1425,21 @@ ngx_http_taurus_guard_refuse(ngx_http_request_t *r,
         return rc;
     }
 
-    return ngx_http_taurus_guard_send_json(r, ctx, rf);
+    return ngx_http_taurus_guard_send_json(r, ctx, status, reason, denied,
+                                           retry_after);
+}
+
+
+static ngx_int_t
+ngx_http_taurus_guard_refuse_text(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, const char *text)
+{
+    ngx_str_t  reason;
+
+    reason.data = (u_char *) text;
+    reason.len = ngx_strlen(text);
+
+    return ngx_http_taurus_guard_refuse(r, ctx, status, &reason, NULL, 0);
 }
 
 
@@ -1485,7 +1448,8 @@ ngx_http_taurus_guard_refuse(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_taurus_guard_send_json(ngx_http_request_t *r,
-    ngx_http_taurus_guard_ctx_t *ctx, ngx_http_taurus_guard_refusal_t *rf)
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, ngx_str_t *reason,
+    ngx_array_t *denied, time_t retry_after)
 {
     u_char           *p;
     size_t            len;
@@ -1496,18 +1460,18 @@ ngx_http_taurus_guard_send_json(ngx_http_request_t *r,
     ngx_chain_t       out;
     ngx_table_elt_t  *h;
 
-    len = sizeof("{\"error_code\":\"\",\"error_msg\":\"\",\"audit_id\":\"\"}")
-          - 1 + ngx_strlen(rf->code)
-          + tg_json_escaped_len(rf->reason.data, rf->reason.len)
+    len = sizeof("{\"error_code\":\"TG.0NNN\",\"error_msg\":\"\","
+                 "\"audit_id\":\"\"}") - 1
+          + tg_json_escaped_len(reason->data, reason->len)
           + TG_AUDIT_ID_LEN;
 
     d = NULL;
 
-    if (rf->denied != NULL && rf->denied->nelts) {
-        d = rf->denied->elts;
+    if (denied != NULL && denied->nelts) {
+        d = denied->elts;
         len += sizeof(",\"denied\":[]") - 1;
 
-        for (i = 0; i < rf->denied->nelts; i++) {
+        for (i = 0; i < denied->nelts; i++) {
             len += sizeof("\"\",") - 1
                    + tg_json_escaped_len(d[i].data, d[i].len);
         }
@@ -1519,10 +1483,9 @@ ngx_http_taurus_guard_send_json(ngx_http_request_t *r,
     }
 
     p = b->last;
-    p = ngx_cpymem(p, "{\"error_code\":\"", sizeof("{\"error_code\":\"") - 1);
-    p = ngx_cpymem(p, rf->code, ngx_strlen(rf->code));
-    p = ngx_cpymem(p, "\",\"error_msg\":\"", sizeof("\",\"error_msg\":\"") - 1);
-    p = tg_json_escape(p, rf->reason.data, rf->reason.len);
+    p = ngx_sprintf(p, "{\"error_code\":\"TG.%04ui\",\"error_msg\":\"",
+                    status % 10000);
+    p = tg_json_escape(p, reason->data, reason->len);
     p = ngx_cpymem(p, "\",\"audit_id\":\"", sizeof("\",\"audit_id\":\"") - 1);
     p = ngx_cpymem(p, ctx->id, TG_AUDIT_ID_LEN);
     *p++ = '"';
@@ -1530,7 +1493,7 @@ ngx_http_taurus_guard_send_json(ngx_http_request_t *r,
     if (d != NULL) {
         p = ngx_cpymem(p, ",\"denied\":[", sizeof(",\"denied\":[") - 1);
 
-        for (i = 0; i < rf->denied->nelts; i++) {
+        for (i = 0; i < denied->nelts; i++) {
             if (i) {
                 *p++ = ',';
             }
@@ -1549,13 +1512,13 @@ ngx_http_taurus_guard_send_json(ngx_http_request_t *r,
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
 
-    r->headers_out.status = rf->status;
+    r->headers_out.status = status;
     r->headers_out.content_length_n = b->last - b->pos;
     ngx_str_set(&r->headers_out.content_type, "application/json");
     r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.content_type_lowcase = NULL;
 
-    if (rf->retry_after > 0) {
+    if (retry_after > 0) {
         h = ngx_list_push(&r->headers_out.headers);
         if (h == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -1568,11 +1531,11 @@ ngx_http_taurus_guard_send_json(ngx_http_request_t *r,
 
         h->hash = 1;
         ngx_str_set(&h->key, "Retry-After");
-        h->value.len = ngx_sprintf(h->value.data, "%T", rf->retry_after)
+        h->value.len = ngx_sprintf(h->value.data, "%T", retry_after)
                        - h->value.data;
     }
 
-    if (rf->status == NGX_HTTP_NOT_ALLOWED) {
+    if (status == NGX_HTTP_NOT_ALLOWED) {
         h = ngx_list_push(&r->headers_out.headers);
         if (h == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
