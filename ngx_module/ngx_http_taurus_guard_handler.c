@@ -25,6 +25,7 @@
 
 #define NGX_HTTP_TG_ROUTE_PREFIX  "/v3/"
 #define NGX_HTTP_TG_ROUTE_SUFFIX  "/instances/database-version/upgrade"
+#define NGX_HTTP_TG_REQUEST_ID    "X-Request-Id"
 
 
 static ngx_http_taurus_guard_ctx_t *ngx_http_taurus_guard_get_ctx(
@@ -79,6 +80,8 @@ static ngx_int_t ngx_http_taurus_guard_not_forwarded(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, ngx_str_t *reason);
 static void ngx_http_taurus_guard_close(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx);
+static void ngx_http_taurus_guard_upstream_request_id(ngx_http_request_t *r,
+    tg_str_t *id);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -1561,13 +1564,16 @@ ngx_http_taurus_guard_send_json(ngx_http_request_t *r,
 
 /*
  * Every guarded response carries the audit id, the upstream's too; a
- * request nginx refused before the handler ran gets its id here.
+ * request nginx refused before the handler ran gets its id here.  The
+ * SDKs show X-Request-Id as an error's request id: a refusal carries the
+ * audit id there, a forwarded answer the cloud's own, untouched (the
+ * audit id when the cloud sent none, a proxy error, say).
  */
 
 static ngx_int_t
 ngx_http_taurus_guard_header_filter(ngx_http_request_t *r)
 {
-    ngx_uint_t                         i;
+    ngx_uint_t                         i, request_id;
     ngx_list_part_t                   *part;
     ngx_table_elt_t                   *h, *o;
     ngx_http_taurus_guard_ctx_t       *ctx;
@@ -1602,6 +1608,7 @@ ngx_http_taurus_guard_header_filter(ngx_http_request_t *r)
 
     /* the id is the gateway's: one the upstream sent is not passed on */
 
+    request_id = 0;
     part = &r->headers_out.headers.part;
     o = part->elts;
 
@@ -1622,7 +1629,34 @@ ngx_http_taurus_guard_header_filter(ngx_http_request_t *r)
                                o[i].key.len) == 0)
         {
             o[i].hash = 0;
+            continue;
         }
+
+        if (o[i].hash != 0
+            && o[i].key.len == sizeof(NGX_HTTP_TG_REQUEST_ID) - 1
+            && ngx_strncasecmp(o[i].key.data, (u_char *) NGX_HTTP_TG_REQUEST_ID,
+                               o[i].key.len) == 0)
+        {
+            if (ctx->forwarded) {
+                request_id = 1;
+
+            } else {
+                /* not the cloud's answer: the caller quotes the audit id */
+                o[i].hash = 0;
+            }
+        }
+    }
+
+    if (!request_id) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, NGX_HTTP_TG_REQUEST_ID);
+        h->value.data = ctx->id;
+        h->value.len = TG_AUDIT_ID_LEN;
     }
 
     if (ctx->would_deny && ctx->forwarded) {
@@ -1842,12 +1876,54 @@ ngx_http_taurus_guard_close(ngx_http_request_t *r,
         rec.forwarded = 1;
     }
 
+    if (r->upstream != NULL) {
+        ngx_http_taurus_guard_upstream_request_id(r, &rec.request_id);
+    }
+
     if (ctx->nreentries) {
         rec.reentries = ctx->reentries;
         rec.nreentries = ngx_min(ctx->nreentries, NGX_HTTP_TG_REENTRIES);
     }
 
     (void) ngx_http_taurus_guard_audit(r, ctx->audit, &rec, 0);
+}
+
+
+/* the cloud's X-Request-Id of the last try, for the done record */
+
+static void
+ngx_http_taurus_guard_upstream_request_id(ngx_http_request_t *r,
+    tg_str_t *id)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->upstream->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof(NGX_HTTP_TG_REQUEST_ID) - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) NGX_HTTP_TG_REQUEST_ID,
+                               h[i].key.len) == 0)
+        {
+            /* the encoder escapes it and keeps TG_AUDIT_REQUEST_ID_MAX */
+            id->data = h[i].value.data;
+            id->len = h[i].value.len;
+            return;
+        }
+    }
 }
 
 
