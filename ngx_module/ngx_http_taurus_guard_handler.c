@@ -41,20 +41,22 @@ static ngx_int_t ngx_http_taurus_guard_content_encoding(
 static ngx_int_t ngx_http_taurus_guard_policy_step(ngx_http_request_t *r,
     ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx);
 static void ngx_http_taurus_guard_body_handler(ngx_http_request_t *r);
-static ngx_int_t ngx_http_taurus_guard_process(ngx_http_request_t *r,
+static void ngx_http_taurus_guard_resume_handler(ngx_http_request_t *r);
+static void ngx_http_taurus_guard_run(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_flag_t woken);
+static ngx_int_t ngx_http_taurus_guard_validate(ngx_http_request_t *r,
+    ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx);
+static ngx_int_t ngx_http_taurus_guard_authorize(ngx_http_request_t *r,
     ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_taurus_guard_denied_reason(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx, ngx_array_t *denied, ngx_str_t *reason);
-static void ngx_http_taurus_guard_continue(ngx_http_request_t *r,
-    ngx_int_t rc);
-static void ngx_http_taurus_guard_token_ready(ngx_http_request_t *r);
 static ngx_int_t ngx_http_taurus_guard_secrets(ngx_http_request_t *r,
     ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_taurus_guard_sign_audit(ngx_http_request_t *r,
-    ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx);
-static void ngx_http_taurus_guard_synced(ngx_http_request_t *r);
+    ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx,
+    ngx_flag_t woken);
 static ngx_int_t ngx_http_taurus_guard_forward(ngx_http_request_t *r,
-    ngx_http_taurus_guard_ctx_t *ctx);
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_flag_t woken);
 static ngx_int_t ngx_http_taurus_guard_read_body(ngx_http_request_t *r,
     ngx_str_t *raw);
 static ngx_int_t ngx_http_taurus_guard_replace_body(ngx_http_request_t *r,
@@ -109,7 +111,7 @@ ngx_http_taurus_guard_handler(ngx_http_request_t *r)
 
         ctx = ngx_http_taurus_guard_get_ctx(r);
 
-        if (ctx == NULL || !ctx->forwarded) {
+        if (ctx == NULL || ctx->step != NGX_HTTP_TG_STEP_FORWARD) {
             return NGX_DECLINED;
         }
 
@@ -118,12 +120,26 @@ ngx_http_taurus_guard_handler(ngx_http_request_t *r)
 
     ctx = ngx_http_taurus_guard_get_ctx(r);
 
-    if (ctx != NULL && ctx->started) {
-        if (ctx->forwarded && r == r->main) {
-            return ngx_http_taurus_guard_reentry(r, ctx);
-        }
+    if (ctx != NULL && ctx->step != NGX_HTTP_TG_STEP_ROUTE) {
 
-        return ctx->phase_rc;
+        /* the phases again: resumed, redirected, or a subrequest */
+
+        switch (ctx->step) {
+
+        case NGX_HTTP_TG_STEP_FORWARD:
+            if (r == r->main) {
+                return ngx_http_taurus_guard_reentry(r, ctx);
+            }
+
+            return NGX_DECLINED;
+
+        case NGX_HTTP_TG_STEP_DONE:
+            return ctx->status;
+
+        default:
+            /* still waiting: the body, a fetch, a flush */
+            return NGX_DONE;
+        }
     }
 
     if (r != r->main) {
@@ -146,8 +162,7 @@ ngx_http_taurus_guard_handler(ngx_http_request_t *r)
         }
     }
 
-    ctx->started = 1;
-    ctx->phase_rc = NGX_DONE;
+    ctx->step = NGX_HTTP_TG_STEP_BODY;
 
     rc = ngx_http_taurus_guard_route(r, ctx, &reason);
 
@@ -184,7 +199,8 @@ ngx_http_taurus_guard_handler(ngx_http_request_t *r)
 
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
         /* the log handler records what nginx refused while reading */
-        ctx->phase_rc = rc;
+        ctx->step = NGX_HTTP_TG_STEP_DONE;
+        ctx->status = rc;
         return rc;
     }
 
@@ -206,42 +222,102 @@ refused:
 static void
 ngx_http_taurus_guard_body_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                          rc;
-    ngx_http_taurus_guard_ctx_t       *ctx;
-    ngx_http_taurus_guard_loc_conf_t  *lcf;
+    ngx_http_taurus_guard_run(r, ngx_http_taurus_guard_get_ctx(r), 0);
+}
+
+
+/* a fetch or a flush this request waited for is over, or timed out */
+
+static void
+ngx_http_taurus_guard_resume_handler(ngx_http_request_t *r)
+{
+    ngx_http_taurus_guard_ctx_t  *ctx;
 
     ctx = ngx_http_taurus_guard_get_ctx(r);
-    lcf = ngx_http_get_module_loc_conf(r, ngx_http_taurus_guard_module);
 
-    rc = ngx_http_taurus_guard_process(r, lcf, ctx);
+    if (ctx->fetch_pending) {
+        /* an event of the connection, not the end of the fetch */
+        return;
+    }
 
-    ngx_http_taurus_guard_continue(r, rc);
+    ngx_http_taurus_guard_run(r, ctx, 1);
 }
 
 
 /*
- * Where a step of the guard that ran outside the phase handler leads:
- * NGX_DONE waits (a fetch, a flush), NGX_DECLINED resumes the phases,
- * towards the proxy, anything else finalizes the request with it.
+ * The one way back into the guard once the body is whole, in the spirit
+ * of ngx_http_core_run_phases(): ctx->step says where the request is,
+ * and the steps run in order from there until one waits (NGX_DONE: a
+ * fetch, a flush; ctx->resume brings it back here), refuses, or lets it
+ * go on to the proxy (NGX_DECLINED resumes the phases).  woken: it
+ * waited, so the client may have left meanwhile.
  */
 
 static void
-ngx_http_taurus_guard_continue(ngx_http_request_t *r, ngx_int_t rc)
+ngx_http_taurus_guard_run(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_flag_t woken)
 {
-    ngx_http_taurus_guard_ctx_t  *ctx;
+    ngx_int_t                          rc;
+    ngx_http_taurus_guard_loc_conf_t  *lcf;
 
-    if (rc == NGX_DONE) {
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_taurus_guard_module);
+
+    rc = NGX_DECLINED;
+
+    switch (ctx->step) {
+
+    case NGX_HTTP_TG_STEP_BODY:
+        ctx->step = NGX_HTTP_TG_STEP_VALIDATE;
+        rc = ngx_http_taurus_guard_validate(r, lcf, ctx);
+        if (rc != NGX_DECLINED) {
+            break;
+        }
+
+        /* fall through */
+
+    case NGX_HTTP_TG_STEP_VALIDATE:
+        ctx->step = NGX_HTTP_TG_STEP_AUTHORIZE;
+        rc = ngx_http_taurus_guard_authorize(r, lcf, ctx);
+        if (rc != NGX_DECLINED) {
+            break;
+        }
+
+        /* fall through */
+
+    case NGX_HTTP_TG_STEP_AUTHORIZE:
+        ctx->step = NGX_HTTP_TG_STEP_SECRETS;
+
+        /* fall through */
+
+    case NGX_HTTP_TG_STEP_SECRETS:
+        rc = ngx_http_taurus_guard_secrets(r, lcf, ctx);
+        if (rc != NGX_DECLINED) {
+            break;
+        }
+
+        ctx->step = NGX_HTTP_TG_STEP_SIGN;
+
+        /* fall through */
+
+    case NGX_HTTP_TG_STEP_SIGN:
+        rc = ngx_http_taurus_guard_sign_audit(r, lcf, ctx, woken);
+        if (rc != NGX_DECLINED) {
+            break;
+        }
+
+        /* fall through */
+
+    case NGX_HTTP_TG_STEP_AUDIT:
+        rc = ngx_http_taurus_guard_forward(r, ctx, woken);
+        break;
+
+    default:
+        /* forwarded or done already: nothing left to run */
         return;
     }
 
-    if (rc != NGX_DECLINED) {
-        /* an error_page re-entry must not find the phase still waiting */
-        ctx = ngx_http_taurus_guard_get_ctx(r);
-
-        if (ctx != NULL && ctx->phase_rc == NGX_DONE) {
-            ctx->phase_rc = (rc >= NGX_HTTP_SPECIAL_RESPONSE)
-                            ? rc : NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
+    if (rc == NGX_DONE) {
+        return;
     }
 
     if (rc == NGX_DECLINED) {
@@ -250,31 +326,34 @@ ngx_http_taurus_guard_continue(ngx_http_request_t *r, ngx_int_t rc)
         return;
     }
 
+    /* an error_page re-entry must not find the phase still waiting */
+
+    if (ctx->step < NGX_HTTP_TG_STEP_AUDIT) {
+        ctx->step = NGX_HTTP_TG_STEP_DONE;
+        ctx->status = (rc >= NGX_HTTP_SPECIAL_RESPONSE)
+                      ? (ngx_uint_t) rc : NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     ngx_http_finalize_request(r, rc);
 }
 
 
 /*
- * Validates, authorizes, signs and audits the whole body.  Returns
- * NGX_DECLINED when the request may go on to the proxy, anything else is
- * what the request is finalized with.
+ * Step 3: the whole body, validated strictly.  NGX_DECLINED goes on;
+ * anything else is what the request is finalized with.
  */
 
 static ngx_int_t
-ngx_http_taurus_guard_process(ngx_http_request_t *r,
+ngx_http_taurus_guard_validate(ngx_http_request_t *r,
     ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx)
 {
-    u_char                             *p;
-    size_t                              len;
-    tg_rc_t                             trc;
-    ngx_int_t                           rc;
-    ngx_str_t                           raw, body, reason;
-    tg_str_t                           *d;
-    tg_batch_t                          batch;
-    ngx_uint_t                          i;
-    ngx_array_t                        *denied;
-    ngx_http_taurus_guard_main_conf_t  *mcf;
-    char                                err[TG_BATCH_ERR_SIZE];
+    u_char      *p;
+    size_t       len;
+    tg_rc_t      trc;
+    ngx_int_t    rc;
+    ngx_str_t    raw, reason;
+    tg_batch_t   batch;
+    char         err[TG_BATCH_ERR_SIZE];
 
     rc = ngx_http_taurus_guard_read_body(r, &raw);
 
@@ -342,7 +421,28 @@ ngx_http_taurus_guard_process(ngx_http_request_t *r,
 
     *ctx->batch = batch;
 
-    /* 4. authorize: all or nothing */
+    return NGX_DECLINED;
+}
+
+
+/*
+ * Step 4: the allow-list, all or nothing, then the project's policy;
+ * the canonical body is what goes on.  NGX_DECLINED goes on.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_authorize(ngx_http_request_t *r,
+    ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx)
+{
+    ngx_int_t                           rc;
+    ngx_str_t                           body, reason;
+    tg_str_t                           *d;
+    tg_batch_t                         *batch;
+    ngx_uint_t                          i;
+    ngx_array_t                        *denied;
+    ngx_http_taurus_guard_main_conf_t  *mcf;
+
+    batch = ctx->batch;
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_taurus_guard_module);
 
@@ -351,11 +451,11 @@ ngx_http_taurus_guard_process(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    for (i = 0; i < batch.nitems; i++) {
+    for (i = 0; i < batch->nitems; i++) {
         if (tg_allow_contains(mcf->allow, ctx->project_id.data,
                               ctx->project_id.len,
-                              batch.items[i].instance_id.data,
-                              batch.items[i].instance_id.len))
+                              batch->items[i].instance_id.data,
+                              batch->items[i].instance_id.len))
         {
             continue;
         }
@@ -365,7 +465,7 @@ ngx_http_taurus_guard_process(ngx_http_request_t *r,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        *d = batch.items[i].instance_id;
+        *d = batch->items[i].instance_id;
     }
 
     if (denied->nelts) {
@@ -394,13 +494,13 @@ ngx_http_taurus_guard_process(ngx_http_request_t *r,
 
     /* the upstream gets the canonical body, never the bytes received */
 
-    body.len = tg_batch_serialized_len(&batch);
+    body.len = tg_batch_serialized_len(batch);
     body.data = ngx_pnalloc(r->pool, body.len);
     if (body.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if ((size_t) (tg_batch_serialize(&batch, body.data) - body.data)
+    if ((size_t) (tg_batch_serialize(batch, body.data) - body.data)
         != body.len
         || tg_sha256_hex(body.data, body.len, ctx->hash) != TG_OK)
     {
@@ -411,7 +511,7 @@ ngx_http_taurus_guard_process(ngx_http_request_t *r,
 
     ctx->body = body;
 
-    return ngx_http_taurus_guard_secrets(r, lcf, ctx);
+    return NGX_DECLINED;
 }
 
 
@@ -475,9 +575,9 @@ ngx_http_taurus_guard_policy_step(ngx_http_request_t *r,
 /*
  * Secrets the gateway fetches itself, the metadata service's AK/SK and
  * an IAM token, are in hand before signing.  NGX_DONE: waiting for a
- * fetch, ngx_http_taurus_guard_token_ready() comes back here and asks
+ * fetch, ngx_http_taurus_guard_resume_handler() comes back here and asks
  * again; ngx_http_taurus_guard_fetch_get() bounds how often, and a
- * secret it cannot give refuses the batch.
+ * secret it cannot give refuses the batch.  NGX_DECLINED goes on.
  */
 
 static ngx_int_t
@@ -489,8 +589,6 @@ ngx_http_taurus_guard_secrets(ngx_http_request_t *r,
 
     static u_char  shared_key[TG_PROJECT_ID_LEN];
 
-    ctx->resume = ngx_http_taurus_guard_token_ready;
-
     if (lcf->cred != NULL && lcf->cred->fetch != NULL
         && ctx->cred.ak.len == 0)
     {
@@ -498,7 +596,6 @@ ngx_http_taurus_guard_secrets(ngx_http_request_t *r,
             rc = ngx_http_taurus_guard_fetch_get(r, lcf->cred->fetch, ctx,
                                                  shared_key, &ctx->cred_text);
             if (rc == NGX_AGAIN) {
-                ctx->waited = 1;
                 return NGX_DONE;
             }
 
@@ -528,7 +625,6 @@ ngx_http_taurus_guard_secrets(ngx_http_request_t *r,
                                              ctx->project_id.data,
                                              &ctx->token);
         if (rc == NGX_AGAIN) {
-            ctx->waited = 1;
             return NGX_DONE;
         }
 
@@ -539,28 +635,7 @@ ngx_http_taurus_guard_secrets(ngx_http_request_t *r,
         }
     }
 
-    return ngx_http_taurus_guard_sign_audit(r, lcf, ctx);
-}
-
-
-/* a fetch this request waited for is over, one way or the other */
-
-static void
-ngx_http_taurus_guard_token_ready(ngx_http_request_t *r)
-{
-    ngx_http_taurus_guard_ctx_t       *ctx;
-    ngx_http_taurus_guard_loc_conf_t  *lcf;
-
-    ctx = ngx_http_taurus_guard_get_ctx(r);
-    lcf = ngx_http_get_module_loc_conf(r, ngx_http_taurus_guard_module);
-
-    if (ctx->fetch_pending) {
-        /* an event of the connection, not the end of the fetch */
-        return;
-    }
-
-    ngx_http_taurus_guard_continue(r,
-                                   ngx_http_taurus_guard_secrets(r, lcf, ctx));
+    return NGX_DECLINED;
 }
 
 
@@ -571,17 +646,18 @@ ngx_http_taurus_guard_token_ready(ngx_http_request_t *r)
 
 static ngx_int_t
 ngx_http_taurus_guard_sign_audit(ngx_http_request_t *r,
-    ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx)
+    ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx,
+    ngx_flag_t woken)
 {
     ngx_int_t           rc;
     ngx_str_t           reason;
     tg_audit_record_t   rec;
 
-    if (ctx->waited && ngx_http_taurus_guard_client_gone(r)) {
+    if (woken && ngx_http_taurus_guard_client_gone(r)) {
         /* gone while a fetch ran: nothing is allowed, nothing forwarded */
         ctx->decision = TG_DECISION_ERROR;
         ctx->status = NGX_HTTP_CLIENT_CLOSED_REQUEST;
-        ctx->phase_rc = NGX_HTTP_CLIENT_CLOSED_REQUEST;
+        ctx->step = NGX_HTTP_TG_STEP_DONE;
         ngx_str_set(&ctx->reason,
                     "client closed the connection before the forward");
 
@@ -629,36 +705,22 @@ ngx_http_taurus_guard_sign_audit(ngx_http_request_t *r,
     rec.delay_kind = ctx->batch->delay_kind;
     rec.body_sha256 = ctx->hash;
 
-    ctx->resume = ngx_http_taurus_guard_synced;
-
     rc = ngx_http_taurus_guard_audit(r, lcf->audit, &rec, 1);
 
     /*
      * A later record closes it, whatever comes: done, or error when it
      * is not forwarded (which stands alone if the allow was not written).
      */
-    ctx->allowed = 1;
+    ctx->step = NGX_HTTP_TG_STEP_AUDIT;
 
     if (rc == NGX_AGAIN) {
         /* blocked until the group flush, then ctx->resume */
-        ctx->waited = 1;
         return NGX_DONE;
     }
 
     ctx->sync_failed = (rc != NGX_OK);
 
-    return ngx_http_taurus_guard_forward(r, ctx);
-}
-
-
-static void
-ngx_http_taurus_guard_synced(ngx_http_request_t *r)
-{
-    ngx_http_taurus_guard_ctx_t  *ctx;
-
-    ctx = ngx_http_taurus_guard_get_ctx(r);
-
-    ngx_http_taurus_guard_continue(r, ngx_http_taurus_guard_forward(r, ctx));
+    return NGX_DECLINED;
 }
 
 
@@ -670,7 +732,7 @@ ngx_http_taurus_guard_synced(ngx_http_request_t *r)
 
 static ngx_int_t
 ngx_http_taurus_guard_forward(ngx_http_request_t *r,
-    ngx_http_taurus_guard_ctx_t *ctx)
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_flag_t woken)
 {
     ngx_uint_t  status;
 
@@ -695,7 +757,7 @@ ngx_http_taurus_guard_forward(ngx_http_request_t *r,
                                             &ctx->sync_reason, NULL, 0);
     }
 
-    if (ctx->waited && ngx_http_taurus_guard_client_gone(r)) {
+    if (woken && ngx_http_taurus_guard_client_gone(r)) {
         status = NGX_HTTP_CLIENT_CLOSED_REQUEST;
         return ngx_http_taurus_guard_not_forwarded(r, ctx, status, &gone);
     }
@@ -705,8 +767,7 @@ ngx_http_taurus_guard_forward(ngx_http_request_t *r,
         return ngx_http_taurus_guard_not_forwarded(r, ctx, status, &no_body);
     }
 
-    ctx->forwarded = 1;
-    ctx->phase_rc = NGX_DECLINED;
+    ctx->step = NGX_HTTP_TG_STEP_FORWARD;
 
     /*
      * The proxy's handler, set from clcf->handler when the location was
@@ -743,11 +804,12 @@ ngx_http_taurus_guard_not_forwarded(ngx_http_request_t *r,
     ctx->decision = TG_DECISION_ERROR;
     ctx->reason = *reason;
     ctx->status = status;
-    ctx->phase_rc = status;
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "taurus_guard: batch %s not forwarded: %V",
                   ctx->id, reason);
+
+    /* the error record closing the allow; ctx->step is DONE after it */
 
     ngx_http_taurus_guard_close(r, ctx);
 
@@ -1370,12 +1432,12 @@ ngx_http_taurus_guard_refuse(ngx_http_request_t *r,
 
     static ngx_str_t  unavailable = ngx_string("audit log unavailable");
 
-    if (ctx->forwarded) {
+    if (ctx->step == NGX_HTTP_TG_STEP_FORWARD) {
         return ngx_http_taurus_guard_send_json(r, ctx, status, reason, NULL,
                                                0);
     }
 
-    if (ctx->allowed) {
+    if (ctx->step == NGX_HTTP_TG_STEP_AUDIT) {
         (void) ngx_http_taurus_guard_not_forwarded(r, ctx, status, reason);
         return ngx_http_taurus_guard_send_json(r, ctx, status, reason, NULL,
                                                0);
@@ -1389,7 +1451,7 @@ ngx_http_taurus_guard_refuse(ngx_http_request_t *r,
                     ? TG_DECISION_ERROR : TG_DECISION_INVALID;
     ctx->reason = *reason;
     ctx->status = status;
-    ctx->phase_rc = status;
+    ctx->step = NGX_HTTP_TG_STEP_DONE;
 
     ngx_http_taurus_guard_record(r, ctx, &rec);
 
@@ -1419,7 +1481,6 @@ ngx_http_taurus_guard_refuse(ngx_http_request_t *r,
         reason = &unavailable;
         denied = NULL;
         ctx->status = status;
-        ctx->phase_rc = status;
     }
 
     rc = ngx_http_discard_request_body(r);
@@ -1599,7 +1660,7 @@ ngx_http_taurus_guard_header_filter(ngx_http_request_t *r)
         }
     }
 
-    if (ctx->forwarded && ctx->token_src != NULL
+    if (ctx->step == NGX_HTTP_TG_STEP_FORWARD && ctx->token_src != NULL
         && r->headers_out.status == NGX_HTTP_UNAUTHORIZED)
     {
         /* expired early or revoked: the next request fetches a new one */
@@ -1637,7 +1698,7 @@ ngx_http_taurus_guard_header_filter(ngx_http_request_t *r)
             && ngx_strncasecmp(o[i].key.data, (u_char *) NGX_HTTP_TG_REQUEST_ID,
                                o[i].key.len) == 0)
         {
-            if (ctx->forwarded) {
+            if (ctx->step == NGX_HTTP_TG_STEP_FORWARD) {
                 request_id = 1;
 
             } else {
@@ -1659,7 +1720,7 @@ ngx_http_taurus_guard_header_filter(ngx_http_request_t *r)
         h->value.len = TG_AUDIT_ID_LEN;
     }
 
-    if (ctx->would_deny && ctx->forwarded) {
+    if (ctx->would_deny && ctx->step == NGX_HTTP_TG_STEP_FORWARD) {
         h = ngx_list_push(&r->headers_out.headers);
         if (h == NULL) {
             return NGX_ERROR;
@@ -1707,6 +1768,7 @@ ngx_http_taurus_guard_filter_init(ngx_conf_t *cf)
 ngx_int_t
 ngx_http_taurus_guard_log_handler(ngx_http_request_t *r)
 {
+    ngx_flag_t                    forwarded;
     ngx_uint_t                    status, upstream;
     tg_audit_record_t             rec;
     ngx_http_taurus_guard_ctx_t  *ctx;
@@ -1718,12 +1780,13 @@ ngx_http_taurus_guard_log_handler(ngx_http_request_t *r)
     }
 
     status = r->headers_out.status;
+    forwarded = (ctx->step == NGX_HTTP_TG_STEP_FORWARD);
 
     /* what the batch took of its policy: given back, or spent */
 
     if (ctx->ticket.policy != NULL) {
         ngx_http_taurus_guard_policy_end(r, &ctx->ticket, &ctx->project_id,
-                                         ctx->batch, ctx->id, ctx->forwarded,
+                                         ctx->batch, ctx->id, forwarded,
                                          r->upstream
                                          ? r->upstream->headers_in.status_n
                                          : 0);
@@ -1733,8 +1796,11 @@ ngx_http_taurus_guard_log_handler(ngx_http_request_t *r)
         status = 499;
     }
 
-    if (ctx->allowed) {
-        if (!ctx->forwarded && !ctx->closed) {
+    if (forwarded || ctx->step == NGX_HTTP_TG_STEP_AUDIT) {
+
+        /* an allow record no other record closed yet */
+
+        if (!forwarded) {
             ctx->decision = TG_DECISION_ERROR;
             ctx->status = status;
             ngx_str_set(&ctx->reason,
@@ -1743,7 +1809,7 @@ ngx_http_taurus_guard_log_handler(ngx_http_request_t *r)
 
         ngx_http_taurus_guard_close(r, ctx);
 
-        if (ctx->forwarded) {
+        if (forwarded) {
             upstream = r->upstream ? r->upstream->headers_in.status_n : 0;
             ngx_http_taurus_guard_metrics_request(r,
                                                   ctx->would_deny
@@ -1806,19 +1872,23 @@ ngx_http_taurus_guard_close(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx)
 {
     ngx_uint_t                  i, n;
+    ngx_flag_t                  forwarded;
     tg_audit_record_t           rec;
     tg_audit_attempt_t         *a;
     ngx_http_upstream_state_t  *st;
 
     ngx_http_taurus_guard_secrets_pop(r, ctx);
 
-    if (!ctx->allowed || ctx->closed) {
+    forwarded = (ctx->step == NGX_HTTP_TG_STEP_FORWARD);
+
+    if (!forwarded && ctx->step != NGX_HTTP_TG_STEP_AUDIT) {
+        /* no allow record, or closed already */
         return;
     }
 
-    ctx->closed = 1;
+    ctx->step = NGX_HTTP_TG_STEP_DONE;
 
-    if (!ctx->forwarded) {
+    if (!forwarded) {
         ngx_http_taurus_guard_record(r, ctx, &rec);
         (void) ngx_http_taurus_guard_audit(r, ctx->audit, &rec, 0);
         return;
@@ -1993,6 +2063,7 @@ ngx_http_taurus_guard_create_ctx(ngx_http_request_t *r,
     *p = '\0';
 
     ctx->decision = NGX_HTTP_TG_UNDECIDED;
+    ctx->resume = ngx_http_taurus_guard_resume_handler;
     ctx->start = ngx_current_msec;
     ctx->audit = lcf->audit;
 

@@ -268,8 +268,22 @@ typedef enum {
 } ngx_http_taurus_guard_undecided_e;
 
 
+/* where a guarded request is, in order (ngx_http_taurus_guard_run()) */
+typedef enum {
+    NGX_HTTP_TG_STEP_ROUTE = 0,     /* not started: route, headers */
+    NGX_HTTP_TG_STEP_BODY,          /* reading the body */
+    NGX_HTTP_TG_STEP_VALIDATE,      /* the body whole: validating */
+    NGX_HTTP_TG_STEP_AUTHORIZE,     /* allow-list and policy */
+    NGX_HTTP_TG_STEP_SECRETS,       /* fetched secrets, maybe waiting */
+    NGX_HTTP_TG_STEP_SIGN,          /* signing, the allow record */
+    NGX_HTTP_TG_STEP_AUDIT,         /* allow record written or in a flush */
+    NGX_HTTP_TG_STEP_FORWARD,       /* handed to the content handler */
+    NGX_HTTP_TG_STEP_DONE           /* refused or closed: ctx->status */
+} ngx_http_taurus_guard_step_e;
+
+
 typedef struct {
-    ngx_int_t                    phase_rc;  /* what a re-entry returns */
+    ngx_uint_t                   step;      /* ngx_http_taurus_guard_step_e */
     ngx_int_t                    decision;  /* tg_decision_t or UNDECIDED */
     ngx_http_taurus_guard_audit_t  *audit;
     ngx_str_t                    reason;
@@ -288,7 +302,7 @@ typedef struct {
     ngx_str_t                    user;
     ngx_http_request_t          *request;
     ngx_queue_t                  queue;     /* waiting for a flush */
-    ngx_http_event_handler_pt    resume;    /* after the flush */
+    ngx_http_event_handler_pt    resume;    /* after a fetch, a flush */
     ngx_event_t                  flush_wait;    /* its timeout */
     ngx_str_t                    sync_reason;   /* why it failed */
     u_char                       id[TG_AUDIT_ID_LEN + 1];
@@ -300,14 +314,9 @@ typedef struct {
     tg_str_t                     reentries[NGX_HTTP_TG_REENTRIES];
     ngx_uint_t                   nreentries;
 
-    unsigned                     started:1;
     unsigned                     fetch_pending:1;
     unsigned                     fetcher:1;     /* ctx of a fetch */
-    unsigned                     forwarded:1;
     unsigned                     sync_failed:1;
-    unsigned                     waited:1;  /* for a fetch or a flush */
-    unsigned                     allowed:1; /* the allow record written */
-    unsigned                     closed:1;  /* and the one closing it */
     unsigned                     would_deny:1;  /* report mode */
 } ngx_http_taurus_guard_ctx_t;
 
