@@ -26,6 +26,7 @@
 
 
 #define NGX_HTTP_TG_ID_HEADER       "X-Taurus-Guard-Id"
+#define NGX_HTTP_TG_REQUEST_ID      "X-Request-Id"
 #define NGX_HTTP_TG_TOKEN_MAX       65536
 #define NGX_HTTP_TG_LOG_INTERVAL    60        /* seconds between alerts */
 #define NGX_HTTP_TG_SECRETS         4         /* headers only upstream gets */
@@ -431,7 +432,39 @@ void ngx_http_taurus_guard_secrets_pop(ngx_http_request_t *r,
 
 /* ngx_http_taurus_guard_handler.c */
 ngx_int_t ngx_http_taurus_guard_handler(ngx_http_request_t *r);
+ngx_http_taurus_guard_ctx_t *ngx_http_taurus_guard_get_ctx(
+    ngx_http_request_t *r);
+ngx_http_taurus_guard_ctx_t *ngx_http_taurus_guard_create_ctx(
+    ngx_http_request_t *r, ngx_http_taurus_guard_loc_conf_t *lcf);
+
+/* ngx_http_taurus_guard_request.c */
+ngx_int_t ngx_http_taurus_guard_route(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_str_t *reason);
+ngx_int_t ngx_http_taurus_guard_content_type(ngx_http_request_t *r);
+ngx_int_t ngx_http_taurus_guard_content_encoding(ngx_http_request_t *r);
+ngx_int_t ngx_http_taurus_guard_read_body(ngx_http_request_t *r,
+    ngx_str_t *raw);
+ngx_int_t ngx_http_taurus_guard_replace_body(ngx_http_request_t *r,
+    ngx_str_t *body);
+ngx_int_t ngx_http_taurus_guard_client_gone(ngx_http_request_t *r);
+
+/* ngx_http_taurus_guard_refuse.c */
+void ngx_http_taurus_guard_record(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, tg_audit_record_t *rec);
+ngx_int_t ngx_http_taurus_guard_refuse(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, ngx_str_t *reason,
+    ngx_array_t *denied, time_t retry_after);
+ngx_int_t ngx_http_taurus_guard_refuse_text(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, const char *text);
 ngx_int_t ngx_http_taurus_guard_filter_init(ngx_conf_t *cf);
+
+/* ngx_http_taurus_guard_forward.c */
+ngx_int_t ngx_http_taurus_guard_forward(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_flag_t woken);
+ngx_int_t ngx_http_taurus_guard_not_forwarded(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, ngx_str_t *reason);
+ngx_int_t ngx_http_taurus_guard_reentry(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx);
 ngx_int_t ngx_http_taurus_guard_log_handler(ngx_http_request_t *r);
 
 
