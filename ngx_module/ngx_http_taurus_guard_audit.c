@@ -44,8 +44,30 @@
 #define NGX_HTTP_TG_AUDIT_TIMEOUT    10000     /* ms, timeout= default */
 #define NGX_HTTP_TG_AUDIT_GROUPS     64
 
+
 #define NGX_HTTP_TG_ZERO_HASH                                                 \
     "0000000000000000000000000000000000000000000000000000000000000000"
+
+
+/* what all workers share about one audit file */
+struct ngx_http_taurus_guard_audit_sh_s {
+    u_char                       last[TG_SHA256_HEX_LEN + 1]; /* chain */
+    ngx_uint_t                   records;
+
+    /* the file the last record went to, and its size after it */
+    dev_t                        dev;
+    ngx_file_uniq_t              ino;
+    off_t                        size;
+};
+
+
+/* a group flush in a thread: the descriptors it syncs, and the result */
+typedef struct {
+    ngx_fd_t                     fds[NGX_HTTP_TG_AUDIT_FDS];
+    ngx_uint_t                   nfds;
+    ngx_err_t                    err;
+    ngx_msec_t                   usec;      /* how long it took */
+} ngx_http_taurus_guard_audit_task_t;
 
 
 static ngx_int_t ngx_http_taurus_guard_audit_init_zone(

@@ -1,10 +1,8 @@
 
 /*
- * taurus-guard: the nginx glue's shared types.
- *
- * Everything here is nginx plumbing around the plain C core in src/:
- * configuration, the precontent phase handler, body reading, headers,
- * the audit file and variables.
+ * taurus-guard: what the nginx glue's files share, and only that: the
+ * configuration, the request context, and each file's public
+ * prototypes.  A struct one file uses lives in that file.
  */
 
 
@@ -27,7 +25,6 @@
 
 #define NGX_HTTP_TG_ID_HEADER       "X-Taurus-Guard-Id"
 #define NGX_HTTP_TG_REQUEST_ID      "X-Request-Id"
-#define NGX_HTTP_TG_TOKEN_MAX       65536
 #define NGX_HTTP_TG_LOG_INTERVAL    60        /* seconds between alerts */
 #define NGX_HTTP_TG_SECRETS         4         /* headers only upstream gets */
 #define NGX_HTTP_TG_REENTRIES       8         /* named in the done record */
@@ -108,28 +105,12 @@ typedef struct {
 } ngx_http_taurus_guard_token_t;
 
 
-/* what all workers share about one audit file */
-typedef struct {
-    u_char                       last[TG_SHA256_HEX_LEN + 1]; /* chain */
-    ngx_uint_t                   records;
-
-    /* the file the last record went to, and its size after it */
-    dev_t                        dev;
-    ngx_file_uniq_t              ino;
-    off_t                        size;
-} ngx_http_taurus_guard_audit_sh_t;
+/* what all workers share about one audit file (..._audit.c) */
+typedef struct ngx_http_taurus_guard_audit_sh_s
+    ngx_http_taurus_guard_audit_sh_t;
 
 
 #define NGX_HTTP_TG_AUDIT_FDS        4
-
-
-/* a group flush in a thread: the descriptors it syncs, and the result */
-typedef struct {
-    ngx_fd_t                     fds[NGX_HTTP_TG_AUDIT_FDS];
-    ngx_uint_t                   nfds;
-    ngx_err_t                    err;
-    ngx_msec_t                   usec;      /* how long it took */
-} ngx_http_taurus_guard_audit_task_t;
 
 
 typedef struct {
@@ -165,30 +146,8 @@ typedef struct {
 } ngx_http_taurus_guard_audit_t;
 
 
-/* the central collector, one TCP connection per worker */
-typedef struct {
-    ngx_addr_t                   addr;
-    ngx_uint_t                   facility;
-    ngx_str_t                    tag;
-    size_t                       queue_max;
-#if (NGX_SSL)
-    ngx_ssl_t                   *ssl;       /* TLS, verified, or NULL */
-    ngx_str_t                    ssl_name;  /* the name to verify */
-    u_char                      *ssl_name_z;    /* the same, for SNI */
-#endif
-
-    /* per worker, after fork */
-    ngx_peer_connection_t        pc;
-    ngx_event_t                  retry;
-    u_char                      *queue;     /* whole "LEN MSG" frames */
-    size_t                       qlen;
-    size_t                       sent;      /* of them, on this connection */
-    ngx_uint_t                   dropped;
-    time_t                       drop_logged;
-    time_t                       error_logged;
-    unsigned                     connecting:1;
-    unsigned                     connected:1;
-} ngx_http_taurus_guard_syslog_t;
+/* the central collector (..._syslog.c) */
+typedef struct ngx_http_taurus_guard_syslog_s  ngx_http_taurus_guard_syslog_t;
 
 
 /* the gateway's counters (ngx_http_taurus_guard_metrics.c) */
