@@ -8,9 +8,20 @@
 #   make test-asan  the suite against an ASan/UBSan build of nginx
 #   make fuzz       libFuzzer on every fuzz target
 #   make bench      plain proxy_pass vs the module
+#   make install    the module, its load snippet, the verifier and the
+#                   logrotate file, the Debian way (DESTDIR, PREFIX, ...)
+#   make uninstall  removes what make install put in place
+#   make deb        libnginx-mod-http-taurus-guard_*.deb in $(DEB_OUT)
 #
-# Packages missing on a Debian machine are installed with apt (sudo when
-# not root).
+# The targets an operator starts from a fresh clone (run, test, test-asan,
+# bench, fuzz, deb) install the Debian packages they miss with apt (sudo
+# when not root) first; the file targets (make, module, verify, unit) never
+# run apt.
+#
+# NGINX_SRC is the nginx source tree to build against: Debian's nginx-dev
+# copy by default, or any nginx source (a release tarball or a git
+# checkout).  Its configure arguments are Debian's conf_flags when the tree
+# has them, else those of $(NGINX_BIN) -V, which must show --with-compat.
 
 SHELL       := /bin/bash
 
@@ -39,7 +50,7 @@ DEB_PKGS    := nginx nginx-dev libcjson-dev libssl-dev gcc make perl \
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all module verify deps unit fuzz-replay test test-asan fuzz bench run lint \
-        check-core clean
+        check-core clean install uninstall deb deb-deps
 
 VERIFY      := $(BUILD)/taurus-guard-verify
 
@@ -65,12 +76,38 @@ check-core:
 	    echo "error: src/ must not include nginx headers"; exit 1; \
 	fi
 
-$(NGX_BUILD)/objs/Makefile: config | deps
+# Debian's conf_flags, or the arguments of `nginx -V` without the other
+# dynamic and third-party modules and those needing extra libraries
+# (GeoIP, XSLT, GD, Perl): their sources or libraries may be missing here,
+# and with --with-compat they do not change what a dynamic module sees.
+$(NGX_BUILD)/objs/Makefile: config
+	@[ -d $(NGINX_SRC)/src/core ] || { echo "error: no nginx source in" \
+	    "NGINX_SRC=$(NGINX_SRC) (apt-get install nginx-dev)"; exit 1; }
 	rm -rf $(NGX_BUILD)
 	mkdir -p $(BUILD)
 	cp -r $(NGINX_SRC) $(NGX_BUILD)
-	cd $(NGX_BUILD) && . ./conf_flags && \
-	    ./configure "$${NGX_CONF_FLAGS[@]}" \
+	cd $(NGX_BUILD) && \
+	if [ -f conf_flags ]; then \
+	    . ./conf_flags; \
+	else \
+	    eval "args=( $$($(NGINX_BIN) -V 2>&1 \
+	        | sed -n 's/^configure arguments: //p') )"; \
+	    NGX_CONF_FLAGS=(); \
+	    for a in "$${args[@]}"; do \
+	        case "$$a" in \
+	        *=dynamic|--add-module=*|--add-dynamic-module=*|*geoip* \
+	        |*xslt*|*image_filter*|*perl*) ;; \
+	        *) NGX_CONF_FLAGS+=("$$a");; \
+	        esac; \
+	    done; \
+	    case " $${NGX_CONF_FLAGS[*]} " in *" --with-compat "*) ;; *) \
+	        echo "error: $(NGINX_BIN) -V shows no --with-compat: build" \
+	            "the module with that nginx's own source and flags"; \
+	        exit 1;; \
+	    esac; \
+	fi; \
+	conf=./configure; [ -x $$conf ] || conf=auto/configure; \
+	$$conf "$${NGX_CONF_FLAGS[@]}" \
 	        --add-dynamic-module=$(CURDIR) > $(BUILD)/configure.log 2>&1 \
 	    || { tail -20 $(BUILD)/configure.log; exit 1; }
 
@@ -84,19 +121,22 @@ $(MODULE): $(NGX_BUILD)/objs/Makefile $(CORE_SRCS) $(CORE_HDRS) $(GLUE_SRCS) \
 module: $(MODULE)
 
 # The audit chain verifier (README: "Audit log").
-$(VERIFY): src/tools/taurus-guard-verify.c $(CORE_SRCS) $(CORE_HDRS) | deps
+# CPPFLAGS, CFLAGS and LDFLAGS from the environment are added, so that a
+# package build gets dpkg-buildflags' hardening.
+$(VERIFY): src/tools/taurus-guard-verify.c $(CORE_SRCS) $(CORE_HDRS)
 	@mkdir -p $(BUILD)
-	$(CC) $(CORE_CFLAGS) -Isrc -o $@ $< $(CORE_SRCS) $(CORE_LIBS)
+	$(CC) $(CPPFLAGS) $(CORE_CFLAGS) $(CFLAGS) -Isrc -o $@ $< $(CORE_SRCS) \
+	    $(LDFLAGS) $(CORE_LIBS)
 
 verify: $(VERIFY)
 
-$(BUILD)/unit/%: t/unit/%.c t/unit/tap.h $(CORE_SRCS) $(CORE_HDRS) | deps
+$(BUILD)/unit/%: t/unit/%.c t/unit/tap.h $(CORE_SRCS) $(CORE_HDRS)
 	@mkdir -p $(BUILD)/unit
 	$(CC) $(CORE_CFLAGS) -Isrc -It/unit -o $@ $< $(CORE_SRCS) $(CORE_LIBS)
 
 unit: $(UNIT_BINS)
 
-$(BUILD)/fuzz/%: t/fuzz/%.c t/fuzz/replay.c $(CORE_SRCS) $(CORE_HDRS) | deps
+$(BUILD)/fuzz/%: t/fuzz/%.c t/fuzz/replay.c $(CORE_SRCS) $(CORE_HDRS)
 	@mkdir -p $(BUILD)/fuzz
 	$(CC) $(CORE_CFLAGS) -Isrc -o $@ $< t/fuzz/replay.c $(CORE_SRCS) \
 	    $(CORE_LIBS)
@@ -105,12 +145,14 @@ fuzz-replay: $(FUZZ_BINS)
 
 # One runner: prove takes the unit binaries (TAP), the fuzz replay and the
 # nginx integration tests in one go.
-test: module $(VERIFY) unit fuzz-replay lint
+test: deps
+	$(MAKE) module verify unit fuzz-replay lint
 	prove $(PROVE_FLAGS) -I t/lib $(UNIT_BINS) t/*.t
 
 # The whole suite again against nginx built from source with the module
 # linked in, under ASan and UBSan (-fno-sanitize-recover).
-test-asan: unit fuzz-replay
+test-asan: deps
+	$(MAKE) unit fuzz-replay
 	t/lib/build-asan.sh $(BUILD)/asan
 	TG_NGINX=$(BUILD)/asan/sbin/nginx TG_MODULE= \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
@@ -119,18 +161,95 @@ test-asan: unit fuzz-replay
 
 # libFuzzer (clang-14) on every target, FUZZ_SECONDS each.
 FUZZ_SECONDS ?= 60
-fuzz:
+fuzz: deps
 	t/fuzz/run-libfuzzer.sh $(FUZZ_SECONDS)
 
 # Plain proxy_pass vs the module, in one run, as ratios.
-bench: module
+bench: deps
+	$(MAKE) module
 	t/bench/run.sh
 
-run: module
+run: deps
+	$(MAKE) module
 	examples/run.sh
 
 lint:
 	@t/lib/lint.sh
+
+# make install: where Debian's own libnginx-mod-* packages put things.
+# `install` removes the old file and writes a new one: an nginx running
+# the old module keeps its mapping of the old inode (cp would rewrite the
+# mapped pages under the running workers and crash them).
+PREFIX        ?= /usr
+BINDIR        ?= $(PREFIX)/bin
+MANDIR        ?= $(PREFIX)/share/man
+SYSCONFDIR    ?= /etc
+LOCALSTATEDIR ?= /var
+NGX_MODDIR    ?= $(PREFIX)/lib/nginx/modules
+NGX_MODAVAIL  ?= $(PREFIX)/share/nginx/modules-available
+NGX_MODENABLED ?= $(SYSCONFDIR)/nginx/modules-enabled
+LOGROTATEDIR  ?= $(SYSCONFDIR)/logrotate.d
+AUDITDIR      ?= $(LOCALSTATEDIR)/log/taurus-guard
+NGX_USER      ?= www-data
+NGX_GROUP     ?= adm
+MODCONF       := mod-http-taurus-guard.conf
+INSTALL       ?= install
+
+install: all
+	$(INSTALL) -d $(DESTDIR)$(NGX_MODDIR) $(DESTDIR)$(NGX_MODAVAIL) \
+	    $(DESTDIR)$(NGX_MODENABLED) $(DESTDIR)$(BINDIR) \
+	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(LOGROTATEDIR)
+	$(INSTALL) -m 0644 $(MODULE) $(DESTDIR)$(NGX_MODDIR)/
+	echo "load_module modules/ngx_http_taurus_guard_module.so;" \
+	    > $(DESTDIR)$(NGX_MODAVAIL)/$(MODCONF)
+	chmod 0644 $(DESTDIR)$(NGX_MODAVAIL)/$(MODCONF)
+	ln -sfn $(NGX_MODAVAIL)/$(MODCONF) \
+	    $(DESTDIR)$(NGX_MODENABLED)/50-$(MODCONF)
+	$(INSTALL) -m 0755 $(VERIFY) $(DESTDIR)$(BINDIR)/
+	$(INSTALL) -m 0644 docs/taurus-guard-verify.1 $(DESTDIR)$(MANDIR)/man1/
+	$(INSTALL) -m 0644 examples/logrotate.d/taurus-guard \
+	    $(DESTDIR)$(LOGROTATEDIR)/taurus-guard
+	$(INSTALL) -d -m 0750 $(DESTDIR)$(AUDITDIR)
+	@# the workers open the audit file by name after a rotation
+	if [ "$$(id -u)" = 0 ] && id -u $(NGX_USER) >/dev/null 2>&1; then \
+	    chown $(NGX_USER):$(NGX_GROUP) $(DESTDIR)$(AUDITDIR) \
+	    || chown $(NGX_USER) $(DESTDIR)$(AUDITDIR); \
+	fi
+
+# The audit directory goes only when empty: audit records are evidence.
+uninstall:
+	rm -f $(DESTDIR)$(NGX_MODENABLED)/50-$(MODCONF) \
+	    $(DESTDIR)$(NGX_MODAVAIL)/$(MODCONF) \
+	    $(DESTDIR)$(NGX_MODDIR)/ngx_http_taurus_guard_module.so \
+	    $(DESTDIR)$(BINDIR)/taurus-guard-verify \
+	    $(DESTDIR)$(MANDIR)/man1/taurus-guard-verify.1 \
+	    $(DESTDIR)$(LOGROTATEDIR)/taurus-guard
+	-rmdir $(DESTDIR)$(AUDITDIR) 2>/dev/null
+
+# make deb: the package is built by dpkg-buildpackage (dh with nginx-dev's
+# nginx sequence) in a copy of the tree under $(DEB_OUT), so the build
+# leaves nothing in the repository; the .deb lands in $(DEB_OUT).
+# DEB_VERSION=x.y-z overrides debian/changelog's version (a rebuild).
+DEB_OUT     ?= $(BUILD)/deb
+DEB_VERSION ?=
+DEB_PKGS_BUILD := debhelper dpkg-dev fakeroot lintian
+
+deb-deps:
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(DEB_PKGS) $(DEB_PKGS_BUILD)"
+
+deb: deb-deps
+	rm -rf $(DEB_OUT)/src
+	mkdir -p $(DEB_OUT)/src
+	tar -C $(CURDIR) --exclude=./build --exclude=./.git -cf - . \
+	    | tar -C $(DEB_OUT)/src -xf -
+	if [ -n "$(DEB_VERSION)" ]; then \
+	    sed -i '1s/([^)]*)/($(DEB_VERSION))/' $(DEB_OUT)/src/debian/changelog; \
+	fi
+	cd $(DEB_OUT)/src && dpkg-buildpackage -us -uc -b \
+	    > $(DEB_OUT)/build.log 2>&1 \
+	    || { tail -30 $(DEB_OUT)/build.log; exit 1; }
+	rm -rf $(DEB_OUT)/src
+	@ls -1 $(DEB_OUT)/*.deb
 
 clean:
 	rm -rf $(BUILD)

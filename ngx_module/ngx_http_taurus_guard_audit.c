@@ -24,12 +24,15 @@
  * A durable record is then flushed with fdatasync() before the request
  * may go on.  With nginx's thread pools the flush runs off the event
  * loop, and records written while a flush is in flight share the next
- * one (group commit).  The flush syncs its own dup() of the descriptor,
- * so "nginx -s reopen" cannot pull the file out from under it.  Each
- * request waiting for a flush has a timer (timeout=): when it fires the
- * request is taken off the queue and refused, and the timer is also what
- * keeps an exiting worker (reload, quit, binary upgrade) alive until
- * every waiting batch is answered.
+ * one (group commit), across workers too: one flush of a file runs at a
+ * time, under a lock in the zone, and covers every record written
+ * before it began (see ngx_http_taurus_guard_audit_sync_thread()).
+ * The flush syncs its own dup() of the descriptor, so "nginx -s reopen"
+ * cannot pull the file out from under it.  Each request waiting for a
+ * flush has a timer (timeout=): when it fires the request is taken off
+ * the queue and refused, and the timer is also what keeps an exiting
+ * worker (reload, quit, binary upgrade) alive until every waiting batch
+ * is answered.
  */
 
 
@@ -37,12 +40,18 @@
 
 #include <grp.h>
 
+#if (NGX_LINUX)
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#endif
+
 
 #define NGX_HTTP_TG_AUDIT_ZONE_SIZE  (64 * 1024)
 #define NGX_HTTP_TG_AUDIT_TAIL_MIN   (64 * 1024)
 #define NGX_HTTP_TG_AUDIT_TAIL_MAX   (1024 * 1024)
 #define NGX_HTTP_TG_AUDIT_TIMEOUT    10000     /* ms, timeout= default */
 #define NGX_HTTP_TG_AUDIT_GROUPS     64
+#define NGX_HTTP_TG_AUDIT_DELAY_MAX  1000000   /* usec, flush_delay= max */
 
 
 #define NGX_HTTP_TG_ZERO_HASH                                                 \
@@ -58,6 +67,18 @@ struct ngx_http_taurus_guard_audit_sh_s {
     dev_t                        dev;
     ngx_file_uniq_t              ino;
     off_t                        size;
+
+    /*
+     * Group commit across workers: bytes appended so far (a record's
+     * end is its position), up to where a flush of which file covered
+     * them, and the pid of the one worker flushing now.
+     */
+    ngx_atomic_t                 written;
+    ngx_atomic_t                 flushed;
+    dev_t                        flushed_dev;
+    ngx_file_uniq_t              flushed_ino;
+    ngx_atomic_t                 flush_lock;
+    uint32_t                     flush_seq;     /* unlocks, a futex */
 };
 
 
@@ -67,6 +88,12 @@ typedef struct {
     ngx_uint_t                   nfds;
     ngx_err_t                    err;
     ngx_msec_t                   usec;      /* how long it took */
+    dev_t                        devs[NGX_HTTP_TG_AUDIT_FDS];
+    ngx_file_uniq_t              inos[NGX_HTTP_TG_AUDIT_FDS];
+    ngx_atomic_uint_t            upto;      /* the records to cover */
+    ngx_msec_t                   delay;     /* flush_delay=, in usec */
+    ngx_uint_t                   synced;    /* fdatasync() calls made */
+    ngx_http_taurus_guard_audit_sh_t  *sh;
 } ngx_http_taurus_guard_audit_task_t;
 
 
@@ -98,6 +125,10 @@ static void ngx_http_taurus_guard_audit_start_sync(
     ngx_http_taurus_guard_audit_t *audit);
 static void ngx_http_taurus_guard_audit_sync_thread(void *data,
     ngx_log_t *log);
+static void ngx_http_taurus_guard_audit_flush_lock(
+    ngx_http_taurus_guard_audit_sh_t *sh);
+static void ngx_http_taurus_guard_audit_flush_unlock(
+    ngx_http_taurus_guard_audit_sh_t *sh);
 static void ngx_http_taurus_guard_audit_sync_done(ngx_event_t *ev);
 static void ngx_http_taurus_guard_audit_close_fds(
     ngx_http_taurus_guard_audit_task_t *t);
@@ -117,7 +148,7 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_http_taurus_guard_loc_conf_t *lcf = conf;
 
     ngx_str_t                          *value, name, pool, s;
-    ngx_int_t                           timeout;
+    ngx_int_t                           timeout, delay;
     ngx_uint_t                          i;
     ngx_flag_t                          fsync;
     ngx_file_info_t                     fi;
@@ -146,6 +177,7 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
 
     fsync = 1;
     timeout = NGX_HTTP_TG_AUDIT_TIMEOUT;
+    delay = 0;
     ngx_str_set(&pool, "default");
 
     for (i = 2; i < cf->args->nelts; i++) {
@@ -174,11 +206,40 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
                 return NGX_CONF_ERROR;
             }
 
+        } else if (ngx_strncmp(value[i].data, "flush_delay=", 12) == 0) {
+            s.data = value[i].data + 12;
+            s.len = value[i].len - 12;
+
+            /* microseconds as "500us", or an nginx time such as "2ms" */
+
+            if (s.len > 2 && ngx_strncmp(s.data + s.len - 2, "us", 2) == 0) {
+                delay = ngx_atoi(s.data, s.len - 2);
+
+            } else {
+                delay = ngx_parse_time(&s, 0);
+
+                if (delay != NGX_ERROR) {
+                    delay *= 1000;
+                }
+            }
+
+            if (delay == NGX_ERROR || delay > NGX_HTTP_TG_AUDIT_DELAY_MAX) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid flush_delay \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
         } else {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "invalid parameter \"%V\"", &value[i]);
             return NGX_CONF_ERROR;
         }
+    }
+
+    if (delay >= timeout * 1000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "flush_delay must be shorter than timeout");
+        return NGX_CONF_ERROR;
     }
 
     file = ngx_conf_open_file(cf->cycle, &value[1]);
@@ -214,10 +275,13 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
             continue;
         }
 
-        if (a[i]->fsync != fsync || a[i]->timeout != (ngx_msec_t) timeout) {
+        if (a[i]->fsync != fsync || a[i]->timeout != (ngx_msec_t) timeout
+            || a[i]->flush_delay != (ngx_msec_t) delay)
+        {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "audit log \"%V\" is used with different"
-                               " \"fsync\" or \"timeout\" parameters",
+                               " \"fsync\", \"timeout\" or \"flush_delay\""
+                               " parameters",
                                &file->name);
             return NGX_CONF_ERROR;
         }
@@ -234,6 +298,7 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
     audit->file = file;
     audit->fsync = fsync;
     audit->timeout = (ngx_msec_t) timeout;
+    audit->flush_delay = (ngx_msec_t) delay;
     audit->cycle = cf->cycle;
     audit->conf_file = cf->conf_file->file.name.data;
     audit->conf_line = cf->conf_file->line;
@@ -809,9 +874,11 @@ ngx_http_taurus_guard_audit(ngx_http_request_t *r,
     err = ngx_errno;
 
     if (n != (ssize_t) len) {
-        if (n > 0 && end != -1) {
-            /* no torn line for the next record to run into */
-            (void) ftruncate(fd, end);
+        if (n > 0 && end != -1 && ftruncate(fd, end) == -1) {
+            /* the next record finds the torn line and cuts it then */
+            ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                          "taurus_guard: ftruncate(\"%V\") failed",
+                          &audit->file->name);
         }
 
         what = (n == -1) ? "write()" : "partial write()";
@@ -827,6 +894,14 @@ ngx_http_taurus_guard_audit(ngx_http_request_t *r,
     sh->ino = ngx_file_uniq(&fi);
     sh->size = (end == -1) ? -1 : end + (off_t) len;
     sh->records++;
+
+    /* where this record ends among all bytes written: what must be flushed */
+
+#if (NGX_THREADS)
+    audit->written_upto = ngx_atomic_fetch_add(&sh->written, len) + len;
+#else
+    (void) ngx_atomic_fetch_add(&sh->written, len);
+#endif
 
     if (lrc == NGX_OK) {
         (void) ngx_http_taurus_guard_audit_lock(fd, F_UNLCK);
@@ -1138,10 +1213,16 @@ ngx_http_taurus_guard_audit_start_sync(ngx_http_taurus_guard_audit_t *audit)
 
     for (i = 0; i < audit->npending; i++) {
         t->fds[i] = audit->pending_fds[i];
+        t->devs[i] = audit->pending_dev[i];
+        t->inos[i] = audit->pending_ino[i];
     }
 
     t->nfds = audit->npending;
     t->err = 0;
+    t->upto = audit->written_upto;
+    t->delay = audit->flush_delay;
+    t->synced = 0;
+    t->sh = audit->sh;
     audit->npending = 0;
 
     if (ngx_thread_task_post(audit->thread_pool, task) != NGX_OK) {
@@ -1161,22 +1242,139 @@ ngx_http_taurus_guard_audit_start_sync(ngx_http_taurus_guard_audit_t *audit)
  * descriptor is closed, which would drop the event loop's file lock.
  */
 
+/*
+ * One flush in flight per file, across all workers, as PostgreSQL's
+ * group commit does with its WAL flush pointer: under the zone's flush
+ * lock, a worker whose records another worker's flush has covered
+ * already (its flush began after they were written) is done without a
+ * flush of its own; otherwise it waits flush_delay= for more records to
+ * come, then covers every record written until then, by anyone.  Those
+ * workers' own flushes then find their records covered.
+ */
+
 static void
 ngx_http_taurus_guard_audit_sync_thread(void *data, ngx_log_t *log)
 {
     ngx_http_taurus_guard_audit_task_t  *t = data;
 
-    ngx_uint_t  i;
+    ngx_uint_t                         i;
+    ngx_atomic_uint_t                  upto;
+    ngx_http_taurus_guard_audit_sh_t  *sh;
+
+    sh = t->sh;
 
     t->usec = ngx_http_taurus_guard_usec();
 
     for (i = 0; i < t->nfds; i++) {
-        if (fdatasync(t->fds[i]) == -1 && t->err == 0) {
-            t->err = ngx_errno;
+
+        ngx_http_taurus_guard_audit_flush_lock(sh);
+
+        if (sh->flushed >= t->upto
+            && sh->flushed_ino == t->inos[i] && sh->flushed_dev == t->devs[i])
+        {
+            ngx_http_taurus_guard_audit_flush_unlock(sh);
+            continue;
         }
+
+        if (t->delay) {
+            (void) usleep((useconds_t) t->delay);
+        }
+
+        /* every record that ends here has been written: this covers it */
+
+        upto = sh->written;
+        ngx_memory_barrier();
+
+        t->synced++;
+
+        if (fdatasync(t->fds[i]) == -1) {
+            if (t->err == 0) {
+                t->err = ngx_errno;
+            }
+
+        } else if (t->err == 0) {
+            sh->flushed_dev = t->devs[i];
+            sh->flushed_ino = t->inos[i];
+            sh->flushed = upto;
+        }
+
+        ngx_http_taurus_guard_audit_flush_unlock(sh);
     }
 
     t->usec = ngx_http_taurus_guard_usec() - t->usec;
+}
+
+
+/*
+ * The holder is another worker's thread in fdatasync().  On Linux the
+ * waiters sleep on a futex that each unlock wakes, elsewhere they poll.
+ * Both look again every 100 ms at least: a worker killed while it held
+ * the lock leaves its pid behind, which is then taken over.
+ */
+
+static void
+ngx_http_taurus_guard_audit_flush_lock(ngx_http_taurus_guard_audit_sh_t *sh)
+{
+    uint32_t           seq;
+    ngx_uint_t         n;
+    ngx_atomic_uint_t  pid;
+#if (NGX_LINUX)
+    struct timespec    ts;
+#endif
+
+    for (n = 0; /* void */; n++) {
+
+        seq = *(volatile uint32_t *) &sh->flush_seq;
+        ngx_memory_barrier();
+
+        pid = sh->flush_lock;
+
+        if (pid == 0) {
+            if (ngx_atomic_cmp_set(&sh->flush_lock, 0, ngx_pid)) {
+                return;
+            }
+
+            continue;
+        }
+
+        if (pid != (ngx_atomic_uint_t) ngx_pid
+            && kill((ngx_pid_t) pid, 0) == -1 && ngx_errno == ESRCH)
+        {
+            (void) ngx_atomic_cmp_set(&sh->flush_lock, pid, 0);
+            continue;
+        }
+
+#if (NGX_LINUX)
+        /* returns at once if an unlock came in between */
+
+        ts.tv_sec = 0;
+        ts.tv_nsec = 100000000;
+
+        (void) syscall(SYS_futex, &sh->flush_seq, FUTEX_WAIT, seq, &ts,
+                       NULL, 0);
+#else
+        (void) seq;
+        (void) usleep(n < 20 ? 50 : 250);
+#endif
+    }
+}
+
+
+static void
+ngx_http_taurus_guard_audit_flush_unlock(ngx_http_taurus_guard_audit_sh_t *sh)
+{
+    ngx_memory_barrier();
+
+    (void) ngx_atomic_cmp_set(&sh->flush_lock, ngx_pid, 0);
+
+    (void) __sync_fetch_and_add(&sh->flush_seq, 1);
+
+#if (NGX_LINUX)
+    /* all of them: another worker's records may all be covered */
+
+    (void) syscall(SYS_futex, &sh->flush_seq, FUTEX_WAKE, INT_MAX, NULL,
+                   NULL, 0);
+#endif
 }
 
 
@@ -1230,9 +1428,10 @@ static void
 ngx_http_taurus_guard_audit_wake(ngx_http_taurus_guard_audit_t *audit,
     ngx_err_t err)
 {
-    ngx_uint_t                    n;
-    ngx_queue_t                  *q, done;
-    ngx_http_taurus_guard_ctx_t  *ctx;
+    ngx_uint_t                           n;
+    ngx_queue_t                         *q, done;
+    ngx_http_taurus_guard_ctx_t         *ctx;
+    ngx_http_taurus_guard_audit_task_t  *t;
 
     if (err) {
         ngx_http_taurus_guard_audit_error(ngx_cycle->log, audit, err,
@@ -1261,9 +1460,15 @@ ngx_http_taurus_guard_audit_wake(ngx_http_taurus_guard_audit_t *audit,
     }
 
     if (audit->task != NULL) {
-        ngx_http_taurus_guard_metrics_flush(
-                       ((ngx_http_taurus_guard_audit_task_t *)
-                        audit->task->ctx)->usec, n, err);
+        t = audit->task->ctx;
+
+        if (err || t->synced) {
+            ngx_http_taurus_guard_metrics_flush(t->usec, n, err);
+
+        } else {
+            /* another worker's flush covered them */
+            ngx_http_taurus_guard_metrics_flush_joined(n);
+        }
     }
 
     while (!ngx_queue_empty(&done)) {
@@ -1358,19 +1563,23 @@ static void
 ngx_http_taurus_guard_audit_error(ngx_log_t *log,
     ngx_http_taurus_guard_audit_t *audit, ngx_err_t err, const char *what)
 {
-    time_t  now;
-
     ngx_http_taurus_guard_metrics_audit_failed(audit->file->fd);
 
-    now = ngx_time();
+    /*
+     * Like ngx_http_log_module: one alert a minute, not one a request;
+     * paced by the monotonic clock, which a wall clock stepped back
+     * cannot hold still.
+     */
 
-    /* like ngx_http_log_module: one alert a minute, not one a request */
-
-    if (now - audit->error_logged < NGX_HTTP_TG_LOG_INTERVAL) {
+    if (audit->logged
+        && (ngx_msec_int_t) (ngx_current_msec - audit->error_logged)
+           < NGX_HTTP_TG_LOG_INTERVAL_MS)
+    {
         return;
     }
 
-    audit->error_logged = now;
+    audit->logged = 1;
+    audit->error_logged = ngx_current_msec;
 
     ngx_log_error(NGX_LOG_ALERT, log, err,
                   "taurus_guard: %s to audit log \"%V\" failed,"

@@ -12,9 +12,8 @@
  */
 
 
-#include <openssl/crypto.h>
-
 #include "ngx_http_taurus_guard_module.h"
+#include <openssl/crypto.h>
 
 
 #define NGX_HTTP_TG_CRED_MAX  65536
@@ -67,6 +66,10 @@ ngx_http_taurus_guard_credentials(ngx_conf_t *cf, ngx_command_t *cmd,
             return NGX_CONF_ERROR;
         }
 
+        if (ngx_http_taurus_guard_fetch_register(cf, cred->fetch) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
         lcf->cred = cred;
         return NGX_CONF_OK;
     }
@@ -87,6 +90,7 @@ ngx_http_taurus_guard_credentials(ngx_conf_t *cf, ngx_command_t *cmd,
         cred->file.data = cred;
         cred->file.level = NGX_LOG_ALERT;
         cred->file.kept = "the previous credentials are kept";
+        cred->file.source = NGX_HTTP_TG_SOURCE_CREDENTIALS_FILE;
 
         if (ngx_http_taurus_guard_secret_file_conf(cf, &cred->file,
                                                    &value[1],
@@ -265,7 +269,13 @@ ngx_http_taurus_guard_token(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         token->file.conf_file = cf->conf_file->file.name.data;
         token->file.conf_line = cf->conf_file->line;
 
-        return ngx_http_taurus_guard_token_per_project(cf, lcf, token);
+        if (ngx_http_taurus_guard_token_per_project(cf, lcf, token)
+            != NGX_CONF_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        goto done;
     }
 
     /*
@@ -284,6 +294,12 @@ ngx_http_taurus_guard_token(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_taurus_guard_secret_file_forget(&token->file);
 
 done:
+
+    if (token->fetch != NULL
+        && ngx_http_taurus_guard_fetch_register(cf, token->fetch) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
 
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_taurus_guard_module);
 
@@ -309,6 +325,7 @@ ngx_http_taurus_guard_token_init(ngx_http_taurus_guard_token_t *token)
     token->file.data = token;
     token->file.level = NGX_LOG_ERR;
     token->file.kept = "the previous token is kept";
+    token->file.source = NGX_HTTP_TG_SOURCE_TOKEN_FILE;
 }
 
 

@@ -18,6 +18,11 @@
  * token the request carried; from the service, the base it was asked
  * with.
  *
+ * A slot also remembers when its secret was fetched and whether its last
+ * fetch failed, for the metrics and the health check, which read them
+ * with ngx_http_taurus_guard_fetch_states(); every failed fetch is
+ * counted by the kind of its source.
+ *
  * When a secret expires is wall time (what the service says); how long
  * a fetch has run and how long a request waits for another's is
  * measured on nginx's monotonic clock, which all workers share, so that
@@ -26,9 +31,8 @@
  */
 
 
-#include <openssl/crypto.h>
-
 #include "ngx_http_taurus_guard_fetch.h"
+#include <openssl/crypto.h>
 
 
 #define NGX_HTTP_TG_FETCH_ZONE_SIZE  (4 * 1024 * 1024)
@@ -54,8 +58,10 @@ typedef struct {
     u_char                       *secret;   /* in the slab pool */
     size_t                        len;
     time_t                        expires;  /* wall time */
+    time_t                        refreshed;    /* last fetched, wall */
     ngx_msec_t                    since;    /* fetching since, monotonic */
     ngx_uint_t                    fetching;
+    ngx_uint_t                    failed;   /* the last fetch failed */
 } ngx_http_taurus_guard_fetch_slot_t;
 
 
@@ -116,6 +122,14 @@ static ngx_int_t ngx_http_taurus_guard_fetch_done(ngx_http_request_t *sr,
     void *data, ngx_int_t rc);
 static void ngx_http_taurus_guard_fetch_end(ngx_http_taurus_guard_fetch_t *src,
     u_char *key, ngx_str_t *secret, time_t expires);
+static void ngx_http_taurus_guard_fetch_failed(
+    ngx_http_taurus_guard_fetch_t *src, u_char *key);
+static ngx_uint_t ngx_http_taurus_guard_fetch_source(
+    ngx_http_taurus_guard_fetch_t *src, u_char *key);
+static void ngx_http_taurus_guard_fetch_state(
+    ngx_http_taurus_guard_fetch_t *src,
+    ngx_http_taurus_guard_fetch_slot_t *slot, time_t now,
+    ngx_http_taurus_guard_fetch_state_t *st);
 static void ngx_http_taurus_guard_fetch_drop(
     ngx_http_taurus_guard_fetch_t *src, u_char *key, ngx_str_t *secret);
 static void ngx_http_taurus_guard_fetch_poll(ngx_event_t *ev);
@@ -159,6 +173,40 @@ ngx_http_taurus_guard_fetch_zone(ngx_conf_t *cf,
 
     src->zone->init = ngx_http_taurus_guard_fetch_init_zone;
     src->zone->data = src;
+
+    return NGX_OK;
+}
+
+
+/*
+ * A source a directive uses (not a base: it is reached through its
+ * user), listed once a zone for the metrics and the health check.
+ */
+
+ngx_int_t
+ngx_http_taurus_guard_fetch_register(ngx_conf_t *cf,
+    ngx_http_taurus_guard_fetch_t *src)
+{
+    ngx_uint_t                          i;
+    ngx_http_taurus_guard_fetch_t     **f;
+    ngx_http_taurus_guard_main_conf_t  *mcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_taurus_guard_module);
+
+    f = mcf->fetches.elts;
+
+    for (i = 0; i < mcf->fetches.nelts; i++) {
+        if (f[i]->zone == src->zone) {
+            return NGX_OK;
+        }
+    }
+
+    f = ngx_array_push(&mcf->fetches);
+    if (f == NULL) {
+        return NGX_ERROR;
+    }
+
+    *f = src;
 
     return NGX_OK;
 }
@@ -685,7 +733,7 @@ failed:
         fetch->done = 1;
     }
 
-    ngx_http_taurus_guard_fetch_end(src, k, NULL, 0);
+    ngx_http_taurus_guard_fetch_failed(src, k);
 
     return NGX_ERROR;
 }
@@ -764,7 +812,7 @@ ngx_http_taurus_guard_fetch_done(ngx_http_request_t *sr, void *data,
                       "taurus_guard: %*s not fetched: %s", last - what, what,
                       problem);
 
-        ngx_http_taurus_guard_fetch_end(src, fetch->key, NULL, 0);
+        ngx_http_taurus_guard_fetch_failed(src, fetch->key);
 
         if (fetch->base.len && sr->upstream != NULL
             && sr->upstream->headers_in.status_n == NGX_HTTP_UNAUTHORIZED)
@@ -891,10 +939,132 @@ ngx_http_taurus_guard_fetch_end(ngx_http_taurus_guard_fetch_t *src,
             slot->secret = copy;
             slot->len = secret->len;
             slot->expires = expires;
+            slot->refreshed = ngx_time();
+            slot->failed = 0;
         }
     }
 
     ngx_shmtx_unlock(&ngx_http_tg_shpool(src)->mutex);
+}
+
+
+/*
+ * A fetch failed (it could not be sent, or its answer was not good):
+ * the slot is unmarked and remembers it for the health check, and the
+ * failure is counted by the source's kind.
+ */
+
+static void
+ngx_http_taurus_guard_fetch_failed(ngx_http_taurus_guard_fetch_t *src,
+    u_char *key)
+{
+    ngx_http_taurus_guard_fetch_slot_t  *slot;
+
+    ngx_shmtx_lock(&ngx_http_tg_shpool(src)->mutex);
+
+    slot = ngx_http_taurus_guard_fetch_slot(src, key, 1);
+
+    if (slot != NULL) {
+        slot->fetching = 0;
+        slot->failed = 1;
+    }
+
+    ngx_shmtx_unlock(&ngx_http_tg_shpool(src)->mutex);
+
+    ngx_http_taurus_guard_metrics_fetch_failed(
+        ngx_http_taurus_guard_fetch_source(src, key));
+}
+
+
+/*
+ * The kind of key's secret: a password source's base key holds the
+ * user's own token (an agency's base, or a plain directive sharing the
+ * zone with it); every other key a project's token.
+ */
+
+static ngx_uint_t
+ngx_http_taurus_guard_fetch_source(ngx_http_taurus_guard_fetch_t *src,
+    u_char *key)
+{
+    if (src->source == NGX_HTTP_TG_SOURCE_IAM
+        && ngx_memcmp(key, ngx_http_taurus_guard_base_key, TG_PROJECT_ID_LEN)
+           == 0)
+    {
+        return NGX_HTTP_TG_SOURCE_IAM_USER;
+    }
+
+    return src->source;
+}
+
+
+/*
+ * What src holds, key by key, then the base it is asked with (if any),
+ * copied under each zone's lock and never a secret; at most n.  *source
+ * is src's kind, for a source nothing was fetched from yet.
+ */
+
+ngx_uint_t
+ngx_http_taurus_guard_fetch_states(ngx_http_taurus_guard_fetch_t *src,
+    ngx_uint_t *source, ngx_http_taurus_guard_fetch_state_t *st, ngx_uint_t n)
+{
+    time_t                               now;
+    ngx_uint_t                           i, k;
+    ngx_http_taurus_guard_fetch_sh_t    *sh;
+    ngx_http_taurus_guard_fetch_slot_t  *slot;
+
+    *source = src->source;
+    now = ngx_time();
+    k = 0;
+
+    ngx_shmtx_lock(&ngx_http_tg_shpool(src)->mutex);
+
+    sh = ngx_http_tg_sh(src);
+
+    for (i = 0; i < sh->nslots && k < n; i++) {
+        ngx_http_taurus_guard_fetch_state(src, &sh->slots[i], now, &st[k++]);
+    }
+
+    ngx_shmtx_unlock(&ngx_http_tg_shpool(src)->mutex);
+
+    if (src->base == NULL || k == n) {
+        return k;
+    }
+
+    ngx_shmtx_lock(&ngx_http_tg_shpool(src->base)->mutex);
+
+    slot = ngx_http_taurus_guard_fetch_slot(src->base,
+                                            ngx_http_taurus_guard_base_key,
+                                            0);
+    if (slot != NULL) {
+        ngx_http_taurus_guard_fetch_state(src->base, slot, now, &st[k]);
+        st[k++].base = 1;
+    }
+
+    ngx_shmtx_unlock(&ngx_http_tg_shpool(src->base)->mutex);
+
+    return k;
+}
+
+
+/* the zone's lock is held */
+
+static void
+ngx_http_taurus_guard_fetch_state(ngx_http_taurus_guard_fetch_t *src,
+    ngx_http_taurus_guard_fetch_slot_t *slot, time_t now,
+    ngx_http_taurus_guard_fetch_state_t *st)
+{
+    ngx_memzero(st, sizeof(ngx_http_taurus_guard_fetch_state_t));
+
+    ngx_memcpy(st->key, slot->key, TG_PROJECT_ID_LEN);
+    st->source = ngx_http_taurus_guard_fetch_source(src, slot->key);
+    st->project = (ngx_memcmp(slot->key, ngx_http_taurus_guard_base_key,
+                              TG_PROJECT_ID_LEN)
+                   != 0);
+    st->expires = (slot->secret != NULL) ? slot->expires : 0;
+    st->refreshed = slot->refreshed;
+    st->usable = (slot->secret != NULL
+                  && slot->expires - now > src->margin);
+    st->failed = slot->failed;
 }
 
 

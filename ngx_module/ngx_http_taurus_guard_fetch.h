@@ -62,6 +62,7 @@ typedef struct {
 struct ngx_http_taurus_guard_fetch_s {
     ngx_http_taurus_guard_fetch_ops_t  *ops;
     void                        *data;      /* the kind's own */
+    ngx_uint_t                   source;    /* NGX_HTTP_TG_SOURCE_* */
     ngx_str_t                    uri;       /* the internal location */
     time_t                       refresh;
     time_t                       margin;    /* too close to the end */

@@ -14,9 +14,8 @@
  */
 
 
-#include <openssl/rand.h>
-
 #include "ngx_http_taurus_guard_module.h"
+#include <openssl/rand.h>
 
 
 static void ngx_http_taurus_guard_body_handler(ngx_http_request_t *r);

@@ -102,6 +102,9 @@ ngx_http_taurus_guard_iam_conf(ngx_conf_t *cf,
     }
 
     iam->ops = &ngx_http_taurus_guard_iam_password_ops;
+
+    /* the user token, under the base key, is counted as iam_user */
+    iam->source = NGX_HTTP_TG_SOURCE_IAM;
     iam->data = pw;
     iam->refresh = 3600;
 
@@ -188,6 +191,9 @@ ngx_http_taurus_guard_iam_conf(ngx_conf_t *cf,
     pw->file.level = NGX_LOG_ALERT;
     pw->file.kept = "the previous password is kept";
 
+    /* not a source of its own: the tokens asked with it are */
+    pw->file.source = NGX_HTTP_TG_SOURCES;
+
     if (ngx_http_taurus_guard_secret_file_conf(cf, &pw->file, &password,
                                                NGX_HTTP_TG_IAM_FILE_MAX)
         != NGX_OK)
@@ -258,6 +264,7 @@ ngx_http_taurus_guard_iam_agency_conf(ngx_conf_t *cf,
     ag->domain = *domain;
 
     iam->ops = &ngx_http_taurus_guard_iam_agency_ops;
+    iam->source = NGX_HTTP_TG_SOURCE_IAM;
     iam->data = ag;
     iam->uri = user->uri;
     iam->refresh = user->refresh;

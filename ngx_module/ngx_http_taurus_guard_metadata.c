@@ -18,9 +18,8 @@
  */
 
 
-#include <openssl/crypto.h>
-
 #include "ngx_http_taurus_guard_fetch.h"
+#include <openssl/crypto.h>
 
 
 #define NGX_HTTP_TG_SESSION_TTL_MAX  21600   /* the service's limit, s */
@@ -87,6 +86,7 @@ ngx_http_taurus_guard_metadata_conf(ngx_conf_t *cf,
     }
 
     meta->ops = &ngx_http_taurus_guard_metadata_cred_ops;
+    meta->source = NGX_HTTP_TG_SOURCE_METADATA;
     meta->refresh = 900;
 
     ngx_str_null(&session);
@@ -195,6 +195,7 @@ ngx_http_taurus_guard_metadata_conf(ngx_conf_t *cf,
     *t = ttl;
 
     base->ops = &ngx_http_taurus_guard_metadata_session_ops;
+    base->source = NGX_HTTP_TG_SOURCE_SESSION;
     base->data = t;
     base->uri = session;
     base->refresh = ttl / 4;

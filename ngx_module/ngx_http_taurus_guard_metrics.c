@@ -11,8 +11,15 @@
  *
  * "taurus_guard_metrics" answers the Prometheus text exposition format
  * 0.0.4; "taurus_guard_health" answers whether a batch could be forwarded
- * now.  Label values come only from fixed sets, never from a request, so
- * a caller cannot grow the number of series.
+ * now.  Label values come only from fixed sets and the configuration
+ * (a secret file's path; a project only from the fetcher's slots, which
+ * only allow-listed projects get), never from a request, so a caller
+ * cannot grow the number of series.
+ *
+ * The state of the secrets is read when it is asked for: the fetched
+ * ones from the fetcher's zones (each zone's lock taken briefly, no
+ * secret copied), the files as the request path sees them in this
+ * worker (re-read if they changed, the last good version kept).
  */
 
 
@@ -38,6 +45,31 @@ static ngx_uint_t  ngx_http_taurus_guard_refusal_status[] = {
 
 #define NGX_HTTP_TG_REFUSAL_STATUSES                                          \
     (sizeof(ngx_http_taurus_guard_refusal_status) / sizeof(ngx_uint_t))
+
+
+/* a secret file's state, in this worker */
+typedef struct {
+    ngx_uint_t                   source;
+    ngx_str_t                    path;
+    ngx_uint_t                   usable;
+} ngx_http_taurus_guard_file_state_t;
+
+
+/* one fetched source's keys in secrets_t.fetched, its base's last */
+typedef struct {
+    ngx_uint_t                   source;
+    ngx_uint_t                   start;
+    ngx_uint_t                   n;
+} ngx_http_taurus_guard_fetch_group_t;
+
+
+/* the state of every configured secret, for one answer */
+typedef struct {
+    ngx_http_taurus_guard_fetch_state_t  *fetched;
+    ngx_uint_t                   nfetched;
+    ngx_array_t                  groups;    /* of fetch_group_t */
+    ngx_array_t                  files;     /* of file_state_t */
+} ngx_http_taurus_guard_secrets_t;
 
 
 struct ngx_http_taurus_guard_metrics_s {
@@ -74,6 +106,28 @@ static ngx_int_t ngx_http_taurus_guard_health_audit(
     ngx_http_taurus_guard_audit_t *audit);
 static ngx_int_t ngx_http_taurus_guard_send(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *type, ngx_buf_t *b);
+static ngx_int_t ngx_http_taurus_guard_secrets(ngx_http_request_t *r,
+    ngx_http_taurus_guard_main_conf_t *mcf,
+    ngx_http_taurus_guard_secrets_t *sec);
+static ngx_int_t ngx_http_taurus_guard_secrets_token(ngx_http_request_t *r,
+    ngx_http_taurus_guard_secrets_t *sec,
+    ngx_http_taurus_guard_token_t *token);
+static ngx_int_t ngx_http_taurus_guard_secrets_file(ngx_http_request_t *r,
+    ngx_http_taurus_guard_secrets_t *sec,
+    ngx_http_taurus_guard_secret_file_t *file);
+static size_t ngx_http_taurus_guard_secrets_size(
+    ngx_http_taurus_guard_secrets_t *sec);
+static ngx_uint_t ngx_http_taurus_guard_secrets_seen(
+    ngx_http_taurus_guard_secrets_t *sec, ngx_uint_t k);
+static u_char *ngx_http_taurus_guard_secrets_metrics(u_char *p, u_char *end,
+    ngx_http_taurus_guard_secrets_t *sec);
+static u_char *ngx_http_taurus_guard_secrets_labels(u_char *p, u_char *end,
+    ngx_http_taurus_guard_fetch_state_t *st);
+static u_char *ngx_http_taurus_guard_secrets_health(u_char *p, u_char *end,
+    u_char *checks, ngx_http_taurus_guard_secrets_t *sec,
+    ngx_uint_t *failed);
+static u_char *ngx_http_taurus_guard_escape(u_char *p, u_char *end,
+    ngx_str_t *s);
 
 
 static const char  *ngx_http_taurus_guard_decision_names[] = {
@@ -262,6 +316,29 @@ ngx_http_taurus_guard_metrics_flush(ngx_msec_t usec, ngx_uint_t nrecords,
 
 
 /*
+ * Records another worker's flush covered (group commit across workers):
+ * they count as flushed, without a flush of their own.
+ */
+
+void
+ngx_http_taurus_guard_metrics_flush_joined(ngx_uint_t nrecords)
+{
+    ngx_http_taurus_guard_metrics_t  *m;
+
+    m = ngx_http_taurus_guard_metrics_get();
+
+    if (m == NULL) {
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(&m->flush_records, nrecords);
+
+    m->flush_last = ngx_time();
+    m->audit_failing = 0;
+}
+
+
+/*
  * A write() or a flush of the audit file failed.  Which file is kept, so
  * that the health check knows a rotation has put another in its place.
  */
@@ -378,6 +455,7 @@ ngx_http_taurus_guard_metrics_handler(ngx_http_request_t *r)
     ngx_uint_t                          i, sum;
     ngx_atomic_uint_t                   v;
     ngx_http_taurus_guard_metrics_t    *m;
+    ngx_http_taurus_guard_secrets_t     sec;
     u_char                              label[64];
 
     static const char  *classes[] = { "1xx", "2xx", "3xx", "4xx", "5xx",
@@ -397,7 +475,16 @@ ngx_http_taurus_guard_metrics_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    b = ngx_create_temp_buf(r->pool, 16384);
+    if (ngx_http_taurus_guard_secrets(r,
+            ngx_http_get_module_main_conf(r, ngx_http_taurus_guard_module),
+            &sec)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b = ngx_create_temp_buf(r->pool,
+                            16384 + ngx_http_taurus_guard_secrets_size(&sec));
     if (b == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -501,7 +588,7 @@ ngx_http_taurus_guard_metrics_handler(ngx_http_request_t *r)
 
     p = ngx_slprintf(p, end,
             "# HELP taurus_guard_fetch_failures_total Failed fetches of a"
-            " secret the gateway fetches itself, by source.\n"
+            " secret, or failed re-reads of a secret file, by source.\n"
             "# TYPE taurus_guard_fetch_failures_total counter\n");
 
     for (i = 0; i < NGX_HTTP_TG_SOURCES; i++) {
@@ -510,6 +597,8 @@ ngx_http_taurus_guard_metrics_handler(ngx_http_request_t *r)
         ngx_http_tg_metric(p, end, "taurus_guard_fetch_failures_total",
                            label, m->fetch_failures[i]);
     }
+
+    p = ngx_http_taurus_guard_secrets_metrics(p, end, &sec);
 
     p = ngx_slprintf(p, end,
             "# HELP taurus_guard_syslog_queued_bytes Audit records waiting"
@@ -549,8 +638,8 @@ ngx_http_taurus_guard_metrics_handler(ngx_http_request_t *r)
 /*
  * 200 {"status":"ok"} when a batch could be forwarded now: every audit
  * file writable, and a usable secret for every configured source; else
- * 503 {"status":"fail","checks":{...}} naming what is wrong.  It writes
- * no audit record and sends nothing upstream.
+ * 503 {"status":"fail","checks":{...}} naming every check, "ok" or
+ * "fail".  It writes no audit record and sends nothing upstream.
  */
 
 static ngx_int_t
@@ -562,6 +651,7 @@ ngx_http_taurus_guard_health_handler(ngx_http_request_t *r)
     ngx_str_t                           type;
     ngx_uint_t                          i, failed;
     ngx_http_taurus_guard_audit_t     **audit;
+    ngx_http_taurus_guard_secrets_t     sec;
     ngx_http_taurus_guard_main_conf_t  *mcf;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
@@ -575,7 +665,12 @@ ngx_http_taurus_guard_health_handler(ngx_http_request_t *r)
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_taurus_guard_module);
 
-    b = ngx_create_temp_buf(r->pool, 8192);
+    if (ngx_http_taurus_guard_secrets(r, mcf, &sec) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b = ngx_create_temp_buf(r->pool,
+                            8192 + ngx_http_taurus_guard_secrets_size(&sec));
     if (b == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -602,6 +697,8 @@ ngx_http_taurus_guard_health_handler(ngx_http_request_t *r)
                          (p == checks) ? "" : ",", &audit[i]->file->name,
                          rc == NGX_OK ? "ok" : "fail");
     }
+
+    p = ngx_http_taurus_guard_secrets_health(p, end, checks, &sec, &failed);
 
     if (p + sizeof("}}") - 1 >= end) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -711,4 +808,402 @@ ngx_http_taurus_guard_send(ngx_http_request_t *r, ngx_uint_t status,
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
+}
+
+
+/*
+ * The state of every configured secret: the fetched ones as the zones
+ * hold them, the credentials and token files as this worker's requests
+ * would find them now.  Of the token files with $taurus_guard_project in
+ * their path, those of the projects this worker had requests for: which
+ * files there are is known only request by request.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_secrets(ngx_http_request_t *r,
+    ngx_http_taurus_guard_main_conf_t *mcf,
+    ngx_http_taurus_guard_secrets_t *sec)
+{
+    ngx_uint_t                             i, j, k, max;
+    ngx_http_taurus_guard_fetch_t        **fetches;
+    ngx_http_taurus_guard_token_t        **tokens, *t;
+    ngx_http_taurus_guard_fetch_group_t   *g;
+    ngx_http_taurus_guard_secret_file_t  **files;
+
+    ngx_memzero(sec, sizeof(ngx_http_taurus_guard_secrets_t));
+
+    /* every slot of a zone, and its base */
+    max = mcf->fetches.nelts * (NGX_HTTP_TG_PROJECTS + 1);
+
+    sec->fetched = ngx_palloc(r->pool, (max + 1)
+                              * sizeof(ngx_http_taurus_guard_fetch_state_t));
+    if (sec->fetched == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_array_init(&sec->groups, r->pool, mcf->fetches.nelts + 1,
+                       sizeof(ngx_http_taurus_guard_fetch_group_t))
+        != NGX_OK
+        || ngx_array_init(&sec->files, r->pool, 4,
+                          sizeof(ngx_http_taurus_guard_file_state_t))
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    fetches = mcf->fetches.elts;
+    k = 0;
+
+    for (i = 0; i < mcf->fetches.nelts; i++) {
+        g = ngx_array_push(&sec->groups);
+        if (g == NULL) {
+            return NGX_ERROR;
+        }
+
+        g->start = k;
+        g->n = ngx_http_taurus_guard_fetch_states(fetches[i], &g->source,
+                                                  &sec->fetched[k], max - k);
+        k += g->n;
+    }
+
+    sec->nfetched = k;
+
+    files = mcf->files.elts;
+
+    for (i = 0; i < mcf->files.nelts; i++) {
+        if (files[i]->source == NGX_HTTP_TG_SOURCE_CREDENTIALS_FILE
+            && ngx_http_taurus_guard_secrets_file(r, sec, files[i])
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    tokens = mcf->tokens.elts;
+
+    for (i = 0; i < mcf->tokens.nelts; i++) {
+        if (tokens[i]->fetch != NULL) {
+            continue;
+        }
+
+        if (tokens[i]->path_cv == NULL) {
+            if (ngx_http_taurus_guard_secrets_token(r, sec, tokens[i])
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            continue;
+        }
+
+        /* the files of the projects this worker has had requests for */
+
+        t = tokens[i]->files.elts;
+
+        for (j = 0; j < tokens[i]->files.nelts; j++) {
+            if (ngx_http_taurus_guard_secrets_token(r, sec, &t[j])
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_taurus_guard_secrets_token(ngx_http_request_t *r,
+    ngx_http_taurus_guard_secrets_t *sec, ngx_http_taurus_guard_token_t *token)
+{
+    /* where its parse() keeps the token, as the request path sets it */
+    token->file.data = token;
+
+    return ngx_http_taurus_guard_secrets_file(r, sec, &token->file);
+}
+
+
+/*
+ * A secret file is usable when a good version is loaded: it is re-read
+ * first if it changed, as a request would; a version that went bad or
+ * a file that went away keeps the last good one, as for requests.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_secrets_file(ngx_http_request_t *r,
+    ngx_http_taurus_guard_secrets_t *sec,
+    ngx_http_taurus_guard_secret_file_t *file)
+{
+    ngx_http_taurus_guard_file_state_t  *fs;
+
+    (void) ngx_http_taurus_guard_secret_file_update(r->connection->log,
+                                                    file);
+
+    fs = ngx_array_push(&sec->files);
+    if (fs == NULL) {
+        return NGX_ERROR;
+    }
+
+    fs->source = file->source;
+    fs->path = file->path;
+    fs->usable = (file->text != NULL);
+
+    return NGX_OK;
+}
+
+
+/* room for the secrets' lines, in the metrics and in the health JSON */
+
+static size_t
+ngx_http_taurus_guard_secrets_size(ngx_http_taurus_guard_secrets_t *sec)
+{
+    size_t                               size;
+    ngx_uint_t                           i;
+    ngx_http_taurus_guard_file_state_t  *fs;
+
+    size = 1024 + sec->nfetched * 3 * 256;
+
+    fs = sec->files.elts;
+
+    for (i = 0; i < sec->files.nelts; i++) {
+        /* each byte of a path may be escaped, twice: two lines */
+        size += 256 + 4 * fs[i].path.len;
+    }
+
+    return size;
+}
+
+
+static ngx_uint_t
+ngx_http_taurus_guard_secrets_seen(ngx_http_taurus_guard_secrets_t *sec,
+    ngx_uint_t k)
+{
+    ngx_uint_t                            i;
+    ngx_http_taurus_guard_fetch_state_t  *st;
+
+    /*
+     * Two zones may hold one series: a plain and an agency directive on
+     * one password file share the user's token.  The first is shown.
+     */
+
+    st = sec->fetched;
+
+    for (i = 0; i < k; i++) {
+        if (st[i].source == st[k].source
+            && ngx_memcmp(st[i].key, st[k].key, TG_PROJECT_ID_LEN) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static u_char *
+ngx_http_taurus_guard_secrets_metrics(u_char *p, u_char *end,
+    ngx_http_taurus_guard_secrets_t *sec)
+{
+    time_t                                now;
+    ngx_uint_t                            i;
+    ngx_http_taurus_guard_file_state_t   *fs;
+    ngx_http_taurus_guard_fetch_state_t  *st;
+
+    now = ngx_time();
+    st = sec->fetched;
+    fs = sec->files.elts;
+
+    p = ngx_slprintf(p, end,
+            "# HELP taurus_guard_credential_expiry_seconds Seconds until a"
+            " fetched secret expires (negative: expired), by source and,"
+            " for IAM tokens, project.\n"
+            "# TYPE taurus_guard_credential_expiry_seconds gauge\n");
+
+    for (i = 0; i < sec->nfetched; i++) {
+        if (st[i].expires == 0 || ngx_http_taurus_guard_secrets_seen(sec, i))
+        {
+            continue;
+        }
+
+        p = ngx_slprintf(p, end, "taurus_guard_credential_expiry_seconds");
+        p = ngx_http_taurus_guard_secrets_labels(p, end, &st[i]);
+        p = ngx_slprintf(p, end, " %T\n", st[i].expires - now);
+    }
+
+    p = ngx_slprintf(p, end,
+            "# HELP taurus_guard_credential_last_refresh_timestamp_seconds"
+            " When a fetched secret was last fetched, Unix time.\n"
+            "# TYPE taurus_guard_credential_last_refresh_timestamp_seconds"
+            " gauge\n");
+
+    for (i = 0; i < sec->nfetched; i++) {
+        if (st[i].refreshed == 0
+            || ngx_http_taurus_guard_secrets_seen(sec, i))
+        {
+            continue;
+        }
+
+        p = ngx_slprintf(p, end,
+                         "taurus_guard_credential_last_refresh_timestamp"
+                         "_seconds");
+        p = ngx_http_taurus_guard_secrets_labels(p, end, &st[i]);
+        p = ngx_slprintf(p, end, " %T\n", st[i].refreshed);
+    }
+
+    p = ngx_slprintf(p, end,
+            "# HELP taurus_guard_credential_usable 1 while a usable secret"
+            " is in hand (a file: its last good version; fetched: valid"
+            " past the margin), by source.\n"
+            "# TYPE taurus_guard_credential_usable gauge\n");
+
+    for (i = 0; i < sec->files.nelts; i++) {
+        p = ngx_slprintf(p, end,
+                         "taurus_guard_credential_usable{source=\"%s\","
+                         "path=\"",
+                         ngx_http_taurus_guard_source_names[fs[i].source]);
+        p = ngx_http_taurus_guard_escape(p, end, &fs[i].path);
+        p = ngx_slprintf(p, end, "\"} %ui\n", fs[i].usable);
+    }
+
+    for (i = 0; i < sec->nfetched; i++) {
+
+        /* a key being fetched for the first time has no state yet */
+
+        if ((st[i].refreshed == 0 && !st[i].failed)
+            || ngx_http_taurus_guard_secrets_seen(sec, i))
+        {
+            continue;
+        }
+
+        p = ngx_slprintf(p, end, "taurus_guard_credential_usable");
+        p = ngx_http_taurus_guard_secrets_labels(p, end, &st[i]);
+        p = ngx_slprintf(p, end, " %d\n", st[i].usable ? 1 : 0);
+    }
+
+    return p;
+}
+
+
+static u_char *
+ngx_http_taurus_guard_secrets_labels(u_char *p, u_char *end,
+    ngx_http_taurus_guard_fetch_state_t *st)
+{
+    if (st->project) {
+        /* the key of a slot is an allow-listed project's id */
+        return ngx_slprintf(p, end, "{source=\"%s\",project=\"%*s\"}",
+                            ngx_http_taurus_guard_source_names[st->source],
+                            (size_t) TG_PROJECT_ID_LEN, st->key);
+    }
+
+    return ngx_slprintf(p, end, "{source=\"%s\"}",
+                        ngx_http_taurus_guard_source_names[st->source]);
+}
+
+
+/*
+ * The health checks of the secrets.  A file: ok with a good version
+ * loaded.  A fetched source, key by key: ok with a valid secret in
+ * hand, or with none and its last fetch not failed (the next request
+ * fetches it; a source nothing was asked of yet is one check, by its
+ * kind); with a base (a session token, a user's token), the base counts
+ * when the key has nothing valid: it is fetched first.
+ */
+
+static u_char *
+ngx_http_taurus_guard_secrets_health(u_char *p, u_char *end, u_char *checks,
+    ngx_http_taurus_guard_secrets_t *sec, ngx_uint_t *failed)
+{
+    ngx_uint_t                            i, j, ok, base_failed, own;
+    ngx_http_taurus_guard_file_state_t   *fs;
+    ngx_http_taurus_guard_fetch_state_t  *st, *b;
+    ngx_http_taurus_guard_fetch_group_t  *g;
+
+    fs = sec->files.elts;
+
+    for (i = 0; i < sec->files.nelts; i++) {
+        p = ngx_slprintf(p, end, "%s\"%s ", (p == checks) ? "" : ",",
+                         ngx_http_taurus_guard_source_names[fs[i].source]);
+        p = ngx_http_taurus_guard_escape(p, end, &fs[i].path);
+        p = ngx_slprintf(p, end, "\":\"%s\"", fs[i].usable ? "ok" : "fail");
+
+        if (!fs[i].usable) {
+            (*failed)++;
+        }
+    }
+
+    g = sec->groups.elts;
+
+    for (i = 0; i < sec->groups.nelts; i++) {
+        st = &sec->fetched[g[i].start];
+
+        b = (g[i].n && st[g[i].n - 1].base) ? &st[g[i].n - 1] : NULL;
+        base_failed = (b != NULL && !b->usable && b->failed);
+        own = g[i].n - (b ? 1 : 0);
+
+        if (own == 0) {
+            p = ngx_slprintf(p, end, "%s\"%s\":\"%s\"",
+                             (p == checks) ? "" : ",",
+                             ngx_http_taurus_guard_source_names[g[i].source],
+                             base_failed ? "fail" : "ok");
+
+            if (base_failed) {
+                (*failed)++;
+            }
+
+            continue;
+        }
+
+        for (j = 0; j < own; j++) {
+            ok = st[j].usable || (!st[j].failed && !base_failed);
+
+            p = ngx_slprintf(p, end, "%s\"%s", (p == checks) ? "" : ",",
+                             ngx_http_taurus_guard_source_names[st[j].source]);
+
+            if (st[j].project) {
+                p = ngx_slprintf(p, end, " %*s", (size_t) TG_PROJECT_ID_LEN,
+                                 st[j].key);
+            }
+
+            p = ngx_slprintf(p, end, "\":\"%s\"", ok ? "ok" : "fail");
+
+            if (!ok) {
+                (*failed)++;
+            }
+        }
+    }
+
+    return p;
+}
+
+
+/*
+ * A path, the operator's, in a label value or a JSON string: '\', '"'
+ * and a line feed escaped alike in both, other control characters
+ * replaced.
+ */
+
+static u_char *
+ngx_http_taurus_guard_escape(u_char *p, u_char *end, ngx_str_t *s)
+{
+    u_char      c;
+    ngx_uint_t  i;
+
+    for (i = 0; i < s->len && end - p > 2; i++) {
+        c = s->data[i];
+
+        if (c == '\\' || c == '"') {
+            *p++ = '\\';
+            *p++ = c;
+
+        } else if (c == '\n') {
+            *p++ = '\\';
+            *p++ = 'n';
+
+        } else {
+            *p++ = (c < 0x20 || c == 0x7f) ? '?' : c;
+        }
+    }
+
+    return p;
 }

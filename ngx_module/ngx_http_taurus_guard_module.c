@@ -71,7 +71,7 @@ static ngx_command_t  ngx_http_taurus_guard_commands[] = {
       NULL },
 
     { ngx_string("taurus_guard_audit_log"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_taurus_guard_audit_log,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
@@ -315,6 +315,13 @@ ngx_http_taurus_guard_create_main_conf(ngx_conf_t *cf)
 
     if (ngx_array_init(&mcf->audits, cf->pool, 2,
                        sizeof(ngx_http_taurus_guard_audit_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    if (ngx_array_init(&mcf->fetches, cf->pool, 2,
+                       sizeof(ngx_http_taurus_guard_fetch_t *))
         != NGX_OK)
     {
         return NULL;

@@ -28,6 +28,7 @@
 #define NGX_HTTP_TG_LOG_INTERVAL    60        /* seconds between alerts */
 #define NGX_HTTP_TG_SECRETS         4         /* headers only upstream gets */
 #define NGX_HTTP_TG_REENTRIES       8         /* named in the done record */
+#define NGX_HTTP_TG_LOG_INTERVAL_MS (NGX_HTTP_TG_LOG_INTERVAL * 1000)
 
 
 typedef struct ngx_http_taurus_guard_secret_file_s
@@ -52,6 +53,8 @@ struct ngx_http_taurus_guard_secret_file_s {
     ngx_http_taurus_guard_secret_parse_pt  parse;
     void                        *data;      /* for parse() */
     ngx_uint_t                   level;     /* of a bad version's line */
+    ngx_uint_t                   source;    /* NGX_HTTP_TG_SOURCE_*, or
+                                               NGX_HTTP_TG_SOURCES: none */
     const char                  *kept;      /* what that line says */
 
     u_char                      *text;      /* in use, wiped when replaced */
@@ -120,6 +123,7 @@ typedef struct {
     ngx_slab_pool_t             *shpool;
     ngx_http_taurus_guard_audit_sh_t  *sh;
     ngx_msec_t                   timeout;   /* of a flush, in a thread */
+    ngx_msec_t                   flush_delay;   /* gathering, in usec */
     ngx_cycle_t                 *cycle;     /* for the worker user */
     u_char                      *conf_file; /* where it was named */
     ngx_uint_t                   conf_line;
@@ -127,7 +131,8 @@ typedef struct {
     ngx_file_uniq_t              ino;
 
     /* per worker, after fork */
-    time_t                       error_logged;
+    ngx_msec_t                   error_logged;  /* monotonic */
+    unsigned                     logged:1;  /* error_logged is set */
     ngx_event_t                  reopened;  /* checks a reopen */
 
 #if (NGX_THREADS)
@@ -142,6 +147,7 @@ typedef struct {
     ngx_uint_t                   npending;
     ngx_file_uniq_t              written_ino;   /* the file last written */
     dev_t                        written_dev;
+    ngx_atomic_uint_t            written_upto;  /* and the record's end */
 #endif
 } ngx_http_taurus_guard_audit_t;
 
@@ -157,7 +163,9 @@ typedef struct ngx_http_taurus_guard_metrics_s
 /* the decisions counted: allow, deny, invalid, error, would_deny */
 #define NGX_HTTP_TG_DECISIONS           5
 
-/* where a fetched secret comes from, for its failure counter */
+/* where a secret comes from, for its failure counter and its gauges */
+#define NGX_HTTP_TG_SOURCE_CREDENTIALS_FILE  0
+#define NGX_HTTP_TG_SOURCE_TOKEN_FILE   1
 #define NGX_HTTP_TG_SOURCE_METADATA     2
 #define NGX_HTTP_TG_SOURCE_SESSION      3
 #define NGX_HTTP_TG_SOURCE_IAM          4
@@ -200,6 +208,7 @@ typedef struct {
     ngx_array_t                  audits;    /* of audit_t * */
     ngx_int_t                    secret_vars[NGX_HTTP_TG_SECRETS];
                                             /* $http_* of the secrets */
+    ngx_array_t                  fetches;   /* of fetch_t *, one a zone */
 } ngx_http_taurus_guard_main_conf_t;
 
 
@@ -330,7 +339,25 @@ ngx_str_t *ngx_http_taurus_guard_token_get(ngx_http_request_t *r,
 ngx_http_taurus_guard_token_t *ngx_http_taurus_guard_token_file(
     ngx_http_request_t *r, ngx_http_taurus_guard_token_t *token);
 
+/* what the fetcher holds under one key, for the metrics and health */
+typedef struct {
+    u_char                       key[TG_PROJECT_ID_LEN];
+    ngx_uint_t                   source;    /* NGX_HTTP_TG_SOURCE_* */
+    time_t                       expires;   /* wall time; 0: no secret */
+    time_t                       refreshed; /* last fetched; 0: never */
+    unsigned                     project:1; /* key is a project's id */
+    unsigned                     base:1;    /* the base it is asked with */
+    unsigned                     usable:1;  /* valid past the margin */
+    unsigned                     failed:1;  /* its last fetch failed */
+} ngx_http_taurus_guard_fetch_state_t;
+
+
 /* ngx_http_taurus_guard_fetch.c */
+ngx_int_t ngx_http_taurus_guard_fetch_register(ngx_conf_t *cf,
+    ngx_http_taurus_guard_fetch_t *src);
+ngx_uint_t ngx_http_taurus_guard_fetch_states(
+    ngx_http_taurus_guard_fetch_t *src, ngx_uint_t *source,
+    ngx_http_taurus_guard_fetch_state_t *st, ngx_uint_t n);
 ngx_int_t ngx_http_taurus_guard_fetch_get(ngx_http_request_t *r,
     ngx_http_taurus_guard_fetch_t *src, ngx_http_taurus_guard_ctx_t *ctx,
     u_char *key, ngx_str_t *out);
@@ -354,6 +381,7 @@ void ngx_http_taurus_guard_metrics_request(ngx_http_request_t *r,
     tg_decision_t decision, ngx_uint_t status, ngx_uint_t upstream_status);
 void ngx_http_taurus_guard_metrics_flush(ngx_msec_t usec,
     ngx_uint_t nrecords, ngx_err_t err);
+void ngx_http_taurus_guard_metrics_flush_joined(ngx_uint_t nrecords);
 void ngx_http_taurus_guard_metrics_audit_failed(ngx_fd_t fd);
 void ngx_http_taurus_guard_metrics_audit_written(void);
 void ngx_http_taurus_guard_metrics_fetch_failed(ngx_uint_t source);

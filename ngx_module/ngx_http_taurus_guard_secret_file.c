@@ -12,18 +12,17 @@
  * nanosecond) and then by its bytes: the same bytes in a new file are
  * not a change.  A version that turns out bad keeps the last good
  * secret, and says so once a minute, naming the file and the problem,
- * never a value.  A replaced secret is wiped.
+ * never a value; each failed re-read is counted by the file's source.
+ * A replaced secret is wiped.
  */
 
 
+#include "ngx_http_taurus_guard_module.h"
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-#include "ngx_http_taurus_guard_module.h"
-
 
 #define NGX_HTTP_TG_RECHECK_MS       1000      /* between looks */
-#define NGX_HTTP_TG_LOG_INTERVAL_MS  (NGX_HTTP_TG_LOG_INTERVAL * 1000)
 #define NGX_HTTP_TG_PROBLEM_LEN      128
 
 
@@ -226,6 +225,7 @@ ngx_http_taurus_guard_secret_file_update(ngx_log_t *log,
     if (rc == NGX_ERROR) {
         ngx_http_taurus_guard_secret_file_error(log, file, ngx_errno,
                                                 &problem);
+        ngx_http_taurus_guard_metrics_fetch_failed(file->source);
         return NGX_DECLINED;
     }
 
@@ -237,6 +237,7 @@ ngx_http_taurus_guard_secret_file_update(ngx_log_t *log,
         ngx_free(data);
 
         ngx_http_taurus_guard_secret_file_error(log, file, 0, &problem);
+        ngx_http_taurus_guard_metrics_fetch_failed(file->source);
         return NGX_DECLINED;
     }
 

@@ -12,9 +12,8 @@
  */
 
 
-#include <openssl/crypto.h>
-
 #include "ngx_http_taurus_guard_module.h"
+#include <openssl/crypto.h>
 
 
 typedef struct {

@@ -40,8 +40,10 @@ struct ngx_http_taurus_guard_syslog_s {
     size_t                       qlen;
     size_t                       sent;      /* of them, on this connection */
     ngx_uint_t                   dropped;
-    time_t                       drop_logged;
-    time_t                       error_logged;
+    ngx_msec_t                   drop_logged;   /* monotonic */
+    ngx_msec_t                   error_logged;  /* monotonic */
+    unsigned                     drop_was_logged:1;
+    unsigned                     error_was_logged:1;
     unsigned                     connecting:1;
     unsigned                     connected:1;
 };
@@ -370,7 +372,6 @@ ngx_http_taurus_guard_syslog_send(ngx_http_taurus_guard_syslog_t *sl,
 {
     u_char  *p;
     size_t   msg;
-    time_t   now;
     char     ts[TG_RFC3339_MS_LEN + 1];
     u_char   head[NGX_INT_T_LEN * 2 + NGX_MAXHOSTNAMELEN + 128];
 
@@ -394,10 +395,14 @@ ngx_http_taurus_guard_syslog_send(ngx_http_taurus_guard_syslog_t *sl,
         sl->dropped++;
         ngx_http_taurus_guard_metrics_syslog(0, 1);
 
-        now = ngx_time();
+        /* the monotonic clock: a wall clock stepped back cannot hold it */
 
-        if (now - sl->drop_logged >= NGX_HTTP_TG_LOG_INTERVAL) {
-            sl->drop_logged = now;
+        if (!sl->drop_was_logged
+            || (ngx_msec_int_t) (ngx_current_msec - sl->drop_logged)
+               >= NGX_HTTP_TG_LOG_INTERVAL_MS)
+        {
+            sl->drop_was_logged = 1;
+            sl->drop_logged = ngx_current_msec;
             ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                           "taurus_guard: syslog collector \"%V\" is behind,"
                           " %ui audit records not sent (they are in the"
@@ -700,8 +705,6 @@ static void
 ngx_http_taurus_guard_syslog_fail(ngx_http_taurus_guard_syslog_t *sl,
     const char *what)
 {
-    time_t  now;
-
     if (sl->pc.connection != NULL) {
         ngx_http_taurus_guard_syslog_close(sl->pc.connection);
         sl->pc.connection = NULL;
@@ -711,10 +714,12 @@ ngx_http_taurus_guard_syslog_fail(ngx_http_taurus_guard_syslog_t *sl,
     sl->connected = 0;
     sl->sent = 0;
 
-    now = ngx_time();
-
-    if (now - sl->error_logged >= NGX_HTTP_TG_LOG_INTERVAL) {
-        sl->error_logged = now;
+    if (!sl->error_was_logged
+        || (ngx_msec_int_t) (ngx_current_msec - sl->error_logged)
+           >= NGX_HTTP_TG_LOG_INTERVAL_MS)
+    {
+        sl->error_was_logged = 1;
+        sl->error_logged = ngx_current_msec;
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                       "taurus_guard: %s syslog collector \"%V\" failed,"
                       " retrying; records stay in the audit file",

@@ -1,14 +1,15 @@
 /*
  * The allow-list: open addressing with linear probing over power-of-two
- * tables of 16-byte slots; the ID bytes live once in one growable arena
- * addressed by offsets, so growing it (realloc) never invalidates a slot.
+ * tables of 8-byte slots, at most half full; the ID bytes live once in
+ * one growable arena addressed by 32-bit offsets, so growing it
+ * (realloc) never invalidates a slot.
  *
- * Two tables share the arena: the projects (each 32-byte project ID
- * stored once) and the pairs, whose slots point at their project's copy
- * and at their own instance ID (a length byte, then the bytes).  Both
- * grow by doubling and rehashing from the stored hashes when they would
- * pass half full.  One million pairs take about 32 MB of pair slots and
- * 37 MB of arena (both at most doubled while growing).
+ * Two tables share the arena.  A project record is the 32-byte ID and a
+ * 32-bit rank (its place among the projects, for the digest); a pair
+ * record is its project record's offset, a length byte and the instance
+ * ID.  A slot holds 32 bits of the entry's hash, which also picks its
+ * place, and the record's offset (0: empty).  One million pairs of
+ * 36-byte instance IDs take 16 MB of slots and 41 MB of arena.
  *
  * The table is built from trusted configuration, so a fast
  * non-cryptographic hash is enough; lookups compare the full bytes after
@@ -18,18 +19,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
 #include "tg_allow.h"
+#include "tg_sha256.h"
 
 
 #define TG_ALLOW_MIN_SLOTS  16
 
+#define TG_ALLOW_PROJECT    (TG_PROJECT_ID_LEN + 4)     /* ID, rank */
+#define TG_ALLOW_PAIR_HEAD  5                           /* project, len */
+
 
 typedef struct {
-    uint64_t             hash;
-    uint32_t             ioff;      /* pairs: instance; projects: unused */
-    uint32_t             poff;      /* the project's copy; 0: empty slot */
+    uint32_t             hash;
+    uint32_t             off;       /* the record; 0: empty slot */
 } tg_allow_slot_t;
 
 
@@ -49,30 +51,62 @@ struct tg_allow_s {
 };
 
 
+/* a digest line: its sort key, then its pair record */
+typedef struct {
+    uint64_t             key;       /* project rank, 4 instance bytes */
+    uint32_t             off;
+    uint32_t             pad;
+} tg_allow_line_t;
+
+
 static int tg_id_chars_ok(const unsigned char *p, size_t len);
 static uint64_t tg_allow_hash(const unsigned char *project, size_t plen,
     const unsigned char *instance, size_t ilen);
+static uint64_t tg_allow_mix(uint64_t h, const unsigned char *p,
+    size_t len);
 static tg_rc_t tg_allow_table_init(tg_allow_table_t *t, size_t hint);
-static tg_rc_t tg_allow_table_grow(tg_allow_table_t *t);
-static void tg_allow_table_put(tg_allow_table_t *t,
-    const tg_allow_slot_t *s);
-static size_t tg_allow_find_project(const tg_allow_t *a,
-    const unsigned char *project, uint64_t hash);
-static size_t tg_allow_find_pair(const tg_allow_t *a,
-    const unsigned char *project, const unsigned char *instance,
-    size_t ilen, uint64_t hash);
+static tg_rc_t tg_allow_table_fit(tg_allow_t *a, tg_allow_table_t *t,
+    size_t more);
+static void tg_allow_table_put(tg_allow_table_t *t, uint32_t hash,
+    uint32_t off);
+static uint32_t tg_allow_rehash(const tg_allow_t *a,
+    const tg_allow_table_t *t, uint32_t off);
+static uint32_t tg_allow_find_project(const tg_allow_t *a,
+    const unsigned char *project, uint32_t hash);
+static uint32_t tg_allow_find_pair(const tg_allow_t *a, uint32_t poff,
+    const unsigned char *instance, size_t ilen, uint32_t hash);
 static tg_rc_t tg_allow_arena_reserve(tg_allow_t *a, size_t need);
-static uint32_t tg_allow_arena_put(tg_allow_t *a, const unsigned char *p,
-    size_t len, int with_len);
-static int tg_allow_cmp(const void *x, const void *y);
+static void tg_allow_rank(tg_allow_t *a);
+static int tg_allow_project_cmp(const void *x, const void *y);
+static int tg_allow_line_cmp(const void *x, const void *y);
+static tg_rc_t tg_allow_radix(tg_allow_line_t *lines, tg_allow_line_t *tmp,
+    size_t n);
+static int tg_allow_is_include(const tg_str_t *w);
+static size_t tg_allow_word(const unsigned char *p, const unsigned char *end,
+    tg_allow_parse_t *ps, tg_str_t *word);
 
 
-/* a digest line, pointing into the arena */
-typedef struct {
-    const unsigned char *project;
-    const unsigned char *instance;
-    size_t               ilen;
-} tg_allow_line_t;
+/*
+ * The arena the comparators look into: qsort() passes no context.  Set
+ * around each call, at configuration time only.
+ */
+static const unsigned char  *tg_allow_sort_arena;
+
+
+static const unsigned char  tg_id_char[256] = {
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1,
+    ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1,
+    ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1,
+    ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
+    ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
+    ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1,
+    ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
+    ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1,
+};
 
 
 tg_rc_t
@@ -104,18 +138,16 @@ tg_instance_id_check(const unsigned char *p, size_t len)
 static int
 tg_id_chars_ok(const unsigned char *p, size_t len)
 {
-    size_t  i;
+    size_t    i;
+    unsigned  all;
+
+    all = 1;
 
     for (i = 0; i < len; i++) {
-        if (!((p[i] >= '0' && p[i] <= '9')
-              || (p[i] >= 'a' && p[i] <= 'z')
-              || (p[i] >= 'A' && p[i] <= 'Z')))
-        {
-            return 0;
-        }
+        all &= tg_id_char[p[i]];
     }
 
-    return 1;
+    return all;
 }
 
 
@@ -173,13 +205,29 @@ tg_allow_destroy(tg_allow_t *a)
 
 
 tg_rc_t
+tg_allow_reserve(tg_allow_t *a, size_t pairs, size_t bytes)
+{
+    tg_rc_t  rc;
+
+    if (a == NULL) {
+        return TG_ERR_ARG;
+    }
+
+    rc = tg_allow_table_fit(a, &a->pairs, pairs);
+    if (rc != TG_OK) {
+        return rc;
+    }
+
+    return tg_allow_arena_reserve(a, bytes);
+}
+
+
+tg_rc_t
 tg_allow_add(tg_allow_t *a, const unsigned char *project, size_t plen,
     const unsigned char *instance, size_t ilen)
 {
-    size_t           i;
-    tg_rc_t          rc;
-    uint64_t         ph, h;
-    tg_allow_slot_t  s;
+    uint32_t  ph, h, poff, off;
+    tg_rc_t   rc;
 
     if (a == NULL) {
         return TG_ERR_ARG;
@@ -195,55 +243,49 @@ tg_allow_add(tg_allow_t *a, const unsigned char *project, size_t plen,
         return rc;
     }
 
-    h = tg_allow_hash(project, plen, instance, ilen);
+    ph = (uint32_t) tg_allow_hash(project, plen, NULL, 0);
+    poff = tg_allow_find_project(a, project, ph);
 
-    if (tg_allow_find_pair(a, project, instance, ilen, h) != (size_t) -1) {
+    h = (uint32_t) tg_allow_hash(project, plen, instance, ilen);
+
+    if (poff != 0 && tg_allow_find_pair(a, poff, instance, ilen, h) != 0) {
         return TG_ERR_DUP_ENTRY;
     }
 
     /* make room first: no partial entry is left behind on TG_ERR_NOMEM */
 
-    if ((a->pairs.used + 1) * 2 > a->pairs.mask + 1) {
-        rc = tg_allow_table_grow(&a->pairs);
-        if (rc != TG_OK) {
-            return rc;
-        }
-    }
-
-    rc = tg_allow_arena_reserve(a, plen + 1 + ilen);
+    rc = tg_allow_table_fit(a, &a->pairs, 1);
     if (rc != TG_OK) {
         return rc;
     }
 
-    ph = tg_allow_hash(project, plen, NULL, 0);
-
-    i = tg_allow_find_project(a, project, ph);
-
-    if (i == (size_t) -1) {
-
-        if ((a->projects.used + 1) * 2 > a->projects.mask + 1) {
-            rc = tg_allow_table_grow(&a->projects);
-            if (rc != TG_OK) {
-                return rc;
-            }
-        }
-
-        s.hash = ph;
-        s.ioff = 0;
-
-        s.poff = tg_allow_arena_put(a, project, plen, 0);
-
-        tg_allow_table_put(&a->projects, &s);
-
-    } else {
-        s.poff = a->projects.slots[i].poff;
+    rc = tg_allow_arena_reserve(a, TG_ALLOW_PROJECT + TG_ALLOW_PAIR_HEAD
+                                   + ilen);
+    if (rc != TG_OK) {
+        return rc;
     }
 
-    s.hash = h;
+    if (poff == 0) {
+        rc = tg_allow_table_fit(a, &a->projects, 1);
+        if (rc != TG_OK) {
+            return rc;
+        }
 
-    s.ioff = tg_allow_arena_put(a, instance, ilen, 1);
+        poff = (uint32_t) a->arena_len;
+        memcpy(a->arena + poff, project, TG_PROJECT_ID_LEN);
+        memset(a->arena + poff + TG_PROJECT_ID_LEN, 0, 4);
+        a->arena_len += TG_ALLOW_PROJECT;
 
-    tg_allow_table_put(&a->pairs, &s);
+        tg_allow_table_put(&a->projects, ph, poff);
+    }
+
+    off = (uint32_t) a->arena_len;
+    memcpy(a->arena + off, &poff, 4);
+    a->arena[off + 4] = (unsigned char) ilen;
+    memcpy(a->arena + off + TG_ALLOW_PAIR_HEAD, instance, ilen);
+    a->arena_len += TG_ALLOW_PAIR_HEAD + ilen;
+
+    tg_allow_table_put(&a->pairs, h, off);
 
     return TG_OK;
 }
@@ -253,7 +295,7 @@ int
 tg_allow_contains(const tg_allow_t *a, const unsigned char *project,
     size_t plen, const unsigned char *instance, size_t ilen)
 {
-    uint64_t  h;
+    uint32_t  poff;
 
     if (a == NULL
         || project == NULL
@@ -265,9 +307,17 @@ tg_allow_contains(const tg_allow_t *a, const unsigned char *project,
         return 0;
     }
 
-    h = tg_allow_hash(project, plen, instance, ilen);
+    poff = tg_allow_find_project(a, project,
+                                 (uint32_t) tg_allow_hash(project, plen,
+                                                          NULL, 0));
+    if (poff == 0) {
+        return 0;
+    }
 
-    return tg_allow_find_pair(a, project, instance, ilen, h) != (size_t) -1;
+    return tg_allow_find_pair(a, poff, instance, ilen,
+                              (uint32_t) tg_allow_hash(project, plen,
+                                                       instance, ilen))
+           != 0;
 }
 
 
@@ -279,9 +329,12 @@ tg_allow_has_project(const tg_allow_t *a, const unsigned char *project,
         return 0;
     }
 
+    /* an offset into the arena, 0 when the project is not there */
+
     return tg_allow_find_project(a, project,
-                                 tg_allow_hash(project, plen, NULL, 0))
-           != (size_t) -1;
+                                 (uint32_t) tg_allow_hash(project, plen,
+                                                          NULL, 0))
+           != 0;
 }
 
 
@@ -299,157 +352,511 @@ tg_allow_project_count(const tg_allow_t *a)
 }
 
 
+/*
+ * The lines in `LC_ALL=C sort` order: projects are ranked first (there
+ * are few), then every pair gets a 64-bit key of its project's rank and
+ * the first four bytes of its instance ID, radix-sorted; pairs whose keys
+ * tie are few, and sorted by their full bytes.
+ */
+
 tg_rc_t
 tg_allow_digest(const tg_allow_t *a, char hex[65])
 {
-    size_t            i, n;
-    tg_rc_t           rc;
-    EVP_MD_CTX       *ctx;
-    unsigned int      mdlen;
+    size_t            i, j, n;
+    uint32_t          rank, off, poff;
+    tg_sha256_t       sha;
     unsigned char     line[TG_PROJECT_ID_LEN + TG_INSTANCE_ID_MAX_LEN + 2];
-    unsigned char     md[EVP_MAX_MD_SIZE];
-    tg_allow_line_t  *lines;
-
-    static const char  digits[] = "0123456789abcdef";
+    unsigned char     md[TG_SHA256_LEN];
+    const unsigned char *rec, *pid;
+    tg_allow_line_t  *lines, *tmp;
 
     if (a == NULL || hex == NULL) {
         return TG_ERR_ARG;
     }
 
-    ctx = NULL;
+    n = a->pairs.used;
 
-    lines = malloc((a->pairs.used ? a->pairs.used : 1)
-                   * sizeof(tg_allow_line_t));
+    lines = malloc((n ? n : 1) * 2 * sizeof(tg_allow_line_t));
     if (lines == NULL) {
         return TG_ERR_NOMEM;
     }
 
-    n = 0;
+    tmp = lines + (n ? n : 1);
 
-    for (i = 0; i <= a->pairs.mask; i++) {
-        const tg_allow_slot_t  *s = &a->pairs.slots[i];
+    tg_allow_rank((tg_allow_t *) a);
 
-        if (s->poff != 0) {
-            lines[n].project = a->arena + s->poff;
-            lines[n].instance = a->arena + s->ioff + 1;
-            lines[n].ilen = a->arena[s->ioff];
-            n++;
+    for (i = 0, j = 0; i <= a->pairs.mask; i++) {
+        off = a->pairs.slots[i].off;
+
+        if (off == 0) {
+            continue;
+        }
+
+        rec = a->arena + off;
+        memcpy(&poff, rec, 4);
+        memcpy(&rank, a->arena + poff + TG_PROJECT_ID_LEN, 4);
+
+        lines[j].key = ((uint64_t) rank << 32)
+                       | ((uint64_t) rec[5] << 24) | ((uint64_t) rec[6] << 16)
+                       | ((uint64_t) rec[7] << 8) | rec[8];
+        lines[j].off = off;
+        lines[j].pad = 0;
+        j++;
+    }
+
+    if (tg_allow_radix(lines, tmp, n) != TG_OK) {
+        free(lines);
+        return TG_ERR_NOMEM;
+    }
+
+    tg_allow_sort_arena = a->arena;
+
+    for (i = 0; i < n; i = j) {
+        for (j = i + 1; j < n && lines[j].key == lines[i].key; j++) {
+            /* void */
+        }
+
+        if (j - i > 1) {
+            qsort(&lines[i], j - i, sizeof(tg_allow_line_t),
+                  tg_allow_line_cmp);
         }
     }
 
-    qsort(lines, n, sizeof(tg_allow_line_t), tg_allow_cmp);
-
-    rc = TG_ERR_CRYPTO;
-
-    ctx = EVP_MD_CTX_new();
-    if (ctx == NULL) {
-        goto done;
-    }
-
-    if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
-        goto done;
-    }
+    tg_allow_sort_arena = NULL;
 
     /* "project_id instance_id\n" */
 
+    tg_sha256_init(&sha);
+
     for (i = 0; i < n; i++) {
-        memcpy(line, lines[i].project, TG_PROJECT_ID_LEN);
+        rec = a->arena + lines[i].off;
+        memcpy(&off, rec, 4);
+        pid = a->arena + off;
+
+        memcpy(line, pid, TG_PROJECT_ID_LEN);
         line[TG_PROJECT_ID_LEN] = ' ';
-        memcpy(line + TG_PROJECT_ID_LEN + 1, lines[i].instance,
-               lines[i].ilen);
-        line[TG_PROJECT_ID_LEN + 1 + lines[i].ilen] = '\n';
+        memcpy(line + TG_PROJECT_ID_LEN + 1, rec + TG_ALLOW_PAIR_HEAD, rec[4]);
+        line[TG_PROJECT_ID_LEN + 1 + rec[4]] = '\n';
 
-        if (EVP_DigestUpdate(ctx, line, TG_PROJECT_ID_LEN + lines[i].ilen + 2)
-            != 1)
-        {
-            goto done;
-        }
+        tg_sha256_update(&sha, line, TG_PROJECT_ID_LEN + rec[4] + 2);
     }
 
-    if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 32) {
-        goto done;
-    }
-
-    for (i = 0; i < 32; i++) {
-        hex[2 * i] = digits[md[i] >> 4];
-        hex[2 * i + 1] = digits[md[i] & 0x0f];
-    }
-
-    hex[64] = '\0';
-
-    rc = TG_OK;
-
-done:
-
-    EVP_MD_CTX_free(ctx);
     free(lines);
 
-    return rc;
+    if (tg_sha256_final(&sha, md) != TG_OK) {
+        return TG_ERR_CRYPTO;
+    }
+
+    tg_sha256_hex_of(md, hex);
+
+    return TG_OK;
 }
 
 
 /*
- * The order of `LC_ALL=C sort` over "project instance" lines: project IDs
- * all have the same length, so compare them, then the instance IDs
- * bytewise with a shorter prefix first.
+ * The allow-list's own text: "project instance ...;" statements, '#'
+ * comments to the end of the line, words in quotes, and "include PATH;"
+ * handed back to the caller, who resumes the parse after it.
+ */
+
+tg_rc_t
+tg_allow_parse(tg_allow_t *a, tg_allow_parse_t *ps)
+{
+    size_t                n, words;
+    tg_rc_t               rc;
+    tg_str_t              w, project;
+    const unsigned char  *p, *end;
+
+    p = ps->text + ps->pos;
+    end = ps->text + ps->len;
+
+    ps->include.data = NULL;
+    ps->include.len = 0;
+    ps->what = NULL;
+    ps->token.data = NULL;
+    ps->token.len = 0;
+
+    if (ps->line == 0) {
+        ps->line = 1;
+    }
+
+    words = 0;
+    project.data = NULL;
+    project.len = 0;
+    rc = TG_OK;
+
+    for ( ;; ) {
+        n = tg_allow_word(p, end, ps, &w);
+        p += n;
+
+        if (ps->what != NULL) {
+            ps->token = w;
+            ps->pos = (size_t) (p - ps->text);
+            return TG_ERR_SYNTAX;
+        }
+
+        if (w.data == NULL) {
+            /* the end of the text, or of a statement */
+
+            if (p == end) {
+                if (words > 0) {
+                    ps->what = "unexpected end of file, expecting \";\"";
+                    ps->pos = ps->len;
+                    return TG_ERR_SYNTAX;
+                }
+
+                ps->pos = ps->len;
+                return TG_OK;
+            }
+
+            /* ';' */
+            p++;
+
+            if (rc != TG_OK) {
+                ps->pos = (size_t) (p - ps->text);
+                return rc;
+            }
+
+            if (words == 0) {
+                ps->what = "unexpected \";\"";
+                ps->pos = (size_t) (p - ps->text);
+                return TG_ERR_SYNTAX;
+            }
+
+            ps->pos = (size_t) (p - ps->text);
+
+            if (tg_allow_is_include(&project)) {
+                if (words != 2) {
+                    ps->what = "invalid number of arguments in \"include\"";
+                    ps->include.data = NULL;
+                    return TG_ERR_SYNTAX;
+                }
+
+                return TG_OK;
+            }
+
+            if (words == 1) {
+                /* a project line without instances */
+                ps->project = project;
+                ps->token.data = NULL;
+                ps->token.len = 0;
+                return TG_ERR_BAD_INSTANCE_ID;
+            }
+
+            words = 0;
+            continue;
+        }
+
+        words++;
+
+        if (rc != TG_OK) {
+            /* the statement's error is reported at its ';', as nginx does */
+            continue;
+        }
+
+        if (words == 1) {
+            project = w;
+            ps->project = w;
+
+            if (tg_allow_is_include(&w)) {
+                continue;
+            }
+
+            if (tg_project_id_check(w.data, w.len) != TG_OK) {
+                ps->token = w;
+                rc = TG_ERR_BAD_PROJECT_ID;
+            }
+
+            continue;
+        }
+
+        if (tg_allow_is_include(&project)) {
+            ps->include = w;
+            continue;
+        }
+
+        rc = tg_allow_add(a, project.data, project.len, w.data, w.len);
+
+        if (rc != TG_OK) {
+            ps->token = w;
+        }
+    }
+}
+
+
+/*
+ * The word at p: whitespace and comments skipped, lines counted.  An
+ * empty word (data NULL) at ';' or at the end; ps->what is set for a
+ * byte no allow-list has a use for.
+ */
+
+static size_t
+tg_allow_word(const unsigned char *p, const unsigned char *end,
+    tg_allow_parse_t *ps, tg_str_t *word)
+{
+    unsigned char         q;
+    const unsigned char  *start;
+
+    start = p;
+    word->data = NULL;
+    word->len = 0;
+
+    for ( ;; ) {
+        while (p < end
+               && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+        {
+            ps->line += (*p == '\n');
+            p++;
+        }
+
+        if (p < end && *p == '#') {
+            while (p < end && *p != '\n') {
+                p++;
+            }
+
+            continue;
+        }
+
+        break;
+    }
+
+    if (p == end || *p == ';') {
+        return (size_t) (p - start);
+    }
+
+    if (*p == '"' || *p == '\'') {
+        q = *p++;
+        word->data = p;
+
+        while (p < end && *p != q && *p != '\\') {
+            ps->line += (*p == '\n');
+            p++;
+        }
+
+        if (p == end || *p == '\\') {
+            ps->what = (p == end) ? "unexpected end of file in a quoted word"
+                                  : "unexpected \"\\\" in a quoted word";
+            return (size_t) (p - start);
+        }
+
+        word->len = (size_t) (p - word->data);
+        p++;
+
+        return (size_t) (p - start);
+    }
+
+    if (*p == '{' || *p == '}') {
+        ps->what = (*p == '{') ? "unexpected \"{\"" : "unexpected \"}\"";
+        word->data = p;
+        word->len = 1;
+        return (size_t) (p - start);
+    }
+
+    word->data = p;
+
+    while (p < end && *p != ' ' && *p != '\t' && *p != '\r' && *p != '\n'
+           && *p != ';' && *p != '{' && *p != '}')
+    {
+        p++;
+    }
+
+    word->len = (size_t) (p - word->data);
+
+    return (size_t) (p - start);
+}
+
+
+static int
+tg_allow_is_include(const tg_str_t *w)
+{
+    return w->len == sizeof("include") - 1
+           && memcmp(w->data, "include", w->len) == 0;
+}
+
+
+/* projects in byte order, each told its rank */
+
+static void
+tg_allow_rank(tg_allow_t *a)
+{
+    size_t     i, n;
+    uint32_t  *offs, rank;
+
+    n = a->projects.used;
+
+    offs = malloc((n ? n : 1) * sizeof(uint32_t));
+
+    if (offs == NULL) {
+        /* ranks stay 0: the tie sort orders them, only slower */
+        return;
+    }
+
+    for (i = 0, n = 0; i <= a->projects.mask; i++) {
+        if (a->projects.slots[i].off != 0) {
+            offs[n++] = a->projects.slots[i].off;
+        }
+    }
+
+    tg_allow_sort_arena = a->arena;
+    qsort(offs, n, sizeof(uint32_t), tg_allow_project_cmp);
+    tg_allow_sort_arena = NULL;
+
+    for (i = 0; i < n; i++) {
+        rank = (uint32_t) i;
+        memcpy(a->arena + offs[i] + TG_PROJECT_ID_LEN, &rank, 4);
+    }
+
+    free(offs);
+}
+
+
+static int
+tg_allow_project_cmp(const void *x, const void *y)
+{
+    uint32_t  a, b;
+
+    memcpy(&a, x, 4);
+    memcpy(&b, y, 4);
+
+    return memcmp(tg_allow_sort_arena + a, tg_allow_sort_arena + b,
+                  TG_PROJECT_ID_LEN);
+}
+
+
+/*
+ * Lines whose keys tie: the project, then the instance IDs bytewise, a
+ * shorter one first when it is a prefix (`LC_ALL=C sort`).
  */
 static int
-tg_allow_cmp(const void *x, const void *y)
+tg_allow_line_cmp(const void *x, const void *y)
 {
-    int                     r;
-    const tg_allow_line_t  *lx = x;
-    const tg_allow_line_t  *ly = y;
+    int                   r;
+    uint32_t              pa, pb;
+    const unsigned char  *ra, *rb;
 
-    if (lx->project != ly->project) {
-        r = memcmp(lx->project, ly->project, TG_PROJECT_ID_LEN);
+    ra = tg_allow_sort_arena + ((const tg_allow_line_t *) x)->off;
+    rb = tg_allow_sort_arena + ((const tg_allow_line_t *) y)->off;
+
+    memcpy(&pa, ra, 4);
+    memcpy(&pb, rb, 4);
+
+    if (pa != pb) {
+        r = memcmp(tg_allow_sort_arena + pa, tg_allow_sort_arena + pb,
+                   TG_PROJECT_ID_LEN);
         if (r != 0) {
             return r;
         }
     }
 
-    r = memcmp(lx->instance, ly->instance,
-               lx->ilen < ly->ilen ? lx->ilen : ly->ilen);
+    r = memcmp(ra + TG_ALLOW_PAIR_HEAD, rb + TG_ALLOW_PAIR_HEAD,
+               ra[4] < rb[4] ? ra[4] : rb[4]);
     if (r != 0) {
         return r;
     }
 
-    return (lx->ilen > ly->ilen) - (lx->ilen < ly->ilen);
+    return (ra[4] > rb[4]) - (ra[4] < rb[4]);
+}
+
+
+/* LSD radix sort on the 64-bit keys, 16 bits a pass, stable */
+
+static tg_rc_t
+tg_allow_radix(tg_allow_line_t *lines, tg_allow_line_t *tmp, size_t n)
+{
+    size_t            i, sum, c, pass, *count;
+    unsigned          shift;
+    tg_allow_line_t  *src, *dst, *t;
+
+    count = malloc(65536 * sizeof(size_t));
+    if (count == NULL) {
+        return TG_ERR_NOMEM;
+    }
+
+    src = lines;
+    dst = tmp;
+
+    for (pass = 0; pass < 4; pass++) {
+        shift = (unsigned) pass * 16;
+
+        memset(count, 0, 65536 * sizeof(size_t));
+
+        for (i = 0; i < n; i++) {
+            count[(src[i].key >> shift) & 0xffff]++;
+        }
+
+        for (i = 0, sum = 0; i < 65536; i++) {
+            c = count[i];
+            count[i] = sum;
+            sum += c;
+        }
+
+        for (i = 0; i < n; i++) {
+            dst[count[(src[i].key >> shift) & 0xffff]++] = src[i];
+        }
+
+        t = src;
+        src = dst;
+        dst = t;
+    }
+
+    /* four passes: the result is back in lines */
+
+    free(count);
+
+    return TG_OK;
 }
 
 
 /*
- * FNV-1a 64 over project || 0x00 || instance (the project alone when
- * instance is NULL), then the splitmix64 finalizer: FNV's low bits are
- * weak and the table index is taken from them.
+ * Eight bytes at a time: each word is folded in with a multiply and a
+ * rotation, the length closes the input (a project alone, instance NULL,
+ * is a different input from any pair: pairs are longer), and the
+ * splitmix64 finalizer spreads the bits, since the table index is taken
+ * from the low ones.
  */
 static uint64_t
 tg_allow_hash(const unsigned char *project, size_t plen,
     const unsigned char *instance, size_t ilen)
 {
-    size_t    i;
     uint64_t  h;
 
-    h = 0xcbf29ce484222325ULL;
-
-    for (i = 0; i < plen; i++) {
-        h ^= project[i];
-        h *= 0x100000001b3ULL;
-    }
+    h = tg_allow_mix(0x243f6a8885a308d3ULL, project, plen);
 
     if (instance != NULL) {
-        h *= 0x100000001b3ULL;      /* the 0x00 separator */
-
-        for (i = 0; i < ilen; i++) {
-            h ^= instance[i];
-            h *= 0x100000001b3ULL;
-        }
+        h = tg_allow_mix(h, instance, ilen);
     }
+
+    h ^= (uint64_t) (plen + ilen);
 
     h ^= h >> 30;
     h *= 0xbf58476d1ce4e5b9ULL;
     h ^= h >> 27;
     h *= 0x94d049bb133111ebULL;
     h ^= h >> 31;
+
+    return h;
+}
+
+
+static uint64_t
+tg_allow_mix(uint64_t h, const unsigned char *p, size_t len)
+{
+    uint64_t  w;
+
+    while (len >= 8) {
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0x9e3779b97f4a7c15ULL;
+        h = (h << 27) | (h >> 37);
+        p += 8;
+        len -= 8;
+    }
+
+    if (len > 0) {
+        w = 0;
+        memcpy(&w, p, len);
+        h = (h ^ w ^ ((uint64_t) len << 56)) * 0x9e3779b97f4a7c15ULL;
+        h = (h << 27) | (h >> 37);
+    }
 
     return h;
 }
@@ -478,15 +885,30 @@ tg_allow_table_init(tg_allow_table_t *t, size_t hint)
 }
 
 
+/* room for more entries at most half full: a bigger table, rehashed */
+
 static tg_rc_t
-tg_allow_table_grow(tg_allow_table_t *t)
+tg_allow_table_fit(tg_allow_t *a, tg_allow_table_t *t, size_t more)
 {
     size_t            i, n;
     tg_allow_table_t  nt;
 
-    n = (t->mask + 1) * 2;
+    if (more > SIZE_MAX / 4 - t->used) {
+        return TG_ERR_NOMEM;
+    }
 
-    if (n > SIZE_MAX / sizeof(tg_allow_slot_t)) {
+    n = t->mask + 1;
+
+    while ((t->used + more) * 2 > n) {
+        n *= 2;
+    }
+
+    if (n == t->mask + 1) {
+        return TG_OK;
+    }
+
+    /* 32-bit hashes pick the slot */
+    if (n > ((size_t) 1 << 32) || n > SIZE_MAX / sizeof(tg_allow_slot_t)) {
         return TG_ERR_NOMEM;
     }
 
@@ -499,8 +921,9 @@ tg_allow_table_grow(tg_allow_table_t *t)
     nt.used = 0;
 
     for (i = 0; i <= t->mask; i++) {
-        if (t->slots[i].poff != 0) {
-            tg_allow_table_put(&nt, &t->slots[i]);
+        if (t->slots[i].off != 0) {
+            tg_allow_table_put(&nt, tg_allow_rehash(a, t, t->slots[i].off),
+                               t->slots[i].off);
         }
     }
 
@@ -511,26 +934,48 @@ tg_allow_table_grow(tg_allow_table_t *t)
 }
 
 
+/* the full hash of a record, for a table that outgrew 32 bits of it */
+
+static uint32_t
+tg_allow_rehash(const tg_allow_t *a, const tg_allow_table_t *t, uint32_t off)
+{
+    uint32_t              poff;
+    const unsigned char  *rec;
+
+    rec = a->arena + off;
+
+    if (t == &a->projects) {
+        return (uint32_t) tg_allow_hash(rec, TG_PROJECT_ID_LEN, NULL, 0);
+    }
+
+    memcpy(&poff, rec, 4);
+
+    return (uint32_t) tg_allow_hash(a->arena + poff, TG_PROJECT_ID_LEN,
+                                    rec + TG_ALLOW_PAIR_HEAD, rec[4]);
+}
+
+
 /* the caller has made sure there is a free slot */
 static void
-tg_allow_table_put(tg_allow_table_t *t, const tg_allow_slot_t *s)
+tg_allow_table_put(tg_allow_table_t *t, uint32_t hash, uint32_t off)
 {
     size_t  i;
 
-    i = (size_t) s->hash & t->mask;
+    i = (size_t) hash & t->mask;
 
-    while (t->slots[i].poff != 0) {
+    while (t->slots[i].off != 0) {
         i = (i + 1) & t->mask;
     }
 
-    t->slots[i] = *s;
+    t->slots[i].hash = hash;
+    t->slots[i].off = off;
     t->used++;
 }
 
 
-static size_t
+static uint32_t
 tg_allow_find_project(const tg_allow_t *a, const unsigned char *project,
-    uint64_t hash)
+    uint32_t hash)
 {
     size_t                  i;
     const tg_allow_slot_t  *s;
@@ -540,14 +985,14 @@ tg_allow_find_project(const tg_allow_t *a, const unsigned char *project,
     for ( ;; ) {
         s = &a->projects.slots[i];
 
-        if (s->poff == 0) {
-            return (size_t) -1;
+        if (s->off == 0) {
+            return 0;
         }
 
         if (s->hash == hash
-            && memcmp(a->arena + s->poff, project, TG_PROJECT_ID_LEN) == 0)
+            && memcmp(a->arena + s->off, project, TG_PROJECT_ID_LEN) == 0)
         {
-            return i;
+            return s->off;
         }
 
         i = (i + 1) & a->projects.mask;
@@ -555,11 +1000,12 @@ tg_allow_find_project(const tg_allow_t *a, const unsigned char *project,
 }
 
 
-static size_t
-tg_allow_find_pair(const tg_allow_t *a, const unsigned char *project,
-    const unsigned char *instance, size_t ilen, uint64_t hash)
+static uint32_t
+tg_allow_find_pair(const tg_allow_t *a, uint32_t poff,
+    const unsigned char *instance, size_t ilen, uint32_t hash)
 {
     size_t                  i;
+    const unsigned char    *rec;
     const tg_allow_slot_t  *s;
 
     i = (size_t) hash & a->pairs.mask;
@@ -567,16 +1013,18 @@ tg_allow_find_pair(const tg_allow_t *a, const unsigned char *project,
     for ( ;; ) {
         s = &a->pairs.slots[i];
 
-        if (s->poff == 0) {
-            return (size_t) -1;
+        if (s->off == 0) {
+            return 0;
         }
 
-        if (s->hash == hash
-            && a->arena[s->ioff] == ilen
-            && memcmp(a->arena + s->ioff + 1, instance, ilen) == 0
-            && memcmp(a->arena + s->poff, project, TG_PROJECT_ID_LEN) == 0)
-        {
-            return i;
+        if (s->hash == hash) {
+            rec = a->arena + s->off;
+
+            if (memcmp(rec, &poff, 4) == 0 && rec[4] == ilen
+                && memcmp(rec + TG_ALLOW_PAIR_HEAD, instance, ilen) == 0)
+            {
+                return s->off;
+            }
         }
 
         i = (i + 1) & a->pairs.mask;
@@ -605,6 +1053,10 @@ tg_allow_arena_reserve(tg_allow_t *a, size_t need)
         size *= 2;
     }
 
+    if (size > UINT32_MAX) {
+        size = UINT32_MAX;
+    }
+
     arena = realloc(a->arena, size);
     if (arena == NULL) {
         return TG_ERR_NOMEM;
@@ -614,24 +1066,4 @@ tg_allow_arena_reserve(tg_allow_t *a, size_t need)
     a->arena_size = size;
 
     return TG_OK;
-}
-
-
-/* appends [a length byte and] the bytes, in room reserved before */
-static uint32_t
-tg_allow_arena_put(tg_allow_t *a, const unsigned char *p, size_t len,
-    int with_len)
-{
-    uint32_t  off;
-
-    off = (uint32_t) a->arena_len;
-
-    if (with_len) {
-        a->arena[a->arena_len++] = (unsigned char) len;
-    }
-
-    memcpy(a->arena + a->arena_len, p, len);
-    a->arena_len += len;
-
-    return off;
 }

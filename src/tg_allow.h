@@ -33,6 +33,12 @@ tg_allow_t *tg_allow_create(size_t hint);
 void tg_allow_destroy(tg_allow_t *a);
 
 /*
+ * Room for that many more pairs and bytes of IDs, so that a big list
+ * read at once is not rehashed as it grows.
+ */
+tg_rc_t tg_allow_reserve(tg_allow_t *a, size_t pairs, size_t bytes) TG_WUR;
+
+/*
  * TG_ERR_BAD_PROJECT_ID, TG_ERR_BAD_INSTANCE_ID, TG_ERR_DUP_ENTRY,
  * TG_ERR_NOMEM or TG_OK.
  */
@@ -49,6 +55,36 @@ int tg_allow_has_project(const tg_allow_t *a, const unsigned char *project,
 
 size_t tg_allow_count(const tg_allow_t *a);
 size_t tg_allow_project_count(const tg_allow_t *a);
+
+/*
+ * An allow-list file's text, parsed straight into the table without
+ * nginx's configuration parser (which keeps a copy of every word for the
+ * life of the configuration: 40 MB for a million IDs): statements
+ * "project_id instance_id ...;", '#' comments to the end of a line,
+ * words optionally in quotes (no escapes), and "include PATH;".
+ *
+ * The caller sets text, len (and pos, line to 0) and calls until the
+ * result is not TG_OK or pos reaches len.  TG_OK with include set: an
+ * "include" statement, which the caller follows before calling again.
+ * Otherwise the result is that of tg_allow_add() for token (in project's
+ * statement), TG_ERR_BAD_INSTANCE_ID with an empty token for a project
+ * without instances, or TG_ERR_SYNTAX with what saying why.  line is
+ * where the statement's ';' is (or the offending byte): where nginx
+ * would point.
+ */
+typedef struct {
+    const unsigned char *text;
+    size_t               len;
+    size_t               pos;
+    size_t               line;
+
+    tg_str_t             include;
+    tg_str_t             project;
+    tg_str_t             token;
+    const char          *what;
+} tg_allow_parse_t;
+
+tg_rc_t tg_allow_parse(tg_allow_t *a, tg_allow_parse_t *ps) TG_WUR;
 
 /*
  * SHA-256 of the sorted list, one "project_id instance_id\n" line per

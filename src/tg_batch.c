@@ -1,13 +1,16 @@
 /*
- * The strict validator of an "upgrade in batches" body.
+ * The strict validator of an "upgrade in batches" body: one pass of our
+ * own over the raw bytes, no JSON library, nothing allocated.
  *
- * Two stages.  First a single pass of our own over the raw bytes checks
- * what cJSON does not: BOM, UTF-8 (RFC 3629), raw control bytes and
- * \u0000 in strings, lone surrogate escapes, strict RFC 8259 numbers and
- * literals, nesting depth, and that only whitespace follows the document.
- * Only bytes that passed it reach cJSON, whose tree is then walked for
- * the schema: exact (case-sensitive) keys, no duplicates, types, string
- * contents, batch size and repeated instances.
+ * The pass checks the syntax (BOM, UTF-8 per RFC 3629, raw control bytes
+ * and \u0000 in strings, lone surrogate escapes, strict RFC 8259 numbers
+ * and literals, nesting depth, only whitespace after the document) and,
+ * where the schema puts a value, decodes it: keys to compare them, the
+ * items' strings into the caller's scratch, delay.  Schema findings are
+ * noted as they come and judged once the whole body has parsed, in the
+ * order the checks were always made: a syntax error anywhere wins over
+ * any schema error, then root keys, missing keys, the array, its size,
+ * the first bad item, a repeated instance, delay.
  *
  * Byte offsets in messages are 0-based and point at the offending byte,
  * or at the start of the offending number, literal, escape or UTF-8
@@ -19,24 +22,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
-
 #include "tg_batch.h"
 #include "tg_escape.h"
+#include "tg_out.h"
 
 
 /* object > array > object: the deepest the schema goes */
 #define TG_BATCH_DEPTH_MAX  3
 
 /*
- * cJSON releases before the fix of CVE-2023-26819 copy at most 63 bytes of
- * a number and then fail on the rest; no number is valid in this schema,
- * so a longer one is refused here whichever cJSON we are linked with.
+ * No number is valid in this schema; a longer one than cJSON used to
+ * take (63 bytes, CVE-2023-26819) is refused as it always was.
  */
 #define TG_BATCH_NUMBER_MAX 63
 
 /* bytes of a key name quoted in a message, before "..." */
 #define TG_BATCH_KEY_MAX    64
+
+/* a schema message held until the whole body has parsed */
+#define TG_BATCH_MSG_MAX    192
 
 #define TG_KEY_INFOS        "databases_instance_infos"
 #define TG_KEY_DELAY        "delay"
@@ -55,20 +59,64 @@ typedef struct {
 
 
 typedef struct {
+    tg_rc_t               rc;        /* TG_OK: nothing found yet */
+    char                  msg[TG_BATCH_MSG_MAX];
+} tg_finding_t;
+
+
+typedef struct {
+    tg_scan_t             s;
     tg_batch_t           *b;
-    char                 *err;
-    size_t                errlen;
-    size_t                used;      /* bytes of b->scratch taken */
-} tg_walk_t;
+    size_t                used;      /* bytes of b->scratch kept */
+
+    tg_finding_t          key;       /* the root's first bad key */
+    unsigned              has_infos:1;
+    unsigned              has_delay:1;
+    unsigned              infos_array:1;
+    size_t                count;     /* items in the array */
+    tg_finding_t          item;      /* the first bad item */
+    tg_rc_t               delay;     /* TG_OK or TG_ERR_DELAY_VALUE */
+} tg_parse_t;
 
 
-static tg_rc_t tg_scan(tg_scan_t *s);
+/* what decoding a string learnt on the way */
+typedef struct {
+    size_t                len;
+    size_t                quotes;    /* '"' and '\\': escaped again */
+    unsigned              ctrl:1;    /* a control character decoded */
+} tg_decoded_t;
+
+
+typedef struct {
+    unsigned              seen:1;
+    unsigned              string:1;
+    unsigned              ctrl:1;
+    tg_str_t              value;
+} tg_field_t;
+
+
+static tg_rc_t tg_parse_root(tg_parse_t *ps);
+static tg_rc_t tg_parse_infos(tg_parse_t *ps);
+static tg_rc_t tg_parse_item(tg_parse_t *ps, size_t i);
+static tg_rc_t tg_parse_field(tg_parse_t *ps, tg_field_t *f);
+static tg_rc_t tg_parse_delay(tg_parse_t *ps);
+static tg_rc_t tg_parse_key(tg_parse_t *ps, tg_str_t *key);
+static tg_rc_t tg_item_check(tg_parse_t *ps, size_t i, tg_field_t *id,
+    tg_field_t *version, tg_finding_t *f);
+static tg_rc_t tg_field_check(size_t i, const char *name, tg_field_t *f,
+    tg_finding_t *found);
+static tg_rc_t tg_judge(tg_parse_t *ps, char *err, size_t errlen);
+static void tg_note(tg_finding_t *f, tg_rc_t rc, const char *fmt, ...);
+static int tg_key_is(const tg_str_t *key, const char *name, size_t len);
+
 static tg_rc_t tg_scan_value(tg_scan_t *s, int depth);
 static tg_rc_t tg_scan_object(tg_scan_t *s, int depth);
 static tg_rc_t tg_scan_array(tg_scan_t *s, int depth);
 static tg_rc_t tg_scan_after(tg_scan_t *s, unsigned char close, int *more);
-static tg_rc_t tg_scan_string(tg_scan_t *s);
-static tg_rc_t tg_scan_escape(tg_scan_t *s);
+static tg_rc_t tg_scan_string(tg_scan_t *s, unsigned char *dst,
+    tg_decoded_t *d);
+static tg_rc_t tg_scan_escape(tg_scan_t *s, unsigned char *dst,
+    tg_decoded_t *d);
 static tg_rc_t tg_scan_number(tg_scan_t *s);
 static tg_rc_t tg_scan_literal(tg_scan_t *s, const char *lit, size_t len);
 static tg_rc_t tg_scan_unexpected(tg_scan_t *s);
@@ -76,15 +124,9 @@ static tg_rc_t tg_scan_fail(tg_scan_t *s, tg_rc_t rc, const char *what);
 static void tg_scan_ws(tg_scan_t *s);
 static int tg_scan_hex4(const unsigned char *p, unsigned *v);
 
-static tg_rc_t tg_walk_root(tg_walk_t *w, cJSON *root);
-static tg_rc_t tg_walk_items(tg_walk_t *w, cJSON *infos);
-static tg_rc_t tg_walk_item(tg_walk_t *w, cJSON *item, size_t i);
-static tg_rc_t tg_walk_string(tg_walk_t *w, cJSON *v, size_t i,
-    const char *name, tg_str_t *out);
-static tg_rc_t tg_walk_delay(tg_walk_t *w, cJSON *delay);
-static tg_rc_t tg_check_dup_instances(tg_walk_t *w);
+static tg_rc_t tg_check_dup_instances(tg_batch_t *b, tg_finding_t *f);
 static int tg_instance_cmp(const void *one, const void *two);
-static void tg_quote_key(char *dst, const char *key);
+static void tg_quote_key(char *dst, const tg_str_t *key);
 static tg_rc_t tg_errf(char *err, size_t errlen, tg_rc_t rc,
     const char *fmt, ...);
 
@@ -102,13 +144,9 @@ tg_rc_t
 tg_batch_parse(tg_batch_t *b, const unsigned char *body, size_t len,
     char *err, size_t errlen)
 {
-    cJSON        *root;
-    tg_rc_t       rc;
-    tg_scan_t     s;
-    tg_walk_t     w;
-    const char   *parse_end;
-
-    root = NULL;
+    tg_rc_t               rc;
+    tg_parse_t            ps;
+    const unsigned char  *value;
 
     if (err != NULL && errlen > 0) {
         err[0] = '\0';
@@ -127,6 +165,7 @@ tg_batch_parse(tg_batch_t *b, const unsigned char *body, size_t len,
     b->nitems = 0;
     b->delay = 0;
     b->delay_kind = TG_DELAY_STRING;
+    b->quotes = 0;
 
     if (b->scratch_size < len) {
         return tg_errf(err, errlen, TG_ERR_BUF_TOO_SMALL,
@@ -140,54 +179,51 @@ tg_batch_parse(tg_batch_t *b, const unsigned char *body, size_t len,
         return tg_errf(err, errlen, TG_ERR_EMPTY_BODY, "empty body");
     }
 
-    s.start = body;
-    s.p = body;
-    s.end = body + len;
-    s.what = NULL;
+    memset(&ps, 0, sizeof(tg_parse_t));
+    ps.b = b;
+    ps.s.start = body;
+    ps.s.p = body;
+    ps.s.end = body + len;
 
-    rc = tg_scan(&s);
+    if (len >= 3 && body[0] == 0xef && body[1] == 0xbb && body[2] == 0xbf) {
+        return tg_errf(err, errlen, TG_ERR_BOM, "byte order mark");
+    }
+
+    tg_scan_ws(&ps.s);
+
+    if (ps.s.p == ps.s.end) {
+        return tg_errf(err, errlen, TG_ERR_EMPTY_BODY, "empty body");
+    }
+
+    value = ps.s.p;
+
+    if (*value == '{') {
+        rc = tg_parse_root(&ps);
+
+    } else {
+        rc = tg_scan_value(&ps.s, 0);
+    }
+
+    if (rc == TG_OK && *value != '{') {
+        return tg_errf(err, errlen, TG_ERR_NOT_OBJECT,
+                       "top level is not an object");
+    }
+
+    if (rc == TG_OK) {
+        tg_scan_ws(&ps.s);
+
+        if (ps.s.p != ps.s.end) {
+            rc = tg_scan_fail(&ps.s, TG_ERR_TRAILING,
+                              "data after the JSON document");
+        }
+    }
 
     if (rc != TG_OK) {
-        if (rc == TG_ERR_EMPTY_BODY || rc == TG_ERR_BOM
-            || rc == TG_ERR_NOT_OBJECT)
-        {
-            return tg_errf(err, errlen, rc, "%s", s.what);
-        }
-
-        return tg_errf(err, errlen, rc, "%s at byte %zu", s.what,
-                       (size_t) (s.p - s.start));
+        return tg_errf(err, errlen, rc, "%s at byte %zu", ps.s.what,
+                       (size_t) (ps.s.p - ps.s.start));
     }
 
-    /* s.p is now right after the top-level object's closing brace */
-
-    parse_end = NULL;
-    root = cJSON_ParseWithLengthOpts((const char *) body, len, &parse_end,
-                                     0);
-
-    if (root == NULL) {
-        rc = tg_errf(err, errlen, TG_ERR_NOMEM,
-                     "JSON parser failed (out of memory)");
-        goto done;
-    }
-
-    if (parse_end != (const char *) s.p || !cJSON_IsObject(root)) {
-        /* cannot happen: the scan is stricter than cJSON */
-        rc = tg_errf(err, errlen, TG_ERR_SYNTAX,
-                     "JSON parsers disagree at byte %zu",
-                     (size_t) (s.p - s.start));
-        goto done;
-    }
-
-    w.b = b;
-    w.err = err;
-    w.errlen = errlen;
-    w.used = 0;
-
-    rc = tg_walk_root(&w, root);
-
-done:
-
-    cJSON_Delete(root);
+    rc = tg_judge(&ps, err, errlen);
 
     if (rc != TG_OK) {
         b->nitems = 0;
@@ -200,21 +236,14 @@ done:
 size_t
 tg_batch_serialized_len(const tg_batch_t *b)
 {
-    size_t                i, len;
-    const tg_instance_t  *it;
+    size_t  i, len;
 
-    len = tg_lit_len(tg_head) + tg_lit_len(tg_tail) + 1;
+    len = tg_lit_len(tg_head) + tg_lit_len(tg_tail) + 1 + b->quotes;
 
     for (i = 0; i < b->nitems; i++) {
-        it = &b->items[i];
-
-        len += (i > 0) + tg_lit_len(tg_item_id)
-               + tg_json_escaped_len(it->instance_id.data,
-                                     it->instance_id.len)
+        len += (i > 0) + tg_lit_len(tg_item_id) + b->items[i].instance_id.len
                + tg_lit_len(tg_item_version)
-               + tg_json_escaped_len(it->current_version.data,
-                                     it->current_version.len)
-               + tg_lit_len(tg_item_end);
+               + b->items[i].current_version.len + tg_lit_len(tg_item_end);
     }
 
     if (b->delay_kind == TG_DELAY_BOOL) {
@@ -232,100 +261,554 @@ tg_batch_serialized_len(const tg_batch_t *b)
 unsigned char *
 tg_batch_serialize(const tg_batch_t *b, unsigned char *dst)
 {
+    tg_out_t  o;
+
+    tg_out_init(&o, dst, tg_batch_serialized_len(b));
+    tg_batch_write(b, &o);
+
+    return dst + o.pos;
+}
+
+
+void
+tg_batch_write(const tg_batch_t *b, tg_out_t *o)
+{
     size_t                i;
-    const char           *delay;
     const tg_instance_t  *it;
 
-    memcpy(dst, tg_head, tg_lit_len(tg_head));
-    dst += tg_lit_len(tg_head);
+    tg_out_put(o, tg_head, tg_lit_len(tg_head));
 
     for (i = 0; i < b->nitems; i++) {
         it = &b->items[i];
 
         if (i > 0) {
-            *dst++ = ',';
+            tg_out_byte(o, ',');
         }
 
-        memcpy(dst, tg_item_id, tg_lit_len(tg_item_id));
-        dst += tg_lit_len(tg_item_id);
-
-        dst = tg_json_escape(dst, it->instance_id.data, it->instance_id.len);
-
-        memcpy(dst, tg_item_version, tg_lit_len(tg_item_version));
-        dst += tg_lit_len(tg_item_version);
-
-        dst = tg_json_escape(dst, it->current_version.data,
-                             it->current_version.len);
-
-        memcpy(dst, tg_item_end, tg_lit_len(tg_item_end));
-        dst += tg_lit_len(tg_item_end);
+        tg_out_put(o, tg_item_id, tg_lit_len(tg_item_id));
+        tg_out_json(o, it->instance_id.data, it->instance_id.len);
+        tg_out_put(o, tg_item_version, tg_lit_len(tg_item_version));
+        tg_out_json(o, it->current_version.data, it->current_version.len);
+        tg_out_put(o, tg_item_end, tg_lit_len(tg_item_end));
     }
 
-    memcpy(dst, tg_tail, tg_lit_len(tg_tail));
-    dst += tg_lit_len(tg_tail);
+    tg_out_put(o, tg_tail, tg_lit_len(tg_tail));
 
     if (b->delay_kind == TG_DELAY_BOOL) {
-        delay = b->delay ? "true" : "false";
+        tg_out_str(o, b->delay ? "true" : "false");
 
     } else {
-        delay = b->delay ? tg_delay_true : tg_delay_false;
+        tg_out_str(o, b->delay ? tg_delay_true : tg_delay_false);
     }
 
-    i = strlen(delay);
-    memcpy(dst, delay, i);
-    dst += i;
-
-    *dst++ = '}';
-
-    return dst;
+    tg_out_byte(o, '}');
 }
 
 
-/* the syntax scan */
+/* the schema, where the body puts its values */
 
 static tg_rc_t
-tg_scan(tg_scan_t *s)
+tg_parse_root(tg_parse_t *ps)
 {
-    tg_rc_t               rc;
-    const unsigned char  *value;
+    int         more;
+    char        quoted[TG_BATCH_KEY_MAX + 4];
+    tg_rc_t     rc;
+    tg_str_t    key;
+    tg_scan_t  *s;
 
-    if (s->end - s->p >= 3
-        && s->p[0] == 0xef && s->p[1] == 0xbb && s->p[2] == 0xbf)
-    {
-        return tg_scan_fail(s, TG_ERR_BOM, "byte order mark");
-    }
+    s = &ps->s;
 
+    s->p++;
     tg_scan_ws(s);
 
-    if (s->p == s->end) {
-        return tg_scan_fail(s, TG_ERR_EMPTY_BODY, "empty body");
+    if (s->p < s->end && *s->p == '}') {
+        s->p++;
+        return TG_OK;
     }
 
-    value = s->p;
+    for ( ;; ) {
+        rc = tg_parse_key(ps, &key);
+        if (rc != TG_OK) {
+            return rc;
+        }
 
-    rc = tg_scan_value(s, 0);
+        if (tg_key_is(&key, TG_KEY_INFOS, tg_lit_len(TG_KEY_INFOS))) {
+
+            if (ps->has_infos) {
+                tg_note(&ps->key, TG_ERR_DUP_KEY,
+                        "duplicate key \"" TG_KEY_INFOS "\"");
+                rc = tg_scan_value(s, 1);
+
+            } else {
+                ps->has_infos = 1;
+                rc = tg_parse_infos(ps);
+            }
+
+        } else if (tg_key_is(&key, TG_KEY_DELAY, tg_lit_len(TG_KEY_DELAY))) {
+
+            if (ps->has_delay) {
+                tg_note(&ps->key, TG_ERR_DUP_KEY,
+                        "duplicate key \"" TG_KEY_DELAY "\"");
+                rc = tg_scan_value(s, 1);
+
+            } else {
+                ps->has_delay = 1;
+                rc = tg_parse_delay(ps);
+            }
+
+        } else {
+            if (ps->key.rc == TG_OK) {
+                tg_quote_key(quoted, &key);
+                tg_note(&ps->key, TG_ERR_UNKNOWN_KEY, "unknown key \"%s\"",
+                        quoted);
+            }
+
+            rc = tg_scan_value(s, 1);
+        }
+
+        if (rc != TG_OK) {
+            return rc;
+        }
+
+        rc = tg_scan_after(s, '}', &more);
+        if (rc != TG_OK || !more) {
+            return rc;
+        }
+    }
+}
+
+
+/* the value of "databases_instance_infos", at depth 1 */
+
+static tg_rc_t
+tg_parse_infos(tg_parse_t *ps)
+{
+    int         more;
+    size_t      i;
+    tg_rc_t     rc;
+    tg_scan_t  *s;
+
+    s = &ps->s;
+
+    if (s->p == s->end || *s->p != '[') {
+        return tg_scan_value(s, 1);
+    }
+
+    ps->infos_array = 1;
+
+    s->p++;
+    tg_scan_ws(s);
+
+    if (s->p < s->end && *s->p == ']') {
+        s->p++;
+        return TG_OK;
+    }
+
+    for ( ;; ) {
+        i = ps->count++;
+
+        /* past max_items only the count matters: the batch is too large */
+
+        if (i < ps->b->max_items) {
+            rc = tg_parse_item(ps, i);
+
+        } else {
+            rc = tg_scan_value(s, 2);
+        }
+
+        if (rc != TG_OK) {
+            return rc;
+        }
+
+        rc = tg_scan_after(s, ']', &more);
+        if (rc != TG_OK || !more) {
+            return rc;
+        }
+    }
+}
+
+
+/* one item, at depth 2 */
+
+static tg_rc_t
+tg_parse_item(tg_parse_t *ps, size_t i)
+{
+    int           more;
+    char          quoted[TG_BATCH_KEY_MAX + 4];
+    tg_rc_t       rc;
+    tg_str_t      key;
+    tg_scan_t    *s;
+    tg_field_t    id, version;
+    tg_finding_t  keys;
+
+    s = &ps->s;
+
+    if (s->p == s->end || *s->p != '{') {
+        if (ps->item.rc == TG_OK) {
+            tg_note(&ps->item, TG_ERR_TYPE,
+                    TG_KEY_INFOS "[%zu]: not an object", i);
+        }
+
+        return tg_scan_value(s, 2);
+    }
+
+    memset(&id, 0, sizeof(tg_field_t));
+    memset(&version, 0, sizeof(tg_field_t));
+    keys.rc = TG_OK;
+
+    s->p++;
+    tg_scan_ws(s);
+
+    if (s->p < s->end && *s->p == '}') {
+        s->p++;
+        return tg_item_check(ps, i, &id, &version, &keys);
+    }
+
+    for ( ;; ) {
+        rc = tg_parse_key(ps, &key);
+        if (rc != TG_OK) {
+            return rc;
+        }
+
+        if (tg_key_is(&key, TG_KEY_ID, tg_lit_len(TG_KEY_ID))) {
+
+            if (id.seen) {
+                tg_note(&keys, TG_ERR_DUP_KEY, TG_KEY_INFOS "[%zu]: duplicate"
+                        " key \"" TG_KEY_ID "\"", i);
+            }
+
+            rc = tg_parse_field(ps, &id);
+
+        } else if (tg_key_is(&key, TG_KEY_VERSION,
+                             tg_lit_len(TG_KEY_VERSION)))
+        {
+            if (version.seen) {
+                tg_note(&keys, TG_ERR_DUP_KEY, TG_KEY_INFOS "[%zu]: duplicate"
+                        " key \"" TG_KEY_VERSION "\"", i);
+            }
+
+            rc = tg_parse_field(ps, &version);
+
+        } else {
+            if (keys.rc == TG_OK) {
+                tg_quote_key(quoted, &key);
+                tg_note(&keys, TG_ERR_UNKNOWN_KEY,
+                        TG_KEY_INFOS "[%zu]: unknown key \"%s\"", i, quoted);
+            }
+
+            rc = tg_scan_value(s, 3);
+        }
+
+        if (rc != TG_OK) {
+            return rc;
+        }
+
+        rc = tg_scan_after(s, '}', &more);
+        if (rc != TG_OK) {
+            return rc;
+        }
+
+        if (!more) {
+            return tg_item_check(ps, i, &id, &version, &keys);
+        }
+    }
+}
+
+
+/* a string the item keeps goes to scratch; anything else is looked over */
+
+static tg_rc_t
+tg_parse_field(tg_parse_t *ps, tg_field_t *f)
+{
+    tg_rc_t         rc;
+    tg_decoded_t    d;
+    unsigned char  *dst;
+
+    f->seen = 1;
+
+    if (ps->s.p == ps->s.end || *ps->s.p != '"') {
+        f->string = 0;
+        return tg_scan_value(&ps->s, 3);
+    }
+
+    dst = ps->b->scratch + ps->used;
+
+    rc = tg_scan_string(&ps->s, dst, &d);
     if (rc != TG_OK) {
         return rc;
     }
 
-    if (*value != '{') {
-        return tg_scan_fail(s, TG_ERR_NOT_OBJECT,
-                            "top level is not an object");
-    }
+    ps->used += d.len;
+    ps->b->quotes += d.quotes;
 
-    value = s->p;
-    tg_scan_ws(s);
-
-    if (s->p != s->end) {
-        return tg_scan_fail(s, TG_ERR_TRAILING,
-                            "data after the JSON document");
-    }
-
-    s->p = value;
+    f->string = 1;
+    f->ctrl = d.ctrl;
+    f->value.data = dst;
+    f->value.len = d.len;
 
     return TG_OK;
 }
 
+
+static tg_rc_t
+tg_parse_delay(tg_parse_t *ps)
+{
+    tg_rc_t         rc;
+    tg_scan_t      *s;
+    tg_decoded_t    d;
+    unsigned char  *dst, c;
+
+    s = &ps->s;
+    ps->delay = TG_ERR_DELAY_VALUE;
+
+    if (s->p < s->end && *s->p == '"') {
+        dst = ps->b->scratch + ps->used;
+
+        rc = tg_scan_string(s, dst, &d);
+        if (rc != TG_OK) {
+            return rc;
+        }
+
+        if (d.len == 4 && memcmp(dst, "true", 4) == 0) {
+            ps->b->delay = 1;
+            ps->delay = TG_OK;
+
+        } else if (d.len == 5 && memcmp(dst, "false", 5) == 0) {
+            ps->b->delay = 0;
+            ps->delay = TG_OK;
+        }
+
+        ps->b->delay_kind = TG_DELAY_STRING;
+
+        return TG_OK;
+    }
+
+    if (s->p < s->end && (*s->p == 't' || *s->p == 'f')) {
+        c = *s->p;
+
+        rc = tg_scan_value(s, 1);
+        if (rc != TG_OK) {
+            return rc;
+        }
+
+        ps->b->delay = (c == 't');
+        ps->b->delay_kind = TG_DELAY_BOOL;
+        ps->delay = TG_OK;
+
+        return TG_OK;
+    }
+
+    return tg_scan_value(s, 1);
+}
+
+
+/* a member's key, decoded to scratch past what is kept, and its ':' */
+
+static tg_rc_t
+tg_parse_key(tg_parse_t *ps, tg_str_t *key)
+{
+    tg_rc_t         rc;
+    tg_scan_t      *s;
+    tg_decoded_t    d;
+    unsigned char  *dst;
+
+    s = &ps->s;
+
+    if (s->p == s->end || *s->p != '"') {
+        return tg_scan_unexpected(s);
+    }
+
+    dst = ps->b->scratch + ps->used;
+
+    rc = tg_scan_string(s, dst, &d);
+    if (rc != TG_OK) {
+        return rc;
+    }
+
+    key->data = dst;
+    key->len = d.len;
+
+    tg_scan_ws(s);
+
+    if (s->p == s->end || *s->p != ':') {
+        return tg_scan_unexpected(s);
+    }
+
+    s->p++;
+    tg_scan_ws(s);
+
+    return TG_OK;
+}
+
+
+/* an item's findings, in the order they are reported */
+
+static tg_rc_t
+tg_item_check(tg_parse_t *ps, size_t i, tg_field_t *id, tg_field_t *version,
+    tg_finding_t *keys)
+{
+    tg_finding_t  *f;
+
+    f = &ps->item;
+
+    if (f->rc != TG_OK) {
+        return TG_OK;
+    }
+
+    if (keys->rc != TG_OK) {
+        *f = *keys;
+        return TG_OK;
+    }
+
+    if (!id->seen) {
+        tg_note(f, TG_ERR_MISSING_KEY,
+                TG_KEY_INFOS "[%zu]: missing key \"" TG_KEY_ID "\"", i);
+        return TG_OK;
+    }
+
+    if (!version->seen) {
+        tg_note(f, TG_ERR_MISSING_KEY,
+                TG_KEY_INFOS "[%zu]: missing key \"" TG_KEY_VERSION "\"", i);
+        return TG_OK;
+    }
+
+    if (tg_field_check(i, TG_KEY_ID, id, f) != TG_OK
+        || tg_field_check(i, TG_KEY_VERSION, version, f) != TG_OK)
+    {
+        return TG_OK;
+    }
+
+    ps->b->items[i].instance_id = id->value;
+    ps->b->items[i].current_version = version->value;
+
+    return TG_OK;
+}
+
+
+static tg_rc_t
+tg_field_check(size_t i, const char *name, tg_field_t *f,
+    tg_finding_t *found)
+{
+    size_t  n;
+
+    if (!f->string) {
+        tg_note(found, TG_ERR_TYPE, TG_KEY_INFOS "[%zu].%s: not a string",
+                i, name);
+        return found->rc;
+    }
+
+    n = f->value.len;
+
+    if (n == 0) {
+        tg_note(found, TG_ERR_EMPTY_STRING, TG_KEY_INFOS "[%zu].%s: empty",
+                i, name);
+        return found->rc;
+    }
+
+    if (n > TG_BATCH_STRING_MAX) {
+        tg_note(found, TG_ERR_STRING_TOO_LONG,
+                TG_KEY_INFOS "[%zu].%s: %zu bytes, at most %d",
+                i, name, n, TG_BATCH_STRING_MAX);
+        return found->rc;
+    }
+
+    /* the decoder saw any control character (tg_scan_string()) */
+
+    if (f->ctrl) {
+        tg_note(found, TG_ERR_CTRL_CHAR,
+                TG_KEY_INFOS "[%zu].%s: control character", i, name);
+        return found->rc;
+    }
+
+    return TG_OK;
+}
+
+
+/* the schema's verdict, once the syntax is known to be good */
+
+static tg_rc_t
+tg_judge(tg_parse_t *ps, char *err, size_t errlen)
+{
+    tg_finding_t  f;
+
+    if (ps->key.rc != TG_OK) {
+        return tg_errf(err, errlen, ps->key.rc, "%s", ps->key.msg);
+    }
+
+    if (!ps->has_infos) {
+        return tg_errf(err, errlen, TG_ERR_MISSING_KEY,
+                       "missing key \"" TG_KEY_INFOS "\"");
+    }
+
+    if (!ps->has_delay) {
+        return tg_errf(err, errlen, TG_ERR_MISSING_KEY,
+                       "missing key \"" TG_KEY_DELAY "\"");
+    }
+
+    if (!ps->infos_array) {
+        return tg_errf(err, errlen, TG_ERR_TYPE,
+                       TG_KEY_INFOS ": not an array");
+    }
+
+    if (ps->count == 0) {
+        return tg_errf(err, errlen, TG_ERR_BATCH_EMPTY,
+                       TG_KEY_INFOS ": no items");
+    }
+
+    if (ps->count > ps->b->max_items) {
+        return tg_errf(err, errlen, TG_ERR_BATCH_TOO_LARGE,
+                       TG_KEY_INFOS ": %zu items, at most %zu",
+                       ps->count, ps->b->max_items);
+    }
+
+    if (ps->item.rc != TG_OK) {
+        return tg_errf(err, errlen, ps->item.rc, "%s", ps->item.msg);
+    }
+
+    ps->b->nitems = ps->count;
+
+    f.rc = TG_OK;
+
+    if (tg_check_dup_instances(ps->b, &f) != TG_OK) {
+        return tg_errf(err, errlen, f.rc, "%s", f.msg);
+    }
+
+    if (ps->delay != TG_OK) {
+        return tg_errf(err, errlen, TG_ERR_DELAY_VALUE,
+                       TG_KEY_DELAY ": must be \"true\" or \"false\"");
+    }
+
+    return TG_OK;
+}
+
+
+/* the first finding of its kind is kept */
+
+static void
+tg_note(tg_finding_t *f, tg_rc_t rc, const char *fmt, ...)
+{
+    va_list  ap;
+
+    if (f->rc != TG_OK) {
+        return;
+    }
+
+    f->rc = rc;
+
+    va_start(ap, fmt);
+    (void) vsnprintf(f->msg, sizeof(f->msg), fmt, ap);
+    va_end(ap);
+}
+
+
+static int
+tg_key_is(const tg_str_t *key, const char *name, size_t len)
+{
+    return key->len == len && memcmp(key->data, name, len) == 0;
+}
+
+
+/* the syntax, where nothing is kept */
 
 static tg_rc_t
 tg_scan_value(tg_scan_t *s, int depth)
@@ -349,7 +832,7 @@ tg_scan_value(tg_scan_t *s, int depth)
         return tg_scan_array(s, depth + 1);
 
     case '"':
-        return tg_scan_string(s);
+        return tg_scan_string(s, NULL, NULL);
 
     case 't':
         return tg_scan_literal(s, "true", 4);
@@ -389,7 +872,7 @@ tg_scan_object(tg_scan_t *s, int depth)
             return tg_scan_unexpected(s);
         }
 
-        rc = tg_scan_string(s);
+        rc = tg_scan_string(s, NULL, NULL);
         if (rc != TG_OK) {
             return rc;
         }
@@ -476,16 +959,45 @@ tg_scan_after(tg_scan_t *s, unsigned char close, int *more)
 }
 
 
+/*
+ * A string, checked and, when dst is not NULL, decoded there (the caller
+ * has room for it: decoding never makes a string longer).  d, when not
+ * NULL, learns the decoded length, how many '"' and '\\' it holds (each
+ * costs one more byte when the string is escaped again), and whether a
+ * control character came out: C0, DEL, C1 (U+0080..U+009F), U+2028 or
+ * U+2029.  Raw C0 and DEL are refused here; the rest can only come from
+ * an escape or a valid UTF-8 sequence, so they are seen there.
+ */
+
 static tg_rc_t
-tg_scan_string(tg_scan_t *s)
+tg_scan_string(tg_scan_t *s, unsigned char *dst, tg_decoded_t *d)
 {
-    size_t         n;
-    tg_rc_t        rc;
-    unsigned char  c;
+    size_t                n;
+    tg_rc_t               rc;
+    unsigned char         c;
+    tg_decoded_t          local;
+    const unsigned char  *run;
+
+    if (d == NULL) {
+        d = &local;
+    }
+
+    d->len = 0;
+    d->quotes = 0;
+    d->ctrl = 0;
 
     s->p++;
 
     for ( ;; ) {
+        n = tg_json_plain_len(s->p, (size_t) (s->end - s->p));
+
+        if (dst != NULL && n > 0) {
+            memcpy(dst + d->len, s->p, n);
+        }
+
+        s->p += n;
+        d->len += n;
+
         if (s->p == s->end) {
             return tg_scan_fail(s, TG_ERR_SYNTAX, "unterminated string");
         }
@@ -502,7 +1014,7 @@ tg_scan_string(tg_scan_t *s)
         }
 
         if (c == '\\') {
-            rc = tg_scan_escape(s);
+            rc = tg_scan_escape(s, (dst != NULL) ? dst + d->len : NULL, d);
             if (rc != TG_OK) {
                 return rc;
             }
@@ -510,25 +1022,40 @@ tg_scan_string(tg_scan_t *s)
             continue;
         }
 
-        if (c < 0x80) {
-            s->p++;
-            continue;
-        }
+        /* c >= 0x80 */
 
-        n = tg_utf8_seq_len(s->p, s->end - s->p);
+        run = s->p;
+        n = tg_utf8_seq_len(s->p, (size_t) (s->end - s->p));
+
         if (n == 0) {
             return tg_scan_fail(s, TG_ERR_UTF8, "invalid UTF-8");
         }
 
+        if ((n == 2 && run[0] == 0xc2 && run[1] <= 0x9f)
+            || (n == 3 && run[0] == 0xe2 && run[1] == 0x80
+                && (run[2] == 0xa8 || run[2] == 0xa9)))
+        {
+            d->ctrl = 1;
+        }
+
+        if (dst != NULL) {
+            memcpy(dst + d->len, run, n);
+        }
+
         s->p += n;
+        d->len += n;
     }
 }
 
 
+/* one escape at s->p: checked, and decoded to dst when it is not NULL */
+
 static tg_rc_t
-tg_scan_escape(tg_scan_t *s)
+tg_scan_escape(tg_scan_t *s, unsigned char *dst, tg_decoded_t *d)
 {
-    unsigned  u, lo;
+    size_t         k;
+    unsigned       u, lo;
+    unsigned char  buf[4];
 
     if (s->end - s->p < 2) {
         return tg_scan_fail(s, TG_ERR_SYNTAX, "unterminated string");
@@ -539,47 +1066,109 @@ tg_scan_escape(tg_scan_t *s)
     case '"':
     case '\\':
     case '/':
+        u = s->p[1];
+        break;
+
     case 'b':
+        u = '\b';
+        break;
+
     case 'f':
+        u = '\f';
+        break;
+
     case 'n':
+        u = '\n';
+        break;
+
     case 'r':
+        u = '\r';
+        break;
+
     case 't':
-        s->p += 2;
-        return TG_OK;
+        u = '\t';
+        break;
 
     case 'u':
+        u = 0;
         break;
 
     default:
         return tg_scan_fail(s, TG_ERR_SYNTAX, "invalid escape");
     }
 
-    if (s->end - s->p < 6 || !tg_scan_hex4(s->p + 2, &u)) {
-        return tg_scan_fail(s, TG_ERR_SYNTAX, "invalid escape");
+    if (u != 0) {
+        s->p += 2;
+
+    } else {
+        if (s->end - s->p < 6 || !tg_scan_hex4(s->p + 2, &u)) {
+            return tg_scan_fail(s, TG_ERR_SYNTAX, "invalid escape");
+        }
+
+        if (u == 0) {
+            return tg_scan_fail(s, TG_ERR_NUL_ESCAPE, "\\u0000");
+        }
+
+        if (u >= 0xdc00 && u <= 0xdfff) {
+            return tg_scan_fail(s, TG_ERR_UTF8, "unpaired surrogate escape");
+        }
+
+        if (u < 0xd800 || u > 0xdbff) {
+            s->p += 6;
+
+        } else {
+            /* a high surrogate: a low one must follow */
+
+            if (s->end - s->p < 12 || s->p[6] != '\\' || s->p[7] != 'u'
+                || !tg_scan_hex4(s->p + 8, &lo)
+                || lo < 0xdc00 || lo > 0xdfff)
+            {
+                return tg_scan_fail(s, TG_ERR_UTF8,
+                                    "unpaired surrogate escape");
+            }
+
+            u = 0x10000 + ((u - 0xd800) << 10) + (lo - 0xdc00);
+            s->p += 12;
+        }
     }
 
-    if (u == 0) {
-        return tg_scan_fail(s, TG_ERR_NUL_ESCAPE, "\\u0000");
-    }
-
-    if (u >= 0xdc00 && u <= 0xdfff) {
-        return tg_scan_fail(s, TG_ERR_UTF8, "unpaired surrogate escape");
-    }
-
-    if (u < 0xd800 || u > 0xdbff) {
-        s->p += 6;
-        return TG_OK;
-    }
-
-    /* a high surrogate: a low one must follow */
-
-    if (s->end - s->p < 12 || s->p[6] != '\\' || s->p[7] != 'u'
-        || !tg_scan_hex4(s->p + 8, &lo) || lo < 0xdc00 || lo > 0xdfff)
+    if (u < 0x20 || u == 0x7f || (u >= 0x80 && u <= 0x9f)
+        || u == 0x2028 || u == 0x2029)
     {
-        return tg_scan_fail(s, TG_ERR_UTF8, "unpaired surrogate escape");
+        d->ctrl = 1;
     }
 
-    s->p += 12;
+    /* the code point as UTF-8 */
+
+    if (u < 0x80) {
+        buf[0] = (unsigned char) u;
+        k = 1;
+        d->quotes += (u == '"' || u == '\\');
+
+    } else if (u < 0x800) {
+        buf[0] = (unsigned char) (0xc0 | (u >> 6));
+        buf[1] = (unsigned char) (0x80 | (u & 0x3f));
+        k = 2;
+
+    } else if (u < 0x10000) {
+        buf[0] = (unsigned char) (0xe0 | (u >> 12));
+        buf[1] = (unsigned char) (0x80 | ((u >> 6) & 0x3f));
+        buf[2] = (unsigned char) (0x80 | (u & 0x3f));
+        k = 3;
+
+    } else {
+        buf[0] = (unsigned char) (0xf0 | (u >> 18));
+        buf[1] = (unsigned char) (0x80 | ((u >> 12) & 0x3f));
+        buf[2] = (unsigned char) (0x80 | ((u >> 6) & 0x3f));
+        buf[3] = (unsigned char) (0x80 | (u & 0x3f));
+        k = 4;
+    }
+
+    if (dst != NULL) {
+        memcpy(dst, buf, k);
+    }
+
+    d->len += k;
 
     return TG_OK;
 }
@@ -731,276 +1320,6 @@ tg_scan_hex4(const unsigned char *p, unsigned *v)
 }
 
 
-/* the schema walk over the cJSON tree */
-
-static tg_rc_t
-tg_walk_root(tg_walk_t *w, cJSON *root)
-{
-    char     key[TG_BATCH_KEY_MAX + 4];
-    cJSON   *it, *infos, *delay;
-    tg_rc_t  rc;
-
-    infos = NULL;
-    delay = NULL;
-
-    /* keys first: a duplicate is refused before its value is looked at */
-
-    for (it = root->child; it != NULL; it = it->next) {
-
-        if (it->string != NULL && strcmp(it->string, TG_KEY_INFOS) == 0) {
-            if (infos != NULL) {
-                return tg_errf(w->err, w->errlen, TG_ERR_DUP_KEY,
-                               "duplicate key \"" TG_KEY_INFOS "\"");
-            }
-
-            infos = it;
-
-        } else if (it->string != NULL
-                   && strcmp(it->string, TG_KEY_DELAY) == 0)
-        {
-            if (delay != NULL) {
-                return tg_errf(w->err, w->errlen, TG_ERR_DUP_KEY,
-                               "duplicate key \"" TG_KEY_DELAY "\"");
-            }
-
-            delay = it;
-
-        } else {
-            tg_quote_key(key, it->string);
-            return tg_errf(w->err, w->errlen, TG_ERR_UNKNOWN_KEY,
-                           "unknown key \"%s\"", key);
-        }
-    }
-
-    if (infos == NULL) {
-        return tg_errf(w->err, w->errlen, TG_ERR_MISSING_KEY,
-                       "missing key \"" TG_KEY_INFOS "\"");
-    }
-
-    if (delay == NULL) {
-        return tg_errf(w->err, w->errlen, TG_ERR_MISSING_KEY,
-                       "missing key \"" TG_KEY_DELAY "\"");
-    }
-
-    rc = tg_walk_items(w, infos);
-    if (rc != TG_OK) {
-        return rc;
-    }
-
-    return tg_walk_delay(w, delay);
-}
-
-
-static tg_rc_t
-tg_walk_items(tg_walk_t *w, cJSON *infos)
-{
-    cJSON   *it;
-    size_t   i, n;
-    tg_rc_t  rc;
-
-    if (!cJSON_IsArray(infos)) {
-        return tg_errf(w->err, w->errlen, TG_ERR_TYPE,
-                       TG_KEY_INFOS ": not an array");
-    }
-
-    n = 0;
-
-    for (it = infos->child; it != NULL; it = it->next) {
-        n++;
-    }
-
-    if (n == 0) {
-        return tg_errf(w->err, w->errlen, TG_ERR_BATCH_EMPTY,
-                       TG_KEY_INFOS ": no items");
-    }
-
-    if (n > w->b->max_items) {
-        return tg_errf(w->err, w->errlen, TG_ERR_BATCH_TOO_LARGE,
-                       TG_KEY_INFOS ": %zu items, at most %zu",
-                       n, w->b->max_items);
-    }
-
-    i = 0;
-
-    for (it = infos->child; it != NULL; it = it->next) {
-        rc = tg_walk_item(w, it, i);
-        if (rc != TG_OK) {
-            return rc;
-        }
-
-        i++;
-    }
-
-    w->b->nitems = n;
-
-    return tg_check_dup_instances(w);
-}
-
-
-static tg_rc_t
-tg_walk_item(tg_walk_t *w, cJSON *item, size_t i)
-{
-    char            key[TG_BATCH_KEY_MAX + 4];
-    cJSON          *f, *id, *version;
-    tg_rc_t         rc;
-    tg_instance_t  *inst;
-
-    if (!cJSON_IsObject(item)) {
-        return tg_errf(w->err, w->errlen, TG_ERR_TYPE,
-                       TG_KEY_INFOS "[%zu]: not an object", i);
-    }
-
-    id = NULL;
-    version = NULL;
-
-    for (f = item->child; f != NULL; f = f->next) {
-
-        if (f->string != NULL && strcmp(f->string, TG_KEY_ID) == 0) {
-            if (id != NULL) {
-                return tg_errf(w->err, w->errlen, TG_ERR_DUP_KEY,
-                               TG_KEY_INFOS "[%zu]: duplicate key \""
-                               TG_KEY_ID "\"", i);
-            }
-
-            id = f;
-
-        } else if (f->string != NULL
-                   && strcmp(f->string, TG_KEY_VERSION) == 0)
-        {
-            if (version != NULL) {
-                return tg_errf(w->err, w->errlen, TG_ERR_DUP_KEY,
-                               TG_KEY_INFOS "[%zu]: duplicate key \""
-                               TG_KEY_VERSION "\"", i);
-            }
-
-            version = f;
-
-        } else {
-            tg_quote_key(key, f->string);
-            return tg_errf(w->err, w->errlen, TG_ERR_UNKNOWN_KEY,
-                           TG_KEY_INFOS "[%zu]: unknown key \"%s\"",
-                           i, key);
-        }
-    }
-
-    if (id == NULL) {
-        return tg_errf(w->err, w->errlen, TG_ERR_MISSING_KEY,
-                       TG_KEY_INFOS "[%zu]: missing key \"" TG_KEY_ID "\"",
-                       i);
-    }
-
-    if (version == NULL) {
-        return tg_errf(w->err, w->errlen, TG_ERR_MISSING_KEY,
-                       TG_KEY_INFOS "[%zu]: missing key \""
-                       TG_KEY_VERSION "\"", i);
-    }
-
-    inst = &w->b->items[i];
-
-    rc = tg_walk_string(w, id, i, TG_KEY_ID, &inst->instance_id);
-    if (rc != TG_OK) {
-        return rc;
-    }
-
-    return tg_walk_string(w, version, i, TG_KEY_VERSION,
-                          &inst->current_version);
-}
-
-
-static tg_rc_t
-tg_walk_string(tg_walk_t *w, cJSON *v, size_t i, const char *name,
-    tg_str_t *out)
-{
-    size_t                k, n;
-    unsigned char        *dst;
-    const unsigned char  *p;
-
-    if (!cJSON_IsString(v) || v->valuestring == NULL) {
-        return tg_errf(w->err, w->errlen, TG_ERR_TYPE,
-                       TG_KEY_INFOS "[%zu].%s: not a string", i, name);
-    }
-
-    /* the scan refused \u0000 and raw NUL: strlen() is the decoded length */
-
-    p = (const unsigned char *) v->valuestring;
-    n = strlen(v->valuestring);
-
-    if (n == 0) {
-        return tg_errf(w->err, w->errlen, TG_ERR_EMPTY_STRING,
-                       TG_KEY_INFOS "[%zu].%s: empty", i, name);
-    }
-
-    if (n > TG_BATCH_STRING_MAX) {
-        return tg_errf(w->err, w->errlen, TG_ERR_STRING_TOO_LONG,
-                       TG_KEY_INFOS "[%zu].%s: %zu bytes, at most %d",
-                       i, name, n, TG_BATCH_STRING_MAX);
-    }
-
-    /*
-     * Control characters are C0, DEL and C1 (U+0080..U+009F, "\xc2\x80"
-     * to "\xc2\x9f" in UTF-8); the line and paragraph separators
-     * U+2028 and U+2029 break lines for some readers too.
-     */
-
-    for (k = 0; k < n; k++) {
-        if (p[k] < 0x20 || p[k] == 0x7f
-            || (p[k] == 0xc2 && k + 1 < n && p[k + 1] >= 0x80
-                && p[k + 1] <= 0x9f)
-            || (p[k] == 0xe2 && k + 2 < n && p[k + 1] == 0x80
-                && (p[k + 2] == 0xa8 || p[k + 2] == 0xa9)))
-        {
-            return tg_errf(w->err, w->errlen, TG_ERR_CTRL_CHAR,
-                           TG_KEY_INFOS "[%zu].%s: control character",
-                           i, name);
-        }
-    }
-
-    if (w->b->scratch_size - w->used < n) {
-        return tg_errf(w->err, w->errlen, TG_ERR_BUF_TOO_SMALL,
-                       "scratch buffer of %zu bytes is too small",
-                       w->b->scratch_size);
-    }
-
-    dst = w->b->scratch + w->used;
-    memcpy(dst, p, n);
-    w->used += n;
-
-    out->data = dst;
-    out->len = n;
-
-    return TG_OK;
-}
-
-
-static tg_rc_t
-tg_walk_delay(tg_walk_t *w, cJSON *delay)
-{
-    if (cJSON_IsBool(delay)) {
-        w->b->delay = cJSON_IsTrue(delay) ? 1 : 0;
-        w->b->delay_kind = TG_DELAY_BOOL;
-        return TG_OK;
-    }
-
-    if (cJSON_IsString(delay) && delay->valuestring != NULL) {
-
-        if (strcmp(delay->valuestring, "true") == 0) {
-            w->b->delay = 1;
-            w->b->delay_kind = TG_DELAY_STRING;
-            return TG_OK;
-        }
-
-        if (strcmp(delay->valuestring, "false") == 0) {
-            w->b->delay = 0;
-            w->b->delay_kind = TG_DELAY_STRING;
-            return TG_OK;
-        }
-    }
-
-    return tg_errf(w->err, w->errlen, TG_ERR_DELAY_VALUE,
-                   TG_KEY_DELAY ": must be \"true\" or \"false\"");
-}
-
-
 /*
  * Sorts pointers to the items by instance_id, ties by position, so each
  * group of equal IDs lists its first two occurrences first; of all the
@@ -1009,16 +1328,16 @@ tg_walk_delay(tg_walk_t *w, cJSON *delay)
  */
 
 static tg_rc_t
-tg_check_dup_instances(tg_walk_t *w)
+tg_check_dup_instances(tg_batch_t *b, tg_finding_t *f)
 {
     size_t                i, n, first, second;
     const tg_str_t       *a, *z;
     const tg_instance_t  *sorted[TG_BATCH_MAX_ITEMS];
 
-    n = w->b->nitems;
+    n = b->nitems;
 
     for (i = 0; i < n; i++) {
-        sorted[i] = &w->b->items[i];
+        sorted[i] = &b->items[i];
     }
 
     qsort(sorted, n, sizeof(sorted[0]), tg_instance_cmp);
@@ -1040,9 +1359,9 @@ tg_check_dup_instances(tg_walk_t *w)
             continue;   /* a third or later occurrence */
         }
 
-        if ((size_t) (sorted[i] - w->b->items) < second) {
-            first = sorted[i - 1] - w->b->items;
-            second = sorted[i] - w->b->items;
+        if ((size_t) (sorted[i] - b->items) < second) {
+            first = sorted[i - 1] - b->items;
+            second = sorted[i] - b->items;
         }
     }
 
@@ -1050,9 +1369,10 @@ tg_check_dup_instances(tg_walk_t *w)
         return TG_OK;
     }
 
-    return tg_errf(w->err, w->errlen, TG_ERR_DUP_INSTANCE,
-                   TG_KEY_INFOS "[%zu]." TG_KEY_ID ": same as [%zu]",
-                   second, first);
+    tg_note(f, TG_ERR_DUP_INSTANCE,
+            TG_KEY_INFOS "[%zu]." TG_KEY_ID ": same as [%zu]", second, first);
+
+    return f->rc;
 }
 
 
@@ -1085,29 +1405,25 @@ tg_instance_cmp(const void *one, const void *two)
 /* at most TG_BATCH_KEY_MAX bytes of key, cut on a UTF-8 boundary */
 
 static void
-tg_quote_key(char *dst, const char *key)
+tg_quote_key(char *dst, const tg_str_t *key)
 {
     size_t  len;
 
-    if (key == NULL) {
-        dst[0] = '\0';
-        return;
-    }
-
-    len = strlen(key);
+    len = key->len;
 
     if (len <= TG_BATCH_KEY_MAX) {
-        memcpy(dst, key, len + 1);
+        memcpy(dst, key->data, len);
+        dst[len] = '\0';
         return;
     }
 
     len = TG_BATCH_KEY_MAX;
 
-    while (len > 0 && ((unsigned char) key[len] & 0xc0) == 0x80) {
+    while (len > 0 && (key->data[len] & 0xc0) == 0x80) {
         len--;
     }
 
-    memcpy(dst, key, len);
+    memcpy(dst, key->data, len);
     memcpy(dst + len, "...", 4);
 }
 

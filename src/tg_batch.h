@@ -10,6 +10,9 @@
  * TG_BATCH_STRING_MAX bytes without control characters or \u0000; no
  * instance twice; "delay" is "true", "false", true or false.
  *
+ * One pass of our own parses, checks and decodes it (tg_batch.c); no
+ * JSON library is involved.
+ *
  * The gateway forwards tg_batch_serialize()'s output, never the bytes it
  * received, so the upstream cannot parse anything that was not checked.
  */
@@ -19,6 +22,7 @@
 
 
 #include "tg_core.h"
+#include "tg_out.h"
 
 
 #define TG_BATCH_MAX_ITEMS     1000     /* hard ceiling of max_items */
@@ -49,6 +53,7 @@ typedef struct {
     size_t               nitems;
     int                  delay;          /* 0 or 1 */
     tg_delay_kind_t      delay_kind;
+    size_t               quotes;         /* '"' and '\\' in the strings */
 } tg_batch_t;
 
 
@@ -62,7 +67,10 @@ typedef struct {
 tg_rc_t tg_batch_parse(tg_batch_t *b, const unsigned char *body, size_t len,
     char *err, size_t errlen) TG_WUR;
 
-/* the exact length of tg_batch_serialize()'s output */
+/*
+ * The exact length of tg_batch_serialize()'s output, without a look at
+ * the strings: the parser counted what escaping them again adds.
+ */
 size_t tg_batch_serialized_len(const tg_batch_t *b);
 
 /*
@@ -71,6 +79,12 @@ size_t tg_batch_serialized_len(const tg_batch_t *b);
  * delay of the caller's kind) at dst, returns the end of it.
  */
 unsigned char *tg_batch_serialize(const tg_batch_t *b, unsigned char *dst);
+
+/*
+ * The same bytes through a writer: with a SHA-256 state attached, the
+ * canonical body is hashed as it is written, in the same pass.
+ */
+void tg_batch_write(const tg_batch_t *b, tg_out_t *o);
 
 
 #endif /* TG_BATCH_H */

@@ -24,6 +24,13 @@ unsigned char *tg_json_escape(unsigned char *dst, const unsigned char *src,
 
 
 /*
+ * The length of the run at src of bytes that escaping leaves as they are
+ * (printable ASCII but '"' and '\\'), eight at a time.
+ */
+size_t tg_json_plain_len(const unsigned char *src, size_t len);
+
+
+/*
  * The length of the valid UTF-8 sequence (RFC 3629: no overlongs, no
  * surrogates, nothing above U+10FFFF) of 2 to 4 bytes at p, where p[0] is
  * at least 0x80 and n bytes are readable; 0 if there is none.  The one

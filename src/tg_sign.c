@@ -48,15 +48,14 @@
  *               Authorization as in tg_sign.h (signer.py:235-237).
  */
 
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
+#include "tg_out.h"
+#include "tg_sha256.h"
 #include "tg_sign.h"
 
 
@@ -64,17 +63,14 @@
 #define TG_SIGN_DATE_HEADER    "x-sdk-date"
 #define TG_SIGN_DATE_HDR_LEN   (sizeof(TG_SIGN_DATE_HEADER) - 1)
 
-/* "SDK-HMAC-SHA256\n" date "\n" hex */
-#define TG_STS_LEN  (sizeof(TG_SIGN_ALGORITHM) + TG_SDK_DATE_LEN + 1         \
-                     + TG_SHA256_HEX_LEN)
+/*
+ * Query parameters sorted at a time, on the stack: the guarded route has
+ * no query at all, the SDK's own requests a handful.
+ */
+#define TG_SIGN_MAX_QUERY      128
 
-
-typedef struct {
-    unsigned char       *buf;
-    size_t               size;
-    size_t               len;
-    int                  overflow;
-} tg_out_t;
+/* the canonical request is hashed through a window of this size */
+#define TG_SIGN_WINDOW         256
 
 
 typedef struct {
@@ -99,7 +95,6 @@ typedef struct {
 } tg_sign_headers_t;
 
 
-static void tg_out_put(tg_out_t *out, const void *data, size_t len);
 static void tg_out_case(tg_out_t *out, const unsigned char *data,
     size_t len, int upper);
 static void tg_out_encode(tg_out_t *out, unsigned char c);
@@ -123,9 +118,14 @@ static tg_rc_t tg_collect_headers(const tg_sign_request_t *req,
 static tg_rc_t tg_canonical_uri(tg_out_t *out, const tg_str_t *path);
 static tg_rc_t tg_canonical_query(tg_out_t *out, const tg_str_t *query);
 static void tg_signed_headers(tg_out_t *out, const tg_sign_headers_t *hs);
+static tg_rc_t tg_canonical_write(const tg_sign_request_t *req,
+    const tg_sign_headers_t *hs, tg_out_t *out);
+static void tg_hmac_init(tg_sha256_t *inner, tg_sha256_t *outer,
+    const unsigned char *key, size_t key_len);
+static tg_rc_t tg_hmac_final(tg_sha256_t *inner, tg_sha256_t *outer,
+    unsigned char mac[TG_HMAC_SHA256_LEN]);
 
 
-static const char  tg_hex[] = "0123456789abcdef";
 static const char  tg_hex_upper[] = "0123456789ABCDEF";
 
 
@@ -133,29 +133,21 @@ tg_rc_t
 tg_sha256_hex(const unsigned char *data, size_t len,
     char hex[TG_SHA256_HEX_LEN + 1])
 {
-    size_t         i;
-    unsigned int   md_len;
-    unsigned char  md[EVP_MAX_MD_SIZE];
+    tg_sha256_t    sha;
+    unsigned char  md[TG_SHA256_LEN];
 
     if (hex == NULL || (data == NULL && len != 0)) {
         return TG_ERR_ARG;
     }
 
-    if (EVP_Digest(data == NULL ? (const unsigned char *) "" : data, len,
-                   md, &md_len, EVP_sha256(), NULL) != 1
-        || md_len != TG_SHA256_HEX_LEN / 2)
-    {
-        OPENSSL_cleanse(md, sizeof(md));
+    tg_sha256_init(&sha);
+    tg_sha256_update(&sha, data, len);
+
+    if (tg_sha256_final(&sha, md) != TG_OK) {
         return TG_ERR_CRYPTO;
     }
 
-    for (i = 0; i < md_len; i++) {
-        hex[2 * i] = tg_hex[md[i] >> 4];
-        hex[2 * i + 1] = tg_hex[md[i] & 0x0f];
-    }
-
-    hex[TG_SHA256_HEX_LEN] = '\0';
-    OPENSSL_cleanse(md, sizeof(md));
+    tg_sha256_hex_of(md, hex);
 
     return TG_OK;
 }
@@ -166,34 +158,18 @@ tg_hmac_sha256(const unsigned char *key, size_t key_len,
     const unsigned char *data, size_t len,
     unsigned char mac[TG_HMAC_SHA256_LEN])
 {
-    unsigned int   mac_len;
+    tg_sha256_t  inner, outer;
 
-    if (mac == NULL || key_len > INT_MAX
-        || (key == NULL && key_len != 0) || (data == NULL && len != 0))
+    if (mac == NULL || (key == NULL && key_len != 0)
+        || (data == NULL && len != 0))
     {
         return TG_ERR_ARG;
     }
 
-    /* HMAC() copes with a NULL key only as "reuse the previous one" */
-    if (key == NULL) {
-        key = (const unsigned char *) "";
-    }
+    tg_hmac_init(&inner, &outer, key, key_len);
+    tg_sha256_update(&inner, data, len);
 
-    if (data == NULL) {
-        data = (const unsigned char *) "";
-    }
-
-    mac_len = 0;
-
-    if (HMAC(EVP_sha256(), key, (int) key_len, data, len, mac, &mac_len)
-        == NULL
-        || mac_len != TG_HMAC_SHA256_LEN)
-    {
-        OPENSSL_cleanse(mac, TG_HMAC_SHA256_LEN);
-        return TG_ERR_CRYPTO;
-    }
-
-    return TG_OK;
+    return tg_hmac_final(&inner, &outer, mac);
 }
 
 
@@ -226,7 +202,6 @@ tg_rc_t
 tg_sign_canonical_request(const tg_sign_request_t *req, unsigned char *buf,
     size_t size, size_t *len)
 {
-    size_t              i;
     tg_rc_t             rc;
     tg_out_t            out;
     tg_sign_headers_t   hs;
@@ -247,76 +222,43 @@ tg_sign_canonical_request(const tg_sign_request_t *req, unsigned char *buf,
         return rc;
     }
 
-    out.buf = buf;
-    out.size = size;
-    out.len = 0;
-    out.overflow = 0;
+    tg_out_init(&out, buf, size);
 
-    tg_out_case(&out, req->method.data, req->method.len, 1);
-    tg_out_put(&out, "\n", 1);
-
-    rc = tg_canonical_uri(&out, &req->path);
+    rc = tg_canonical_write(req, &hs, &out);
     if (rc != TG_OK) {
         return rc;
-    }
-
-    tg_out_put(&out, "\n", 1);
-
-    rc = tg_canonical_query(&out, &req->query);
-    if (rc != TG_OK) {
-        return rc;
-    }
-
-    tg_out_put(&out, "\n", 1);
-
-    for (i = 0; i < hs.n; i++) {
-        tg_out_case(&out, hs.h[i].name, hs.h[i].name_len, 0);
-        tg_out_put(&out, ":", 1);
-        tg_out_put(&out, hs.h[i].value, hs.h[i].value_len);
-        tg_out_put(&out, "\n", 1);
-    }
-
-    tg_out_put(&out, "\n", 1);
-    tg_signed_headers(&out, &hs);
-    tg_out_put(&out, "\n", 1);
-    tg_out_put(&out, req->body_sha256_hex, TG_SHA256_HEX_LEN);
-
-    if (out.overflow) {
-        return TG_ERR_NOMEM;
     }
 
     *len = out.len;
 
-    if (out.len > size) {
-        return TG_ERR_BUF_TOO_SMALL;
-    }
-
-    return TG_OK;
+    return out.overflow ? TG_ERR_BUF_TOO_SMALL : TG_OK;
 }
 
+
+/*
+ * One pass over the request: the canonical request is streamed into
+ * SHA-256 through a small window, the string to sign into the HMAC's
+ * inner hash; nothing is allocated and nothing is built twice.
+ */
 
 tg_rc_t
 tg_sign_authorization(const tg_sign_request_t *req, const tg_str_t *ak,
     const tg_str_t *sk, char *out, size_t size, size_t *len)
 {
-    size_t              i, need, cr_len, cr_size, sts_len;
+    size_t              i, need;
     tg_rc_t             rc;
     tg_out_t            o;
-    unsigned char      *cr;
+    tg_sha256_t         sha, inner, outer;
     tg_sign_headers_t   hs;
-    char                cr_hex[TG_SHA256_HEX_LEN + 1];
-    char                sig_hex[TG_SHA256_HEX_LEN + 1];
+    unsigned char       md[TG_SHA256_LEN];
     unsigned char       mac[TG_HMAC_SHA256_LEN];
-    unsigned char       sts[TG_STS_LEN];
+    unsigned char       window[TG_SIGN_WINDOW];
+    char                hex[TG_SHA256_HEX_LEN + 1];
 
-    cr = NULL;
-    cr_len = 0;
-    cr_size = 0;
-
-    OPENSSL_cleanse(cr_hex, sizeof(cr_hex));
-    OPENSSL_cleanse(sig_hex, sizeof(sig_hex));
-    OPENSSL_cleanse(mac, sizeof(mac));
-    OPENSSL_cleanse(sts, sizeof(sts));
+    /* nothing held yet: the exit path releases all three */
+    memset(&sha, 0, sizeof(tg_sha256_t));
+    memset(&inner, 0, sizeof(tg_sha256_t));
+    memset(&outer, 0, sizeof(tg_sha256_t));
 
     if (req == NULL || ak == NULL || sk == NULL || len == NULL
         || (out == NULL && size != 0))
@@ -344,10 +286,8 @@ tg_sign_authorization(const tg_sign_request_t *req, const tg_str_t *ak,
         }
     }
 
-    /* a request that cannot be signed wins over a buffer too small */
-    rc = tg_sign_canonical_request(req, NULL, 0, &cr_len);
-    if (rc != TG_ERR_BUF_TOO_SMALL) {
-        rc = (rc == TG_OK) ? TG_ERR_ARG : rc;
+    rc = tg_check_request(req);
+    if (rc != TG_OK) {
         goto done;
     }
 
@@ -356,11 +296,32 @@ tg_sign_authorization(const tg_sign_request_t *req, const tg_str_t *ak,
         goto done;
     }
 
-    /* size the result first: nothing is signed for a buffer too small */
-    o.buf = NULL;
-    o.size = 0;
-    o.len = 0;
-    o.overflow = 0;
+    /* a request that cannot be signed wins over a buffer too small */
+
+    tg_sha256_init(&sha);
+    tg_out_init(&o, window, sizeof(window));
+    tg_out_hash(&o, &sha);
+
+    rc = tg_canonical_write(req, &hs, &o);
+    if (rc != TG_OK) {
+        goto done;
+    }
+
+    if (o.overflow) {
+        rc = TG_ERR_NOMEM;
+        goto done;
+    }
+
+    rc = tg_out_sha256(&o, md);
+    if (rc != TG_OK) {
+        goto done;
+    }
+
+    tg_sha256_hex_of(md, hex);
+
+    /* size the result: nothing is signed for a buffer too small */
+
+    tg_out_init(&o, NULL, 0);
     tg_signed_headers(&o, &hs);
 
     need = sizeof(TG_SIGN_ALGORITHM " Access=") - 1 + ak->len
@@ -373,62 +334,32 @@ tg_sign_authorization(const tg_sign_request_t *req, const tg_str_t *ak,
         goto done;
     }
 
-    cr = malloc(cr_len);
-    if (cr == NULL) {
-        rc = TG_ERR_NOMEM;
-        goto done;
-    }
+    /* the string to sign goes straight into the HMAC */
 
-    cr_size = cr_len;
+    tg_hmac_init(&inner, &outer, sk->data, sk->len);
+    tg_sha256_update(&inner, TG_SIGN_ALGORITHM "\n",
+                     sizeof(TG_SIGN_ALGORITHM));
+    tg_sha256_update(&inner, req->date.data, TG_SDK_DATE_LEN);
+    tg_sha256_update(&inner, "\n", 1);
+    tg_sha256_update(&inner, hex, TG_SHA256_HEX_LEN);
 
-    rc = tg_sign_canonical_request(req, cr, cr_size, &cr_len);
+    rc = tg_hmac_final(&inner, &outer, mac);
     if (rc != TG_OK) {
         goto done;
     }
 
-    rc = tg_sha256_hex(cr, cr_len, cr_hex);
-    if (rc != TG_OK) {
-        goto done;
-    }
+    tg_sha256_hex_of(mac, hex);
 
-    o.buf = sts;
-    o.size = sizeof(sts);
-    o.len = 0;
-    o.overflow = 0;
-    tg_out_put(&o, TG_SIGN_ALGORITHM "\n", sizeof(TG_SIGN_ALGORITHM));
-    tg_out_put(&o, req->date.data, TG_SDK_DATE_LEN);
-    tg_out_put(&o, "\n", 1);
-    tg_out_put(&o, cr_hex, TG_SHA256_HEX_LEN);
-    sts_len = o.len;
-
-    if (sts_len != sizeof(sts)) {
-        rc = TG_ERR_ARG;
-        goto done;
-    }
-
-    rc = tg_hmac_sha256(sk->data, sk->len, sts, sts_len, mac);
-    if (rc != TG_OK) {
-        goto done;
-    }
-
-    for (i = 0; i < sizeof(mac); i++) {
-        sig_hex[2 * i] = tg_hex[mac[i] >> 4];
-        sig_hex[2 * i + 1] = tg_hex[mac[i] & 0x0f];
-    }
-
-    o.buf = (unsigned char *) out;
-    o.size = size;
-    o.len = 0;
-    o.overflow = 0;
+    tg_out_init(&o, out, size);
     tg_out_put(&o, TG_SIGN_ALGORITHM " Access=",
                sizeof(TG_SIGN_ALGORITHM " Access=") - 1);
     tg_out_put(&o, ak->data, ak->len);
     tg_out_put(&o, ", SignedHeaders=", sizeof(", SignedHeaders=") - 1);
     tg_signed_headers(&o, &hs);
     tg_out_put(&o, ", Signature=", sizeof(", Signature=") - 1);
-    tg_out_put(&o, sig_hex, TG_SHA256_HEX_LEN);
+    tg_out_put(&o, hex, TG_SHA256_HEX_LEN);
 
-    if (o.len != need) {
+    if (o.len != need || o.overflow) {
         rc = TG_ERR_ARG;
         goto done;
     }
@@ -439,15 +370,11 @@ tg_sign_authorization(const tg_sign_request_t *req, const tg_str_t *ak,
 
 done:
 
-    if (cr != NULL) {
-        OPENSSL_cleanse(cr, cr_size);
-        free(cr);
-    }
-
-    OPENSSL_cleanse(cr_hex, sizeof(cr_hex));
-    OPENSSL_cleanse(sig_hex, sizeof(sig_hex));
+    tg_sha256_wipe(&sha);
+    tg_sha256_wipe(&inner);
+    tg_sha256_wipe(&outer);
     OPENSSL_cleanse(mac, sizeof(mac));
-    OPENSSL_cleanse(sts, sizeof(sts));
+    OPENSSL_cleanse(hex, sizeof(hex));
 
     if (rc != TG_OK && out != NULL && size > 0) {
         OPENSSL_cleanse(out, size);
@@ -455,22 +382,6 @@ done:
     }
 
     return rc;
-}
-
-
-static void
-tg_out_put(tg_out_t *out, const void *data, size_t len)
-{
-    if (len > (size_t) -1 - out->len) {
-        out->overflow = 1;
-        return;
-    }
-
-    if (out->buf != NULL && out->len + len <= out->size && len > 0) {
-        memcpy(out->buf + out->len, data, len);
-    }
-
-    out->len += len;
 }
 
 
@@ -490,7 +401,7 @@ tg_out_case(tg_out_t *out, const unsigned char *data, size_t len, int upper)
             c = (unsigned char) (c - 'A' + 'a');
         }
 
-        tg_out_put(out, &c, 1);
+        tg_out_byte(out, c);
     }
 }
 
@@ -504,7 +415,7 @@ tg_out_encode(tg_out_t *out, unsigned char c)
         || (c >= '0' && c <= '9')
         || c == '-' || c == '_' || c == '.' || c == '~')
     {
-        tg_out_put(out, &c, 1);
+        tg_out_byte(out, c);
         return;
     }
 
@@ -798,6 +709,7 @@ tg_name_eq(const unsigned char *name, size_t len, const char *lower)
 static tg_rc_t
 tg_check_request(const tg_sign_request_t *req)
 {
+    char                 c;
     size_t               i;
     const unsigned char *d;
 
@@ -818,9 +730,9 @@ tg_check_request(const tg_sign_request_t *req)
     }
 
     for (i = 0; i < TG_SHA256_HEX_LEN; i++) {
-        if (strchr(tg_hex, req->body_sha256_hex[i]) == NULL
-            || req->body_sha256_hex[i] == '\0')
-        {
+        c = req->body_sha256_hex[i];
+
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
             return TG_ERR_ARG;
         }
     }
@@ -958,7 +870,7 @@ tg_canonical_uri(tg_out_t *out, const tg_str_t *path)
         c = tg_pct_next(path->data, path->len, &i);
 
         if (c == '/') {
-            tg_out_put(out, "/", 1);
+            tg_out_byte(out, '/');
 
         } else {
             tg_out_encode(out, (unsigned char) c);
@@ -968,7 +880,7 @@ tg_canonical_uri(tg_out_t *out, const tg_str_t *path)
     }
 
     if (last != '/') {
-        tg_out_put(out, "/", 1);
+        tg_out_byte(out, '/');
     }
 
     return TG_OK;
@@ -979,24 +891,14 @@ static tg_rc_t
 tg_canonical_query(tg_out_t *out, const tg_str_t *query)
 {
     size_t                i, n, start, end;
-    tg_rc_t               rc;
-    tg_query_pair_t      *pairs, *p;
+    tg_query_pair_t      *p;
     const unsigned char  *q, *eq;
+    tg_query_pair_t       pairs[TG_SIGN_MAX_QUERY];
 
     q = query->data;
 
     if (query->len == 0) {
         return TG_OK;
-    }
-
-    n = 1;
-    for (i = 0; i < query->len; i++) {
-        n += (q[i] == '&');
-    }
-
-    pairs = calloc(n, sizeof(tg_query_pair_t));
-    if (pairs == NULL) {
-        return TG_ERR_NOMEM;
     }
 
     n = 0;
@@ -1009,6 +911,10 @@ tg_canonical_query(tg_out_t *out, const tg_str_t *query)
         }
 
         if (end > start) {
+            if (n == TG_SIGN_MAX_QUERY) {
+                return TG_ERR_ARG;
+            }
+
             p = &pairs[n++];
             eq = memchr(q + start, '=', end - start);
 
@@ -1028,8 +934,7 @@ tg_canonical_query(tg_out_t *out, const tg_str_t *query)
             if (!tg_pct_utf8(p->key, p->key_len)
                 || !tg_pct_utf8(p->value, p->value_len))
             {
-                rc = TG_ERR_ARG;
-                goto done;
+                return TG_ERR_ARG;
             }
         }
 
@@ -1042,21 +947,15 @@ tg_canonical_query(tg_out_t *out, const tg_str_t *query)
 
     for (i = 0; i < n; i++) {
         if (i > 0) {
-            tg_out_put(out, "&", 1);
+            tg_out_byte(out, '&');
         }
 
         tg_out_reencode(out, pairs[i].key, pairs[i].key_len);
-        tg_out_put(out, "=", 1);
+        tg_out_byte(out, '=');
         tg_out_reencode(out, pairs[i].value, pairs[i].value_len);
     }
 
-    rc = TG_OK;
-
-done:
-
-    free(pairs);
-
-    return rc;
+    return TG_OK;
 }
 
 
@@ -1067,9 +966,124 @@ tg_signed_headers(tg_out_t *out, const tg_sign_headers_t *hs)
 
     for (i = 0; i < hs->n; i++) {
         if (i > 0) {
-            tg_out_put(out, ";", 1);
+            tg_out_byte(out, ';');
         }
 
         tg_out_case(out, hs->h[i].name, hs->h[i].name_len, 0);
     }
+}
+
+
+/* the canonical request, the same bytes whatever out does with them */
+
+static tg_rc_t
+tg_canonical_write(const tg_sign_request_t *req, const tg_sign_headers_t *hs,
+    tg_out_t *out)
+{
+    size_t   i;
+    tg_rc_t  rc;
+
+    tg_out_case(out, req->method.data, req->method.len, 1);
+    tg_out_byte(out, '\n');
+
+    rc = tg_canonical_uri(out, &req->path);
+    if (rc != TG_OK) {
+        return rc;
+    }
+
+    tg_out_byte(out, '\n');
+
+    rc = tg_canonical_query(out, &req->query);
+    if (rc != TG_OK) {
+        return rc;
+    }
+
+    tg_out_byte(out, '\n');
+
+    for (i = 0; i < hs->n; i++) {
+        tg_out_case(out, hs->h[i].name, hs->h[i].name_len, 0);
+        tg_out_byte(out, ':');
+        tg_out_put(out, hs->h[i].value, hs->h[i].value_len);
+        tg_out_byte(out, '\n');
+    }
+
+    tg_out_byte(out, '\n');
+    tg_signed_headers(out, hs);
+    tg_out_byte(out, '\n');
+    tg_out_put(out, req->body_sha256_hex, TG_SHA256_HEX_LEN);
+
+    return TG_OK;
+}
+
+
+/* RFC 2104: the key, hashed first when longer than a block, padded */
+
+static void
+tg_hmac_init(tg_sha256_t *inner, tg_sha256_t *outer,
+    const unsigned char *key, size_t key_len)
+{
+    size_t         i;
+    tg_sha256_t    kh;
+    unsigned char  pad[TG_SHA256_BLOCK];
+
+    memset(pad, 0, sizeof(pad));
+
+    if (key_len > TG_SHA256_BLOCK) {
+        tg_sha256_init(&kh);
+        tg_sha256_update(&kh, key, key_len);
+
+        if (tg_sha256_final(&kh, pad) != TG_OK) {
+            /* a failed state: the HMAC fails at its end */
+            tg_sha256_init(inner);
+            tg_sha256_init(outer);
+            inner->failed = 1;
+            OPENSSL_cleanse(pad, sizeof(pad));
+            return;
+        }
+
+    } else if (key_len > 0) {
+        memcpy(pad, key, key_len);
+    }
+
+    for (i = 0; i < TG_SHA256_BLOCK; i++) {
+        pad[i] ^= 0x36;
+    }
+
+    tg_sha256_init(inner);
+    tg_sha256_update(inner, pad, TG_SHA256_BLOCK);
+
+    for (i = 0; i < TG_SHA256_BLOCK; i++) {
+        pad[i] ^= 0x36 ^ 0x5c;
+    }
+
+    tg_sha256_init(outer);
+    tg_sha256_update(outer, pad, TG_SHA256_BLOCK);
+
+    OPENSSL_cleanse(pad, sizeof(pad));
+}
+
+
+static tg_rc_t
+tg_hmac_final(tg_sha256_t *inner, tg_sha256_t *outer,
+    unsigned char mac[TG_HMAC_SHA256_LEN])
+{
+    tg_rc_t        rc;
+    unsigned char  md[TG_SHA256_LEN];
+
+    rc = tg_sha256_final(inner, md);
+
+    if (rc == TG_OK) {
+        tg_sha256_update(outer, md, TG_SHA256_LEN);
+        rc = tg_sha256_final(outer, mac);
+    }
+
+    tg_sha256_wipe(inner);
+    tg_sha256_wipe(outer);
+    OPENSSL_cleanse(md, sizeof(md));
+
+    if (rc != TG_OK) {
+        OPENSSL_cleanse(mac, TG_HMAC_SHA256_LEN);
+    }
+
+    return rc;
 }

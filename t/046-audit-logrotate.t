@@ -72,7 +72,7 @@ EOF
 
 my $conf = $example;
 my $n = 0;
-$n += $conf =~ s{/var/log/nginx/taurus-audit\.log}{$dir/audit.log}g;
+$n += $conf =~ s{/var/log/taurus-guard/audit\.log}{$dir/audit.log}g;
 $n += $conf =~ s{/run/nginx\.pid}{$dir/logs/nginx.pid}g;
 is($n, 3, 'example: the log path and the pid file replaced');
 $t->write_file('logrotate.conf', $conf);

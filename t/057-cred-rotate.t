@@ -221,7 +221,8 @@ cmp_ok(($first_b || [ 99 ])->[0] - $t_b, '<', 2, 'B in use within 2 s ('
 is(scalar @late_a, 0, 'from 2 s after the switch: no request signed with '
     . 'A') or diag(keys_of(@switch));
 my @b_late = signed($t, $t_b + 2, $t_broken);
-cmp_ok(scalar @b_late, '>', 10, 'and many signed with B ('
+# how many depends on the machine's load: a few are enough to show it
+cmp_ok(scalar @b_late, '>=', 3, 'and more signed with B ('
     . scalar(@b_late) . ')');
 
 is(keys_of(signed($t, $t_broken, $t_open)),
@@ -231,7 +232,8 @@ is(keys_of(signed($t, $t_open, $t_c)), 'B=' . scalar(signed($t, $t_open, $t_c)),
     'key C readable by others: not used, still B');
 
 my @after_c = signed($t, $t_c + 2, $end);
-cmp_ok(scalar @after_c, '>', 10, 'after key C: requests forwarded');
+cmp_ok(scalar @after_c, '>=', 3, 'after key C: requests forwarded ('
+    . scalar(@after_c) . ')');
 is(keys_of(@after_c), 'C=' . scalar(@after_c),
     'key C, private: picked up (all signed with C 2 s later)');
 

@@ -14,6 +14,11 @@
  * - at the end every naive pair is contained, the counts agree, and the
  *   digest is SHA-256 of the naive list sorted bytewise.
  *
+ * - the same bytes read as an allow-list file by tg_allow_parse(): every
+ *   result is one it documents, with its token inside the text, the
+ *   line within the text's lines and the position moving forward; the
+ *   table it built gives a digest.
+ *
  * Any violation abort()s.
  */
 
@@ -42,6 +47,7 @@ static int fa_id_ok(const uint8_t *p, size_t len, size_t min, size_t max);
 static int fa_naive_has(const fa_pair_t *list, size_t n, const uint8_t *p,
     size_t plen, const uint8_t *i, size_t ilen);
 static int fa_cmp(const void *x, const void *y);
+static void fa_parse(const uint8_t *data, size_t size);
 
 
 static int
@@ -254,5 +260,78 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     tg_allow_destroy(a);
     free(list);
 
+    fa_parse(data, size);
+
     return 0;
+}
+
+
+static void
+fa_parse(const uint8_t *data, size_t size)
+{
+    char               hex[65];
+    size_t             k, lines, pos;
+    tg_rc_t            rc;
+    tg_allow_t        *b;
+    tg_allow_parse_t   ps;
+
+    b = tg_allow_create(0);
+    if (b == NULL) {
+        return;
+    }
+
+    lines = 1;
+
+    for (k = 0; k < size; k++) {
+        lines += (data[k] == '\n');
+    }
+
+    memset(&ps, 0, sizeof(ps));
+    ps.text = data;
+    ps.len = size;
+
+    for ( ;; ) {
+        pos = ps.pos;
+        rc = tg_allow_parse(b, &ps);
+
+        if (ps.pos > ps.len || ps.line < 1 || ps.line > lines
+            || (ps.token.len > 0
+                && (ps.token.data < data
+                    || ps.token.data + ps.token.len > data + size)))
+        {
+            abort();
+        }
+
+        if (rc != TG_OK) {
+            if (rc != TG_ERR_BAD_PROJECT_ID && rc != TG_ERR_BAD_INSTANCE_ID
+                && rc != TG_ERR_DUP_ENTRY && rc != TG_ERR_SYNTAX)
+            {
+                abort();
+            }
+
+            if (rc == TG_ERR_SYNTAX && ps.what == NULL) {
+                abort();
+            }
+
+            break;
+        }
+
+        if (ps.include.data == NULL) {
+            if (ps.pos != ps.len) {
+                abort();
+            }
+
+            break;
+        }
+
+        if (ps.pos <= pos) {
+            abort();
+        }
+    }
+
+    if (tg_allow_digest(b, hex) != TG_OK) {
+        abort();
+    }
+
+    tg_allow_destroy(b);
 }

@@ -28,6 +28,9 @@ static void test_id_checks(void);
 static void test_add_contains(void);
 static void test_digest(void);
 static void test_big(void);
+static void test_parse(void);
+static tg_rc_t parse_all(tg_allow_t *a, const char *text,
+    tg_allow_parse_t *ps);
 static void gen_id(unsigned char *out, size_t len, uint64_t x);
 
 
@@ -325,6 +328,102 @@ main(void)
     test_add_contains();
     test_digest();
     test_big();
+    test_parse();
 
     return done_testing();
+}
+
+
+/* parses text whole, following no include: the first result not TG_OK */
+
+static tg_rc_t
+parse_all(tg_allow_t *a, const char *text, tg_allow_parse_t *ps)
+{
+    tg_rc_t  rc;
+
+    memset(ps, 0, sizeof(*ps));
+    ps->text = U(text);
+    ps->len = strlen(text);
+
+    do {
+        rc = tg_allow_parse(a, ps);
+    } while (rc == TG_OK && ps->pos < ps->len);
+
+    return rc;
+}
+
+
+static void
+test_parse(void)
+{
+    tg_rc_t            rc;
+    tg_allow_t        *a;
+    tg_allow_parse_t   ps;
+
+    a = tg_allow_create(0);
+
+    rc = parse_all(a, "# a comment\n" P1 " " I1 "  " I3 ";\n"
+                   "\t" P2 "\n  '" I1 "' # here too\n \"" I3 "\";", &ps);
+    is_rc(rc, TG_OK, "parse: statements, comments, quotes, line breaks");
+    ok(tg_allow_contains(a, S(P1), S(I1)) && tg_allow_contains(a, S(P1), S(I3))
+       && tg_allow_contains(a, S(P2), S(I1))
+       && tg_allow_contains(a, S(P2), S(I3)) && tg_allow_count(a) == 4,
+       "parse: the four pairs are in");
+    is_int(ps.line, 5, "parse: lines counted");
+
+    /* an include is handed back, then the parse goes on */
+
+    memset(&ps, 0, sizeof(ps));
+    ps.text = U("include  allow.d/*.conf ;\n" P1 " " I2 ";");
+    ps.len = strlen((const char *) ps.text);
+    rc = tg_allow_parse(a, &ps);
+    ok(rc == TG_OK && ps.include.len == strlen("allow.d/*.conf")
+       && memcmp(ps.include.data, "allow.d/*.conf", ps.include.len) == 0,
+       "parse: include handed back");
+    rc = tg_allow_parse(a, &ps);
+    ok(rc == TG_OK && ps.include.data == NULL && ps.pos == ps.len
+       && tg_allow_contains(a, S(P1), S(I2)), "parse: resumed after it");
+
+    /* errors: the code, the token, the line of the statement's ';' */
+
+    rc = parse_all(a, P1 " " I1 ";", &ps);
+    ok(rc == TG_ERR_DUP_ENTRY && ps.token.len == strlen(I1)
+       && ps.line == 1, "parse: duplicate, with its token");
+
+    rc = parse_all(a, "\n" P1 "\n" I4 "\n" I1 "\n;", &ps);
+    ok(rc == TG_ERR_DUP_ENTRY && ps.line == 5,
+       "parse: reported at the line of ';', as nginx does");
+
+    rc = parse_all(a, P1 "x " I4 ";", &ps);
+    is_rc(rc, TG_ERR_BAD_PROJECT_ID, "parse: malformed project");
+
+    rc = parse_all(a, P2 " " I1 "-;", &ps);
+    ok(rc == TG_ERR_BAD_INSTANCE_ID && ps.token.len == strlen(I1) + 1,
+       "parse: malformed instance, with its token");
+
+    rc = parse_all(a, "\n\n" P2 " ;", &ps);
+    ok(rc == TG_ERR_BAD_INSTANCE_ID && ps.token.len == 0 && ps.line == 3
+       && ps.project.len == 32, "parse: a project without instances");
+
+    rc = parse_all(a, P2 " { " I4 " };", &ps);
+    ok(rc == TG_ERR_SYNTAX && ps.what != NULL, "parse: a block refused");
+
+    rc = parse_all(a, P2 " \"" I4 "\\\";", &ps);
+    ok(rc == TG_ERR_SYNTAX && ps.what != NULL,
+       "parse: an escape in quotes refused");
+
+    rc = parse_all(a, P2 " " I4, &ps);
+    ok(rc == TG_ERR_SYNTAX && ps.what != NULL,
+       "parse: end of text without ';'");
+
+    rc = parse_all(a, "include a b;", &ps);
+    is_rc(rc, TG_ERR_SYNTAX, "parse: include with two arguments");
+
+    rc = parse_all(a, " ; ", &ps);
+    is_rc(rc, TG_ERR_SYNTAX, "parse: an empty statement");
+
+    rc = parse_all(a, "  # nothing\n\n", &ps);
+    is_rc(rc, TG_OK, "parse: comments only");
+
+    tg_allow_destroy(a);
 }

@@ -1,0 +1,67 @@
+/*
+ * The core's one output writer: the batch serializer, the escaper and
+ * the signer append through it, and any other encoder can.
+ *
+ * A writer appends into the caller's buffer and never allocates.  What
+ * does not fit is counted, not written: len is then the size the output
+ * needs and overflow is set, so one pass with a NULL buffer sizes what a
+ * second would write, and a bound-sized buffer needs no sizing pass at
+ * all.
+ *
+ * With a SHA-256 state attached (tg_out_hash()), every byte appended is
+ * hashed exactly once.  The buffer is then a window: bytes are hashed in
+ * runs, when the window is full (and it is reused) or when the hash is
+ * asked for (tg_out_sha256()).  A caller that keeps the whole output
+ * gives a buffer of its whole size and the window is never reused; the
+ * signer gives a small one and streams its canonical request into the
+ * hash without ever holding it whole.
+ */
+
+#ifndef TG_OUT_H
+#define TG_OUT_H
+
+
+#include "tg_core.h"
+#include "tg_sha256.h"
+
+
+typedef struct {
+    unsigned char       *buf;       /* NULL with size 0: count only */
+    size_t               size;
+    size_t               pos;       /* bytes in buf */
+    size_t               len;       /* bytes appended in all */
+    int                  overflow;  /* bytes were counted, not written */
+    tg_sha256_t         *sha;       /* when set, every byte is hashed */
+    size_t               hashed;    /* bytes of buf already hashed */
+} tg_out_t;
+
+
+void tg_out_init(tg_out_t *o, void *buf, size_t size);
+
+/* from now on every byte appended is hashed into sha (initialized) */
+void tg_out_hash(tg_out_t *o, tg_sha256_t *sha);
+
+void tg_out_put(tg_out_t *o, const void *data, size_t len);
+void tg_out_str(tg_out_t *o, const char *s);
+
+/* the JSON-escaped form of src (tg_escape.h's rules), without quotes */
+void tg_out_json(tg_out_t *o, const unsigned char *src, size_t len);
+
+/* feeds what is left in the window to the hash, then finalizes it */
+tg_rc_t tg_out_sha256(tg_out_t *o, unsigned char md[TG_SHA256_LEN]) TG_WUR;
+
+
+static inline void
+tg_out_byte(tg_out_t *o, unsigned char c)
+{
+    if (o->pos < o->size && o->len != (size_t) -1) {
+        o->buf[o->pos++] = c;
+        o->len++;
+        return;
+    }
+
+    tg_out_put(o, &c, 1);
+}
+
+
+#endif /* TG_OUT_H */

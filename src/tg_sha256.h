@@ -1,0 +1,44 @@
+/*
+ * SHA-256 for the core: one algorithm handle fetched once per process,
+ * updates as small as one byte cheap enough for a writer to stream what
+ * it writes into the hash (tg_out.h).
+ *
+ * It is OpenSSL's EVP SHA-256, so the provider configuration holds: an
+ * OpenSSL configured without SHA-256 (a FIPS setup missing its provider)
+ * fails every hash, and the gateway refuses to start rather than hash
+ * outside it.  Errors are sticky: init and update cannot fail visibly,
+ * tg_sha256_final() says whether all went well.
+ */
+
+#ifndef TG_SHA256_H
+#define TG_SHA256_H
+
+
+#include "tg_core.h"
+
+
+#define TG_SHA256_LEN        32
+#define TG_SHA256_BLOCK      64
+
+
+typedef struct {
+    void                *ctx;           /* an EVP_MD_CTX, or NULL */
+    int                  failed;
+} tg_sha256_t;
+
+
+void tg_sha256_init(tg_sha256_t *sha);
+void tg_sha256_update(tg_sha256_t *sha, const void *data, size_t len);
+
+/* TG_OK with md set, or TG_ERR_CRYPTO; the state is released either way */
+tg_rc_t tg_sha256_final(tg_sha256_t *sha, unsigned char md[TG_SHA256_LEN])
+    TG_WUR;
+
+/* releases a state that will not be finalized (wiped: it may hold a key) */
+void tg_sha256_wipe(tg_sha256_t *sha);
+
+/* the lowercase hex of md, 64 digits and a NUL */
+void tg_sha256_hex_of(const unsigned char md[TG_SHA256_LEN], char hex[65]);
+
+
+#endif /* TG_SHA256_H */

@@ -1,0 +1,209 @@
+/*
+ * tg_out_t, the core's output writer: counting what does not fit,
+ * hashing every byte once whether the buffer holds it all or is a
+ * window, and escaping in one pass through either path.  The SHA-256
+ * answers are FIPS 180-2's examples ("abc", and the 448-bit message).
+ */
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "tap.h"
+#include "tg_escape.h"
+#include "tg_out.h"
+#include "tg_sign.h"
+
+
+static void test_count(void);
+static void test_hash(void);
+static void test_json(void);
+static void hash_through(const char *msg, size_t window, char *hex);
+
+
+int
+main(void)
+{
+    test_count();
+    test_hash();
+    test_json();
+
+    return done_testing();
+}
+
+
+static void
+test_count(void)
+{
+    tg_out_t       o;
+    unsigned char  buf[8];
+
+    tg_out_init(&o, NULL, 0);
+    tg_out_str(&o, "hello, ");
+    tg_out_byte(&o, 'w');
+    tg_out_put(&o, "orld", 4);
+    is_int(o.len, 12, "NULL buffer: the length is counted");
+    ok(o.overflow, "NULL buffer: overflow is set");
+
+    memset(buf, 'X', sizeof(buf));
+    tg_out_init(&o, buf, 5);
+    tg_out_str(&o, "abc");
+    ok(!o.overflow && o.len == 3 && o.pos == 3, "fits: no overflow");
+    tg_out_str(&o, "defg");
+    ok(o.overflow && o.len == 7 && o.pos == 5, "too long: counted, cut");
+    ok(memcmp(buf, "abcdeXXX", 8) == 0, "nothing written past size");
+}
+
+
+static void
+test_hash(void)
+{
+    size_t       w;
+    char         hex[TG_SHA256_HEX_LEN + 1];
+    const char  *long_msg;
+
+    static const char  abc[] =
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    static const char  abc448[] =
+        "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1";
+
+    long_msg = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+
+    for (w = 0; w <= 9; w++) {
+        hash_through("abc", w, hex);
+        is_str(hex, abc, "\"abc\" through a window of %zu", w);
+
+        hash_through(long_msg, w, hex);
+        is_str(hex, abc448, "448-bit message through a window of %zu", w);
+    }
+
+    hash_through(long_msg, 4096, hex);
+    is_str(hex, abc448, "448-bit message, whole in the buffer");
+}
+
+
+/* window 0: no buffer, every append goes to the hash */
+
+static void
+hash_through(const char *msg, size_t window, char *hex)
+{
+    size_t          i, n;
+    tg_out_t        o;
+    tg_sha256_t     sha;
+    unsigned char   md[TG_SHA256_LEN], buf[4096];
+
+    tg_sha256_init(&sha);
+    tg_out_init(&o, window ? buf : NULL, window);
+    tg_out_hash(&o, &sha);
+
+    /* bytes one by one, then runs of three */
+
+    for (i = 0; msg[i] != '\0' && i < 10; i++) {
+        tg_out_byte(&o, (unsigned char) msg[i]);
+    }
+
+    while (msg[i] != '\0') {
+        n = strlen(&msg[i]) < 3 ? strlen(&msg[i]) : 3;
+        tg_out_put(&o, &msg[i], n);
+        i += n;
+    }
+
+    if (tg_out_sha256(&o, md) != TG_OK) {
+        hex[0] = '\0';
+        return;
+    }
+
+    tg_sha256_hex_of(md, hex);
+
+    if (o.overflow || o.len != strlen(msg)) {
+        hex[0] = '\0';
+    }
+}
+
+
+/*
+ * tg_out_json() writes what tg_json_escape() writes, directly when the
+ * buffer has room for the worst case and in chunks when it has not (a
+ * window with a hash attached, or a NULL buffer that counts).  Inputs
+ * are long runs of valid and broken UTF-8 around every chunk boundary.
+ */
+
+static void
+test_json(void)
+{
+    int             bad;
+    size_t          i, k, n, len, want_len;
+    tg_out_t        o;
+    tg_sha256_t     sha;
+    unsigned char   in[300], want[6 * 300], got[6 * 300], win[13];
+    unsigned char   md[TG_SHA256_LEN];
+    char            hex1[TG_SHA256_HEX_LEN + 1], hex2[TG_SHA256_HEX_LEN + 1];
+
+    static const char  *pieces[] = {
+        "a", "\"", "\\", "\x01", "\x7f", "\xc3\xa9", "\xe2\x80\xa8",
+        "\xf0\x9f\x98\x80", "\xc2\x85", "\xff", "\xe2\x82", "\x80",
+        "\xed\xa0\x80", "\xf4\x90\x80\x80",
+    };
+
+    bad = 0;
+    srand(20261204);
+
+    for (i = 0; i < 2000; i++) {
+        len = 0;
+
+        while (len < 200 + (size_t) (rand() % 90)) {
+            const char  *p = pieces[rand() % (sizeof(pieces)
+                                              / sizeof(pieces[0]))];
+
+            n = strlen(p);
+            memcpy(&in[len], p, n);
+            len += n;
+        }
+
+        want_len = (size_t) (tg_json_escape(want, in, len) - want);
+
+        if (want_len != tg_json_escaped_len(in, len)) {
+            bad++;
+            continue;
+        }
+
+        /* room for the worst case: written directly */
+
+        tg_out_init(&o, got, sizeof(got));
+        tg_out_json(&o, in, len);
+        bad += (o.len != want_len || memcmp(got, want, want_len) != 0);
+
+        /* a buffer too short for 6x: chunks, same bytes */
+
+        k = want_len + (size_t) (rand() % 5);
+        tg_out_init(&o, got, k < 6 * len ? k : 6 * len - 1);
+        tg_out_json(&o, in, len);
+        bad += (o.overflow || o.len != want_len
+                || memcmp(got, want, want_len) != 0);
+
+        /* counting only */
+
+        tg_out_init(&o, NULL, 0);
+        tg_out_json(&o, in, len);
+        bad += (o.len != want_len);
+
+        /* a window with a hash: the hash of the escaped bytes */
+
+        if (tg_sha256_hex(want, want_len, hex1) != TG_OK) {
+            bad++;
+        }
+
+        tg_sha256_init(&sha);
+        tg_out_init(&o, win, sizeof(win));
+        tg_out_hash(&o, &sha);
+        tg_out_json(&o, in, len);
+        if (tg_out_sha256(&o, md) != TG_OK) {
+            bad++;
+            continue;
+        }
+
+        tg_sha256_hex_of(md, hex2);
+        bad += (o.len != want_len || strcmp(hex1, hex2) != 0);
+    }
+
+    is_int(bad, 0, "tg_out_json == tg_json_escape, every path, 2000 inputs");
+}
