@@ -53,8 +53,48 @@
 #define NGX_HTTP_TG_AUDIT_GROUPS     64
 #define NGX_HTTP_TG_AUDIT_DELAY_MAX  1000000   /* usec, flush_delay= max */
 
+
 #define NGX_HTTP_TG_ZERO_HASH                                                 \
     "0000000000000000000000000000000000000000000000000000000000000000"
+
+
+/* what all workers share about one audit file */
+struct ngx_http_taurus_guard_audit_sh_s {
+    u_char                       last[TG_SHA256_HEX_LEN + 1]; /* chain */
+    ngx_uint_t                   records;
+
+    /* the file the last record went to, and its size after it */
+    dev_t                        dev;
+    ngx_file_uniq_t              ino;
+    off_t                        size;
+
+    /*
+     * Group commit across workers: bytes appended so far (a record's
+     * end is its position), up to where a flush of which file covered
+     * them, and the pid of the one worker flushing now.
+     */
+    ngx_atomic_t                 written;
+    ngx_atomic_t                 flushed;
+    dev_t                        flushed_dev;
+    ngx_file_uniq_t              flushed_ino;
+    ngx_atomic_t                 flush_lock;
+    uint32_t                     flush_seq;     /* unlocks, a futex */
+};
+
+
+/* a group flush in a thread: the descriptors it syncs, and the result */
+typedef struct {
+    ngx_fd_t                     fds[NGX_HTTP_TG_AUDIT_FDS];
+    ngx_uint_t                   nfds;
+    ngx_err_t                    err;
+    ngx_msec_t                   usec;      /* how long it took */
+    dev_t                        devs[NGX_HTTP_TG_AUDIT_FDS];
+    ngx_file_uniq_t              inos[NGX_HTTP_TG_AUDIT_FDS];
+    ngx_atomic_uint_t            upto;      /* the records to cover */
+    ngx_msec_t                   delay;     /* flush_delay=, in usec */
+    ngx_uint_t                   synced;    /* fdatasync() calls made */
+    ngx_http_taurus_guard_audit_sh_t  *sh;
+} ngx_http_taurus_guard_audit_task_t;
 
 
 static ngx_int_t ngx_http_taurus_guard_audit_init_zone(

@@ -17,6 +17,7 @@
 
 
 #define NGX_HTTP_TG_CRED_MAX  65536
+#define NGX_HTTP_TG_TOKEN_MAX  65536
 
 
 static char *ngx_http_taurus_guard_credentials_env(ngx_conf_t *cf,

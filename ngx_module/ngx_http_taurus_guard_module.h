@@ -1,10 +1,8 @@
 
 /*
- * taurus-guard: the nginx glue's shared types.
- *
- * Everything here is nginx plumbing around the plain C core in src/:
- * configuration, the precontent phase handler, body reading, headers,
- * the audit file and variables.
+ * taurus-guard: what the nginx glue's files share, and only that: the
+ * configuration, the request context, and each file's public
+ * prototypes.  A struct one file uses lives in that file.
  */
 
 
@@ -26,7 +24,7 @@
 
 
 #define NGX_HTTP_TG_ID_HEADER       "X-Taurus-Guard-Id"
-#define NGX_HTTP_TG_TOKEN_MAX       65536
+#define NGX_HTTP_TG_REQUEST_ID      "X-Request-Id"
 #define NGX_HTTP_TG_LOG_INTERVAL    60        /* seconds between alerts */
 #define NGX_HTTP_TG_SECRETS         4         /* headers only upstream gets */
 #define NGX_HTTP_TG_REENTRIES       8         /* named in the done record */
@@ -110,46 +108,12 @@ typedef struct {
 } ngx_http_taurus_guard_token_t;
 
 
-/* what all workers share about one audit file */
-typedef struct {
-    u_char                       last[TG_SHA256_HEX_LEN + 1]; /* chain */
-    ngx_uint_t                   records;
-
-    /* the file the last record went to, and its size after it */
-    dev_t                        dev;
-    ngx_file_uniq_t              ino;
-    off_t                        size;
-
-    /*
-     * Group commit across workers: bytes appended so far (a record's
-     * end is its position), up to where a flush of which file covered
-     * them, and the pid of the one worker flushing now.
-     */
-    ngx_atomic_t                 written;
-    ngx_atomic_t                 flushed;
-    dev_t                        flushed_dev;
-    ngx_file_uniq_t              flushed_ino;
-    ngx_atomic_t                 flush_lock;
-    uint32_t                     flush_seq;     /* unlocks, a futex */
-} ngx_http_taurus_guard_audit_sh_t;
+/* what all workers share about one audit file (..._audit.c) */
+typedef struct ngx_http_taurus_guard_audit_sh_s
+    ngx_http_taurus_guard_audit_sh_t;
 
 
 #define NGX_HTTP_TG_AUDIT_FDS        4
-
-
-/* a group flush in a thread: the descriptors it syncs, and the result */
-typedef struct {
-    ngx_fd_t                     fds[NGX_HTTP_TG_AUDIT_FDS];
-    ngx_uint_t                   nfds;
-    ngx_err_t                    err;
-    ngx_msec_t                   usec;      /* how long it took */
-    dev_t                        devs[NGX_HTTP_TG_AUDIT_FDS];
-    ngx_file_uniq_t              inos[NGX_HTTP_TG_AUDIT_FDS];
-    ngx_atomic_uint_t            upto;      /* the records to cover */
-    ngx_msec_t                   delay;     /* flush_delay=, in usec */
-    ngx_uint_t                   synced;    /* fdatasync() calls made */
-    ngx_http_taurus_guard_audit_sh_t  *sh;
-} ngx_http_taurus_guard_audit_task_t;
 
 
 typedef struct {
@@ -188,32 +152,8 @@ typedef struct {
 } ngx_http_taurus_guard_audit_t;
 
 
-/* the central collector, one TCP connection per worker */
-typedef struct {
-    ngx_addr_t                   addr;
-    ngx_uint_t                   facility;
-    ngx_str_t                    tag;
-    size_t                       queue_max;
-#if (NGX_SSL)
-    ngx_ssl_t                   *ssl;       /* TLS, verified, or NULL */
-    ngx_str_t                    ssl_name;  /* the name to verify */
-    u_char                      *ssl_name_z;    /* the same, for SNI */
-#endif
-
-    /* per worker, after fork */
-    ngx_peer_connection_t        pc;
-    ngx_event_t                  retry;
-    u_char                      *queue;     /* whole "LEN MSG" frames */
-    size_t                       qlen;
-    size_t                       sent;      /* of them, on this connection */
-    ngx_uint_t                   dropped;
-    ngx_msec_t                   drop_logged;   /* monotonic */
-    ngx_msec_t                   error_logged;  /* monotonic */
-    unsigned                     drop_was_logged:1;
-    unsigned                     error_was_logged:1;
-    unsigned                     connecting:1;
-    unsigned                     connected:1;
-} ngx_http_taurus_guard_syslog_t;
+/* the central collector (..._syslog.c) */
+typedef struct ngx_http_taurus_guard_syslog_s  ngx_http_taurus_guard_syslog_t;
 
 
 /* the gateway's counters (ngx_http_taurus_guard_metrics.c) */
@@ -306,8 +246,22 @@ typedef enum {
 } ngx_http_taurus_guard_undecided_e;
 
 
+/* where a guarded request is, in order (ngx_http_taurus_guard_run()) */
+typedef enum {
+    NGX_HTTP_TG_STEP_ROUTE = 0,     /* not started: route, headers */
+    NGX_HTTP_TG_STEP_BODY,          /* reading the body */
+    NGX_HTTP_TG_STEP_VALIDATE,      /* the body whole: validating */
+    NGX_HTTP_TG_STEP_AUTHORIZE,     /* allow-list and policy */
+    NGX_HTTP_TG_STEP_SECRETS,       /* fetched secrets, maybe waiting */
+    NGX_HTTP_TG_STEP_SIGN,          /* signing, the allow record */
+    NGX_HTTP_TG_STEP_AUDIT,         /* allow record written or in a flush */
+    NGX_HTTP_TG_STEP_FORWARD,       /* handed to the content handler */
+    NGX_HTTP_TG_STEP_DONE           /* refused or closed: ctx->status */
+} ngx_http_taurus_guard_step_e;
+
+
 typedef struct {
-    ngx_int_t                    phase_rc;  /* what a re-entry returns */
+    ngx_uint_t                   step;      /* ngx_http_taurus_guard_step_e */
     ngx_int_t                    decision;  /* tg_decision_t or UNDECIDED */
     ngx_http_taurus_guard_audit_t  *audit;
     ngx_str_t                    reason;
@@ -326,7 +280,7 @@ typedef struct {
     ngx_str_t                    user;
     ngx_http_request_t          *request;
     ngx_queue_t                  queue;     /* waiting for a flush */
-    ngx_http_event_handler_pt    resume;    /* after the flush */
+    ngx_http_event_handler_pt    resume;    /* after a fetch, a flush */
     ngx_event_t                  flush_wait;    /* its timeout */
     ngx_str_t                    sync_reason;   /* why it failed */
     u_char                       id[TG_AUDIT_ID_LEN + 1];
@@ -338,14 +292,9 @@ typedef struct {
     tg_str_t                     reentries[NGX_HTTP_TG_REENTRIES];
     ngx_uint_t                   nreentries;
 
-    unsigned                     started:1;
     unsigned                     fetch_pending:1;
     unsigned                     fetcher:1;     /* ctx of a fetch */
-    unsigned                     forwarded:1;
     unsigned                     sync_failed:1;
-    unsigned                     waited:1;  /* for a fetch or a flush */
-    unsigned                     allowed:1; /* the allow record written */
-    unsigned                     closed:1;  /* and the one closing it */
     unsigned                     would_deny:1;  /* report mode */
 } ngx_http_taurus_guard_ctx_t;
 
@@ -481,7 +430,39 @@ void ngx_http_taurus_guard_secrets_pop(ngx_http_request_t *r,
 
 /* ngx_http_taurus_guard_handler.c */
 ngx_int_t ngx_http_taurus_guard_handler(ngx_http_request_t *r);
+ngx_http_taurus_guard_ctx_t *ngx_http_taurus_guard_get_ctx(
+    ngx_http_request_t *r);
+ngx_http_taurus_guard_ctx_t *ngx_http_taurus_guard_create_ctx(
+    ngx_http_request_t *r, ngx_http_taurus_guard_loc_conf_t *lcf);
+
+/* ngx_http_taurus_guard_request.c */
+ngx_int_t ngx_http_taurus_guard_route(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_str_t *reason);
+ngx_int_t ngx_http_taurus_guard_content_type(ngx_http_request_t *r);
+ngx_int_t ngx_http_taurus_guard_content_encoding(ngx_http_request_t *r);
+ngx_int_t ngx_http_taurus_guard_read_body(ngx_http_request_t *r,
+    ngx_str_t *raw);
+ngx_int_t ngx_http_taurus_guard_replace_body(ngx_http_request_t *r,
+    ngx_str_t *body);
+ngx_int_t ngx_http_taurus_guard_client_gone(ngx_http_request_t *r);
+
+/* ngx_http_taurus_guard_refuse.c */
+void ngx_http_taurus_guard_record(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, tg_audit_record_t *rec);
+ngx_int_t ngx_http_taurus_guard_refuse(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, ngx_str_t *reason,
+    ngx_array_t *denied, time_t retry_after);
+ngx_int_t ngx_http_taurus_guard_refuse_text(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, const char *text);
 ngx_int_t ngx_http_taurus_guard_filter_init(ngx_conf_t *cf);
+
+/* ngx_http_taurus_guard_forward.c */
+ngx_int_t ngx_http_taurus_guard_forward(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_flag_t woken);
+ngx_int_t ngx_http_taurus_guard_not_forwarded(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, ngx_str_t *reason);
+ngx_int_t ngx_http_taurus_guard_reentry(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx);
 ngx_int_t ngx_http_taurus_guard_log_handler(ngx_http_request_t *r);
 
 

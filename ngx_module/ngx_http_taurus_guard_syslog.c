@@ -21,6 +21,34 @@
 #define NGX_HTTP_TG_SYSLOG_TIMEOUT  5000      /* ms to connect */
 
 
+/* the central collector, one TCP connection per worker */
+struct ngx_http_taurus_guard_syslog_s {
+    ngx_addr_t                   addr;
+    ngx_uint_t                   facility;
+    ngx_str_t                    tag;
+    size_t                       queue_max;
+#if (NGX_SSL)
+    ngx_ssl_t                   *ssl;       /* TLS, verified, or NULL */
+    ngx_str_t                    ssl_name;  /* the name to verify */
+    u_char                      *ssl_name_z;    /* the same, for SNI */
+#endif
+
+    /* per worker, after fork */
+    ngx_peer_connection_t        pc;
+    ngx_event_t                  retry;
+    u_char                      *queue;     /* whole "LEN MSG" frames */
+    size_t                       qlen;
+    size_t                       sent;      /* of them, on this connection */
+    ngx_uint_t                   dropped;
+    ngx_msec_t                   drop_logged;   /* monotonic */
+    ngx_msec_t                   error_logged;  /* monotonic */
+    unsigned                     drop_was_logged:1;
+    unsigned                     error_was_logged:1;
+    unsigned                     connecting:1;
+    unsigned                     connected:1;
+};
+
+
 static void ngx_http_taurus_guard_syslog_connect(
     ngx_http_taurus_guard_syslog_t *sl);
 static void ngx_http_taurus_guard_syslog_retry(ngx_event_t *ev);

@@ -265,6 +265,13 @@ tg_audit_record(tg_audit_out_t *o, const tg_audit_record_t *r)
                                      : ",\"forwarded\":false");
     }
 
+    if (r->request_id.data != NULL) {
+        tg_audit_lit(o, ",");
+        tg_audit_field(o, "request_id", r->request_id.data,
+                       r->request_id.len < TG_AUDIT_REQUEST_ID_MAX
+                       ? r->request_id.len : TG_AUDIT_REQUEST_ID_MAX);
+    }
+
     if (r->upstream != NULL && r->nupstream > 0) {
         tg_audit_lit(o, ",\"upstream\":[");
 

@@ -14,6 +14,7 @@
 
 #define TG_AUDIT_ID_LEN      32     /* hex digits */
 #define TG_RFC3339_MS_LEN    24     /* 2026-11-29T21:00:00.123Z */
+#define TG_AUDIT_REQUEST_ID_MAX  128    /* bytes of request_id kept */
 
 
 typedef enum {
@@ -61,6 +62,8 @@ typedef struct {
     int64_t              bytes;         /* response body; -1: left out */
     int                  has_forwarded;
     int                  forwarded;     /* the upstream got the request */
+    tg_str_t             request_id;    /* the upstream's X-Request-Id,
+                                           cut at TG_AUDIT_REQUEST_ID_MAX */
     const tg_audit_attempt_t *upstream; /* each try, in order */
     size_t               nupstream;
     const tg_str_t      *reentries;     /* refused second forwards */

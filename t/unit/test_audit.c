@@ -2,6 +2,7 @@
  * Unit tests of the audit record encoder (src/tg_audit.c).
  */
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +30,7 @@ static void test_allow_record(void);
 static void test_deny_record(void);
 static void test_minimal_and_done(void);
 static void test_hostile(void);
+static void test_request_id(void);
 static unsigned char *encode(const tg_audit_record_t *r, size_t *len,
     const char *what);
 static void record_init(tg_audit_record_t *r);
@@ -520,6 +522,77 @@ test_hostile(void)
 }
 
 
+/*
+ * The upstream's X-Request-Id in a done record: escaped, cut at 128
+ * bytes, and the verifier reads records with it and without it.
+ */
+#define ONES  "11111111111111111111111111111111" \
+              "11111111111111111111111111111111"
+
+static void
+test_request_id(void)
+{
+    size_t              len;
+    unsigned char      *s;
+    tg_audit_record_t   r;
+    char                prev[65], decision[16];
+    unsigned char       id[200];
+    char                want[400];
+
+    static const char  *old =
+        "{\"id\":\"" ID "\",\"time\":\"2025-11-29T21:00:00.007Z\","
+        "\"client\":\"127.0.0.1\",\"decision\":\"done\","
+        "\"status\":200,\"forwarded\":true,\"prev\":\""
+        "0000000000000000000000000000000000000000000000000000000000000000"
+        "\"}";
+
+    record_init(&r);
+    r.decision = TG_DECISION_DONE;
+    r.status = 200;
+    r.has_forwarded = 1;
+    r.forwarded = 1;
+    r.request_id.data = (const unsigned char *) "a\"b\n";
+    r.request_id.len = 4;
+    r.prev = ONES;
+
+    s = encode(&r, &len, "request_id");
+    if (s != NULL) {
+        is_str((char *) s,
+               "{\"id\":\"" ID "\",\"time\":\"2025-11-29T21:00:00.007Z\","
+               "\"client\":\"127.0.0.1\",\"decision\":\"done\","
+               "\"status\":200,\"forwarded\":true,"
+               "\"request_id\":\"a\\\"b\\u000a\",\"prev\":\"" ONES
+               "\"}\n",
+               "request_id escaped, after forwarded");
+
+        ok(tg_audit_parse_link(s, len - 1, prev, decision) == TG_OK
+           && strcmp(decision, "done") == 0 && prev[0] == '1',
+           "the verifier reads a record with request_id");
+        free(s);
+    }
+
+    ok(tg_audit_parse_link((const unsigned char *) old, strlen(old), prev,
+                           decision) == TG_OK
+       && strcmp(decision, "done") == 0 && prev[0] == '0',
+       "the verifier reads an old record without request_id");
+
+    memset(id, 'x', sizeof(id));
+    record_init(&r);
+    r.decision = TG_DECISION_DONE;
+    r.request_id.data = id;
+    r.request_id.len = sizeof(id);
+
+    s = encode(&r, &len, "long request_id");
+    if (s != NULL) {
+        snprintf(want, sizeof(want), "\"request_id\":\"%.*s\"}\n",
+                 TG_AUDIT_REQUEST_ID_MAX, (char *) id);
+        ok(strstr((char *) s, want) != NULL,
+           "request_id cut at %d bytes", TG_AUDIT_REQUEST_ID_MAX);
+        free(s);
+    }
+}
+
+
 int
 main(void)
 {
@@ -529,6 +602,7 @@ main(void)
     test_deny_record();
     test_minimal_and_done();
     test_hostile();
+    test_request_id();
 
     return done_testing();
 }

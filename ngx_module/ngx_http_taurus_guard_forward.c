@@ -1,0 +1,477 @@
+
+/*
+ * taurus-guard: an allowed batch after its allow record, to its end.
+ * It is forwarded once: the content handler (the proxy's) is wrapped so
+ * that the secret headers exist only while it builds its request, and
+ * any later way back into a location with a content handler
+ * (error_page, post_action, X-Accel-Redirect) is refused and counted.
+ * The log phase writes the record closing each allow (done, or error
+ * when it was not forwarded), and that of a request nginx refused
+ * before the gateway decided.
+ */
+
+
+#include "ngx_http_taurus_guard_module.h"
+
+
+static ngx_int_t ngx_http_taurus_guard_content_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_taurus_guard_unsigned_request(
+    ngx_http_request_t *r);
+static void ngx_http_taurus_guard_close(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx);
+static void ngx_http_taurus_guard_upstream_request_id(ngx_http_request_t *r,
+    tg_str_t *id);
+
+
+/*
+ * The allow record is on disk, or could not be put there: forward the
+ * canonical body, or refuse with 503 and forward nothing.  A client gone
+ * while the request waited gets nothing forwarded either.
+ */
+
+ngx_int_t
+ngx_http_taurus_guard_forward(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_flag_t woken)
+{
+    ngx_uint_t  status;
+
+    static ngx_str_t  gone = ngx_string("client closed the connection"
+                                        " before the forward");
+    static ngx_str_t  no_body = ngx_string("could not set the body to"
+                                           " forward");
+
+    if (ctx->sync_failed) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "taurus_guard: audit record %s not on disk,"
+                      " request refused", ctx->id);
+
+        /* the audit code may have said why: a timeout, say */
+
+        if (ctx->sync_reason.len == 0) {
+            ngx_str_set(&ctx->sync_reason, "audit log unavailable");
+        }
+
+        return ngx_http_taurus_guard_refuse(r, ctx,
+                                            NGX_HTTP_SERVICE_UNAVAILABLE,
+                                            &ctx->sync_reason, NULL, 0);
+    }
+
+    if (woken && ngx_http_taurus_guard_client_gone(r)) {
+        status = NGX_HTTP_CLIENT_CLOSED_REQUEST;
+        return ngx_http_taurus_guard_not_forwarded(r, ctx, status, &gone);
+    }
+
+    if (ngx_http_taurus_guard_replace_body(r, &ctx->body) != NGX_OK) {
+        status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_taurus_guard_not_forwarded(r, ctx, status, &no_body);
+    }
+
+    ctx->step = NGX_HTTP_TG_STEP_FORWARD;
+
+    /*
+     * The proxy's handler, set from clcf->handler when the location was
+     * found, runs with the secret headers; an internal redirect finds
+     * the location again and so never keeps this wrapper.
+     */
+
+    if (r->content_handler != NULL) {
+        ctx->content_handler = r->content_handler;
+        r->content_handler = ngx_http_taurus_guard_content_handler;
+
+    } else {
+        /* nothing here builds an upstream request: no secret needed */
+        ngx_http_taurus_guard_secrets_pop(r, ctx);
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "taurus_guard: batch %s allowed for project \"%V\"",
+                  ctx->id, &ctx->project_id);
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * An allowed batch that is not forwarded: the record closing its allow
+ * says why, and the request ends with status (499: nothing is sent).
+ */
+
+ngx_int_t
+ngx_http_taurus_guard_not_forwarded(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, ngx_str_t *reason)
+{
+    ctx->decision = TG_DECISION_ERROR;
+    ctx->reason = *reason;
+    ctx->status = status;
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "taurus_guard: batch %s not forwarded: %V",
+                  ctx->id, reason);
+
+    /* the error record closing the allow; ctx->step is DONE after it */
+
+    ngx_http_taurus_guard_close(r, ctx);
+
+    return status;
+}
+
+
+/*
+ * The content handler of a forwarded batch: the secret headers are in
+ * r->headers_in while the wrapped handler runs.  With the body read
+ * already, the proxy's ngx_http_read_client_request_body() calls
+ * ngx_http_upstream_init() at once, and its create_request() copies the
+ * headers into the request buffer, which retries reuse.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_content_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                     rc;
+    ngx_flag_t                    built;
+    ngx_http_handler_pt           handler;
+    ngx_http_upstream_t          *u;
+    ngx_http_taurus_guard_ctx_t  *ctx;
+
+    ctx = ngx_http_taurus_guard_get_ctx(r);
+
+    if (ctx == NULL || ctx->content_handler == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    handler = ctx->content_handler;
+    ctx->content_handler = NULL;
+
+    if (ngx_http_taurus_guard_secrets_push(r, ctx) != NGX_OK) {
+        ngx_http_taurus_guard_secrets_pop(r, ctx);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = handler(r);
+
+    u = r->upstream;
+
+    built = (u != NULL && u->request_bufs != NULL
+             && (r->request_body == NULL
+                 || u->request_bufs != r->request_body->bufs));
+
+    ngx_http_taurus_guard_secrets_pop(r, ctx);
+
+    if (built) {
+        return rc;
+    }
+
+    /*
+     * A cache lock, a thread read or a handler of another kind: the
+     * request would be built later, without the secrets.  Fail closed.
+     */
+
+    if (u != NULL) {
+        u->create_request = ngx_http_taurus_guard_unsigned_request;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "taurus_guard: batch %s: the content handler did not"
+                  " build its upstream request at once, nothing unsigned"
+                  " is forwarded", ctx->id);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_taurus_guard_unsigned_request(ngx_http_request_t *r)
+{
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "taurus_guard: upstream request built after the secret"
+                  " headers were taken back, refused");
+
+    return NGX_ERROR;
+}
+
+
+/*
+ * A forwarded batch back in the phases after an internal redirect
+ * (error_page, post_action, X-Accel-Redirect).  Where a content handler
+ * would send it again, it is refused; a static page or "return" may
+ * still answer.
+ */
+
+ngx_int_t
+ngx_http_taurus_guard_reentry(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (r->content_handler == NULL
+        || r->content_handler == ngx_http_taurus_guard_content_handler)
+    {
+        /* nothing to forward, or the phases resuming towards the proxy */
+        return NGX_DECLINED;
+    }
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (ctx->nreentries < NGX_HTTP_TG_REENTRIES) {
+        ctx->reentries[ctx->nreentries].data = clcf->name.data;
+        ctx->reentries[ctx->nreentries].len = clcf->name.len;
+    }
+
+    ctx->nreentries++;
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "taurus_guard: batch %s forwarded already, a second"
+                  " forward from \"%V\" refused", ctx->id, &clcf->name);
+
+    if (r->post_action) {
+        /* the response is sent: end quietly, as the action would */
+        ngx_http_finalize_request(r, NGX_OK);
+        return NGX_DONE;
+    }
+
+    ngx_http_finalize_request(r, ngx_http_taurus_guard_refuse_text(r, ctx,
+                                     NGX_HTTP_BAD_GATEWAY,
+                                     "the batch was forwarded already;"
+                                     " it is not sent a second time"));
+    return NGX_DONE;
+}
+
+
+/*
+ * The log phase closes an allowed batch, and writes the record of a
+ * guarded request nginx refused before the gateway decided
+ * (client_max_body_size, a broken chunked body, a client gone).  A
+ * response below 400 the gateway never decided on ("return 200", a
+ * redirect) is not a decision: it gets no record.
+ */
+
+ngx_int_t
+ngx_http_taurus_guard_log_handler(ngx_http_request_t *r)
+{
+    ngx_flag_t                    forwarded;
+    ngx_uint_t                    status, upstream;
+    tg_audit_record_t             rec;
+    ngx_http_taurus_guard_ctx_t  *ctx;
+
+    ctx = ngx_http_taurus_guard_get_ctx(r);
+
+    if (ctx == NULL || ctx->audit == NULL) {
+        return NGX_OK;
+    }
+
+    status = r->headers_out.status;
+    forwarded = (ctx->step == NGX_HTTP_TG_STEP_FORWARD);
+
+    /* what the batch took of its policy: given back, or spent */
+
+    if (ctx->ticket.policy != NULL) {
+        ngx_http_taurus_guard_policy_end(r, &ctx->ticket, &ctx->project_id,
+                                         ctx->batch, ctx->id, forwarded,
+                                         r->upstream
+                                         ? r->upstream->headers_in.status_n
+                                         : 0);
+    }
+
+    if (status == 0 && r->connection->error) {
+        status = 499;
+    }
+
+    if (forwarded || ctx->step == NGX_HTTP_TG_STEP_AUDIT) {
+
+        /* an allow record no other record closed yet */
+
+        if (!forwarded) {
+            ctx->decision = TG_DECISION_ERROR;
+            ctx->status = status;
+            ngx_str_set(&ctx->reason,
+                        "the request ended before the forward");
+        }
+
+        ngx_http_taurus_guard_close(r, ctx);
+
+        if (forwarded) {
+            upstream = r->upstream ? r->upstream->headers_in.status_n : 0;
+            ngx_http_taurus_guard_metrics_request(r,
+                                                  ctx->would_deny
+                                                  ? TG_DECISION_WOULD_DENY
+                                                  : TG_DECISION_ALLOW,
+                                                  status, upstream);
+        } else {
+            ngx_http_taurus_guard_metrics_request(r,
+                                                  (tg_decision_t) ctx->decision,
+                                                  ctx->status, 0);
+        }
+
+        return NGX_OK;
+    }
+
+    if (ctx->decision != NGX_HTTP_TG_UNDECIDED) {
+        ngx_http_taurus_guard_metrics_request(r,
+                                              (tg_decision_t) ctx->decision,
+                                              ctx->status, 0);
+        return NGX_OK;
+    }
+
+    if (status != 0 && status < NGX_HTTP_BAD_REQUEST) {
+        return NGX_OK;
+    }
+
+    ctx->decision = (status == NGX_HTTP_FORBIDDEN) ? TG_DECISION_DENY
+                    : (status >= 500 || status == 499) ? TG_DECISION_ERROR
+                    : TG_DECISION_INVALID;
+    ctx->status = status;
+    ctx->reason.data = ngx_pnalloc(r->pool, 80);
+
+    if (ctx->reason.data != NULL) {
+        ctx->reason.len = ngx_snprintf(ctx->reason.data, 80,
+                                       "refused by nginx before the gateway"
+                                       " decided (status %ui)", status)
+                          - ctx->reason.data;
+    }
+
+    ngx_http_taurus_guard_record(r, ctx, &rec);
+
+    (void) ngx_http_taurus_guard_audit(r, ctx->audit, &rec, 0);
+
+    ngx_http_taurus_guard_metrics_request(r, (tg_decision_t) ctx->decision,
+                                          status, 0);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The one record that closes an allow: "done" once the batch went to
+ * the content handler, with whether the upstream received it (some try
+ * sent it bytes), each try, and the second forwards refused; "error"
+ * with the reason when it never went.
+ */
+
+static void
+ngx_http_taurus_guard_close(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx)
+{
+    ngx_uint_t                  i, n;
+    ngx_flag_t                  forwarded;
+    tg_audit_record_t           rec;
+    tg_audit_attempt_t         *a;
+    ngx_http_upstream_state_t  *st;
+
+    ngx_http_taurus_guard_secrets_pop(r, ctx);
+
+    forwarded = (ctx->step == NGX_HTTP_TG_STEP_FORWARD);
+
+    if (!forwarded && ctx->step != NGX_HTTP_TG_STEP_AUDIT) {
+        /* no allow record, or closed already */
+        return;
+    }
+
+    ctx->step = NGX_HTTP_TG_STEP_DONE;
+
+    if (!forwarded) {
+        ngx_http_taurus_guard_record(r, ctx, &rec);
+        (void) ngx_http_taurus_guard_audit(r, ctx->audit, &rec, 0);
+        return;
+    }
+
+    ctx->decision = TG_DECISION_DONE;
+    ctx->status = r->headers_out.status;
+
+    if (ctx->status == 0 && r->connection->error) {
+        ctx->status = NGX_HTTP_CLIENT_CLOSED_REQUEST;
+    }
+
+    ngx_http_taurus_guard_record(r, ctx, &rec);
+
+    rec.duration_ms = (int64_t) (ngx_current_msec - ctx->start);
+    rec.bytes = (int64_t) (r->connection->sent - r->header_size);
+
+    if (rec.bytes < 0) {
+        rec.bytes = 0;
+    }
+
+    rec.has_forwarded = 1;
+
+    if (r->upstream_states != NULL && r->upstream_states->nelts) {
+        st = r->upstream_states->elts;
+        n = r->upstream_states->nelts;
+
+        a = ngx_pcalloc(r->pool, n * sizeof(tg_audit_attempt_t));
+
+        if (a != NULL) {
+            for (i = 0; i < n; i++) {
+                if (st[i].peer != NULL) {
+                    a[i].addr.data = st[i].peer->data;
+                    a[i].addr.len = st[i].peer->len;
+                }
+
+                a[i].status = (int) st[i].status;
+                a[i].bytes_sent = (int64_t) st[i].bytes_sent;
+
+                if (st[i].bytes_sent > 0) {
+                    rec.forwarded = 1;
+                }
+            }
+
+            rec.upstream = a;
+            rec.nupstream = n;
+        }
+    }
+
+    if (r->upstream != NULL && r->upstream->request_sent
+        && r->upstream->peer.connection != NULL
+        && r->upstream->peer.connection->sent > 0)
+    {
+        /* the try in flight when the client went, not yet in a state */
+        rec.forwarded = 1;
+    }
+
+    if (r->upstream != NULL) {
+        ngx_http_taurus_guard_upstream_request_id(r, &rec.request_id);
+    }
+
+    if (ctx->nreentries) {
+        rec.reentries = ctx->reentries;
+        rec.nreentries = ngx_min(ctx->nreentries, NGX_HTTP_TG_REENTRIES);
+    }
+
+    (void) ngx_http_taurus_guard_audit(r, ctx->audit, &rec, 0);
+}
+
+
+/* the cloud's X-Request-Id of the last try, for the done record */
+
+static void
+ngx_http_taurus_guard_upstream_request_id(ngx_http_request_t *r,
+    tg_str_t *id)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->upstream->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof(NGX_HTTP_TG_REQUEST_ID) - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) NGX_HTTP_TG_REQUEST_ID,
+                               h[i].key.len) == 0)
+        {
+            /* the encoder escapes it and keeps TG_AUDIT_REQUEST_ID_MAX */
+            id->data = h[i].value.data;
+            id->len = h[i].value.len;
+            return;
+        }
+    }
+}

@@ -1,0 +1,416 @@
+
+/*
+ * taurus-guard: what the gateway answers and records of a refusal.  One
+ * function turns (status, reason) into the error code, the decision, the
+ * audit record and the JSON answer; the header filter puts the audit id
+ * on every guarded answer (X-Taurus-Guard-Id, and X-Request-Id on those
+ * that are not the cloud's).
+ */
+
+
+#include "ngx_http_taurus_guard_module.h"
+#include "tg_escape.h"
+
+
+static ngx_int_t ngx_http_taurus_guard_send_json(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, ngx_str_t *reason,
+    ngx_array_t *denied, time_t retry_after);
+static ngx_int_t ngx_http_taurus_guard_header_filter(ngx_http_request_t *r);
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+
+
+void
+ngx_http_taurus_guard_record(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, tg_audit_record_t *rec)
+{
+    ngx_time_t                         *tp;
+    ngx_http_taurus_guard_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_taurus_guard_module);
+
+    ngx_memzero(rec, sizeof(tg_audit_record_t));
+
+    tp = ngx_timeofday();
+
+    rec->id = (const char *) ctx->id;
+    rec->time_sec = tp->sec;
+    rec->time_msec = (int) tp->msec;
+    rec->client.data = r->connection->addr_text.data;
+    rec->client.len = r->connection->addr_text.len;
+    rec->decision = (tg_decision_t) ctx->decision;
+    rec->project_id.data = ctx->project_id.data;
+    rec->project_id.len = ctx->project_id.len;
+    rec->status = (int) ctx->status;
+    rec->policy.data = (const unsigned char *) mcf->policy;
+    rec->policy.len = TG_SHA256_HEX_LEN;
+    rec->duration_ms = -1;
+    rec->bytes = -1;
+
+    if (ctx->user.len) {
+        rec->user.data = ctx->user.data;
+        rec->user.len = ctx->user.len;
+    }
+
+    if (ctx->decision != TG_DECISION_ALLOW
+        && ctx->decision != TG_DECISION_DONE)
+    {
+        rec->reason.data = ctx->reason.data;
+        rec->reason.len = ctx->reason.len;
+    }
+
+    if (ctx->project_id.len == 0) {
+        /* a refused route: say what was asked */
+        rec->method.data = r->method_name.data;
+        rec->method.len = r->method_name.len;
+        rec->uri.data = r->unparsed_uri.data;
+        rec->uri.len = ngx_min(r->unparsed_uri.len, 512);
+    }
+}
+
+
+/*
+ * The one way a refusal leaves the gateway.  The status says the rest:
+ * the error code is TG.0 and the status, the decision "deny" for 403,
+ * 409 and 429 (the allow-list, the policy), "error" for 5xx, "invalid"
+ * for the other 4xx.  Where the request is says what is recorded:
+ * before the allow record, a record of the refusal (with the batch and
+ * what was denied); after it, the error record closing the allow; after
+ * the forward (a second forward refused), nothing: the done record
+ * counts it.  The log handler counts each request once in the metrics.
+ */
+
+ngx_int_t
+ngx_http_taurus_guard_refuse(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, ngx_str_t *reason,
+    ngx_array_t *denied, time_t retry_after)
+{
+    ngx_int_t           rc;
+    tg_audit_record_t   rec;
+
+    static ngx_str_t  unavailable = ngx_string("audit log unavailable");
+
+    if (ctx->step == NGX_HTTP_TG_STEP_FORWARD) {
+        return ngx_http_taurus_guard_send_json(r, ctx, status, reason, NULL,
+                                               0);
+    }
+
+    if (ctx->step == NGX_HTTP_TG_STEP_AUDIT) {
+        (void) ngx_http_taurus_guard_not_forwarded(r, ctx, status, reason);
+        return ngx_http_taurus_guard_send_json(r, ctx, status, reason, NULL,
+                                               0);
+    }
+
+    ctx->decision = (status == NGX_HTTP_FORBIDDEN
+                     || status == NGX_HTTP_CONFLICT
+                     || status == NGX_HTTP_TOO_MANY_REQUESTS)
+                    ? TG_DECISION_DENY
+                    : (status >= NGX_HTTP_INTERNAL_SERVER_ERROR)
+                    ? TG_DECISION_ERROR : TG_DECISION_INVALID;
+    ctx->reason = *reason;
+    ctx->status = status;
+    ctx->step = NGX_HTTP_TG_STEP_DONE;
+
+    ngx_http_taurus_guard_record(r, ctx, &rec);
+
+    if (ctx->batch != NULL) {
+        rec.instances = ctx->batch->items;
+        rec.ninstances = ctx->batch->nitems;
+        rec.has_delay = 1;
+        rec.delay = ctx->batch->delay;
+        rec.delay_kind = ctx->batch->delay_kind;
+    }
+
+    if (denied != NULL) {
+        rec.denied = denied->elts;
+        rec.ndenied = denied->nelts;
+    }
+
+    ngx_http_taurus_guard_secrets_pop(r, ctx);
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "taurus_guard: request %s refused (%s): %ui",
+                  ctx->id, tg_decision_name((tg_decision_t) ctx->decision),
+                  status);
+
+    if (ngx_http_taurus_guard_audit(r, ctx->audit, &rec, 0) != NGX_OK) {
+        /* a decision that cannot be recorded is not given */
+        status = NGX_HTTP_SERVICE_UNAVAILABLE;
+        reason = &unavailable;
+        denied = NULL;
+        ctx->status = status;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_taurus_guard_send_json(r, ctx, status, reason, denied,
+                                           retry_after);
+}
+
+
+ngx_int_t
+ngx_http_taurus_guard_refuse_text(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, const char *text)
+{
+    ngx_str_t  reason;
+
+    reason.data = (u_char *) text;
+    reason.len = ngx_strlen(text);
+
+    return ngx_http_taurus_guard_refuse(r, ctx, status, &reason, NULL, 0);
+}
+
+
+/* {"error_code":"TG.0403","error_msg":"...","audit_id":"...",
+ *  "denied":["..."]} */
+
+static ngx_int_t
+ngx_http_taurus_guard_send_json(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, ngx_str_t *reason,
+    ngx_array_t *denied, time_t retry_after)
+{
+    u_char           *p;
+    size_t            len;
+    tg_str_t         *d;
+    ngx_int_t         rc;
+    ngx_buf_t        *b;
+    ngx_uint_t        i;
+    ngx_chain_t       out;
+    ngx_table_elt_t  *h;
+
+    len = sizeof("{\"error_code\":\"TG.0NNN\",\"error_msg\":\"\","
+                 "\"audit_id\":\"\"}") - 1
+          + tg_json_escaped_len(reason->data, reason->len)
+          + TG_AUDIT_ID_LEN;
+
+    d = NULL;
+
+    if (denied != NULL && denied->nelts) {
+        d = denied->elts;
+        len += sizeof(",\"denied\":[]") - 1;
+
+        for (i = 0; i < denied->nelts; i++) {
+            len += sizeof("\"\",") - 1
+                   + tg_json_escaped_len(d[i].data, d[i].len);
+        }
+    }
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = b->last;
+    p = ngx_sprintf(p, "{\"error_code\":\"TG.%04ui\",\"error_msg\":\"",
+                    status % 10000);
+    p = tg_json_escape(p, reason->data, reason->len);
+    p = ngx_cpymem(p, "\",\"audit_id\":\"", sizeof("\",\"audit_id\":\"") - 1);
+    p = ngx_cpymem(p, ctx->id, TG_AUDIT_ID_LEN);
+    *p++ = '"';
+
+    if (d != NULL) {
+        p = ngx_cpymem(p, ",\"denied\":[", sizeof(",\"denied\":[") - 1);
+
+        for (i = 0; i < denied->nelts; i++) {
+            if (i) {
+                *p++ = ',';
+            }
+
+            *p++ = '"';
+            p = tg_json_escape(p, d[i].data, d[i].len);
+            *p++ = '"';
+        }
+
+        *p++ = ']';
+    }
+
+    *p++ = '}';
+
+    b->last = p;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = b->last - b->pos;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    if (retry_after > 0) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->value.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+        if (h->value.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Retry-After");
+        h->value.len = ngx_sprintf(h->value.data, "%T", retry_after)
+                       - h->value.data;
+    }
+
+    if (status == NGX_HTTP_NOT_ALLOWED) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Allow");
+        ngx_str_set(&h->value, "POST");
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+/*
+ * Every guarded response carries the audit id, the upstream's too; a
+ * request nginx refused before the handler ran gets its id here.  The
+ * SDKs show X-Request-Id as an error's request id: a refusal carries the
+ * audit id there, a forwarded answer the cloud's own, untouched (the
+ * audit id when the cloud sent none, a proxy error, say).
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_header_filter(ngx_http_request_t *r)
+{
+    ngx_uint_t                         i, request_id;
+    ngx_list_part_t                   *part;
+    ngx_table_elt_t                   *h, *o;
+    ngx_http_taurus_guard_ctx_t       *ctx;
+    ngx_http_taurus_guard_loc_conf_t  *lcf;
+
+    if (r != r->main) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    ctx = ngx_http_taurus_guard_get_ctx(r);
+
+    if (ctx == NULL) {
+        lcf = ngx_http_get_module_loc_conf(r, ngx_http_taurus_guard_module);
+
+        if (!lcf->enable) {
+            return ngx_http_next_header_filter(r);
+        }
+
+        ctx = ngx_http_taurus_guard_create_ctx(r, lcf);
+        if (ctx == NULL) {
+            /* already refused (500) for the same reason: answer anyway */
+            return ngx_http_next_header_filter(r);
+        }
+    }
+
+    if (ctx->step == NGX_HTTP_TG_STEP_FORWARD && ctx->token_src != NULL
+        && r->headers_out.status == NGX_HTTP_UNAUTHORIZED)
+    {
+        /* expired early or revoked: the next request fetches a new one */
+        ngx_http_taurus_guard_fetch_refused(r, ctx);
+    }
+
+    /* the id is the gateway's: one the upstream sent is not passed on */
+
+    request_id = 0;
+    part = &r->headers_out.headers.part;
+    o = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            o = part->elts;
+            i = 0;
+        }
+
+        if (o[i].key.len == sizeof(NGX_HTTP_TG_ID_HEADER) - 1
+            && ngx_strncasecmp(o[i].key.data, (u_char *) NGX_HTTP_TG_ID_HEADER,
+                               o[i].key.len) == 0)
+        {
+            o[i].hash = 0;
+            continue;
+        }
+
+        if (o[i].hash != 0
+            && o[i].key.len == sizeof(NGX_HTTP_TG_REQUEST_ID) - 1
+            && ngx_strncasecmp(o[i].key.data, (u_char *) NGX_HTTP_TG_REQUEST_ID,
+                               o[i].key.len) == 0)
+        {
+            if (ctx->step == NGX_HTTP_TG_STEP_FORWARD) {
+                request_id = 1;
+
+            } else {
+                /* not the cloud's answer: the caller quotes the audit id */
+                o[i].hash = 0;
+            }
+        }
+    }
+
+    if (!request_id) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, NGX_HTTP_TG_REQUEST_ID);
+        h->value.data = ctx->id;
+        h->value.len = TG_AUDIT_ID_LEN;
+    }
+
+    if (ctx->would_deny && ctx->step == NGX_HTTP_TG_STEP_FORWARD) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        /* report mode: the caller learns what enforce mode would do */
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "X-Taurus-Guard-Decision");
+        ngx_str_set(&h->value, "would_deny");
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, NGX_HTTP_TG_ID_HEADER);
+    h->value.data = ctx->id;
+    h->value.len = TG_AUDIT_ID_LEN;
+
+    return ngx_http_next_header_filter(r);
+}
+
+
+ngx_int_t
+ngx_http_taurus_guard_filter_init(ngx_conf_t *cf)
+{
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_taurus_guard_header_filter;
+
+    return NGX_OK;
+}
