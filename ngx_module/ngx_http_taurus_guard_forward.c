@@ -17,10 +17,6 @@
 static ngx_int_t ngx_http_taurus_guard_content_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_taurus_guard_unsigned_request(
     ngx_http_request_t *r);
-static void ngx_http_taurus_guard_close(ngx_http_request_t *r,
-    ngx_http_taurus_guard_ctx_t *ctx);
-static void ngx_http_taurus_guard_upstream_request_id(ngx_http_request_t *r,
-    tg_str_t *id);
 
 
 /*
@@ -88,31 +84,6 @@ ngx_http_taurus_guard_forward(ngx_http_request_t *r,
                   ctx->id, &ctx->project_id);
 
     return NGX_DECLINED;
-}
-
-
-/*
- * An allowed batch that is not forwarded: the record closing its allow
- * says why, and the request ends with status (499: nothing is sent).
- */
-
-ngx_int_t
-ngx_http_taurus_guard_not_forwarded(ngx_http_request_t *r,
-    ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, ngx_str_t *reason)
-{
-    ctx->decision = TG_DECISION_ERROR;
-    ctx->reason = *reason;
-    ctx->status = status;
-
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "taurus_guard: batch %s not forwarded: %V",
-                  ctx->id, reason);
-
-    /* the error record closing the allow; ctx->step is DONE after it */
-
-    ngx_http_taurus_guard_close(r, ctx);
-
-    return status;
 }
 
 
@@ -337,141 +308,4 @@ ngx_http_taurus_guard_log_handler(ngx_http_request_t *r)
                                           status, 0);
 
     return NGX_OK;
-}
-
-
-/*
- * The one record that closes an allow: "done" once the batch went to
- * the content handler, with whether the upstream received it (some try
- * sent it bytes), each try, and the second forwards refused; "error"
- * with the reason when it never went.
- */
-
-static void
-ngx_http_taurus_guard_close(ngx_http_request_t *r,
-    ngx_http_taurus_guard_ctx_t *ctx)
-{
-    ngx_uint_t                  i, n;
-    ngx_flag_t                  forwarded;
-    tg_audit_record_t           rec;
-    tg_audit_attempt_t         *a;
-    ngx_http_upstream_state_t  *st;
-
-    ngx_http_taurus_guard_secrets_pop(r, ctx);
-
-    forwarded = (ctx->step == NGX_HTTP_TG_STEP_FORWARD);
-
-    if (!forwarded && ctx->step != NGX_HTTP_TG_STEP_AUDIT) {
-        /* no allow record, or closed already */
-        return;
-    }
-
-    ctx->step = NGX_HTTP_TG_STEP_DONE;
-
-    if (!forwarded) {
-        ngx_http_taurus_guard_record(r, ctx, &rec);
-        (void) ngx_http_taurus_guard_audit(r, ctx->audit, &rec, 0);
-        return;
-    }
-
-    ctx->decision = TG_DECISION_DONE;
-    ctx->status = r->headers_out.status;
-
-    if (ctx->status == 0 && r->connection->error) {
-        ctx->status = NGX_HTTP_CLIENT_CLOSED_REQUEST;
-    }
-
-    ngx_http_taurus_guard_record(r, ctx, &rec);
-
-    rec.duration_ms = (int64_t) (ngx_current_msec - ctx->start);
-    rec.bytes = (int64_t) (r->connection->sent - r->header_size);
-
-    if (rec.bytes < 0) {
-        rec.bytes = 0;
-    }
-
-    rec.has_forwarded = 1;
-
-    if (r->upstream_states != NULL && r->upstream_states->nelts) {
-        st = r->upstream_states->elts;
-        n = r->upstream_states->nelts;
-
-        a = ngx_pcalloc(r->pool, n * sizeof(tg_audit_attempt_t));
-
-        if (a != NULL) {
-            for (i = 0; i < n; i++) {
-                if (st[i].peer != NULL) {
-                    a[i].addr.data = st[i].peer->data;
-                    a[i].addr.len = st[i].peer->len;
-                }
-
-                a[i].status = (int) st[i].status;
-                a[i].bytes_sent = (int64_t) st[i].bytes_sent;
-
-                if (st[i].bytes_sent > 0) {
-                    rec.forwarded = 1;
-                }
-            }
-
-            rec.upstream = a;
-            rec.nupstream = n;
-        }
-    }
-
-    if (r->upstream != NULL && r->upstream->request_sent
-        && r->upstream->peer.connection != NULL
-        && r->upstream->peer.connection->sent > 0)
-    {
-        /* the try in flight when the client went, not yet in a state */
-        rec.forwarded = 1;
-    }
-
-    if (r->upstream != NULL) {
-        ngx_http_taurus_guard_upstream_request_id(r, &rec.request_id);
-    }
-
-    if (ctx->nreentries) {
-        rec.reentries = ctx->reentries;
-        rec.nreentries = ngx_min(ctx->nreentries, NGX_HTTP_TG_REENTRIES);
-    }
-
-    (void) ngx_http_taurus_guard_audit(r, ctx->audit, &rec, 0);
-}
-
-
-/* the cloud's X-Request-Id of the last try, for the done record */
-
-static void
-ngx_http_taurus_guard_upstream_request_id(ngx_http_request_t *r,
-    tg_str_t *id)
-{
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    part = &r->upstream->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof(NGX_HTTP_TG_REQUEST_ID) - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) NGX_HTTP_TG_REQUEST_ID,
-                               h[i].key.len) == 0)
-        {
-            /* the encoder escapes it and keeps TG_AUDIT_REQUEST_ID_MAX */
-            id->data = h[i].value.data;
-            id->len = h[i].value.len;
-            return;
-        }
-    }
 }

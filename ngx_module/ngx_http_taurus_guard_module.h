@@ -430,6 +430,8 @@ void ngx_http_taurus_guard_secrets_pop(ngx_http_request_t *r,
 
 /* ngx_http_taurus_guard_handler.c */
 ngx_int_t ngx_http_taurus_guard_handler(ngx_http_request_t *r);
+
+/* ngx_http_taurus_guard_ctx.c */
 ngx_http_taurus_guard_ctx_t *ngx_http_taurus_guard_get_ctx(
     ngx_http_request_t *r);
 ngx_http_taurus_guard_ctx_t *ngx_http_taurus_guard_create_ctx(
@@ -454,13 +456,15 @@ ngx_int_t ngx_http_taurus_guard_refuse(ngx_http_request_t *r,
     ngx_array_t *denied, time_t retry_after);
 ngx_int_t ngx_http_taurus_guard_refuse_text(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, const char *text);
+ngx_int_t ngx_http_taurus_guard_not_forwarded(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, ngx_str_t *reason);
+void ngx_http_taurus_guard_close(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx);
 ngx_int_t ngx_http_taurus_guard_filter_init(ngx_conf_t *cf);
 
 /* ngx_http_taurus_guard_forward.c */
 ngx_int_t ngx_http_taurus_guard_forward(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx, ngx_flag_t woken);
-ngx_int_t ngx_http_taurus_guard_not_forwarded(ngx_http_request_t *r,
-    ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, ngx_str_t *reason);
 ngx_int_t ngx_http_taurus_guard_reentry(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx);
 ngx_int_t ngx_http_taurus_guard_log_handler(ngx_http_request_t *r);

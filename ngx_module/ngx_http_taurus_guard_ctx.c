@@ -1,0 +1,106 @@
+
+/*
+ * taurus-guard: the request's context.
+ *
+ * Created when a guarded request first meets the gateway (its phase
+ * handler, or the header filter for a response nginx made itself), with
+ * the audit id every record and answer of the request carries, and found
+ * again after an internal redirect through its pool cleanup.
+ */
+
+
+#include "ngx_http_taurus_guard_module.h"
+#include <openssl/rand.h>
+
+
+static void ngx_http_taurus_guard_ctx_cleanup(void *data);
+
+
+/*
+ * The ctx survives internal redirects (error_page after the proxy) the
+ * way ngx_http_realip_module's does: it is found again through its pool
+ * cleanup, so a forwarded batch always gets its completion record.
+ */
+
+ngx_http_taurus_guard_ctx_t *
+ngx_http_taurus_guard_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t           *cln;
+    ngx_http_taurus_guard_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_taurus_guard_module);
+
+    if (ctx != NULL || !r->internal || r != r->main) {
+        return ctx;
+    }
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_taurus_guard_ctx_cleanup) {
+            ctx = cln->data;
+            ngx_http_set_ctx(r, ctx, ngx_http_taurus_guard_module);
+            return ctx;
+        }
+    }
+
+    return NULL;
+}
+
+
+ngx_http_taurus_guard_ctx_t *
+ngx_http_taurus_guard_create_ctx(ngx_http_request_t *r,
+    ngx_http_taurus_guard_loc_conf_t *lcf)
+{
+    u_char                       *p;
+    ngx_uint_t                    i;
+    ngx_pool_cleanup_t           *cln;
+    ngx_http_taurus_guard_ctx_t  *ctx;
+    u_char                        rnd[TG_AUDIT_ID_LEN / 2];
+
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_taurus_guard_ctx_t));
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    ctx = cln->data;
+    ngx_memzero(ctx, sizeof(ngx_http_taurus_guard_ctx_t));
+
+    cln->handler = ngx_http_taurus_guard_ctx_cleanup;
+
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "taurus_guard: RAND_bytes() failed");
+        return NULL;
+    }
+
+    p = ctx->id;
+
+    for (i = 0; i < sizeof(rnd); i++) {
+        *p++ = "0123456789abcdef"[rnd[i] >> 4];
+        *p++ = "0123456789abcdef"[rnd[i] & 0xf];
+    }
+
+    *p = '\0';
+
+    ctx->decision = NGX_HTTP_TG_UNDECIDED;
+    ctx->start = ngx_current_msec;
+    ctx->audit = lcf->audit;
+
+    /* now: $remote_user reads the Authorization header the guard strips */
+
+    if (lcf->audit_user != NULL
+        && ngx_http_complex_value(r, lcf->audit_user, &ctx->user) != NGX_OK)
+    {
+        return NULL;
+    }
+
+    ngx_http_set_ctx(r, ctx, ngx_http_taurus_guard_module);
+
+    return ctx;
+}
+
+
+static void
+ngx_http_taurus_guard_ctx_cleanup(void *data)
+{
+    /* only a marker for ngx_http_taurus_guard_get_ctx() */
+}
