@@ -130,6 +130,9 @@ static void ngx_http_taurus_guard_audit_flush_lock(
 static void ngx_http_taurus_guard_audit_flush_unlock(
     ngx_http_taurus_guard_audit_sh_t *sh);
 static void ngx_http_taurus_guard_audit_sync_done(ngx_event_t *ev);
+static void ngx_http_taurus_guard_audit_fail_later(
+    ngx_http_taurus_guard_audit_t *audit, ngx_err_t err);
+static void ngx_http_taurus_guard_audit_not_started(ngx_event_t *ev);
 static void ngx_http_taurus_guard_audit_close_fds(
     ngx_http_taurus_guard_audit_task_t *t);
 static void ngx_http_taurus_guard_audit_wake(
@@ -325,6 +328,10 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
 
     ngx_queue_init(&audit->pending);
     ngx_queue_init(&audit->syncing);
+
+    audit->failed.handler = ngx_http_taurus_guard_audit_not_started;
+    audit->failed.data = audit;
+    audit->failed.log = &cf->cycle->new_log;
 #endif
 
     name.len = sizeof("taurus_guard_audit:") - 1 + file->name.len;
@@ -1197,7 +1204,7 @@ ngx_http_taurus_guard_audit_start_sync(ngx_http_taurus_guard_audit_t *audit)
             }
 
             audit->npending = 0;
-            ngx_http_taurus_guard_audit_wake(audit, NGX_ENOMEM);
+            ngx_http_taurus_guard_audit_fail_later(audit, NGX_ENOMEM);
             return;
         }
 
@@ -1229,7 +1236,7 @@ ngx_http_taurus_guard_audit_start_sync(ngx_http_taurus_guard_audit_t *audit)
         ngx_http_taurus_guard_audit_close_fds(t);
 
         /* fail closed: nobody waiting is forwarded */
-        ngx_http_taurus_guard_audit_wake(audit, NGX_EAGAIN);
+        ngx_http_taurus_guard_audit_fail_later(audit, NGX_EAGAIN);
         return;
     }
 
@@ -1375,6 +1382,39 @@ ngx_http_taurus_guard_audit_flush_unlock(ngx_http_taurus_guard_audit_sh_t *sh)
     (void) syscall(SYS_futex, &sh->flush_seq, FUTEX_WAKE, INT_MAX, NULL,
                    NULL, 0);
 #endif
+}
+
+
+/*
+ * A flush that could not start (no task, the thread pool's queue full)
+ * fails those waiting for it as a failed flush would, from the event
+ * loop: waking them here would run the request that is writing its
+ * record, from inside its own audit call.
+ */
+
+static void
+ngx_http_taurus_guard_audit_fail_later(ngx_http_taurus_guard_audit_t *audit,
+    ngx_err_t err)
+{
+    audit->busy = 1;
+    audit->failed_err = err;
+
+    ngx_post_event(&audit->failed, &ngx_posted_events);
+}
+
+
+static void
+ngx_http_taurus_guard_audit_not_started(ngx_event_t *ev)
+{
+    ngx_http_taurus_guard_audit_t  *audit = ev->data;
+
+    ngx_http_taurus_guard_audit_wake(audit, audit->failed_err);
+
+    audit->busy = 0;
+
+    if (!ngx_queue_empty(&audit->pending)) {
+        ngx_http_taurus_guard_audit_start_sync(audit);
+    }
 }
 
 

@@ -701,13 +701,15 @@ ngx_http_taurus_guard_sign_audit(ngx_http_request_t *r,
     rec.delay_kind = ctx->batch->delay_kind;
     rec.body_sha256 = ctx->hash;
 
-    rc = ngx_http_taurus_guard_audit(r, lcf->audit, &rec, 1);
-
     /*
      * A later record closes it, whatever comes: done, or error when it
      * is not forwarded (which stands alone if the allow was not written).
+     * The step moves first: nothing that happens during the write may
+     * find the request still at signing, and sign and record it again.
      */
     ctx->step = NGX_HTTP_TG_STEP_AUDIT;
+
+    rc = ngx_http_taurus_guard_audit(r, lcf->audit, &rec, 1);
 
     if (rc == NGX_AGAIN) {
         /* blocked until the group flush, then ctx->resume */
