@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 
 #include "tg_audit.h"
+#include "tg_sign.h"
 #include "tap.h"
 
 
@@ -33,6 +34,8 @@ static void test_hostile(void);
 static void test_request_id(void);
 static unsigned char *encode(const tg_audit_record_t *r, size_t *len,
     const char *what);
+static void one_pass(const tg_audit_record_t *r, const unsigned char *want,
+    size_t n, const char *what);
 static void record_init(tg_audit_record_t *r);
 
 
@@ -104,11 +107,61 @@ encode(const tg_audit_record_t *r, size_t *len, const char *what)
     ok(memcmp(copy, buf, n) == 0 && buf[n] == 0xa5,
        "%s: larger buffer: same bytes", what);
 
+    one_pass(r, copy, n, what);
+
     copy[n] = '\0';
     free(buf);
 
     *len = n;
     return copy;
+}
+
+
+/*
+ * The gateway's way: a buffer of the bound, the head and the link in one
+ * pass through a hashing writer.  The same bytes as tg_audit_encode(),
+ * and the writer's hash is the line's.
+ */
+static void
+one_pass(const tg_audit_record_t *r, const unsigned char *want, size_t n,
+    const char *what)
+{
+    size_t          bound;
+    tg_out_t        o;
+    tg_sha256_t     sha;
+    unsigned char  *buf, md[TG_SHA256_LEN];
+    char            hex[65], want_hex[65];
+
+    bound = tg_audit_bound(r);
+    ok(bound >= n, "%s: the bound (%zu) holds the record (%zu)", what,
+       bound, n);
+
+    buf = malloc(bound);
+    if (buf == NULL) {
+        ok(0, "%s: malloc", what);
+        return;
+    }
+
+    tg_out_init(&o, buf, bound);
+    tg_sha256_init(&sha);
+    tg_out_hash(&o, &sha);
+
+    tg_audit_write_head(&o, r);
+    tg_audit_write_link(&o, r->prev);
+
+    ok(!o.overflow && o.len == n && o.pos == n && memcmp(buf, want, n) == 0,
+       "%s: one pass into the bound: the same bytes", what);
+
+    is_rc(tg_out_sha256(&o, md), TG_OK, "%s: the writer's hash", what);
+    tg_sha256_hex_of(md, hex);
+
+    if (tg_sha256_hex(want, n, want_hex) != TG_OK) {
+        want_hex[0] = '\0';
+    }
+
+    is_str(hex, want_hex, "%s: the writer hashed the line", what);
+
+    free(buf);
 }
 
 
@@ -326,6 +379,24 @@ test_minimal_and_done(void)
                "\"status\":200,\"duration_ms\":0,"
                "\"bytes\":9007199254740993}\n",
                "done record with status, duration 0 and bytes");
+        free(s);
+    }
+
+    /* numbers at the ends of their types, as printf writes them */
+    record_init(&r);
+    r.decision = TG_DECISION_DONE;
+    r.status = -7;
+    r.duration_ms = INT64_MIN;
+    r.bytes = INT64_MAX;
+
+    s = encode(&r, &len, "extreme numbers");
+    if (s != NULL) {
+        is_str((char *) s,
+               "{\"id\":\"" ID "\",\"time\":\"2025-11-29T21:00:00.007Z\","
+               "\"client\":\"127.0.0.1\",\"decision\":\"done\","
+               "\"status\":-7,\"duration_ms\":-9223372036854775808,"
+               "\"bytes\":9223372036854775807}\n",
+               "negative and extreme numbers in decimal");
         free(s);
     }
 
