@@ -11,7 +11,6 @@
 
 #include <stdint.h>
 #include <string.h>
-#include <time.h>
 
 #include <cjson/cJSON.h>
 
@@ -82,38 +81,59 @@ tg_decision_name(tg_decision_t d)
 }
 
 
+/*
+ * The first and the last second the format holds: 0000-01-01T00:00:00Z
+ * and 9999-12-31T23:59:59Z.
+ */
+#define TG_RFC3339_MIN  (-62167219200LL)
+#define TG_RFC3339_MAX  253402300799LL
+
+/*
+ * Days since 1970-01-01 to the proleptic Gregorian date (H. Hinnant's
+ * civil_from_days(), in eras of 400 years counted from 0000-03-01), as
+ * gmtime_r() has it but without its time zone lock: the calendar of
+ * every record's time stamp is arithmetic.
+ */
+
 tg_rc_t
 tg_rfc3339_ms(int64_t sec, int msec, char out[TG_RFC3339_MS_LEN + 1])
 {
-    time_t     t;
-    struct tm  tm;
+    int64_t   days, rem, era, doe, yoe, doy, mp, year, month, day;
 
-    if (out == NULL || msec < 0 || msec > 999) {
+    if (out == NULL || msec < 0 || msec > 999
+        || sec < TG_RFC3339_MIN || sec > TG_RFC3339_MAX)
+    {
         return TG_ERR_ARG;
     }
 
-    t = (time_t) sec;
+    /* sec + 62167219200 >= 0: the divisions need no floor correction */
 
-    if ((int64_t) t != sec || gmtime_r(&t, &tm) == NULL) {
-        return TG_ERR_ARG;
-    }
+    days = (sec - TG_RFC3339_MIN) / 86400;
+    rem = (sec - TG_RFC3339_MIN) % 86400;
 
-    /* the format has room for years 0000..9999 only */
-    if (tm.tm_year < 0 - 1900 || tm.tm_year > 9999 - 1900) {
-        return TG_ERR_ARG;
-    }
+    /* days since 0000-03-01 (0000-01-01 is day 0, 0000 a leap year) */
+    days -= 60;
 
-    tg_put_digits(out, (unsigned) (tm.tm_year + 1900), 4);
+    era = (days >= 0 ? days : days - 146096) / 146097;
+    doe = days - era * 146097;
+    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    mp = (5 * doy + 2) / 153;
+    day = doy - (153 * mp + 2) / 5 + 1;
+    month = (mp < 10) ? mp + 3 : mp - 9;
+    year = yoe + era * 400 + (month <= 2);
+
+    tg_put_digits(out, (unsigned) year, 4);
     out[4] = '-';
-    tg_put_digits(out + 5, (unsigned) (tm.tm_mon + 1), 2);
+    tg_put_digits(out + 5, (unsigned) month, 2);
     out[7] = '-';
-    tg_put_digits(out + 8, (unsigned) tm.tm_mday, 2);
+    tg_put_digits(out + 8, (unsigned) day, 2);
     out[10] = 'T';
-    tg_put_digits(out + 11, (unsigned) tm.tm_hour, 2);
+    tg_put_digits(out + 11, (unsigned) (rem / 3600), 2);
     out[13] = ':';
-    tg_put_digits(out + 14, (unsigned) tm.tm_min, 2);
+    tg_put_digits(out + 14, (unsigned) (rem / 60 % 60), 2);
     out[16] = ':';
-    tg_put_digits(out + 17, (unsigned) tm.tm_sec, 2);
+    tg_put_digits(out + 17, (unsigned) (rem % 60), 2);
     out[19] = '.';
     tg_put_digits(out + 20, (unsigned) msec, 3);
     out[23] = 'Z';

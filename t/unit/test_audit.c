@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 
@@ -27,6 +28,7 @@
 
 static void test_names(void);
 static void test_rfc3339(void);
+static void rfc3339_like_gmtime(void);
 static void test_allow_record(void);
 static void test_deny_record(void);
 static void test_minimal_and_done(void);
@@ -211,6 +213,73 @@ test_rfc3339(void)
     is_rc(tg_rfc3339_ms(0, 1000, out), TG_ERR_ARG, "msec 1000");
     is_rc(tg_rfc3339_ms(0, -1, out), TG_ERR_ARG, "msec -1");
     is_rc(tg_rfc3339_ms(0, 0, NULL), TG_ERR_ARG, "NULL out");
+
+    rfc3339_like_gmtime();
+}
+
+
+/*
+ * The calendar arithmetic against the C library's gmtime_r(): every day
+ * boundary around the leap rules (1600, 1900, 2000, 2100), then seconds
+ * spread over the whole range the format holds.
+ */
+static void
+rfc3339_like_gmtime(void)
+{
+    int        bad;
+    time_t     t;
+    int64_t    sec, step;
+    uint64_t   x;
+    struct tm  tm;
+    char       out[TG_RFC3339_MS_LEN + 1], want[64];
+
+    static const int64_t  starts[] = {
+        -62167219200LL, -11676096000LL, -2208988800LL, 946684800LL,
+        4102444800LL, 253370764800LL
+    };
+
+    bad = 0;
+    x = 88172645463325252ULL;
+
+    for (step = 0; step < 6 * 3000 + 200000 && bad < 5; step++) {
+        if (step < 6 * 3000) {
+            /* 1500 days either side of each start, at a day's last second */
+            sec = starts[step / 3000] + (step % 3000 - 1500) * 86400LL
+                  + 86399;
+
+        } else {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            sec = -62167219200LL + (int64_t) (x % 315569520000ULL);
+        }
+
+        if (sec < -62167219200LL || sec > 253402300799LL) {
+            continue;
+        }
+
+        t = (time_t) sec;
+
+        if (gmtime_r(&t, &tm) == NULL
+            || tg_rfc3339_ms(sec, 123, out) != TG_OK)
+        {
+            bad++;
+            printf("# %lld: no time\n", (long long) sec);
+            continue;
+        }
+
+        snprintf(want, sizeof(want), "%04d-%02d-%02dT%02d:%02d:%02d.123Z",
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                 tm.tm_min, tm.tm_sec);
+
+        if (strcmp(out, want) != 0) {
+            bad++;
+            printf("# %lld: %s, gmtime_r() says %s\n", (long long) sec, out,
+                   want);
+        }
+    }
+
+    is_int(bad, 0, "the same calendar as gmtime_r() over years 0 to 9999");
 }
 
 
