@@ -732,8 +732,10 @@ ngx_http_taurus_guard_audit(ngx_http_request_t *r,
     ngx_flag_t durable)
 {
     u_char                             *buf;
-    size_t                              len;
+    size_t                              len, bound;
     off_t                               end;
+    tg_out_t                            out;
+    tg_sha256_t                         sha;
     ssize_t                             n;
     ngx_fd_t                            fd, rfd;
     ngx_err_t                           err, lerr;
@@ -743,21 +745,33 @@ ngx_http_taurus_guard_audit(ngx_http_request_t *r,
     ngx_file_info_t                     fi, pfi;
     ngx_http_taurus_guard_audit_sh_t   *sh;
     ngx_http_taurus_guard_main_conf_t  *mcf;
+    u_char                              md[TG_SHA256_LEN];
     u_char                              proc[sizeof("/proc/self/fd/")
                                              + NGX_INT_T_LEN];
 
     log = r->connection->log;
     sh = audit->sh;
 
-    /* the link is always 64 hex digits: size the record first */
+    /*
+     * The record is written and hashed in one pass, all of it but the
+     * link before the lock, the link (always 64 hex digits: the bound
+     * counts it) under the lock, where the previous record is known.
+     */
 
     rec->prev = NGX_HTTP_TG_ZERO_HASH;
-    len = tg_audit_encode(rec, NULL, 0);
+    bound = tg_audit_bound(rec);
 
-    buf = ngx_pnalloc(r->pool, len);
+    buf = ngx_pnalloc(r->pool, bound);
     if (buf == NULL) {
         return NGX_ERROR;
     }
+
+    tg_out_init(&out, buf, bound);
+    tg_sha256_init(&sha);
+    tg_out_hash(&out, &sha);
+
+    tg_audit_write_head(&out, rec);
+    tg_out_flush(&out);
 
     rfd = NGX_INVALID_FILE;
     what = NULL;
@@ -870,10 +884,17 @@ ngx_http_taurus_guard_audit(ngx_http_request_t *r,
 #endif
 
     rec->prev = (const char *) sh->last;
+    tg_audit_write_link(&out, rec->prev);
 
-    if (tg_audit_encode(rec, buf, len) != len) {
+    /* the bound is wrong (a bug) or the hash failed: nothing is written */
+
+    if (out.overflow || tg_out_sha256(&out, md) != TG_OK) {
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "taurus_guard: cannot encode the audit record");
         goto failed;
     }
+
+    len = out.len;
 
     /* one write() on an O_APPEND descriptor: records never interleave */
 
@@ -893,9 +914,7 @@ ngx_http_taurus_guard_audit(ngx_http_request_t *r,
         goto failed;
     }
 
-    if (tg_sha256_hex(buf, len, (char *) sh->last) != TG_OK) {
-        goto failed;
-    }
+    tg_sha256_hex_of(md, (char *) sh->last);
 
     sh->dev = fi.st_dev;
     sh->ino = ngx_file_uniq(&fi);
@@ -949,6 +968,9 @@ failed:
     }
 
     ngx_shmtx_unlock(&audit->shpool->mutex);
+
+    /* a state the hash left released, or one not finalized */
+    tg_sha256_wipe(&sha);
 
     if (rfd != NGX_INVALID_FILE) {
         (void) ngx_close_file(rfd);

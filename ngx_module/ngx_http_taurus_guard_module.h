@@ -28,6 +28,7 @@
 #define NGX_HTTP_TG_LOG_INTERVAL    60        /* seconds between alerts */
 #define NGX_HTTP_TG_SECRETS         4         /* headers only upstream gets */
 #define NGX_HTTP_TG_REENTRIES       8         /* named in the done record */
+#define NGX_HTTP_TG_IDS             64        /* audit ids per RAND_bytes() */
 #define NGX_HTTP_TG_LOG_INTERVAL_MS (NGX_HTTP_TG_LOG_INTERVAL * 1000)
 
 
@@ -220,6 +221,10 @@ typedef struct {
     ngx_int_t                    secret_vars[NGX_HTTP_TG_SECRETS];
                                             /* $http_* of the secrets */
     ngx_array_t                  fetches;   /* of fetch_t *, one a zone */
+    u_char                       ids[NGX_HTTP_TG_IDS * TG_AUDIT_ID_LEN / 2];
+                                            /* random bytes for audit ids,
+                                               drawn by the worker */
+    size_t                       ids_left;  /* of them not handed out */
 } ngx_http_taurus_guard_main_conf_t;
 
 

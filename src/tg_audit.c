@@ -1,38 +1,54 @@
 /*
  * The audit record encoder.
  *
- * One pass of the same code both sizes and writes a record: the writer
- * counts every byte and stores it only in the second pass, which runs
- * only when the caller's buffer holds the whole record, so the length
- * returned is the length written by construction.  Every string, trusted
- * or not, goes through tg_json_escape().
+ * One pass through the output writer (tg_out.h) writes a record into a
+ * buffer of its bound; the same code with no buffer only counts, so a
+ * length asked for is the length written by construction.  Every string
+ * from outside goes through tg_json_escape(); the names and punctuation
+ * are our own constants, written as they are (escaping them would change
+ * no byte).
  */
 
-#include <inttypes.h>
-#include <stdio.h>
+#include <stdint.h>
 #include <string.h>
-#include <time.h>
 
 #include <cjson/cJSON.h>
 
 #include "tg_audit.h"
 #include "tg_escape.h"
+#include "tg_out.h"
 
 
-typedef struct {
-    unsigned char       *pos;       /* NULL: count only */
-    size_t               len;
-} tg_audit_out_t;
+/* a constant piece of the record: its bytes without the NUL */
+#define tg_audit_lit(o, s)  tg_out_put(o, s, sizeof(s) - 1)
+
+/*
+ * Every constant byte of a record (names, quotes, commas, brackets, up to
+ * 20 digits for each number) but those of the repeated items, counted
+ * generously: the constants add up to about 350 bytes, the time to 24
+ * and the decision to 10.
+ */
+#define TG_AUDIT_FIXED       512
+#define TG_AUDIT_INSTANCE    64     /* ,{"instance_id":"","current_..":""} */
+#define TG_AUDIT_ITEM        4      /* ,"" */
+#define TG_AUDIT_ATTEMPT     96     /* ,{"addr":"","status":N,"bytes_..":N} */
+
+/* "head" and an escaped string, "head" and a number */
+#define tg_audit_str(o, head, s, len)                                        \
+    tg_audit_field(o, head, sizeof(head) - 1, s, len)
+#define tg_audit_num(o, head, v)                                             \
+    tg_audit_int(o, head, sizeof(head) - 1, v)
+
+/* escaping writes at most 6 bytes for one */
+#define TG_AUDIT_ESCAPE_MAX  6
 
 
-static void tg_audit_record(tg_audit_out_t *o, const tg_audit_record_t *r);
-static void tg_audit_raw(tg_audit_out_t *o, const char *s, size_t len);
-static void tg_audit_lit(tg_audit_out_t *o, const char *s);
-static void tg_audit_string(tg_audit_out_t *o, const unsigned char *s,
-    size_t len);
-static void tg_audit_field(tg_audit_out_t *o, const char *name,
+static void tg_audit_bound_add(size_t *n, size_t len);
+static void tg_audit_bound_str(size_t *n, const unsigned char *s, size_t len);
+static void tg_audit_field(tg_out_t *o, const char *head, size_t head_len,
     const unsigned char *s, size_t len);
-static void tg_audit_int(tg_audit_out_t *o, const char *name, int64_t v);
+static void tg_audit_int(tg_out_t *o, const char *head, size_t head_len,
+    int64_t v);
 static void tg_put_digits(char *p, unsigned v, int n);
 
 
@@ -65,38 +81,59 @@ tg_decision_name(tg_decision_t d)
 }
 
 
+/*
+ * The first and the last second the format holds: 0000-01-01T00:00:00Z
+ * and 9999-12-31T23:59:59Z.
+ */
+#define TG_RFC3339_MIN  (-62167219200LL)
+#define TG_RFC3339_MAX  253402300799LL
+
+/*
+ * Days since 1970-01-01 to the proleptic Gregorian date (H. Hinnant's
+ * civil_from_days(), in eras of 400 years counted from 0000-03-01), as
+ * gmtime_r() has it but without its time zone lock: the calendar of
+ * every record's time stamp is arithmetic.
+ */
+
 tg_rc_t
 tg_rfc3339_ms(int64_t sec, int msec, char out[TG_RFC3339_MS_LEN + 1])
 {
-    time_t     t;
-    struct tm  tm;
+    int64_t   days, rem, era, doe, yoe, doy, mp, year, month, day;
 
-    if (out == NULL || msec < 0 || msec > 999) {
+    if (out == NULL || msec < 0 || msec > 999
+        || sec < TG_RFC3339_MIN || sec > TG_RFC3339_MAX)
+    {
         return TG_ERR_ARG;
     }
 
-    t = (time_t) sec;
+    /* sec + 62167219200 >= 0: the divisions need no floor correction */
 
-    if ((int64_t) t != sec || gmtime_r(&t, &tm) == NULL) {
-        return TG_ERR_ARG;
-    }
+    days = (sec - TG_RFC3339_MIN) / 86400;
+    rem = (sec - TG_RFC3339_MIN) % 86400;
 
-    /* the format has room for years 0000..9999 only */
-    if (tm.tm_year < 0 - 1900 || tm.tm_year > 9999 - 1900) {
-        return TG_ERR_ARG;
-    }
+    /* days since 0000-03-01 (0000-01-01 is day 0, 0000 a leap year) */
+    days -= 60;
 
-    tg_put_digits(out, (unsigned) (tm.tm_year + 1900), 4);
+    era = (days >= 0 ? days : days - 146096) / 146097;
+    doe = days - era * 146097;
+    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    mp = (5 * doy + 2) / 153;
+    day = doy - (153 * mp + 2) / 5 + 1;
+    month = (mp < 10) ? mp + 3 : mp - 9;
+    year = yoe + era * 400 + (month <= 2);
+
+    tg_put_digits(out, (unsigned) year, 4);
     out[4] = '-';
-    tg_put_digits(out + 5, (unsigned) (tm.tm_mon + 1), 2);
+    tg_put_digits(out + 5, (unsigned) month, 2);
     out[7] = '-';
-    tg_put_digits(out + 8, (unsigned) tm.tm_mday, 2);
+    tg_put_digits(out + 8, (unsigned) day, 2);
     out[10] = 'T';
-    tg_put_digits(out + 11, (unsigned) tm.tm_hour, 2);
+    tg_put_digits(out + 11, (unsigned) (rem / 3600), 2);
     out[13] = ':';
-    tg_put_digits(out + 14, (unsigned) tm.tm_min, 2);
+    tg_put_digits(out + 14, (unsigned) (rem / 60 % 60), 2);
     out[16] = ':';
-    tg_put_digits(out + 17, (unsigned) tm.tm_sec, 2);
+    tg_put_digits(out + 17, (unsigned) (rem % 60), 2);
     out[19] = '.';
     tg_put_digits(out + 20, (unsigned) msec, 3);
     out[23] = 'Z';
@@ -117,104 +154,204 @@ tg_put_digits(char *p, unsigned v, int n)
 
 
 size_t
+tg_audit_bound(const tg_audit_record_t *r)
+{
+    size_t  i, n;
+
+    n = TG_AUDIT_FIXED;
+
+    if (r->id != NULL) {
+        tg_audit_bound_add(&n, strlen(r->id));
+    }
+
+    tg_audit_bound_str(&n, r->client.data, r->client.len);
+    tg_audit_bound_str(&n, r->project_id.data, r->project_id.len);
+    tg_audit_bound_str(&n, r->method.data, r->method.len);
+    tg_audit_bound_str(&n, r->uri.data, r->uri.len);
+    tg_audit_bound_str(&n, r->reason.data, r->reason.len);
+    tg_audit_bound_str(&n, r->user.data, r->user.len);
+    tg_audit_bound_str(&n, r->policy.data, r->policy.len);
+    tg_audit_bound_str(&n, r->request_id.data,
+                       r->request_id.len < TG_AUDIT_REQUEST_ID_MAX
+                       ? r->request_id.len : TG_AUDIT_REQUEST_ID_MAX);
+
+    if (r->body_sha256 != NULL) {
+        tg_audit_bound_add(&n, strlen(r->body_sha256));
+    }
+
+    if (r->prev != NULL) {
+        tg_audit_bound_add(&n, strlen(r->prev));
+    }
+
+    if (r->instances != NULL) {
+        for (i = 0; i < r->ninstances; i++) {
+            n += TG_AUDIT_INSTANCE;
+            tg_audit_bound_str(&n, r->instances[i].instance_id.data,
+                             r->instances[i].instance_id.len);
+            tg_audit_bound_str(&n, r->instances[i].current_version.data,
+                             r->instances[i].current_version.len);
+        }
+    }
+
+    if (r->denied != NULL) {
+        for (i = 0; i < r->ndenied; i++) {
+            n += TG_AUDIT_ITEM;
+            tg_audit_bound_str(&n, r->denied[i].data, r->denied[i].len);
+        }
+    }
+
+    if (r->upstream != NULL) {
+        for (i = 0; i < r->nupstream; i++) {
+            n += TG_AUDIT_ATTEMPT;
+            tg_audit_bound_str(&n, r->upstream[i].addr.data,
+                             r->upstream[i].addr.len);
+        }
+    }
+
+    if (r->reentries != NULL) {
+        for (i = 0; i < r->nreentries; i++) {
+            n += TG_AUDIT_ITEM;
+            tg_audit_bound_str(&n, r->reentries[i].data, r->reentries[i].len);
+        }
+    }
+
+    return n;
+}
+
+
+/* n += the escaped length of len bytes at most; SIZE_MAX once too many */
+static void
+tg_audit_bound_add(size_t *n, size_t len)
+{
+    if (len > (SIZE_MAX - *n - TG_AUDIT_ATTEMPT) / TG_AUDIT_ESCAPE_MAX) {
+        *n = SIZE_MAX - TG_AUDIT_ATTEMPT;
+        return;
+    }
+
+    *n += len * TG_AUDIT_ESCAPE_MAX;
+}
+
+
+static void
+tg_audit_bound_str(size_t *n, const unsigned char *s, size_t len)
+{
+    if (s != NULL) {
+        tg_audit_bound_add(n, len);
+    }
+}
+
+
+size_t
 tg_audit_encode(const tg_audit_record_t *rec, unsigned char *buf,
     size_t size)
 {
-    tg_audit_out_t  o;
+    tg_out_t  o;
 
     if (rec == NULL) {
         return 0;
     }
 
-    o.pos = NULL;
-    o.len = 0;
+    /* a buffer of the bound needs no sizing pass */
 
-    tg_audit_record(&o, rec);
+    if (buf == NULL || size < tg_audit_bound(rec)) {
+        tg_out_init(&o, NULL, 0);
+        tg_audit_write_head(&o, rec);
+        tg_audit_write_link(&o, rec->prev);
 
-    if (buf != NULL && size >= o.len) {
-        o.pos = buf;
-        o.len = 0;
-
-        tg_audit_record(&o, rec);
+        if (buf == NULL || size < o.len) {
+            return o.len;
+        }
     }
+
+    tg_out_init(&o, buf, size);
+    tg_audit_write_head(&o, rec);
+    tg_audit_write_link(&o, rec->prev);
 
     return o.len;
 }
 
 
-static void
-tg_audit_record(tg_audit_out_t *o, const tg_audit_record_t *r)
+void
+tg_audit_write_head(tg_out_t *o, const tg_audit_record_t *r)
 {
     size_t       i;
     const char  *s;
     char         ts[TG_RFC3339_MS_LEN + 1];
 
     s = (r->id != NULL) ? r->id : "";
-    tg_audit_lit(o, "{");
-    tg_audit_field(o, "id", (const unsigned char *) s, strlen(s));
+    tg_audit_str(o, "{\"id\":\"", (const unsigned char *) s, strlen(s));
 
     /* an unrepresentable time is an empty string, never a made-up one */
-    if (tg_rfc3339_ms(r->time_sec, r->time_msec, ts) != TG_OK) {
-        ts[0] = '\0';
+    if (tg_rfc3339_ms(r->time_sec, r->time_msec, ts) == TG_OK) {
+        tg_audit_lit(o, ",\"time\":\"");
+        tg_out_put(o, ts, TG_RFC3339_MS_LEN);
+        tg_out_byte(o, '"');
+
+    } else {
+        tg_audit_lit(o, ",\"time\":\"\"");
     }
 
-    tg_audit_lit(o, ",");
-    tg_audit_field(o, "time", (const unsigned char *) ts, strlen(ts));
-
-    tg_audit_lit(o, ",");
-    tg_audit_field(o, "client", r->client.data,
-                   (r->client.data != NULL) ? r->client.len : 0);
+    tg_audit_str(o, ",\"client\":\"", r->client.data,
+                 (r->client.data != NULL) ? r->client.len : 0);
 
     if (r->project_id.data != NULL) {
-        tg_audit_lit(o, ",");
-        tg_audit_field(o, "project_id", r->project_id.data,
-                       r->project_id.len);
+        tg_audit_str(o, ",\"project_id\":\"", r->project_id.data,
+                     r->project_id.len);
     }
 
     if (r->method.data != NULL) {
-        tg_audit_lit(o, ",");
-        tg_audit_field(o, "method", r->method.data, r->method.len);
+        tg_audit_str(o, ",\"method\":\"", r->method.data,
+                     r->method.len);
     }
 
     if (r->uri.data != NULL) {
-        tg_audit_lit(o, ",");
-        tg_audit_field(o, "uri", r->uri.data, r->uri.len);
+        tg_audit_str(o, ",\"uri\":\"", r->uri.data, r->uri.len);
     }
 
     if (r->instances != NULL && r->ninstances > 0) {
         tg_audit_lit(o, ",\"instances\":[");
 
         for (i = 0; i < r->ninstances; i++) {
-            tg_audit_lit(o, (i == 0) ? "{" : ",{");
-            tg_audit_field(o, "instance_id", r->instances[i].instance_id.data,
-                           r->instances[i].instance_id.len);
-            tg_audit_lit(o, ",");
-            tg_audit_field(o, "current_version",
-                           r->instances[i].current_version.data,
-                           r->instances[i].current_version.len);
-            tg_audit_lit(o, "}");
+            if (i > 0) {
+                tg_out_byte(o, ',');
+            }
+
+            tg_audit_str(o, "{\"instance_id\":\"",
+                         r->instances[i].instance_id.data,
+                         r->instances[i].instance_id.len);
+            tg_audit_str(o, ",\"current_version\":\"",
+                         r->instances[i].current_version.data,
+                         r->instances[i].current_version.len);
+            tg_out_byte(o, '}');
         }
 
-        tg_audit_lit(o, "]");
+        tg_out_byte(o, ']');
     }
 
     if (r->has_delay) {
         if (r->delay_kind == TG_DELAY_BOOL) {
-            tg_audit_lit(o, r->delay ? ",\"delay\":true" : ",\"delay\":false");
+            if (r->delay) {
+                tg_audit_lit(o, ",\"delay\":true");
+
+            } else {
+                tg_audit_lit(o, ",\"delay\":false");
+            }
+
+        } else if (r->delay) {
+            tg_audit_lit(o, ",\"delay\":\"true\"");
 
         } else {
-            tg_audit_lit(o, r->delay ? ",\"delay\":\"true\""
-                                     : ",\"delay\":\"false\"");
+            tg_audit_lit(o, ",\"delay\":\"false\"");
         }
     }
 
     s = tg_decision_name(r->decision);
-    tg_audit_lit(o, ",");
-    tg_audit_field(o, "decision", (const unsigned char *) s, strlen(s));
+    tg_audit_str(o, ",\"decision\":\"", (const unsigned char *) s,
+                 strlen(s));
 
     if (r->reason.data != NULL) {
-        tg_audit_lit(o, ",");
-        tg_audit_field(o, "reason", r->reason.data, r->reason.len);
+        tg_audit_str(o, ",\"reason\":\"", r->reason.data,
+                     r->reason.len);
     }
 
     if (r->denied != NULL && r->ndenied > 0) {
@@ -222,74 +359,77 @@ tg_audit_record(tg_audit_out_t *o, const tg_audit_record_t *r)
 
         for (i = 0; i < r->ndenied; i++) {
             if (i > 0) {
-                tg_audit_lit(o, ",");
+                tg_out_byte(o, ',');
             }
 
-            tg_audit_string(o, r->denied[i].data, r->denied[i].len);
+            tg_audit_str(o, "\"", r->denied[i].data, r->denied[i].len);
         }
 
-        tg_audit_lit(o, "]");
+        tg_out_byte(o, ']');
     }
 
     if (r->status != 0) {
-        tg_audit_int(o, "status", r->status);
+        tg_audit_num(o, ",\"status\":", r->status);
     }
 
     if (r->body_sha256 != NULL) {
-        tg_audit_lit(o, ",");
-        tg_audit_field(o, "body_sha256",
-                       (const unsigned char *) r->body_sha256,
-                       strlen(r->body_sha256));
+        tg_audit_str(o, ",\"body_sha256\":\"",
+                     (const unsigned char *) r->body_sha256,
+                     strlen(r->body_sha256));
     }
 
     if (r->user.data != NULL) {
-        tg_audit_lit(o, ",");
-        tg_audit_field(o, "user", r->user.data, r->user.len);
+        tg_audit_str(o, ",\"user\":\"", r->user.data, r->user.len);
     }
 
     if (r->policy.data != NULL) {
-        tg_audit_lit(o, ",");
-        tg_audit_field(o, "policy", r->policy.data, r->policy.len);
+        tg_audit_str(o, ",\"policy\":\"", r->policy.data,
+                     r->policy.len);
     }
 
     if (r->duration_ms != -1) {
-        tg_audit_int(o, "duration_ms", r->duration_ms);
+        tg_audit_num(o, ",\"duration_ms\":", r->duration_ms);
     }
 
     if (r->bytes != -1) {
-        tg_audit_int(o, "bytes", r->bytes);
+        tg_audit_num(o, ",\"bytes\":", r->bytes);
     }
 
     if (r->has_forwarded) {
-        tg_audit_lit(o, r->forwarded ? ",\"forwarded\":true"
-                                     : ",\"forwarded\":false");
+        if (r->forwarded) {
+            tg_audit_lit(o, ",\"forwarded\":true");
+
+        } else {
+            tg_audit_lit(o, ",\"forwarded\":false");
+        }
     }
 
     if (r->request_id.data != NULL) {
-        tg_audit_lit(o, ",");
-        tg_audit_field(o, "request_id", r->request_id.data,
-                       r->request_id.len < TG_AUDIT_REQUEST_ID_MAX
-                       ? r->request_id.len : TG_AUDIT_REQUEST_ID_MAX);
+        tg_audit_str(o, ",\"request_id\":\"", r->request_id.data,
+                     r->request_id.len < TG_AUDIT_REQUEST_ID_MAX
+                     ? r->request_id.len : TG_AUDIT_REQUEST_ID_MAX);
     }
 
     if (r->upstream != NULL && r->nupstream > 0) {
         tg_audit_lit(o, ",\"upstream\":[");
 
         for (i = 0; i < r->nupstream; i++) {
-            tg_audit_lit(o, (i == 0) ? "{" : ",{");
-            tg_audit_field(o, "addr", r->upstream[i].addr.data,
-                           (r->upstream[i].addr.data != NULL)
-                           ? r->upstream[i].addr.len : 0);
-
-            if (r->upstream[i].status != 0) {
-                tg_audit_int(o, "status", r->upstream[i].status);
+            if (i > 0) {
+                tg_out_byte(o, ',');
             }
 
-            tg_audit_int(o, "bytes_sent", r->upstream[i].bytes_sent);
-            tg_audit_lit(o, "}");
+            tg_audit_str(o, "{\"addr\":\"", r->upstream[i].addr.data,
+                         r->upstream[i].addr.len);
+
+            if (r->upstream[i].status != 0) {
+                tg_audit_num(o, ",\"status\":", r->upstream[i].status);
+            }
+
+            tg_audit_num(o, ",\"bytes_sent\":", r->upstream[i].bytes_sent);
+            tg_out_byte(o, '}');
         }
 
-        tg_audit_lit(o, "]");
+        tg_out_byte(o, ']');
     }
 
     if (r->reentries != NULL && r->nreentries > 0) {
@@ -297,105 +437,74 @@ tg_audit_record(tg_audit_out_t *o, const tg_audit_record_t *r)
 
         for (i = 0; i < r->nreentries; i++) {
             if (i > 0) {
-                tg_audit_lit(o, ",");
+                tg_out_byte(o, ',');
             }
 
-            tg_audit_string(o, r->reentries[i].data, r->reentries[i].len);
+            tg_audit_str(o, "\"", r->reentries[i].data,
+                         r->reentries[i].len);
         }
 
-        tg_audit_lit(o, "]");
+        tg_out_byte(o, ']');
     }
+}
 
+
+void
+tg_audit_write_link(tg_out_t *o, const char *prev)
+{
     /* last, so a reader sees the whole record before the link */
 
-    if (r->prev != NULL) {
-        tg_audit_lit(o, ",");
-        tg_audit_field(o, "prev", (const unsigned char *) r->prev,
-                       strlen(r->prev));
+    if (prev != NULL) {
+        tg_audit_str(o, ",\"prev\":\"", (const unsigned char *) prev,
+                     strlen(prev));
     }
 
     tg_audit_lit(o, "}\n");
 }
 
 
+/*
+ * head, the escaped string and its closing quote; head is a constant of
+ * ours that ends with the opening quote.  A NULL s is the empty string.
+ */
 static void
-tg_audit_raw(tg_audit_out_t *o, const char *s, size_t len)
+tg_audit_field(tg_out_t *o, const char *head, size_t head_len,
+    const unsigned char *s, size_t len)
 {
-    if (o->pos != NULL) {
-        memcpy(o->pos + o->len, s, len);
+    tg_out_put(o, head, head_len);
+
+    if (s != NULL) {
+        tg_out_json(o, s, len);
     }
 
-    o->len += len;
+    tg_out_byte(o, '"');
 }
 
 
+/* head (",\"name\":") and v in decimal, as printf's %lld writes it */
 static void
-tg_audit_lit(tg_audit_out_t *o, const char *s)
+tg_audit_int(tg_out_t *o, const char *head, size_t head_len, int64_t v)
 {
-    tg_audit_raw(o, s, strlen(s));
-}
+    char      *p;
+    uint64_t   u;
+    char       num[24];
 
+    tg_out_put(o, head, head_len);
 
-/* a quoted, escaped JSON string; a NULL s is the empty string */
-static void
-tg_audit_string(tg_audit_out_t *o, const unsigned char *s, size_t len)
-{
-    unsigned char  *end;
+    /* the magnitude as unsigned: -INT64_MIN does not fit an int64_t */
+    u = (v < 0) ? 0 - (uint64_t) v : (uint64_t) v;
+    p = num + sizeof(num);
 
-    if (s == NULL) {
-        len = 0;
+    do {
+        *--p = (char) ('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+
+    if (v < 0) {
+        *--p = '-';
     }
 
-    tg_audit_lit(o, "\"");
-
-    if (len > 0) {
-        if (o->pos != NULL) {
-            end = tg_json_escape(o->pos + o->len, s, len);
-            o->len = end - o->pos;
-
-        } else {
-            o->len += tg_json_escaped_len(s, len);
-        }
-    }
-
-    tg_audit_lit(o, "\"");
-}
-
-
-/* "name":"value"; names are our own constants, escaped all the same */
-static void
-tg_audit_field(tg_audit_out_t *o, const char *name, const unsigned char *s,
-    size_t len)
-{
-    tg_audit_string(o, (const unsigned char *) name, strlen(name));
-    tg_audit_lit(o, ":");
-    tg_audit_string(o, s, len);
-}
-
-
-/* ,"name":number */
-static void
-tg_audit_int(tg_audit_out_t *o, const char *name, int64_t v)
-{
-    int   n;
-    char  num[32];
-
-    tg_audit_lit(o, ",");
-    tg_audit_string(o, (const unsigned char *) name, strlen(name));
-    tg_audit_lit(o, ":");
-
-    n = snprintf(num, sizeof(num), "%" PRId64, v);
-    if (n < 0 || (size_t) n >= sizeof(num)) {
-        n = 0;
-    }
-
-    /* n == 0 cannot happen for an int64_t; keep the JSON valid anyway */
-    if (n == 0) {
-        tg_audit_lit(o, "0");
-        return;
-    }
-
-    tg_audit_raw(o, num, (size_t) n);
+    tg_out_put(o, p, (size_t) (num + sizeof(num) - p));
 }
 
 

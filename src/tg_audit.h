@@ -1,7 +1,10 @@
 /*
  * The audit record encoder: one JSON object per line, every untrusted
- * string escaped by tg_json_escape().  The caller sizes the record first
- * (tg_audit_encode() with size 0) and writes it in one write().
+ * string escaped by tg_json_escape().  A caller allocates the record's
+ * bound (tg_audit_bound()) and writes it in one pass through the output
+ * writer, which can hash the line for the chain as it goes; or sizes it
+ * first (tg_audit_encode() with size 0).  Either way it goes to the file
+ * in one write().
  */
 
 #ifndef TG_AUDIT_H
@@ -10,6 +13,7 @@
 
 #include "tg_core.h"
 #include "tg_batch.h"
+#include "tg_out.h"
 
 
 #define TG_AUDIT_ID_LEN      32     /* hex digits */
@@ -85,6 +89,23 @@ tg_rc_t tg_rfc3339_ms(int64_t sec, int msec,
  */
 size_t tg_audit_encode(const tg_audit_record_t *rec, unsigned char *buf,
     size_t size);
+
+/*
+ * At least the length of the record, '\n' and rec->prev included: every
+ * string counted at 6 bytes a byte, the most escaping makes of one.  A
+ * buffer of this size holds the record without a sizing pass.
+ */
+size_t tg_audit_bound(const tg_audit_record_t *rec);
+
+/*
+ * The record in two pieces through o: all of it but the link (rec->prev
+ * is not looked at), then the link (left out when prev is NULL) and the
+ * end of the line.  The caller may do what it must between the two (the
+ * gateway learns prev under its lock) with the same o, whose hash, if
+ * one is attached, takes the whole line in order.
+ */
+void tg_audit_write_head(tg_out_t *o, const tg_audit_record_t *rec);
+void tg_audit_write_link(tg_out_t *o, const char *prev);
 
 
 /*

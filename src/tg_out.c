@@ -12,9 +12,6 @@
 #define TG_OUT_JSON_CHUNK  64
 
 
-static void tg_out_flush(tg_out_t *o);
-
-
 void
 tg_out_init(tg_out_t *o, void *buf, size_t size)
 {
@@ -155,7 +152,7 @@ tg_out_sha256(tg_out_t *o, unsigned char md[TG_SHA256_LEN])
 }
 
 
-static void
+void
 tg_out_flush(tg_out_t *o)
 {
     if (o->pos > o->hashed) {

@@ -47,6 +47,12 @@ void tg_out_str(tg_out_t *o, const char *s);
 /* the JSON-escaped form of src (tg_escape.h's rules), without quotes */
 void tg_out_json(tg_out_t *o, const unsigned char *src, size_t len);
 
+/*
+ * feeds what the window holds unhashed to the hash now: a caller that
+ * waits between two pieces of output hashes the first while it can
+ */
+void tg_out_flush(tg_out_t *o);
+
 /* feeds what is left in the window to the hash, then finalizes it */
 tg_rc_t tg_out_sha256(tg_out_t *o, unsigned char md[TG_SHA256_LEN]) TG_WUR;
 

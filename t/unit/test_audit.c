@@ -5,10 +5,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 
 #include "tg_audit.h"
+#include "tg_sign.h"
 #include "tap.h"
 
 
@@ -26,6 +28,7 @@
 
 static void test_names(void);
 static void test_rfc3339(void);
+static void rfc3339_like_gmtime(void);
 static void test_allow_record(void);
 static void test_deny_record(void);
 static void test_minimal_and_done(void);
@@ -33,6 +36,8 @@ static void test_hostile(void);
 static void test_request_id(void);
 static unsigned char *encode(const tg_audit_record_t *r, size_t *len,
     const char *what);
+static void one_pass(const tg_audit_record_t *r, const unsigned char *want,
+    size_t n, const char *what);
 static void record_init(tg_audit_record_t *r);
 
 
@@ -104,11 +109,61 @@ encode(const tg_audit_record_t *r, size_t *len, const char *what)
     ok(memcmp(copy, buf, n) == 0 && buf[n] == 0xa5,
        "%s: larger buffer: same bytes", what);
 
+    one_pass(r, copy, n, what);
+
     copy[n] = '\0';
     free(buf);
 
     *len = n;
     return copy;
+}
+
+
+/*
+ * The gateway's way: a buffer of the bound, the head and the link in one
+ * pass through a hashing writer.  The same bytes as tg_audit_encode(),
+ * and the writer's hash is the line's.
+ */
+static void
+one_pass(const tg_audit_record_t *r, const unsigned char *want, size_t n,
+    const char *what)
+{
+    size_t          bound;
+    tg_out_t        o;
+    tg_sha256_t     sha;
+    unsigned char  *buf, md[TG_SHA256_LEN];
+    char            hex[65], want_hex[65];
+
+    bound = tg_audit_bound(r);
+    ok(bound >= n, "%s: the bound (%zu) holds the record (%zu)", what,
+       bound, n);
+
+    buf = malloc(bound);
+    if (buf == NULL) {
+        ok(0, "%s: malloc", what);
+        return;
+    }
+
+    tg_out_init(&o, buf, bound);
+    tg_sha256_init(&sha);
+    tg_out_hash(&o, &sha);
+
+    tg_audit_write_head(&o, r);
+    tg_audit_write_link(&o, r->prev);
+
+    ok(!o.overflow && o.len == n && o.pos == n && memcmp(buf, want, n) == 0,
+       "%s: one pass into the bound: the same bytes", what);
+
+    is_rc(tg_out_sha256(&o, md), TG_OK, "%s: the writer's hash", what);
+    tg_sha256_hex_of(md, hex);
+
+    if (tg_sha256_hex(want, n, want_hex) != TG_OK) {
+        want_hex[0] = '\0';
+    }
+
+    is_str(hex, want_hex, "%s: the writer hashed the line", what);
+
+    free(buf);
 }
 
 
@@ -158,6 +213,73 @@ test_rfc3339(void)
     is_rc(tg_rfc3339_ms(0, 1000, out), TG_ERR_ARG, "msec 1000");
     is_rc(tg_rfc3339_ms(0, -1, out), TG_ERR_ARG, "msec -1");
     is_rc(tg_rfc3339_ms(0, 0, NULL), TG_ERR_ARG, "NULL out");
+
+    rfc3339_like_gmtime();
+}
+
+
+/*
+ * The calendar arithmetic against the C library's gmtime_r(): every day
+ * boundary around the leap rules (1600, 1900, 2000, 2100), then seconds
+ * spread over the whole range the format holds.
+ */
+static void
+rfc3339_like_gmtime(void)
+{
+    int        bad;
+    time_t     t;
+    int64_t    sec, step;
+    uint64_t   x;
+    struct tm  tm;
+    char       out[TG_RFC3339_MS_LEN + 1], want[64];
+
+    static const int64_t  starts[] = {
+        -62167219200LL, -11676096000LL, -2208988800LL, 946684800LL,
+        4102444800LL, 253370764800LL
+    };
+
+    bad = 0;
+    x = 88172645463325252ULL;
+
+    for (step = 0; step < 6 * 3000 + 200000 && bad < 5; step++) {
+        if (step < 6 * 3000) {
+            /* 1500 days either side of each start, at a day's last second */
+            sec = starts[step / 3000] + (step % 3000 - 1500) * 86400LL
+                  + 86399;
+
+        } else {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            sec = -62167219200LL + (int64_t) (x % 315569520000ULL);
+        }
+
+        if (sec < -62167219200LL || sec > 253402300799LL) {
+            continue;
+        }
+
+        t = (time_t) sec;
+
+        if (gmtime_r(&t, &tm) == NULL
+            || tg_rfc3339_ms(sec, 123, out) != TG_OK)
+        {
+            bad++;
+            printf("# %lld: no time\n", (long long) sec);
+            continue;
+        }
+
+        snprintf(want, sizeof(want), "%04d-%02d-%02dT%02d:%02d:%02d.123Z",
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                 tm.tm_min, tm.tm_sec);
+
+        if (strcmp(out, want) != 0) {
+            bad++;
+            printf("# %lld: %s, gmtime_r() says %s\n", (long long) sec, out,
+                   want);
+        }
+    }
+
+    is_int(bad, 0, "the same calendar as gmtime_r() over years 0 to 9999");
 }
 
 
@@ -326,6 +448,24 @@ test_minimal_and_done(void)
                "\"status\":200,\"duration_ms\":0,"
                "\"bytes\":9007199254740993}\n",
                "done record with status, duration 0 and bytes");
+        free(s);
+    }
+
+    /* numbers at the ends of their types, as printf writes them */
+    record_init(&r);
+    r.decision = TG_DECISION_DONE;
+    r.status = -7;
+    r.duration_ms = INT64_MIN;
+    r.bytes = INT64_MAX;
+
+    s = encode(&r, &len, "extreme numbers");
+    if (s != NULL) {
+        is_str((char *) s,
+               "{\"id\":\"" ID "\",\"time\":\"2025-11-29T21:00:00.007Z\","
+               "\"client\":\"127.0.0.1\",\"decision\":\"done\","
+               "\"status\":-7,\"duration_ms\":-9223372036854775808,"
+               "\"bytes\":9223372036854775807}\n",
+               "negative and extreme numbers in decimal");
         free(s);
     }
 
