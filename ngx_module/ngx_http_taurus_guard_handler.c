@@ -424,7 +424,17 @@ ngx_http_taurus_guard_authorize(ngx_http_request_t *r,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        if (lcf->mode != NGX_HTTP_TG_MODE_REPORT) {
+        /*
+         * Report mode previews a policy for the projects the allow-list
+         * names.  A project it does not name at all is refused in both
+         * modes: forwarding it would also fetch a token (and take a
+         * fetch slot) for any project id a caller makes up.
+         */
+
+        if (lcf->mode != NGX_HTTP_TG_MODE_REPORT
+            || !tg_allow_has_project(mcf->allow, ctx->project_id.data,
+                                     ctx->project_id.len))
+        {
             return ngx_http_taurus_guard_refuse(r, ctx, NGX_HTTP_FORBIDDEN,
                                                 &reason, denied, 0);
         }

@@ -84,6 +84,7 @@ typedef struct {
     u_char                       project[TG_PROJECT_ID_LEN];
     u_char                       instance[TG_INSTANCE_ID_MAX_LEN];
     u_char                       len;
+    u_char                       pinned;    /* by the check in progress */
     u_char                       inflight[TG_AUDIT_ID_LEN];  /* or 0s */
     ngx_msec_t                   inflight_since;
     ngx_msec_t                   until;         /* the cooldown's end */
@@ -131,6 +132,8 @@ static time_t ngx_http_taurus_guard_quota_retry(
 static ngx_http_taurus_guard_inst_node_t *ngx_http_taurus_guard_inst_find(
     ngx_http_taurus_guard_policy_zone_t *pz, u_char *project,
     tg_str_t *instance, ngx_uint_t create);
+static void ngx_http_taurus_guard_policy_unpin(
+    ngx_http_taurus_guard_inst_node_t **nodes, ngx_uint_t n);
 static void *ngx_http_taurus_guard_policy_alloc(
     ngx_http_taurus_guard_policy_zone_t *pz, size_t size);
 static ngx_int_t ngx_http_taurus_guard_verdict(ngx_http_request_t *r,
@@ -550,7 +553,7 @@ ngx_http_taurus_guard_policy_check(ngx_http_request_t *r,
 {
     ngx_int_t                              rc;
     ngx_msec_t                             now;
-    ngx_uint_t                             i, used;
+    ngx_uint_t                             i, used, npinned;
     ngx_http_taurus_guard_inst_node_t     *in, **nodes;
     ngx_http_taurus_guard_quota_node_t    *q;
     ngx_http_taurus_guard_policy_zone_t   *pz;
@@ -618,14 +621,31 @@ ngx_http_taurus_guard_policy_check(ngx_http_request_t *r,
 
     /* one instance sent twice: in flight, or still cooling down */
 
+    npinned = 0;
+
     for (i = 0; p->cooldown && i < batch->nitems; i++) {
+        nodes[i] = NULL;
+
+        if (batch->items[i].instance_id.len > TG_INSTANCE_ID_MAX_LEN) {
+            /* on no allow-list: refused, or would_deny already */
+            npinned = i + 1;
+            continue;
+        }
+
         in = ngx_http_taurus_guard_inst_find(pz, project->data,
                                              &batch->items[i].instance_id, 1);
         if (in == NULL) {
             goto full;
         }
 
+        /*
+         * Making room for the next ones must not evict this batch's own
+         * nodes: pinned until the check ends.
+         */
+
+        in->pinned = 1;
         nodes[i] = in;
+        npinned = i + 1;
 
         if (rc != NGX_OK) {
             continue;
@@ -687,6 +707,7 @@ ngx_http_taurus_guard_policy_check(ngx_http_request_t *r,
     }
 
     if (rc != NGX_OK && !take_anyway) {
+        ngx_http_taurus_guard_policy_unpin(nodes, npinned);
         ngx_shmtx_unlock(&pz->shpool->mutex);
         return rc;
     }
@@ -715,10 +736,16 @@ ngx_http_taurus_guard_policy_check(ngx_http_request_t *r,
     }
 
     for (i = 0; p->cooldown && i < batch->nitems; i++) {
+        if (nodes[i] == NULL) {
+            continue;
+        }
+
         ngx_memcpy(nodes[i]->inflight, id, TG_AUDIT_ID_LEN);
         nodes[i]->inflight_since = now;
         ticket->inflight = 1;
     }
+
+    ngx_http_taurus_guard_policy_unpin(nodes, npinned);
 
     ticket->policy = p;
 
@@ -728,6 +755,7 @@ ngx_http_taurus_guard_policy_check(ngx_http_request_t *r,
 
 full:
 
+    ngx_http_taurus_guard_policy_unpin(nodes, npinned);
     ngx_shmtx_unlock(&pz->shpool->mutex);
 
     if (ngx_time() - pz->full_logged >= NGX_HTTP_TG_LOG_INTERVAL) {
@@ -745,6 +773,7 @@ full:
 
 failed:
 
+    ngx_http_taurus_guard_policy_unpin(nodes, npinned);
     ngx_shmtx_unlock(&pz->shpool->mutex);
 
     return NGX_ERROR;
@@ -1094,6 +1123,20 @@ ngx_http_taurus_guard_inst_find(ngx_http_taurus_guard_policy_zone_t *pz,
 }
 
 
+static void
+ngx_http_taurus_guard_policy_unpin(ngx_http_taurus_guard_inst_node_t **nodes,
+    ngx_uint_t n)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < n; i++) {
+        if (nodes[i] != NULL) {
+            nodes[i]->pinned = 0;
+        }
+    }
+}
+
+
 /*
  * From the zone, making room if needed: an instance that is neither in
  * flight nor cooling down holds nothing worth keeping.
@@ -1124,9 +1167,10 @@ ngx_http_taurus_guard_policy_alloc(ngx_http_taurus_guard_policy_zone_t *pz,
         prev = ngx_queue_prev(q);
         in = ngx_queue_data(q, ngx_http_taurus_guard_inst_node_t, lru);
 
-        if ((in->inflight[0]
-             && ngx_http_tg_age(now, in->inflight_since)
-                < NGX_HTTP_TG_INFLIGHT_MAX)
+        if (in->pinned
+            || (in->inflight[0]
+                && ngx_http_tg_age(now, in->inflight_since)
+                   < NGX_HTTP_TG_INFLIGHT_MAX)
             || (in->last_ok && (ngx_msec_int_t) (in->until - now) > 0))
         {
             tries++;

@@ -248,11 +248,12 @@ ngx_http_taurus_guard_content_encoding(ngx_http_request_t *r)
 ngx_int_t
 ngx_http_taurus_guard_read_body(ngx_http_request_t *r, ngx_str_t *raw)
 {
-    u_char       *p;
-    off_t         total, size;
-    ssize_t       n;
-    ngx_buf_t    *b;
-    ngx_chain_t  *cl;
+    u_char                            *p;
+    off_t                              total, size;
+    ssize_t                            n;
+    ngx_buf_t                         *b;
+    ngx_chain_t                       *cl;
+    ngx_http_taurus_guard_loc_conf_t  *lcf;
 
     raw->data = NULL;
     raw->len = 0;
@@ -268,7 +269,17 @@ ngx_http_taurus_guard_read_body(ngx_http_request_t *r, ngx_str_t *raw)
         total += b->in_file ? b->file_last - b->file_pos : b->last - b->pos;
     }
 
-    if (total > (off_t) NGX_MAX_SIZE_T_VALUE / 2) {
+    /*
+     * Over the gateway's own limit, nothing is copied: a chunked or
+     * HTTP/2 body has no Content-Length for the early check, and
+     * client_max_body_size may be large or off.
+     */
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_taurus_guard_module);
+
+    if (total > (off_t) lcf->max_body_size
+        || total > (off_t) NGX_MAX_SIZE_T_VALUE / 2)
+    {
         return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
     }
 

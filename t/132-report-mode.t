@@ -30,9 +30,11 @@ http {
 
     taurus_guard_allow {
         %%PROJECT%% $i0;
+        %%PROJECT2%% $i0;
     }
 
     taurus_guard_policy %%PROJECT%% delay=required;
+    taurus_guard_policy %%PROJECT2%% cooldown=1h;
 
     server {
         listen 127.0.0.1:%%PORT_0%%;
@@ -124,16 +126,33 @@ is($r->{status}, 403, 'enforce: the policy breach is refused');
 
 is(scalar $t->upstream_records, $n, 'enforce: nothing forwarded');
 
+# a project the allow-list does not name at all is refused in report
+# mode too: nothing is forwarded (or fetched) for a made-up project
+
+my $n0 = scalar $t->upstream_records;
+$r = $t->post(upgrade_path('c' x 32), batch_json([ $i0 ], '"true"'));
+is($r->{status}, 403, 'report: a project the allow-list does not name: 403');
+is(scalar $t->upstream_records, $n0, '... nothing forwarded');
+
+# an instance id longer than any allow-list entry, in a project with a
+# cooldown: a would_deny like the others, not a full policy zone
+
+my $long = 'a' x 70;
+$r = $t->post(upgrade_path($PROJECT2), batch_json([ $i0, $long ]));
+is($r->{status}, 200, 'report: a 70-byte instance id is forwarded');
+is(header($r, 'X-Taurus-Guard-Decision'), 'would_deny', '... as would_deny');
+unlike($t->error_log, qr/is full/, '... and the policy zone is not full');
+
 # the metrics count what each mode decided
 
 sleep 1;
 my $m = $t->http("GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n");
-like($m->{body} || '', qr/^taurus_guard_requests_total\{decision="would_deny"\} 2$/m,
-    'metrics: two would_deny');
+like($m->{body} || '', qr/^taurus_guard_requests_total\{decision="would_deny"\} 3$/m,
+    'metrics: three would_deny');
 like($m->{body} || '', qr/^taurus_guard_requests_total\{decision="allow"\} 1$/m,
     'metrics: one allow');
-like($m->{body} || '', qr/^taurus_guard_upstream_responses_total\{code="2xx"\} 3$/m,
-    'metrics: three forwarded answers');
+like($m->{body} || '', qr/^taurus_guard_upstream_responses_total\{code="2xx"\} 4$/m,
+    'metrics: four forwarded answers');
 
 # nginx -t
 
