@@ -27,29 +27,8 @@ system('cc --version >/dev/null 2>&1') == 0
 my $t = Test::TaurusGuard->new;
 my $dir = $t->testdir;
 
-$t->write_file('slowsync.c', <<'EOF');
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <unistd.h>
-
-int
-fdatasync(int fd)
-{
-    static int  (*real)(int);
-
-    if (real == NULL) {
-        real = (int (*)(int)) dlsym(RTLD_NEXT, "fdatasync");
-    }
-
-    sleep(2);
-
-    return real(fd);
-}
-EOF
-
-system("cc -shared -fPIC -o $dir/slowsync.so $dir/slowsync.c -ldl") == 0
-    or plan(skip_all => 'the shim does not build');
-chmod 0755, "$dir/slowsync.so";
+my $shim = $t->sync_shim(delay_ms => 2000)
+    or plan(skip_all => 'no fdatasync shim (no compiler, or a sanitizer build)');
 
 my $old_sts = 'OLD-SECURITY-TOKEN-' . ('a' x 40);
 my $new_sts = 'NEW-SECURITY-TOKEN-' . ('b' x 40);
@@ -61,7 +40,7 @@ $t->write_credentials(security_token => $old_sts);
 $t->write_token($old_tok);
 
 {
-    local $ENV{LD_PRELOAD} = "$dir/slowsync.so";
+    local $ENV{LD_PRELOAD} = $shim;
 
     $t->run(<<"CONF");
 http {

@@ -8,8 +8,8 @@
 # Before the timer, an exiting worker left such a request behind ("open
 # socket ... left"), unanswered and without a completion record.
 #
-# fdatasync() is held by an LD_PRELOAD shim built here while a flag
-# file exists.
+# fdatasync() is held while a flag file exists, by the LD_PRELOAD shim
+# of t/lib/tg-syncshim.c, built here.
 
 use strict;
 use warnings;
@@ -33,31 +33,8 @@ my $dir = $t->testdir;
 my $verify = $t->repo . '/build/taurus-guard-verify';
 plan(skip_all => "no $verify (run make verify)") unless -x $verify;
 
-$t->write_file('holdsync.c', <<"EOF2");
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <unistd.h>
-
-int
-fdatasync(int fd)
-{
-    static int  (*real)(int);
-
-    if (real == NULL) {
-        real = (int (*)(int)) dlsym(RTLD_NEXT, "fdatasync");
-    }
-
-    while (access("$dir/hold", F_OK) == 0) {
-        usleep(10000);
-    }
-
-    return real(fd);
-}
-EOF2
-
-system("cc -shared -fPIC -o $dir/holdsync.so $dir/holdsync.c -ldl") == 0
-    or plan(skip_all => 'the shim does not build');
-chmod 0755, "$dir/holdsync.so";
+my $shim = $t->sync_shim()
+    or plan(skip_all => 'no fdatasync shim (no compiler, or a sanitizer build)');
 
 $t->upstream;
 $t->write_credentials;
@@ -84,7 +61,7 @@ http {
 CONF
 
 sub start {
-    local $ENV{LD_PRELOAD} = "$dir/holdsync.so";
+    local $ENV{LD_PRELOAD} = $shim;
     $t->run($conf);
 }
 

@@ -29,45 +29,14 @@ system('cc --version >/dev/null 2>&1') == 0
 my $t = Test::TaurusGuard->new;
 my $dir = $t->testdir;
 
-$t->write_file('holdsync.c', <<"EOF_C");
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <errno.h>
-#include <unistd.h>
-
-int
-fdatasync(int fd)
-{
-    int          i;
-    static int  (*real)(int);
-
-    if (real == NULL) {
-        real = (int (*)(int)) dlsym(RTLD_NEXT, "fdatasync");
-    }
-
-    /* while the flag file exists, at most 20 s */
-    for (i = 0; i < 2000 && access("$dir/hold", F_OK) == 0; i++) {
-        usleep(10000);
-    }
-
-    if (access("$dir/fail", F_OK) == 0) {
-        errno = EIO;
-        return -1;
-    }
-
-    return real(fd);
-}
-EOF_C
-
-system("cc -shared -fPIC -o $dir/holdsync.so $dir/holdsync.c -ldl") == 0
-    or plan(skip_all => 'the shim does not build');
-chmod 0755, "$dir/holdsync.so";
+my $shim = $t->sync_shim()
+    or plan(skip_all => 'no fdatasync shim (no compiler, or a sanitizer build)');
 
 $t->upstream;
 $t->write_credentials;
 
 {
-    local $ENV{LD_PRELOAD} = "$dir/holdsync.so";
+    local $ENV{LD_PRELOAD} = $shim;
 
     $t->run(<<"CONF");
 http {

@@ -36,39 +36,14 @@ my $dir = $t->testdir;
 my $verify = $t->repo . '/build/taurus-guard-verify';
 plan(skip_all => "no $verify (run make verify)") unless -x $verify;
 
-$t->write_file('holdsync.c', <<"EOF2");
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <unistd.h>
-
-int
-fdatasync(int fd)
-{
-    static int  (*real)(int);
-
-    if (real == NULL) {
-        real = (int (*)(int)) dlsym(RTLD_NEXT, "fdatasync");
-    }
-
-    usleep(50000);
-
-    while (access("$dir/hold", F_OK) == 0) {
-        usleep(10000);
-    }
-
-    return real(fd);
-}
-EOF2
-
-system("cc -shared -fPIC -o $dir/holdsync.so $dir/holdsync.c -ldl") == 0
-    or plan(skip_all => 'the shim does not build');
-chmod 0755, "$dir/holdsync.so";
+my $shim = $t->sync_shim(delay_ms => 50)
+    or plan(skip_all => 'no fdatasync shim (no compiler, or a sanitizer build)');
 
 $t->upstream;
 $t->write_credentials;
 
 {
-    local $ENV{LD_PRELOAD} = "$dir/holdsync.so";
+    local $ENV{LD_PRELOAD} = $shim;
 
     $t->run(<<"CONF");
 worker_processes 2;

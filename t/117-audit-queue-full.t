@@ -33,31 +33,8 @@ my $dir = $t->testdir;
 my $verify = $t->repo . '/build/taurus-guard-verify';
 plan(skip_all => "no $verify (run make verify)") unless -x $verify;
 
-$t->write_file('holdsync.c', <<"EOF2");
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <unistd.h>
-
-int
-fdatasync(int fd)
-{
-    static int  (*real)(int);
-
-    if (real == NULL) {
-        real = (int (*)(int)) dlsym(RTLD_NEXT, "fdatasync");
-    }
-
-    while (access("$dir/hold", F_OK) == 0) {
-        usleep(10000);
-    }
-
-    return real(fd);
-}
-EOF2
-
-system("cc -shared -fPIC -o $dir/holdsync.so $dir/holdsync.c -ldl") == 0
-    or plan(skip_all => 'the shim does not build');
-chmod 0755, "$dir/holdsync.so";
+my $shim = $t->sync_shim()
+    or plan(skip_all => 'no fdatasync shim (no compiler, or a sanitizer build)');
 
 $t->upstream;
 $t->write_credentials;
@@ -80,7 +57,7 @@ SRV
 }
 
 {
-    local $ENV{LD_PRELOAD} = "$dir/holdsync.so";
+    local $ENV{LD_PRELOAD} = $shim;
     $t->run(<<"CONF");
 thread_pool one threads=1 max_queue=1;
 

@@ -585,6 +585,31 @@ sub reload {
 }
 
 
+# The fdatasync() shim of t/lib/tg-syncshim.c, built into the test's
+# directory: slow by delay_ms, held while the file "hold" is there,
+# failing while "fail" is.  Returns the .so for LD_PRELOAD, or undef when
+# it cannot be had (no compiler, or a sanitizer build of nginx, which
+# cannot take a shim): the test then skips.
+
+sub sync_shim {
+    my ($self, %o) = @_;
+
+    return undef if defined $ENV{TG_MODULE} && $ENV{TG_MODULE} eq '';
+
+    my $d = $self->{dir};
+    my $so = "$d/syncshim.so";
+    my $delay = int($o{delay_ms} || 0);
+
+    system('cc', '-shared', '-fPIC', "-DTG_SHIM_DIR=\"$d\"",
+        "-DTG_SHIM_DELAY_MS=$delay", '-o', $so,
+        "$REPO/t/lib/tg-syncshim.c", '-ldl') == 0
+        or return undef;
+    chmod 0755, $so;
+
+    return $so;
+}
+
+
 # "nginx -s reopen": the master reopens the logs, then each worker.
 
 sub reopen {
