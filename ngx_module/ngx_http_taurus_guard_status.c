@@ -75,6 +75,8 @@ static u_char *ngx_http_taurus_guard_escape(u_char *p, u_char *end,
     ngx_str_t *s);
 static u_char *ngx_http_taurus_guard_quota_metrics(u_char *p, u_char *end,
     ngx_array_t *quotas);
+static u_char *ngx_http_taurus_guard_family(u_char *p, u_char *end,
+    const char *name, const char *type, const char *help);
 
 
 static const char  *ngx_http_taurus_guard_decision_names[] = {
@@ -169,10 +171,9 @@ ngx_http_taurus_guard_metrics_handler(ngx_http_request_t *r)
     p = b->last;
     end = b->end;
 
-    p = ngx_slprintf(p, end,
-            "# HELP taurus_guard_requests_total Guarded requests by the"
-            " gateway's decision.\n"
-            "# TYPE taurus_guard_requests_total counter\n");
+    p = ngx_http_taurus_guard_family(p, end,
+            "taurus_guard_requests_total", "counter",
+            "Guarded requests by the gateway's decision.");
 
     for (i = 0; i < NGX_HTTP_TG_DECISIONS; i++) {
         ngx_sprintf(label, "{decision=\"%s\"}%Z",
@@ -181,10 +182,10 @@ ngx_http_taurus_guard_metrics_handler(ngx_http_request_t *r)
                            m->requests[i]);
     }
 
-    p = ngx_slprintf(p, end,
-            "# HELP taurus_guard_refusals_total Requests the gateway"
-            " refused, by HTTP status (TG.0NNN error codes).\n"
-            "# TYPE taurus_guard_refusals_total counter\n");
+    p = ngx_http_taurus_guard_family(p, end,
+            "taurus_guard_refusals_total", "counter",
+            "Requests the gateway refused, by HTTP status (TG.0NNN error"
+            " codes).");
 
     for (i = 0; i <= NGX_HTTP_TG_REFUSAL_STATUSES; i++) {
         if (i < NGX_HTTP_TG_REFUSAL_STATUSES) {
@@ -198,10 +199,10 @@ ngx_http_taurus_guard_metrics_handler(ngx_http_request_t *r)
                            m->refusals[i]);
     }
 
-    p = ngx_slprintf(p, end,
-            "# HELP taurus_guard_upstream_responses_total Forwarded batches"
-            " by the class of the upstream's status (none: no answer).\n"
-            "# TYPE taurus_guard_upstream_responses_total counter\n");
+    p = ngx_http_taurus_guard_family(p, end,
+            "taurus_guard_upstream_responses_total", "counter",
+            "Forwarded batches by the class of the upstream's status (none:"
+            " no answer).");
 
     for (i = 0; i < 6; i++) {
         ngx_sprintf(label, "{code=\"%s\"}%Z", classes[i]);
@@ -209,10 +210,9 @@ ngx_http_taurus_guard_metrics_handler(ngx_http_request_t *r)
                            label, m->upstream[i]);
     }
 
-    p = ngx_slprintf(p, end,
-            "# HELP taurus_guard_audit_flush_seconds Time to put audit"
-            " records on stable storage, per flush.\n"
-            "# TYPE taurus_guard_audit_flush_seconds histogram\n");
+    p = ngx_http_taurus_guard_family(p, end,
+            "taurus_guard_audit_flush_seconds", "histogram",
+            "Time to put audit records on stable storage, per flush.");
 
     sum = 0;
 
@@ -234,39 +234,37 @@ ngx_http_taurus_guard_metrics_handler(ngx_http_request_t *r)
                      "taurus_guard_audit_flush_seconds_count %uA\n",
                      v, m->flush_usec / 1000000, m->flush_usec % 1000000, v);
 
-    p = ngx_slprintf(p, end,
-            "# HELP taurus_guard_audit_flushed_records_total Audit records"
-            " made durable; divided by the flushes, the group commit.\n"
-            "# TYPE taurus_guard_audit_flushed_records_total counter\n");
+    p = ngx_http_taurus_guard_family(p, end,
+            "taurus_guard_audit_flushed_records_total", "counter",
+            "Audit records made durable; divided by the flushes, the group"
+            " commit.");
     ngx_http_tg_metric(p, end, "taurus_guard_audit_flushed_records_total",
                        "", m->flush_records);
 
-    p = ngx_slprintf(p, end,
-            "# HELP taurus_guard_audit_failures_total Failed writes or"
-            " flushes of the audit file (each refused a request).\n"
-            "# TYPE taurus_guard_audit_failures_total counter\n");
+    p = ngx_http_taurus_guard_family(p, end,
+            "taurus_guard_audit_failures_total", "counter",
+            "Failed writes or flushes of the audit file (each refused a"
+            " request).");
     ngx_http_tg_metric(p, end, "taurus_guard_audit_failures_total", "",
                        m->audit_failures);
 
-    p = ngx_slprintf(p, end,
-            "# HELP taurus_guard_audit_last_flush_timestamp_seconds When"
-            " the last flush that worked ended (0: none yet).\n"
-            "# TYPE taurus_guard_audit_last_flush_timestamp_seconds gauge\n");
+    p = ngx_http_taurus_guard_family(p, end,
+            "taurus_guard_audit_last_flush_timestamp_seconds", "gauge",
+            "When the last flush that worked ended (0: none yet).");
     ngx_http_tg_metric(p, end,
                        "taurus_guard_audit_last_flush_timestamp_seconds", "",
                        m->flush_last);
 
-    p = ngx_slprintf(p, end,
-            "# HELP taurus_guard_audit_failing 1 while the last audit write"
-            " or flush failed.\n"
-            "# TYPE taurus_guard_audit_failing gauge\n");
+    p = ngx_http_taurus_guard_family(p, end,
+            "taurus_guard_audit_failing", "gauge",
+            "1 while the last audit write or flush failed.");
     ngx_http_tg_metric(p, end, "taurus_guard_audit_failing", "",
                        m->audit_failing ? 1 : 0);
 
-    p = ngx_slprintf(p, end,
-            "# HELP taurus_guard_fetch_failures_total Failed fetches of a"
-            " secret, or failed re-reads of a secret file, by source.\n"
-            "# TYPE taurus_guard_fetch_failures_total counter\n");
+    p = ngx_http_taurus_guard_family(p, end,
+            "taurus_guard_fetch_failures_total", "counter",
+            "Failed fetches of a secret, or failed re-reads of a secret file,"
+            " by source.");
 
     for (i = 0; i < NGX_HTTP_TG_SOURCES; i++) {
         ngx_sprintf(label, "{source=\"%s\"}%Z",
@@ -277,26 +275,24 @@ ngx_http_taurus_guard_metrics_handler(ngx_http_request_t *r)
 
     p = ngx_http_taurus_guard_secrets_metrics(p, end, &sec);
 
-    p = ngx_slprintf(p, end,
-            "# HELP taurus_guard_syslog_queued_bytes Audit records waiting"
-            " for the syslog collector, all workers.\n"
-            "# TYPE taurus_guard_syslog_queued_bytes gauge\n");
+    p = ngx_http_taurus_guard_family(p, end,
+            "taurus_guard_syslog_queued_bytes", "gauge",
+            "Audit records waiting for the syslog collector, all workers.");
     ngx_http_tg_metric(p, end, "taurus_guard_syslog_queued_bytes", "",
                        m->syslog_queued);
 
-    p = ngx_slprintf(p, end,
-            "# HELP taurus_guard_syslog_dropped_total Audit records not"
-            " sent to the collector (they are in the file).\n"
-            "# TYPE taurus_guard_syslog_dropped_total counter\n");
+    p = ngx_http_taurus_guard_family(p, end,
+            "taurus_guard_syslog_dropped_total", "counter",
+            "Audit records not sent to the collector (they are in the file).");
     ngx_http_tg_metric(p, end, "taurus_guard_syslog_dropped_total", "",
                        m->syslog_dropped);
 
     p = ngx_http_taurus_guard_quota_metrics(p, end, &quotas);
 
-    p = ngx_slprintf(p, end,
-            "# HELP taurus_guard_start_time_seconds When these counters"
-            " started (a restart resets them, a reload does not).\n"
-            "# TYPE taurus_guard_start_time_seconds gauge\n");
+    p = ngx_http_taurus_guard_family(p, end,
+            "taurus_guard_start_time_seconds", "gauge",
+            "When these counters started (a restart resets them, a reload"
+            " does not).");
     ngx_http_tg_metric(p, end, "taurus_guard_start_time_seconds", "",
                        m->started);
 
@@ -693,11 +689,10 @@ ngx_http_taurus_guard_secrets_metrics(u_char *p, u_char *end,
     st = sec->fetched;
     fs = sec->files.elts;
 
-    p = ngx_slprintf(p, end,
-            "# HELP taurus_guard_credential_expiry_seconds Seconds until a"
-            " fetched secret expires (negative: expired), by source and,"
-            " for IAM tokens, project.\n"
-            "# TYPE taurus_guard_credential_expiry_seconds gauge\n");
+    p = ngx_http_taurus_guard_family(p, end,
+            "taurus_guard_credential_expiry_seconds", "gauge",
+            "Seconds until a fetched secret expires (negative: expired), by"
+            " source and, for IAM tokens, project.");
 
     for (i = 0; i < sec->nfetched; i++) {
         if (st[i].expires == 0 || ngx_http_taurus_guard_secrets_seen(sec, i))
@@ -710,11 +705,9 @@ ngx_http_taurus_guard_secrets_metrics(u_char *p, u_char *end,
         p = ngx_slprintf(p, end, " %T\n", st[i].expires - now);
     }
 
-    p = ngx_slprintf(p, end,
-            "# HELP taurus_guard_credential_last_refresh_timestamp_seconds"
-            " When a fetched secret was last fetched, Unix time.\n"
-            "# TYPE taurus_guard_credential_last_refresh_timestamp_seconds"
-            " gauge\n");
+    p = ngx_http_taurus_guard_family(p, end,
+            "taurus_guard_credential_last_refresh_timestamp_seconds", "gauge",
+            "When a fetched secret was last fetched, Unix time.");
 
     for (i = 0; i < sec->nfetched; i++) {
         if (st[i].refreshed == 0
@@ -730,11 +723,10 @@ ngx_http_taurus_guard_secrets_metrics(u_char *p, u_char *end,
         p = ngx_slprintf(p, end, " %T\n", st[i].refreshed);
     }
 
-    p = ngx_slprintf(p, end,
-            "# HELP taurus_guard_credential_usable 1 while a usable secret"
-            " is in hand (a file: its last good version; fetched: valid"
-            " past the margin), by source.\n"
-            "# TYPE taurus_guard_credential_usable gauge\n");
+    p = ngx_http_taurus_guard_family(p, end,
+            "taurus_guard_credential_usable", "gauge",
+            "1 while a usable secret is in hand (a file: its last good"
+            " version; fetched: valid past the margin), by source.");
 
     for (i = 0; i < sec->files.nelts; i++) {
         p = ngx_slprintf(p, end,
@@ -906,10 +898,10 @@ ngx_http_taurus_guard_quota_metrics(u_char *p, u_char *end,
 
     st = quotas->elts;
 
-    p = ngx_slprintf(p, end,
-            "# HELP taurus_guard_quota_used Instances forwarded in the"
-            " rolling period of the project's quota.\n"
-            "# TYPE taurus_guard_quota_used gauge\n");
+    p = ngx_http_taurus_guard_family(p, end,
+            "taurus_guard_quota_used", "gauge",
+            "Instances forwarded in the rolling period of the project's"
+            " quota.");
 
     for (i = 0; i < quotas->nelts; i++) {
         p = ngx_slprintf(p, end, "taurus_guard_quota_used{project=\"%*s\"}"
@@ -917,10 +909,9 @@ ngx_http_taurus_guard_quota_metrics(u_char *p, u_char *end,
                          st[i].used);
     }
 
-    p = ngx_slprintf(p, end,
-            "# HELP taurus_guard_quota_limit The project's quota, instances"
-            " per period.\n"
-            "# TYPE taurus_guard_quota_limit gauge\n");
+    p = ngx_http_taurus_guard_family(p, end,
+            "taurus_guard_quota_limit", "gauge",
+            "The project's quota, instances per period.");
 
     for (i = 0; i < quotas->nelts; i++) {
         p = ngx_slprintf(p, end, "taurus_guard_quota_limit{project=\"%*s\","
@@ -930,4 +921,15 @@ ngx_http_taurus_guard_quota_metrics(u_char *p, u_char *end,
     }
 
     return p;
+}
+
+
+/* "# HELP name help" and "# TYPE name type": a metric family's head */
+
+static u_char *
+ngx_http_taurus_guard_family(u_char *p, u_char *end, const char *name,
+    const char *type, const char *help)
+{
+    return ngx_slprintf(p, end, "# HELP %s %s\n# TYPE %s %s\n",
+                        name, help, name, type);
 }
