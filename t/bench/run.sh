@@ -44,7 +44,9 @@
 # (wrk's, default 50), TG_BENCH_REQUESTS (per callgrind case, default 200;
 # 0 skips callgrind), TG_BENCH_AUDIT (parameters appended to the durable
 # taurus_guard_audit_log, e.g. "thread_pool=off"), TG_BENCH_KEEP=1 (keep
-# the temp dir).
+# the temp dir), TG_BENCH_ONLY=instructions (only the callgrind cases, and
+# a per-function profile of the guarded ones: callgrind_annotate's top
+# functions, for finding where the instructions go).
 
 set -eu
 
@@ -750,6 +752,33 @@ instructions() {
 }
 
 
+# TG_BENCH_ONLY=instructions: the ratios, then where the guarded cases'
+# instructions go (inclusive of what each function calls, top 25).
+instructions_only() {
+    local c f
+
+    [ "$cg_requests" != 0 ] || return 0
+    echo
+    printf '  %-10s %9s %9s\n' '' '1 inst.' '50 inst.'
+    for c in plain off module; do
+        printf '  %-10s %9d %9d\n' "$c" "${ir[$c-1]}" "${ir[$c-50]}"
+    done
+    printf '  module/plain: %sx (target 3x), %sx (target 15x)\n' \
+        "$(ir_ratio module-1 plain-1)" "$(ir_ratio module-50 plain-50)"
+    printf '  off/plain:    %sx, %sx (target 1.02x)\n' \
+        "$(ir_ratio off-1 plain-1)" "$(ir_ratio off-50 plain-50)"
+    command -v callgrind_annotate > /dev/null || return 0
+    for c in module-1:5 module-50:6; do
+        f="$tmp/cgmod/cg.out.${c#*:}"
+        [ -f "$f" ] || continue
+        echo
+        echo "${c%:*}, self instructions by function ($cg_requests requests):"
+        callgrind_annotate --threshold=99 "$f" 2>/dev/null \
+            | sed -n '/^Ir/,$p' | head -30
+    done
+}
+
+
 # Any [alert], [crit] or [emerg] means something broke under load: the
 # numbers would not mean what they say.
 check_logs() {
@@ -933,6 +962,10 @@ main() {
     start_nginx up "$up_port"
 
     instructions
+    if [ "${TG_BENCH_ONLY:-}" = instructions ]; then
+        instructions_only
+        return
+    fi
 
     write_gateway_conf gw "$plain_port" "$guard_port" "" "$nofsync_port"
     nginx_t gw
