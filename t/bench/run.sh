@@ -768,13 +768,20 @@ instructions_only() {
     printf '  off/plain:    %sx, %sx (target 1.02x)\n' \
         "$(ir_ratio off-1 plain-1)" "$(ir_ratio off-50 plain-50)"
     command -v callgrind_annotate > /dev/null || return 0
-    for c in module-1:5 module-50:6; do
+    # the dumps of cgmod: off-1, off-50, module-1, module-50 in turn
+    for c in module-1:3 module-50:4; do
         f="$tmp/cgmod/cg.out.${c#*:}"
         [ -f "$f" ] || continue
         echo
-        echo "${c%:*}, self instructions by function ($cg_requests requests):"
-        callgrind_annotate --threshold=99 "$f" 2>/dev/null \
-            | sed -n '/^Ir/,$p' | head -30
+        echo "${c%:*}: instructions per request by function (self):"
+        callgrind_annotate --threshold=100 "$f" 2>/dev/null \
+            | perl -ne 'BEGIN { $n = shift } next unless
+                  /^\s*([\d,]+)\s+\(\s*([\d.]+)%\)\s+(\S+)/;
+                  my ($v, $pct, $f) = ($1, $2, $3);
+                  next if $pct > 90;        # main() and its callers
+                  $v =~ tr/,//d; $f =~ s{^.*/(src|ngx_module)/}{};
+                  printf "  %8d  %s\n", $v / $n, substr($f, 0, 70)
+                  if $shown++ < 20' "$cg_requests"
     done
 }
 
