@@ -551,7 +551,42 @@ sub run {
             or die "nginx is not listening on $self->{ports}{$n}\n";
     }
 
+    # the master listens before it forks its workers: a test that looks
+    # at the workers (or their "start worker process" lines) right after
+    # run() must find them all
+
+    my $want = 1;
+    my $conf = $self->read_file('conf/nginx.conf') // '';
+    $want = $1 if $conf =~ /^\s*worker_processes\s+(\d+)\s*;/m;
+    $want = 0 if $conf =~ /^\s*master_process\s+off\s*;/m;
+
+    $end = time + 5;
+    while (time < $end) {
+        my $log = $self->read_file('logs/error.log') // '';
+        my $started = () = $log =~ /start worker process \d+/g;
+        last if $self->worker_pids >= $want && $started >= $want;
+        sleep 0.05;
+    }
+
     return $self;
+}
+
+
+# The pids of the master's live worker (and cache) processes, sorted.
+
+sub worker_pids {
+    my ($self) = @_;
+    my $master = $self->_nginx_pid or return ();
+    my @w;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        open my $fh, '<', $stat or next;
+        my $s = <$fh>;
+        close $fh;
+        push @w, $1 if defined $s
+            && $s =~ /^(\d+) \(nginx\) ([A-Z]) (\d+)/
+            && $3 == $master && $2 ne 'Z';
+    }
+    return sort { $a <=> $b } @w;
 }
 
 
