@@ -270,6 +270,13 @@ tg_batch_serialize(const tg_batch_t *b, unsigned char *dst)
 }
 
 
+/*
+ * The parser refused every string that held a control character or
+ * invalid UTF-8, so '"' and '\\' are all that escaping can change in
+ * them, and it counted those: when there are none, each string is
+ * copied as it is, without a look at its bytes.
+ */
+
 void
 tg_batch_write(const tg_batch_t *b, tg_out_t *o)
 {
@@ -286,9 +293,20 @@ tg_batch_write(const tg_batch_t *b, tg_out_t *o)
         }
 
         tg_out_put(o, tg_item_id, tg_lit_len(tg_item_id));
-        tg_out_json(o, it->instance_id.data, it->instance_id.len);
-        tg_out_put(o, tg_item_version, tg_lit_len(tg_item_version));
-        tg_out_json(o, it->current_version.data, it->current_version.len);
+
+        if (b->quotes == 0) {
+            tg_out_put(o, it->instance_id.data, it->instance_id.len);
+            tg_out_put(o, tg_item_version, tg_lit_len(tg_item_version));
+            tg_out_put(o, it->current_version.data,
+                       it->current_version.len);
+
+        } else {
+            tg_out_json(o, it->instance_id.data, it->instance_id.len);
+            tg_out_put(o, tg_item_version, tg_lit_len(tg_item_version));
+            tg_out_json(o, it->current_version.data,
+                        it->current_version.len);
+        }
+
         tg_out_put(o, tg_item_end, tg_lit_len(tg_item_end));
     }
 

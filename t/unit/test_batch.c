@@ -795,6 +795,56 @@ test_serialize(void)
            "\"current_version\":\"\\\\\xc3\xa9/\"}],\"delay\":true}",
            "escapes: canonical bytes");
     free(b.scratch);
+
+    /*
+     * No '"' or '\\' in any string: each is copied without a look, so
+     * UTF-8 and '/' must come out as escaping would write them; one '"'
+     * in the last item sends every string through the escaper.
+     */
+
+    rc = parse(&b, items, MAX_ITEMS,
+               BODY(ITEM("\\u00e9/a", "1") "," ITEM("b\xe2\x82\xac", "2"),
+                    "false"),
+               strlen(BODY(ITEM("\\u00e9/a", "1") "," ITEM("b\xe2\x82\xac",
+                                                           "2"), "false")),
+               err);
+    is_rc(rc, TG_OK, "no quotes parse");
+    if (rc != TG_OK) {
+        return;
+    }
+
+    len = tg_batch_serialized_len(&b);
+    end = tg_batch_serialize(&b, out);
+    *end = '\0';
+    is_str((char *) out,
+           "{\"databases_instance_infos\":[{\"instance_id\":\"\xc3\xa9/a\","
+           "\"current_version\":\"1\"},{\"instance_id\":\"b\xe2\x82\xac\","
+           "\"current_version\":\"2\"}],\"delay\":false}",
+           "no quotes: strings copied, canonical bytes");
+    is_int(len, end - out, "no quotes: serialized_len");
+    free(b.scratch);
+
+    rc = parse(&b, items, MAX_ITEMS,
+               BODY(ITEM("\xc3\xa9/a", "1") "," ITEM("b", "2\\\""),
+                    "false"),
+               strlen(BODY(ITEM("\xc3\xa9/a", "1") "," ITEM("b", "2\\\""),
+                           "false")),
+               err);
+    is_rc(rc, TG_OK, "one quote parses");
+    if (rc != TG_OK) {
+        return;
+    }
+
+    len = tg_batch_serialized_len(&b);
+    end = tg_batch_serialize(&b, out);
+    *end = '\0';
+    is_str((char *) out,
+           "{\"databases_instance_infos\":[{\"instance_id\":\"\xc3\xa9/a\","
+           "\"current_version\":\"1\"},{\"instance_id\":\"b\","
+           "\"current_version\":\"2\\\"\"}],\"delay\":false}",
+           "one quote: every string escaped, canonical bytes");
+    is_int(len, end - out, "one quote: serialized_len");
+    free(b.scratch);
 }
 
 
