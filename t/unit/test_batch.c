@@ -226,6 +226,35 @@ static const reject_t  rejects[] = {
     { "literal run on", "{\"delay\":truex}", 0, TG_ERR_SYNTAX, NULL },
     { "form feed is not JSON whitespace", "{\f}", 0, TG_ERR_SYNTAX, NULL },
 
+    /* keys: compared in place when plain, decoded when not */
+
+    { "raw control byte in a key", "{\"del\x01" "ay\":1}", 0,
+      TG_ERR_CTRL_CHAR, "control character at byte 5" },
+    { "raw DEL in a long key", "{\"databases_\x7finstance_infos\":1}", 0,
+      TG_ERR_CTRL_CHAR, "control character at byte 12" },
+    { "invalid UTF-8 in a key", "{\"delay\xff\":1}", 0, TG_ERR_UTF8,
+      "invalid UTF-8 at byte 7" },
+    { "key cut by the end of the body", "{\"databases_instance_in", 0,
+      TG_ERR_SYNTAX, "unterminated string at byte 23" },
+    { "key then the end of the body", "{\"delay\"", 0, TG_ERR_SYNTAX,
+      "unexpected end of body at byte 8" },
+    { "key then no colon", "{\"delay\" ,1}", 0, TG_ERR_SYNTAX,
+      "unexpected character at byte 9" },
+    { "a key one byte short", "{\"dela\":1}", 0, TG_ERR_UNKNOWN_KEY,
+      "unknown key \"dela\"" },
+    { "a key one byte long", "{\"delayy\":1}", 0, TG_ERR_UNKNOWN_KEY,
+      "unknown key \"delayy\"" },
+    { "a key in capitals", "{\"Delay\":1}", 0, TG_ERR_UNKNOWN_KEY,
+      "unknown key \"Delay\"" },
+    { "an item key with UTF-8",
+      BODY("{\"instance_\xc3\xa9\":\"a\",\"current_version\":\"1\"}",
+           "\"true\""), 0, TG_ERR_UNKNOWN_KEY,
+      "databases_instance_infos[0]: unknown key \"instance_\xc3\xa9\"" },
+    { "an item key escaped past its first word",
+      BODY("{\"instance_id\":\"a\",\"current_versio\\u006e\":\"1\","
+           "\"current_version\":\"2\"}", "\"true\""), 0, TG_ERR_DUP_KEY,
+      "databases_instance_infos[0]: duplicate key \"current_version\"" },
+
     /* the document */
 
     { "{}{}", "{}{}", 0, TG_ERR_TRAILING,
