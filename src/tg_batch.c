@@ -126,6 +126,8 @@ static inline void tg_scan_ws(tg_scan_t *s);
 static int tg_scan_hex4(const unsigned char *p, unsigned *v);
 
 static tg_rc_t tg_check_dup_instances(tg_batch_t *b, tg_finding_t *f);
+static uint32_t tg_dup_hash(const unsigned char *p, size_t len);
+static tg_rc_t tg_check_dup_sorted(tg_batch_t *b, tg_finding_t *f);
 static int tg_instance_cmp(const void *one, const void *two);
 static void tg_quote_key(char *dst, const tg_str_t *key);
 static tg_rc_t tg_errf(char *err, size_t errlen, tg_rc_t rc,
@@ -1361,14 +1363,115 @@ tg_scan_hex4(const unsigned char *p, unsigned *v)
 
 
 /*
- * Sorts pointers to the items by instance_id, ties by position, so each
- * group of equal IDs lists its first two occurrences first; of all the
- * groups, the one whose second occurrence comes earliest in the body is
- * reported.  O(n log n), no allocation.
+ * Which instance_id comes back first: of all the groups of equal IDs, the
+ * one whose second occurrence comes earliest in the body is reported,
+ * with its first occurrence.  Walking the items in order with a hash
+ * table of those seen, the first item found in the table is that second
+ * occurrence, and the slot holds the first.
+ *
+ * The table is open-addressed, on the stack, of the smallest power of
+ * two at least twice the items: each slot holds an item's index + 1
+ * (0: empty) and 16 more bits of its hash, so a probe rarely has to
+ * compare two IDs.  Past TG_DUP_SLOTS / 2 items, or when the probes run
+ * long (IDs chosen to collide), the sort of tg_check_dup_sorted() gives
+ * the same answer in O(n log n) whatever the IDs.
  */
+
+#define TG_DUP_SLOTS        1024
+#define TG_DUP_PROBES       8       /* per item, on average, at most */
 
 static tg_rc_t
 tg_check_dup_instances(tg_batch_t *b, tg_finding_t *f)
+{
+    size_t           i, j, n, size, slot, probes;
+    uint32_t         h, e;
+    const tg_str_t  *id, *seen;
+    uint32_t         table[TG_DUP_SLOTS];
+
+    n = b->nitems;
+
+    if (n > TG_DUP_SLOTS / 2) {
+        return tg_check_dup_sorted(b, f);
+    }
+
+    for (size = 8; size < 2 * n; size *= 2) {
+        /* void */
+    }
+
+    memset(table, 0, size * sizeof(uint32_t));
+    probes = 0;
+
+    for (i = 0; i < n; i++) {
+        id = &b->items[i].instance_id;
+        h = tg_dup_hash(id->data, id->len);
+
+        for (slot = h & (size - 1); table[slot] != 0;
+             slot = (slot + 1) & (size - 1))
+        {
+            e = table[slot];
+            j = (e & 0xffff) - 1;
+            seen = &b->items[j].instance_id;
+
+            if ((e >> 16) == (h >> 16) && seen->len == id->len
+                && memcmp(seen->data, id->data, id->len) == 0)
+            {
+                tg_note(f, TG_ERR_DUP_INSTANCE,
+                        TG_KEY_INFOS "[%zu]." TG_KEY_ID ": same as [%zu]",
+                        i, j);
+                return f->rc;
+            }
+
+            if (++probes > TG_DUP_PROBES * n) {
+                return tg_check_dup_sorted(b, f);
+            }
+        }
+
+        table[slot] = (h & 0xffff0000) | (uint32_t) (i + 1);
+    }
+
+    return TG_OK;
+}
+
+
+/*
+ * Eight bytes at a time, each mixed in by a multiply; the order of the
+ * bytes in a word does not matter, only that equal IDs hash equal.
+ */
+
+static uint32_t
+tg_dup_hash(const unsigned char *p, size_t len)
+{
+    uint64_t  h, w;
+
+    h = len * 0x9e3779b97f4a7c15ULL;
+
+    for ( /* void */ ; len >= 8; p += 8, len -= 8) {
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 32;
+    }
+
+    for ( /* void */ ; len > 0; p++, len--) {
+        h = (h ^ *p) * 0x9e3779b97f4a7c15ULL;
+    }
+
+    h ^= h >> 29;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 32;
+
+    return (uint32_t) h;
+}
+
+
+/*
+ * Sorts pointers to the items by instance_id, ties by position, so each
+ * group of equal IDs lists its first two occurrences first; the group
+ * whose second occurrence comes earliest is the one reported.
+ * O(n log n), no allocation.
+ */
+
+static tg_rc_t
+tg_check_dup_sorted(tg_batch_t *b, tg_finding_t *f)
 {
     size_t                i, n, first, second;
     const tg_str_t       *a, *z;

@@ -777,6 +777,97 @@ test_sizes(void)
 }
 
 
+/*
+ * The repeated instance reported, for batches that the hash table checks
+ * (up to 512 items) and that the sort checks (more): IDs of 1 to 40
+ * bytes, so they end anywhere in a word, drawn from a pool small enough
+ * to repeat, against a quadratic search for the earliest second
+ * occurrence.  Half the bodies spell every ID with a "\u0069" escape
+ * somewhere, so equal IDs are compared decoded.
+ */
+
+static void
+test_dups(void)
+{
+    char          err[TG_BATCH_ERR_SIZE], want[TG_BATCH_ERR_SIZE], *body, *p;
+    size_t        sizes[] = { 2, 3, 8, 50, 511, 512, 513, 1000 };
+    size_t        t, round, n, i, j, k, pool, first, second, len, bad;
+    tg_rc_t       rc;
+    tg_batch_t    b;
+    static char   ids[TG_BATCH_MAX_ITEMS][48];
+
+    srand(20261205);
+
+    for (t = 0; t < sizeof(sizes) / sizeof(sizes[0]); t++) {
+        bad = 0;
+        n = sizes[t];
+
+        for (round = 0; round < 40; round++) {
+
+            /* round 0: all distinct; then pools from 2n down to 2 IDs */
+
+            pool = (round == 0) ? n : 2 * n / round + 2;
+
+            for (i = 0; i < n; i++) {
+                k = (round == 0) ? i : (size_t) rand() % pool;
+                len = 1 + (k * 7) % 40;
+                memset(ids[i], 'a' + (int) (k % 26), len);
+                sprintf(ids[i] + (len > 8 ? len - 8 : 0), "%08zx", k);
+            }
+
+            second = n;
+            first = 0;
+
+            for (i = 1; i < n && second == n; i++) {
+                for (j = 0; j < i; j++) {
+                    if (strcmp(ids[i], ids[j]) == 0) {
+                        first = j;
+                        second = i;
+                        break;
+                    }
+                }
+            }
+
+            body = malloc(64 + n * 120);
+            p = body + sprintf(body, "{\"databases_instance_infos\":[");
+
+            for (i = 0; i < n; i++) {
+                p += sprintf(p, "%s{\"current_version\":\"2.0\","
+                             "\"instance_id\":\"%s%s\"}", i ? "," : "",
+                             (round % 2) ? "\\u0069" : "i", ids[i]);
+            }
+
+            sprintf(p, "],\"delay\":\"true\"}");
+
+            rc = parse(&b, items, TG_BATCH_MAX_ITEMS, body, strlen(body), err);
+
+            if (second == n) {
+                bad += (rc != TG_OK);
+
+                if (rc == TG_OK) {
+                    free(b.scratch);
+                }
+
+            } else {
+                snprintf(want, sizeof(want), "databases_instance_infos[%zu]"
+                         ".instance_id: same as [%zu]", second, first);
+                bad += (rc != TG_ERR_DUP_INSTANCE || strcmp(err, want) != 0);
+
+                if (rc != TG_ERR_DUP_INSTANCE || strcmp(err, want) != 0) {
+                    printf("# %zu items: got \"%s\", want \"%s\"\n",
+                           n, err, want);
+                }
+            }
+
+            free(body);
+        }
+
+        is_int(bad, 0, "%zu items: the earliest repeat, %s", n,
+               n > 512 ? "by the sort" : "by the hash table");
+    }
+}
+
+
 static void
 test_serialize(void)
 {
@@ -938,6 +1029,7 @@ main(void)
     test_accepts();
     test_rejects();
     test_sizes();
+    test_dups();
     test_serialize();
     test_args();
 
