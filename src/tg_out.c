@@ -34,7 +34,7 @@ tg_out_hash(tg_out_t *o, tg_sha256_t *sha)
 
 
 void
-tg_out_put(tg_out_t *o, const void *data, size_t len)
+tg_out_put_slow(tg_out_t *o, const void *data, size_t len)
 {
     size_t                room;
     const unsigned char  *p;
