@@ -1322,7 +1322,9 @@ tg_scan_fail(tg_scan_t *s, tg_rc_t rc, const char *what)
 static inline void
 tg_scan_ws(tg_scan_t *s)
 {
-    while (s->p < s->end
+    /* all four are at most ' ': one test passes any token's first byte */
+
+    while (s->p < s->end && *s->p <= ' '
            && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n'
                || *s->p == '\r'))
     {
