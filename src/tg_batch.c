@@ -47,6 +47,10 @@
 #define TG_KEY_ID           "instance_id"
 #define TG_KEY_VERSION      "current_version"
 
+/* an item's keys as compact JSON spells them, matched without decoding */
+#define TG_RAW_ID           "\"" TG_KEY_ID "\":"
+#define TG_RAW_VERSION      "\"" TG_KEY_VERSION "\":"
+
 #define tg_lit_len(s)       (sizeof(s) - 1)
 
 
@@ -120,6 +124,8 @@ static tg_rc_t tg_scan_escape(tg_scan_t *s, unsigned char *dst,
     tg_decoded_t *d);
 static tg_rc_t tg_scan_number(tg_scan_t *s);
 static tg_rc_t tg_scan_literal(tg_scan_t *s, const char *lit, size_t len);
+static inline int tg_scan_prefix(const tg_scan_t *s, const char *lit,
+    size_t len);
 static tg_rc_t tg_scan_unexpected(tg_scan_t *s);
 static tg_rc_t tg_scan_fail(tg_scan_t *s, tg_rc_t rc, const char *what);
 static inline void tg_scan_ws(tg_scan_t *s);
@@ -459,7 +465,7 @@ tg_parse_item(tg_parse_t *ps, size_t i)
     tg_rc_t       rc;
     tg_str_t      key;
     tg_scan_t    *s;
-    tg_field_t    id, version;
+    tg_field_t    id, version, *f;
     tg_finding_t  keys;
 
     s = &ps->s;
@@ -486,29 +492,48 @@ tg_parse_item(tg_parse_t *ps, size_t i)
     }
 
     for ( ;; ) {
-        rc = tg_parse_key(ps, &key);
-        if (rc != TG_OK) {
-            return rc;
+
+        /* the keys as clients write them, with their ':', matched raw */
+
+        if (tg_scan_prefix(s, TG_RAW_ID, tg_lit_len(TG_RAW_ID))) {
+            s->p += tg_lit_len(TG_RAW_ID);
+            tg_scan_ws(s);
+            f = &id;
+
+        } else if (tg_scan_prefix(s, TG_RAW_VERSION,
+                                  tg_lit_len(TG_RAW_VERSION)))
+        {
+            s->p += tg_lit_len(TG_RAW_VERSION);
+            tg_scan_ws(s);
+            f = &version;
+
+        } else {
+            rc = tg_parse_key(ps, &key);
+            if (rc != TG_OK) {
+                return rc;
+            }
+
+            if (tg_key_is(&key, TG_KEY_ID, tg_lit_len(TG_KEY_ID))) {
+                f = &id;
+
+            } else if (tg_key_is(&key, TG_KEY_VERSION,
+                                 tg_lit_len(TG_KEY_VERSION)))
+            {
+                f = &version;
+
+            } else {
+                f = NULL;
+            }
         }
 
-        if (tg_key_is(&key, TG_KEY_ID, tg_lit_len(TG_KEY_ID))) {
-
-            if (id.seen) {
+        if (f != NULL) {
+            if (f->seen) {
                 tg_note(&keys, TG_ERR_DUP_KEY, TG_KEY_INFOS "[%zu]: duplicate"
-                        " key \"" TG_KEY_ID "\"", i);
+                        " key \"%s\"", i,
+                        (f == &id) ? TG_KEY_ID : TG_KEY_VERSION);
             }
 
-            rc = tg_parse_field(ps, &id);
-
-        } else if (tg_key_is(&key, TG_KEY_VERSION,
-                             tg_lit_len(TG_KEY_VERSION)))
-        {
-            if (version.seen) {
-                tg_note(&keys, TG_ERR_DUP_KEY, TG_KEY_INFOS "[%zu]: duplicate"
-                        " key \"" TG_KEY_VERSION "\"", i);
-            }
-
-            rc = tg_parse_field(ps, &version);
+            rc = tg_parse_field(ps, f);
 
         } else {
             if (keys.rc == TG_OK) {
@@ -1285,6 +1310,46 @@ tg_scan_literal(tg_scan_t *s, const char *lit, size_t len)
     s->p += len;
 
     return TG_OK;
+}
+
+
+/*
+ * Whether the body at s->p starts with lit, of 8 to 24 bytes: its first,
+ * middle and last words compared, which overlap and so cover it whole.
+ * Inline, so that each word of a literal is a constant: libc's memcmp()
+ * would cost a call and a loop for a dozen bytes.
+ */
+
+static inline int
+tg_scan_prefix(const tg_scan_t *s, const char *lit, size_t len)
+{
+    size_t    mid;
+    uint64_t  a, b;
+
+    if ((size_t) (s->end - s->p) < len) {
+        return 0;
+    }
+
+    mid = (len - 8) / 2;
+
+    memcpy(&a, s->p, 8);
+    memcpy(&b, lit, 8);
+
+    if (a != b) {
+        return 0;
+    }
+
+    memcpy(&a, s->p + mid, 8);
+    memcpy(&b, lit + mid, 8);
+
+    if (a != b) {
+        return 0;
+    }
+
+    memcpy(&a, s->p + len - 8, 8);
+    memcpy(&b, lit + len - 8, 8);
+
+    return a == b;
 }
 
 

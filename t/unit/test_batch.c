@@ -108,6 +108,11 @@ static const accept_t  accepts[] = {
       BODY(ITEM("a", "1"), "\"tru\\u0065\""), 0,
       1, 1, TG_DELAY_STRING, "a", "1" },
 
+    { "item keys spaced before and after their colons",
+      BODY("{\"instance_id\" :\"a\",\"current_version\": \"1\"},"
+           "{\"current_version\"\t:\t\"2\",\"instance_id\":\n\"b\"}",
+           "\"true\""), 0, 2, 1, TG_DELAY_STRING, "a", "1" },
+
     { "two distinct instances",
       BODY(ITEM("a", "1") "," ITEM("ab", "1"), "\"false\""), 0,
       2, 0, TG_DELAY_STRING, "a", "1" },
@@ -254,6 +259,41 @@ static const reject_t  rejects[] = {
       BODY("{\"instance_id\":\"a\",\"current_versio\\u006e\":\"1\","
            "\"current_version\":\"2\"}", "\"true\""), 0, TG_ERR_DUP_KEY,
       "databases_instance_infos[0]: duplicate key \"current_version\"" },
+
+    /* an item's keys: matched raw when compact, decoded when not */
+
+    { "item keys cut by the end of the body",
+      "{\"databases_instance_infos\":[{\"instance_id\"", 0, TG_ERR_SYNTAX,
+      "unexpected end of body at byte 43" },
+    { "item key cut before its colon",
+      "{\"databases_instance_infos\":[{\"current_version", 0,
+      TG_ERR_SYNTAX, "unterminated string at byte 46" },
+    { "item key then the end of the body",
+      "{\"databases_instance_infos\":[{\"current_version\":", 0,
+      TG_ERR_SYNTAX, "unexpected end of body at byte 48" },
+    { "instance_id twice, raw then spaced",
+      BODY("{\"instance_id\":\"a\",\"current_version\":\"1\","
+           "\"instance_id\" : \"b\"}", "\"true\""), 0, TG_ERR_DUP_KEY,
+      "databases_instance_infos[0]: duplicate key \"instance_id\"" },
+    { "current_version twice, escaped then raw",
+      BODY("{\"instance_id\":\"a\",\"current_\\u0076ersion\":\"1\","
+           "\"current_version\":\"2\"}", "\"true\""), 0, TG_ERR_DUP_KEY,
+      "databases_instance_infos[0]: duplicate key \"current_version\"" },
+    { "an item key one byte long",
+      BODY("{\"instance_idd\":\"a\",\"current_version\":\"1\"}",
+           "\"true\""), 0, TG_ERR_UNKNOWN_KEY,
+      "databases_instance_infos[0]: unknown key \"instance_idd\"" },
+    { "an item key differing in its middle word",
+      BODY("{\"instance_id\":\"a\",\"current_versiom\":\"1\"}",
+           "\"true\""), 0, TG_ERR_UNKNOWN_KEY,
+      "databases_instance_infos[0]: unknown key \"current_versiom\"" },
+    { "an item key differing in its first byte",
+      BODY("{\"Instance_id\":\"a\",\"current_version\":\"1\"}",
+           "\"true\""), 0, TG_ERR_UNKNOWN_KEY,
+      "databases_instance_infos[0]: unknown key \"Instance_id\"" },
+    { "an item key with a raw control byte",
+      BODY("{\"instance_i\x01\":\"a\",\"current_version\":\"1\"}",
+           "\"true\""), 0, TG_ERR_CTRL_CHAR, "control character at byte 41" },
 
     /* the document */
 
