@@ -566,6 +566,7 @@ tg_parse_item(tg_parse_t *ps, size_t i)
 static tg_rc_t
 tg_parse_field(tg_parse_t *ps, tg_field_t *f)
 {
+    size_t          n;
     tg_rc_t         rc;
     tg_decoded_t    d;
     unsigned char  *dst;
@@ -579,9 +580,23 @@ tg_parse_field(tg_parse_t *ps, tg_field_t *f)
 
     dst = ps->b->scratch + ps->used;
 
-    rc = tg_scan_string(&ps->s, dst, &d);
-    if (rc != TG_OK) {
-        return rc;
+    /* a plain run up to the closing quote, as most values are, is copied */
+
+    n = tg_json_plain_len(ps->s.p + 1, (size_t) (ps->s.end - ps->s.p - 1));
+
+    if (ps->s.p + 1 + n < ps->s.end && ps->s.p[1 + n] == '"') {
+        memcpy(dst, ps->s.p + 1, n);
+        ps->s.p += n + 2;
+
+        d.len = n;
+        d.quotes = 0;
+        d.ctrl = 0;
+
+    } else {
+        rc = tg_scan_string(&ps->s, dst, &d);
+        if (rc != TG_OK) {
+            return rc;
+        }
     }
 
     ps->used += d.len;

@@ -818,6 +818,83 @@ test_sizes(void)
 
 
 /*
+ * A value's bytes at every offset of its first words: a plain run up to
+ * the closing quote is copied as it is, anything else is decoded, and
+ * either way the same bytes come out or the same error at the same byte.
+ */
+
+static void
+test_values(void)
+{
+    char          err[TG_BATCH_ERR_SIZE], want[TG_BATCH_ERR_SIZE];
+    char          body[256], value[64];
+    size_t        pos, tail, x, head, bad;
+    tg_rc_t       rc;
+    tg_batch_t    b;
+
+    static const struct {
+        const char  *raw;        /* as written in the body */
+        const char  *decoded;    /* NULL: refused */
+        tg_rc_t      rc;
+        const char  *what;       /* the syntax error, or NULL: schema */
+    } probes[] = {
+        { "\x01", NULL, TG_ERR_CTRL_CHAR, "control character" },
+        { "\x1f", NULL, TG_ERR_CTRL_CHAR, "control character" },
+        { "\x7f", NULL, TG_ERR_CTRL_CHAR, "control character" },
+        { "\x80", NULL, TG_ERR_UTF8, "invalid UTF-8" },
+        { "\xff", NULL, TG_ERR_UTF8, "invalid UTF-8" },
+        { "\\n", NULL, TG_ERR_CTRL_CHAR, NULL },
+        { "\xc3\xa9", "\xc3\xa9", TG_OK, NULL },
+        { "\\\"", "\"", TG_OK, NULL },
+        { "\\u0041", "A", TG_OK, NULL },
+        { "~", "~", TG_OK, NULL },
+    };
+
+    bad = 0;
+    head = strlen("{\"databases_instance_infos\":[{\"instance_id\":\"");
+
+    for (pos = 0; pos < 20; pos++) {
+        for (tail = 0; tail < 10; tail += 3) {
+            for (x = 0; x < sizeof(probes) / sizeof(probes[0]); x++) {
+                memset(value, 'v', pos);
+                value[pos] = '\0';
+                snprintf(body, sizeof(body),
+                         "{\"databases_instance_infos\":[{\"instance_id\":"
+                         "\"%s%s%.*s\",\"current_version\":\"1\"}],"
+                         "\"delay\":true}", value, probes[x].raw,
+                         (int) tail, "wwwwwwwwww");
+
+                rc = parse(&b, items, MAX_ITEMS, body, strlen(body), err);
+
+                if (probes[x].rc == TG_OK) {
+                    snprintf(want, sizeof(want), "%s%s%.*s", value,
+                             probes[x].decoded, (int) tail, "wwwwwwwwww");
+                    bad += (rc != TG_OK
+                            || !str_eq(items[0].instance_id, want));
+
+                } else if (probes[x].what != NULL) {
+                    snprintf(want, sizeof(want), "%s at byte %zu",
+                             probes[x].what, head + pos);
+                    bad += (rc != probes[x].rc || strcmp(err, want) != 0);
+
+                } else {
+                    bad += (rc != probes[x].rc || strcmp(err,
+                            "databases_instance_infos[0].instance_id: "
+                            "control character") != 0);
+                }
+
+                if (rc == TG_OK) {
+                    free(b.scratch);
+                }
+            }
+        }
+    }
+
+    is_int(bad, 0, "a value's byte to decode or refuse at every offset");
+}
+
+
+/*
  * The repeated instance reported, for batches that the hash table checks
  * (up to 512 items) and that the sort checks (more): IDs of 1 to 40
  * bytes, so they end anywhere in a word, drawn from a pool small enough
@@ -1069,6 +1146,7 @@ main(void)
     test_accepts();
     test_rejects();
     test_sizes();
+    test_values();
     test_dups();
     test_serialize();
     test_args();
