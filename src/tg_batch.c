@@ -99,6 +99,8 @@ typedef struct {
 } tg_field_t;
 
 
+static inline unsigned char *tg_cpy(unsigned char *dst, const void *src,
+    size_t n);
 static tg_rc_t tg_parse_root(tg_parse_t *ps);
 static tg_rc_t tg_parse_infos(tg_parse_t *ps);
 static tg_rc_t tg_parse_item(tg_parse_t *ps, size_t i);
@@ -283,19 +285,44 @@ tg_batch_serialize(const tg_batch_t *b, unsigned char *dst)
  * The parser refused every string that held a control character or
  * invalid UTF-8, so '"' and '\\' are all that escaping can change in
  * them, and it counted those: when there are none, each string is
- * copied as it is, without a look at its bytes.
+ * copied as it is, without a look at its bytes, and an item that fits
+ * the window as it is is composed there whole.
  */
 
 void
 tg_batch_write(const tg_batch_t *b, tg_out_t *o)
 {
-    size_t                i;
+    size_t                i, n;
+    unsigned char        *p;
     const tg_instance_t  *it;
 
     tg_out_put(o, tg_head, tg_lit_len(tg_head));
 
     for (i = 0; i < b->nitems; i++) {
         it = &b->items[i];
+
+        if (b->quotes == 0) {
+            n = (i > 0) + tg_lit_len(tg_item_id) + it->instance_id.len
+                + tg_lit_len(tg_item_version) + it->current_version.len
+                + tg_lit_len(tg_item_end);
+
+            p = tg_out_reserve(o, n);
+
+            if (p != NULL) {
+                if (i > 0) {
+                    *p++ = ',';
+                }
+
+                p = tg_cpy(p, tg_item_id, tg_lit_len(tg_item_id));
+                p = tg_cpy(p, it->instance_id.data, it->instance_id.len);
+                p = tg_cpy(p, tg_item_version, tg_lit_len(tg_item_version));
+                p = tg_cpy(p, it->current_version.data,
+                           it->current_version.len);
+                (void) tg_cpy(p, tg_item_end, tg_lit_len(tg_item_end));
+
+                continue;
+            }
+        }
 
         if (i > 0) {
             tg_out_byte(o, ',');
@@ -329,6 +356,17 @@ tg_batch_write(const tg_batch_t *b, tg_out_t *o)
     }
 
     tg_out_byte(o, '}');
+}
+
+
+/* ngx_cpymem(): the copy, and the end of it */
+
+static inline unsigned char *
+tg_cpy(unsigned char *dst, const void *src, size_t n)
+{
+    memcpy(dst, src, n);
+
+    return dst + n;
 }
 
 

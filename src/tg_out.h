@@ -82,6 +82,29 @@ tg_out_put(tg_out_t *o, const void *data, size_t len)
 }
 
 
+/*
+ * Takes room for n more bytes in the window and returns where to write
+ * them, for a writer that composes a piece whole; NULL when they do not
+ * fit as they are, and the piece must then be appended another way.
+ */
+
+static inline unsigned char *
+tg_out_reserve(tg_out_t *o, size_t n)
+{
+    unsigned char  *p;
+
+    if (n == 0 || n > o->size - o->pos || n > (size_t) -1 - o->len) {
+        return NULL;
+    }
+
+    p = o->buf + o->pos;
+    o->pos += n;
+    o->len += n;
+
+    return p;
+}
+
+
 static inline void
 tg_out_byte(tg_out_t *o, unsigned char c)
 {

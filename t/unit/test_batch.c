@@ -12,6 +12,7 @@
 
 #include "tap.h"
 #include "tg_batch.h"
+#include "tg_sign.h"
 
 
 #define MAX_ITEMS  100
@@ -985,6 +986,71 @@ test_dups(void)
 }
 
 
+/*
+ * tg_batch_write() through windows of every size from 1 to past the
+ * body, hashed: an item composes itself in the window when it fits and
+ * goes piece by piece when not, and the hash is the body's either way;
+ * a counting pass learns its length.
+ */
+
+static void
+test_write_windows(void)
+{
+    char            err[TG_BATCH_ERR_SIZE], want[TG_SHA256_HEX_LEN + 1];
+    char            got[TG_SHA256_HEX_LEN + 1], *body;
+    size_t          w, len, bad, quoted;
+    tg_rc_t         rc;
+    tg_out_t        o;
+    tg_batch_t      b;
+    tg_sha256_t     sha;
+    unsigned char   out[1024], win[300], md[TG_SHA256_LEN], *end;
+
+    for (quoted = 0; quoted < 2; quoted++) {
+        body = quoted ? BODY(ITEM("a\\\"1", "2.0") "," ITEM("b", "3"), "false")
+                      : BODY(ITEM("a1", "2.0") "," ITEM("bb", "3") ","
+                             ITEM("\xc3\xa9", "4"), "false");
+
+        rc = parse(&b, items, MAX_ITEMS, body, strlen(body), err);
+        if (!is_rc(rc, TG_OK, "windows: body %zu parses", quoted)) {
+            continue;
+        }
+
+        end = tg_batch_serialize(&b, out);
+        len = (size_t) (end - out);
+
+        if (tg_sha256_hex(out, len, want) != TG_OK) {
+            free(b.scratch);
+            continue;
+        }
+
+        bad = 0;
+
+        for (w = 1; w <= len + 2 && w <= sizeof(win); w++) {
+            tg_sha256_init(&sha);
+            tg_out_init(&o, win, w);
+            tg_out_hash(&o, &sha);
+            tg_batch_write(&b, &o);
+
+            if (tg_out_sha256(&o, md) != TG_OK) {
+                bad++;
+                continue;
+            }
+
+            tg_sha256_hex_of(md, got);
+            bad += (o.overflow || o.len != len || strcmp(got, want) != 0);
+        }
+
+        tg_out_init(&o, NULL, 0);
+        tg_batch_write(&b, &o);
+        bad += (o.len != len || o.len != tg_batch_serialized_len(&b));
+
+        is_int(bad, 0, "windows of 1..%zu bytes hash the body%s", len + 2,
+               quoted ? " (quotes)" : "");
+        free(b.scratch);
+    }
+}
+
+
 static void
 test_serialize(void)
 {
@@ -1149,6 +1215,7 @@ main(void)
     test_values();
     test_dups();
     test_serialize();
+    test_write_windows();
     test_args();
 
     return done_testing();
