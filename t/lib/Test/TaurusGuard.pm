@@ -564,7 +564,8 @@ sub run {
     while (time < $end) {
         my $log = $self->read_file('logs/error.log') // '';
         my $started = () = $log =~ /start worker process \d+/g;
-        last if $self->worker_pids >= $want && $started >= $want;
+        my $running = () = $self->worker_pids;
+        last if $running >= $want && $started >= $want;
         sleep 0.05;
     }
 
