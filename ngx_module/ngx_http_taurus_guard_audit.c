@@ -5,7 +5,7 @@
  * Opened with ngx_conf_open_file() so that "nginx -s reopen" rotates it.
  * Each record is sized first and written with one write() under a lock
  * in shared memory, which keeps the hash chain (every record carries the
- * SHA-256 of the one before it, across workers, reopens and reloads) and
+ * link of the one before it, across workers, reopens and reloads) and
  * lets a partial write be cut back so no torn line is ever left for the
  * next record to run into.
  *
@@ -593,11 +593,11 @@ done:
 
 
 /*
- * The SHA-256 of the last whole line of the file, read through rfd, into
- * last.  A torn last line (a crash in the middle of a write) is cut off
- * through wfd, so the next record cannot run into it; that is logged.
- * NGX_DECLINED: no whole line is left.  Reads from the end, a little
- * first, more only for a longer line.
+ * The link (tg_audit.h) of the last whole line of the file, read through
+ * rfd, into last.  A torn last line (a crash in the middle of a write) is
+ * cut off through wfd, so the next record cannot run into it; that is
+ * logged.  NGX_DECLINED: no whole line is left.  Reads from the end, a
+ * little first, more only for a longer line.
  */
 
 static ngx_int_t
@@ -687,7 +687,7 @@ ngx_http_taurus_guard_audit_tail(ngx_http_taurus_guard_audit_t *audit,
         return NGX_DECLINED;
     }
 
-    rc = (tg_sha256_hex(p, e - p, (char *) last) == TG_OK)
+    rc = (tg_audit_chain_digest(p, e - p, (char *) last) == TG_OK)
          ? NGX_OK : NGX_ERROR;
 
     ngx_free(buf);

@@ -711,6 +711,14 @@ ngx_http_taurus_guard_sign_audit(ngx_http_request_t *r,
     rec.delay_kind = ctx->batch->delay_kind;
     rec.body_sha256 = ctx->hash;
 
+    /* the instances as the body has them: copied, not escaped again */
+    if (tg_batch_items(ctx->batch, ctx->body.data, ctx->body.len,
+                       &rec.items)
+        != TG_OK)
+    {
+        rec.items.data = NULL;
+    }
+
     /*
      * A later record closes it, whatever comes: done, or error when it
      * is not forwarded (which stands alone if the allow was not written).

@@ -43,6 +43,26 @@
 #define TG_AUDIT_ESCAPE_MAX  6
 
 
+/*
+ * The brief form of a line's link (tg_audit.h): where its items are, the
+ * end of the delay's value after them and where body_sha256's digits are.
+ */
+typedef struct {
+    size_t               items;
+    size_t               items_end;     /* the ']' */
+    size_t               delay_end;
+    size_t               body_sha256;
+} tg_audit_brief_t;
+
+/* the names around the brief form's pieces, in a record and in the body */
+static const char  tg_audit_instances[] = ",\"instances\":[";
+static const char  tg_audit_body_sha256[] = ",\"body_sha256\":\"";
+static const char  tg_audit_body_head[] = "{\"databases_instance_infos\":[";
+static const char  tg_audit_body_delay[] = "],\"delay\":";
+
+#define tg_lit_len(s)        (sizeof(s) - 1)
+
+
 static void tg_audit_bound_add(size_t *n, size_t len);
 static void tg_audit_bound_str(size_t *n, const unsigned char *s, size_t len);
 static void tg_audit_field(tg_out_t *o, const char *head, size_t head_len,
@@ -50,6 +70,12 @@ static void tg_audit_field(tg_out_t *o, const char *head, size_t head_len,
 static void tg_audit_int(tg_out_t *o, const char *head, size_t head_len,
     int64_t v);
 static void tg_put_digits(char *p, unsigned v, int n);
+static int tg_audit_brief_form(const unsigned char *line, size_t len,
+    tg_audit_brief_t *br);
+static size_t tg_audit_find(const unsigned char *p, size_t len, size_t from,
+    const char *lit, size_t n);
+static tg_rc_t tg_audit_brief_digest(const unsigned char *line, size_t len,
+    const tg_audit_brief_t *br, char hex[65]);
 
 
 const char *
@@ -183,7 +209,12 @@ tg_audit_bound(const tg_audit_record_t *r)
         tg_audit_bound_add(&n, strlen(r->prev));
     }
 
-    if (r->instances != NULL) {
+    if (r->items.data != NULL) {
+        /* copied as they are */
+        n = (r->items.len < SIZE_MAX / 2 - n) ? n + r->items.len
+                                              : SIZE_MAX - TG_AUDIT_ATTEMPT;
+
+    } else if (r->instances != NULL) {
         for (i = 0; i < r->ninstances; i++) {
             n += TG_AUDIT_INSTANCE;
             tg_audit_bound_str(&n, r->instances[i].instance_id.data,
@@ -274,6 +305,7 @@ tg_audit_encode(const tg_audit_record_t *rec, unsigned char *buf,
 void
 tg_audit_write_head(tg_out_t *o, const tg_audit_record_t *r)
 {
+    int          brief;
     size_t       i;
     const char  *s;
     char         ts[TG_RFC3339_MS_LEN + 1];
@@ -311,18 +343,34 @@ tg_audit_write_head(tg_out_t *o, const tg_audit_record_t *r)
     if (r->instances != NULL && r->ninstances > 0) {
         tg_audit_lit(o, ",\"instances\":[");
 
-        for (i = 0; i < r->ninstances; i++) {
-            if (i > 0) {
-                tg_out_byte(o, ',');
-            }
+        /* the brief form of the link (tg_audit.h): body_sha256 covers them */
+        brief = (r->has_delay && r->body_sha256 != NULL);
 
-            tg_audit_str(o, "{\"instance_id\":\"",
-                         r->instances[i].instance_id.data,
-                         r->instances[i].instance_id.len);
-            tg_audit_str(o, ",\"current_version\":\"",
-                         r->instances[i].current_version.data,
-                         r->instances[i].current_version.len);
-            tg_out_byte(o, '}');
+        if (brief) {
+            tg_out_hash_pause(o);
+        }
+
+        if (r->items.data != NULL) {
+            tg_out_put(o, r->items.data, r->items.len);
+
+        } else {
+            for (i = 0; i < r->ninstances; i++) {
+                if (i > 0) {
+                    tg_out_byte(o, ',');
+                }
+
+                tg_audit_str(o, "{\"instance_id\":\"",
+                             r->instances[i].instance_id.data,
+                             r->instances[i].instance_id.len);
+                tg_audit_str(o, ",\"current_version\":\"",
+                             r->instances[i].current_version.data,
+                             r->instances[i].current_version.len);
+                tg_out_byte(o, '}');
+            }
+        }
+
+        if (brief) {
+            tg_out_hash_resume(o);
         }
 
         tg_out_byte(o, ']');
@@ -505,6 +553,231 @@ tg_audit_int(tg_out_t *o, const char *head, size_t head_len, int64_t v)
     }
 
     tg_out_put(o, p, (size_t) (num + sizeof(num) - p));
+}
+
+
+/*
+ * Where the brief form's pieces are in a line of ours: the items, then
+ * right after them ],"delay": and its value, later body_sha256's digits.
+ * Strings in a record are escaped, so none of the names looked for can
+ * be found inside one.  0 when the line has no brief form.
+ */
+
+static int
+tg_audit_brief_form(const unsigned char *line, size_t len,
+    tg_audit_brief_t *br)
+{
+    int     in_string;
+    size_t  i, k, n;
+
+    static const char  *delays[] = { "true", "false", "\"true\"",
+                                     "\"false\"" };
+
+    i = tg_audit_find(line, len, 0, tg_audit_instances,
+                      tg_lit_len(tg_audit_instances));
+    if (i == len) {
+        return 0;
+    }
+
+    br->items = i + tg_lit_len(tg_audit_instances);
+
+    /* the ']' that closes the array: the first one outside a string */
+
+    in_string = 0;
+
+    for (i = br->items; i < len; i++) {
+        if (in_string) {
+            if (line[i] == '\\') {
+                i++;
+
+            } else if (line[i] == '"') {
+                in_string = 0;
+            }
+
+        } else if (line[i] == '"') {
+            in_string = 1;
+
+        } else if (line[i] == ']') {
+            break;
+        }
+    }
+
+    if (i >= len || len - i < tg_lit_len(tg_audit_body_delay)
+        || memcmp(line + i, tg_audit_body_delay,
+                  tg_lit_len(tg_audit_body_delay)) != 0)
+    {
+        return 0;
+    }
+
+    br->items_end = i;
+    i += tg_lit_len(tg_audit_body_delay);
+
+    for (k = 0; k < sizeof(delays) / sizeof(delays[0]); k++) {
+        n = strlen(delays[k]);
+
+        if (len - i > n && memcmp(line + i, delays[k], n) == 0
+            && (line[i + n] == ',' || line[i + n] == '}'))
+        {
+            break;
+        }
+    }
+
+    if (k == sizeof(delays) / sizeof(delays[0])) {
+        return 0;
+    }
+
+    br->delay_end = i + n;
+
+    i = tg_audit_find(line, len, br->delay_end, tg_audit_body_sha256,
+                      tg_lit_len(tg_audit_body_sha256));
+    if (i == len) {
+        return 0;
+    }
+
+    i += tg_lit_len(tg_audit_body_sha256);
+
+    if (len - i < TG_SHA256_LEN * 2 + 1 || line[i + TG_SHA256_LEN * 2] != '"')
+    {
+        return 0;
+    }
+
+    for (k = 0; k < TG_SHA256_LEN * 2; k++) {
+        if (!((line[i + k] >= '0' && line[i + k] <= '9')
+              || (line[i + k] >= 'a' && line[i + k] <= 'f')))
+        {
+            return 0;
+        }
+    }
+
+    br->body_sha256 = i;
+
+    return 1;
+}
+
+
+/* the first lit in p[from, len), or len */
+
+static size_t
+tg_audit_find(const unsigned char *p, size_t len, size_t from,
+    const char *lit, size_t n)
+{
+    size_t  i;
+
+    if (n > len) {
+        return len;
+    }
+
+    for (i = from; i <= len - n; i++) {
+        if (p[i] == (unsigned char) lit[0] && memcmp(p + i, lit, n) == 0) {
+            return i;
+        }
+    }
+
+    return len;
+}
+
+
+/* the SHA-256 of the line without its items */
+
+static tg_rc_t
+tg_audit_brief_digest(const unsigned char *line, size_t len,
+    const tg_audit_brief_t *br, char hex[65])
+{
+    tg_rc_t        rc;
+    tg_sha256_t    sha;
+    unsigned char  md[TG_SHA256_LEN];
+
+    tg_sha256_init(&sha);
+    tg_sha256_update(&sha, line, br->items);
+    tg_sha256_update(&sha, line + br->items_end, len - br->items_end);
+
+    rc = tg_sha256_final(&sha, md);
+    if (rc != TG_OK) {
+        return rc;
+    }
+
+    tg_sha256_hex_of(md, hex);
+
+    return TG_OK;
+}
+
+
+tg_rc_t
+tg_audit_chain_digest(const unsigned char *line, size_t len, char hex[65])
+{
+    tg_rc_t           rc;
+    tg_sha256_t       sha;
+    tg_audit_brief_t  br;
+    unsigned char     md[TG_SHA256_LEN];
+
+    if (tg_audit_brief_form(line, len, &br)) {
+        return tg_audit_brief_digest(line, len, &br, hex);
+    }
+
+    tg_sha256_init(&sha);
+    tg_sha256_update(&sha, line, len);
+
+    rc = tg_sha256_final(&sha, md);
+    if (rc != TG_OK) {
+        return rc;
+    }
+
+    tg_sha256_hex_of(md, hex);
+
+    return TG_OK;
+}
+
+
+tg_rc_t
+tg_audit_line_digests(const unsigned char *line, size_t len,
+    tg_audit_digests_t *d)
+{
+    tg_rc_t           rc;
+    tg_sha256_t       sha;
+    tg_audit_brief_t  br;
+    unsigned char     md[TG_SHA256_LEN];
+    char              body[65];
+
+    d->brief[0] = '\0';
+    d->body_ok = 0;
+
+    tg_sha256_init(&sha);
+    tg_sha256_update(&sha, line, len);
+
+    rc = tg_sha256_final(&sha, md);
+    if (rc != TG_OK) {
+        return rc;
+    }
+
+    tg_sha256_hex_of(md, d->full);
+
+    if (!tg_audit_brief_form(line, len, &br)) {
+        return TG_OK;
+    }
+
+    rc = tg_audit_brief_digest(line, len, &br, d->brief);
+    if (rc != TG_OK) {
+        return rc;
+    }
+
+    /* the body again: its head, the items to the delay's value, '}' */
+
+    tg_sha256_init(&sha);
+    tg_sha256_update(&sha, tg_audit_body_head, tg_lit_len(tg_audit_body_head));
+    tg_sha256_update(&sha, line + br.items, br.delay_end - br.items);
+    tg_sha256_update(&sha, "}", 1);
+
+    rc = tg_sha256_final(&sha, md);
+    if (rc != TG_OK) {
+        return rc;
+    }
+
+    tg_sha256_hex_of(md, body);
+
+    d->body_ok = (memcmp(body, line + br.body_sha256, TG_SHA256_LEN * 2)
+                  == 0);
+
+    return TG_OK;
 }
 
 

@@ -61,6 +61,10 @@ typedef struct {
     tg_str_t             uri;
     tg_str_t             user;          /* the caller's identity */
     tg_str_t             policy;        /* allow-list digest */
+    tg_str_t             items;         /* the instances as the forwarded
+                                           body has them (tg_batch_items()),
+                                           copied; data NULL: written from
+                                           instances */
     int                  status;        /* HTTP status; 0: left out */
     int64_t              duration_ms;   /* -1: left out */
     int64_t              bytes;         /* response body; -1: left out */
@@ -106,6 +110,36 @@ size_t tg_audit_bound(const tg_audit_record_t *rec);
  */
 void tg_audit_write_head(tg_out_t *o, const tg_audit_record_t *rec);
 void tg_audit_write_link(tg_out_t *o, const char *prev);
+
+
+/*
+ * The chain: each record's "prev" is the link of the line before it, 64
+ * hex digits of a SHA-256 over the line, '\n' included.
+ *
+ * A record with "instances", "delay" and "body_sha256" (an allow or a
+ * would_deny) leaves its instances' items, the bytes between the '[' and
+ * the ']', out of its link: they are the items of the body it forwarded,
+ * which with "delay" make that body again, and "body_sha256", inside the
+ * link, is the digest of that body.  So each byte of a batch is hashed
+ * once for the chain, not twice, and a changed item still breaks it: the
+ * verifier rebuilds the body and compares.  Any other record's link is
+ * over its whole line, as was every record's before this brief form.
+ *
+ * tg_audit_chain_digest() is the link the gateway writes after a line.
+ * tg_audit_line_digests() gives the verifier both forms: "brief" is empty
+ * when the line has no brief form; body_ok says whether its items and
+ * delay hash to its body_sha256.
+ */
+typedef struct {
+    char                 full[65];
+    char                 brief[65];
+    int                  body_ok;
+} tg_audit_digests_t;
+
+tg_rc_t tg_audit_chain_digest(const unsigned char *line, size_t len,
+    char hex[65]) TG_WUR;
+tg_rc_t tg_audit_line_digests(const unsigned char *line, size_t len,
+    tg_audit_digests_t *d) TG_WUR;
 
 
 /*

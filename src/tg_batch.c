@@ -359,6 +359,38 @@ tg_batch_write(const tg_batch_t *b, tg_out_t *o)
 }
 
 
+tg_rc_t
+tg_batch_items(const tg_batch_t *b, const unsigned char *body, size_t len,
+    tg_str_t *items)
+{
+    size_t  tail;
+
+    /* the tail: "],"delay":" with the delay, and the closing brace */
+
+    tail = tg_lit_len(tg_tail) + 1;
+
+    if (b->delay_kind == TG_DELAY_BOOL) {
+        tail += b->delay ? tg_lit_len("true") : tg_lit_len("false");
+
+    } else {
+        tail += b->delay ? tg_lit_len(tg_delay_true)
+                         : tg_lit_len(tg_delay_false);
+    }
+
+    if (body == NULL || len != tg_batch_serialized_len(b)
+        || memcmp(body, tg_head, tg_lit_len(tg_head)) != 0
+        || memcmp(body + len - tail, tg_tail, tg_lit_len(tg_tail)) != 0)
+    {
+        return TG_ERR_ARG;
+    }
+
+    items->data = body + tg_lit_len(tg_head);
+    items->len = len - tg_lit_len(tg_head) - tail;
+
+    return TG_OK;
+}
+
+
 /* ngx_cpymem(): the copy, and the end of it */
 
 static inline unsigned char *

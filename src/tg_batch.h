@@ -86,5 +86,15 @@ unsigned char *tg_batch_serialize(const tg_batch_t *b, unsigned char *dst);
  */
 void tg_batch_write(const tg_batch_t *b, tg_out_t *o);
 
+/*
+ * The items of body, the canonical body of b: the bytes between the '['
+ * and the ']' of databases_instance_infos, each {"instance_id":..,
+ * "current_version":..} as escaped as the audit record writes them, which
+ * copies them from here (tg_audit.h).  TG_ERR_ARG when body is not what
+ * tg_batch_write() wrote for b.
+ */
+tg_rc_t tg_batch_items(const tg_batch_t *b, const unsigned char *body,
+    size_t len, tg_str_t *items) TG_WUR;
+
 
 #endif /* TG_BATCH_H */

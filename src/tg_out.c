@@ -22,6 +22,7 @@ tg_out_init(tg_out_t *o, void *buf, size_t size)
     o->overflow = 0;
     o->sha = NULL;
     o->hashed = 0;
+    o->paused = 0;
 }
 
 
@@ -30,6 +31,29 @@ tg_out_hash(tg_out_t *o, tg_sha256_t *sha)
 {
     o->sha = sha;
     o->hashed = o->pos;
+}
+
+
+void
+tg_out_hash_pause(tg_out_t *o)
+{
+    if (o->sha != NULL) {
+        tg_out_flush(o);
+    }
+
+    o->paused = 1;
+}
+
+
+void
+tg_out_hash_resume(tg_out_t *o)
+{
+    if (o->sha != NULL) {
+        /* what the window took while paused is passed over, not hashed */
+        tg_out_flush(o);
+    }
+
+    o->paused = 0;
 }
 
 
@@ -68,7 +92,10 @@ tg_out_put_slow(tg_out_t *o, const void *data, size_t len)
         }
 
         if (o->size == 0) {
-            tg_sha256_update(o->sha, p, len);
+            if (!o->paused) {
+                tg_sha256_update(o->sha, p, len);
+            }
+
             return;
         }
 
@@ -167,7 +194,11 @@ void
 tg_out_flush(tg_out_t *o)
 {
     if (o->pos > o->hashed) {
-        tg_sha256_update(o->sha, o->buf + o->hashed, o->pos - o->hashed);
+        if (!o->paused) {
+            tg_sha256_update(o->sha, o->buf + o->hashed,
+                             o->pos - o->hashed);
+        }
+
         o->hashed = o->pos;
     }
 }

@@ -35,6 +35,7 @@ typedef struct {
     int                  overflow;  /* bytes were counted, not written */
     tg_sha256_t         *sha;       /* when set, every byte is hashed */
     size_t               hashed;    /* bytes of buf already hashed */
+    int                  paused;    /* bytes appended are not hashed */
 } tg_out_t;
 
 
@@ -42,6 +43,14 @@ void tg_out_init(tg_out_t *o, void *buf, size_t size);
 
 /* from now on every byte appended is hashed into sha (initialized) */
 void tg_out_hash(tg_out_t *o, tg_sha256_t *sha);
+
+/*
+ * Between a pause and a resume, bytes are appended but not hashed: the
+ * audit record leaves out of its chain link the instances it carries,
+ * which its body_sha256 covers (tg_audit.h).
+ */
+void tg_out_hash_pause(tg_out_t *o);
+void tg_out_hash_resume(tg_out_t *o);
 
 /* what tg_out_put() does when data does not fit the window as it is */
 void tg_out_put_slow(tg_out_t *o, const void *data, size_t len);

@@ -1,10 +1,14 @@
 #!/usr/bin/perl
 
 # The audit hash chain: every record's "prev" is the SHA-256 of the line
-# before it (newline included, 64 zeros for the first), and
-# taurus-guard-verify finds a changed, removed or reordered record at the
-# line after it.  The chain goes on across a restart that finds a torn
-# last line (cut off, logged) and across a reload.
+# before it (newline included, 64 zeros for the first), without its
+# instances' items when it is an allow record (their body_sha256 covers
+# them), and taurus-guard-verify finds a changed, removed or reordered
+# record at the line after it, a changed item of an allow record too.  A
+# file written before that brief form (every link over the whole line)
+# still verifies, alone or continued by the gateway.  The chain goes on
+# across a restart that finds a torn last line (cut off, logged) and
+# across a reload.
 
 use strict;
 use warnings;
@@ -95,9 +99,9 @@ sub check_links {
             diag("$name: line " . ($i + 1) . " does not link: $lines[$i]");
             $bad++;
         }
-        $prev = sha256_hex($lines[$i]);
+        $prev = chain_digest($lines[$i]);
     }
-    is($bad, 0, "$name: every record's prev is the SHA-256 of the line "
+    is($bad, 0, "$name: every record's prev is the link of the line "
         . "before it");
     return $prev;
 }
@@ -163,6 +167,86 @@ is($rc, 1, 'swapped: verify exits 1');
 like($out, qr/^break: \Q$copy\E:3:/m, 'swapped: break at the first moved')
     or diag($out);
 
+# the allow records' links leave their items out, and their items make
+# their body again
+
+for my $i (0, 4) {
+    isnt(chain_digest($lines[$i]), sha256_hex($lines[$i]),
+        'allow record ' . ($i + 1) . ': linked without its items');
+    is(chain_body_ok($lines[$i]), 1,
+        'allow record ' . ($i + 1) . ': its items make its body_sha256');
+}
+is(chain_digest($lines[2]), sha256_hex($lines[2]),
+    'the deny record: linked by its whole line');
+
+# an instance of an allow record changed (line 1): its link is the same,
+# its items no longer make its body
+
+@tampered = @lines;
+$tampered[0] =~ s/("instances":\[\{"instance_id":")(.)/$1 . ($2 eq 'a' ? 'b' : 'a')/e;
+isnt($tampered[0], $lines[0], 'changed instance: line 1 changed');
+is(chain_digest($tampered[0]), chain_digest($lines[0]),
+    'changed instance: the same link');
+$copy = write_copy('instance.log', @tampered);
+($rc, $out) = verify($copy);
+is($rc, 1, 'changed instance: verify exits 1');
+like($out, qr/^break: \Q$copy\E:2: the instances of the record before it do not match its body_sha256/m,
+    'changed instance: break at line 2, named') or diag($out);
+
+# the same in the last record, which nothing links to
+
+$copy = write_copy('instance-last.log', @lines[0 .. 3], $tampered[0] =~ s/"prev":"[0-9a-f]{64}"/'"prev":"' . chain_digest($lines[3]) . '"'/er);
+($rc, $out) = verify($copy);
+is($rc, 1, 'changed instance, last record: verify exits 1');
+like($out, qr/^break: \Q$copy\E:5: its instances do not match its body_sha256/m,
+    'changed instance, last record: named') or diag($out);
+
+# the delay of an allow record changed (line 5): a new link
+
+@tampered = @lines;
+$tampered[4] =~ s/"delay":"true"/"delay":"false"/;
+isnt($tampered[4], $lines[4], 'changed delay: line 5 changed');
+$copy = write_copy('delay.log', @tampered);
+($rc, $out) = verify($copy);
+is($rc, 1, 'changed delay: verify exits 1');
+like($out, qr/^break: \Q$copy\E:6: "prev" does not match/m,
+    'changed delay: break at line 6') or diag($out);
+
+# a file written before the brief form: each link over the whole line;
+# then one the gateway went on with after an upgrade (old links, then
+# new ones from the old file's last line)
+
+sub relink {
+    my ($old, @l) = @_;
+    for my $i (1 .. $#l) {
+        my $d = $i <= $old ? sha256_hex($l[$i - 1]) : chain_digest($l[$i - 1]);
+        $l[$i] =~ s/"prev":"[0-9a-f]{64}"/"prev":"$d"/;
+    }
+    return @l;
+}
+
+my @old = relink(5, @lines);
+is((eval { $json->decode($old[1]) } || {})->{prev}, sha256_hex($old[0]),
+    'old file: linked by whole lines');
+$copy = write_copy('old.log', @old);
+($rc, $out) = verify($copy);
+is($rc, 0, 'old file: verifies') or diag($out);
+
+$copy = write_copy('mixed.log', relink(2, @lines));
+($rc, $out) = verify($copy);
+is($rc, 0, 'old links, then new ones: verifies') or diag($out);
+
+# in the old file an allow record's changed instance breaks the whole-line
+# link after it
+
+@tampered = @old;
+$tampered[0] =~ s/("instances":\[\{"instance_id":")(.)/$1 . ($2 eq 'a' ? 'b' : 'a')/e;
+$copy = write_copy('old-tampered.log', @tampered);
+($rc, $out) = verify($copy);
+is($rc, 1, 'old file, changed instance: verify exits 1');
+like($out, qr/^break: \Q$copy\E:2: "prev" does not match/m,
+    'old file, changed instance: break at line 2') or diag($out);
+
 # the last record removed cannot be seen in one file, but the first can:
 # the chain then starts "after earlier, unchecked records"
 
@@ -186,7 +270,7 @@ like($out, qr/^break: \Q$copy\E:7: torn record/m, 'torn copy: named')
 
 $t->stop;
 
-my $last_hash = sha256_hex($lines[-1]);
+my $last_hash = chain_digest($lines[-1]);
 my $torn = substr($lines[2], 0, 57);
 open my $fh, '>>', $log or die "$log: $!\n";
 print $fh $torn;
@@ -242,7 +326,7 @@ is($r->{status}, 403, 'after reload: denied');
 
 my @reload = lines_of($log);
 is(scalar @reload, 11, 'after reload: three more records');
-is((eval { $json->decode($reload[8]) } || {})->{prev}, sha256_hex($after[7]),
+is((eval { $json->decode($reload[8]) } || {})->{prev}, chain_digest($after[7]),
     'after reload: first record links to the last before it');
 check_links('across the reload', $zero, @reload);
 

@@ -13,7 +13,6 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 
-use Digest::SHA qw(sha256_hex);
 use JSON::PP;
 use Test::More;
 use Time::HiRes qw(sleep);
@@ -268,7 +267,7 @@ is($r->{status}, 200, 'reopened: 200');
 @a = $t->wait_audit($r->{id}, 2, $log);
 is(join(',', map { $_->{decision} } @a), 'allow,done',
     'reopened: allow and done records');
-is($a[0]{prev}, sha256_hex($old[-1]),
+is($a[0]{prev}, chain_digest($old[-1]),
     'reopened: the new file links to the last record of the removed one');
 ($rc, $out) = verify($saved, $log);
 is($rc, 0, 'removed + new file: one chain') or diag($out);

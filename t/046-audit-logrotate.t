@@ -10,7 +10,6 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 
-use Digest::SHA qw(sha256_hex);
 use Test::More;
 use Time::HiRes qw(sleep);
 
@@ -115,7 +114,7 @@ is(join(',', map { batch($_) } 4 .. 7), '200,200,200,200', 'after: 200s');
 
 my @new = split /^/m, $t->read_file('audit.log') || '';
 is(scalar @new, 8, 'after: the new records in the new file');
-like($new[0] || '', qr/"prev":"\Q${\ sha256_hex($last)}\E"/,
+like($new[0] || '', qr/"prev":"\Q${\ chain_digest($last)}\E"/,
     'the new file links to the last record of the rotated one');
 
 $out = $t->_cmd($verify, $rotated, "$dir/audit.log");

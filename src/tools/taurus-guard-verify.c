@@ -7,9 +7,11 @@
  *         taurus-audit.log
  *
  * Every record carries "prev", the SHA-256 of the line before it (the
- * first record ever has 64 zeros).  A record changed, removed, inserted
- * or reordered breaks the link after it.  Exit status: 0 intact, 1 a
- * break or a malformed record, 2 a file could not be read.
+ * first record ever has 64 zeros); an allow or would_deny record's link
+ * leaves out its instances' items, which must then make again the body
+ * its "body_sha256" is the digest of (tg_audit.h).  A record changed,
+ * removed, inserted or reordered breaks the link after it.  Exit status:
+ * 0 intact, 1 a break or a malformed record, 2 a file could not be read.
  */
 
 #include <errno.h>
@@ -29,7 +31,9 @@ typedef struct {
     unsigned long        allow;
     unsigned long        done;
     unsigned long        refused;
-    char                 last[TG_SHA256_HEX_LEN + 1];
+    tg_audit_digests_t   last;          /* of the record before */
+    const char          *last_path;
+    unsigned long        last_lineno;
     int                  started;
 } tg_verify_t;
 
@@ -59,6 +63,14 @@ main(int argc, char **argv)
         if (rc != 0) {
             return rc;
         }
+    }
+
+    /* nothing links to the last record, but its body can be checked */
+
+    if (v.started && v.last.brief[0] != '\0' && !v.last.body_ok) {
+        printf("break: %s:%lu: its instances do not match its body_sha256:"
+               " changed instances or delay\n", v.last_path, v.last_lineno);
+        return 1;
     }
 
     printf("ok: %lu records in %d file(s), chain intact"
@@ -123,15 +135,29 @@ tg_verify_file(tg_verify_t *v, const char *path)
                    strspn(prev, "0") == TG_SHA256_HEX_LEN
                    ? " at its beginning" : " after earlier, unchecked records");
 
-        } else if (strcmp(prev, v->last) != 0) {
+        } else if (strcmp(prev, v->last.full) == 0) {
+            /* linked by the whole line: a record written before the
+             * brief form, or one that has none */
+
+        } else if (v->last.brief[0] == '\0'
+                   || strcmp(prev, v->last.brief) != 0)
+        {
             printf("break: %s:%lu: \"prev\" does not match the record"
                    " before it: changed, removed or reordered records\n",
                    path, lineno);
             rc = 1;
             goto done;
+
+        } else if (!v->last.body_ok) {
+            printf("break: %s:%lu: the instances of the record before it"
+                   " do not match its body_sha256: changed instances or"
+                   " delay\n", path, lineno);
+            rc = 1;
+            goto done;
         }
 
-        if (tg_sha256_hex((unsigned char *) line, (size_t) n, v->last)
+        if (tg_audit_line_digests((unsigned char *) line, (size_t) n,
+                                  &v->last)
             != TG_OK)
         {
             fprintf(stderr, "%s:%lu: SHA-256 failed\n", path, lineno);
@@ -140,6 +166,8 @@ tg_verify_file(tg_verify_t *v, const char *path)
         }
 
         v->started = 1;
+        v->last_path = path;
+        v->last_lineno = lineno;
         v->records++;
 
         if (strcmp(decision, "allow") == 0

@@ -34,6 +34,8 @@ static void test_deny_record(void);
 static void test_minimal_and_done(void);
 static void test_hostile(void);
 static void test_request_id(void);
+static void test_chain_brief(void);
+static void chain_of_body(const char *body, const char *what);
 static unsigned char *encode(const tg_audit_record_t *r, size_t *len,
     const char *what);
 static void one_pass(const tg_audit_record_t *r, const unsigned char *want,
@@ -122,7 +124,7 @@ encode(const tg_audit_record_t *r, size_t *len, const char *what)
 /*
  * The gateway's way: a buffer of the bound, the head and the link in one
  * pass through a hashing writer.  The same bytes as tg_audit_encode(),
- * and the writer's hash is the line's.
+ * and the writer's hash is the line's link (tg_audit_chain_digest()).
  */
 static void
 one_pass(const tg_audit_record_t *r, const unsigned char *want, size_t n,
@@ -157,11 +159,11 @@ one_pass(const tg_audit_record_t *r, const unsigned char *want, size_t n,
     is_rc(tg_out_sha256(&o, md), TG_OK, "%s: the writer's hash", what);
     tg_sha256_hex_of(md, hex);
 
-    if (tg_sha256_hex(want, n, want_hex) != TG_OK) {
+    if (tg_audit_chain_digest(want, n, want_hex) != TG_OK) {
         want_hex[0] = '\0';
     }
 
-    is_str(hex, want_hex, "%s: the writer hashed the line", what);
+    is_str(hex, want_hex, "%s: the writer hashed the line's link", what);
 
     free(buf);
 }
@@ -743,6 +745,200 @@ main(void)
     test_minimal_and_done();
     test_hostile();
     test_request_id();
+    test_chain_brief();
 
     return done_testing();
+}
+
+
+/*
+ * The brief form of the chain: an allow record's link leaves out its
+ * items, which its body_sha256 covers.  Bodies with versions made to
+ * confuse the scanner: brackets, quotes, backslashes and the names it
+ * looks for, inside strings.
+ */
+static void
+test_chain_brief(void)
+{
+    tg_rc_t            rc;
+    tg_str_t           items;
+    tg_batch_t         b;
+    tg_instance_t      it[1];
+    char               err[TG_BATCH_ERR_SIZE];
+    unsigned char      scratch[128];
+
+#define ONE  "{\"databases_instance_infos\":[{\"instance_id\":\"a\"," \
+             "\"current_version\":\"b\"}],\"delay\":true}"
+
+    chain_of_body("{\"databases_instance_infos\":[{\"instance_id\":\"" I1
+                  "\",\"current_version\":\"" V1 "\"}],\"delay\":\"false\"}",
+                  "one instance");
+    chain_of_body("{\"delay\":true,\"databases_instance_infos\":["
+                  "{\"current_version\":\"a]\\\"\\\\\",\"instance_id\":\"" I1
+                  "\"},{\"instance_id\":\"" I2 "\",\"current_version\":"
+                  "\"],\\\"delay\\\":true,\\\"body_sha256\\\":\\\"" SHA
+                  "\\\"}\"}]}",
+                  "names and brackets in versions");
+    chain_of_body("{\"databases_instance_infos\":[{\"instance_id\":\"" I1
+                  "\",\"current_version\":\"\\u00e9\xc3\xbc\\/\\\\\\\\\\\"\"}"
+                  ",{\"instance_id\":\"" I2 "\",\"current_version\":\""
+                  "\\\\\"}],\"delay\":false}",
+                  "escapes in versions");
+
+    /* the items of a body that is not b's */
+
+    memset(&b, 0, sizeof(tg_batch_t));
+    b.items = it;
+    b.max_items = 1;
+    b.scratch = scratch;
+    b.scratch_size = sizeof(scratch);
+
+    rc = tg_batch_parse(&b, (const unsigned char *) ONE, sizeof(ONE) - 1,
+                        err, sizeof(err));
+    is_rc(rc, TG_OK, "a batch to take items from");
+    is_rc(tg_batch_items(&b, (const unsigned char *) "{}", 2, &items),
+          TG_ERR_ARG, "items: not its body");
+}
+
+
+static void
+chain_of_body(const char *body, const char *what)
+{
+    size_t               n, len, blen, i;
+    char                 hash[65], link[65], err[TG_BATCH_ERR_SIZE];
+    tg_rc_t              rc;
+    tg_str_t             items;
+    tg_batch_t           b;
+    unsigned char       *canon, *escaped, *copied, *line;
+    tg_instance_t        it[4];
+    tg_audit_record_t    r;
+    tg_audit_digests_t   d, t;
+    unsigned char        scratch[1024];
+
+    memset(&b, 0, sizeof(tg_batch_t));
+    b.items = it;
+    b.max_items = 4;
+    b.scratch = scratch;
+    b.scratch_size = sizeof(scratch);
+
+    rc = tg_batch_parse(&b, (const unsigned char *) body, strlen(body), err,
+                        sizeof(err));
+    is_rc(rc, TG_OK, "%s: parsed", what);
+    if (rc != TG_OK) {
+        printf("# %s\n", err);
+        return;
+    }
+
+    blen = tg_batch_serialized_len(&b);
+    canon = malloc(blen);
+    if (canon == NULL) {
+        ok(0, "%s: malloc", what);
+        return;
+    }
+
+    tg_batch_serialize(&b, canon);
+
+    if (tg_sha256_hex(canon, blen, hash) != TG_OK) {
+        ok(0, "%s: the body's digest", what);
+        free(canon);
+        return;
+    }
+
+    is_rc(tg_batch_items(&b, canon, blen - 1, &items), TG_ERR_ARG,
+          "%s: items: not of a shorter body", what);
+    is_rc(tg_batch_items(&b, canon, blen, &items), TG_OK, "%s: items", what);
+
+    record_init(&r);
+    r.decision = TG_DECISION_ALLOW;
+    r.instances = b.items;
+    r.ninstances = b.nitems;
+    r.has_delay = 1;
+    r.delay = b.delay;
+    r.delay_kind = b.delay_kind;
+    r.body_sha256 = hash;
+    r.policy.data = (const unsigned char *) POL;
+    r.policy.len = 64;
+
+    /* the items copied from the body are the bytes escaped again */
+
+    escaped = encode(&r, &len, what);
+    r.items = items;
+    copied = encode(&r, &n, what);
+
+    if (escaped == NULL || copied == NULL) {
+        free(escaped);
+        free(copied);
+        free(canon);
+        return;
+    }
+
+    ok(len == n && memcmp(escaped, copied, n) == 0,
+       "%s: items copied from the body, the same bytes", what);
+
+    line = copied;
+
+    is_rc(tg_audit_line_digests(line, n, &d), TG_OK, "%s: digests", what);
+    is_rc(tg_audit_chain_digest(line, n, link), TG_OK, "%s: link", what);
+    ok(d.brief[0] != '\0', "%s: a brief form", what);
+    is_str(link, d.brief, "%s: the link is the brief form", what);
+    ok(strcmp(d.brief, d.full) != 0, "%s: which is not the full one", what);
+    ok(d.body_ok, "%s: its items and delay make body_sha256", what);
+
+    if (tg_sha256_hex(line, n, hash) == TG_OK) {
+        is_str(d.full, hash, "%s: full: the line's SHA-256", what);
+    }
+
+    /* a changed item: the brief form holds, the body does not */
+
+    i = (size_t) (strstr((char *) line, I1) - (char *) line);
+    line[i] ^= 1;
+    is_rc(tg_audit_line_digests(line, n, &t), TG_OK, "%s: changed item",
+          what);
+    is_str(t.brief, d.brief, "%s: changed item: the brief form is the same",
+           what);
+    ok(!t.body_ok, "%s: changed item: the body does not match", what);
+    line[i] ^= 1;
+
+    /* a changed delay: both */
+
+    for (i = 0; i + 9 < n; i++) {
+        if (memcmp(line + i, "],\"delay\":", 10) == 0) {
+            break;
+        }
+    }
+
+    line[i + 10] = (line[i + 10] == 't') ? 'f' : 'x';
+    is_rc(tg_audit_line_digests(line, n, &t), TG_OK, "%s: changed delay",
+          what);
+    ok(strcmp(t.brief, d.brief) != 0 && !t.body_ok,
+       "%s: changed delay: a new brief form, no body", what);
+
+    /* any prefix of the line: no crash, no read past it */
+
+    for (i = 0; i < n; i++) {
+        if (tg_audit_line_digests(escaped, i, &t) != TG_OK) {
+            break;
+        }
+    }
+
+    is_int(i, n, "%s: every prefix has digests", what);
+
+    /* a record without body_sha256 (a deny) links by its whole line */
+
+    r.body_sha256 = NULL;
+    free(copied);
+    copied = encode(&r, &n, what);
+
+    if (copied != NULL) {
+        is_rc(tg_audit_line_digests(copied, n, &t), TG_OK,
+              "%s: no body_sha256", what);
+        is_str(t.brief, "", "%s: no body_sha256: no brief form", what);
+        is_rc(tg_audit_chain_digest(copied, n, link), TG_OK,
+              "%s: no body_sha256: link", what);
+        is_str(link, t.full, "%s: no body_sha256: linked by the line", what);
+    }
+
+    free(copied);
+    free(escaped);
+    free(canon);
 }

@@ -17,6 +17,7 @@
 static void test_count(void);
 static void test_hash(void);
 static void test_json(void);
+static void test_pause(void);
 static void hash_through(const char *msg, size_t window, char *hex);
 
 
@@ -26,6 +27,7 @@ main(void)
     test_count();
     test_hash();
     test_json();
+    test_pause();
 
     return done_testing();
 }
@@ -254,4 +256,68 @@ test_json(void)
         is_int(bad, 0, "plain run then escapes, in a buffer of exact size"
                " and one byte short");
     }
+}
+
+
+/*
+ * Bytes appended between a pause and a resume are kept, not hashed:
+ * "abc" and "def" around 20 others hash as "abcdef", through windows
+ * that fill and are reused while paused, and with no window at all.
+ */
+
+static void
+test_pause(void)
+{
+    size_t          w;
+    tg_out_t        o;
+    tg_sha256_t     sha;
+    unsigned char   md[TG_SHA256_LEN], buf[64];
+    char            hex[TG_SHA256_HEX_LEN + 1], want[TG_SHA256_HEX_LEN + 1];
+
+    if (tg_sha256_hex((const unsigned char *) "abcdef", 6, want) != TG_OK) {
+        want[0] = '\0';
+    }
+
+    for (w = 0; w <= 9; w++) {
+        tg_sha256_init(&sha);
+        tg_out_init(&o, w ? buf : NULL, w);
+        tg_out_hash(&o, &sha);
+
+        tg_out_str(&o, "abc");
+        tg_out_hash_pause(&o);
+        tg_out_str(&o, "0123456789");
+        tg_out_byte(&o, 'x');
+        tg_out_str(&o, "012345678");
+        tg_out_hash_resume(&o);
+        tg_out_str(&o, "def");
+
+        hex[0] = '\0';
+        if (tg_out_sha256(&o, md) == TG_OK) {
+            tg_sha256_hex_of(md, hex);
+        }
+
+        is_str(hex, want, "paused for 20 bytes, window of %zu", w);
+        is_int(o.len, 26, "paused, window of %zu: every byte counted", w);
+    }
+
+    /* a buffer of the whole output keeps the paused bytes */
+
+    tg_sha256_init(&sha);
+    tg_out_init(&o, buf, sizeof(buf));
+    tg_out_hash(&o, &sha);
+    tg_out_str(&o, "abc");
+    tg_out_hash_pause(&o);
+    tg_out_str(&o, "[kept]");
+    tg_out_hash_resume(&o);
+    tg_out_str(&o, "def");
+
+    ok(o.pos == 12 && memcmp(buf, "abc[kept]def", 12) == 0,
+       "paused bytes are written");
+
+    hex[0] = '\0';
+    if (tg_out_sha256(&o, md) == TG_OK) {
+        tg_sha256_hex_of(md, hex);
+    }
+
+    is_str(hex, want, "and not hashed");
 }

@@ -30,6 +30,7 @@ use strict;
 use warnings;
 
 use Cwd qw(abs_path);
+use Digest::SHA qw(sha256_hex);
 use Exporter 'import';
 use File::Basename qw(dirname);
 use File::Path qw(make_path);
@@ -43,7 +44,7 @@ use Time::HiRes qw(sleep time);
 
 our @EXPORT_OK = qw($TEST_AK $TEST_SK $TEST_TOKEN $PROJECT $PROJECT2
     @INSTANCES $OTHER_INSTANCE $UPGRADE batch_json upgrade_path header
-    headers_named);
+    headers_named chain_digest chain_body_ok);
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
 our $TEST_AK = 'TGTESTAKQWERTYUIOP12';
@@ -81,6 +82,63 @@ $ENV{UBSAN_OPTIONS} = 'print_stacktrace=1:halt_on_error=1'
 sub upgrade_path {
     my ($project) = @_;
     return '/v3/' . (defined $project ? $project : $PROJECT) . $UPGRADE;
+}
+
+
+# The audit chain, written here apart from the module's C: the link a
+# record leaves for the next one ("prev") is the SHA-256 of its line,
+# "\n" included; a record with "instances", "delay" (right after them)
+# and "body_sha256" leaves its instances' items (between "[" and "]") out
+# of it.  _brief() finds the pieces: the items' start and end, the end of
+# the delay's value, the body digest.
+
+sub _brief {
+    my ($line) = @_;
+
+    my $a = index($line, ',"instances":[');
+    return undef if $a < 0;
+    $a += length ',"instances":[';
+
+    my ($i, $in) = ($a, 0);
+    for (; $i < length $line; $i++) {
+        my $c = substr($line, $i, 1);
+        if ($in) {
+            if ($c eq '\\') { $i++ } elsif ($c eq '"') { $in = 0 }
+        } elsif ($c eq '"') {
+            $in = 1;
+        } elsif ($c eq ']') {
+            last;
+        }
+    }
+
+    pos($line) = $i;
+    $line =~ /\G\],"delay":(true|false|"true"|"false")(?=[,}])/gc
+        or return undef;
+    my $delay_end = pos($line);
+
+    my $s = substr($line, $delay_end);
+    $s =~ /,"body_sha256":"([0-9a-f]{64})"/ or return undef;
+
+    return ($a, $i, $delay_end, $1);
+}
+
+sub chain_digest {
+    my ($line) = @_;
+    my ($a, $b) = _brief($line);
+    return sha256_hex($line) unless defined $a;
+    return sha256_hex(substr($line, 0, $a) . substr($line, $b));
+}
+
+# Whether a record's items and delay make again the body its body_sha256
+# is the digest of (undef: a record without that form).
+
+sub chain_body_ok {
+    my ($line) = @_;
+    my ($a, $b, $delay_end, $sha) = _brief($line);
+    return undef unless defined $a;
+    my $body = '{"databases_instance_infos":['
+        . substr($line, $a, $delay_end - $a) . '}';
+    return sha256_hex($body) eq $sha ? 1 : 0;
 }
 
 
@@ -564,7 +622,8 @@ sub run {
     while (time < $end) {
         my $log = $self->read_file('logs/error.log') // '';
         my $started = () = $log =~ /start worker process \d+/g;
-        last if $self->worker_pids >= $want && $started >= $want;
+        my $running = () = $self->worker_pids;
+        last if $running >= $want && $started >= $want;
         sleep 0.05;
     }
 
