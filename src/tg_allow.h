@@ -70,7 +70,7 @@ size_t tg_allow_project_count(const tg_allow_t *a);
  * statement), TG_ERR_BAD_INSTANCE_ID with an empty token for a project
  * without instances, or TG_ERR_SYNTAX with what saying why.  line is
  * where the statement's ';' is (or the offending byte): where nginx
- * would point.
+ * would point.  TG_ERR_ARG for a NULL table.
  */
 typedef struct {
     const unsigned char *text;
