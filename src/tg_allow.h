@@ -87,6 +87,17 @@ typedef struct {
 tg_rc_t tg_allow_parse(tg_allow_t *a, tg_allow_parse_t *ps) TG_WUR;
 
 /*
+ * Asks for huge pages under a big buffer not yet touched (the table's
+ * own, or the text of a list about to be read into it): a million
+ * entries touch some 100 MB at random, and 4 KB pages cost a page fault
+ * each and a TLB miss on most accesses.  A hint, where the system has
+ * it (Linux's madvise(MADV_HUGEPAGE)); it covers the buffer's whole
+ * 2 MB pages only.
+ */
+void tg_allow_huge_hint(void *p, size_t len);
+
+
+/*
  * SHA-256 of the sorted list, one "project_id instance_id\n" line per
  * pair, as 64 hex digits and a NUL: `sort | sha256sum` of the same lines
  * gives the same digest, so a reviewer can tell which policy decided.
