@@ -95,6 +95,25 @@ struct tg_allow_s {
 };
 
 
+/*
+ * A statement's instances on their way into the table: each is hashed
+ * and its slot asked for (prefetched) some words before it is put in,
+ * so that the slot's cache miss, the cost of an insert into a big
+ * table, overlaps with reading the words that follow.
+ */
+#define TG_ALLOW_QUEUE  8
+
+typedef struct {
+    const unsigned char  *project;
+    uint32_t              ph;
+    uint32_t              poff;     /* 0 until the project has a record */
+    size_t                head;
+    size_t                n;
+    tg_str_t              word[TG_ALLOW_QUEUE];
+    uint32_t              hash[TG_ALLOW_QUEUE];
+} tg_allow_queue_t;
+
+
 /* a digest line: its sort key, then its pair record */
 typedef struct {
     uint64_t             key;       /* project rank, 4 instance bytes */
@@ -112,7 +131,10 @@ static uint64_t tg_allow_hash(const tg_allow_t *a,
 static int tg_allow_eq(const unsigned char *x, const unsigned char *y,
     size_t len);
 static tg_rc_t tg_allow_insert(tg_allow_t *a, const unsigned char *project,
-    uint32_t ph, uint32_t *poffp, const unsigned char *instance, size_t ilen);
+    uint32_t ph, uint32_t *poffp, const unsigned char *instance, size_t ilen,
+    uint32_t h);
+static tg_rc_t tg_allow_flush(tg_allow_t *a, tg_allow_queue_t *q,
+    size_t keep, tg_allow_parse_t *ps);
 static tg_rc_t tg_allow_table_init(tg_allow_table_t *t, size_t hint);
 static tg_rc_t tg_allow_table_fit(tg_allow_t *a, tg_allow_table_t *t,
     size_t more);
@@ -343,23 +365,25 @@ tg_allow_add(tg_allow_t *a, const unsigned char *project, size_t plen,
     ph = (uint32_t) tg_allow_hash(a, project, NULL, 0);
     poff = tg_allow_find_project(a, project, ph);
 
-    return tg_allow_insert(a, project, ph, &poff, instance, ilen);
+    return tg_allow_insert(a, project, ph, &poff, instance, ilen,
+                           (uint32_t) tg_allow_hash(a, project, instance,
+                                                    ilen));
 }
 
 
 /*
- * A checked pair, its project looked up already (*poffp, 0 when the
- * table has no record of it yet: one is made, and *poffp told where).
+ * A checked pair and its hash h, its project looked up already (*poffp,
+ * 0 when the table has no record of it yet: one is made, and *poffp
+ * told where).
  */
 static tg_rc_t
 tg_allow_insert(tg_allow_t *a, const unsigned char *project, uint32_t ph,
-    uint32_t *poffp, const unsigned char *instance, size_t ilen)
+    uint32_t *poffp, const unsigned char *instance, size_t ilen, uint32_t h)
 {
-    uint32_t  h, poff, off;
+    uint32_t  poff, off;
     tg_rc_t   rc;
 
     poff = *poffp;
-    h = (uint32_t) tg_allow_hash(a, project, instance, ilen);
 
     if (poff != 0 && tg_allow_find_pair(a, project, instance, ilen, h) != 0)
     {
@@ -597,10 +621,10 @@ tg_rc_t
 tg_allow_parse(tg_allow_t *a, tg_allow_parse_t *ps)
 {
     int                   id;
-    size_t                n, words;
+    size_t                n, words, i;
     tg_rc_t               rc;
-    uint32_t              ph, poff;
     tg_str_t              w, project;
+    tg_allow_queue_t      q;
     const unsigned char  *p, *end;
 
     if (a == NULL || ps == NULL) {
@@ -623,13 +647,24 @@ tg_allow_parse(tg_allow_t *a, tg_allow_parse_t *ps)
     words = 0;
     project.data = NULL;
     project.len = 0;
-    ph = 0;
-    poff = 0;
+    q.project = NULL;
+    q.ph = 0;
+    q.poff = 0;
+    q.head = 0;
+    q.n = 0;
     rc = TG_OK;
 
     for ( ;; ) {
         n = tg_allow_word(p, end, ps, &w, &id);
         p += n;
+
+        /*
+         * Anything but an instance: the instances read so far go in
+         * first, in their order, as if each had gone in when read.
+         */
+        if ((ps->what != NULL || w.data == NULL) && rc == TG_OK) {
+            rc = tg_allow_flush(a, &q, 0, ps);
+        }
 
         if (ps->what != NULL) {
             ps->token = w;
@@ -711,8 +746,11 @@ tg_allow_parse(tg_allow_t *a, tg_allow_parse_t *ps)
             }
 
             /* 0: the project's record is made with its first instance */
-            ph = (uint32_t) tg_allow_hash(a, w.data, NULL, 0);
-            poff = tg_allow_find_project(a, w.data, ph);
+            q.project = w.data;
+            q.ph = (uint32_t) tg_allow_hash(a, w.data, NULL, 0);
+            q.poff = tg_allow_find_project(a, w.data, q.ph);
+            q.head = 0;
+            q.n = 0;
 
             continue;
         }
@@ -726,16 +764,60 @@ tg_allow_parse(tg_allow_t *a, tg_allow_parse_t *ps)
             || w.len < TG_INSTANCE_ID_MIN_LEN
             || w.len > TG_INSTANCE_ID_MAX_LEN)
         {
-            rc = TG_ERR_BAD_INSTANCE_ID;
+            rc = tg_allow_flush(a, &q, 0, ps);
 
-        } else {
-            rc = tg_allow_insert(a, project.data, ph, &poff, w.data, w.len);
+            if (rc == TG_OK) {
+                rc = TG_ERR_BAD_INSTANCE_ID;
+                ps->token = w;
+            }
+
+            continue;
         }
+
+        rc = tg_allow_flush(a, &q, TG_ALLOW_QUEUE - 1, ps);
+        if (rc != TG_OK) {
+            continue;
+        }
+
+        i = (q.head + q.n) % TG_ALLOW_QUEUE;
+        q.word[i] = w;
+        q.hash[i] = (uint32_t) tg_allow_hash(a, q.project, w.data, w.len);
+        q.n++;
+
+        tg_allow_prefetch(&a->pairs.slots[q.hash[i] & a->pairs.mask]);
+    }
+}
+
+
+/*
+ * Puts the queue's oldest instances into the table until keep are left.
+ * The first that fails is the statement's error, with its token; those
+ * after it are dropped, as a statement's words after its error are.
+ */
+static tg_rc_t
+tg_allow_flush(tg_allow_t *a, tg_allow_queue_t *q, size_t keep,
+    tg_allow_parse_t *ps)
+{
+    tg_rc_t    rc;
+    tg_str_t  *w;
+
+    while (q->n > keep) {
+        w = &q->word[q->head];
+
+        rc = tg_allow_insert(a, q->project, q->ph, &q->poff, w->data, w->len,
+                             q->hash[q->head]);
+
+        q->head = (q->head + 1) % TG_ALLOW_QUEUE;
+        q->n--;
 
         if (rc != TG_OK) {
-            ps->token = w;
+            ps->token = *w;
+            q->n = 0;
+            return rc;
         }
     }
+
+    return TG_OK;
 }
 
 

@@ -662,5 +662,47 @@ test_parse_scanner(void)
     ok(!tg_allow_contains(a, S(P1), S(I2)),
        "scanner: nothing after the error is added");
 
+    /*
+     * Instances wait in a queue of 8 before they go in: a duplicate
+     * that is 12th in its statement, of the 3rd, is still the error, at
+     * its own token, with the 11 before it in the table and none after.
+     */
+
+    rc = parse_all(a, P2 " 10000000000000000000000000000001"
+                   " 10000000000000000000000000000002"
+                   " 10000000000000000000000000000003"
+                   " 10000000000000000000000000000004"
+                   " 10000000000000000000000000000005"
+                   " 10000000000000000000000000000006"
+                   " 10000000000000000000000000000007"
+                   " 10000000000000000000000000000008"
+                   " 10000000000000000000000000000009"
+                   " 10000000000000000000000000000010"
+                   " 10000000000000000000000000000011"
+                   " 10000000000000000000000000000003"
+                   " 10000000000000000000000000000012;", &ps);
+    ok(rc == TG_ERR_DUP_ENTRY && ps.token.len == 32
+       && ps.token.data == ps.text + 33 * 12,
+       "queue: the 12th instance, a duplicate, is the error");
+    ok(tg_allow_contains(a, S(P2), S("10000000000000000000000000000011"))
+       && !tg_allow_contains(a, S(P2),
+                             S("10000000000000000000000000000012")),
+       "queue: the 11 before it are in, the one after is not");
+
+    /* a duplicate still queued when a malformed word or a '{' comes */
+
+    rc = parse_all(a, P2 " 20000000000000000000000000000001"
+                   " 20000000000000000000000000000002"
+                   " 20000000000000000000000000000001 bad;", &ps);
+    ok(rc == TG_ERR_DUP_ENTRY && ps.token.len == 32
+       && memcmp(ps.token.data, "2000", 4) == 0,
+       "queue: a queued duplicate before a malformed instance wins");
+
+    rc = parse_all(a, P2 " 30000000000000000000000000000001"
+                   " 30000000000000000000000000000002 {", &ps);
+    ok(rc == TG_ERR_SYNTAX && ps.token.len == 1
+       && tg_allow_contains(a, S(P2), S("30000000000000000000000000000001")),
+       "queue: '{' after queued instances: they went in first");
+
     tg_allow_destroy(a);
 }
