@@ -143,6 +143,12 @@ $(BUILD)/fuzz/%: t/fuzz/%.c t/fuzz/replay.c $(CORE_SRCS) $(CORE_HDRS)
 
 fuzz-replay: $(FUZZ_BINS)
 
+# The allow-list's lookup cost outside nginx (t/bench/run.sh runs it).
+$(BUILD)/bench/allow-lookup: t/bench/allow-lookup.c $(CORE_SRCS) \
+                             $(CORE_HDRS)
+	@mkdir -p $(BUILD)/bench
+	$(CC) $(CORE_CFLAGS) -Isrc -o $@ $< $(CORE_SRCS) $(CORE_LIBS)
+
 # One runner: prove takes the unit binaries (TAP), the fuzz replay and the
 # nginx integration tests in one go.
 test: deps
@@ -166,7 +172,7 @@ fuzz: deps
 
 # Plain proxy_pass vs the module, in one run, as ratios.
 bench: deps
-	$(MAKE) module
+	$(MAKE) module $(BUILD)/bench/allow-lookup
 	t/bench/run.sh
 
 run: deps

@@ -322,6 +322,9 @@ ngx_http_taurus_guard_allow_read(ngx_conf_t *cf, ngx_str_t *file,
         return NGX_ERROR;
     }
 
+    /* read() faults the pages in: 2 MB ones where the system has them */
+    tg_allow_huge_hint(text->data, size);
+
     for (got = 0; got < size; got += n) {
         n = ngx_read_fd(fd, text->data + got, size - got);
 

@@ -11,13 +11,27 @@
  * place, and the record's offset (0: empty).  One million pairs of
  * 36-byte instance IDs take 16 MB of slots and 41 MB of arena.
  *
- * The table is built from trusted configuration, so a fast
- * non-cryptographic hash is enough; lookups compare the full bytes after
- * a hash match.
+ * A lookup hashes the project and instance IDs together and probes the
+ * pair table alone; the project table serves the parser, which looks a
+ * project up once per statement, and tg_allow_has_project().  The hash
+ * is keyed with random bytes drawn when the table is made: the entries
+ * come from trusted configuration, but the IDs looked up come from
+ * clients, and without the key they cannot pick IDs that all land in
+ * one long run of the table.  Lookups compare the full bytes after a
+ * hash match.
  */
 
+/* madvise()'s MADV_HUGEPAGE, where there is one, is no POSIX name */
+#define _DEFAULT_SOURCE
+
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
+
+#include <openssl/err.h>
+#include <openssl/rand.h>
 
 #include "tg_allow.h"
 #include "tg_sha256.h"
@@ -27,6 +41,35 @@
 
 #define TG_ALLOW_PROJECT    (TG_PROJECT_ID_LEN + 4)     /* ID, rank */
 #define TG_ALLOW_PAIR_HEAD  5                           /* project, len */
+
+/* the digest's lines are hashed a buffer at a time */
+#define TG_ALLOW_DIGEST_BUF  8192
+
+/*
+ * The digest reads the records in an order unrelated to where they lie:
+ * asking for one some lines ahead keeps the memory busy meanwhile.
+ */
+#define TG_ALLOW_AHEAD  16
+
+#if defined(__GNUC__) || defined(__clang__)
+#define tg_allow_prefetch(p)  __builtin_prefetch(p)
+#else
+#define tg_allow_prefetch(p)
+#endif
+
+/*
+ * A huge page (tg_allow_huge_hint()) on x86-64 and on arm64 with 4 KB
+ * pages; where huge pages are bigger, the hint covers less, or nothing.
+ */
+#define TG_ALLOW_HUGE  ((uintptr_t) 2 * 1024 * 1024)
+
+#define TG_ALLOW_K1  0x9e3779b97f4a7c15ULL
+#define TG_ALLOW_K2  0xbf58476d1ce4e5b9ULL
+
+/* the byte classes of an allow-list's text */
+#define TG_ALLOW_ID     1       /* a letter or a digit: an ID's byte */
+#define TG_ALLOW_SPACE  2       /* white space, skipped between words */
+#define TG_ALLOW_STOP   4       /* ends a word: white space, ';', braces */
 
 
 typedef struct {
@@ -48,7 +91,27 @@ struct tg_allow_s {
     unsigned char       *arena;
     size_t               arena_len;     /* offset 0 is never used */
     size_t               arena_size;
+    uint64_t             key[2];        /* the hash's, random */
 };
+
+
+/*
+ * A statement's instances on their way into the table: each is hashed
+ * and its slot asked for (prefetched) some words before it is put in,
+ * so that the slot's cache miss, the cost of an insert into a big
+ * table, overlaps with reading the words that follow.
+ */
+#define TG_ALLOW_QUEUE  8
+
+typedef struct {
+    const unsigned char  *project;
+    uint32_t              ph;
+    uint32_t              poff;     /* 0 until the project has a record */
+    size_t                head;
+    size_t                n;
+    tg_str_t              word[TG_ALLOW_QUEUE];
+    uint32_t              hash[TG_ALLOW_QUEUE];
+} tg_allow_queue_t;
 
 
 /* a digest line: its sort key, then its pair record */
@@ -60,10 +123,18 @@ typedef struct {
 
 
 static int tg_id_chars_ok(const unsigned char *p, size_t len);
-static uint64_t tg_allow_hash(const unsigned char *project, size_t plen,
-    const unsigned char *instance, size_t ilen);
-static uint64_t tg_allow_mix(uint64_t h, const unsigned char *p,
+static void tg_allow_key(tg_allow_t *a);
+static tg_allow_slot_t *tg_allow_slots(size_t n);
+static uint64_t tg_allow_hash(const tg_allow_t *a,
+    const unsigned char *project, const unsigned char *instance,
+    size_t ilen);
+static int tg_allow_eq(const unsigned char *x, const unsigned char *y,
     size_t len);
+static tg_rc_t tg_allow_insert(tg_allow_t *a, const unsigned char *project,
+    uint32_t ph, uint32_t *poffp, const unsigned char *instance, size_t ilen,
+    uint32_t h);
+static tg_rc_t tg_allow_flush(tg_allow_t *a, tg_allow_queue_t *q,
+    size_t keep, tg_allow_parse_t *ps);
 static tg_rc_t tg_allow_table_init(tg_allow_table_t *t, size_t hint);
 static tg_rc_t tg_allow_table_fit(tg_allow_t *a, tg_allow_table_t *t,
     size_t more);
@@ -73,8 +144,9 @@ static uint32_t tg_allow_rehash(const tg_allow_t *a,
     const tg_allow_table_t *t, uint32_t off);
 static uint32_t tg_allow_find_project(const tg_allow_t *a,
     const unsigned char *project, uint32_t hash);
-static uint32_t tg_allow_find_pair(const tg_allow_t *a, uint32_t poff,
-    const unsigned char *instance, size_t ilen, uint32_t hash);
+static uint32_t tg_allow_find_pair(const tg_allow_t *a,
+    const unsigned char *project, const unsigned char *instance,
+    size_t ilen, uint32_t hash);
 static tg_rc_t tg_allow_arena_reserve(tg_allow_t *a, size_t need);
 static void tg_allow_rank(tg_allow_t *a);
 static int tg_allow_project_cmp(const void *x, const void *y);
@@ -83,7 +155,7 @@ static tg_rc_t tg_allow_radix(tg_allow_line_t *lines, tg_allow_line_t *tmp,
     size_t n);
 static int tg_allow_is_include(const tg_str_t *w);
 static size_t tg_allow_word(const unsigned char *p, const unsigned char *end,
-    tg_allow_parse_t *ps, tg_str_t *word);
+    tg_allow_parse_t *ps, tg_str_t *word, int *id);
 
 
 /*
@@ -92,6 +164,12 @@ static size_t tg_allow_word(const unsigned char *p, const unsigned char *end,
  */
 static const unsigned char  *tg_allow_sort_arena;
 
+
+/*
+ * The class of every byte: an ID's letters and digits, and what ends a
+ * word.  A byte of no class is part of a word that is no ID.
+ */
+#define TG_ALLOW_WS  (TG_ALLOW_SPACE | TG_ALLOW_STOP)
 
 static const unsigned char  tg_id_char[256] = {
     ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1,
@@ -106,6 +184,9 @@ static const unsigned char  tg_id_char[256] = {
     ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
     ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
     ['y'] = 1, ['z'] = 1,
+    [' '] = TG_ALLOW_WS, ['\t'] = TG_ALLOW_WS, ['\r'] = TG_ALLOW_WS,
+    ['\n'] = TG_ALLOW_WS,
+    [';'] = TG_ALLOW_STOP, ['{'] = TG_ALLOW_STOP, ['}'] = TG_ALLOW_STOP,
 };
 
 
@@ -135,13 +216,15 @@ tg_instance_id_check(const unsigned char *p, size_t len)
 }
 
 
+/* the other classes leave bit 0 clear */
+
 static int
 tg_id_chars_ok(const unsigned char *p, size_t len)
 {
     size_t    i;
     unsigned  all;
 
-    all = 1;
+    all = TG_ALLOW_ID;
 
     for (i = 0; i < len; i++) {
         all &= tg_id_char[p[i]];
@@ -171,6 +254,8 @@ tg_allow_create(size_t hint)
         goto failed;
     }
 
+    tg_allow_key(a);
+
     a->arena_size = 4096;
     a->arena = malloc(a->arena_size);
     if (a->arena == NULL) {
@@ -187,6 +272,40 @@ failed:
 
     tg_allow_destroy(a);
     return NULL;
+}
+
+
+/*
+ * The hash's key: OpenSSL's generator, else the kernel's.  An OpenSSL
+ * without a working generator must not stop nginx from starting (the
+ * requests are refused later, for want of an audit id, with an alert
+ * that says why); the table is as right with a weaker key, and the
+ * table's own address still varies from run to run.
+ */
+static void
+tg_allow_key(tg_allow_t *a)
+{
+    int      fd;
+    ssize_t  n;
+
+    if (RAND_bytes((unsigned char *) a->key, sizeof(a->key)) == 1) {
+        return;
+    }
+
+    ERR_clear_error();
+
+    n = -1;
+    fd = open("/dev/urandom", O_RDONLY);
+
+    if (fd != -1) {
+        n = read(fd, a->key, sizeof(a->key));
+        (void) close(fd);
+    }
+
+    if (n != (ssize_t) sizeof(a->key)) {
+        a->key[0] = (uint64_t) (uintptr_t) a ^ TG_ALLOW_K2;
+        a->key[1] = (uint64_t) (uintptr_t) a->pairs.slots ^ TG_ALLOW_K1;
+    }
 }
 
 
@@ -226,7 +345,7 @@ tg_rc_t
 tg_allow_add(tg_allow_t *a, const unsigned char *project, size_t plen,
     const unsigned char *instance, size_t ilen)
 {
-    uint32_t  ph, h, poff, off;
+    uint32_t  ph, poff;
     tg_rc_t   rc;
 
     if (a == NULL) {
@@ -243,12 +362,31 @@ tg_allow_add(tg_allow_t *a, const unsigned char *project, size_t plen,
         return rc;
     }
 
-    ph = (uint32_t) tg_allow_hash(project, plen, NULL, 0);
+    ph = (uint32_t) tg_allow_hash(a, project, NULL, 0);
     poff = tg_allow_find_project(a, project, ph);
 
-    h = (uint32_t) tg_allow_hash(project, plen, instance, ilen);
+    return tg_allow_insert(a, project, ph, &poff, instance, ilen,
+                           (uint32_t) tg_allow_hash(a, project, instance,
+                                                    ilen));
+}
 
-    if (poff != 0 && tg_allow_find_pair(a, poff, instance, ilen, h) != 0) {
+
+/*
+ * A checked pair and its hash h, its project looked up already (*poffp,
+ * 0 when the table has no record of it yet: one is made, and *poffp
+ * told where).
+ */
+static tg_rc_t
+tg_allow_insert(tg_allow_t *a, const unsigned char *project, uint32_t ph,
+    uint32_t *poffp, const unsigned char *instance, size_t ilen, uint32_t h)
+{
+    uint32_t  poff, off;
+    tg_rc_t   rc;
+
+    poff = *poffp;
+
+    if (poff != 0 && tg_allow_find_pair(a, project, instance, ilen, h) != 0)
+    {
         return TG_ERR_DUP_ENTRY;
     }
 
@@ -277,6 +415,7 @@ tg_allow_add(tg_allow_t *a, const unsigned char *project, size_t plen,
         a->arena_len += TG_ALLOW_PROJECT;
 
         tg_allow_table_put(&a->projects, ph, poff);
+        *poffp = poff;
     }
 
     off = (uint32_t) a->arena_len;
@@ -295,8 +434,6 @@ int
 tg_allow_contains(const tg_allow_t *a, const unsigned char *project,
     size_t plen, const unsigned char *instance, size_t ilen)
 {
-    uint32_t  poff;
-
     if (a == NULL
         || project == NULL
         || instance == NULL
@@ -307,16 +444,9 @@ tg_allow_contains(const tg_allow_t *a, const unsigned char *project,
         return 0;
     }
 
-    poff = tg_allow_find_project(a, project,
-                                 (uint32_t) tg_allow_hash(project, plen,
-                                                          NULL, 0));
-    if (poff == 0) {
-        return 0;
-    }
-
-    return tg_allow_find_pair(a, poff, instance, ilen,
-                              (uint32_t) tg_allow_hash(project, plen,
-                                                       instance, ilen))
+    return tg_allow_find_pair(a, project, instance, ilen,
+                              (uint32_t) tg_allow_hash(a, project, instance,
+                                                       ilen))
            != 0;
 }
 
@@ -332,7 +462,7 @@ tg_allow_has_project(const tg_allow_t *a, const unsigned char *project,
     /* an offset into the arena, 0 when the project is not there */
 
     return tg_allow_find_project(a, project,
-                                 (uint32_t) tg_allow_hash(project, plen,
+                                 (uint32_t) tg_allow_hash(a, project,
                                                           NULL, 0))
            != 0;
 }
@@ -356,17 +486,18 @@ tg_allow_project_count(const tg_allow_t *a)
  * The lines in `LC_ALL=C sort` order: projects are ranked first (there
  * are few), then every pair gets a 64-bit key of its project's rank and
  * the first four bytes of its instance ID, radix-sorted; pairs whose keys
- * tie are few, and sorted by their full bytes.
+ * tie are few, and sorted by their full bytes.  The lines go to SHA-256
+ * a buffer at a time: a call per line costs more than the line.
  */
 
 tg_rc_t
 tg_allow_digest(const tg_allow_t *a, char hex[65])
 {
-    size_t            i, j, n;
+    size_t            i, j, n, len, blen;
     uint32_t          rank, off, poff;
     tg_sha256_t       sha;
-    unsigned char     line[TG_PROJECT_ID_LEN + TG_INSTANCE_ID_MAX_LEN + 2];
     unsigned char     md[TG_SHA256_LEN];
+    unsigned char    *buf;
     const unsigned char *rec, *pid;
     tg_allow_line_t  *lines, *tmp;
 
@@ -376,17 +507,25 @@ tg_allow_digest(const tg_allow_t *a, char hex[65])
 
     n = a->pairs.used;
 
-    lines = malloc((n ? n : 1) * 2 * sizeof(tg_allow_line_t));
+    lines = malloc((n ? n : 1) * 2 * sizeof(tg_allow_line_t)
+                   + TG_ALLOW_DIGEST_BUF);
     if (lines == NULL) {
         return TG_ERR_NOMEM;
     }
 
+    tg_allow_huge_hint(lines, (n ? n : 1) * 2 * sizeof(tg_allow_line_t));
+
     tmp = lines + (n ? n : 1);
+    buf = (unsigned char *) (tmp + (n ? n : 1));
 
     tg_allow_rank((tg_allow_t *) a);
 
     for (i = 0, j = 0; i <= a->pairs.mask; i++) {
         off = a->pairs.slots[i].off;
+
+        tg_allow_prefetch(a->arena
+                          + a->pairs.slots[(i + TG_ALLOW_AHEAD)
+                                           & a->pairs.mask].off);
 
         if (off == 0) {
             continue;
@@ -427,18 +566,33 @@ tg_allow_digest(const tg_allow_t *a, char hex[65])
     /* "project_id instance_id\n" */
 
     tg_sha256_init(&sha);
+    blen = 0;
 
     for (i = 0; i < n; i++) {
+        if (i + TG_ALLOW_AHEAD < n) {
+            tg_allow_prefetch(a->arena + lines[i + TG_ALLOW_AHEAD].off);
+        }
+
         rec = a->arena + lines[i].off;
         memcpy(&off, rec, 4);
         pid = a->arena + off;
+        len = TG_PROJECT_ID_LEN + rec[4] + 2;
 
-        memcpy(line, pid, TG_PROJECT_ID_LEN);
-        line[TG_PROJECT_ID_LEN] = ' ';
-        memcpy(line + TG_PROJECT_ID_LEN + 1, rec + TG_ALLOW_PAIR_HEAD, rec[4]);
-        line[TG_PROJECT_ID_LEN + 1 + rec[4]] = '\n';
+        if (blen + len > TG_ALLOW_DIGEST_BUF) {
+            tg_sha256_update(&sha, buf, blen);
+            blen = 0;
+        }
 
-        tg_sha256_update(&sha, line, TG_PROJECT_ID_LEN + rec[4] + 2);
+        memcpy(buf + blen, pid, TG_PROJECT_ID_LEN);
+        buf[blen + TG_PROJECT_ID_LEN] = ' ';
+        memcpy(buf + blen + TG_PROJECT_ID_LEN + 1, rec + TG_ALLOW_PAIR_HEAD,
+               rec[4]);
+        buf[blen + len - 1] = '\n';
+        blen += len;
+    }
+
+    if (blen > 0) {
+        tg_sha256_update(&sha, buf, blen);
     }
 
     free(lines);
@@ -457,15 +611,25 @@ tg_allow_digest(const tg_allow_t *a, char hex[65])
  * The allow-list's own text: "project instance ...;" statements, '#'
  * comments to the end of the line, words in quotes, and "include PATH;"
  * handed back to the caller, who resumes the parse after it.
+ *
+ * The scanner tells of each word whether it is all letters and digits,
+ * so an ID is checked as it is read; a statement's project is looked up
+ * once, and its instances go into the table under that record.
  */
 
 tg_rc_t
 tg_allow_parse(tg_allow_t *a, tg_allow_parse_t *ps)
 {
-    size_t                n, words;
+    int                   id;
+    size_t                n, words, i;
     tg_rc_t               rc;
     tg_str_t              w, project;
+    tg_allow_queue_t      q;
     const unsigned char  *p, *end;
+
+    if (a == NULL || ps == NULL) {
+        return TG_ERR_ARG;
+    }
 
     p = ps->text + ps->pos;
     end = ps->text + ps->len;
@@ -483,11 +647,24 @@ tg_allow_parse(tg_allow_t *a, tg_allow_parse_t *ps)
     words = 0;
     project.data = NULL;
     project.len = 0;
+    q.project = NULL;
+    q.ph = 0;
+    q.poff = 0;
+    q.head = 0;
+    q.n = 0;
     rc = TG_OK;
 
     for ( ;; ) {
-        n = tg_allow_word(p, end, ps, &w);
+        n = tg_allow_word(p, end, ps, &w, &id);
         p += n;
+
+        /*
+         * Anything but an instance: the instances read so far go in
+         * first, in their order, as if each had gone in when read.
+         */
+        if ((ps->what != NULL || w.data == NULL) && rc == TG_OK) {
+            rc = tg_allow_flush(a, &q, 0, ps);
+        }
 
         if (ps->what != NULL) {
             ps->token = w;
@@ -562,10 +739,18 @@ tg_allow_parse(tg_allow_t *a, tg_allow_parse_t *ps)
                 continue;
             }
 
-            if (tg_project_id_check(w.data, w.len) != TG_OK) {
+            if (!id || w.len != TG_PROJECT_ID_LEN) {
                 ps->token = w;
                 rc = TG_ERR_BAD_PROJECT_ID;
+                continue;
             }
+
+            /* 0: the project's record is made with its first instance */
+            q.project = w.data;
+            q.ph = (uint32_t) tg_allow_hash(a, w.data, NULL, 0);
+            q.poff = tg_allow_find_project(a, w.data, q.ph);
+            q.head = 0;
+            q.n = 0;
 
             continue;
         }
@@ -575,24 +760,77 @@ tg_allow_parse(tg_allow_t *a, tg_allow_parse_t *ps)
             continue;
         }
 
-        rc = tg_allow_add(a, project.data, project.len, w.data, w.len);
+        if (!id
+            || w.len < TG_INSTANCE_ID_MIN_LEN
+            || w.len > TG_INSTANCE_ID_MAX_LEN)
+        {
+            rc = tg_allow_flush(a, &q, 0, ps);
+
+            if (rc == TG_OK) {
+                rc = TG_ERR_BAD_INSTANCE_ID;
+                ps->token = w;
+            }
+
+            continue;
+        }
+
+        rc = tg_allow_flush(a, &q, TG_ALLOW_QUEUE - 1, ps);
+        if (rc != TG_OK) {
+            continue;
+        }
+
+        i = (q.head + q.n) % TG_ALLOW_QUEUE;
+        q.word[i] = w;
+        q.hash[i] = (uint32_t) tg_allow_hash(a, q.project, w.data, w.len);
+        q.n++;
+
+        tg_allow_prefetch(&a->pairs.slots[q.hash[i] & a->pairs.mask]);
+    }
+}
+
+
+/*
+ * Puts the queue's oldest instances into the table until keep are left.
+ * The first that fails is the statement's error, with its token; those
+ * after it are dropped, as a statement's words after its error are.
+ */
+static tg_rc_t
+tg_allow_flush(tg_allow_t *a, tg_allow_queue_t *q, size_t keep,
+    tg_allow_parse_t *ps)
+{
+    tg_rc_t    rc;
+    tg_str_t  *w;
+
+    while (q->n > keep) {
+        w = &q->word[q->head];
+
+        rc = tg_allow_insert(a, q->project, q->ph, &q->poff, w->data, w->len,
+                             q->hash[q->head]);
+
+        q->head = (q->head + 1) % TG_ALLOW_QUEUE;
+        q->n--;
 
         if (rc != TG_OK) {
-            ps->token = w;
+            ps->token = *w;
+            q->n = 0;
+            return rc;
         }
     }
+
+    return TG_OK;
 }
 
 
 /*
  * The word at p: whitespace and comments skipped, lines counted.  An
  * empty word (data NULL) at ';' or at the end; ps->what is set for a
- * byte no allow-list has a use for.
+ * byte no allow-list has a use for.  *id tells whether the word is all
+ * letters and digits, as an ID must be.
  */
 
 static size_t
 tg_allow_word(const unsigned char *p, const unsigned char *end,
-    tg_allow_parse_t *ps, tg_str_t *word)
+    tg_allow_parse_t *ps, tg_str_t *word, int *id)
 {
     unsigned char         q;
     const unsigned char  *start;
@@ -600,11 +838,10 @@ tg_allow_word(const unsigned char *p, const unsigned char *end,
     start = p;
     word->data = NULL;
     word->len = 0;
+    *id = 0;
 
     for ( ;; ) {
-        while (p < end
-               && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
-        {
+        while (p < end && (tg_id_char[*p] & TG_ALLOW_SPACE)) {
             ps->line += (*p == '\n');
             p++;
         }
@@ -640,6 +877,7 @@ tg_allow_word(const unsigned char *p, const unsigned char *end,
         }
 
         word->len = (size_t) (p - word->data);
+        *id = tg_id_chars_ok(word->data, word->len);
         p++;
 
         return (size_t) (p - start);
@@ -652,12 +890,34 @@ tg_allow_word(const unsigned char *p, const unsigned char *end,
         return (size_t) (p - start);
     }
 
+    /*
+     * Letters and digits, the common case, eight bytes a step while they
+     * last (the classes of eight ID bytes and'ed are TG_ALLOW_ID, and any
+     * other byte's class clears that bit), then anything up to a stop.
+     */
+
     word->data = p;
 
-    while (p < end && *p != ' ' && *p != '\t' && *p != '\r' && *p != '\n'
-           && *p != ';' && *p != '{' && *p != '}')
+    while (end - p >= 8
+           && (tg_id_char[p[0]] & tg_id_char[p[1]] & tg_id_char[p[2]]
+               & tg_id_char[p[3]] & tg_id_char[p[4]] & tg_id_char[p[5]]
+               & tg_id_char[p[6]] & tg_id_char[p[7]]) == TG_ALLOW_ID)
     {
+        p += 8;
+    }
+
+    while (p < end && tg_id_char[*p] == TG_ALLOW_ID) {
         p++;
+    }
+
+    *id = 1;
+
+    if (p < end && !(tg_id_char[*p] & TG_ALLOW_STOP)) {
+        *id = 0;
+
+        while (p < end && !(tg_id_char[*p] & TG_ALLOW_STOP)) {
+            p++;
+        }
     }
 
     word->len = (size_t) (p - word->data);
@@ -758,7 +1018,11 @@ tg_allow_line_cmp(const void *x, const void *y)
 }
 
 
-/* LSD radix sort on the 64-bit keys, 16 bits a pass, stable */
+/*
+ * LSD radix sort on the 64-bit keys, 16 bits a pass, stable.  A pass
+ * whose 16 bits are the same in every key is skipped: the ranks' high
+ * bits are 0 unless there are more than 65536 projects.
+ */
 
 static tg_rc_t
 tg_allow_radix(tg_allow_line_t *lines, tg_allow_line_t *tmp, size_t n)
@@ -766,6 +1030,10 @@ tg_allow_radix(tg_allow_line_t *lines, tg_allow_line_t *tmp, size_t n)
     size_t            i, sum, c, pass, *count;
     unsigned          shift;
     tg_allow_line_t  *src, *dst, *t;
+
+    if (n < 2) {
+        return TG_OK;
+    }
 
     count = malloc(65536 * sizeof(size_t));
     if (count == NULL) {
@@ -784,6 +1052,10 @@ tg_allow_radix(tg_allow_line_t *lines, tg_allow_line_t *tmp, size_t n)
             count[(src[i].key >> shift) & 0xffff]++;
         }
 
+        if (count[(src[0].key >> shift) & 0xffff] == n) {
+            continue;
+        }
+
         for (i = 0, sum = 0; i < 65536; i++) {
             c = count[i];
             count[i] = sum;
@@ -799,7 +1071,9 @@ tg_allow_radix(tg_allow_line_t *lines, tg_allow_line_t *tmp, size_t n)
         dst = t;
     }
 
-    /* four passes: the result is back in lines */
+    if (src != lines) {
+        memcpy(lines, src, n * sizeof(tg_allow_line_t));
+    }
 
     free(count);
 
@@ -808,57 +1082,74 @@ tg_allow_radix(tg_allow_line_t *lines, tg_allow_line_t *tmp, size_t n)
 
 
 /*
- * Eight bytes at a time: each word is folded in with a multiply and a
- * rotation, the length closes the input (a project alone, instance NULL,
- * is a different input from any pair: pairs are longer), and the
- * splitmix64 finalizer spreads the bits, since the table index is taken
- * from the low ones.
+ * Eight bytes at a time, each word folded in with a multiply and a
+ * rotation, from a state that starts as the key and the instance's
+ * length (0 for a project alone): the project's four words, then the
+ * instance's, the last of them its last eight bytes, overlapping the
+ * one before when the length is no multiple of 8 (every ID has 32 bytes
+ * or more).  The finalizer spreads the bits, since the table index is
+ * taken from the low ones.
  */
 static uint64_t
-tg_allow_hash(const unsigned char *project, size_t plen,
+tg_allow_hash(const tg_allow_t *a, const unsigned char *project,
     const unsigned char *instance, size_t ilen)
 {
-    uint64_t  h;
+    size_t                i;
+    uint64_t              h, w;
+    const unsigned char  *last;
 
-    h = tg_allow_mix(0x243f6a8885a308d3ULL, project, plen);
+    h = a->key[0] ^ ilen;
 
-    if (instance != NULL) {
-        h = tg_allow_mix(h, instance, ilen);
+    for (i = 0; i < TG_PROJECT_ID_LEN; i += 8) {
+        memcpy(&w, project + i, 8);
+        h = (h ^ w) * TG_ALLOW_K1;
+        h = (h << 27) | (h >> 37);
     }
 
-    h ^= (uint64_t) (plen + ilen);
+    if (instance != NULL) {
+        last = instance + ilen - 8;
 
-    h ^= h >> 30;
-    h *= 0xbf58476d1ce4e5b9ULL;
-    h ^= h >> 27;
-    h *= 0x94d049bb133111ebULL;
-    h ^= h >> 31;
+        while (instance < last) {
+            memcpy(&w, instance, 8);
+            h = (h ^ w) * TG_ALLOW_K1;
+            h = (h << 27) | (h >> 37);
+            instance += 8;
+        }
+
+        memcpy(&w, last, 8);
+        h = (h ^ w) * TG_ALLOW_K1;
+    }
+
+    h ^= a->key[1];
+    h ^= h >> 29;
+    h *= TG_ALLOW_K2;
+    h ^= h >> 32;
 
     return h;
 }
 
 
-static uint64_t
-tg_allow_mix(uint64_t h, const unsigned char *p, size_t len)
+/* equal bytes, len 8 or more: eight at a time, the last ones overlapping */
+
+static int
+tg_allow_eq(const unsigned char *x, const unsigned char *y, size_t len)
 {
-    uint64_t  w;
+    size_t    i;
+    uint64_t  u, v, d;
 
-    while (len >= 8) {
-        memcpy(&w, p, 8);
-        h = (h ^ w) * 0x9e3779b97f4a7c15ULL;
-        h = (h << 27) | (h >> 37);
-        p += 8;
-        len -= 8;
+    d = 0;
+
+    for (i = 0; i + 8 < len; i += 8) {
+        memcpy(&u, x + i, 8);
+        memcpy(&v, y + i, 8);
+        d |= u ^ v;
     }
 
-    if (len > 0) {
-        w = 0;
-        memcpy(&w, p, len);
-        h = (h ^ w ^ ((uint64_t) len << 56)) * 0x9e3779b97f4a7c15ULL;
-        h = (h << 27) | (h >> 37);
-    }
+    memcpy(&u, x + len - 8, 8);
+    memcpy(&v, y + len - 8, 8);
+    d |= u ^ v;
 
-    return h;
+    return d == 0;
 }
 
 
@@ -873,7 +1164,7 @@ tg_allow_table_init(tg_allow_table_t *t, size_t hint)
         n *= 2;
     }
 
-    t->slots = calloc(n, sizeof(tg_allow_slot_t));
+    t->slots = tg_allow_slots(n);
     if (t->slots == NULL) {
         return TG_ERR_NOMEM;
     }
@@ -912,7 +1203,7 @@ tg_allow_table_fit(tg_allow_t *a, tg_allow_table_t *t, size_t more)
         return TG_ERR_NOMEM;
     }
 
-    nt.slots = calloc(n, sizeof(tg_allow_slot_t));
+    nt.slots = tg_allow_slots(n);
     if (nt.slots == NULL) {
         return TG_ERR_NOMEM;
     }
@@ -934,7 +1225,7 @@ tg_allow_table_fit(tg_allow_t *a, tg_allow_table_t *t, size_t more)
 }
 
 
-/* the full hash of a record, for a table that outgrew 32 bits of it */
+/* the hash of a record, for a table growing */
 
 static uint32_t
 tg_allow_rehash(const tg_allow_t *a, const tg_allow_table_t *t, uint32_t off)
@@ -945,12 +1236,12 @@ tg_allow_rehash(const tg_allow_t *a, const tg_allow_table_t *t, uint32_t off)
     rec = a->arena + off;
 
     if (t == &a->projects) {
-        return (uint32_t) tg_allow_hash(rec, TG_PROJECT_ID_LEN, NULL, 0);
+        return (uint32_t) tg_allow_hash(a, rec, NULL, 0);
     }
 
     memcpy(&poff, rec, 4);
 
-    return (uint32_t) tg_allow_hash(a->arena + poff, TG_PROJECT_ID_LEN,
+    return (uint32_t) tg_allow_hash(a, a->arena + poff,
                                     rec + TG_ALLOW_PAIR_HEAD, rec[4]);
 }
 
@@ -990,7 +1281,7 @@ tg_allow_find_project(const tg_allow_t *a, const unsigned char *project,
         }
 
         if (s->hash == hash
-            && memcmp(a->arena + s->off, project, TG_PROJECT_ID_LEN) == 0)
+            && tg_allow_eq(a->arena + s->off, project, TG_PROJECT_ID_LEN))
         {
             return s->off;
         }
@@ -1001,10 +1292,11 @@ tg_allow_find_project(const tg_allow_t *a, const unsigned char *project,
 
 
 static uint32_t
-tg_allow_find_pair(const tg_allow_t *a, uint32_t poff,
+tg_allow_find_pair(const tg_allow_t *a, const unsigned char *project,
     const unsigned char *instance, size_t ilen, uint32_t hash)
 {
     size_t                  i;
+    uint32_t                poff;
     const unsigned char    *rec;
     const tg_allow_slot_t  *s;
 
@@ -1020,8 +1312,11 @@ tg_allow_find_pair(const tg_allow_t *a, uint32_t poff,
         if (s->hash == hash) {
             rec = a->arena + s->off;
 
-            if (memcmp(rec, &poff, 4) == 0 && rec[4] == ilen
-                && memcmp(rec + TG_ALLOW_PAIR_HEAD, instance, ilen) == 0)
+            memcpy(&poff, rec, 4);
+
+            if (rec[4] == ilen
+                && tg_allow_eq(rec + TG_ALLOW_PAIR_HEAD, instance, ilen)
+                && tg_allow_eq(a->arena + poff, project, TG_PROJECT_ID_LEN))
             {
                 return s->off;
             }
@@ -1062,8 +1357,50 @@ tg_allow_arena_reserve(tg_allow_t *a, size_t need)
         return TG_ERR_NOMEM;
     }
 
+    tg_allow_huge_hint(arena + a->arena_len, size - a->arena_len);
+
     a->arena = arena;
     a->arena_size = size;
 
     return TG_OK;
+}
+
+
+/* empty slots, n of them: the caller has checked that n * 8 fits */
+
+static tg_allow_slot_t *
+tg_allow_slots(size_t n)
+{
+    tg_allow_slot_t  *slots;
+
+    slots = malloc(n * sizeof(tg_allow_slot_t));
+    if (slots == NULL) {
+        return NULL;
+    }
+
+    /* before the first touch: the hint applies to the pages faulted in */
+
+    tg_allow_huge_hint(slots, n * sizeof(tg_allow_slot_t));
+    memset(slots, 0, n * sizeof(tg_allow_slot_t));
+
+    return slots;
+}
+
+
+void
+tg_allow_huge_hint(void *p, size_t len)
+{
+#ifdef MADV_HUGEPAGE
+    uintptr_t  start, end;
+
+    start = ((uintptr_t) p + TG_ALLOW_HUGE - 1) & ~(TG_ALLOW_HUGE - 1);
+    end = ((uintptr_t) p + len) & ~(TG_ALLOW_HUGE - 1);
+
+    if (end > start) {
+        (void) madvise((void *) start, end - start, MADV_HUGEPAGE);
+    }
+#else
+    (void) p;
+    (void) len;
+#endif
 }

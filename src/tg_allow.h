@@ -70,7 +70,7 @@ size_t tg_allow_project_count(const tg_allow_t *a);
  * statement), TG_ERR_BAD_INSTANCE_ID with an empty token for a project
  * without instances, or TG_ERR_SYNTAX with what saying why.  line is
  * where the statement's ';' is (or the offending byte): where nginx
- * would point.
+ * would point.  TG_ERR_ARG for a NULL table.
  */
 typedef struct {
     const unsigned char *text;
@@ -85,6 +85,17 @@ typedef struct {
 } tg_allow_parse_t;
 
 tg_rc_t tg_allow_parse(tg_allow_t *a, tg_allow_parse_t *ps) TG_WUR;
+
+/*
+ * Asks for huge pages under a big buffer not yet touched (the table's
+ * own, or the text of a list about to be read into it): a million
+ * entries touch some 100 MB at random, and 4 KB pages cost a page fault
+ * each and a TLB miss on most accesses.  A hint, where the system has
+ * it (Linux's madvise(MADV_HUGEPAGE)); it covers the buffer's whole
+ * 2 MB pages only.
+ */
+void tg_allow_huge_hint(void *p, size_t len);
+
 
 /*
  * SHA-256 of the sorted list, one "project_id instance_id\n" line per

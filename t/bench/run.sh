@@ -46,7 +46,10 @@
 # taurus_guard_audit_log, e.g. "thread_pool=off"), TG_BENCH_KEEP=1 (keep
 # the temp dir), TG_BENCH_ONLY=instructions (only the callgrind cases, and
 # a per-function profile of the guarded ones: callgrind_annotate's top
-# functions, for finding where the instructions go).
+# functions, for finding where the instructions go), TG_BENCH_ONLY=allow
+# (only the million-entry allow-list: `nginx -t`, start, the worker's
+# memory, and the instructions of one lookup, from build/bench/allow-lookup
+# under callgrind).
 
 set -eu
 
@@ -786,6 +789,101 @@ instructions_only() {
 }
 
 
+# --- a million allow-list entries ----------------------------------------
+
+# Generates the list and the gw1m gateway including it; sets big_project,
+# big_instance and big_route to a listed pair in the middle of the file.
+allow_1m_setup() {
+    local plain=$1 guard=$2 pick
+
+    echo "bench: generating 1000 projects x 1000 instances"
+    pick=$(perl "$bench/gen-allow.pl" "$tmp/conf/allow-1m.conf" 1000 1000)
+    big_project=${pick% *}
+    big_instance=${pick#* }
+    big_route="/v3/$big_project/instances/database-version/upgrade"
+    write_gateway_conf gw1m "$plain" "$guard" "$tmp/conf/allow-1m.conf"
+}
+
+
+# `nginx -t` twice (the first also reads the 37 MB include from disk),
+# then the gateway started; sets c_load*, t_load* and t_start.
+allow_1m_load() {
+    local t0
+
+    t0=$(now_ms)
+    c_load1=$(nginx_t_cpu gw1m) || die "nginx -t failed on the 1M list"
+    t_load1=$(( $(now_ms) - t0 ))
+    t0=$(now_ms)
+    c_load2=$(nginx_t_cpu gw1m) || die "nginx -t failed on the 1M list"
+    t_load2=$(( $(now_ms) - t0 ))
+    t0=$(now_ms)
+    start_nginx gw1m "$@"
+    t_start=$(( $(now_ms) - t0 ))
+}
+
+
+# A listed pair is let through, an absent one refused.
+allow_1m_check() {
+    local port=$1 absent=deadbeefdeadbeefdeadbeefdeadbeefin07
+
+    make_body "$tmp/body/big-allowed.json" "$big_instance"
+    make_body "$tmp/body/big-denied.json" "$absent"
+    check_once "http://127.0.0.1:$port$big_route" \
+        "$tmp/body/big-allowed.json" 200 '"resp":"success"'
+    echo "bench: 1M list: listed $big_project $big_instance -> 200"
+    check_once "http://127.0.0.1:$port$big_route" \
+        "$tmp/body/big-denied.json" 403 "$absent"
+    echo "bench: 1M list: absent $big_project $absent -> 403"
+}
+
+
+# Instructions of one tg_allow_contains() on the 1M list, half of the
+# lookups found, half not (build/bench/allow-lookup under callgrind,
+# counting inside that function only); empty without valgrind or the
+# tool.
+allow_lookup_ir() {
+    local tool=$top/build/bench/allow-lookup n=100000 out total
+
+    [ -x "$tool" ] && command -v valgrind > /dev/null || return 0
+    out="$tmp/conf/lookup.cg"
+    valgrind --tool=callgrind --callgrind-out-file="$out" \
+        --collect-atstart=no --toggle-collect=tg_allow_contains \
+        --log-file="$tmp/conf/lookup.log" \
+        "$tool" "$tmp/conf/allow-1m.conf" "$n" > /dev/null \
+        || die "allow-lookup failed under valgrind"
+    total=$(awk '/^(summary|totals):/ { print $2; exit }' "$out")
+    [ -n "$total" ] && echo $(( total / n ))
+}
+
+
+# TG_BENCH_ONLY=allow: the million-entry list alone.
+allow_only() {
+    local plain=$1 guard=$2 w ir1
+
+    allow_1m_setup "$plain" "$guard"
+    allow_1m_load "$guard" "$plain"
+    allow_1m_check "$guard"
+    w=${gw_worker[gw1m]}
+    check_worker "$w"
+    ir1=$(allow_lookup_ir)
+    check_logs
+
+    echo
+    echo "Allow-list of 1,000,050 entries (1000 x 1000 generated + 50):"
+    printf '  nginx -t:     CPU %s s, %s s  (target 1 s: %s);' \
+        "$(seconds_of_ms "$c_load1")" "$(seconds_of_ms "$c_load2")" \
+        "$(verdict "$(( c_load1 < c_load2 ? c_load1 : c_load2 ))" 1000)"
+    printf ' wall clock %s s, %s s\n' \
+        "$(seconds_of_ms "$t_load1")" "$(seconds_of_ms "$t_load2")"
+    printf '  start:        %s s  (until it listens)\n' \
+        "$(seconds_of_ms "$t_start")"
+    printf '  worker RSS:   %s kB with 1M entries (target 100 MB: %s)\n' \
+        "$(rss_kb "$w")" "$(verdict "$(rss_kb "$w")" 102400)"
+    printf '  lookup:       %s instructions (callgrind, %s)\n' \
+        "${ir1:-?}" "half found, half not"
+}
+
+
 # Any [alert], [crit] or [emerg] means something broke under load: the
 # numbers would not mean what they say.
 check_logs() {
@@ -928,7 +1026,7 @@ now_ms() {
 
 
 main() {
-    local i t0 pick big_project big_instance absent big_route
+    local i
     local up_port plain_port guard_port plain1m_port guard1m_port
     local nofsync_port
 
@@ -968,6 +1066,11 @@ main() {
     write_upstream_conf
     start_nginx up "$up_port"
 
+    if [ "${TG_BENCH_ONLY:-}" = allow ]; then
+        allow_only "$plain1m_port" "$guard1m_port"
+        return
+    fi
+
     instructions
     if [ "${TG_BENCH_ONLY:-}" = instructions ]; then
         instructions_only
@@ -991,35 +1094,10 @@ main() {
     check_logs
 
     # --- one million allow-list entries, in a second gateway ---
-    echo "bench: generating 1000 projects x 1000 instances"
-    pick=$(perl "$bench/gen-allow.pl" "$tmp/conf/allow-1m.conf" 1000 1000)
-    big_project=${pick% *}
-    big_instance=${pick#* }
-    absent=deadbeefdeadbeefdeadbeefdeadbeefin07
-    write_gateway_conf gw1m "$plain1m_port" "$guard1m_port" \
-        "$tmp/conf/allow-1m.conf"
-
-    # twice: the first also reads the 37 MB include from disk
-    t0=$(now_ms)
-    c_load1=$(nginx_t_cpu gw1m) || die "nginx -t failed on the 1M list"
-    t_load1=$(( $(now_ms) - t0 ))
-    t0=$(now_ms)
-    c_load2=$(nginx_t_cpu gw1m) || die "nginx -t failed on the 1M list"
-    t_load2=$(( $(now_ms) - t0 ))
-    t0=$(now_ms)
-    start_nginx gw1m "$guard1m_port"
-    t_start=$(( $(now_ms) - t0 ))
+    allow_1m_setup "$plain1m_port" "$guard1m_port"
+    allow_1m_load "$guard1m_port"
     wait_port "$plain1m_port"
-
-    big_route="/v3/$big_project/instances/database-version/upgrade"
-    make_body "$tmp/body/big-allowed.json" "$big_instance"
-    make_body "$tmp/body/big-denied.json" "$absent"
-    check_once "http://127.0.0.1:$guard1m_port$big_route" \
-        "$tmp/body/big-allowed.json" 200 '"resp":"success"'
-    echo "bench: 1M list: listed $big_project $big_instance -> 200"
-    check_once "http://127.0.0.1:$guard1m_port$big_route" \
-        "$tmp/body/big-denied.json" 403 "$absent"
-    echo "bench: 1M list: absent $big_project $absent -> 403"
+    allow_1m_check "$guard1m_port"
 
     # the same 1-instance batch shape, against 51 entries and against 1M
     define_case list-51 gw "$guard_port" "$tmp/body/1.json"

@@ -29,6 +29,9 @@ static void test_add_contains(void);
 static void test_digest(void);
 static void test_big(void);
 static void test_parse(void);
+static void test_growth(void);
+static void test_near_misses(void);
+static void test_parse_scanner(void);
 static tg_rc_t parse_all(tg_allow_t *a, const char *text,
     tg_allow_parse_t *ps);
 static void gen_id(unsigned char *out, size_t len, uint64_t x);
@@ -329,6 +332,9 @@ main(void)
     test_digest();
     test_big();
     test_parse();
+    test_growth();
+    test_near_misses();
+    test_parse_scanner();
 
     return done_testing();
 }
@@ -424,6 +430,279 @@ test_parse(void)
 
     rc = parse_all(a, "  # nothing\n\n", &ps);
     is_rc(rc, TG_OK, "parse: comments only");
+
+    tg_allow_destroy(a);
+}
+
+
+/*
+ * A table made with no hint grows from 16 slots, rehashing every entry
+ * it holds each time; one reserved up front does not move, and a
+ * reservation beyond 32-bit offsets is refused.  Both hold the same
+ * pairs, added in opposite orders, under keys of their own: the digest
+ * is the same.
+ */
+static void
+test_growth(void)
+{
+    char            hx[65], hy[65];
+    size_t          i, missing, bad;
+    tg_allow_t     *a, *b;
+    unsigned char   proj[7][32], inst[20000][40];
+
+    for (i = 0; i < 7; i++) {
+        gen_id(proj[i], 32, 0x2545f4914f6cdd1dULL * (i + 3));
+    }
+
+    for (i = 0; i < 20000; i++) {
+        gen_id(inst[i], 32 + i % 9, 0x9e3779b97f4a7c15ULL * (i + 11));
+    }
+
+    a = tg_allow_create(0);
+    b = tg_allow_create(0);
+    if (!ok(a != NULL && b != NULL, "create two tables for growth")) {
+        return;
+    }
+
+    is_rc(tg_allow_reserve(b, 20000, 20000 * 50), TG_OK,
+          "reserve 20000 pairs");
+    is_rc(tg_allow_reserve(b, (size_t) 1 << 40, 0), TG_ERR_NOMEM,
+          "reserve beyond 32-bit slot hashes: TG_ERR_NOMEM");
+    is_rc(tg_allow_reserve(b, 0, (size_t) UINT32_MAX), TG_ERR_NOMEM,
+          "reserve beyond 32-bit offsets: TG_ERR_NOMEM");
+    is_rc(tg_allow_reserve(NULL, 1, 1), TG_ERR_ARG, "reserve on NULL");
+
+    missing = 0;
+    bad = 0;
+
+    for (i = 0; i < 20000; i++) {
+        if (tg_allow_add(a, proj[i % 7], 32, inst[i], 32 + i % 9)
+            != TG_OK)
+        {
+            bad++;
+        }
+
+        /* after each doubling, everything added so far is still there */
+        if ((i & (i + 1)) == 0) {
+            size_t  k;
+
+            for (k = 0; k <= i; k++) {
+                missing += !tg_allow_contains(a, proj[k % 7], 32, inst[k],
+                                              32 + k % 9);
+            }
+        }
+    }
+
+    for (i = 20000; i-- > 0; ) {
+        if (tg_allow_add(b, proj[i % 7], 32, inst[i], 32 + i % 9)
+            != TG_OK)
+        {
+            bad++;
+        }
+    }
+
+    is_int(bad, 0, "growth: 2 x 20000 adds TG_OK");
+    is_int(missing, 0, "growth: nothing lost across the rehashes");
+    is_int(tg_allow_count(a), 20000, "growth: count");
+    is_int(tg_allow_project_count(b), 7, "growth: 7 projects");
+
+    for (i = 0, missing = 0; i < 20000; i++) {
+        missing += !tg_allow_contains(b, proj[i % 7], 32, inst[i],
+                                      32 + i % 9);
+        missing += tg_allow_contains(b, proj[(i + 1) % 7], 32, inst[i],
+                                     32 + i % 9);
+    }
+
+    is_int(missing, 0, "growth: reserved table right on 40000 lookups");
+
+    for (i = 0, bad = 0; i < 20000; i += 97) {
+        bad += tg_allow_add(a, proj[i % 7], 32, inst[i], 32 + i % 9)
+               != TG_ERR_DUP_ENTRY;
+    }
+
+    is_int(bad, 0, "growth: every re-add is a duplicate");
+
+    ok(tg_allow_digest(a, hx) == TG_OK && tg_allow_digest(b, hy) == TG_OK
+       && strcmp(hx, hy) == 0,
+       "growth: the same pairs, other order, other key: one digest");
+
+    tg_allow_destroy(a);
+    tg_allow_destroy(b);
+}
+
+
+/*
+ * Pairs that differ where the hash reads bytes twice (the last word
+ * overlaps the one before unless the length is a multiple of 8), only
+ * in their length, or only in their project: every one is its own
+ * entry, and none is found for another.
+ */
+static void
+test_near_misses(void)
+{
+    size_t          i, len, bad, wrong;
+    tg_allow_t     *a;
+    unsigned char   id[64], q[2][32];
+
+    a = tg_allow_create(0);
+    if (!ok(a != NULL, "create for near misses")) {
+        return;
+    }
+
+    memcpy(q[0], P1, 32);
+    memcpy(q[1], P1, 32);
+    q[1][31] = 'g';
+
+    memset(id, 'a', sizeof(id));
+    bad = 0;
+
+    /* every length, and at each length one byte changed at each place */
+
+    for (len = TG_INSTANCE_ID_MIN_LEN; len <= TG_INSTANCE_ID_MAX_LEN; len++) {
+        bad += tg_allow_add(a, q[0], 32, id, len) != TG_OK;
+
+        for (i = 0; i < len; i++) {
+            id[i] = 'b';
+            bad += tg_allow_add(a, q[len & 1], 32, id, len) != TG_OK;
+            id[i] = 'a';
+        }
+    }
+
+    is_int(bad, 0, "near misses: all added");
+
+    wrong = 0;
+
+    for (len = TG_INSTANCE_ID_MIN_LEN; len <= TG_INSTANCE_ID_MAX_LEN; len++) {
+        wrong += !tg_allow_contains(a, q[0], 32, id, len);
+        wrong += tg_allow_contains(a, q[1], 32, id, len);
+
+        for (i = 0; i < len; i++) {
+            id[i] = 'b';
+            wrong += !tg_allow_contains(a, q[len & 1], 32, id, len);
+            wrong += tg_allow_contains(a, q[!(len & 1)], 32, id, len);
+            id[i] = 'c';
+            wrong += tg_allow_contains(a, q[len & 1], 32, id, len);
+            id[i] = 'a';
+        }
+    }
+
+    is_int(wrong, 0, "near misses: each found under its project only");
+    is_int(tg_allow_project_count(a), 2, "near misses: 2 projects");
+
+    tg_allow_destroy(a);
+}
+
+
+/*
+ * The scanner's paths: IDs read eight bytes a step up to the end of the
+ * text or a stop, a bad byte after good ones, quoted IDs, a project
+ * named in several statements recorded once.
+ */
+static void
+test_parse_scanner(void)
+{
+    tg_rc_t            rc;
+    tg_allow_t        *a;
+    tg_allow_parse_t   ps;
+
+    a = tg_allow_create(0);
+    if (!ok(a != NULL, "create for the scanner")) {
+        return;
+    }
+
+    memset(&ps, 0, sizeof(ps));
+    is_rc(tg_allow_parse(NULL, &ps), TG_ERR_ARG, "parse: NULL table");
+
+    rc = parse_all(a, P1 "\t" I3 "\r\n" I4 ";" P1 " '" I1 "';"
+                   P2 " \"" I1 "\"\n;", &ps);
+    is_rc(rc, TG_OK, "scanner: tabs, CR LF, quotes, no space before ';'");
+    is_int(tg_allow_count(a), 4, "scanner: 4 pairs");
+    is_int(tg_allow_project_count(a), 2, "scanner: P1 recorded once");
+    is_int(ps.line, 3, "scanner: lines counted");
+
+    /* an ID that ends the text, 32 and 36 bytes long: no ';' after it */
+
+    rc = parse_all(a, P2 " " I3, &ps);
+    ok(rc == TG_ERR_SYNTAX && ps.pos == ps.len && ps.line == 1,
+       "scanner: an ID at the very end, then no ';'");
+
+    /* one bad byte after good ones, in the eight-byte steps and after */
+
+    rc = parse_all(a, P2 " 0123456789abcdef0123456789abcde-f;", &ps);
+    ok(rc == TG_ERR_BAD_INSTANCE_ID
+       && ps.token.len == 33 && ps.token.data[31] == '-',
+       "scanner: '-' at byte 31, the whole word its token");
+
+    rc = parse_all(a, P2 " 01234567\x80" "9abcdef0123456789abcdef0123;", &ps);
+    ok(rc == TG_ERR_BAD_INSTANCE_ID && ps.token.len == 36,
+       "scanner: a high-bit byte inside an eight-byte step");
+
+    rc = parse_all(a, P2 " 0123456789abcdef0123456789abcdef#x;", &ps);
+    ok(rc == TG_ERR_BAD_INSTANCE_ID && ps.token.len == 34,
+       "scanner: '#' inside a word is part of it");
+
+    rc = parse_all(a, "0123456789abcdef0123456789abcdeF{ " I1 ";", &ps);
+    ok(rc == TG_ERR_SYNTAX && ps.what != NULL,
+       "scanner: '{' right after an ID");
+
+    rc = parse_all(a, "'0123456789abcdef0123456789abcd-f' " I1 ";", &ps);
+    ok(rc == TG_ERR_BAD_PROJECT_ID && ps.token.len == 32,
+       "scanner: a quoted project with a bad byte");
+
+    rc = parse_all(a, P2 " '' ;", &ps);
+    ok(rc == TG_ERR_BAD_INSTANCE_ID && ps.token.len == 0,
+       "scanner: an empty quoted word is a malformed instance");
+
+    /* a duplicate first in its statement, its project known already */
+
+    rc = parse_all(a, "\n" P1 " " I1 " " I2 ";", &ps);
+    ok(rc == TG_ERR_DUP_ENTRY && ps.token.len == 36 && ps.line == 2
+       && ps.project.len == 32 && memcmp(ps.project.data, P1, 32) == 0,
+       "scanner: a duplicate first in its statement");
+    ok(!tg_allow_contains(a, S(P1), S(I2)),
+       "scanner: nothing after the error is added");
+
+    /*
+     * Instances wait in a queue of 8 before they go in: a duplicate
+     * that is 12th in its statement, of the 3rd, is still the error, at
+     * its own token, with the 11 before it in the table and none after.
+     */
+
+    rc = parse_all(a, P2 " 10000000000000000000000000000001"
+                   " 10000000000000000000000000000002"
+                   " 10000000000000000000000000000003"
+                   " 10000000000000000000000000000004"
+                   " 10000000000000000000000000000005"
+                   " 10000000000000000000000000000006"
+                   " 10000000000000000000000000000007"
+                   " 10000000000000000000000000000008"
+                   " 10000000000000000000000000000009"
+                   " 10000000000000000000000000000010"
+                   " 10000000000000000000000000000011"
+                   " 10000000000000000000000000000003"
+                   " 10000000000000000000000000000012;", &ps);
+    ok(rc == TG_ERR_DUP_ENTRY && ps.token.len == 32
+       && ps.token.data == ps.text + 33 * 12,
+       "queue: the 12th instance, a duplicate, is the error");
+    ok(tg_allow_contains(a, S(P2), S("10000000000000000000000000000011"))
+       && !tg_allow_contains(a, S(P2),
+                             S("10000000000000000000000000000012")),
+       "queue: the 11 before it are in, the one after is not");
+
+    /* a duplicate still queued when a malformed word or a '{' comes */
+
+    rc = parse_all(a, P2 " 20000000000000000000000000000001"
+                   " 20000000000000000000000000000002"
+                   " 20000000000000000000000000000001 bad;", &ps);
+    ok(rc == TG_ERR_DUP_ENTRY && ps.token.len == 32
+       && memcmp(ps.token.data, "2000", 4) == 0,
+       "queue: a queued duplicate before a malformed instance wins");
+
+    rc = parse_all(a, P2 " 30000000000000000000000000000001"
+                   " 30000000000000000000000000000002 {", &ps);
+    ok(rc == TG_ERR_SYNTAX && ps.token.len == 1
+       && tg_allow_contains(a, S(P2), S("30000000000000000000000000000001")),
+       "queue: '{' after queued instances: they went in first");
 
     tg_allow_destroy(a);
 }
