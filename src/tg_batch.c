@@ -47,6 +47,10 @@
 #define TG_KEY_ID           "instance_id"
 #define TG_KEY_VERSION      "current_version"
 
+/* an item's keys as compact JSON spells them, matched without decoding */
+#define TG_RAW_ID           "\"" TG_KEY_ID "\":"
+#define TG_RAW_VERSION      "\"" TG_KEY_VERSION "\":"
+
 #define tg_lit_len(s)       (sizeof(s) - 1)
 
 
@@ -95,6 +99,8 @@ typedef struct {
 } tg_field_t;
 
 
+static inline unsigned char *tg_cpy(unsigned char *dst, const void *src,
+    size_t n);
 static tg_rc_t tg_parse_root(tg_parse_t *ps);
 static tg_rc_t tg_parse_infos(tg_parse_t *ps);
 static tg_rc_t tg_parse_item(tg_parse_t *ps, size_t i);
@@ -103,8 +109,8 @@ static tg_rc_t tg_parse_delay(tg_parse_t *ps);
 static tg_rc_t tg_parse_key(tg_parse_t *ps, tg_str_t *key);
 static tg_rc_t tg_item_check(tg_parse_t *ps, size_t i, tg_field_t *id,
     tg_field_t *version, tg_finding_t *f);
-static tg_rc_t tg_field_check(size_t i, const char *name, tg_field_t *f,
-    tg_finding_t *found);
+static inline tg_rc_t tg_field_check(size_t i, const char *name,
+    tg_field_t *f, tg_finding_t *found);
 static tg_rc_t tg_judge(tg_parse_t *ps, char *err, size_t errlen);
 static void tg_note(tg_finding_t *f, tg_rc_t rc, const char *fmt, ...);
 static int tg_key_is(const tg_str_t *key, const char *name, size_t len);
@@ -112,19 +118,24 @@ static int tg_key_is(const tg_str_t *key, const char *name, size_t len);
 static tg_rc_t tg_scan_value(tg_scan_t *s, int depth);
 static tg_rc_t tg_scan_object(tg_scan_t *s, int depth);
 static tg_rc_t tg_scan_array(tg_scan_t *s, int depth);
-static tg_rc_t tg_scan_after(tg_scan_t *s, unsigned char close, int *more);
+static inline tg_rc_t tg_scan_after(tg_scan_t *s, unsigned char close,
+    int *more);
 static tg_rc_t tg_scan_string(tg_scan_t *s, unsigned char *dst,
     tg_decoded_t *d);
 static tg_rc_t tg_scan_escape(tg_scan_t *s, unsigned char *dst,
     tg_decoded_t *d);
 static tg_rc_t tg_scan_number(tg_scan_t *s);
 static tg_rc_t tg_scan_literal(tg_scan_t *s, const char *lit, size_t len);
+static inline int tg_scan_prefix(const tg_scan_t *s, const char *lit,
+    size_t len);
 static tg_rc_t tg_scan_unexpected(tg_scan_t *s);
 static tg_rc_t tg_scan_fail(tg_scan_t *s, tg_rc_t rc, const char *what);
-static void tg_scan_ws(tg_scan_t *s);
+static inline void tg_scan_ws(tg_scan_t *s);
 static int tg_scan_hex4(const unsigned char *p, unsigned *v);
 
 static tg_rc_t tg_check_dup_instances(tg_batch_t *b, tg_finding_t *f);
+static uint32_t tg_dup_hash(const unsigned char *p, size_t len);
+static tg_rc_t tg_check_dup_sorted(tg_batch_t *b, tg_finding_t *f);
 static int tg_instance_cmp(const void *one, const void *two);
 static void tg_quote_key(char *dst, const tg_str_t *key);
 static tg_rc_t tg_errf(char *err, size_t errlen, tg_rc_t rc,
@@ -270,10 +281,19 @@ tg_batch_serialize(const tg_batch_t *b, unsigned char *dst)
 }
 
 
+/*
+ * The parser refused every string that held a control character or
+ * invalid UTF-8, so '"' and '\\' are all that escaping can change in
+ * them, and it counted those: when there are none, each string is
+ * copied as it is, without a look at its bytes, and an item that fits
+ * the window as it is is composed there whole.
+ */
+
 void
 tg_batch_write(const tg_batch_t *b, tg_out_t *o)
 {
-    size_t                i;
+    size_t                i, n;
+    unsigned char        *p;
     const tg_instance_t  *it;
 
     tg_out_put(o, tg_head, tg_lit_len(tg_head));
@@ -281,14 +301,48 @@ tg_batch_write(const tg_batch_t *b, tg_out_t *o)
     for (i = 0; i < b->nitems; i++) {
         it = &b->items[i];
 
+        if (b->quotes == 0) {
+            n = (i > 0) + tg_lit_len(tg_item_id) + it->instance_id.len
+                + tg_lit_len(tg_item_version) + it->current_version.len
+                + tg_lit_len(tg_item_end);
+
+            p = tg_out_reserve(o, n);
+
+            if (p != NULL) {
+                if (i > 0) {
+                    *p++ = ',';
+                }
+
+                p = tg_cpy(p, tg_item_id, tg_lit_len(tg_item_id));
+                p = tg_cpy(p, it->instance_id.data, it->instance_id.len);
+                p = tg_cpy(p, tg_item_version, tg_lit_len(tg_item_version));
+                p = tg_cpy(p, it->current_version.data,
+                           it->current_version.len);
+                (void) tg_cpy(p, tg_item_end, tg_lit_len(tg_item_end));
+
+                continue;
+            }
+        }
+
         if (i > 0) {
             tg_out_byte(o, ',');
         }
 
         tg_out_put(o, tg_item_id, tg_lit_len(tg_item_id));
-        tg_out_json(o, it->instance_id.data, it->instance_id.len);
-        tg_out_put(o, tg_item_version, tg_lit_len(tg_item_version));
-        tg_out_json(o, it->current_version.data, it->current_version.len);
+
+        if (b->quotes == 0) {
+            tg_out_put(o, it->instance_id.data, it->instance_id.len);
+            tg_out_put(o, tg_item_version, tg_lit_len(tg_item_version));
+            tg_out_put(o, it->current_version.data,
+                       it->current_version.len);
+
+        } else {
+            tg_out_json(o, it->instance_id.data, it->instance_id.len);
+            tg_out_put(o, tg_item_version, tg_lit_len(tg_item_version));
+            tg_out_json(o, it->current_version.data,
+                        it->current_version.len);
+        }
+
         tg_out_put(o, tg_item_end, tg_lit_len(tg_item_end));
     }
 
@@ -334,6 +388,17 @@ tg_batch_items(const tg_batch_t *b, const unsigned char *body, size_t len,
     items->len = len - tg_lit_len(tg_head) - tail;
 
     return TG_OK;
+}
+
+
+/* ngx_cpymem(): the copy, and the end of it */
+
+static inline unsigned char *
+tg_cpy(unsigned char *dst, const void *src, size_t n)
+{
+    memcpy(dst, src, n);
+
+    return dst + n;
 }
 
 
@@ -470,7 +535,7 @@ tg_parse_item(tg_parse_t *ps, size_t i)
     tg_rc_t       rc;
     tg_str_t      key;
     tg_scan_t    *s;
-    tg_field_t    id, version;
+    tg_field_t    id, version, *f;
     tg_finding_t  keys;
 
     s = &ps->s;
@@ -497,29 +562,48 @@ tg_parse_item(tg_parse_t *ps, size_t i)
     }
 
     for ( ;; ) {
-        rc = tg_parse_key(ps, &key);
-        if (rc != TG_OK) {
-            return rc;
+
+        /* the keys as clients write them, with their ':', matched raw */
+
+        if (tg_scan_prefix(s, TG_RAW_ID, tg_lit_len(TG_RAW_ID))) {
+            s->p += tg_lit_len(TG_RAW_ID);
+            tg_scan_ws(s);
+            f = &id;
+
+        } else if (tg_scan_prefix(s, TG_RAW_VERSION,
+                                  tg_lit_len(TG_RAW_VERSION)))
+        {
+            s->p += tg_lit_len(TG_RAW_VERSION);
+            tg_scan_ws(s);
+            f = &version;
+
+        } else {
+            rc = tg_parse_key(ps, &key);
+            if (rc != TG_OK) {
+                return rc;
+            }
+
+            if (tg_key_is(&key, TG_KEY_ID, tg_lit_len(TG_KEY_ID))) {
+                f = &id;
+
+            } else if (tg_key_is(&key, TG_KEY_VERSION,
+                                 tg_lit_len(TG_KEY_VERSION)))
+            {
+                f = &version;
+
+            } else {
+                f = NULL;
+            }
         }
 
-        if (tg_key_is(&key, TG_KEY_ID, tg_lit_len(TG_KEY_ID))) {
-
-            if (id.seen) {
+        if (f != NULL) {
+            if (f->seen) {
                 tg_note(&keys, TG_ERR_DUP_KEY, TG_KEY_INFOS "[%zu]: duplicate"
-                        " key \"" TG_KEY_ID "\"", i);
+                        " key \"%s\"", i,
+                        (f == &id) ? TG_KEY_ID : TG_KEY_VERSION);
             }
 
-            rc = tg_parse_field(ps, &id);
-
-        } else if (tg_key_is(&key, TG_KEY_VERSION,
-                             tg_lit_len(TG_KEY_VERSION)))
-        {
-            if (version.seen) {
-                tg_note(&keys, TG_ERR_DUP_KEY, TG_KEY_INFOS "[%zu]: duplicate"
-                        " key \"" TG_KEY_VERSION "\"", i);
-            }
-
-            rc = tg_parse_field(ps, &version);
+            rc = tg_parse_field(ps, f);
 
         } else {
             if (keys.rc == TG_OK) {
@@ -552,6 +636,7 @@ tg_parse_item(tg_parse_t *ps, size_t i)
 static tg_rc_t
 tg_parse_field(tg_parse_t *ps, tg_field_t *f)
 {
+    size_t          n;
     tg_rc_t         rc;
     tg_decoded_t    d;
     unsigned char  *dst;
@@ -565,9 +650,23 @@ tg_parse_field(tg_parse_t *ps, tg_field_t *f)
 
     dst = ps->b->scratch + ps->used;
 
-    rc = tg_scan_string(&ps->s, dst, &d);
-    if (rc != TG_OK) {
-        return rc;
+    /* a plain run up to the closing quote, as most values are, is copied */
+
+    n = tg_json_plain_len(ps->s.p + 1, (size_t) (ps->s.end - ps->s.p - 1));
+
+    if (ps->s.p + 1 + n < ps->s.end && ps->s.p[1 + n] == '"') {
+        memcpy(dst, ps->s.p + 1, n);
+        ps->s.p += n + 2;
+
+        d.len = n;
+        d.quotes = 0;
+        d.ctrl = 0;
+
+    } else {
+        rc = tg_scan_string(&ps->s, dst, &d);
+        if (rc != TG_OK) {
+            return rc;
+        }
     }
 
     ps->used += d.len;
@@ -634,11 +733,18 @@ tg_parse_delay(tg_parse_t *ps)
 }
 
 
-/* a member's key, decoded to scratch past what is kept, and its ':' */
+/*
+ * A member's key and its ':'.  The keys of the schema are plain ASCII,
+ * and a key that is a plain run up to its closing quote decodes to
+ * itself: it is compared where it lies in the body.  Any other key
+ * (escapes, UTF-8, a byte the scan refuses) is checked and decoded to
+ * scratch past what is kept.
+ */
 
 static tg_rc_t
 tg_parse_key(tg_parse_t *ps, tg_str_t *key)
 {
+    size_t          n;
     tg_rc_t         rc;
     tg_scan_t      *s;
     tg_decoded_t    d;
@@ -650,15 +756,24 @@ tg_parse_key(tg_parse_t *ps, tg_str_t *key)
         return tg_scan_unexpected(s);
     }
 
-    dst = ps->b->scratch + ps->used;
+    n = tg_json_plain_len(s->p + 1, (size_t) (s->end - s->p - 1));
 
-    rc = tg_scan_string(s, dst, &d);
-    if (rc != TG_OK) {
-        return rc;
+    if (s->p + 1 + n < s->end && s->p[1 + n] == '"') {
+        key->data = s->p + 1;
+        key->len = n;
+        s->p += n + 2;
+
+    } else {
+        dst = ps->b->scratch + ps->used;
+
+        rc = tg_scan_string(s, dst, &d);
+        if (rc != TG_OK) {
+            return rc;
+        }
+
+        key->data = dst;
+        key->len = d.len;
     }
-
-    key->data = dst;
-    key->len = d.len;
 
     tg_scan_ws(s);
 
@@ -717,7 +832,9 @@ tg_item_check(tg_parse_t *ps, size_t i, tg_field_t *id, tg_field_t *version,
 }
 
 
-static tg_rc_t
+/* inline: twice per item, and its checks pass */
+
+static inline tg_rc_t
 tg_field_check(size_t i, const char *name, tg_field_t *f,
     tg_finding_t *found)
 {
@@ -964,7 +1081,7 @@ tg_scan_array(tg_scan_t *s, int depth)
  * closing byte ends the object or array.
  */
 
-static tg_rc_t
+static inline tg_rc_t
 tg_scan_after(tg_scan_t *s, unsigned char close, int *more)
 {
     tg_scan_ws(s);
@@ -1283,6 +1400,46 @@ tg_scan_literal(tg_scan_t *s, const char *lit, size_t len)
 }
 
 
+/*
+ * Whether the body at s->p starts with lit, of 8 to 24 bytes: its first,
+ * middle and last words compared, which overlap and so cover it whole.
+ * Inline, so that each word of a literal is a constant: libc's memcmp()
+ * would cost a call and a loop for a dozen bytes.
+ */
+
+static inline int
+tg_scan_prefix(const tg_scan_t *s, const char *lit, size_t len)
+{
+    size_t    mid;
+    uint64_t  a, b;
+
+    if ((size_t) (s->end - s->p) < len) {
+        return 0;
+    }
+
+    mid = (len - 8) / 2;
+
+    memcpy(&a, s->p, 8);
+    memcpy(&b, lit, 8);
+
+    if (a != b) {
+        return 0;
+    }
+
+    memcpy(&a, s->p + mid, 8);
+    memcpy(&b, lit + mid, 8);
+
+    if (a != b) {
+        return 0;
+    }
+
+    memcpy(&a, s->p + len - 8, 8);
+    memcpy(&b, lit + len - 8, 8);
+
+    return a == b;
+}
+
+
 /* a byte that no rule of the grammar admits where it stands */
 
 static tg_rc_t
@@ -1309,10 +1466,17 @@ tg_scan_fail(tg_scan_t *s, tg_rc_t rc, const char *what)
 }
 
 
-static void
+/*
+ * Between every two tokens: inline (the module is built with -O, which
+ * inlines only what is marked so), where a compact body costs one test.
+ */
+
+static inline void
 tg_scan_ws(tg_scan_t *s)
 {
-    while (s->p < s->end
+    /* all four are at most ' ': one test passes any token's first byte */
+
+    while (s->p < s->end && *s->p <= ' '
            && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n'
                || *s->p == '\r'))
     {
@@ -1353,14 +1517,124 @@ tg_scan_hex4(const unsigned char *p, unsigned *v)
 
 
 /*
- * Sorts pointers to the items by instance_id, ties by position, so each
- * group of equal IDs lists its first two occurrences first; of all the
- * groups, the one whose second occurrence comes earliest in the body is
- * reported.  O(n log n), no allocation.
+ * Which instance_id comes back first: of all the groups of equal IDs, the
+ * one whose second occurrence comes earliest in the body is reported,
+ * with its first occurrence.  Walking the items in order with a hash
+ * table of those seen, the first item found in the table is that second
+ * occurrence, and the slot holds the first.
+ *
+ * The table is open-addressed, on the stack, of the smallest power of
+ * two at least twice the items: each slot holds an item's index + 1
+ * (0: empty) and 16 more bits of its hash, so a probe rarely has to
+ * compare two IDs.  Past TG_DUP_SLOTS / 2 items, or when the probes run
+ * long (IDs chosen to collide), the sort of tg_check_dup_sorted() gives
+ * the same answer in O(n log n) whatever the IDs.
  */
+
+#define TG_DUP_SLOTS        1024
+#define TG_DUP_PROBES       8       /* per item, on average, at most */
 
 static tg_rc_t
 tg_check_dup_instances(tg_batch_t *b, tg_finding_t *f)
+{
+    size_t           i, j, n, size, slot, probes;
+    uint32_t         h, e;
+    const tg_str_t  *id, *seen;
+    uint32_t         table[TG_DUP_SLOTS];
+
+    n = b->nitems;
+
+    if (n > TG_DUP_SLOTS / 2) {
+        return tg_check_dup_sorted(b, f);
+    }
+
+    for (size = 8; size < 2 * n; size *= 2) {
+        /* void */
+    }
+
+    memset(table, 0, size * sizeof(uint32_t));
+    probes = 0;
+
+    for (i = 0; i < n; i++) {
+        id = &b->items[i].instance_id;
+        h = tg_dup_hash(id->data, id->len);
+
+        for (slot = h & (size - 1); table[slot] != 0;
+             slot = (slot + 1) & (size - 1))
+        {
+            e = table[slot];
+            j = (e & 0xffff) - 1;
+            seen = &b->items[j].instance_id;
+
+            if ((e >> 16) == (h >> 16) && seen->len == id->len
+                && memcmp(seen->data, id->data, id->len) == 0)
+            {
+                tg_note(f, TG_ERR_DUP_INSTANCE,
+                        TG_KEY_INFOS "[%zu]." TG_KEY_ID ": same as [%zu]",
+                        i, j);
+                return f->rc;
+            }
+
+            if (++probes > TG_DUP_PROBES * n) {
+                return tg_check_dup_sorted(b, f);
+            }
+        }
+
+        table[slot] = (h & 0xffff0000) | (uint32_t) (i + 1);
+    }
+
+    return TG_OK;
+}
+
+
+/*
+ * Eight bytes at a time, each word mixed in by a multiply, the last
+ * bytes of an ID of 8 or more as the word that ends it (it overlaps the
+ * one before: equal IDs still hash equal, which is all that matters, and
+ * so does the order of the bytes in a word).
+ */
+
+static uint32_t
+tg_dup_hash(const unsigned char *p, size_t len)
+{
+    size_t    n;
+    uint64_t  h, w;
+
+    h = len * 0x9e3779b97f4a7c15ULL;
+
+    for (n = len; n >= 8; p += 8, n -= 8) {
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 32;
+    }
+
+    if (n > 0 && len >= 8) {
+        memcpy(&w, p + n - 8, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+
+    } else {
+        for ( /* void */ ; n > 0; p++, n--) {
+            h = (h ^ *p) * 0x9e3779b97f4a7c15ULL;
+        }
+    }
+
+    h ^= h >> 29;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 32;
+
+    return (uint32_t) h;
+}
+
+
+/*
+ * Sorts pointers to the items by instance_id, ties by position, so each
+ * group of equal IDs lists its first two occurrences first; the group
+ * whose second occurrence comes earliest is the one reported.
+ * O(n log n), no allocation.
+ */
+
+static tg_rc_t
+tg_check_dup_sorted(tg_batch_t *b, tg_finding_t *f)
 {
     size_t                i, n, first, second;
     const tg_str_t       *a, *z;

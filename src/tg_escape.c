@@ -17,6 +17,7 @@
 
 
 
+static inline uint64_t tg_json_stops(const unsigned char *p);
 static int tg_json_line_breaker(const unsigned char *p, size_t n);
 static unsigned char *tg_json_escape_cp(unsigned char *dst,
     const unsigned char *p, size_t n);
@@ -105,39 +106,80 @@ tg_utf8_seq_len(const unsigned char *p, size_t n)
 
 /*
  * Runs of printable ASCII other than '"' and '\\' are most of every
- * string: they are measured eight bytes at a time and copied whole.  A
- * word is plain when none of its bytes is below 0x20 or above 0x7e, and
- * none is '"' or '\\' (the classic "has a byte less than n, more than
- * n, equal to zero" tests on the word, and on the word xored with each
- * quote); the word that is not is finished byte by byte.
+ * string: they are measured eight bytes at a time.  tg_json_stops() sets
+ * the high bit of each byte of a word that is below 0x20 or above 0x7e,
+ * or is '"' or '\\': a byte x of a plain run has none of x, x - 0x20,
+ * x + 1, (x ^ '"') - 1 and (x ^ '\\') - 1 at 0x80 or above, while any
+ * other byte has one of them there (bytes from 0x80 up have x itself).
+ * Borrows and carries between the bytes of the word only start at a
+ * byte that stops the run and only run towards the more significant
+ * ones, so the least significant flag is exact: on a little-endian
+ * machine its bit index over 8 is the offset of the first byte that
+ * stops the run, and no byte of that word is looked at again.  (The
+ * module is built with -O, which inlines only what is marked inline.)
  */
 
 #define TG_ONES   0x0101010101010101ULL
 #define TG_HIGHS  0x8080808080808080ULL
 
+#if (defined(__GNUC__) || defined(__clang__))                                 \
+    && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define tg_json_first_stop(m)  ((size_t) __builtin_ctzll(m) >> 3)
+#endif
+
+
+static inline uint64_t
+tg_json_stops(const unsigned char *p)
+{
+    uint64_t  w, q, b;
+
+    memcpy(&w, p, 8);
+
+    q = w ^ (TG_ONES * '"');
+    b = w ^ (TG_ONES * '\\');
+
+    return (w | (w - TG_ONES * 0x20) | (w + TG_ONES) | (q - TG_ONES)
+            | (b - TG_ONES))
+           & TG_HIGHS;
+}
+
+
 size_t
 tg_json_plain_len(const unsigned char *src, size_t len)
 {
     size_t    i;
-    uint64_t  w, q, b;
+    uint64_t  m;
 
     i = 0;
 
     while (len - i >= 8) {
-        memcpy(&w, &src[i], 8);
+        m = tg_json_stops(&src[i]);
 
-        q = w ^ (TG_ONES * '"');
-        b = w ^ (TG_ONES * '\\');
-
-        if ((((w - TG_ONES * 0x20) & ~w) | (w + TG_ONES) | w
-             | ((q - TG_ONES) & ~q) | ((b - TG_ONES) & ~b))
-            & TG_HIGHS)
-        {
+        if (m != 0) {
+#ifdef tg_json_first_stop
+            return i + tg_json_first_stop(m);
+#else
             break;
+#endif
         }
 
         i += 8;
     }
+
+#ifdef tg_json_first_stop
+
+    /*
+     * The last bytes of a long string: the word that ends with them, its
+     * first bytes already known to be plain.
+     */
+
+    if (i < len && len >= 8) {
+        m = tg_json_stops(&src[len - 8]);
+
+        return (m != 0) ? len - 8 + tg_json_first_stop(m) : len;
+    }
+
+#endif
 
     while (i < len && tg_json_plain[src[i]]) {
         i++;

@@ -58,7 +58,7 @@ tg_out_hash_resume(tg_out_t *o)
 
 
 void
-tg_out_put(tg_out_t *o, const void *data, size_t len)
+tg_out_put_slow(tg_out_t *o, const void *data, size_t len)
 {
     size_t                room;
     const unsigned char  *p;
@@ -121,9 +121,12 @@ tg_out_str(tg_out_t *o, const char *s)
 
 
 /*
- * One pass: with room for the worst case (6 bytes per input byte) the
- * escaper writes straight into the buffer; otherwise it goes in chunks
- * through a small buffer, each cut where no UTF-8 sequence is split.
+ * One pass.  Most strings have nothing to escape, or a long plain run
+ * first: that run is copied as it is, whatever room the buffer has.
+ * For what is left, with room for its worst case (6 bytes per input
+ * byte) the escaper writes straight into the buffer; otherwise it goes
+ * in chunks through a small buffer, each cut where no UTF-8 sequence is
+ * split.  The plain run is ASCII, so cutting after it splits nothing.
  */
 
 void
@@ -132,6 +135,14 @@ tg_out_json(tg_out_t *o, const unsigned char *src, size_t len)
     size_t          n, k;
     unsigned char  *end;
     unsigned char   chunk[TG_OUT_JSON_CHUNK * 6];
+
+    n = tg_json_plain_len(src, len);
+
+    if (n > 0) {
+        tg_out_put(o, src, n);
+        src += n;
+        len -= n;
+    }
 
     if (len == 0) {
         return;

@@ -21,6 +21,8 @@
 #define TG_OUT_H
 
 
+#include <string.h>
+
 #include "tg_core.h"
 #include "tg_sha256.h"
 
@@ -50,7 +52,9 @@ void tg_out_hash(tg_out_t *o, tg_sha256_t *sha);
 void tg_out_hash_pause(tg_out_t *o);
 void tg_out_hash_resume(tg_out_t *o);
 
-void tg_out_put(tg_out_t *o, const void *data, size_t len);
+/* what tg_out_put() does when data does not fit the window as it is */
+void tg_out_put_slow(tg_out_t *o, const void *data, size_t len);
+
 void tg_out_str(tg_out_t *o, const char *s);
 
 /* the JSON-escaped form of src (tg_escape.h's rules), without quotes */
@@ -64,6 +68,50 @@ void tg_out_flush(tg_out_t *o);
 
 /* feeds what is left in the window to the hash, then finalizes it */
 tg_rc_t tg_out_sha256(tg_out_t *o, unsigned char md[TG_SHA256_LEN]) TG_WUR;
+
+
+/*
+ * Inline, as the writers call it for every piece of their output (the
+ * module is built with -O, which inlines only what is marked so): data
+ * that fits the window is copied there, anything else (a full window, a
+ * count past SIZE_MAX, nothing to copy) is tg_out_put_slow()'s.
+ */
+
+static inline void
+tg_out_put(tg_out_t *o, const void *data, size_t len)
+{
+    if (len > 0 && len <= o->size - o->pos && len <= (size_t) -1 - o->len) {
+        memcpy(o->buf + o->pos, data, len);
+        o->pos += len;
+        o->len += len;
+        return;
+    }
+
+    tg_out_put_slow(o, data, len);
+}
+
+
+/*
+ * Takes room for n more bytes in the window and returns where to write
+ * them, for a writer that composes a piece whole; NULL when they do not
+ * fit as they are, and the piece must then be appended another way.
+ */
+
+static inline unsigned char *
+tg_out_reserve(tg_out_t *o, size_t n)
+{
+    unsigned char  *p;
+
+    if (n == 0 || n > o->size - o->pos || n > (size_t) -1 - o->len) {
+        return NULL;
+    }
+
+    p = o->buf + o->pos;
+    o->pos += n;
+    o->len += n;
+
+    return p;
+}
 
 
 static inline void

@@ -12,6 +12,7 @@
 
 #include "tap.h"
 #include "tg_batch.h"
+#include "tg_sign.h"
 
 
 #define MAX_ITEMS  100
@@ -107,6 +108,11 @@ static const accept_t  accepts[] = {
     { "escaped delay value",
       BODY(ITEM("a", "1"), "\"tru\\u0065\""), 0,
       1, 1, TG_DELAY_STRING, "a", "1" },
+
+    { "item keys spaced before and after their colons",
+      BODY("{\"instance_id\" :\"a\",\"current_version\": \"1\"},"
+           "{\"current_version\"\t:\t\"2\",\"instance_id\":\n\"b\"}",
+           "\"true\""), 0, 2, 1, TG_DELAY_STRING, "a", "1" },
 
     { "two distinct instances",
       BODY(ITEM("a", "1") "," ITEM("ab", "1"), "\"false\""), 0,
@@ -225,6 +231,70 @@ static const reject_t  rejects[] = {
     { "bad literal nul", "{\"delay\":nul", 0, TG_ERR_SYNTAX, NULL },
     { "literal run on", "{\"delay\":truex}", 0, TG_ERR_SYNTAX, NULL },
     { "form feed is not JSON whitespace", "{\f}", 0, TG_ERR_SYNTAX, NULL },
+
+    /* keys: compared in place when plain, decoded when not */
+
+    { "raw control byte in a key", "{\"del\x01" "ay\":1}", 0,
+      TG_ERR_CTRL_CHAR, "control character at byte 5" },
+    { "raw DEL in a long key", "{\"databases_\x7finstance_infos\":1}", 0,
+      TG_ERR_CTRL_CHAR, "control character at byte 12" },
+    { "invalid UTF-8 in a key", "{\"delay\xff\":1}", 0, TG_ERR_UTF8,
+      "invalid UTF-8 at byte 7" },
+    { "key cut by the end of the body", "{\"databases_instance_in", 0,
+      TG_ERR_SYNTAX, "unterminated string at byte 23" },
+    { "key then the end of the body", "{\"delay\"", 0, TG_ERR_SYNTAX,
+      "unexpected end of body at byte 8" },
+    { "key then no colon", "{\"delay\" ,1}", 0, TG_ERR_SYNTAX,
+      "unexpected character at byte 9" },
+    { "a key one byte short", "{\"dela\":1}", 0, TG_ERR_UNKNOWN_KEY,
+      "unknown key \"dela\"" },
+    { "a key one byte long", "{\"delayy\":1}", 0, TG_ERR_UNKNOWN_KEY,
+      "unknown key \"delayy\"" },
+    { "a key in capitals", "{\"Delay\":1}", 0, TG_ERR_UNKNOWN_KEY,
+      "unknown key \"Delay\"" },
+    { "an item key with UTF-8",
+      BODY("{\"instance_\xc3\xa9\":\"a\",\"current_version\":\"1\"}",
+           "\"true\""), 0, TG_ERR_UNKNOWN_KEY,
+      "databases_instance_infos[0]: unknown key \"instance_\xc3\xa9\"" },
+    { "an item key escaped past its first word",
+      BODY("{\"instance_id\":\"a\",\"current_versio\\u006e\":\"1\","
+           "\"current_version\":\"2\"}", "\"true\""), 0, TG_ERR_DUP_KEY,
+      "databases_instance_infos[0]: duplicate key \"current_version\"" },
+
+    /* an item's keys: matched raw when compact, decoded when not */
+
+    { "item keys cut by the end of the body",
+      "{\"databases_instance_infos\":[{\"instance_id\"", 0, TG_ERR_SYNTAX,
+      "unexpected end of body at byte 43" },
+    { "item key cut before its colon",
+      "{\"databases_instance_infos\":[{\"current_version", 0,
+      TG_ERR_SYNTAX, "unterminated string at byte 46" },
+    { "item key then the end of the body",
+      "{\"databases_instance_infos\":[{\"current_version\":", 0,
+      TG_ERR_SYNTAX, "unexpected end of body at byte 48" },
+    { "instance_id twice, raw then spaced",
+      BODY("{\"instance_id\":\"a\",\"current_version\":\"1\","
+           "\"instance_id\" : \"b\"}", "\"true\""), 0, TG_ERR_DUP_KEY,
+      "databases_instance_infos[0]: duplicate key \"instance_id\"" },
+    { "current_version twice, escaped then raw",
+      BODY("{\"instance_id\":\"a\",\"current_\\u0076ersion\":\"1\","
+           "\"current_version\":\"2\"}", "\"true\""), 0, TG_ERR_DUP_KEY,
+      "databases_instance_infos[0]: duplicate key \"current_version\"" },
+    { "an item key one byte long",
+      BODY("{\"instance_idd\":\"a\",\"current_version\":\"1\"}",
+           "\"true\""), 0, TG_ERR_UNKNOWN_KEY,
+      "databases_instance_infos[0]: unknown key \"instance_idd\"" },
+    { "an item key differing in its middle word",
+      BODY("{\"instance_id\":\"a\",\"current_versiom\":\"1\"}",
+           "\"true\""), 0, TG_ERR_UNKNOWN_KEY,
+      "databases_instance_infos[0]: unknown key \"current_versiom\"" },
+    { "an item key differing in its first byte",
+      BODY("{\"Instance_id\":\"a\",\"current_version\":\"1\"}",
+           "\"true\""), 0, TG_ERR_UNKNOWN_KEY,
+      "databases_instance_infos[0]: unknown key \"Instance_id\"" },
+    { "an item key with a raw control byte",
+      BODY("{\"instance_i\x01\":\"a\",\"current_version\":\"1\"}",
+           "\"true\""), 0, TG_ERR_CTRL_CHAR, "control character at byte 41" },
 
     /* the document */
 
@@ -748,6 +818,239 @@ test_sizes(void)
 }
 
 
+/*
+ * A value's bytes at every offset of its first words: a plain run up to
+ * the closing quote is copied as it is, anything else is decoded, and
+ * either way the same bytes come out or the same error at the same byte.
+ */
+
+static void
+test_values(void)
+{
+    char          err[TG_BATCH_ERR_SIZE], want[TG_BATCH_ERR_SIZE];
+    char          body[256], value[64];
+    size_t        pos, tail, x, head, bad;
+    tg_rc_t       rc;
+    tg_batch_t    b;
+
+    static const struct {
+        const char  *raw;        /* as written in the body */
+        const char  *decoded;    /* NULL: refused */
+        tg_rc_t      rc;
+        const char  *what;       /* the syntax error, or NULL: schema */
+    } probes[] = {
+        { "\x01", NULL, TG_ERR_CTRL_CHAR, "control character" },
+        { "\x1f", NULL, TG_ERR_CTRL_CHAR, "control character" },
+        { "\x7f", NULL, TG_ERR_CTRL_CHAR, "control character" },
+        { "\x80", NULL, TG_ERR_UTF8, "invalid UTF-8" },
+        { "\xff", NULL, TG_ERR_UTF8, "invalid UTF-8" },
+        { "\\n", NULL, TG_ERR_CTRL_CHAR, NULL },
+        { "\xc3\xa9", "\xc3\xa9", TG_OK, NULL },
+        { "\\\"", "\"", TG_OK, NULL },
+        { "\\u0041", "A", TG_OK, NULL },
+        { "~", "~", TG_OK, NULL },
+    };
+
+    bad = 0;
+    head = strlen("{\"databases_instance_infos\":[{\"instance_id\":\"");
+
+    for (pos = 0; pos < 20; pos++) {
+        for (tail = 0; tail < 10; tail += 3) {
+            for (x = 0; x < sizeof(probes) / sizeof(probes[0]); x++) {
+                memset(value, 'v', pos);
+                value[pos] = '\0';
+                snprintf(body, sizeof(body),
+                         "{\"databases_instance_infos\":[{\"instance_id\":"
+                         "\"%s%s%.*s\",\"current_version\":\"1\"}],"
+                         "\"delay\":true}", value, probes[x].raw,
+                         (int) tail, "wwwwwwwwww");
+
+                rc = parse(&b, items, MAX_ITEMS, body, strlen(body), err);
+
+                if (probes[x].rc == TG_OK) {
+                    snprintf(want, sizeof(want), "%s%s%.*s", value,
+                             probes[x].decoded, (int) tail, "wwwwwwwwww");
+                    bad += (rc != TG_OK
+                            || !str_eq(items[0].instance_id, want));
+
+                } else if (probes[x].what != NULL) {
+                    snprintf(want, sizeof(want), "%s at byte %zu",
+                             probes[x].what, head + pos);
+                    bad += (rc != probes[x].rc || strcmp(err, want) != 0);
+
+                } else {
+                    bad += (rc != probes[x].rc || strcmp(err,
+                            "databases_instance_infos[0].instance_id: "
+                            "control character") != 0);
+                }
+
+                if (rc == TG_OK) {
+                    free(b.scratch);
+                }
+            }
+        }
+    }
+
+    is_int(bad, 0, "a value's byte to decode or refuse at every offset");
+}
+
+
+/*
+ * The repeated instance reported, for batches that the hash table checks
+ * (up to 512 items) and that the sort checks (more): IDs of 1 to 40
+ * bytes, so they end anywhere in a word, drawn from a pool small enough
+ * to repeat, against a quadratic search for the earliest second
+ * occurrence.  Half the bodies spell every ID with a "\u0069" escape
+ * somewhere, so equal IDs are compared decoded.
+ */
+
+static void
+test_dups(void)
+{
+    char          err[TG_BATCH_ERR_SIZE], want[TG_BATCH_ERR_SIZE], *body, *p;
+    size_t        sizes[] = { 2, 3, 8, 50, 511, 512, 513, 1000 };
+    size_t        t, round, n, i, j, k, pool, first, second, len, bad;
+    tg_rc_t       rc;
+    tg_batch_t    b;
+    static char   ids[TG_BATCH_MAX_ITEMS][48];
+
+    srand(20261205);
+
+    for (t = 0; t < sizeof(sizes) / sizeof(sizes[0]); t++) {
+        bad = 0;
+        n = sizes[t];
+
+        for (round = 0; round < 40; round++) {
+
+            /* round 0: all distinct; then pools from 2n down to 2 IDs */
+
+            pool = (round == 0) ? n : 2 * n / round + 2;
+
+            for (i = 0; i < n; i++) {
+                k = (round == 0) ? i : (size_t) rand() % pool;
+                len = 1 + (k * 7) % 40;
+                memset(ids[i], 'a' + (int) (k % 26), len);
+                sprintf(ids[i] + (len > 8 ? len - 8 : 0), "%08zx", k);
+            }
+
+            second = n;
+            first = 0;
+
+            for (i = 1; i < n && second == n; i++) {
+                for (j = 0; j < i; j++) {
+                    if (strcmp(ids[i], ids[j]) == 0) {
+                        first = j;
+                        second = i;
+                        break;
+                    }
+                }
+            }
+
+            body = malloc(64 + n * 120);
+            p = body + sprintf(body, "{\"databases_instance_infos\":[");
+
+            for (i = 0; i < n; i++) {
+                p += sprintf(p, "%s{\"current_version\":\"2.0\","
+                             "\"instance_id\":\"%s%s\"}", i ? "," : "",
+                             (round % 2) ? "\\u0069" : "i", ids[i]);
+            }
+
+            sprintf(p, "],\"delay\":\"true\"}");
+
+            rc = parse(&b, items, TG_BATCH_MAX_ITEMS, body, strlen(body), err);
+
+            if (second == n) {
+                bad += (rc != TG_OK);
+
+                if (rc == TG_OK) {
+                    free(b.scratch);
+                }
+
+            } else {
+                snprintf(want, sizeof(want), "databases_instance_infos[%zu]"
+                         ".instance_id: same as [%zu]", second, first);
+                bad += (rc != TG_ERR_DUP_INSTANCE || strcmp(err, want) != 0);
+
+                if (rc != TG_ERR_DUP_INSTANCE || strcmp(err, want) != 0) {
+                    printf("# %zu items: got \"%s\", want \"%s\"\n",
+                           n, err, want);
+                }
+            }
+
+            free(body);
+        }
+
+        is_int(bad, 0, "%zu items: the earliest repeat, %s", n,
+               n > 512 ? "by the sort" : "by the hash table");
+    }
+}
+
+
+/*
+ * tg_batch_write() through windows of every size from 1 to past the
+ * body, hashed: an item composes itself in the window when it fits and
+ * goes piece by piece when not, and the hash is the body's either way;
+ * a counting pass learns its length.
+ */
+
+static void
+test_write_windows(void)
+{
+    char            err[TG_BATCH_ERR_SIZE], want[TG_SHA256_HEX_LEN + 1];
+    char            got[TG_SHA256_HEX_LEN + 1], *body;
+    size_t          w, len, bad, quoted;
+    tg_rc_t         rc;
+    tg_out_t        o;
+    tg_batch_t      b;
+    tg_sha256_t     sha;
+    unsigned char   out[1024], win[300], md[TG_SHA256_LEN], *end;
+
+    for (quoted = 0; quoted < 2; quoted++) {
+        body = quoted ? BODY(ITEM("a\\\"1", "2.0") "," ITEM("b", "3"), "false")
+                      : BODY(ITEM("a1", "2.0") "," ITEM("bb", "3") ","
+                             ITEM("\xc3\xa9", "4"), "false");
+
+        rc = parse(&b, items, MAX_ITEMS, body, strlen(body), err);
+        if (!is_rc(rc, TG_OK, "windows: body %zu parses", quoted)) {
+            continue;
+        }
+
+        end = tg_batch_serialize(&b, out);
+        len = (size_t) (end - out);
+
+        if (tg_sha256_hex(out, len, want) != TG_OK) {
+            free(b.scratch);
+            continue;
+        }
+
+        bad = 0;
+
+        for (w = 1; w <= len + 2 && w <= sizeof(win); w++) {
+            tg_sha256_init(&sha);
+            tg_out_init(&o, win, w);
+            tg_out_hash(&o, &sha);
+            tg_batch_write(&b, &o);
+
+            if (tg_out_sha256(&o, md) != TG_OK) {
+                bad++;
+                continue;
+            }
+
+            tg_sha256_hex_of(md, got);
+            bad += (o.overflow || o.len != len || strcmp(got, want) != 0);
+        }
+
+        tg_out_init(&o, NULL, 0);
+        tg_batch_write(&b, &o);
+        bad += (o.len != len || o.len != tg_batch_serialized_len(&b));
+
+        is_int(bad, 0, "windows of 1..%zu bytes hash the body%s", len + 2,
+               quoted ? " (quotes)" : "");
+        free(b.scratch);
+    }
+}
+
+
 static void
 test_serialize(void)
 {
@@ -794,6 +1097,56 @@ test_serialize(void)
            "{\"databases_instance_infos\":[{\"instance_id\":\"a\\\"b\","
            "\"current_version\":\"\\\\\xc3\xa9/\"}],\"delay\":true}",
            "escapes: canonical bytes");
+    free(b.scratch);
+
+    /*
+     * No '"' or '\\' in any string: each is copied without a look, so
+     * UTF-8 and '/' must come out as escaping would write them; one '"'
+     * in the last item sends every string through the escaper.
+     */
+
+    rc = parse(&b, items, MAX_ITEMS,
+               BODY(ITEM("\\u00e9/a", "1") "," ITEM("b\xe2\x82\xac", "2"),
+                    "false"),
+               strlen(BODY(ITEM("\\u00e9/a", "1") "," ITEM("b\xe2\x82\xac",
+                                                           "2"), "false")),
+               err);
+    is_rc(rc, TG_OK, "no quotes parse");
+    if (rc != TG_OK) {
+        return;
+    }
+
+    len = tg_batch_serialized_len(&b);
+    end = tg_batch_serialize(&b, out);
+    *end = '\0';
+    is_str((char *) out,
+           "{\"databases_instance_infos\":[{\"instance_id\":\"\xc3\xa9/a\","
+           "\"current_version\":\"1\"},{\"instance_id\":\"b\xe2\x82\xac\","
+           "\"current_version\":\"2\"}],\"delay\":false}",
+           "no quotes: strings copied, canonical bytes");
+    is_int(len, end - out, "no quotes: serialized_len");
+    free(b.scratch);
+
+    rc = parse(&b, items, MAX_ITEMS,
+               BODY(ITEM("\xc3\xa9/a", "1") "," ITEM("b", "2\\\""),
+                    "false"),
+               strlen(BODY(ITEM("\xc3\xa9/a", "1") "," ITEM("b", "2\\\""),
+                           "false")),
+               err);
+    is_rc(rc, TG_OK, "one quote parses");
+    if (rc != TG_OK) {
+        return;
+    }
+
+    len = tg_batch_serialized_len(&b);
+    end = tg_batch_serialize(&b, out);
+    *end = '\0';
+    is_str((char *) out,
+           "{\"databases_instance_infos\":[{\"instance_id\":\"\xc3\xa9/a\","
+           "\"current_version\":\"1\"},{\"instance_id\":\"b\","
+           "\"current_version\":\"2\\\"\"}],\"delay\":false}",
+           "one quote: every string escaped, canonical bytes");
+    is_int(len, end - out, "one quote: serialized_len");
     free(b.scratch);
 }
 
@@ -859,7 +1212,10 @@ main(void)
     test_accepts();
     test_rejects();
     test_sizes();
+    test_values();
+    test_dups();
     test_serialize();
+    test_write_windows();
     test_args();
 
     return done_testing();

@@ -165,6 +165,85 @@ check_one(const unsigned char *in, size_t n)
 }
 
 
+/* the length of the plain run at s, a byte at a time */
+
+static size_t
+plain_ref(const unsigned char *s, size_t n)
+{
+    size_t  i;
+
+    for (i = 0; i < n; i++) {
+        if (s[i] < 0x20 || s[i] > 0x7e || s[i] == '"' || s[i] == '\\') {
+            break;
+        }
+    }
+
+    return i;
+}
+
+
+/*
+ * tg_json_plain_len() reads words: every byte value at every offset of
+ * strings that span 0 to 4 words and a partial one, at every alignment,
+ * alone and with a second stop after it (a borrow from the first must not
+ * hide or fake anything), and each such string escaped as a whole.
+ */
+
+static void
+plain_len_words(void)
+{
+    size_t          len, pos, align, i, bad, esc;
+    unsigned        c;
+    unsigned char   buf[8 + 40], *in;
+
+    bad = 0;
+    esc = 0;
+
+    for (len = 0; len <= 40; len++) {
+        for (align = 0; align < 8; align++) {
+            in = buf + align;
+
+            for (i = 0; i < len; i++) {
+                in[i] = (unsigned char) ('a' + i % 26);
+            }
+
+            if (plain_ref(in, len) != len) {
+                bad++;
+            }
+
+            bad += (tg_json_plain_len(in, len) != len);
+
+            for (pos = 0; pos < len; pos++) {
+                for (c = 0; c < 256; c++) {
+                    in[pos] = (unsigned char) c;
+
+                    bad += (tg_json_plain_len(in, len) != plain_ref(in, len));
+
+                    if (pos + 1 < len) {
+                        in[len - 1] = '"';
+                        bad += (tg_json_plain_len(in, len)
+                                != plain_ref(in, len));
+                        in[len - 1] = (unsigned char) ('a' + (len - 1) % 26);
+                    }
+
+                    if (align == 0 && (c < 0x21 || c > 0x7d || c == '"'
+                                       || c == '\\'))
+                    {
+                        esc += !check_one(in, len);
+                    }
+
+                    in[pos] = (unsigned char) ('a' + pos % 26);
+                }
+            }
+        }
+    }
+
+    is_int(bad, 0, "plain_len agrees with a byte-wise scan at every offset,"
+           " alignment and byte value");
+    is_int(esc, 0, "a byte to escape at every offset of 0..40 bytes");
+}
+
+
 int
 main(void)
 {
@@ -216,6 +295,8 @@ main(void)
     }
 
     ok(bad == 0, "0x00..0x1f and 0x7f all escaped as \\u00XX");
+
+    plain_len_words();
 
     /* printable ASCII other than '"' and '\\' passes through */
 

@@ -208,6 +208,54 @@ test_json(void)
     }
 
     is_int(bad, 0, "tg_out_json == tg_json_escape, every path, 2000 inputs");
+
+    /*
+     * A plain run is copied as it is, then the rest escaped: into a
+     * buffer of exactly the output's size (no room for 6x), with the
+     * first byte to escape at every offset of 0..40, and the bytes
+     * either side of the plain range.
+     */
+
+    {
+        static const unsigned char  stops[] = {
+            '"', '\\', 0x00, 0x1f, 0x7f, 0x80, 0xc3, 0xff, ' ', '~'
+        };
+
+        size_t  pos, x;
+
+        bad = 0;
+
+        for (len = 0; len <= 40; len++) {
+            for (pos = 0; pos <= len; pos++) {
+                for (x = 0; x < sizeof(stops); x++) {
+                    for (i = 0; i < len; i++) {
+                        in[i] = (unsigned char) ('a' + i % 26);
+                    }
+
+                    if (pos < len) {
+                        in[pos] = stops[x];
+                    }
+
+                    want_len = (size_t) (tg_json_escape(want, in, len) - want);
+
+                    memset(got, 0xa5, want_len + 1);
+                    tg_out_init(&o, got, want_len);
+                    tg_out_json(&o, in, len);
+                    bad += (o.overflow || o.len != want_len
+                            || o.pos != want_len || got[want_len] != 0xa5
+                            || memcmp(got, want, want_len) != 0);
+
+                    tg_out_init(&o, got, want_len > 0 ? want_len - 1 : 0);
+                    tg_out_json(&o, in, len);
+                    bad += (o.len != want_len
+                            || (want_len > 0 && !o.overflow));
+                }
+            }
+        }
+
+        is_int(bad, 0, "plain run then escapes, in a buffer of exact size"
+               " and one byte short");
+    }
 }
 
 
