@@ -61,6 +61,33 @@ tg_sha256_init(tg_sha256_t *sha)
 
 
 void
+tg_sha256_copy(tg_sha256_t *dst, const tg_sha256_t *src)
+{
+    EVP_MD_CTX  *ctx;
+
+    dst->ctx = NULL;
+    dst->failed = 1;
+
+    if (src->failed) {
+        return;
+    }
+
+    ctx = EVP_MD_CTX_new();
+    if (ctx == NULL) {
+        return;
+    }
+
+    if (EVP_MD_CTX_copy_ex(ctx, src->ctx) != 1) {
+        EVP_MD_CTX_free(ctx);
+        return;
+    }
+
+    dst->ctx = ctx;
+    dst->failed = 0;
+}
+
+
+void
 tg_sha256_update(tg_sha256_t *sha, const void *data, size_t len)
 {
     if (sha->failed || len == 0) {

@@ -34,6 +34,13 @@ void tg_sha256_update(tg_sha256_t *sha, const void *data, size_t len);
 tg_rc_t tg_sha256_final(tg_sha256_t *sha, unsigned char md[TG_SHA256_LEN])
     TG_WUR;
 
+/*
+ * dst starts as a copy of src, which is left as it was: a state hashed
+ * once (an HMAC key's padded block) and resumed for each message.  A
+ * failed src, or a failed copy, gives a failed dst.
+ */
+void tg_sha256_copy(tg_sha256_t *dst, const tg_sha256_t *src);
+
 /* releases a state that will not be finalized (wiped: it may hold a key) */
 void tg_sha256_wipe(tg_sha256_t *sha);
 

@@ -120,6 +120,9 @@ static tg_rc_t tg_canonical_query(tg_out_t *out, const tg_str_t *query);
 static void tg_signed_headers(tg_out_t *out, const tg_sign_headers_t *hs);
 static tg_rc_t tg_canonical_write(const tg_sign_request_t *req,
     const tg_sign_headers_t *hs, tg_out_t *out);
+static tg_rc_t tg_sign(const tg_sign_request_t *req, const tg_str_t *ak,
+    const tg_str_t *sk, const tg_hmac_key_t *hk, char *out, size_t size,
+    size_t *len);
 static void tg_hmac_init(tg_sha256_t *inner, tg_sha256_t *outer,
     const unsigned char *key, size_t key_len);
 static tg_rc_t tg_hmac_final(tg_sha256_t *inner, tg_sha256_t *outer,
@@ -167,6 +170,57 @@ tg_hmac_sha256(const unsigned char *key, size_t key_len,
     }
 
     tg_hmac_init(&inner, &outer, key, key_len);
+    tg_sha256_update(&inner, data, len);
+
+    return tg_hmac_final(&inner, &outer, mac);
+}
+
+
+tg_rc_t
+tg_hmac_key_init(tg_hmac_key_t *hk, const unsigned char *key,
+    size_t key_len)
+{
+    if (hk == NULL) {
+        return TG_ERR_ARG;
+    }
+
+    memset(hk, 0, sizeof(tg_hmac_key_t));
+
+    if (key == NULL && key_len != 0) {
+        return TG_ERR_ARG;
+    }
+
+    tg_hmac_init(&hk->inner, &hk->outer, key, key_len);
+
+    if (hk->inner.failed || hk->outer.failed) {
+        tg_hmac_key_wipe(hk);
+        return TG_ERR_CRYPTO;
+    }
+
+    return TG_OK;
+}
+
+
+void
+tg_hmac_key_wipe(tg_hmac_key_t *hk)
+{
+    tg_sha256_wipe(&hk->inner);
+    tg_sha256_wipe(&hk->outer);
+}
+
+
+tg_rc_t
+tg_hmac_sha256_key(const tg_hmac_key_t *hk, const unsigned char *data,
+    size_t len, unsigned char mac[TG_HMAC_SHA256_LEN])
+{
+    tg_sha256_t  inner, outer;
+
+    if (hk == NULL || mac == NULL || (data == NULL && len != 0)) {
+        return TG_ERR_ARG;
+    }
+
+    tg_sha256_copy(&inner, &hk->inner);
+    tg_sha256_copy(&outer, &hk->outer);
     tg_sha256_update(&inner, data, len);
 
     return tg_hmac_final(&inner, &outer, mac);
@@ -235,15 +289,32 @@ tg_sign_canonical_request(const tg_sign_request_t *req, unsigned char *buf,
 }
 
 
-/*
- * One pass over the request: the canonical request is streamed into
- * SHA-256 through a small window, the string to sign into the HMAC's
- * inner hash; nothing is allocated and nothing is built twice.
- */
-
 tg_rc_t
 tg_sign_authorization(const tg_sign_request_t *req, const tg_str_t *ak,
     const tg_str_t *sk, char *out, size_t size, size_t *len)
+{
+    return tg_sign(req, ak, sk, NULL, out, size, len);
+}
+
+
+tg_rc_t
+tg_sign_authorization_key(const tg_sign_request_t *req, const tg_str_t *ak,
+    const tg_hmac_key_t *sk, char *out, size_t size, size_t *len)
+{
+    return tg_sign(req, ak, NULL, sk, out, size, len);
+}
+
+
+/*
+ * One pass over the request: the canonical request is streamed into
+ * SHA-256 through a small window, the string to sign into the HMAC's
+ * inner hash; nothing is allocated and nothing is built twice.  The SK
+ * is given as its bytes (sk) or as a ready key (hk), never both.
+ */
+
+static tg_rc_t
+tg_sign(const tg_sign_request_t *req, const tg_str_t *ak, const tg_str_t *sk,
+    const tg_hmac_key_t *hk, char *out, size_t size, size_t *len)
 {
     size_t              i, need;
     tg_rc_t             rc;
@@ -260,8 +331,8 @@ tg_sign_authorization(const tg_sign_request_t *req, const tg_str_t *ak,
     memset(&inner, 0, sizeof(tg_sha256_t));
     memset(&outer, 0, sizeof(tg_sha256_t));
 
-    if (req == NULL || ak == NULL || sk == NULL || len == NULL
-        || (out == NULL && size != 0))
+    if (req == NULL || ak == NULL || (sk == NULL && hk == NULL)
+        || len == NULL || (out == NULL && size != 0))
     {
         rc = TG_ERR_ARG;
         goto done;
@@ -273,7 +344,9 @@ tg_sign_authorization(const tg_sign_request_t *req, const tg_str_t *ak,
         out[0] = '\0';
     }
 
-    if (ak->data == NULL || ak->len == 0 || sk->data == NULL || sk->len == 0) {
+    if (ak->data == NULL || ak->len == 0
+        || (sk != NULL && (sk->data == NULL || sk->len == 0)))
+    {
         rc = TG_ERR_ARG;
         goto done;
     }
@@ -336,7 +409,14 @@ tg_sign_authorization(const tg_sign_request_t *req, const tg_str_t *ak,
 
     /* the string to sign goes straight into the HMAC */
 
-    tg_hmac_init(&inner, &outer, sk->data, sk->len);
+    if (hk != NULL) {
+        tg_sha256_copy(&inner, &hk->inner);
+        tg_sha256_copy(&outer, &hk->outer);
+
+    } else {
+        tg_hmac_init(&inner, &outer, sk->data, sk->len);
+    }
+
     tg_sha256_update(&inner, TG_SIGN_ALGORITHM "\n",
                      sizeof(TG_SIGN_ALGORITHM));
     tg_sha256_update(&inner, req->date.data, TG_SDK_DATE_LEN);
