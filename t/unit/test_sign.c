@@ -19,12 +19,15 @@
 
 
 #define S(lit)  { (const unsigned char *) (lit), sizeof(lit) - 1 }
+#define starts(s, lit)  (strncmp((s), (lit), sizeof(lit) - 1) == 0)
 
 
 static void test_rfc4231(void);
 static void test_hmac_key(void);
 static void test_sha256(void);
 static void test_sdk_date(void);
+static tg_rc_t libc_date(time_t t, char out[TG_SDK_DATE_LEN + 1]);
+static void test_sdk_date_libc(void);
 static void test_huawei_example(void);
 static void test_query_and_edges(void);
 static void test_negative(void);
@@ -300,6 +303,91 @@ test_sdk_date(void)
     }
 
     is_rc(tg_sdk_date(0, NULL), TG_ERR_ARG, "date into NULL");
+
+    test_sdk_date_libc();
+}
+
+
+/* libc's answer for t: what tg_sdk_date() did with gmtime_r() and strftime() */
+static tg_rc_t
+libc_date(time_t t, char out[TG_SDK_DATE_LEN + 1])
+{
+    struct tm  tm;
+
+    if (gmtime_r(&t, &tm) == NULL
+        || tm.tm_year < 0 - 1900 || tm.tm_year > 9999 - 1900
+        || strftime(out, TG_SDK_DATE_LEN + 1, "%Y%m%dT%H%M%SZ", &tm)
+           != TG_SDK_DATE_LEN)
+    {
+        return TG_ERR_ARG;
+    }
+
+    return TG_OK;
+}
+
+
+/*
+ * The arithmetic against libc: every day of years 1 to 10001 (leap
+ * years, centuries, the ends of the range of four-digit years, before
+ * 1970), at a second that moves through the day, and the seconds around
+ * midnight and the ends of the range.
+ */
+static void
+test_sdk_date_libc(void)
+{
+    int         same, mismatch_shown;
+    long long   t, day, k;
+    tg_rc_t     rc, want_rc;
+    char        d[TG_SDK_DATE_LEN + 1], want[TG_SDK_DATE_LEN + 1];
+
+    static const long long  edges[] = {
+        -30610224001LL, -30610224000LL, -30610223999LL, -1, 0, 1, 86399,
+        86400, 951782400LL, 951868799LL, 951868800LL, 253402300799LL,
+        253402300800LL, -62135596800LL, -62135596801LL, 253402387200LL,
+        (long long) 1 << 40, -((long long) 1 << 40), (long long) 1 << 62,
+        -((long long) 1 << 62)
+    };
+
+    if (sizeof(time_t) < 8) {
+        ok(1, "date as libc's: not with a 32-bit time_t");
+        return;
+    }
+
+    same = 1;
+    mismatch_shown = 0;
+
+    for (day = -719162 - 400; day < 2932897 + 400; day++) {
+        for (k = 0; k < 3; k++) {
+            t = day * 86400 + (k == 0 ? 0 : k == 1 ? 86399
+                                              : (day * 7919) % 86400);
+
+            want_rc = libc_date((time_t) t, want);
+            memset(d, 0, sizeof(d));
+            rc = tg_sdk_date((time_t) t, d);
+
+            if (rc != want_rc || (rc == TG_OK && strcmp(d, want) != 0)) {
+                if (!mismatch_shown) {
+                    printf("# t %lld: %s, libc %s\n", t, d,
+                           want_rc == TG_OK ? want : "refused");
+                    mismatch_shown = 1;
+                }
+
+                same = 0;
+            }
+        }
+    }
+
+    ok(same, "date: every day of years 1 to 10001 as libc's");
+
+    for (k = 0; k < (long long) (sizeof(edges) / sizeof(edges[0])); k++) {
+        want_rc = libc_date((time_t) edges[k], want);
+        rc = tg_sdk_date((time_t) edges[k], d);
+        is_rc(rc, want_rc, "date %lld: rc as libc's", edges[k]);
+
+        if (want_rc == TG_OK) {
+            is_str(d, want, "date %lld as libc's", edges[k]);
+        }
+    }
 }
 
 
@@ -460,6 +548,30 @@ test_query_and_edges(void)
 
     is_rc(canon("GET", "/%ED%A0%80", "", h, 1, out, sizeof(out)),
           TG_ERR_ARG, "surrogate in the path refused");
+
+    /* paths of unreserved bytes and "/" only: copied, a "/" appended */
+    is_rc(canon("GET", "/", "", h, 1, out, sizeof(out)), TG_OK,
+          "root path: rc");
+    ok(starts(out, "GET\n/\n\n"), "root path as it is");
+
+    is_rc(canon("GET", "/aZ09-_.~/x", "", h, 1, out, sizeof(out)), TG_OK,
+          "unreserved path: rc");
+    ok(starts(out, "GET\n/aZ09-_.~/x/\n\n"),
+       "unreserved path copied, a slash appended");
+
+    is_rc(canon("GET", "//a//", "", h, 1, out, sizeof(out)), TG_OK,
+          "empty segments: rc");
+    ok(starts(out, "GET\n//a//\n\n"),
+       "empty segments kept, no slash appended");
+
+    is_rc(canon("GET", "a", "", h, 1, out, sizeof(out)), TG_OK,
+          "relative path: rc");
+    ok(starts(out, "GET\na/\n\n"), "relative path, a slash appended");
+
+    is_rc(canon("GET", "/a+b/c%2Fd", "", h, 1, out, sizeof(out)), TG_OK,
+          "path to encode: rc");
+    ok(starts(out, "GET\n/a%2Bb/c/d/\n\n"),
+       "a path to encode still is, an encoded slash splits");
 
     is_rc(canon("GET", "/%F0%9F%98%80/", "", h, 1, out, sizeof(out)), TG_OK,
           "4-byte UTF-8 in the path: rc");
