@@ -3,10 +3,13 @@
  * updates as small as one byte cheap enough for a writer to stream what
  * it writes into the hash (tg_out.h).
  *
- * It is OpenSSL's EVP SHA-256, so the provider configuration holds: an
- * OpenSSL configured without SHA-256 (a FIPS setup missing its provider)
- * fails every hash, and the gateway refuses to start rather than hash
- * outside it.  Errors are sticky: init and update cannot fail visibly,
+ * It is the SHA-256 of OpenSSL's provider configuration: an OpenSSL
+ * configured without SHA-256 (a FIPS setup missing its provider) fails
+ * every hash, and the gateway refuses to start rather than hash outside
+ * it.  When the configuration takes SHA-256 from OpenSSL's built-in
+ * default provider, the hashes call the functions that provider calls
+ * itself; any other provider is used through EVP (tg_sha256.c).
+ * Errors are sticky: init and update cannot fail visibly,
  * tg_sha256_final() says whether all went well.
  */
 
@@ -21,8 +24,13 @@
 #define TG_SHA256_BLOCK      64
 
 
+/* room for OpenSSL's SHA256_CTX (112 bytes), checked in tg_sha256.c */
+#define TG_SHA256_STATE      128
+
+
 typedef struct {
     void                *ctx;           /* an EVP_MD_CTX, or NULL */
+    unsigned long long   state[TG_SHA256_STATE / 8];    /* or this */
     int                  failed;
 } tg_sha256_t;
 
