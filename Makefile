@@ -134,6 +134,16 @@ $(BUILD)/unit/%: t/unit/%.c t/unit/tap.h $(CORE_SRCS) $(CORE_HDRS)
 	@mkdir -p $(BUILD)/unit
 	$(CC) $(CORE_CFLAGS) -Isrc -It/unit -o $@ $< $(CORE_SRCS) $(CORE_LIBS)
 
+# test_sign again with SHA-256 through EVP only, as a provider other
+# than OpenSSL's default one (a FIPS one) is used (src/tg_sha256.c)
+UNIT_BINS   += $(BUILD)/unit/test_sign_evp
+
+$(BUILD)/unit/test_sign_evp: t/unit/test_sign.c t/unit/tap.h $(CORE_SRCS) \
+                             $(CORE_HDRS)
+	@mkdir -p $(BUILD)/unit
+	$(CC) $(CORE_CFLAGS) -DTG_SHA256_EVP_ONLY -Isrc -It/unit -o $@ $< \
+	    $(CORE_SRCS) $(CORE_LIBS)
+
 unit: $(UNIT_BINS)
 
 $(BUILD)/fuzz/%: t/fuzz/%.c t/fuzz/replay.c $(CORE_SRCS) $(CORE_HDRS)

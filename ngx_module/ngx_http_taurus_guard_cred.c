@@ -25,6 +25,8 @@ static char *ngx_http_taurus_guard_credentials_env(ngx_conf_t *cf,
 static ngx_int_t ngx_http_taurus_guard_cred_parse(
     ngx_http_taurus_guard_secret_file_t *file, u_char *text, size_t size,
     ngx_str_t *problem);
+static void ngx_http_taurus_guard_cred_key(ngx_http_taurus_guard_cred_t *cred);
+static void ngx_http_taurus_guard_cred_cleanup(void *data);
 static char *ngx_http_taurus_guard_token_per_project(ngx_conf_t *cf,
     ngx_http_taurus_guard_loc_conf_t *lcf,
     ngx_http_taurus_guard_token_t *token);
@@ -45,6 +47,7 @@ ngx_http_taurus_guard_credentials(ngx_conf_t *cf, ngx_command_t *cmd,
     size_t                         size, line;
     tg_rc_t                        rc;
     ngx_str_t                     *value;
+    ngx_pool_cleanup_t            *cln;
     ngx_http_taurus_guard_cred_t  *cred;
 
     if (lcf->cred != NGX_CONF_UNSET_PTR) {
@@ -124,6 +127,18 @@ ngx_http_taurus_guard_credentials(ngx_conf_t *cf, ngx_command_t *cmd,
 
         return NGX_CONF_ERROR;
     }
+
+    /* the ready key goes with the configuration, as the SK's text does */
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_http_taurus_guard_cred_cleanup;
+    cln->data = cred;
+
+    ngx_http_taurus_guard_cred_key(cred);
 
     lcf->cred = cred;
 
@@ -213,7 +228,41 @@ ngx_http_taurus_guard_cred_parse(ngx_http_taurus_guard_secret_file_t *file,
 
     cred->cred = parsed;
 
+    /* the caller wipes the previous SK's text right after: its key now */
+    ngx_http_taurus_guard_cred_key(cred);
+
     return NGX_OK;
+}
+
+
+/*
+ * The SK as a ready HMAC key, so that each signature hashes two blocks
+ * fewer; the previous key is wiped.  Making it fails only when OpenSSL
+ * does (no memory): the signer then keys the HMAC with the SK's bytes,
+ * as it does for fetched credentials.
+ */
+
+static void
+ngx_http_taurus_guard_cred_key(ngx_http_taurus_guard_cred_t *cred)
+{
+    tg_hmac_key_wipe(&cred->key);
+    cred->keyed = 0;
+
+    if (tg_hmac_key_init(&cred->key, cred->cred.sk.data, cred->cred.sk.len)
+        == TG_OK)
+    {
+        cred->keyed = 1;
+    }
+}
+
+
+static void
+ngx_http_taurus_guard_cred_cleanup(void *data)
+{
+    ngx_http_taurus_guard_cred_t  *cred = data;
+
+    tg_hmac_key_wipe(&cred->key);
+    cred->keyed = 0;
 }
 
 

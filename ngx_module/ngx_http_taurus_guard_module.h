@@ -90,12 +90,16 @@ typedef struct ngx_http_taurus_guard_fetch_ctx_s
 
 /*
  * AK/SK from a profile file (file.path), the environment (no path), or
- * the ECS metadata service (fetch)
+ * the ECS metadata service (fetch).  A file's or the environment's SK is
+ * also kept as a ready HMAC key, made and wiped with the SK it stands
+ * for; fetched credentials are signed with from their SK's bytes.
  */
 typedef struct {
     ngx_http_taurus_guard_fetch_t  *fetch;
     ngx_http_taurus_guard_secret_file_t  file;
     tg_cred_t                    cred;      /* points into file.text */
+    tg_hmac_key_t                key;       /* cred.sk's, when keyed */
+    unsigned                     keyed:1;
 } ngx_http_taurus_guard_cred_t;
 
 

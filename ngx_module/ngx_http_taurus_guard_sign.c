@@ -101,6 +101,7 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
     tg_sign_request_t                req;
     tg_cred_t                       *cred;
     ngx_str_t                       *token, value;
+    tg_hmac_key_t                   *key;
     ngx_http_taurus_guard_token_t   *file;
     ngx_http_taurus_guard_header_t   add[3];
     char                             date[TG_SDK_DATE_LEN + 1];
@@ -154,6 +155,9 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
     cred = (lcf->cred->fetch != NULL) ? &ctx->cred
                                       : ngx_http_taurus_guard_cred_get(r,
                                                                  lcf->cred);
+
+    /* after cred_get(): a new version of the file comes with its key */
+    key = lcf->cred->keyed ? &lcf->cred->key : NULL;
 
     /* the gateway's clock, never the caller's */
 
@@ -245,8 +249,14 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    rc = tg_sign_authorization(&req, &cred->ak, &cred->sk,
-                               (char *) auth, auth_size, &auth_len);
+    if (key != NULL) {
+        rc = tg_sign_authorization_key(&req, &cred->ak, key, (char *) auth,
+                                       auth_size, &auth_len);
+
+    } else {
+        rc = tg_sign_authorization(&req, &cred->ak, &cred->sk,
+                                   (char *) auth, auth_size, &auth_len);
+    }
 
     if (rc != TG_OK) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,

@@ -7,14 +7,42 @@
  * once per process, the first time it is needed (in nginx: while the
  * configuration is read, before the workers fork), and kept: it is the
  * library's, immutable, and the same after a reload.
+ *
+ * EVP costs a hash more than dispatch, too: OpenSSL 3.0 allocates and
+ * frees a context and the provider's state for each, and a request
+ * hashes five messages (its body, the canonical request, the HMAC's
+ * two, its audit record).  So when the SHA-256 fetched is the built-in
+ * default provider's, the hashes call what that provider calls itself,
+ * SHA256_Init(), _Update() and _Final(), on a state in the caller's
+ * tg_sha256_t: the same code and the same digests, without EVP's part.
+ * Any other provider (a FIPS one) is used through EVP, as is every one
+ * when OpenSSL is built without the deprecated functions, or with
+ * TG_SHA256_EVP_ONLY defined (the tests of that path).
  */
+
+#if !defined(TG_SHA256_EVP_ONLY)
+/* SHA256_Init() and the like are deprecated in OpenSSL 3.0, not gone */
+#define OPENSSL_SUPPRESS_DEPRECATED
+#endif
 
 #include <pthread.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/provider.h>
+#include <openssl/sha.h>
 
 #include "tg_sha256.h"
+
+
+#if !defined(TG_SHA256_EVP_ONLY) && !defined(OPENSSL_NO_DEPRECATED_3_0)
+#define TG_SHA256_DIRECT  1
+
+/* a compile-time check that OpenSSL's state fits in tg_sha256_t */
+typedef char  tg_sha256_state_fits[
+    (sizeof(SHA256_CTX) <= sizeof(((tg_sha256_t *) 0)->state)) ? 1 : -1];
+#endif
 
 
 static void tg_sha256_fetch(void);
@@ -23,11 +51,29 @@ static void tg_sha256_fetch(void);
 static pthread_once_t   tg_sha256_once = PTHREAD_ONCE_INIT;
 static EVP_MD          *tg_sha256_md;
 
+#ifdef TG_SHA256_DIRECT
+static int              tg_sha256_direct;
+#endif
+
 
 static void
 tg_sha256_fetch(void)
 {
+#ifdef TG_SHA256_DIRECT
+    const char           *name;
+    const OSSL_PROVIDER  *prov;
+#endif
+
     tg_sha256_md = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+
+#ifdef TG_SHA256_DIRECT
+    if (tg_sha256_md != NULL) {
+        prov = EVP_MD_get0_provider(tg_sha256_md);
+        name = (prov != NULL) ? OSSL_PROVIDER_get0_name(prov) : NULL;
+
+        tg_sha256_direct = (name != NULL && strcmp(name, "default") == 0);
+    }
+#endif
 }
 
 
@@ -45,6 +91,13 @@ tg_sha256_init(tg_sha256_t *sha)
         return;
     }
 
+#ifdef TG_SHA256_DIRECT
+    if (tg_sha256_direct) {
+        sha->failed = (SHA256_Init((SHA256_CTX *) sha->state) != 1);
+        return;
+    }
+#endif
+
     ctx = EVP_MD_CTX_new();
     if (ctx == NULL) {
         return;
@@ -61,11 +114,54 @@ tg_sha256_init(tg_sha256_t *sha)
 
 
 void
+tg_sha256_copy(tg_sha256_t *dst, const tg_sha256_t *src)
+{
+    EVP_MD_CTX  *ctx;
+
+    dst->ctx = NULL;
+    dst->failed = 1;
+
+    if (src->failed) {
+        return;
+    }
+
+    if (src->ctx == NULL) {
+        memcpy(dst->state, src->state, sizeof(dst->state));
+        dst->failed = 0;
+        return;
+    }
+
+    ctx = EVP_MD_CTX_new();
+    if (ctx == NULL) {
+        return;
+    }
+
+    if (EVP_MD_CTX_copy_ex(ctx, src->ctx) != 1) {
+        EVP_MD_CTX_free(ctx);
+        return;
+    }
+
+    dst->ctx = ctx;
+    dst->failed = 0;
+}
+
+
+void
 tg_sha256_update(tg_sha256_t *sha, const void *data, size_t len)
 {
     if (sha->failed || len == 0) {
         return;
     }
+
+#ifdef TG_SHA256_DIRECT
+    if (sha->ctx == NULL) {
+        if (SHA256_Update((SHA256_CTX *) sha->state, data, len) != 1) {
+            sha->failed = 1;
+        }
+
+        return;
+    }
+#endif
 
     if (EVP_DigestUpdate(sha->ctx, data, len) != 1) {
         sha->failed = 1;
@@ -80,6 +176,18 @@ tg_sha256_final(tg_sha256_t *sha, unsigned char md[TG_SHA256_LEN])
     unsigned int  len;
 
     rc = TG_ERR_CRYPTO;
+
+#ifdef TG_SHA256_DIRECT
+    if (!sha->failed && sha->ctx == NULL) {
+        if (SHA256_Final(md, (SHA256_CTX *) sha->state) == 1) {
+            rc = TG_OK;
+        }
+
+        tg_sha256_wipe(sha);
+
+        return rc;
+    }
+#endif
 
     if (!sha->failed
         && EVP_DigestFinal_ex(sha->ctx, md, &len) == 1
@@ -99,22 +207,32 @@ tg_sha256_wipe(tg_sha256_t *sha)
 {
     /* EVP_MD_CTX_free() cleanses the provider's state */
     EVP_MD_CTX_free(sha->ctx);
+    OPENSSL_cleanse(sha->state, sizeof(sha->state));
 
     sha->ctx = NULL;
     sha->failed = 1;
 }
 
 
+/* a byte's two digits at a time, not a nibble's one */
+
 void
 tg_sha256_hex_of(const unsigned char md[TG_SHA256_LEN], char hex[65])
 {
     size_t  i;
 
-    static const char  digits[] = "0123456789abcdef";
+    static const char  pairs[] =
+        "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+        "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
+        "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f"
+        "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f"
+        "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
+        "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
+        "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
+        "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
 
     for (i = 0; i < TG_SHA256_LEN; i++) {
-        hex[2 * i] = digits[md[i] >> 4];
-        hex[2 * i + 1] = digits[md[i] & 0x0f];
+        memcpy(hex + 2 * i, pairs + 2 * md[i], 2);
     }
 
     hex[2 * TG_SHA256_LEN] = '\0';

@@ -183,6 +183,7 @@ fz_verify(const tg_sign_request_t *req, const tg_str_t *ak,
     unsigned int    md_len;
     tg_rc_t         rc;
     EVP_MD_CTX     *md;
+    tg_hmac_key_t   hk;
     const char     *sig;
     unsigned char   digest[EVP_MAX_MD_SIZE], mac[EVP_MAX_MD_SIZE];
     char            cr_hex[2 * EVP_MAX_MD_SIZE + 1];
@@ -202,6 +203,13 @@ fz_verify(const tg_sign_request_t *req, const tg_str_t *ak,
 
     rc = tg_sign_authorization(req, ak, sk, auth2, need, &alen2);
     fz_check(rc == TG_OK && alen2 == alen && memcmp(auth, auth2, alen) == 0);
+
+    /* the SK as a ready key: the same bytes */
+    fz_check(tg_hmac_key_init(&hk, sk->data, sk->len) == TG_OK);
+    memset(auth2, 'x', need);
+    rc = tg_sign_authorization_key(req, ak, &hk, auth2, need, &alen2);
+    fz_check(rc == TG_OK && alen2 == alen && memcmp(auth, auth2, need) == 0);
+    tg_hmac_key_wipe(&hk);
 
     /* too small by one: refused, the size needed reported, nothing left */
     rc = tg_sign_authorization(req, ak, sk, auth2, alen, &alen2);

@@ -12,17 +12,22 @@
 
 #include <cjson/cJSON.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "tg_sign.h"
 #include "tap.h"
 
 
 #define S(lit)  { (const unsigned char *) (lit), sizeof(lit) - 1 }
+#define starts(s, lit)  (strncmp((s), (lit), sizeof(lit) - 1) == 0)
 
 
 static void test_rfc4231(void);
+static void test_hmac_key(void);
 static void test_sha256(void);
 static void test_sdk_date(void);
+static tg_rc_t libc_date(time_t t, char out[TG_SDK_DATE_LEN + 1]);
+static void test_sdk_date_libc(void);
 static void test_huawei_example(void);
 static void test_query_and_edges(void);
 static void test_negative(void);
@@ -40,6 +45,7 @@ int
 main(int argc, char **argv)
 {
     test_rfc4231();
+    test_hmac_key();
     test_sha256();
     test_sdk_date();
     test_huawei_example();
@@ -132,6 +138,120 @@ test_rfc4231(void)
 }
 
 
+/*
+ * The ready-key path against OpenSSL's own one-shot HMAC() and against
+ * tg_hmac_sha256(): keys around the block size (a key longer than a
+ * block is hashed first), messages around the padding boundaries, the
+ * same key used again (a MAC must not change the key's states), and a
+ * wiped key that no longer signs.
+ */
+static void
+test_hmac_key(void)
+{
+    size_t          i, j, k;
+    tg_rc_t         rc;
+    unsigned int    olen;
+    tg_hmac_key_t   hk, zero;
+    unsigned char   key[200], data[300];
+    unsigned char   mac[TG_HMAC_SHA256_LEN], plain[TG_HMAC_SHA256_LEN];
+    unsigned char   want[EVP_MAX_MD_SIZE];
+    char            hex[2 * TG_HMAC_SHA256_LEN + 1];
+    int             same_openssl, same_plain, again;
+
+    static const size_t  key_lens[] = { 1, 4, 20, 25, 40, 63, 64, 65, 131,
+                                        200 };
+    static const size_t  data_lens[] = { 0, 1, 55, 56, 63, 64, 65, 119,
+                                         120, 128, 300 };
+
+    for (i = 0; i < sizeof(data); i++) {
+        data[i] = (unsigned char) (i * 7 + 3);
+    }
+
+    for (i = 0; i < sizeof(key_lens) / sizeof(key_lens[0]); i++) {
+        for (k = 0; k < key_lens[i]; k++) {
+            key[k] = (unsigned char) (k * 13 + i);
+        }
+
+        rc = tg_hmac_key_init(&hk, key, key_lens[i]);
+        is_rc(rc, TG_OK, "ready key of %zu bytes: rc", key_lens[i]);
+
+        same_openssl = 1;
+        same_plain = 1;
+        again = 1;
+
+        /* twice through the messages: the key is used and used again */
+        for (k = 0; k < 2; k++) {
+            for (j = 0; j < sizeof(data_lens) / sizeof(data_lens[0]); j++) {
+                if (HMAC(EVP_sha256(), key, (int) key_lens[i], data,
+                         data_lens[j], want, &olen) == NULL
+                    || olen != TG_HMAC_SHA256_LEN
+                    || tg_hmac_sha256(key, key_lens[i], data, data_lens[j],
+                                      plain) != TG_OK)
+                {
+                    same_openssl = 0;
+                    continue;
+                }
+
+                rc = tg_hmac_sha256_key(&hk, data, data_lens[j], mac);
+
+                if (rc != TG_OK || memcmp(mac, want, sizeof(mac)) != 0) {
+                    if (k == 0) {
+                        same_openssl = 0;
+                    } else {
+                        again = 0;
+                    }
+                }
+
+                if (rc != TG_OK || memcmp(mac, plain, sizeof(mac)) != 0) {
+                    same_plain = 0;
+                }
+            }
+        }
+
+        ok(same_openssl, "ready key of %zu bytes: OpenSSL's HMAC",
+           key_lens[i]);
+        ok(same_plain, "ready key of %zu bytes: the plain path's HMAC",
+           key_lens[i]);
+        ok(again, "ready key of %zu bytes: the same MACs used again",
+           key_lens[i]);
+
+        tg_hmac_key_wipe(&hk);
+        is_rc(tg_hmac_sha256_key(&hk, data, 1, mac), TG_ERR_CRYPTO,
+              "ready key of %zu bytes: wiped, it no longer signs",
+              key_lens[i]);
+        tg_hmac_key_wipe(&hk);
+    }
+
+    /* RFC 4231 case 2 through a ready key */
+    rc = tg_hmac_key_init(&hk, (const unsigned char *) "Jefe", 4);
+    is_rc(rc, TG_OK, "RFC 4231 case 2, ready key: init rc");
+    rc = tg_hmac_sha256_key(&hk, (const unsigned char *)
+                            "what do ya want for nothing?", 28, mac);
+    is_rc(rc, TG_OK, "RFC 4231 case 2, ready key: rc");
+    hex_of(mac, sizeof(mac), hex);
+    is_str(hex, "5bdcc146bf60754e6a042426089575c7"
+                "5a003f089d2739839dec58b964ec3843",
+           "RFC 4231 case 2, ready key");
+    tg_hmac_key_wipe(&hk);
+
+    memset(&zero, 0, sizeof(zero));
+    tg_hmac_key_wipe(&zero);
+    ok(1, "a zeroed key can be wiped");
+
+    is_rc(tg_hmac_key_init(NULL, key, 1), TG_ERR_ARG, "ready key into NULL");
+    is_rc(tg_hmac_key_init(&hk, NULL, 1), TG_ERR_ARG,
+          "ready key: NULL key with a length");
+    is_rc(tg_hmac_sha256_key(NULL, data, 1, mac), TG_ERR_ARG,
+          "MAC with a NULL ready key");
+
+    rc = tg_hmac_key_init(&hk, key, 20);
+    is_rc(rc, TG_OK, "ready key: init rc");
+    is_rc(tg_hmac_sha256_key(&hk, NULL, 1, mac), TG_ERR_ARG,
+          "ready key: NULL data with a length");
+    tg_hmac_key_wipe(&hk);
+}
+
+
 /* FIPS 180-2, appendix B.1 and B.2; the empty string from FIPS 180-4 */
 static void
 test_sha256(void)
@@ -184,6 +304,91 @@ test_sdk_date(void)
     }
 
     is_rc(tg_sdk_date(0, NULL), TG_ERR_ARG, "date into NULL");
+
+    test_sdk_date_libc();
+}
+
+
+/* libc's answer for t: what tg_sdk_date() did with gmtime_r() and strftime() */
+static tg_rc_t
+libc_date(time_t t, char out[TG_SDK_DATE_LEN + 1])
+{
+    struct tm  tm;
+
+    if (gmtime_r(&t, &tm) == NULL
+        || tm.tm_year < 0 - 1900 || tm.tm_year > 9999 - 1900
+        || strftime(out, TG_SDK_DATE_LEN + 1, "%Y%m%dT%H%M%SZ", &tm)
+           != TG_SDK_DATE_LEN)
+    {
+        return TG_ERR_ARG;
+    }
+
+    return TG_OK;
+}
+
+
+/*
+ * The arithmetic against libc: every day of years 1 to 10001 (leap
+ * years, centuries, the ends of the range of four-digit years, before
+ * 1970), at a second that moves through the day, and the seconds around
+ * midnight and the ends of the range.
+ */
+static void
+test_sdk_date_libc(void)
+{
+    int         same, mismatch_shown;
+    long long   t, day, k;
+    tg_rc_t     rc, want_rc;
+    char        d[TG_SDK_DATE_LEN + 1], want[TG_SDK_DATE_LEN + 1];
+
+    static const long long  edges[] = {
+        -30610224001LL, -30610224000LL, -30610223999LL, -1, 0, 1, 86399,
+        86400, 951782400LL, 951868799LL, 951868800LL, 253402300799LL,
+        253402300800LL, -62135596800LL, -62135596801LL, 253402387200LL,
+        (long long) 1 << 40, -((long long) 1 << 40), (long long) 1 << 62,
+        -((long long) 1 << 62)
+    };
+
+    if (sizeof(time_t) < 8) {
+        ok(1, "date as libc's: not with a 32-bit time_t");
+        return;
+    }
+
+    same = 1;
+    mismatch_shown = 0;
+
+    for (day = -719162 - 400; day < 2932897 + 400; day++) {
+        for (k = 0; k < 3; k++) {
+            t = day * 86400 + (k == 0 ? 0 : k == 1 ? 86399
+                                              : (day * 7919) % 86400);
+
+            want_rc = libc_date((time_t) t, want);
+            memset(d, 0, sizeof(d));
+            rc = tg_sdk_date((time_t) t, d);
+
+            if (rc != want_rc || (rc == TG_OK && strcmp(d, want) != 0)) {
+                if (!mismatch_shown) {
+                    printf("# t %lld: %s, libc %s\n", t, d,
+                           want_rc == TG_OK ? want : "refused");
+                    mismatch_shown = 1;
+                }
+
+                same = 0;
+            }
+        }
+    }
+
+    ok(same, "date: every day of years 1 to 10001 as libc's");
+
+    for (k = 0; k < (long long) (sizeof(edges) / sizeof(edges[0])); k++) {
+        want_rc = libc_date((time_t) edges[k], want);
+        rc = tg_sdk_date((time_t) edges[k], d);
+        is_rc(rc, want_rc, "date %lld: rc as libc's", edges[k]);
+
+        if (want_rc == TG_OK) {
+            is_str(d, want, "date %lld as libc's", edges[k]);
+        }
+    }
 }
 
 
@@ -202,6 +407,7 @@ test_huawei_example(void)
 {
     size_t             len;
     tg_rc_t            rc;
+    tg_hmac_key_t      hk;
     tg_sign_request_t  req;
     unsigned char      cr[512];
     char               auth[256];
@@ -253,6 +459,32 @@ test_huawei_example(void)
                  "aff61b84a1d2381bb430d6870f4f6ebe",
            "Huawei example: Authorization");
     is_int(len, strlen(auth), "Huawei example: length");
+
+    rc = tg_hmac_key_init(&hk, sk.data, sk.len);
+    is_rc(rc, TG_OK, "Huawei example: ready key rc");
+    rc = tg_sign_authorization_key(&req, &ak, &hk, auth, sizeof(auth), &len);
+    is_rc(rc, TG_OK, "Huawei example: authorization with a ready key rc");
+    is_str(auth, "SDK-HMAC-SHA256 Access=QTWAOYTTINDUT2QVKYUC, "
+                 "SignedHeaders=content-type;host;x-sdk-date, "
+                 "Signature=7be6668032f70418fcc22abc52071e57"
+                 "aff61b84a1d2381bb430d6870f4f6ebe",
+           "Huawei example: Authorization with a ready key");
+
+    rc = tg_sign_authorization_key(&req, &ak, &hk, auth, 10, &len);
+    is_rc(rc, TG_ERR_BUF_TOO_SMALL, "ready key: a buffer too small");
+    is_int(len, strlen("SDK-HMAC-SHA256 Access=QTWAOYTTINDUT2QVKYUC, "
+                       "SignedHeaders=content-type;host;x-sdk-date, "
+                       "Signature=") + TG_SHA256_HEX_LEN + 1,
+           "ready key: the size needed");
+
+    tg_hmac_key_wipe(&hk);
+    rc = tg_sign_authorization_key(&req, &ak, &hk, auth, sizeof(auth), &len);
+    is_rc(rc, TG_ERR_CRYPTO, "a wiped ready key signs nothing");
+    is_str(auth, "", "a wiped ready key: nothing written");
+
+    is_rc(tg_sign_authorization_key(&req, &ak, NULL, auth, sizeof(auth),
+                                    &len),
+          TG_ERR_ARG, "no ready key");
 }
 
 
@@ -317,6 +549,30 @@ test_query_and_edges(void)
 
     is_rc(canon("GET", "/%ED%A0%80", "", h, 1, out, sizeof(out)),
           TG_ERR_ARG, "surrogate in the path refused");
+
+    /* paths of unreserved bytes and "/" only: copied, a "/" appended */
+    is_rc(canon("GET", "/", "", h, 1, out, sizeof(out)), TG_OK,
+          "root path: rc");
+    ok(starts(out, "GET\n/\n\n"), "root path as it is");
+
+    is_rc(canon("GET", "/aZ09-_.~/x", "", h, 1, out, sizeof(out)), TG_OK,
+          "unreserved path: rc");
+    ok(starts(out, "GET\n/aZ09-_.~/x/\n\n"),
+       "unreserved path copied, a slash appended");
+
+    is_rc(canon("GET", "//a//", "", h, 1, out, sizeof(out)), TG_OK,
+          "empty segments: rc");
+    ok(starts(out, "GET\n//a//\n\n"),
+       "empty segments kept, no slash appended");
+
+    is_rc(canon("GET", "a", "", h, 1, out, sizeof(out)), TG_OK,
+          "relative path: rc");
+    ok(starts(out, "GET\na/\n\n"), "relative path, a slash appended");
+
+    is_rc(canon("GET", "/a+b/c%2Fd", "", h, 1, out, sizeof(out)), TG_OK,
+          "path to encode: rc");
+    ok(starts(out, "GET\n/a%2Bb/c/d/\n\n"),
+       "a path to encode still is, an encoded slash splits");
 
     is_rc(canon("GET", "/%F0%9F%98%80/", "", h, 1, out, sizeof(out)), TG_OK,
           "4-byte UTF-8 in the path: rc");
@@ -450,6 +706,7 @@ test_vectors(const char *path)
     tg_rc_t             rc;
     cJSON              *doc, *vs, *v, *hs, *h, *b;
     tg_str_t            ak, sk;
+    tg_hmac_key_t       hk;
     tg_header_t         headers[TG_SIGN_MAX_HEADERS];
     tg_sign_request_t   req;
     char                hex[TG_SHA256_HEX_LEN + 1];
@@ -551,6 +808,18 @@ test_vectors(const char *path)
         is_str(auth, cJSON_GetStringValue(
                    cJSON_GetObjectItemCaseSensitive(v, "authorization")),
                "%s: Authorization", name);
+
+        rc = tg_hmac_key_init(&hk, sk.data, sk.len);
+        if (rc == TG_OK) {
+            rc = tg_sign_authorization_key(&req, &ak, &hk, auth,
+                                           sizeof(auth), &len);
+            tg_hmac_key_wipe(&hk);
+        }
+
+        is_rc(rc, TG_OK, "%s: authorization with a ready key rc", name);
+        is_str(auth, cJSON_GetStringValue(
+                   cJSON_GetObjectItemCaseSensitive(v, "authorization")),
+               "%s: Authorization with a ready key", name);
 
         free(cr);
         free(body);
