@@ -321,6 +321,7 @@ $(temp_paths)
             proxy_pass http://backend;
         }
     }$extra
+$(metrics_server "$name")
 }
 CONF
 }
@@ -989,8 +990,10 @@ report() {
         "$(seconds_of_ms "$t_load1")" "$(seconds_of_ms "$t_load2")"
     printf '  start:        %s s  (until it listens)\n' \
         "$(seconds_of_ms "$t_start")"
-    printf '  lookup:       %6sx  (1-instance CPU/request, 1M list / 51)\n' \
+    printf '  lookup:       %6sx  (1-instance CPU/request, 1M list / 51);' \
         "$rbig"
+    printf ' %s instructions (callgrind, half found, half not)\n' \
+        "${ir_lookup:-?}"
     printf '  worker RSS:   %s kB with 1M entries (target 100 MB: %s),' \
         "${a_rss1[list-1M]}" "$(verdict "${a_rss1[list-1M]}" 102400)"
     printf ' %s kB with 51\n' "${a_rss1[list-51]}"
@@ -1077,6 +1080,8 @@ main() {
         return
     fi
 
+    # the gateway's metrics: its flushes and the records they carried
+    m_port[gw]=$(free_port)
     write_gateway_conf gw "$plain_port" "$guard_port" "" "$nofsync_port"
     nginx_t gw
     start_nginx gw "$plain_port" "$guard_port" "$nofsync_port"
@@ -1105,6 +1110,7 @@ main() {
         "$big_route"
     compare list-51 list-1M
     check_logs
+    ir_lookup=$(allow_lookup_ir)
 
     report
     flush_report
