@@ -251,8 +251,13 @@ is($t->post(upgrade_path($P3), batch_json([ $Q[0] ]))->{status}, 409,
 
 # cooldown starts only with a 2xx: an upstream 500 leaves it free
 
-is($t->post(upgrade_path($P4), batch_json([ $F[0] ]), port => 1)->{status},
-    500, 'an upgrade that failed upstream (500)');
+# (the batch is in flight until its log phase, which gives it back and
+# then writes its done record: just after the answer leaves, so a retry
+# that raced it would find it still in flight)
+
+$r = $t->post(upgrade_path($P4), batch_json([ $F[0] ]), port => 1);
+is($r->{status}, 500, 'an upgrade that failed upstream (500)');
+$t->wait_audit(header($r, 'X-Taurus-Guard-Id') || 'none', 2);
 is($t->post(upgrade_path($P4), batch_json([ $F[0] ]), port => 1)->{status},
     500, '... can be sent again at once');
 
