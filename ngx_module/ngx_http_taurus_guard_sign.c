@@ -156,8 +156,12 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
                                       : ngx_http_taurus_guard_cred_get(r,
                                                                  lcf->cred);
 
-    /* after cred_get(): a new version of the file comes with its key */
-    key = lcf->cred->keyed ? &lcf->cred->key : NULL;
+    /*
+     * after cred_get(): a new version of the file comes with its key;
+     * fetched credentials have none
+     */
+    key = (lcf->cred->fetch == NULL && lcf->cred->keyed) ? &lcf->cred->key
+                                                         : NULL;
 
     /* the gateway's clock, never the caller's */
 
