@@ -74,8 +74,8 @@ static int tg_audit_brief_form(const unsigned char *line, size_t len,
     tg_audit_brief_t *br);
 static size_t tg_audit_find(const unsigned char *p, size_t len, size_t from,
     const char *lit, size_t n);
-static tg_rc_t tg_audit_brief_digest(const unsigned char *line, size_t len,
-    const tg_audit_brief_t *br, char hex[65]);
+static tg_rc_t tg_audit_sha256_hex(const void *a, size_t alen, const void *b,
+    size_t blen, const void *c, size_t clen, char hex[65]);
 
 
 const char *
@@ -114,17 +114,13 @@ tg_decision_name(tg_decision_t d)
 #define TG_RFC3339_MIN  (-62167219200LL)
 #define TG_RFC3339_MAX  253402300799LL
 
-/*
- * Days since 1970-01-01 to the proleptic Gregorian date (H. Hinnant's
- * civil_from_days(), in eras of 400 years counted from 0000-03-01), as
- * gmtime_r() has it but without its time zone lock: the calendar of
- * every record's time stamp is arithmetic.
- */
+/* the calendar of every record's time stamp is arithmetic (tg_core.h) */
 
 tg_rc_t
 tg_rfc3339_ms(int64_t sec, int msec, char out[TG_RFC3339_MS_LEN + 1])
 {
-    int64_t   days, rem, era, doe, yoe, doy, mp, year, month, day;
+    int       month, day;
+    int64_t   days, rem, year;
 
     if (out == NULL || msec < 0 || msec > 999
         || sec < TG_RFC3339_MIN || sec > TG_RFC3339_MAX)
@@ -132,22 +128,15 @@ tg_rfc3339_ms(int64_t sec, int msec, char out[TG_RFC3339_MS_LEN + 1])
         return TG_ERR_ARG;
     }
 
-    /* sec + 62167219200 >= 0: the divisions need no floor correction */
+    /*
+     * sec - TG_RFC3339_MIN >= 0: the divisions need no floor correction;
+     * TG_RFC3339_MIN is day -719528
+     */
 
-    days = (sec - TG_RFC3339_MIN) / 86400;
+    days = (sec - TG_RFC3339_MIN) / 86400 - 719528;
     rem = (sec - TG_RFC3339_MIN) % 86400;
 
-    /* days since 0000-03-01 (0000-01-01 is day 0, 0000 a leap year) */
-    days -= 60;
-
-    era = (days >= 0 ? days : days - 146096) / 146097;
-    doe = days - era * 146097;
-    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    mp = (5 * doy + 2) / 153;
-    day = doy - (153 * mp + 2) / 5 + 1;
-    month = (mp < 10) ? mp + 3 : mp - 9;
-    year = yoe + era * 400 + (month <= 2);
+    tg_civil_from_days(days, &year, &month, &day);
 
     tg_put_digits(out, (unsigned) year, 4);
     out[4] = '-';
@@ -677,19 +666,20 @@ tg_audit_find(const unsigned char *p, size_t len, size_t from,
 }
 
 
-/* the SHA-256 of the line without its items */
+/* the hex SHA-256 of up to three pieces, one after the other */
 
 static tg_rc_t
-tg_audit_brief_digest(const unsigned char *line, size_t len,
-    const tg_audit_brief_t *br, char hex[65])
+tg_audit_sha256_hex(const void *a, size_t alen, const void *b, size_t blen,
+    const void *c, size_t clen, char hex[65])
 {
     tg_rc_t        rc;
     tg_sha256_t    sha;
     unsigned char  md[TG_SHA256_LEN];
 
     tg_sha256_init(&sha);
-    tg_sha256_update(&sha, line, br->items);
-    tg_sha256_update(&sha, line + br->items_end, len - br->items_end);
+    tg_sha256_update(&sha, a, alen);
+    tg_sha256_update(&sha, b, blen);
+    tg_sha256_update(&sha, c, clen);
 
     rc = tg_sha256_final(&sha, md);
     if (rc != TG_OK) {
@@ -705,24 +695,13 @@ tg_audit_brief_digest(const unsigned char *line, size_t len,
 tg_rc_t
 tg_audit_chain_digest(const unsigned char *line, size_t len, char hex[65])
 {
-    tg_rc_t           rc;
-    tg_sha256_t       sha;
-    tg_audit_brief_t  br;
-    unsigned char     md[TG_SHA256_LEN];
+    tg_audit_digests_t  d;
 
-    if (tg_audit_brief_form(line, len, &br)) {
-        return tg_audit_brief_digest(line, len, &br, hex);
+    if (tg_audit_line_digests(line, len, &d) != TG_OK) {
+        return TG_ERR_CRYPTO;
     }
 
-    tg_sha256_init(&sha);
-    tg_sha256_update(&sha, line, len);
-
-    rc = tg_sha256_final(&sha, md);
-    if (rc != TG_OK) {
-        return rc;
-    }
-
-    tg_sha256_hex_of(md, hex);
+    memcpy(hex, d.brief[0] != '\0' ? d.brief : d.full, 65);
 
     return TG_OK;
 }
@@ -733,46 +712,33 @@ tg_audit_line_digests(const unsigned char *line, size_t len,
     tg_audit_digests_t *d)
 {
     tg_rc_t           rc;
-    tg_sha256_t       sha;
     tg_audit_brief_t  br;
-    unsigned char     md[TG_SHA256_LEN];
     char              body[65];
 
     d->brief[0] = '\0';
     d->body_ok = 0;
 
-    tg_sha256_init(&sha);
-    tg_sha256_update(&sha, line, len);
-
-    rc = tg_sha256_final(&sha, md);
-    if (rc != TG_OK) {
+    rc = tg_audit_sha256_hex(line, len, "", 0, "", 0, d->full);
+    if (rc != TG_OK || !tg_audit_brief_form(line, len, &br)) {
         return rc;
     }
 
-    tg_sha256_hex_of(md, d->full);
+    /* the line without its items */
 
-    if (!tg_audit_brief_form(line, len, &br)) {
-        return TG_OK;
-    }
-
-    rc = tg_audit_brief_digest(line, len, &br, d->brief);
+    rc = tg_audit_sha256_hex(line, br.items, line + br.items_end,
+                             len - br.items_end, "", 0, d->brief);
     if (rc != TG_OK) {
         return rc;
     }
 
     /* the body again: its head, the items to the delay's value, '}' */
 
-    tg_sha256_init(&sha);
-    tg_sha256_update(&sha, tg_audit_body_head, tg_lit_len(tg_audit_body_head));
-    tg_sha256_update(&sha, line + br.items, br.delay_end - br.items);
-    tg_sha256_update(&sha, "}", 1);
-
-    rc = tg_sha256_final(&sha, md);
+    rc = tg_audit_sha256_hex(tg_audit_body_head,
+                             tg_lit_len(tg_audit_body_head), line + br.items,
+                             br.delay_end - br.items, "}", 1, body);
     if (rc != TG_OK) {
         return rc;
     }
-
-    tg_sha256_hex_of(md, body);
 
     d->body_ok = (memcmp(body, line + br.body_sha256, TG_SHA256_LEN * 2)
                   == 0);

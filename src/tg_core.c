@@ -61,3 +61,27 @@ tg_strerror(tg_rc_t rc)
 
     return tg_errors[rc];
 }
+
+
+/*
+ * H. Hinnant's civil_from_days(): days since 0000-03-01, so that a leap
+ * day ends its year, in eras of 400 years (146,097 days).
+ */
+
+void
+tg_civil_from_days(int64_t days, int64_t *year, int *month, int *day)
+{
+    int64_t  era, doe, yoe, doy, mp, m;
+
+    days += 719468;
+    era = (days >= 0 ? days : days - 146096) / 146097;
+    doe = days - era * 146097;
+    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    mp = (5 * doy + 2) / 153;
+    m = (mp < 10) ? mp + 3 : mp - 9;
+
+    *day = (int) (doy - (153 * mp + 2) / 5 + 1);
+    *month = (int) m;
+    *year = yoe + era * 400 + (m <= 2);
+}

@@ -85,5 +85,13 @@ typedef struct {
 
 const char *tg_strerror(tg_rc_t rc);
 
+/*
+ * The proleptic Gregorian date of a day counted from 1970-01-01 (day 0,
+ * negative before it), as gmtime_r() has it but by arithmetic, without
+ * its time zone lock: the audit record's time stamp and the signer's
+ * X-Sdk-Date.
+ */
+void tg_civil_from_days(int64_t days, int64_t *year, int *month, int *day);
+
 
 #endif /* TG_CORE_H */

@@ -239,16 +239,17 @@ tg_hmac_sha256_key(const tg_hmac_key_t *hk, const unsigned char *data,
 
 /*
  * The date by arithmetic, not gmtime_r() and strftime(): a few dozen
- * instructions instead of a thousand, for every signature.  The days are
- * turned into a proleptic Gregorian date as gmtime() does (H. Hinnant's
- * civil_from_days, its eras of 400 years).  Only years of four digits
- * are accepted, those strftime()'s "%Y" wrote in 16 bytes.
+ * instructions instead of a thousand, for every signature
+ * (tg_civil_from_days()).  Only years of four digits are accepted, those
+ * strftime()'s "%Y" wrote in 16 bytes.
  */
 
 tg_rc_t
 tg_sdk_date(time_t t, char out[TG_SDK_DATE_LEN + 1])
 {
-    long long  days, secs, era, doe, yoe, doy, mp, y, m, d;
+    int        m, d;
+    int64_t    y;
+    long long  days, secs;
 
     if (out == NULL) {
         return TG_ERR_ARG;
@@ -267,16 +268,7 @@ tg_sdk_date(time_t t, char out[TG_SDK_DATE_LEN + 1])
         days--;
     }
 
-    /* days since 0000-03-01, so that a leap day ends its year */
-    days += 719468;
-    era = (days >= 0 ? days : days - 146096) / 146097;
-    doe = days - era * 146097;
-    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    mp = (5 * doy + 2) / 153;
-    d = doy - (153 * mp + 2) / 5 + 1;
-    m = (mp < 10) ? mp + 3 : mp - 9;
-    y = yoe + era * 400 + (m <= 2);
+    tg_civil_from_days(days, &y, &m, &d);
 
     tg_sdk_digits(out, y, 4);
     tg_sdk_digits(out + 4, m, 2);

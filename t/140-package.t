@@ -167,16 +167,7 @@ sub guarded {
 }
 
 sub workers {
-    my $master = $t->_nginx_pid or return ();
-    my @w;
-    for my $stat (glob '/proc/[0-9]*/stat') {
-        open my $fh, '<', $stat or next;
-        my $s = <$fh>;
-        close $fh;
-        push @w, $1 if defined $s && $s =~ /^(\d+) \(nginx\) \S+ (\d+)/
-            && $2 == $master;
-    }
-    return sort @w;
+    return $t->worker_pids;
 }
 
 # how a worker maps the module: "" (the installed file) or "(deleted)"
