@@ -857,6 +857,19 @@ allow_lookup_ir() {
 }
 
 
+# The million-entry list's first lines of report: `nginx -t` and start.
+allow_1m_head() {
+    echo "Allow-list of 1,000,050 entries (1000 x 1000 generated + 50):"
+    printf '  nginx -t:     CPU %s s, %s s  (target 1 s: %s);' \
+        "$(seconds_of_ms "$c_load1")" "$(seconds_of_ms "$c_load2")" \
+        "$(verdict "$(( c_load1 < c_load2 ? c_load1 : c_load2 ))" 1000)"
+    printf ' wall clock %s s, %s s\n' \
+        "$(seconds_of_ms "$t_load1")" "$(seconds_of_ms "$t_load2")"
+    printf '  start:        %s s  (until it listens)\n' \
+        "$(seconds_of_ms "$t_start")"
+}
+
+
 # TG_BENCH_ONLY=allow: the million-entry list alone.
 allow_only() {
     local plain=$1 guard=$2 w ir1
@@ -870,14 +883,7 @@ allow_only() {
     check_logs
 
     echo
-    echo "Allow-list of 1,000,050 entries (1000 x 1000 generated + 50):"
-    printf '  nginx -t:     CPU %s s, %s s  (target 1 s: %s);' \
-        "$(seconds_of_ms "$c_load1")" "$(seconds_of_ms "$c_load2")" \
-        "$(verdict "$(( c_load1 < c_load2 ? c_load1 : c_load2 ))" 1000)"
-    printf ' wall clock %s s, %s s\n' \
-        "$(seconds_of_ms "$t_load1")" "$(seconds_of_ms "$t_load2")"
-    printf '  start:        %s s  (until it listens)\n' \
-        "$(seconds_of_ms "$t_start")"
+    allow_1m_head
     printf '  worker RSS:   %s kB with 1M entries (target 100 MB: %s)\n' \
         "$(rss_kb "$w")" "$(verdict "$(rss_kb "$w")" 102400)"
     printf '  lookup:       %s instructions (callgrind, %s)\n' \
@@ -982,14 +988,7 @@ report() {
     printf '  fsync=off: %5sx (target 1.3x: %s), %5sx (target 2x: %s)\n' \
         "$r1" "$(verdict "$r1" 1.3)" "$r50" "$(verdict "$r50" 2)"
     rbig=$(ratio list-1M list-51)
-    echo "Allow-list of 1,000,050 entries (1000 x 1000 generated + 50):"
-    printf '  nginx -t:     CPU %s s, %s s  (target 1 s: %s);' \
-        "$(seconds_of_ms "$c_load1")" "$(seconds_of_ms "$c_load2")" \
-        "$(verdict "$(( c_load1 < c_load2 ? c_load1 : c_load2 ))" 1000)"
-    printf ' wall clock %s s, %s s\n' \
-        "$(seconds_of_ms "$t_load1")" "$(seconds_of_ms "$t_load2")"
-    printf '  start:        %s s  (until it listens)\n' \
-        "$(seconds_of_ms "$t_start")"
+    allow_1m_head
     printf '  lookup:       %6sx  (1-instance CPU/request, 1M list / 51);' \
         "$rbig"
     printf ' %s instructions (callgrind, half found, half not)\n' \
