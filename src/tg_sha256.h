@@ -9,7 +9,8 @@
  * it.  When the configuration takes SHA-256 from OpenSSL's built-in
  * default provider, the hashes call the functions that provider calls
  * itself; any other provider is used through EVP (tg_sha256.c).
- * Errors are sticky: init and update cannot fail visibly,
+ *
+ * Errors are sticky: init and update cannot fail visibly, and
  * tg_sha256_final() says whether all went well.
  */
 
