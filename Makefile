@@ -80,6 +80,11 @@ check-core:
 # dynamic and third-party modules and those needing extra libraries
 # (GeoIP, XSLT, GD, Perl): their sources or libraries may be missing here,
 # and with --with-compat they do not change what a dynamic module sees.
+# Either way the module is compiled and linked with the --with-cc-opt and
+# --with-ld-opt its nginx binary was (Debian's: -O2, the stack protector,
+# _FORTIFY_SOURCE, full RELRO), not with configure's bare -O: conf_flags
+# leaves them out, and a security module should be no less hardened than
+# the server it loads into.
 $(NGX_BUILD)/objs/Makefile: config
 	@[ -d $(NGINX_SRC)/src/core ] || { echo "error: no nginx source in" \
 	    "NGINX_SRC=$(NGINX_SRC) (apt-get install nginx-dev)"; exit 1; }
@@ -87,11 +92,16 @@ $(NGX_BUILD)/objs/Makefile: config
 	mkdir -p $(BUILD)
 	cp -r $(NGINX_SRC) $(NGX_BUILD)
 	cd $(NGX_BUILD) && \
+	eval "args=( $$($(NGINX_BIN) -V 2>&1 \
+	    | sed -n 's/^configure arguments: //p') )"; \
 	if [ -f conf_flags ]; then \
 	    . ./conf_flags; \
+	    for a in "$${args[@]}"; do \
+	        case "$$a" in \
+	        --with-cc-opt=*|--with-ld-opt=*) NGX_CONF_FLAGS+=("$$a");; \
+	        esac; \
+	    done; \
 	else \
-	    eval "args=( $$($(NGINX_BIN) -V 2>&1 \
-	        | sed -n 's/^configure arguments: //p') )"; \
 	    NGX_CONF_FLAGS=(); \
 	    for a in "$${args[@]}"; do \
 	        case "$$a" in \
