@@ -955,6 +955,15 @@ ngx_http_taurus_guard_audit(ngx_http_request_t *r,
         ngx_http_taurus_guard_syslog_send(mcf->syslog, rec, buf, len - 1);
     }
 
+    /*
+     * The line is in the file (and copied to the syslog queue): a buffer
+     * over a pool's small size goes back to malloc now, not with the
+     * request, so a busy worker's heap does not grow by a record per
+     * batch in flight.
+     */
+
+    (void) ngx_pfree(r->pool, buf);
+
     if (!durable || !audit->fsync) {
         return NGX_OK;
     }
@@ -975,6 +984,8 @@ failed:
     if (rfd != NGX_INVALID_FILE) {
         (void) ngx_close_file(rfd);
     }
+
+    (void) ngx_pfree(r->pool, buf);
 
     if (what != NULL) {
         ngx_http_taurus_guard_audit_error(log, audit, err, what);

@@ -335,6 +335,10 @@ ngx_http_taurus_guard_validate(ngx_http_request_t *r,
 
     trc = tg_batch_parse(&batch, raw.data, raw.len, err, sizeof(err));
 
+    /* what the batch keeps is in scratch now, the message in err */
+
+    ngx_http_taurus_guard_release_body(r, &raw);
+
     if (trc == TG_ERR_NOMEM || trc == TG_ERR_ARG
         || trc == TG_ERR_BUF_TOO_SMALL)
     {

@@ -455,6 +455,8 @@ ngx_int_t ngx_http_taurus_guard_content_type(ngx_http_request_t *r);
 ngx_int_t ngx_http_taurus_guard_content_encoding(ngx_http_request_t *r);
 ngx_int_t ngx_http_taurus_guard_read_body(ngx_http_request_t *r,
     ngx_str_t *raw);
+void ngx_http_taurus_guard_release_body(ngx_http_request_t *r,
+    ngx_str_t *raw);
 ngx_int_t ngx_http_taurus_guard_replace_body(ngx_http_request_t *r,
     ngx_str_t *body);
 ngx_int_t ngx_http_taurus_guard_client_gone(ngx_http_request_t *r);

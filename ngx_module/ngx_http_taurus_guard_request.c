@@ -289,6 +289,22 @@ ngx_http_taurus_guard_read_body(ngx_http_request_t *r, ngx_str_t *raw)
         return NGX_OK;
     }
 
+    /*
+     * A body in one buffer in memory (the usual case) is read where it
+     * lies: the validator only reads it, and nothing changes it before
+     * the canonical body replaces it.  A copy of it would be one more
+     * allocation of the body's size per batch, from malloc (it is over
+     * a pool's small size), which is what makes a worker's heap grow
+     * and shrink under load.
+     */
+
+    cl = r->request_body->bufs;
+
+    if (cl->next == NULL && !cl->buf->in_file) {
+        raw->data = cl->buf->pos;
+        return NGX_OK;
+    }
+
     raw->data = ngx_pnalloc(r->pool, raw->len);
     if (raw->data == NULL) {
         return NGX_ERROR;
@@ -319,6 +335,34 @@ ngx_http_taurus_guard_read_body(ngx_http_request_t *r, ngx_str_t *raw)
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The copy ngx_http_taurus_guard_read_body() made, if it made one, goes
+ * back to malloc once the batch is parsed: it is dead from then on, and
+ * a batch waiting for its flush or its upstream should not hold it.  A
+ * body read in place is nginx's own buffer, never freed here.
+ */
+
+void
+ngx_http_taurus_guard_release_body(ngx_http_request_t *r, ngx_str_t *raw)
+{
+    ngx_chain_t  *cl;
+
+    if (raw->len == 0) {
+        return;
+    }
+
+    cl = r->request_body->bufs;
+
+    if (cl->next == NULL && !cl->buf->in_file) {
+        return;
+    }
+
+    (void) ngx_pfree(r->pool, raw->data);
+
+    ngx_str_null(raw);
 }
 
 
