@@ -40,7 +40,7 @@
 #
 # Environment: TG_NGINX (nginx binary, default /usr/sbin/nginx), TG_MODULE
 # (the .so, default build/ngx_http_taurus_guard_module.so), TG_BENCH_SECONDS
-# (per case, default 6), TG_BENCH_ROUNDS (default 3), TG_BENCH_CONNECTIONS
+# (per case, default 10), TG_BENCH_ROUNDS (default 5), TG_BENCH_CONNECTIONS
 # (wrk's, default 50), TG_BENCH_REQUESTS (per callgrind case, default 200;
 # 0 skips callgrind), TG_BENCH_AUDIT (parameters appended to the durable
 # taurus_guard_audit_log, e.g. "thread_pool=off"), TG_BENCH_KEEP=1 (keep
@@ -57,8 +57,8 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 bench="$top/t/bench"
 nginx=${TG_NGINX:-/usr/sbin/nginx}
 module=${TG_MODULE:-$top/build/ngx_http_taurus_guard_module.so}
-seconds=${TG_BENCH_SECONDS:-6}
-rounds=${TG_BENCH_ROUNDS:-3}
+seconds=${TG_BENCH_SECONDS:-10}
+rounds=${TG_BENCH_ROUNDS:-5}
 conns=${TG_BENCH_CONNECTIONS:-50}
 cg_requests=${TG_BENCH_REQUESTS:-200}
 audit_opts=${TG_BENCH_AUDIT:+ $TG_BENCH_AUDIT}
@@ -76,6 +76,8 @@ declare -A gw_master gw_worker
 # per case: where it goes, and what it measured (summed over rounds)
 declare -A c_gw c_port c_body c_path c_log
 declare -A a_req a_us a_usr a_sys a_p50 a_p99 a_rss0 a_rss1 a_audit0 a_audit
+declare -A a_round     # CPU us per request of each round, in order
+declare -A a_flt       # the worker's minor page faults
 
 # per callgrind case: instructions per request
 declare -A ir
@@ -259,11 +261,16 @@ CONF
 
 # write_gateway_conf NAME PLAIN_PORT GUARD_PORT [ALLOW_INCLUDE [NOFSYNC]]: a
 # gateway in $tmp/NAME, one worker, servers that differ only in
-# `taurus_guard on` (and, on NOFSYNC, an audit log with fsync=off).  Upstream keepalive, as a production gateway runs, keeps connection
-# setup out of both sides.  access_log is off and error_log at warn (the
-# module logs each forwarded batch at info) so that neither side pays for
-# logging the other skips.  Each gateway has its own audit file: two
-# nginx instances must not share one hash chain.
+# `taurus_guard on` (and, on NOFSYNC, an audit log with fsync=off).
+# Upstream keepalive sized to wrk's connections, as a gateway sized for
+# its load runs, keeps connection setup out of both sides: with fewer
+# idle connections than requests in flight, a burst (a group flush
+# releasing twenty batches at once) opens new upstream connections, and
+# the bench would time TCP handshakes instead of the module.  access_log
+# is off and error_log at warn (the module logs each forwarded batch at
+# info) so that neither side pays for logging the other skips.  Each
+# gateway has its own audit file: two nginx instances must not share one
+# hash chain.
 write_gateway_conf() {
     local name=$1 plain=$2 guard=$3 include=${4:-} nofsync=${5:-}
     local dir="$tmp/$name" extra=""
@@ -295,7 +302,7 @@ $(temp_paths)
 
     upstream backend {
         server 127.0.0.1:$up_port;
-        keepalive 8;
+        keepalive $conns;
         keepalive_requests 1000000;
     }
     proxy_http_version 1.1;
@@ -445,17 +452,20 @@ check_worker() {
 }
 
 
-# CPU time of a process (all its threads, so the thread pool's flushes
-# count too) in microseconds, "user system".  Fields are counted after
-# the ")" that ends the command name.
+# cpu_us PID: CPU time of a process (all its threads, so the thread
+# pool's flushes count too) in microseconds, and its minor page faults:
+# "user system faults".  Fields are counted after the ")" that ends the
+# command name.
 cpu_us() {
     local stat rest
 
     stat=$(cat "/proc/$1/stat")
     rest=${stat##*) }
     set -- $rest
-    # after "pid (comm) ": $1 is state (field 3); utime is 14, stime 15
-    echo $(( ${12} * 1000000 / clk_tck )) $(( ${13} * 1000000 / clk_tck ))
+    # after "pid (comm) ": $1 is state (field 3); minflt is 10, utime 14,
+    # stime 15
+    echo $(( ${12} * 1000000 / clk_tck )) $(( ${13} * 1000000 / clk_tck )) \
+        "$8"
 }
 
 
@@ -539,16 +549,16 @@ field() {
 # round NAME SECONDS: one measured wrk run, summed into the a_* maps
 round() {
     local name=$1 secs=$2 w=${gw_worker[${c_gw[$1]}]}
-    local out line n bad k u0 s0 u1 s1
+    local out line n bad k u0 s0 f0 u1 s1 f1
 
     check_worker "$w"
-    read -r u0 s0 <<< "$(cpu_us "$w")"
+    read -r u0 s0 f0 <<< "$(cpu_us "$w")"
     out=$("${wrk_cmd[@]}" -t1 -c"$conns" -d"${secs}s" -s "$bench/post.lua" \
         "$(url_of "$name")" -- "${c_body[$name]}")
     # the last requests in flight when wrk stopped are the worker's too
     sleep 0.1
     check_worker "$w"
-    read -r u1 s1 <<< "$(cpu_us "$w")"
+    read -r u1 s1 f1 <<< "$(cpu_us "$w")"
 
     line=$(grep '^TG_BENCH ' <<< "$out") \
         || die "$name: no result line from wrk:"$'\n'"$out"
@@ -572,6 +582,9 @@ round() {
     a_us[$name]=$(( a_us[$name] + $(field "$line" duration_us) ))
     a_usr[$name]=$(( a_usr[$name] + u1 - u0 ))
     a_sys[$name]=$(( a_sys[$name] + s1 - s0 ))
+    a_flt[$name]=$(( ${a_flt[$name]:-0} + f1 - f0 ))
+    a_round[$name]="${a_round[$name]:-} $(awk -v c=$(( u1 - u0 + s1 - s0 )) \
+        -v n="$n" 'BEGIN { printf "%.2f", c / n }')"
     a_p50[$name]=$(( a_p50[$name] + $(field "$line" p50_us) ))
     if [ "$(field "$line" p99_us)" -gt "${a_p99[$name]}" ]; then
         a_p99[$name]=$(field "$line" p99_us)
@@ -920,9 +933,27 @@ per_req() {
 }
 
 
+# ratio A B: A's CPU per request over B's, the median of the rounds'
+# ratios (A and B ran one after the other in each round, so a neighbour's
+# load that comes and goes touches both sides of one ratio); ratio_range
+# A B: the lowest and highest of them
 ratio() {
-    awk -v a="$(per_req "$1" cpu)" -v b="$(per_req "$2" cpu)" \
-        'BEGIN { printf "%.2f", a / b }'
+    round_ratios "$1" "$2" | awk '{ r[NR] = $1 } END {
+        m = (NR % 2) ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2
+        printf "%.2f", m }'
+}
+
+
+ratio_range() {
+    round_ratios "$1" "$2" | awk 'NR == 1 { lo = $1 } { hi = $1 }
+        END { printf "%.2f-%.2f", lo, hi }'
+}
+
+
+round_ratios() {
+    awk -v a="${a_round[$1]}" -v b="${a_round[$2]}" 'BEGIN {
+        n = split(a, x, " "); split(b, y, " ")
+        for (i = 1; i <= n; i++) printf "%.4f\n", x[i] / y[i] }' | sort -n
 }
 
 
@@ -948,14 +979,18 @@ report() {
     echo
     echo "CPU: the gateway worker's per request (usr + sys = total)."
     echo "Latency: wrk's (p50 averaged over rounds, p99 the worst)."
-    printf '%-10s %8s %6s %7s %7s %7s %6s %6s %17s\n' case requests \
-        'req/s' 'usr us' 'sys us' 'CPU us' 'p50 us' 'p99 us' \
+    echo "Faults: the worker's minor page faults per request (a heap that"
+    echo "malloc grows and trims back as batches come and go shows here)."
+    printf '%-10s %8s %6s %7s %7s %7s %6s %6s %6s %17s\n' case requests \
+        'req/s' 'usr us' 'sys us' 'CPU us' faults 'p50 us' 'p99 us' \
         'worker RSS kB'
     for c in plain-1 module-1 nofsync-1 plain-50 module-50 nofsync-50 \
         list-51 list-1M; do
-        printf '%-10s %8d %6d %7s %7s %7s %6d %6d %17s\n' "$c" \
+        printf '%-10s %8d %6d %7s %7s %7s %6s %6d %6d %17s\n' "$c" \
             "${a_req[$c]}" "$(rps "$c")" "$(per_req "$c" usr)" \
             "$(per_req "$c" sys)" "$(per_req "$c" cpu)" \
+            "$(awk -v f="${a_flt[$c]}" -v n="${a_req[$c]}" \
+                'BEGIN { printf "%.2f", f / n }')" \
             $(( a_p50[$c] / rounds )) "${a_p99[$c]}" \
             "${a_rss0[$c]} -> ${a_rss1[$c]}"
     done
@@ -978,15 +1013,18 @@ report() {
     fi
 
     echo
-    echo "CPU per request under wrk -c$conns, module / plain:"
+    echo "CPU per request under wrk -c$conns, module / plain (the median of" \
+        "$rounds rounds' ratios; their range):"
     r1=$(ratio module-1 plain-1)
     r50=$(ratio module-50 plain-50)
-    printf '  durable:   %5sx (target 1.5x: %s), %5sx (target 3x: %s)\n' \
-        "$r1" "$(verdict "$r1" 1.5)" "$r50" "$(verdict "$r50" 3)"
+    printf '  durable:   %5sx (target 1.5x: %s; %s), %5sx (target 3x: %s; %s)\n' \
+        "$r1" "$(verdict "$r1" 1.5)" "$(ratio_range module-1 plain-1)" \
+        "$r50" "$(verdict "$r50" 3)" "$(ratio_range module-50 plain-50)"
     r1=$(ratio nofsync-1 plain-1)
     r50=$(ratio nofsync-50 plain-50)
-    printf '  fsync=off: %5sx (target 1.3x: %s), %5sx (target 2x: %s)\n' \
-        "$r1" "$(verdict "$r1" 1.3)" "$r50" "$(verdict "$r50" 2)"
+    printf '  fsync=off: %5sx (target 1.3x: %s; %s), %5sx (target 2x: %s; %s)\n' \
+        "$r1" "$(verdict "$r1" 1.3)" "$(ratio_range nofsync-1 plain-1)" \
+        "$r50" "$(verdict "$r50" 2)" "$(ratio_range nofsync-50 plain-50)"
     rbig=$(ratio list-1M list-51)
     allow_1m_head
     printf '  lookup:       %6sx  (1-instance CPU/request, 1M list / 51);' \
