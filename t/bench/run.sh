@@ -508,6 +508,7 @@ define_case() {
     c_path[$1]=${5:-$route}
     c_log[$1]=${6:-$tmp/$2/logs/taurus-audit.log}
     a_req[$1]=0 a_us[$1]=0 a_usr[$1]=0 a_sys[$1]=0 a_p50[$1]=0 a_p99[$1]=0
+    a_flt[$1]=0 a_round[$1]=
 }
 
 
@@ -582,8 +583,8 @@ round() {
     a_us[$name]=$(( a_us[$name] + $(field "$line" duration_us) ))
     a_usr[$name]=$(( a_usr[$name] + u1 - u0 ))
     a_sys[$name]=$(( a_sys[$name] + s1 - s0 ))
-    a_flt[$name]=$(( ${a_flt[$name]:-0} + f1 - f0 ))
-    a_round[$name]="${a_round[$name]:-} $(awk -v c=$(( u1 - u0 + s1 - s0 )) \
+    a_flt[$name]=$(( a_flt[$name] + f1 - f0 ))
+    a_round[$name]="${a_round[$name]} $(awk -v c=$(( u1 - u0 + s1 - s0 )) \
         -v n="$n" 'BEGIN { printf "%.2f", c / n }')"
     a_p50[$name]=$(( a_p50[$name] + $(field "$line" p50_us) ))
     if [ "$(field "$line" p99_us)" -gt "${a_p99[$name]}" ]; then
@@ -920,16 +921,19 @@ rps() {
 }
 
 
-# per_req NAME usr|sys|cpu: microseconds of CPU per request
+# per_req NAME usr|sys|cpu|faults: microseconds of CPU, or minor page
+# faults, per request
 per_req() {
-    local c
+    local c f=%.1f
 
     case $2 in
     usr) c=${a_usr[$1]} ;;
     sys) c=${a_sys[$1]} ;;
     cpu) c=$(( a_usr[$1] + a_sys[$1] )) ;;
+    faults) c=${a_flt[$1]} f=%.2f ;;
     esac
-    awk -v c="$c" -v n="${a_req[$1]}" 'BEGIN { printf "%.1f", c / n }'
+    awk -v c="$c" -v n="${a_req[$1]}" -v f="$f" \
+        'BEGIN { printf f, c / n }'
 }
 
 
@@ -989,8 +993,7 @@ report() {
         printf '%-10s %8d %6d %7s %7s %7s %6s %6d %6d %17s\n' "$c" \
             "${a_req[$c]}" "$(rps "$c")" "$(per_req "$c" usr)" \
             "$(per_req "$c" sys)" "$(per_req "$c" cpu)" \
-            "$(awk -v f="${a_flt[$c]}" -v n="${a_req[$c]}" \
-                'BEGIN { printf "%.2f", f / n }')" \
+            "$(per_req "$c" faults)" \
             $(( a_p50[$c] / rounds )) "${a_p99[$c]}" \
             "${a_rss0[$c]} -> ${a_rss1[$c]}"
     done
