@@ -111,6 +111,9 @@ size_t tg_audit_bound(const tg_audit_record_t *rec);
 void tg_audit_write_head(tg_out_t *o, const tg_audit_record_t *rec);
 void tg_audit_write_link(tg_out_t *o, const char *prev);
 
+/* what tg_audit_write_link() writes with a prev of 64 hex digits */
+#define TG_AUDIT_LINK_LEN  (sizeof(",\"prev\":\"") - 1 + 64 + sizeof("\"}\n") - 1)
+
 
 /*
  * The chain: each record's "prev" is the link of the line before it, 64

@@ -130,7 +130,7 @@ static void
 one_pass(const tg_audit_record_t *r, const unsigned char *want, size_t n,
     const char *what)
 {
-    size_t          bound;
+    size_t          bound, head;
     tg_out_t        o;
     tg_sha256_t     sha;
     unsigned char  *buf, md[TG_SHA256_LEN];
@@ -151,10 +151,16 @@ one_pass(const tg_audit_record_t *r, const unsigned char *want, size_t n,
     tg_out_hash(&o, &sha);
 
     tg_audit_write_head(&o, r);
+    head = o.len;
     tg_audit_write_link(&o, r->prev);
 
     ok(!o.overflow && o.len == n && o.pos == n && memcmp(buf, want, n) == 0,
        "%s: one pass into the bound: the same bytes", what);
+
+    if (r->prev != NULL && strlen(r->prev) == 64) {
+        ok(n - head == TG_AUDIT_LINK_LEN, "%s: the link is %zu bytes, as"
+           " TG_AUDIT_LINK_LEN says", what, n - head);
+    }
 
     is_rc(tg_out_sha256(&o, md), TG_OK, "%s: the writer's hash", what);
     tg_sha256_hex_of(md, hex);
