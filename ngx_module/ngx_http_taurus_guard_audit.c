@@ -3,11 +3,15 @@
  * taurus-guard: the audit file.
  *
  * Opened with ngx_conf_open_file() so that "nginx -s reopen" rotates it.
- * Each record is sized first and written with one write() under a lock
+ * Records are queued in a per-worker arena and written at the end of the
+ * event loop turn, all of a turn's records with one writev() under a lock
  * in shared memory, which keeps the hash chain (every record carries the
  * link of the one before it, across workers, reopens and reloads) and
  * lets a partial write be cut back so no torn line is ever left for the
- * next record to run into.
+ * next record to run into.  An allow record blocks its request until the
+ * end of the turn; a refusal, whose answer says whether it was audited,
+ * and an allow flushed in the event loop (no thread pool) are written at
+ * once, with whatever the turn queued before them.
  *
  * The chain is one per file, whatever wrote to it last: each append
  * also holds a POSIX record lock on the file (per process, so it holds
@@ -52,6 +56,8 @@
 #define NGX_HTTP_TG_AUDIT_TIMEOUT    10000     /* ms, timeout= default */
 #define NGX_HTTP_TG_AUDIT_GROUPS     64
 #define NGX_HTTP_TG_AUDIT_DELAY_MAX  1000000   /* usec, flush_delay= max */
+#define NGX_HTTP_TG_AUDIT_ARENA      (64 * 1024)   /* a turn's records */
+#define NGX_HTTP_TG_AUDIT_IOVS       64        /* records a writev() */
 
 
 #define NGX_HTTP_TG_ZERO_HASH                                                 \
@@ -79,6 +85,19 @@ struct ngx_http_taurus_guard_audit_sh_s {
     ngx_file_uniq_t              flushed_ino;
     ngx_atomic_t                 flush_lock;
     uint32_t                     flush_seq;     /* unlocks, a futex */
+};
+
+
+/* a record queued for the end of the turn, its bytes right after it */
+struct ngx_http_taurus_guard_audit_entry_s {
+    ngx_queue_t                  queue;     /* in audit->unwritten */
+    tg_out_t                     out;       /* the record but its link */
+    tg_sha256_t                  sha;       /* of what out holds */
+    ngx_http_taurus_guard_ctx_t *ctx;       /* a request blocked on it */
+    int64_t                      time_sec;  /* for the collector */
+    int                          time_msec;
+    unsigned                     hashed:1;  /* sha finalized */
+    unsigned                     written:1; /* in the file */
 };
 
 
@@ -112,8 +131,27 @@ static ngx_int_t ngx_http_taurus_guard_audit_lock(ngx_fd_t fd, int type);
 static void ngx_http_taurus_guard_audit_flush(ngx_open_file_t *file,
     ngx_log_t *log);
 static void ngx_http_taurus_guard_audit_reopened(ngx_event_t *ev);
-static ngx_int_t ngx_http_taurus_guard_audit_sync(ngx_http_request_t *r,
+static ngx_http_taurus_guard_audit_entry_t *
+    ngx_http_taurus_guard_audit_queue(ngx_http_taurus_guard_audit_t *audit,
+    tg_audit_record_t *rec, ngx_log_t *log);
+static ngx_int_t ngx_http_taurus_guard_audit_wait(ngx_http_request_t *r,
+    ngx_http_taurus_guard_audit_t *audit,
+    ngx_http_taurus_guard_audit_entry_t *e);
+static void ngx_http_taurus_guard_audit_append_handler(ngx_event_t *ev);
+static void ngx_http_taurus_guard_audit_cleanup(void *data);
+static ngx_int_t ngx_http_taurus_guard_audit_append(
+    ngx_http_taurus_guard_audit_t *audit, ngx_log_t *log);
+static void ngx_http_taurus_guard_audit_written(
+    ngx_http_taurus_guard_audit_t *audit, ngx_uint_t failed,
+    ngx_uint_t flush);
+static void ngx_http_taurus_guard_audit_deliver(
     ngx_http_taurus_guard_audit_t *audit);
+static ngx_int_t ngx_http_taurus_guard_audit_sync_here(
+    ngx_http_taurus_guard_audit_t *audit, ngx_log_t *log);
+static void ngx_http_taurus_guard_audit_timeout(ngx_event_t *ev);
+static void ngx_http_taurus_guard_audit_resume(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t failed, const char *reason);
+static void ngx_http_taurus_guard_audit_wait_cleanup(void *data);
 static ngx_msec_t ngx_http_taurus_guard_usec(void);
 static void ngx_http_taurus_guard_audit_error(ngx_log_t *log,
     ngx_http_taurus_guard_audit_t *audit, ngx_err_t err, const char *what);
@@ -137,10 +175,6 @@ static void ngx_http_taurus_guard_audit_close_fds(
     ngx_http_taurus_guard_audit_task_t *t);
 static void ngx_http_taurus_guard_audit_wake(
     ngx_http_taurus_guard_audit_t *audit, ngx_err_t err);
-static void ngx_http_taurus_guard_audit_timeout(ngx_event_t *ev);
-static void ngx_http_taurus_guard_audit_resume(ngx_http_request_t *r,
-    ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t failed, const char *reason);
-static void ngx_http_taurus_guard_audit_wait_cleanup(void *data);
 #endif
 
 
@@ -156,6 +190,7 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_flag_t                          fsync;
     ngx_file_info_t                     fi;
     ngx_open_file_t                    *file;
+    ngx_pool_cleanup_t                 *cln;
     ngx_http_taurus_guard_audit_t      *audit, **a;
     ngx_http_taurus_guard_main_conf_t  *mcf;
 
@@ -317,6 +352,21 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
     if (file->flush == NULL) {
         file->flush = ngx_http_taurus_guard_audit_flush;
     }
+
+    ngx_queue_init(&audit->unwritten);
+    ngx_queue_init(&audit->written);
+
+    audit->append.handler = ngx_http_taurus_guard_audit_append_handler;
+    audit->append.data = audit;
+    audit->append.log = &cf->cycle->new_log;
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_http_taurus_guard_audit_cleanup;
+    cln->data = audit;
 
 #if (NGX_THREADS)
     if (fsync && ngx_strcmp(pool.data, "off") != 0) {
@@ -719,60 +769,295 @@ ngx_http_taurus_guard_audit_lock(ngx_fd_t fd, int type)
 
 
 /*
- * Writes one record.  NGX_OK: written (and flushed, if durable and the
- * flush ran here); NGX_AGAIN: written, the request is blocked until the
- * group flush or its timeout, then its write_event_handler runs with
- * ctx->sync_failed (and ctx->sync_reason) set or not; NGX_ERROR: not
- * written, or the flush failed.
+ * Takes one record.  NGX_HTTP_TG_AUDIT_LATER: queued, written at the end
+ * of this turn of the event loop, NGX_OK unless it could not even be
+ * queued.  NGX_HTTP_TG_AUDIT_NOW: written (with whatever was queued)
+ * before this returns, NGX_OK or NGX_ERROR.  NGX_HTTP_TG_AUDIT_DURABLE:
+ * NGX_OK when written and flushed here; NGX_AGAIN when the request is
+ * blocked until its record is written and flushed, or either failed or
+ * timed out: its write_event_handler then runs with ctx->sync_failed
+ * (and ctx->sync_reason) set or not; NGX_ERROR: not written, or the
+ * flush failed.
  */
 
 ngx_int_t
 ngx_http_taurus_guard_audit(ngx_http_request_t *r,
     ngx_http_taurus_guard_audit_t *audit, tg_audit_record_t *rec,
-    ngx_flag_t durable)
+    ngx_uint_t how)
 {
-    u_char                             *buf;
-    size_t                              len, bound;
-    off_t                               end;
-    tg_out_t                            out;
-    tg_sha256_t                         sha;
-    ssize_t                             n;
-    ngx_fd_t                            fd, rfd;
-    ngx_err_t                           err, lerr;
-    ngx_int_t                           rc, lrc;
-    ngx_log_t                          *log;
-    const char                         *what;
-    ngx_file_info_t                     fi, pfi;
-    ngx_http_taurus_guard_audit_sh_t   *sh;
-    ngx_http_taurus_guard_main_conf_t  *mcf;
-    u_char                              md[TG_SHA256_LEN];
-    u_char                              proc[sizeof("/proc/self/fd/")
-                                             + NGX_INT_T_LEN];
+    ngx_http_taurus_guard_audit_entry_t  *e;
 
-    log = r->connection->log;
-    sh = audit->sh;
+    e = ngx_http_taurus_guard_audit_queue(audit, rec, r->connection->log);
+
+    if (e == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (how == NGX_HTTP_TG_AUDIT_LATER) {
+        return NGX_OK;
+    }
+
+    if (how == NGX_HTTP_TG_AUDIT_DURABLE
+#if (NGX_THREADS)
+        && (audit->thread_pool != NULL || !audit->fsync)
+#else
+        && !audit->fsync
+#endif
+       )
+    {
+        return ngx_http_taurus_guard_audit_wait(r, audit, e);
+    }
 
     /*
-     * The record is written and hashed in one pass, all of it but the
-     * link before the lock, the link (always 64 hex digits: the bound
-     * counts it) under the lock, where the previous record is known.
+     * Written now, and flushed in the event loop if it must be.  What
+     * counts is this record: the entry stays readable until the next one
+     * is queued, though the queue is spent.
      */
+
+    (void) ngx_http_taurus_guard_audit_append(audit, r->connection->log);
+
+    if (!e->written) {
+        return NGX_ERROR;
+    }
+
+    if (how == NGX_HTTP_TG_AUDIT_NOW || !audit->fsync) {
+        return NGX_OK;
+    }
+
+    return ngx_http_taurus_guard_audit_sync_here(audit, r->connection->log);
+}
+
+
+/*
+ * The record, all of it but its link, is written and hashed in one pass
+ * into the arena, then waits for the end of the turn: the link (always
+ * 64 hex digits, TG_AUDIT_LINK_LEN bytes) is known only under the lock,
+ * where the previous record is.  A full arena is written out first.
+ */
+
+static ngx_http_taurus_guard_audit_entry_t *
+ngx_http_taurus_guard_audit_queue(ngx_http_taurus_guard_audit_t *audit,
+    tg_audit_record_t *rec, ngx_log_t *log)
+{
+    u_char                               *arena;
+    size_t                                bound, need, size;
+    ngx_http_taurus_guard_audit_entry_t  *e;
 
     rec->prev = NGX_HTTP_TG_ZERO_HASH;
     bound = tg_audit_bound(rec);
 
-    buf = ngx_pnalloc(r->pool, bound);
-    if (buf == NULL) {
-        return NGX_ERROR;
+    need = ngx_align(sizeof(ngx_http_taurus_guard_audit_entry_t)
+                     + bound, NGX_ALIGNMENT);
+
+    if (audit->arena_used + need > audit->arena_size) {
+
+        if (!ngx_queue_empty(&audit->unwritten)) {
+            /* its blocked requests learn how it went from the event */
+            (void) ngx_http_taurus_guard_audit_append(audit, log);
+        }
+
+        if (need > audit->arena_size) {
+            size = ngx_max(audit->arena_size, NGX_HTTP_TG_AUDIT_ARENA);
+
+            while (size < need) {
+                if (size > NGX_MAX_SIZE_T_VALUE / 2) {
+                    return NULL;
+                }
+
+                size *= 2;
+            }
+
+            arena = ngx_alloc(size, log);
+            if (arena == NULL) {
+                return NULL;
+            }
+
+            if (audit->arena != NULL) {
+                ngx_free(audit->arena);
+            }
+
+            audit->arena = arena;
+            audit->arena_size = size;
+        }
     }
 
-    tg_out_init(&out, buf, bound);
-    tg_sha256_init(&sha);
-    tg_out_hash(&out, &sha);
+    e = (ngx_http_taurus_guard_audit_entry_t *)
+            (audit->arena + audit->arena_used);
+    audit->arena_used += need;
 
-    tg_audit_write_head(&out, rec);
-    tg_out_flush(&out);
+    tg_out_init(&e->out, (u_char *) e + sizeof(*e), bound);
+    tg_sha256_init(&e->sha);
+    tg_out_hash(&e->out, &e->sha);
 
+    tg_audit_write_head(&e->out, rec);
+    tg_out_flush(&e->out);
+
+    /*
+     * The bound counts every byte escaped six times over: what the link
+     * does not need goes back to the arena, so a busy turn's records
+     * fill it by their real size.  A head that overran its bound keeps
+     * it, for the check before the write to refuse.
+     */
+
+    if (!e->out.overflow && e->out.pos == e->out.len
+        && e->out.pos + TG_AUDIT_LINK_LEN < e->out.size)
+    {
+        e->out.size = e->out.pos + TG_AUDIT_LINK_LEN;
+        audit->arena_used -= need
+                             - ngx_align(sizeof(*e) + e->out.size,
+                                         NGX_ALIGNMENT);
+    }
+
+    e->ctx = NULL;
+    e->hashed = 0;
+    e->written = 0;
+    e->time_sec = rec->time_sec;
+    e->time_msec = rec->time_msec;
+
+    ngx_queue_insert_tail(&audit->unwritten, &e->queue);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "taurus_guard: audit record %s %s queued, %uz bytes"
+                   " before its link", rec->id ? rec->id : "",
+                   tg_decision_name(rec->decision), e->out.len);
+
+    if (!audit->append.posted) {
+        ngx_post_event(&audit->append, &ngx_posted_events);
+    }
+
+    return e;
+}
+
+
+/*
+ * The request is blocked until its record is written and, if the file is
+ * durable, flushed: nothing runs for it until then, as a write event on
+ * a keep-alive connection would otherwise resume it early.
+ * ngx_http_taurus_guard_audit_resume() puts ctx->resume back in place.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_audit_wait(ngx_http_request_t *r,
+    ngx_http_taurus_guard_audit_t *audit,
+    ngx_http_taurus_guard_audit_entry_t *e)
+{
+    ngx_pool_cleanup_t           *cln;
+    ngx_http_taurus_guard_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_taurus_guard_module);
+
+    if (ctx->flush_wait.handler == NULL) {
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            return NGX_ERROR;
+        }
+
+        cln->handler = ngx_http_taurus_guard_audit_wait_cleanup;
+        cln->data = ctx;
+
+        ctx->flush_wait.handler = ngx_http_taurus_guard_audit_timeout;
+        ctx->flush_wait.data = ctx;
+        ctx->flush_wait.log = r->connection->log;
+    }
+
+    ctx->request = r;
+    ctx->sync_failed = 0;
+    ctx->flush_pending = 0;
+    ngx_str_null(&ctx->sync_reason);
+
+    ctx->entry = e;
+    e->ctx = ctx;
+
+    r->write_event_handler = ngx_http_request_empty_handler;
+    r->main->blocked++;
+    r->aio = 1;
+
+    return NGX_AGAIN;
+}
+
+
+/* the end of the turn: the records queued during it go to the file */
+
+static void
+ngx_http_taurus_guard_audit_append_handler(ngx_event_t *ev)
+{
+    ngx_http_taurus_guard_audit_t  *audit = ev->data;
+
+    (void) ngx_http_taurus_guard_audit_append(audit, ev->log);
+
+    ngx_http_taurus_guard_audit_deliver(audit);
+}
+
+
+/*
+ * The configuration goes (a reload without a master process): what its
+ * last turn queued is written, and no posted event is left in memory
+ * about to be freed.  A worker that exits writes its queue in
+ * ngx_http_taurus_guard_audit_exit().
+ */
+
+static void
+ngx_http_taurus_guard_audit_cleanup(void *data)
+{
+    ngx_http_taurus_guard_audit_t  *audit = data;
+
+    (void) ngx_http_taurus_guard_audit_append(audit, ngx_cycle->log);
+
+    if (audit->append.posted) {
+        ngx_delete_posted_event(&audit->append);
+    }
+
+    if (audit->reopened.posted) {
+        ngx_delete_posted_event(&audit->reopened);
+    }
+
+    if (audit->arena != NULL) {
+        ngx_free(audit->arena);
+        audit->arena = NULL;
+        audit->arena_size = 0;
+    }
+}
+
+
+/*
+ * Writes every queued record with one writev() under the locks: the
+ * records of a turn cost one lock, one look at the file and one write
+ * between them.  All or none: a failed or partial write is cut back and
+ * fails every record of it.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_audit_append(ngx_http_taurus_guard_audit_t *audit,
+    ngx_log_t *log)
+{
+    off_t                                 end;
+    size_t                                total, chunk;
+    ssize_t                               n;
+    ngx_fd_t                              fd, rfd;
+    ngx_err_t                             err, lerr;
+    ngx_int_t                             rc, lrc, sync;
+    ngx_uint_t                            i, niov, nrec, bad, writes, waiting,
+                                          flush;
+    ngx_queue_t                          *q;
+    const char                           *what;
+    ngx_file_info_t                       fi, pfi;
+    ngx_http_taurus_guard_audit_sh_t     *sh;
+    ngx_http_taurus_guard_main_conf_t    *mcf;
+    ngx_http_taurus_guard_audit_entry_t  *e;
+    tg_audit_record_t                     rec;
+    struct iovec                          iov[NGX_HTTP_TG_AUDIT_IOVS];
+    ngx_http_taurus_guard_audit_entry_t  *in[NGX_HTTP_TG_AUDIT_IOVS];
+    u_char                                md[TG_SHA256_LEN];
+    char                                  last[TG_SHA256_HEX_LEN + 1];
+    char                                  good[TG_SHA256_HEX_LEN + 1];
+    u_char                                proc[sizeof("/proc/self/fd/")
+                                               + NGX_INT_T_LEN];
+
+    if (ngx_queue_empty(&audit->unwritten)) {
+        return NGX_OK;
+    }
+
+    sh = audit->sh;
     rfd = NGX_INVALID_FILE;
     what = NULL;
     err = 0;
@@ -883,50 +1168,103 @@ ngx_http_taurus_guard_audit(ngx_http_request_t *r,
     audit->written_dev = fi.st_dev;
 #endif
 
-    rec->prev = (const char *) sh->last;
-    tg_audit_write_link(&out, rec->prev);
+    /*
+     * Each record links to the one before it: the chain goes on in
+     * "last", and into the zone ("good") as each writev() succeeds.  A
+     * record that cannot be encoded (a bound that was wrong, a bug, or a
+     * hash that failed) is refused alone: the chain skips it.
+     */
 
-    /* the bound is wrong (a bug) or the hash failed: nothing is written */
+    ngx_memcpy(last, sh->last, sizeof(last));
+    ngx_memcpy(good, last, sizeof(last));
 
-    if (out.overflow || tg_out_sha256(&out, md) != TG_OK) {
-        ngx_log_error(NGX_LOG_ALERT, log, 0,
-                      "taurus_guard: cannot encode the audit record");
-        goto failed;
-    }
+    total = 0;
+    nrec = 0;
+    bad = 0;
+    niov = 0;
+    chunk = 0;
+    writes = 0;
+    q = ngx_queue_head(&audit->unwritten);
 
-    len = out.len;
+    while (q != ngx_queue_sentinel(&audit->unwritten)) {
+        e = ngx_queue_data(q, ngx_http_taurus_guard_audit_entry_t, queue);
+        q = ngx_queue_next(q);
 
-    /* one write() on an O_APPEND descriptor: records never interleave */
+        tg_audit_write_link(&e->out, last);
+        e->hashed = 1;
 
-    n = ngx_write_fd(fd, buf, len);
-    err = ngx_errno;
+        if (tg_out_sha256(&e->out, md) != TG_OK || e->out.overflow
+            || e->out.pos != e->out.len)
+        {
+            ngx_log_error(NGX_LOG_ALERT, log, 0,
+                          "taurus_guard: cannot encode an audit record of"
+                          " %uz bytes, refused", e->out.len);
+            ngx_http_taurus_guard_metrics_audit_failed(fd);
+            bad++;
 
-    if (n != (ssize_t) len) {
-        if (n > 0 && end != -1 && ftruncate(fd, end) == -1) {
-            /* the next record finds the torn line and cuts it then */
-            ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
-                          "taurus_guard: ftruncate(\"%V\") failed",
-                          &audit->file->name);
+        } else {
+            tg_sha256_hex_of(md, last);
+
+            iov[niov].iov_base = e->out.buf;
+            iov[niov].iov_len = e->out.pos;
+            in[niov] = e;
+            niov++;
+            chunk += e->out.pos;
         }
 
-        what = (n == -1) ? "write()" : "partial write()";
-        err = (n == -1) ? err : 0;
-        goto failed;
+        if (niov == 0
+            || (niov < NGX_HTTP_TG_AUDIT_IOVS
+                && q != ngx_queue_sentinel(&audit->unwritten)))
+        {
+            continue;
+        }
+
+        /* one writev() on an O_APPEND descriptor: records never interleave */
+
+        n = writev(fd, iov, (int) niov);
+        err = ngx_errno;
+
+        if (n != (ssize_t) chunk) {
+            what = (n == -1) ? "write()" : "partial write()";
+            err = (n == -1) ? err : 0;
+
+            /* none of it is left: the next record would link past it */
+
+            if (n > 0 && end != -1 && ftruncate(fd, end + total) == -1) {
+                /* the next record finds the torn line and cuts it then */
+                ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                              "taurus_guard: ftruncate(\"%V\") failed",
+                              &audit->file->name);
+            }
+
+            break;
+        }
+
+        for (i = 0; i < niov; i++) {
+            in[i]->written = 1;
+        }
+
+        ngx_memcpy(good, last, sizeof(last));
+        total += chunk;
+        nrec += niov;
+        niov = 0;
+        chunk = 0;
+        writes++;
     }
 
-    tg_sha256_hex_of(md, (char *) sh->last);
+    ngx_memcpy(sh->last, good, sizeof(good));
 
     sh->dev = fi.st_dev;
     sh->ino = ngx_file_uniq(&fi);
-    sh->size = (end == -1) ? -1 : end + (off_t) len;
-    sh->records++;
+    sh->size = (end == -1) ? -1 : end + (off_t) total;
+    sh->records += nrec;
 
-    /* where this record ends among all bytes written: what must be flushed */
+    /* where these records end among all bytes written: what must be flushed */
 
 #if (NGX_THREADS)
-    audit->written_upto = ngx_atomic_fetch_add(&sh->written, len) + len;
+    audit->written_upto = ngx_atomic_fetch_add(&sh->written, total) + total;
 #else
-    (void) ngx_atomic_fetch_add(&sh->written, len);
+    (void) ngx_atomic_fetch_add(&sh->written, total);
 #endif
 
     if (lrc == NGX_OK) {
@@ -941,34 +1279,66 @@ ngx_http_taurus_guard_audit(ngx_http_request_t *r,
         (void) ngx_close_file(rfd);
     }
 
-    ngx_http_taurus_guard_metrics_audit_written();
+    if (what != NULL) {
+        ngx_http_taurus_guard_audit_error(log, audit, err, what);
+    }
+
+    if (writes) {
+        ngx_http_taurus_guard_metrics_audit_written(nrec, writes);
+    }
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
-                   "taurus_guard: audit record %s %s, %uz bytes",
-                   rec->id, tg_decision_name(rec->decision), len);
+                   "taurus_guard: %ui audit records, %uz bytes, in %ui"
+                   " writes", nrec, total, writes);
 
-    /* the file first, the collector after: the file is the truth */
+    mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                              ngx_http_taurus_guard_module);
+    ngx_memzero(&rec, sizeof(tg_audit_record_t));
+    waiting = 0;
 
-    mcf = ngx_http_get_module_main_conf(r, ngx_http_taurus_guard_module);
+    for (q = ngx_queue_head(&audit->unwritten);
+         q != ngx_queue_sentinel(&audit->unwritten);
+         q = ngx_queue_next(q))
+    {
+        e = ngx_queue_data(q, ngx_http_taurus_guard_audit_entry_t, queue);
 
-    if (mcf->syslog != NULL) {
-        ngx_http_taurus_guard_syslog_send(mcf->syslog, rec, buf, len - 1);
+        if (!e->written) {
+            continue;
+        }
+
+        /* the file first, the collector after: the file is the truth */
+
+        if (mcf != NULL && mcf->syslog != NULL) {
+            rec.time_sec = e->time_sec;
+            rec.time_msec = e->time_msec;
+            ngx_http_taurus_guard_syslog_send(mcf->syslog, &rec, e->out.buf,
+                                              e->out.pos - 1);
+        }
+
+        if (e->ctx != NULL) {
+            waiting++;
+        }
     }
 
-    /*
-     * The line is in the file (and copied to the syslog queue): a buffer
-     * over a pool's small size goes back to malloc now, not with the
-     * request, so a busy worker's heap does not grow by a record per
-     * batch in flight.
-     */
+    flush = (waiting && audit->fsync);
+    sync = NGX_OK;
 
-    (void) ngx_pfree(r->pool, buf);
-
-    if (!durable || !audit->fsync) {
-        return NGX_OK;
+#if (NGX_THREADS)
+    if (flush && ngx_http_taurus_guard_audit_pending_fd(audit, log) != NGX_OK)
+    {
+        /*
+         * No descriptor for the thread: flushed here, in the event loop.
+         * A failed flush fails the requests that wait for it, not what
+         * this returns: their records are written.
+         */
+        sync = ngx_http_taurus_guard_audit_sync_here(audit, log);
+        flush = 0;
     }
+#endif
 
-    return ngx_http_taurus_guard_audit_sync(r, audit);
+    ngx_http_taurus_guard_audit_written(audit, sync != NGX_OK, flush);
+
+    return (what == NULL && bad == 0) ? NGX_OK : NGX_ERROR;
 
 failed:
 
@@ -978,20 +1348,132 @@ failed:
 
     ngx_shmtx_unlock(&audit->shpool->mutex);
 
-    /* a state the hash left released, or one not finalized */
-    tg_sha256_wipe(&sha);
-
     if (rfd != NGX_INVALID_FILE) {
         (void) ngx_close_file(rfd);
     }
-
-    (void) ngx_pfree(r->pool, buf);
 
     if (what != NULL) {
         ngx_http_taurus_guard_audit_error(log, audit, err, what);
     }
 
+    ngx_http_taurus_guard_audit_written(audit, 0, 0);
+
     return NGX_ERROR;
+}
+
+
+/*
+ * The queue is spent: a state the hash left open is wiped, the requests
+ * its records blocked go to "written" for the event to resume (refused
+ * if their record is not in the file or its flush here failed, or to
+ * wait for the group flush), and the arena is free for the next turn.
+ */
+
+static void
+ngx_http_taurus_guard_audit_written(ngx_http_taurus_guard_audit_t *audit,
+    ngx_uint_t unflushed, ngx_uint_t flush)
+{
+    ngx_queue_t                          *q;
+    ngx_http_taurus_guard_ctx_t          *ctx;
+    ngx_http_taurus_guard_audit_entry_t  *e;
+
+    for (q = ngx_queue_head(&audit->unwritten);
+         q != ngx_queue_sentinel(&audit->unwritten);
+         q = ngx_queue_next(q))
+    {
+        e = ngx_queue_data(q, ngx_http_taurus_guard_audit_entry_t, queue);
+
+        if (!e->hashed) {
+            tg_sha256_wipe(&e->sha);
+        }
+
+        ctx = e->ctx;
+
+        if (ctx == NULL) {
+            continue;
+        }
+
+        ctx->entry = NULL;
+        ctx->sync_failed = (!e->written || unflushed);
+        ctx->flush_pending = (e->written && flush);
+
+        ngx_queue_insert_tail(&audit->written, &ctx->queue);
+    }
+
+    ngx_queue_init(&audit->unwritten);
+    audit->arena_used = 0;
+}
+
+
+/*
+ * The requests whose records were written go on, or are refused, or wait
+ * for the group flush.  A request resumed here may queue another record:
+ * the event is posted again for it.
+ */
+
+static void
+ngx_http_taurus_guard_audit_deliver(ngx_http_taurus_guard_audit_t *audit)
+{
+    ngx_queue_t                  *q;
+    ngx_http_taurus_guard_ctx_t  *ctx;
+
+    while (!ngx_queue_empty(&audit->written)) {
+        q = ngx_queue_head(&audit->written);
+        ngx_queue_remove(q);
+        q->next = NULL;
+
+        ctx = ngx_queue_data(q, ngx_http_taurus_guard_ctx_t, queue);
+
+#if (NGX_THREADS)
+        if (ctx->flush_pending && !ctx->sync_failed) {
+            ctx->flush_pending = 0;
+
+            /*
+             * The timer bounds the wait, and keeps a worker that is
+             * exiting (a reload, a quit) alive until the request is
+             * answered: nginx leaves when no timer is left, and a
+             * blocked request has none of its own.
+             */
+
+            ngx_queue_insert_tail(&audit->pending, &ctx->queue);
+            ngx_add_timer(&ctx->flush_wait, audit->timeout);
+
+            continue;
+        }
+#endif
+
+        ngx_http_taurus_guard_audit_resume(ctx->request, ctx,
+                                           ctx->sync_failed, NULL);
+    }
+
+#if (NGX_THREADS)
+    if (!audit->busy && !ngx_queue_empty(&audit->pending)) {
+        ngx_http_taurus_guard_audit_start_sync(audit);
+    }
+#endif
+}
+
+
+/* a worker that exits writes what its last turn left */
+
+void
+ngx_http_taurus_guard_audit_exit(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                          i;
+    ngx_http_taurus_guard_audit_t     **a;
+    ngx_http_taurus_guard_main_conf_t  *mcf;
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                              ngx_http_taurus_guard_module);
+    if (mcf == NULL) {
+        return;
+    }
+
+    a = mcf->audits.elts;
+
+    for (i = 0; i < mcf->audits.nelts; i++) {
+        (void) ngx_http_taurus_guard_audit_append(a[i], cycle->log);
+    }
 }
 
 
@@ -1024,7 +1506,14 @@ ngx_http_taurus_guard_audit_flush(ngx_open_file_t *file, ngx_log_t *log)
     a = mcf->audits.elts;
 
     for (i = 0; i < mcf->audits.nelts; i++) {
-        if (a[i]->file != file || a[i]->reopened.posted) {
+        if (a[i]->file != file) {
+            continue;
+        }
+
+        /* what the turn queued goes to the file it was meant for */
+        (void) ngx_http_taurus_guard_audit_append(a[i], log);
+
+        if (a[i]->reopened.posted) {
             continue;
         }
 
@@ -1087,78 +1576,19 @@ ngx_http_taurus_guard_audit_reopened(ngx_event_t *ev)
 }
 
 
+/* in the event loop: this flush cannot be timed out */
+
 static ngx_int_t
-ngx_http_taurus_guard_audit_sync(ngx_http_request_t *r,
-    ngx_http_taurus_guard_audit_t *audit)
+ngx_http_taurus_guard_audit_sync_here(ngx_http_taurus_guard_audit_t *audit,
+    ngx_log_t *log)
 {
     ngx_msec_t  start;
-
-#if (NGX_THREADS)
-    ngx_pool_cleanup_t           *cln;
-    ngx_http_taurus_guard_ctx_t  *ctx;
-
-    if (audit->thread_pool != NULL) {
-
-        if (ngx_http_taurus_guard_audit_pending_fd(audit, r->connection->log)
-            != NGX_OK)
-        {
-            goto flush;
-        }
-
-        ctx = ngx_http_get_module_ctx(r, ngx_http_taurus_guard_module);
-
-        if (ctx->flush_wait.handler == NULL) {
-            cln = ngx_pool_cleanup_add(r->pool, 0);
-            if (cln == NULL) {
-                return NGX_ERROR;
-            }
-
-            cln->handler = ngx_http_taurus_guard_audit_wait_cleanup;
-            cln->data = ctx;
-
-            ctx->flush_wait.handler = ngx_http_taurus_guard_audit_timeout;
-            ctx->flush_wait.data = ctx;
-            ctx->flush_wait.log = r->connection->log;
-        }
-
-        ctx->request = r;
-        ctx->sync_failed = 0;
-        ngx_str_null(&ctx->sync_reason);
-        ngx_queue_insert_tail(&audit->pending, &ctx->queue);
-
-        /*
-         * Nothing runs for this request until the flush is done: a write
-         * event on a keep-alive connection would otherwise resume it
-         * early.  ngx_http_taurus_guard_audit_resume() puts ctx->resume
-         * back in place.  The timer bounds the wait, and keeps a worker
-         * that is exiting (a reload, a quit) alive until the request is
-         * answered: nginx leaves when no timer is left, and a blocked
-         * request has none of its own.
-         */
-
-        r->write_event_handler = ngx_http_request_empty_handler;
-        r->main->blocked++;
-        r->aio = 1;
-
-        ngx_add_timer(&ctx->flush_wait, audit->timeout);
-
-        if (!audit->busy) {
-            ngx_http_taurus_guard_audit_start_sync(audit);
-        }
-
-        return NGX_AGAIN;
-    }
-
-flush:
-#endif
-
-    /* in the event loop: this flush cannot be timed out */
 
     start = ngx_http_taurus_guard_usec();
 
     if (fdatasync(audit->file->fd) == -1) {
-        ngx_http_taurus_guard_audit_error(r->connection->log, audit,
-                                          ngx_errno, "fdatasync()");
+        ngx_http_taurus_guard_audit_error(log, audit, ngx_errno,
+                                          "fdatasync()");
         return NGX_ERROR;
     }
 
@@ -1557,6 +1987,9 @@ ngx_http_taurus_guard_audit_wake(ngx_http_taurus_guard_audit_t *audit,
 }
 
 
+#endif
+
+
 /*
  * The flush did not end in time: the request leaves the queue, so the
  * late flush cannot touch it, and is refused; nothing is forwarded.
@@ -1627,9 +2060,14 @@ ngx_http_taurus_guard_audit_wait_cleanup(void *data)
         ngx_queue_remove(&ctx->queue);
         ctx->queue.next = NULL;
     }
-}
 
-#endif
+    /* its record is still written: nobody waits for it */
+
+    if (ctx->entry != NULL) {
+        ctx->entry->ctx = NULL;
+        ctx->entry = NULL;
+    }
+}
 
 
 static void

@@ -302,7 +302,8 @@ ngx_http_taurus_guard_log_handler(ngx_http_request_t *r)
 
     ngx_http_taurus_guard_record(r, ctx, &rec);
 
-    (void) ngx_http_taurus_guard_audit(r, ctx->audit, &rec, 0);
+    (void) ngx_http_taurus_guard_audit(r, ctx->audit, &rec,
+                                       NGX_HTTP_TG_AUDIT_LATER);
 
     ngx_http_taurus_guard_metrics_request(r, (tg_decision_t) ctx->decision,
                                           status, 0);

@@ -677,7 +677,8 @@ ngx_http_taurus_guard_sign_audit(ngx_http_request_t *r,
         ngx_http_taurus_guard_record(r, ctx, &rec);
         rec.instances = ctx->batch->items;
         rec.ninstances = ctx->batch->nitems;
-        (void) ngx_http_taurus_guard_audit(r, lcf->audit, &rec, 0);
+        (void) ngx_http_taurus_guard_audit(r, lcf->audit, &rec,
+                                           NGX_HTTP_TG_AUDIT_LATER);
 
         return NGX_HTTP_CLIENT_CLOSED_REQUEST;
     }
@@ -731,7 +732,8 @@ ngx_http_taurus_guard_sign_audit(ngx_http_request_t *r,
      */
     ctx->step = NGX_HTTP_TG_STEP_AUDIT;
 
-    rc = ngx_http_taurus_guard_audit(r, lcf->audit, &rec, 1);
+    rc = ngx_http_taurus_guard_audit(r, lcf->audit, &rec,
+                                     NGX_HTTP_TG_AUDIT_DURABLE);
 
     if (rc == NGX_AGAIN) {
         /* blocked until the group flush, then ctx->resume */

@@ -264,16 +264,27 @@ ngx_http_taurus_guard_metrics_audit_failed(ngx_fd_t fd)
 }
 
 
-/* a record was written: the file works again, as far as writing goes */
+/*
+ * Records were written, in so many writes: the file works again, as far
+ * as writing goes.
+ */
 
 void
-ngx_http_taurus_guard_metrics_audit_written(void)
+ngx_http_taurus_guard_metrics_audit_written(ngx_uint_t records,
+    ngx_uint_t writes)
 {
     ngx_http_taurus_guard_metrics_t  *m;
 
     m = ngx_http_taurus_guard_metrics_get();
 
-    if (m != NULL && m->audit_failing) {
+    if (m == NULL) {
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(&m->audit_records, records);
+    (void) ngx_atomic_fetch_add(&m->audit_writes, writes);
+
+    if (m->audit_failing) {
         m->audit_failing = 0;
     }
 }

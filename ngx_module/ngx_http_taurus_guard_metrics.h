@@ -37,6 +37,8 @@ struct ngx_http_taurus_guard_metrics_s {
     ngx_atomic_t                 flush_bucket[NGX_HTTP_TG_FLUSH_BUCKETS];
     ngx_atomic_t                 flush_last;    /* Unix time of the last
                                                    that worked */
+    ngx_atomic_t                 audit_records; /* written to the file */
+    ngx_atomic_t                 audit_writes;  /* in so many writes */
     ngx_atomic_t                 audit_failures;
     ngx_atomic_t                 audit_failing; /* since; 0: it works */
     ngx_atomic_t                 failing_dev;   /* the file that failed */

@@ -11,6 +11,7 @@
 static ngx_int_t ngx_http_taurus_guard_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_taurus_guard_init(ngx_conf_t *cf);
 static ngx_int_t ngx_http_taurus_guard_init_module(ngx_cycle_t *cycle);
+static void ngx_http_taurus_guard_exit_process(ngx_cycle_t *cycle);
 static void *ngx_http_taurus_guard_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_taurus_guard_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_taurus_guard_merge_loc_conf(ngx_conf_t *cf,
@@ -169,7 +170,7 @@ ngx_module_t  ngx_http_taurus_guard_module = {
     NULL,                                  /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_taurus_guard_exit_process,    /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -531,4 +532,13 @@ ngx_http_taurus_guard_init_module(ngx_cycle_t *cycle)
     /* the worker user is known only once the whole file is read */
 
     return ngx_http_taurus_guard_check_owners(cycle, mcf);
+}
+
+
+/* the audit records a worker's last turn queued are not left behind */
+
+static void
+ngx_http_taurus_guard_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_taurus_guard_audit_exit(cycle);
 }

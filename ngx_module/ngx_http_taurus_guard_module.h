@@ -121,6 +121,22 @@ typedef struct ngx_http_taurus_guard_audit_sh_s
 #define NGX_HTTP_TG_AUDIT_FDS        4
 
 
+/*
+ * How a record is written (ngx_http_taurus_guard_audit()): at the end of
+ * the event loop's turn, with the other records of the turn, nobody
+ * waiting for it; before the call returns; or on disk before the request
+ * goes on, which may block it (NGX_AGAIN) until it is.
+ */
+#define NGX_HTTP_TG_AUDIT_LATER      0
+#define NGX_HTTP_TG_AUDIT_NOW        1
+#define NGX_HTTP_TG_AUDIT_DURABLE    2
+
+
+/* one record waiting for the end of the turn (..._audit.c) */
+typedef struct ngx_http_taurus_guard_audit_entry_s
+    ngx_http_taurus_guard_audit_entry_t;
+
+
 typedef struct {
     ngx_open_file_t             *file;
     ngx_flag_t                   fsync;
@@ -139,6 +155,20 @@ typedef struct {
     ngx_msec_t                   error_logged;  /* monotonic */
     unsigned                     logged:1;  /* error_logged is set */
     ngx_event_t                  reopened;  /* checks a reopen */
+
+    /*
+     * The records of one turn of the event loop, written together by
+     * one posted event (append): each entry and its record is carved
+     * from the arena, which is reused once they are written.  The
+     * requests they blocked wait in "written" for the event to resume
+     * them, or to hand them to the flush.
+     */
+    ngx_queue_t                  unwritten; /* of entries */
+    ngx_queue_t                  written;   /* of ctx, to resume */
+    ngx_event_t                  append;
+    u_char                      *arena;
+    size_t                       arena_size;
+    size_t                       arena_used;
 
 #if (NGX_THREADS)
     ngx_thread_pool_t           *thread_pool;
@@ -291,6 +321,7 @@ typedef struct {
     ngx_str_t                    user;
     ngx_http_request_t          *request;
     ngx_queue_t                  queue;     /* waiting for a flush */
+    ngx_http_taurus_guard_audit_entry_t  *entry;  /* its unwritten record */
     ngx_http_event_handler_pt    resume;    /* after a fetch, a flush */
     ngx_event_t                  flush_wait;    /* its timeout */
     ngx_str_t                    sync_reason;   /* why it failed */
@@ -306,6 +337,7 @@ typedef struct {
     unsigned                     fetch_pending:1;
     unsigned                     fetcher:1;     /* ctx of a fetch */
     unsigned                     sync_failed:1;
+    unsigned                     flush_pending:1;   /* written, not synced */
     unsigned                     would_deny:1;  /* report mode */
 } ngx_http_taurus_guard_ctx_t;
 
@@ -324,7 +356,8 @@ char *ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_taurus_guard_audit(ngx_http_request_t *r,
     ngx_http_taurus_guard_audit_t *audit, tg_audit_record_t *rec,
-    ngx_flag_t durable);
+    ngx_uint_t how);
+void ngx_http_taurus_guard_audit_exit(ngx_cycle_t *cycle);
 
 /* ngx_http_taurus_guard_syslog.c */
 char *ngx_http_taurus_guard_syslog(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -403,7 +436,8 @@ void ngx_http_taurus_guard_metrics_flush(ngx_msec_t usec,
     ngx_uint_t nrecords, ngx_err_t err);
 void ngx_http_taurus_guard_metrics_flush_joined(ngx_uint_t nrecords);
 void ngx_http_taurus_guard_metrics_audit_failed(ngx_fd_t fd);
-void ngx_http_taurus_guard_metrics_audit_written(void);
+void ngx_http_taurus_guard_metrics_audit_written(ngx_uint_t records,
+    ngx_uint_t writes);
 void ngx_http_taurus_guard_metrics_fetch_failed(ngx_uint_t source);
 void ngx_http_taurus_guard_metrics_syslog(ngx_int_t queued,
     ngx_uint_t dropped);

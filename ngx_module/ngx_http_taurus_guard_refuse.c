@@ -136,7 +136,9 @@ ngx_http_taurus_guard_refuse(ngx_http_request_t *r,
                   ctx->id, tg_decision_name((tg_decision_t) ctx->decision),
                   status);
 
-    if (ngx_http_taurus_guard_audit(r, ctx->audit, &rec, 0) != NGX_OK) {
+    if (ngx_http_taurus_guard_audit(r, ctx->audit, &rec, NGX_HTTP_TG_AUDIT_NOW)
+        != NGX_OK)
+    {
         /* a decision that cannot be recorded is not given */
         status = NGX_HTTP_SERVICE_UNAVAILABLE;
         reason = &unavailable;
@@ -473,7 +475,8 @@ ngx_http_taurus_guard_close(ngx_http_request_t *r,
 
     if (!forwarded) {
         ngx_http_taurus_guard_record(r, ctx, &rec);
-        (void) ngx_http_taurus_guard_audit(r, ctx->audit, &rec, 0);
+        (void) ngx_http_taurus_guard_audit(r, ctx->audit, &rec,
+                                           NGX_HTTP_TG_AUDIT_LATER);
         return;
     }
 
@@ -538,7 +541,8 @@ ngx_http_taurus_guard_close(ngx_http_request_t *r,
         rec.nreentries = ngx_min(ctx->nreentries, NGX_HTTP_TG_REENTRIES);
     }
 
-    (void) ngx_http_taurus_guard_audit(r, ctx->audit, &rec, 0);
+    (void) ngx_http_taurus_guard_audit(r, ctx->audit, &rec,
+                                       NGX_HTTP_TG_AUDIT_LATER);
 }
 
 

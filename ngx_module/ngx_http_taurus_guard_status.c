@@ -242,6 +242,19 @@ ngx_http_taurus_guard_metrics_handler(ngx_http_request_t *r)
                        "", m->flush_records);
 
     p = ngx_http_taurus_guard_family(p, end,
+            "taurus_guard_audit_records_total", "counter",
+            "Audit records written to the file.");
+    ngx_http_tg_metric(p, end, "taurus_guard_audit_records_total", "",
+                       m->audit_records);
+
+    p = ngx_http_taurus_guard_family(p, end,
+            "taurus_guard_audit_writes_total", "counter",
+            "Writes of audit records to the file; the records divided by"
+            " them, how many a turn of the event loop gathers.");
+    ngx_http_tg_metric(p, end, "taurus_guard_audit_writes_total", "",
+                       m->audit_writes);
+
+    p = ngx_http_taurus_guard_family(p, end,
             "taurus_guard_audit_failures_total", "counter",
             "Failed writes or flushes of the audit file (each refused a"
             " request).");

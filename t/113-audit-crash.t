@@ -7,8 +7,8 @@
 # Before, the next record linked to the head the dead worker never
 # updated, and the verifier reported tampering.
 #
-# An LD_PRELOAD shim built here raises SIGKILL right after write() of an
-# audit record while a flag file exists.
+# An LD_PRELOAD shim built here raises SIGKILL right after the write() or
+# writev() of audit records while a flag file exists.
 
 use strict;
 use warnings;
@@ -37,7 +37,18 @@ $t->write_file('killwrite.c', <<"EOF2");
 #include <dlfcn.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
+
+static void
+kill_after(const void *buf, size_t n)
+{
+    if (memmem(buf, n, "\\"prev\\":\\"", 8) != NULL
+        && access("$dir/kill", F_OK) == 0)
+    {
+        raise(SIGKILL);
+    }
+}
 
 ssize_t
 write(int fd, const void *buf, size_t n)
@@ -52,10 +63,29 @@ write(int fd, const void *buf, size_t n)
 
     rc = real(fd, buf, n);
 
-    if (rc > 0 && memmem(buf, n, "\\"prev\\":\\"", 8) != NULL
-        && access("$dir/kill", F_OK) == 0)
-    {
-        raise(SIGKILL);
+    if (rc > 0) {
+        kill_after(buf, n);
+    }
+
+    return rc;
+}
+
+ssize_t
+writev(int fd, const struct iovec *iov, int niov)
+{
+    int             i;
+    ssize_t         rc;
+    static ssize_t  (*real)(int, const struct iovec *, int);
+
+    if (real == NULL) {
+        real = (ssize_t (*)(int, const struct iovec *, int))
+                   dlsym(RTLD_NEXT, "writev");
+    }
+
+    rc = real(fd, iov, niov);
+
+    for (i = 0; rc > 0 && i < niov; i++) {
+        kill_after(iov[i].iov_base, iov[i].iov_len);
     }
 
     return rc;
