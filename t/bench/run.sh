@@ -618,16 +618,14 @@ compare() {
     for c in "$@"; do
         prepare "$c"
     done
-    for c in "$@"; do
-        flush_mark "$c" 0
-    done
     for i in $(seq "$rounds"); do
         for c in "$@"; do
+            flush_mark "$c" 0
             round "$c" "$secs"
+            flush_mark "$c" 1
         done
     done
     for c in "$@"; do
-        flush_mark "$c" 1
         finish "$c"
     done
     for i in "$@"; do
@@ -639,27 +637,34 @@ compare() {
 
 # --- records per flush (group commit) ---------------------------------------
 
-# flush_mark NAME 0|1: the gateway's audit flush counters before (0) and
-# after (1) NAME's rounds, from its metrics location; only B of a
-# compare flushes, so the difference is B's.  "flushes records".
-declare -A m_port f_flush0 f_rec0 f_flush f_rec
+# flush_mark NAME 0|1: the gateway's audit counters before (0) and after
+# (1) one of NAME's rounds, from its metrics location; the differences
+# add up over the rounds, so the cases of a compare, which share a
+# gateway, each count their own: flushes, records flushed, records
+# written and the writes that put them there.
+declare -A m_port f_mark f_flush f_rec f_wrec f_writes
 
 flush_mark() {
-    local name=$1 port=${m_port[${c_gw[$1]}]:-} m fl rec
+    local name=$1 port=${m_port[${c_gw[$1]}]:-} m now
 
     [ -n "$port" ] || return 0
     m=$(curl -sS "http://127.0.0.1:$port/metrics") \
         || die "no metrics from 127.0.0.1:$port"
-    fl=$(awk '$1 == "taurus_guard_audit_flush_seconds_count" { print $2 }' \
-        <<< "$m")
-    rec=$(awk '$1 == "taurus_guard_audit_flushed_records_total" {
-        print $2 }' <<< "$m")
+    now=$(awk '
+        $1 == "taurus_guard_audit_flush_seconds_count" { f = $2 }
+        $1 == "taurus_guard_audit_flushed_records_total" { r = $2 }
+        $1 == "taurus_guard_audit_records_total" { w = $2 }
+        $1 == "taurus_guard_audit_writes_total" { n = $2 }
+        END { printf "%d %d %d %d", f, r, w, n }' <<< "$m")
     if [ "$2" = 0 ]; then
-        f_flush0[$name]=${fl:-0} f_rec0[$name]=${rec:-0}
-    else
-        f_flush[$name]=$(( ${fl:-0} - f_flush0[$name] ))
-        f_rec[$name]=$(( ${rec:-0} - f_rec0[$name] ))
+        f_mark[$name]=$now
+        return 0
     fi
+    set -- ${f_mark[$name]} $now
+    f_flush[$name]=$(( ${f_flush[$name]:-0} + $5 - $1 ))
+    f_rec[$name]=$(( ${f_rec[$name]:-0} + $6 - $2 ))
+    f_wrec[$name]=$(( ${f_wrec[$name]:-0} + $7 - $3 ))
+    f_writes[$name]=$(( ${f_writes[$name]:-0} + $8 - $4 ))
 }
 
 
@@ -682,6 +687,15 @@ flush_report() {
         printf '  %-10s %7d records, %6d flushes, %6s records/flush\n' \
             "$c" "${f_rec[$c]}" "${f_flush[$c]}" "$(awk -v r="${f_rec[$c]}" \
             -v f="${f_flush[$c]}" 'BEGIN { printf "%.1f", f ? r / f : 0 }')"
+    done
+    echo "Audit records per write (one writev() a turn of the event loop;"
+    echo "records_total / writes_total over the rounds):"
+    for c in module-1 module-50 nofsync-1 nofsync-50; do
+        [ -n "${f_writes[$c]:-}" ] || continue
+        printf '  %-10s %7d records, %6d writes, %6s records/write\n' \
+            "$c" "${f_wrec[$c]}" "${f_writes[$c]}" \
+            "$(awk -v r="${f_wrec[$c]}" -v f="${f_writes[$c]}" \
+            'BEGIN { printf "%.1f", f ? r / f : 0 }')"
     done
 }
 
