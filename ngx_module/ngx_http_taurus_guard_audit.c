@@ -10,8 +10,7 @@
  * lets a partial write be cut back so no torn line is ever left for the
  * next record to run into.  An allow record blocks its request until the
  * end of the turn; a refusal, whose answer says whether it was audited,
- * and an allow flushed in the event loop (no thread pool) are written at
- * once, with whatever the turn queued before them.
+ * is written at once, with whatever the turn queued before it.
  *
  * The chain is one per file, whatever wrote to it last: each append
  * also holds a POSIX record lock on the file (per process, so it holds
@@ -31,8 +30,10 @@
  * one (group commit), across workers too: one flush of a file runs at a
  * time, under a lock in the zone, and covers every record written
  * before it began (see ngx_http_taurus_guard_audit_sync_thread()).
- * The flush syncs its own dup() of the descriptor, so "nginx -s reopen"
- * cannot pull the file out from under it.  Each request waiting for a
+ * Without a thread pool the event loop flushes once a turn, after the
+ * turn's records are written.  The flush syncs its own dup() of the
+ * descriptor, so "nginx -s reopen" cannot pull the file out from under
+ * it.  Each request waiting for a
  * flush has a timer (timeout=): when it fires the request is taken off
  * the queue and refused, and the timer is also what keeps an exiting
  * worker (reload, quit, binary upgrade) alive until every waiting batch
@@ -142,12 +143,12 @@ static void ngx_http_taurus_guard_audit_cleanup(void *data);
 static ngx_int_t ngx_http_taurus_guard_audit_append(
     ngx_http_taurus_guard_audit_t *audit, ngx_log_t *log);
 static void ngx_http_taurus_guard_audit_written(
-    ngx_http_taurus_guard_audit_t *audit, ngx_uint_t failed,
+    ngx_http_taurus_guard_audit_t *audit, ngx_uint_t unflushed,
     ngx_uint_t flush);
 static void ngx_http_taurus_guard_audit_deliver(
     ngx_http_taurus_guard_audit_t *audit);
 static ngx_int_t ngx_http_taurus_guard_audit_sync_here(
-    ngx_http_taurus_guard_audit_t *audit, ngx_log_t *log);
+    ngx_http_taurus_guard_audit_t *audit, ngx_uint_t records, ngx_log_t *log);
 static void ngx_http_taurus_guard_audit_timeout(ngx_event_t *ev);
 static void ngx_http_taurus_guard_audit_resume(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t failed, const char *reason);
@@ -773,11 +774,12 @@ ngx_http_taurus_guard_audit_lock(ngx_fd_t fd, int type)
  * of this turn of the event loop, NGX_OK unless it could not even be
  * queued.  NGX_HTTP_TG_AUDIT_NOW: written (with whatever was queued)
  * before this returns, NGX_OK or NGX_ERROR.  NGX_HTTP_TG_AUDIT_DURABLE:
- * NGX_OK when written and flushed here; NGX_AGAIN when the request is
- * blocked until its record is written and flushed, or either failed or
- * timed out: its write_event_handler then runs with ctx->sync_failed
- * (and ctx->sync_reason) set or not; NGX_ERROR: not written, or the
- * flush failed.
+ * NGX_AGAIN, the request blocked until its record is written at the end
+ * of the turn and, if the file is durable, flushed (by the thread pool's
+ * group flush, or in the event loop once for the whole turn), or either
+ * failed or timed out: its write_event_handler then runs with
+ * ctx->sync_failed (and ctx->sync_reason) set or not; NGX_ERROR: not
+ * even queued.
  */
 
 ngx_int_t
@@ -797,34 +799,18 @@ ngx_http_taurus_guard_audit(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (how == NGX_HTTP_TG_AUDIT_DURABLE
-#if (NGX_THREADS)
-        && (audit->thread_pool != NULL || !audit->fsync)
-#else
-        && !audit->fsync
-#endif
-       )
-    {
+    if (how == NGX_HTTP_TG_AUDIT_DURABLE) {
         return ngx_http_taurus_guard_audit_wait(r, audit, e);
     }
 
     /*
-     * Written now, and flushed in the event loop if it must be.  What
-     * counts is this record: the entry stays readable until the next one
-     * is queued, though the queue is spent.
+     * Written now.  What counts is this record: the entry stays readable
+     * until the next one is queued, though the queue is spent.
      */
 
     (void) ngx_http_taurus_guard_audit_append(audit, r->connection->log);
 
-    if (!e->written) {
-        return NGX_ERROR;
-    }
-
-    if (how == NGX_HTTP_TG_AUDIT_NOW || !audit->fsync) {
-        return NGX_OK;
-    }
-
-    return ngx_http_taurus_guard_audit_sync_here(audit, r->connection->log);
+    return e->written ? NGX_OK : NGX_ERROR;
 }
 
 
@@ -1323,18 +1309,24 @@ ngx_http_taurus_guard_audit_append(ngx_http_taurus_guard_audit_t *audit,
     flush = (waiting && audit->fsync);
     sync = NGX_OK;
 
+    /*
+     * Without a thread pool, or without a descriptor for the thread, the
+     * turn's records are flushed here, in the event loop, once.  A failed
+     * flush fails the requests that wait for it, not what this returns:
+     * their records are written.
+     */
+
 #if (NGX_THREADS)
-    if (flush && ngx_http_taurus_guard_audit_pending_fd(audit, log) != NGX_OK)
+    if (flush
+        && (audit->thread_pool == NULL
+            || ngx_http_taurus_guard_audit_pending_fd(audit, log) != NGX_OK))
+#else
+    if (flush)
+#endif
     {
-        /*
-         * No descriptor for the thread: flushed here, in the event loop.
-         * A failed flush fails the requests that wait for it, not what
-         * this returns: their records are written.
-         */
-        sync = ngx_http_taurus_guard_audit_sync_here(audit, log);
+        sync = ngx_http_taurus_guard_audit_sync_here(audit, waiting, log);
         flush = 0;
     }
-#endif
 
     ngx_http_taurus_guard_audit_written(audit, sync != NGX_OK, flush);
 
@@ -1576,11 +1568,11 @@ ngx_http_taurus_guard_audit_reopened(ngx_event_t *ev)
 }
 
 
-/* in the event loop: this flush cannot be timed out */
+/* in the event loop, for "records": this flush cannot be timed out */
 
 static ngx_int_t
 ngx_http_taurus_guard_audit_sync_here(ngx_http_taurus_guard_audit_t *audit,
-    ngx_log_t *log)
+    ngx_uint_t records, ngx_log_t *log)
 {
     ngx_msec_t  start;
 
@@ -1593,7 +1585,7 @@ ngx_http_taurus_guard_audit_sync_here(ngx_http_taurus_guard_audit_t *audit,
     }
 
     ngx_http_taurus_guard_metrics_flush(ngx_http_taurus_guard_usec() - start,
-                                        1, 0);
+                                        records, 0);
 
     return NGX_OK;
 }

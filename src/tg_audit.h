@@ -112,7 +112,8 @@ void tg_audit_write_head(tg_out_t *o, const tg_audit_record_t *rec);
 void tg_audit_write_link(tg_out_t *o, const char *prev);
 
 /* what tg_audit_write_link() writes with a prev of 64 hex digits */
-#define TG_AUDIT_LINK_LEN  (sizeof(",\"prev\":\"") - 1 + 64 + sizeof("\"}\n") - 1)
+#define TG_AUDIT_LINK_LEN                                                    \
+    (sizeof(",\"prev\":\"") - 1 + 64 + sizeof("\"}\n") - 1)
 
 
 /*

@@ -9,7 +9,9 @@
 # writev() takes.  Each batch is on disk
 # before its request leaves, every record is there once, the chain
 # verifies, and the metrics count fewer writes than records.  With the
-# durable default and with fsync=off.
+# durable default (the flush in a thread pool), with the flush in the
+# event loop (thread_pool=off: once a turn, not once a batch), and with
+# fsync=off.
 
 use strict;
 use warnings;
@@ -104,7 +106,7 @@ sub burst {
     return @resp;
 }
 
-for my $mode ('', 'fsync=off') {
+for my $mode ('', 'thread_pool=off', 'fsync=off') {
     my $name = $mode || 'durable';
 
     my $t = Test::TaurusGuard->new;
@@ -258,6 +260,16 @@ EOF
         - $m0->{taurus_guard_audit_writes_total};
 
     is($records, 140, "$name: 140 records counted");
+
+    # the seventy allow records were flushed together, not one by one
+    my $flushes = $m1->{taurus_guard_audit_flush_seconds_count}
+        - $m0->{taurus_guard_audit_flush_seconds_count};
+    if ($mode eq 'fsync=off') {
+        is($flushes, 0, "$name: no flush");
+    } else {
+        cmp_ok($flushes, '<=', 3, "$name: seventy batches in a few flushes")
+            or diag("$flushes flushes");
+    }
     cmp_ok($writes, '<', $records, "$name: fewer writes than records")
         or diag("$records records in $writes writes");
 
