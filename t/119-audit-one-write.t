@@ -33,18 +33,6 @@ plan(skip_all => "no $verify (run make verify)") unless -x $verify;
 # than the arena a worker starts with (64 kB) holds
 my @MANY = map { sprintf '%032xin07', 0x5eed0000 + $_ } 1 .. 100;
 
-sub scrape {
-    my ($t) = @_;
-    my $r = $t->http("GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n");
-    my %m;
-    for my $l (split /\n/, $r->{body} || '') {
-        next if $l =~ /^#/;
-        my ($k, $v) = $l =~ /\A(\S+) (\S+)\z/ or next;
-        $m{$k} = $v;
-    }
-    return \%m;
-}
-
 # id => whether the upstream found its record in the file on arrival
 
 sub seen_upstream {
@@ -151,7 +139,7 @@ EOF
         1 .. 8;
     my @denied = map { batch_json([ $OTHER_INSTANCE ]) } 1 .. 2;
 
-    my $m0 = scrape($t);
+    my $m0 = ($t->metrics)[1];
     my @r = burst($t, $worker, @small[0 .. 3], $denied[0], @small[4 .. 7],
         $denied[1]);
 
@@ -181,7 +169,7 @@ EOF
     ok($whole, "$name: an allow and a done record a batch, a deny record"
         . " a denied one");
 
-    my $m1 = scrape($t);
+    my $m1 = ($t->metrics)[1];
     my $records = $m1->{taurus_guard_audit_records_total}
         - $m0->{taurus_guard_audit_records_total};
     my $writes = $m1->{taurus_guard_audit_writes_total}
@@ -219,7 +207,7 @@ EOF
     }
     ok($whole, "$name: each large batch recorded whole, once");
 
-    $m1 = scrape($t);
+    $m1 = ($t->metrics)[1];
     $records = $m1->{taurus_guard_audit_records_total}
         - $m0->{taurus_guard_audit_records_total};
     $writes = $m1->{taurus_guard_audit_writes_total}
@@ -253,7 +241,7 @@ EOF
     }
     ok($whole, "$name: each of the seventy recorded once, and closed");
 
-    $m1 = scrape($t);
+    $m1 = ($t->metrics)[1];
     $records = $m1->{taurus_guard_audit_records_total}
         - $m0->{taurus_guard_audit_records_total};
     $writes = $m1->{taurus_guard_audit_writes_total}

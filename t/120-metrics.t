@@ -52,18 +52,7 @@ http {
 }
 CONF
 
-sub scrape {
-    my $r = $t->http("GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n");
-    my %m;
-    for my $l (split /\n/, $r->{body} || '') {
-        next if $l =~ /^#/;
-        my ($k, $v) = $l =~ /\A(\S+) (\S+)\z/ or next;
-        $m{$k} = $v;
-    }
-    return ($r, \%m);
-}
-
-my ($r, $m) = scrape();
+my ($r, $m) = $t->metrics;
 is($r->{status}, 200, 'metrics: 200');
 like(header($r, 'Content-Type') || '', qr{\Atext/plain; version=0\.0\.4},
     'metrics: the text exposition format');
@@ -90,7 +79,7 @@ is($t->post(upgrade_path(), batch_json([ $INSTANCES[0] ]),
 
 sleep 1;    # the log phase of the last request has run
 
-($r, $m) = scrape();
+($r, $m) = $t->metrics;
 
 my %want = (
     'taurus_guard_requests_total{decision="allow"}' => 6,
@@ -159,7 +148,7 @@ is($t->post(upgrade_path(), batch_json([ $INSTANCES[0] ]))->{status}, 503,
     'a batch with the audit file gone: 503');
 
 sleep 1;
-($r, $m) = scrape();
+($r, $m) = $t->metrics;
 ok($m->{'taurus_guard_audit_failures_total'} >= 1, 'audit failure counted');
 is($m->{'taurus_guard_audit_failing'}, 1, 'audit failing: 1');
 is($m->{'taurus_guard_requests_total{decision="error"}'}, 1,
@@ -178,14 +167,14 @@ is(scalar $t->upstream_records, $nup, 'health never reached the upstream');
 
 my $allow = $m->{'taurus_guard_requests_total{decision="allow"}'};
 $t->reload;
-($r, $m) = scrape();
+($r, $m) = $t->metrics;
 is($m->{'taurus_guard_requests_total{decision="allow"}'}, $allow,
     'reload: counts kept');
 
 is($t->post(upgrade_path(), batch_json([ $INSTANCES[1] ]))->{status}, 200,
     'a batch after the reload');
 sleep 1;
-($r, $m) = scrape();
+($r, $m) = $t->metrics;
 is($m->{'taurus_guard_requests_total{decision="allow"}'}, $allow + 1,
     'reload: counting goes on');
 is($m->{'taurus_guard_audit_failing'}, 0, 'audit failing: 0 again');
@@ -197,7 +186,7 @@ SKIP: {
     chomp $promtool;
     skip 'promtool not installed', 2 unless $promtool;
 
-    ($r) = scrape();
+    ($r) = $t->metrics;
     my $f = $t->testdir . '/scrape.txt';
     open my $fh, '>', $f or die "$f: $!\n";
     print $fh $r->{body};

@@ -29,18 +29,6 @@ BEGIN {
 
 my $body = batch_json([ $INSTANCES[0] ]);
 
-sub scrape {
-    my ($t) = @_;
-    my $r = $t->http("GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n");
-    my %m;
-    for my $l (split /\n/, $r->{body} || '') {
-        next if $l =~ /^#/;
-        my ($k, $v) = $l =~ /\A(\S+) (\S+)\z/ or next;
-        $m{$k} = $v;
-    }
-    return ($r, \%m);
-}
-
 sub health {
     my ($t) = @_;
     my $r = $t->http("GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n");
@@ -141,7 +129,7 @@ is($st, 200, 'token file back: health 200') or diag($raw);
 ($st, $h, $raw) = health($t);
 is($st, 200, 'nothing fetched yet: health 200') or diag($raw);
 
-my ($r, $m) = scrape($t);
+my ($r, $m) = $t->metrics;
 is($m->{'taurus_guard_fetch_failures_total{source="metadata"}'}, 0,
     'no fetch yet: no failure');
 ok(!exists $m->{'taurus_guard_credential_expiry_seconds{source="metadata"}'},
@@ -157,7 +145,7 @@ is($t->post(upgrade_path(), $body)->{status}, 200, 'a batch: 200');
 my ($call) = grep { $_->{ok} } TaurusGuard::Metadata::meta_calls($t);
 $call ||= { expires => 0 };
 
-($r, $m) = scrape($t);
+($r, $m) = $t->metrics;
 my $now = time;
 my $exp = $m->{'taurus_guard_credential_expiry_seconds{source="metadata"}'};
 ok(defined $exp && abs($exp - ($call->{expires} - $now)) <= 1,
@@ -189,7 +177,7 @@ is($st, 200, 'expired, the last fetch did not fail: health 200')
 is($t->post(upgrade_path(), $body)->{status}, 503,
     'expired, the service failing: 503');
 
-($r, $m) = scrape($t);
+($r, $m) = $t->metrics;
 is($m->{'taurus_guard_fetch_failures_total{source="metadata"}'}, 1,
     'one failed fetch counted');
 is($m->{'taurus_guard_credential_usable{source="metadata"}'}, 0,
@@ -203,7 +191,7 @@ is(($h->{checks} || {})->{metadata}, 'fail', 'health names metadata')
 is(($h->{checks} || {})->{$cf}, 'ok', 'health: the credentials file ok');
 
 is($t->post(upgrade_path(), $body)->{status}, 503, 'again: 503');
-($r, $m) = scrape($t);
+($r, $m) = $t->metrics;
 is($m->{'taurus_guard_fetch_failures_total{source="metadata"}'}, 2,
     'two failed fetches counted');
 is($m->{'taurus_guard_fetch_failures_total{source="iam"}'}, 0,
@@ -217,7 +205,7 @@ is($st, 503, 'service back, nothing fetched yet: still 503');
 is($t->post(upgrade_path(), $body)->{status}, 200, 'service back: 200');
 ($st, $h, $raw) = health($t);
 is($st, 200, 'service back, fetched: health 200') or diag($raw);
-($r, $m) = scrape($t);
+($r, $m) = $t->metrics;
 is($m->{'taurus_guard_credential_usable{source="metadata"}'}, 1,
     'metadata: usable again');
 is($m->{'taurus_guard_fetch_failures_total{source="metadata"}'}, 2,
@@ -231,7 +219,7 @@ sleep 1.1;
 ($st, $h, $raw) = health($t);
 is($st, 200, 'credentials file gone: health still 200') or diag($raw);
 is(($h->{checks} || {})->{$cf}, undef, 'an ok health lists nothing');
-($r, $m) = scrape($t);
+($r, $m) = $t->metrics;
 is($m->{"taurus_guard_credential_usable{source=\"credentials_file\","
     . "path=\"$d/credentials\"}"}, 1, 'credentials file gone: still usable');
 ok($m->{'taurus_guard_fetch_failures_total{source="credentials_file"}'} >= 1,
@@ -245,7 +233,7 @@ rename "$d/credentials.gone", "$d/credentials" or die "rename: $!\n";
 my $pf = "token_file $d/tokens/$PROJECT.token";
 $r = $t->post(upgrade_path(), $body, host => 'pp');
 ok(defined $r->{status}, 'a batch with a per-project token: answered');
-($r, $m) = scrape($t);
+($r, $m) = $t->metrics;
 is($m->{"taurus_guard_credential_usable{source=\"token_file\","
     . "path=\"$d/tokens/$PROJECT.token\"}"}, 1,
     'per-project token file: usable');
@@ -253,7 +241,7 @@ unlink "$d/tokens/$PROJECT.token" or die "unlink: $!\n";
 sleep 1.1;
 ($st, $h, $raw) = health($t);
 is($st, 200, 'per-project token file gone: health still 200') or diag($raw);
-($r, $m) = scrape($t);
+($r, $m) = $t->metrics;
 is($m->{"taurus_guard_credential_usable{source=\"token_file\","
     . "path=\"$d/tokens/$PROJECT.token\"}"}, 1,
     'per-project token file gone: its last good token kept');
@@ -265,7 +253,7 @@ SKIP: {
     chomp $promtool;
     skip 'promtool not installed', 2 unless $promtool;
 
-    ($r) = scrape($t);
+    ($r) = $t->metrics;
     my $f = "$d/scrape.txt";
     open my $fh, '>', $f or die "$f: $!\n";
     print $fh $r->{body};
@@ -337,7 +325,7 @@ is($st, 200, 'agency, nothing fetched yet: health 200') or diag($raw);
 
 is($t2->post(upgrade_path(), $body)->{status}, 503, 'IAM failing: 503');
 
-($r, $m) = scrape($t2);
+($r, $m) = $t2->metrics;
 is($m->{'taurus_guard_fetch_failures_total{source="iam_user"}'}, 1,
     'IAM failing: one user token fetch failed');
 is($m->{'taurus_guard_fetch_failures_total{source="iam"}'}, 0,
@@ -358,7 +346,7 @@ my ($utok) = TaurusGuard::IAM::iam_user_tokens($t2);
 $tok ||= [ '', '', 0 ];
 $utok ||= [ '', 0 ];
 
-($r, $m) = scrape($t2);
+($r, $m) = $t2->metrics;
 $now = time;
 $exp = $m->{'taurus_guard_credential_expiry_seconds'
     . "{source=\"iam\",project=\"$PROJECT\"}"};
@@ -386,7 +374,7 @@ is($t2->post(upgrade_path($PROJECT2), $body)->{status}, 503,
 is($t2->post(upgrade_path(), $body)->{status}, 200,
     'first project: still served');
 
-($r, $m) = scrape($t2);
+($r, $m) = $t2->metrics;
 is($m->{'taurus_guard_fetch_failures_total{source="iam"}'}, 1,
     'one agency token fetch failed');
 is($m->{'taurus_guard_fetch_failures_total{source="iam_user"}'}, 1,
@@ -406,7 +394,7 @@ SKIP: {
     chomp $promtool;
     skip 'promtool not installed', 1 unless $promtool;
 
-    ($r) = scrape($t2);
+    ($r) = $t2->metrics;
     my $f = $t2->testdir . '/scrape.txt';
     open my $fh, '>', $f or die "$f: $!\n";
     print $fh $r->{body};

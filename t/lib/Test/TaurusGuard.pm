@@ -924,6 +924,25 @@ END {
 
 # ---- HTTP ----------------------------------------------------------
 
+# $t->metrics: GET /metrics on the first port (a location with
+# taurus_guard_metrics); returns the response and { "name{labels}" =>
+# value } of its samples.
+
+sub metrics {
+    my ($self) = @_;
+
+    my $r = $self->http("GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    my %m;
+
+    for my $l (split /\n/, $r->{body} || '') {
+        next if $l =~ /^#/;
+        my ($k, $v) = $l =~ /\A(\S+) (\S+)\z/ or next;
+        $m{$k} = $v;
+    }
+
+    return ($r, \%m);
+}
+
 # $t->http($raw, port => N, split => [...], delay => s)
 # $raw: the whole request, or an arrayref of pieces written with a
 # short sleep between them.  Returns { status, headers => [[n, v]],
