@@ -736,10 +736,11 @@ ngx_http_taurus_guard_sign_audit(ngx_http_request_t *r,
                                      NGX_HTTP_TG_AUDIT_DURABLE);
 
     if (rc == NGX_AGAIN) {
-        /* blocked until the group flush, then ctx->resume */
+        /* blocked until written at the end of the turn and flushed */
         return NGX_DONE;
     }
 
+    /* not even queued: refused by the next step, nothing forwarded */
     ctx->sync_failed = (rc != NGX_OK);
 
     return NGX_DECLINED;
