@@ -59,6 +59,8 @@
 #define NGX_HTTP_TG_AUDIT_DELAY_MAX  1000000   /* usec, flush_delay= max */
 #define NGX_HTTP_TG_AUDIT_ARENA      (64 * 1024)   /* a turn's records */
 #define NGX_HTTP_TG_AUDIT_IOVS       64        /* records a writev() */
+#define NGX_HTTP_TG_AUDIT_DROP_STEP  (1024 * 1024)     /* see drop_behind() */
+#define NGX_HTTP_TG_AUDIT_DROP_KEEP  (4 * 1024 * 1024)
 
 
 #define NGX_HTTP_TG_ZERO_HASH                                                 \
@@ -147,6 +149,9 @@ static void ngx_http_taurus_guard_audit_written(
     ngx_uint_t flush);
 static void ngx_http_taurus_guard_audit_deliver(
     ngx_http_taurus_guard_audit_t *audit);
+static void ngx_http_taurus_guard_audit_drop_behind(
+    ngx_http_taurus_guard_audit_t *audit, ngx_fd_t fd, off_t from, off_t to,
+    ngx_log_t *log);
 static ngx_int_t ngx_http_taurus_guard_audit_sync_here(
     ngx_http_taurus_guard_audit_t *audit, ngx_uint_t records, ngx_log_t *log);
 static void ngx_http_taurus_guard_audit_timeout(ngx_event_t *ev);
@@ -1273,6 +1278,11 @@ ngx_http_taurus_guard_audit_append(ngx_http_taurus_guard_audit_t *audit,
         ngx_http_taurus_guard_metrics_audit_written(nrec, writes);
     }
 
+    if (end != -1 && total) {
+        ngx_http_taurus_guard_audit_drop_behind(audit, fd, end,
+                                                end + (off_t) total, log);
+    }
+
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
                    "taurus_guard: %ui audit records, %uz bytes, in %ui"
                    " writes", nrec, total, writes);
@@ -1565,6 +1575,70 @@ ngx_http_taurus_guard_audit_reopened(ngx_event_t *ev)
                   "taurus_guard: audit log \"%V\" could not be reopened,"
                   " records go on to the file it named before",
                   &audit->file->name);
+}
+
+
+/*
+ * The file is written once and never read back by nginx: what lies far
+ * enough behind its end is dropped from the page cache, as PostgreSQL
+ * does with its WAL, so that an audit log of gigabytes does not push
+ * everything else out of memory.  The last DROP_KEEP bytes stay, for the
+ * tail read at a start or after someone else wrote, and for a follower
+ * (rsyslog's imfile, tail -F) reading just behind the writer.
+ *
+ * Each time an append crosses a DROP_STEP boundary, the four steps
+ * before the kept end are handed to POSIX_FADV_DONTNEED, which drops
+ * pages that are on disk and starts writing the others (with fsync=off
+ * nothing else would for up to half a minute): a later crossing drops
+ * those.  Only clean pages are ever dropped, so no record can be lost
+ * here; a failure (a pipe, a file system that does not do it) changes
+ * nothing but the memory used.
+ *
+ * The cost is a few microseconds a megabyte; what it buys shows most in
+ * a virtual machine, where a page the guest has never touched (or gave
+ * back to the host) costs a fault in the host the first time the page
+ * cache writes to it: writing into recycled pages is several times
+ * cheaper (see "Performance" in the README).
+ */
+
+static void
+ngx_http_taurus_guard_audit_drop_behind(ngx_http_taurus_guard_audit_t *audit,
+    ngx_fd_t fd, off_t from, off_t to, ngx_log_t *log)
+{
+#if (NGX_HAVE_POSIX_FADVISE)
+    off_t  edge, start;
+
+    if (from / NGX_HTTP_TG_AUDIT_DROP_STEP == to / NGX_HTTP_TG_AUDIT_DROP_STEP)
+    {
+        return;
+    }
+
+    edge = to / NGX_HTTP_TG_AUDIT_DROP_STEP * NGX_HTTP_TG_AUDIT_DROP_STEP
+           - NGX_HTTP_TG_AUDIT_DROP_KEEP;
+
+    if (edge <= 0) {
+        return;
+    }
+
+    start = edge - 4 * NGX_HTTP_TG_AUDIT_DROP_STEP;
+
+    if (start < 0) {
+        start = 0;
+    }
+
+    /* posix_fadvise() returns its error, it does not set errno */
+
+    if (posix_fadvise(fd, start, edge - start, POSIX_FADV_DONTNEED) != 0) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "taurus_guard: posix_fadvise(\"%V\") failed",
+                       &audit->file->name);
+        return;
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "taurus_guard: audit log \"%V\" dropped from the cache"
+                   " up to %O, end %O", &audit->file->name, edge, to);
+#endif
 }
 
 
