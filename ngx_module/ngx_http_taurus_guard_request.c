@@ -431,6 +431,23 @@ ngx_http_taurus_guard_client_gone(ngx_http_request_t *r)
     }
 #endif
 
+#if (NGX_HAVE_EPOLLRDHUP)
+
+    /*
+     * With EPOLLRDHUP, nginx's recv() clears "ready" once it has read
+     * the socket dry, and epoll sets it again (with "pending_eof" for a
+     * close) when anything comes: a socket nothing came to since is open,
+     * no need to ask the kernel.
+     */
+
+    if ((ngx_event_flags & NGX_USE_EPOLL_EVENT) && ngx_use_epoll_rdhup
+        && c->read->active && !c->read->ready && !c->read->pending_eof)
+    {
+        return 0;
+    }
+
+#endif
+
     n = recv(c->fd, &buf, 1, MSG_PEEK);
 
     if (n > 0) {
