@@ -1587,7 +1587,8 @@ ngx_http_taurus_guard_audit_reopened(ngx_event_t *ev)
  * (rsyslog's imfile, tail -F) reading just behind the writer.
  *
  * Each time an append crosses a DROP_STEP boundary, the four steps
- * before the kept end are handed to POSIX_FADV_DONTNEED, which drops
+ * before the kept end (more if it crossed several) are handed to
+ * POSIX_FADV_DONTNEED, which drops
  * pages that are on disk and starts writing the others (with fsync=off
  * nothing else would for up to half a minute): a later crossing drops
  * those.  Only clean pages are ever dropped, so no record can be lost
@@ -1620,7 +1621,10 @@ ngx_http_taurus_guard_audit_drop_behind(ngx_http_taurus_guard_audit_t *audit,
         return;
     }
 
-    start = edge - 4 * NGX_HTTP_TG_AUDIT_DROP_STEP;
+    /* four steps for one crossing, more for an append of megabytes */
+
+    start = from / NGX_HTTP_TG_AUDIT_DROP_STEP * NGX_HTTP_TG_AUDIT_DROP_STEP
+            - NGX_HTTP_TG_AUDIT_DROP_KEEP - 3 * NGX_HTTP_TG_AUDIT_DROP_STEP;
 
     if (start < 0) {
         start = 0;
