@@ -1588,12 +1588,11 @@ ngx_http_taurus_guard_audit_reopened(ngx_event_t *ev)
  *
  * Each time an append crosses a DROP_STEP boundary, the four steps
  * before the kept end (more if it crossed several) are handed to
- * POSIX_FADV_DONTNEED, which drops
- * pages that are on disk and starts writing the others (with fsync=off
- * nothing else would for up to half a minute): a later crossing drops
- * those.  Only clean pages are ever dropped, so no record can be lost
- * here; a failure (a pipe, a file system that does not do it) changes
- * nothing but the memory used.
+ * POSIX_FADV_DONTNEED, which drops pages that are on disk and starts
+ * writing the others (with fsync=off nothing else would for up to half
+ * a minute): a later crossing drops those.  Only clean pages are ever
+ * dropped, so no record can be lost here; a failure (a file system that
+ * does not do it) changes nothing but the memory used.
  *
  * The cost is a few microseconds a megabyte; what it buys shows most in
  * a virtual machine, where a page the guest has never touched (or gave
