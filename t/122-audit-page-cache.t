@@ -5,9 +5,10 @@
 # cache (POSIX_FADV_DONTNEED), so that gigabytes of audit records do not
 # push everything else out of memory.  Only pages already on disk are
 # dropped: the chain still verifies and every record is in the file.
-# With the durable default every page behind the kept end is gone; with
-# fsync=off the same call starts writing the pages back and a later one
-# drops them.  fincore (util-linux) tells which pages are in memory.
+# Two workers append to the file, each crossing a megabyte boundary
+# drops for both.  With the durable default every page behind the kept
+# end is gone; with fsync=off the same call starts writing the pages
+# back and a later one drops them.  fincore (util-linux) tells which pages are in memory.
 
 use strict;
 use warnings;
@@ -60,7 +61,7 @@ for my $mode ('', 'fsync=off') {
     }
 
     $t->run(<<"EOF");
-worker_processes 1;
+worker_processes 2;
 
 http {
     taurus_guard_credentials %%TESTDIR%%/credentials;
