@@ -40,7 +40,7 @@ use IO::Socket::INET;
 use JSON::PP;
 use POSIX qw(WNOHANG);
 use Test::More ();
-use Time::HiRes qw(sleep time);
+use Time::HiRes qw(sleep time clock_gettime CLOCK_MONOTONIC);
 
 our @EXPORT_OK = qw($TEST_AK $TEST_SK $TEST_TOKEN $PROJECT $PROJECT2
     @INSTANCES $OTHER_INSTANCE $UPGRADE batch_json upgrade_path header
@@ -492,19 +492,34 @@ sub upstream {
 }
 
 
+# Waits for something to listen on $port.  A port the harness picks is
+# in the kernel's ephemeral range, so while nothing listens there a
+# connect() can be given it as its own source port and connect to itself
+# (a TCP simultaneous open): such a connection is not a listener.
+
 sub _wait_port {
     my ($self, $port, $timeout) = @_;
-    my $end = time + ($timeout || 5);
-    while (time < $end) {
+    my $end = _now() + ($timeout || 5);
+    while (_now() < $end) {
         my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
             Proto => 'tcp');
         if ($s) {
+            my $self_connect = $s->sockport == $port;
             close $s;
-            return 1;
+            return 1 unless $self_connect;
         }
         sleep 0.05;
     }
     return 0;
+}
+
+
+# Seconds on the monotonic clock: the harness's waits and deadlines, which
+# a step of the wall clock (a fresh machine syncing its time) must not
+# cut short or stretch.
+
+sub _now {
+    return clock_gettime(CLOCK_MONOTONIC);
 }
 
 
@@ -597,8 +612,8 @@ sub run {
     # from here on stop() must stop it, even if a check below dies
     $self->{running} = 1;
 
-    my $end = time + 5;
-    while (!-s "$self->{dir}/logs/nginx.pid" && time < $end) {
+    my $end = _now() + 5;
+    while (!-s "$self->{dir}/logs/nginx.pid" && _now() < $end) {
         sleep 0.05;
     }
     $self->{nginx_pid} = $self->_nginx_pid;
@@ -618,8 +633,8 @@ sub run {
     $want = $1 if $conf =~ /^\s*worker_processes\s+(\d+)\s*;/m;
     $want = 0 if $conf =~ /^\s*master_process\s+off\s*;/m;
 
-    $end = time + 5;
-    while (time < $end) {
+    $end = _now() + 5;
+    while (_now() < $end) {
         my $log = $self->read_file('logs/error.log') // '';
         my $started = () = $log =~ /start worker process \d+/g;
         my $running = () = $self->worker_pids;
@@ -721,8 +736,8 @@ sub stop {
         my $pid = $self->_nginx_pid || $self->{nginx_pid};
         if ($pid) {
             kill 'QUIT', $pid;
-            my $end = time + 10;
-            sleep 0.05 while _alive($pid) && time < $end;
+            my $end = _now() + 10;
+            sleep 0.05 while _alive($pid) && _now() < $end;
             if (_alive($pid)) {
                 # the daemon is a process group leader (setsid): its
                 # workers go with it
@@ -945,8 +960,10 @@ sub metrics {
 
 # $t->http($raw, port => N, split => [...], delay => s)
 # $raw: the whole request, or an arrayref of pieces written with a
-# short sleep between them.  Returns { status, headers => [[n, v]],
-# body, raw } (status undef when the connection closed with nothing).
+# short sleep between them; timeout => s (30 by default, on the
+# monotonic clock) for the whole answer, which ends when the server
+# closes.  Returns { status, headers => [[n, v]], body, raw, elapsed
+# (seconds), timed_out } (status undef when nothing came).
 
 sub http {
     my ($self, $raw, %o) = @_;
@@ -973,16 +990,27 @@ sub http {
 
     my $resp = '';
     my $sel = IO::Select->new($s);
-    my $end = time + ($o{timeout} || 10);
+    my $start = _now();
+    my $end = $start + ($o{timeout} || 30);
+    my $timed_out = 1;
 
-    while (time < $end) {
-        last unless $sel->can_read($end - time);
+    while ((my $left = $end - _now()) > 0) {
+        if (!$sel->can_read($left)) {
+            next if $!{EINTR};
+            last;
+        }
         my $n = sysread($s, $resp, 65536, length $resp);
-        last unless $n;
+        next if !defined $n && $!{EINTR};
+        if (!$n) {
+            $timed_out = 0;
+            last;
+        }
     }
     close $s;
 
     my $r = parse_response($resp);
+    $r->{elapsed} = _now() - $start;
+    $r->{timed_out} = $timed_out;
     push @{ $self->{responses} }, $resp;
     return $r;
 }
