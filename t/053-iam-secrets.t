@@ -127,6 +127,20 @@ sub no_secrets {
 }
 
 
+# What a batch that was not allowed ran into: the answer, how long it
+# took, what the module and the IAM logged.
+
+sub why {
+    my ($t, $r) = @_;
+
+    diag(sprintf("answered after %.3f s%s:\n%s", $r->{elapsed},
+        $r->{timed_out} ? ' (gave up waiting)' : '', $r->{raw}));
+    diag(join "\n", grep { /taurus_guard|\[(?:error|crit|alert)\]/
+        && !/\[debug\]/ } split /\n/, $t->error_log);
+    diag($t->read_file('logs/iam.log') // '');
+}
+
+
 # ---- a working IAM ------------------------------------------------------
 
 TaurusGuard::IAM::start_iam($t, ttl => 86400);
@@ -136,7 +150,7 @@ $t->run($conf);
 my $r = $t->post(upgrade_path(), $body, headers => [
     [ 'Authorization', $CALLER_AUTH ], [ 'X-Auth-Token', $CALLER_TOKEN ] ]);
 is($r->{status}, 200, 'allowed, with the caller\'s own credential headers')
-    or diag($r->{raw});
+    or why($t, $r);
 
 my @calls = TaurusGuard::IAM::iam_calls($t);
 is(scalar @calls, 1, 'one IAM call');
@@ -154,7 +168,7 @@ is($r->{status}, 403, 'denied: 403');
 $r = $t->post(upgrade_path(), '{"databases_instance_infos":[]}');
 is($r->{status}, 400, 'invalid: 400');
 $r = $t->post(upgrade_path($PROJECT2), $body);
-is($r->{status}, 200, 'second project: 200');
+is($r->{status}, 200, 'second project: 200') or why($t, $r);
 $r = $t->post(upgrade_path(), $body, method => 'GET');
 is($r->{status}, 405, 'another method: 405');
 
