@@ -31,6 +31,7 @@ static void test_sdk_date_libc(void);
 static void test_huawei_example(void);
 static void test_query_and_edges(void);
 static void test_negative(void);
+static void test_byte_classes(void);
 static void test_vectors(const char *path);
 static char *read_file(const char *path, size_t *len);
 static void hex_of(const unsigned char *p, size_t n, char *out);
@@ -51,6 +52,7 @@ main(int argc, char **argv)
     test_huawei_example();
     test_query_and_edges();
     test_negative();
+    test_byte_classes();
     test_vectors(argc > 1 ? argv[1] : "t/data/sdk_vectors.json");
 
     return done_testing();
@@ -694,6 +696,123 @@ test_negative(void)
     req.nheaders = TG_SIGN_MAX_HEADERS + 1;
     is_rc(tg_sign_canonical_request(&req, cr, sizeof(cr), &len), TG_ERR_ARG,
           "too many headers");
+}
+
+
+/*
+ * Every byte in a method, a header name and the path, against the
+ * classes written out here from their sources: RFC 7230's tchar for the
+ * method and the names, what Python's quote(s, safe='~') leaves as it is
+ * for the path (anything else is %XX, uppercase).
+ */
+
+static void
+test_byte_classes(void)
+{
+    int                c, tchar, unreserved, bad_method, bad_name, bad_path;
+    char               want[16];
+    size_t             len;
+    unsigned char      name[3], path[4], cr[512];
+    tg_sign_request_t  req;
+    tg_header_t        h[1];
+
+    bad_method = 0;
+    bad_name = 0;
+    bad_path = 0;
+
+    for (c = 0; c < 256; c++) {
+        tchar = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+                || (c >= '0' && c <= '9')
+                || (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+        unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+                     || (c >= '0' && c <= '9')
+                     || (c != 0 && strchr("-_.~", c) != NULL);
+
+        memset(&req, 0, sizeof(req));
+        req.method = str_of("POST");
+        req.path = str_of("/v3/p/x");
+        req.body_sha256_hex = empty_sha;
+        req.date = str_of("20261129T210000Z");
+
+        /* the method: that byte alone */
+
+        name[0] = (unsigned char) c;
+        req.method.data = name;
+        req.method.len = 1;
+
+        if ((tg_sign_canonical_request(&req, cr, sizeof(cr), &len) == TG_OK)
+            != tchar)
+        {
+            printf("# byte 0x%02x in a method: %s\n", c,
+                 tchar ? "refused" : "accepted");
+            bad_method++;
+        }
+
+        req.method = str_of("POST");
+
+        /* a header name "X?Y" */
+
+        name[0] = 'X';
+        name[1] = (unsigned char) c;
+        name[2] = 'Y';
+        h[0].name.data = name;
+        h[0].name.len = 3;
+        h[0].value = str_of("v");
+        req.headers = h;
+        req.nheaders = 1;
+
+        if ((tg_sign_canonical_request(&req, cr, sizeof(cr), &len) == TG_OK)
+            != tchar)
+        {
+            printf("# byte 0x%02x in a header name: %s\n", c,
+                 tchar ? "refused" : "accepted");
+            bad_name++;
+        }
+
+        req.headers = NULL;
+        req.nheaders = 0;
+
+        /* the path "/a?b" for a printable byte that is not '%' or '/' */
+
+        if (c < 0x20 || c > 0x7e || c == '%' || c == '/') {
+            continue;
+        }
+
+        path[0] = '/';
+        path[1] = 'a';
+        path[2] = (unsigned char) c;
+        path[3] = 'b';
+        req.path.data = path;
+        req.path.len = 4;
+
+        if (unreserved) {
+            snprintf(want, sizeof(want), "\n/a%cb/\n", c);
+
+        } else {
+            snprintf(want, sizeof(want), "\n/a%%%02Xb/\n", c);
+        }
+
+        if (tg_sign_canonical_request(&req, cr, sizeof(cr) - 1, &len)
+            != TG_OK)
+        {
+            printf("# byte 0x%02x in the path: refused\n", c);
+            bad_path++;
+            continue;
+        }
+
+        cr[len] = '\0';
+
+        if (strstr((char *) cr, want) == NULL) {
+            printf("# byte 0x%02x in the path: not as %s\n", c,
+                 unreserved ? "itself" : "%XX");
+            bad_path++;
+        }
+    }
+
+    is_int(bad_method, 0, "every byte in a method: tchar or refused");
+    is_int(bad_name, 0, "every byte in a header name: tchar or refused");
+    is_int(bad_path, 0, "every printable byte in the path: unreserved as "
+           "itself, the others %%XX");
 }
 
 
