@@ -80,6 +80,36 @@
 #define TG_SIGN_WINDOW         256
 
 
+/*
+ * Byte classes: TG_TCHAR, a token character of RFC 7230 (a method, a
+ * header name); TG_UNRESERVED, what Python's quote(s, safe='~') leaves
+ * as it is.  A table, not comparisons: every byte of the names and the
+ * path is looked at.
+ */
+
+#define TG_TCHAR               0x01
+#define TG_UNRESERVED          0x02
+
+static const unsigned char  tg_class[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 1, 0, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 3, 3, 0,     /*  !"#$%&'()*+,-./ */
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 0, 0, 0, 0, 0, 0,     /* 0-9 :;<=>? */
+    0, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,     /* @A-O */
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 0, 0, 0, 1, 3,     /* P-Z [\]^_ */
+    1, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,     /* `a-o */
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 0, 1, 0, 3, 0,     /* p-z {|}~ DEL */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
+
 typedef struct {
     const unsigned char *key;
     size_t               key_len;
@@ -555,9 +585,7 @@ tg_out_case(tg_out_t *out, const unsigned char *data, size_t len, int upper)
 static int
 tg_is_unreserved(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
-           || (c >= '0' && c <= '9')
-           || c == '-' || c == '_' || c == '.' || c == '~';
+    return (tg_class[c] & TG_UNRESERVED) != 0;
 }
 
 
@@ -741,13 +769,7 @@ tg_query_cmp(const void *a, const void *b)
 static int
 tg_is_tchar(unsigned char c)
 {
-    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
-        || (c >= '0' && c <= '9'))
-    {
-        return 1;
-    }
-
-    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+    return (tg_class[c] & TG_TCHAR) != 0;
 }
 
 
