@@ -487,6 +487,12 @@ ngx_http_taurus_guard_init(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
+    if (ngx_http_taurus_guard_sign_init() != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "taurus_guard: a header name too long");
+        return NGX_ERROR;
+    }
+
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
 
     /*

@@ -463,6 +463,8 @@ void ngx_http_taurus_guard_policy_end(ngx_http_request_t *r,
     tg_batch_t *batch, u_char *id, ngx_flag_t forwarded, ngx_uint_t status);
 
 /* ngx_http_taurus_guard_sign.c */
+
+ngx_int_t ngx_http_taurus_guard_sign_init(void);
 char *ngx_http_taurus_guard_pass_header(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_taurus_guard_sign(ngx_http_request_t *r,

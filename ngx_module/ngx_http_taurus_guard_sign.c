@@ -16,22 +16,55 @@
 #include <openssl/crypto.h>
 
 
+/*
+ * The headers the gateway sets itself, by index into
+ * ngx_http_taurus_guard_names: their lowercase names and nginx's hashes
+ * of them are made once, at configuration, not for every request.
+ */
+
+#define NGX_HTTP_TG_H_CONTENT_TYPE    0
+#define NGX_HTTP_TG_H_PROJECT_ID      1
+#define NGX_HTTP_TG_H_GUARD_ID        2
+#define NGX_HTTP_TG_H_AUTH_TOKEN      3
+#define NGX_HTTP_TG_H_SDK_DATE        4
+#define NGX_HTTP_TG_H_SECURITY_TOKEN  5
+#define NGX_HTTP_TG_H_AUTHORIZATION   6
+
+
 typedef struct {
     ngx_str_t                    name;
+    u_char                       lowcase[32];
+    ngx_uint_t                   hash;
+} ngx_http_taurus_guard_name_t;
+
+
+typedef struct {
+    ngx_uint_t                   name;      /* NGX_HTTP_TG_H_* */
     ngx_str_t                    value;
 } ngx_http_taurus_guard_header_t;
 
 
 static ngx_int_t ngx_http_taurus_guard_set_headers(ngx_http_request_t *r,
     ngx_http_taurus_guard_header_t *add, ngx_uint_t nadd);
-static ngx_int_t ngx_http_taurus_guard_header(ngx_http_request_t *r,
-    ngx_table_elt_t *h, ngx_str_t *name, ngx_str_t *value);
-static ngx_int_t ngx_http_taurus_guard_secret(ngx_http_request_t *r,
-    ngx_http_taurus_guard_ctx_t *ctx, char *name, ngx_str_t *value);
+static void ngx_http_taurus_guard_header(ngx_table_elt_t *h, ngx_uint_t name,
+    ngx_str_t *value);
+static ngx_int_t ngx_http_taurus_guard_secret(ngx_http_taurus_guard_ctx_t *ctx,
+    ngx_uint_t name, ngx_str_t *value);
 static ngx_int_t ngx_http_taurus_guard_passed(ngx_table_elt_t *h,
     ngx_array_t *pass);
 static ngx_int_t ngx_http_taurus_guard_name_is(u_char *name, size_t len,
     u_char *lower);
+
+
+static ngx_http_taurus_guard_name_t  ngx_http_taurus_guard_names[] = {
+    { ngx_string("Content-Type"), "", 0 },
+    { ngx_string("X-Project-Id"), "", 0 },
+    { ngx_string(NGX_HTTP_TG_ID_HEADER), "", 0 },
+    { ngx_string("X-Auth-Token"), "", 0 },
+    { ngx_string("X-Sdk-Date"), "", 0 },
+    { ngx_string("X-Security-Token"), "", 0 },
+    { ngx_string("Authorization"), "", 0 }
+};
 
 
 /*
@@ -128,22 +161,23 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
         if (ngx_http_taurus_guard_secret_copy(r->pool, token->data,
                                               token->len, &value)
             != NGX_OK
-            || ngx_http_taurus_guard_secret(r, ctx, "X-Auth-Token", &value)
+            || ngx_http_taurus_guard_secret(ctx, NGX_HTTP_TG_H_AUTH_TOKEN,
+                                            &value)
                != NGX_OK)
         {
             return NGX_ERROR;
         }
     }
 
-    ngx_str_set(&add[nadd].name, "Content-Type");
+    add[nadd].name = NGX_HTTP_TG_H_CONTENT_TYPE;
     add[nadd].value = content_type;
     nadd++;
 
-    ngx_str_set(&add[nadd].name, "X-Project-Id");
+    add[nadd].name = NGX_HTTP_TG_H_PROJECT_ID;
     add[nadd].value = ctx->project_id;
     nadd++;
 
-    ngx_str_set(&add[nadd].name, NGX_HTTP_TG_ID_HEADER);
+    add[nadd].name = NGX_HTTP_TG_H_GUARD_ID;
     add[nadd].value.data = ctx->id;
     add[nadd].value.len = TG_AUDIT_ID_LEN;
     nadd++;
@@ -277,7 +311,7 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
     ngx_memcpy(value.data, date, TG_SDK_DATE_LEN);
     value.len = TG_SDK_DATE_LEN;
 
-    if (ngx_http_taurus_guard_secret(r, ctx, "X-Sdk-Date", &value)
+    if (ngx_http_taurus_guard_secret(ctx, NGX_HTTP_TG_H_SDK_DATE, &value)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -289,7 +323,8 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
                                               cred->security_token.len,
                                               &value)
             != NGX_OK
-            || ngx_http_taurus_guard_secret(r, ctx, "X-Security-Token",
+            || ngx_http_taurus_guard_secret(ctx,
+                                            NGX_HTTP_TG_H_SECURITY_TOKEN,
                                             &value)
                != NGX_OK)
         {
@@ -300,7 +335,7 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
     value.data = auth;
     value.len = auth_len;
 
-    if (ngx_http_taurus_guard_secret(r, ctx, "Authorization", &value)
+    if (ngx_http_taurus_guard_secret(ctx, NGX_HTTP_TG_H_AUTHORIZATION, &value)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -386,15 +421,9 @@ ngx_http_taurus_guard_set_headers(ngx_http_request_t *r,
             return NGX_ERROR;
         }
 
-        if (ngx_http_taurus_guard_header(r, h, &add[i].name, &add[i].value)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
+        ngx_http_taurus_guard_header(h, add[i].name, &add[i].value);
 
-        if (h->key.len == sizeof("Content-Type") - 1
-            && ngx_strncmp(h->lowcase_key, "content-type", h->key.len) == 0)
-        {
+        if (add[i].name == NGX_HTTP_TG_H_CONTENT_TYPE) {
             r->headers_in.content_type = h;
         }
     }
@@ -410,45 +439,56 @@ ngx_http_taurus_guard_set_headers(ngx_http_request_t *r,
 }
 
 
-static ngx_int_t
-ngx_http_taurus_guard_header(ngx_http_request_t *r, ngx_table_elt_t *h,
-    ngx_str_t *name, ngx_str_t *value)
-{
-    h->key = *name;
-    h->value = *value;
+/* the lowercase names and hashes of ngx_http_taurus_guard_names */
 
-    h->lowcase_key = ngx_pnalloc(r->pool, h->key.len);
-    if (h->lowcase_key == NULL) {
-        return NGX_ERROR;
+ngx_int_t
+ngx_http_taurus_guard_sign_init(void)
+{
+    ngx_uint_t                     i;
+    ngx_http_taurus_guard_name_t  *n;
+
+    for (i = 0; i < sizeof(ngx_http_taurus_guard_names)
+                    / sizeof(ngx_http_taurus_guard_name_t); i++)
+    {
+        n = &ngx_http_taurus_guard_names[i];
+
+        if (n->name.len >= sizeof(n->lowcase)) {
+            return NGX_ERROR;
+        }
+
+        n->hash = ngx_hash_strlow(n->lowcase, n->name.data, n->name.len);
     }
 
-    h->hash = ngx_hash_strlow(h->lowcase_key, h->key.data, h->key.len);
-
     return NGX_OK;
+}
+
+
+static void
+ngx_http_taurus_guard_header(ngx_table_elt_t *h, ngx_uint_t name,
+    ngx_str_t *value)
+{
+    ngx_http_taurus_guard_name_t  *n;
+
+    n = &ngx_http_taurus_guard_names[name];
+
+    h->key = n->name;
+    h->lowcase_key = n->lowcase;
+    h->hash = n->hash;
+    h->value = *value;
 }
 
 
 /* a header for the upstream's request only, kept in the ctx until then */
 
 static ngx_int_t
-ngx_http_taurus_guard_secret(ngx_http_request_t *r,
-    ngx_http_taurus_guard_ctx_t *ctx, char *name, ngx_str_t *value)
+ngx_http_taurus_guard_secret(ngx_http_taurus_guard_ctx_t *ctx,
+    ngx_uint_t name, ngx_str_t *value)
 {
-    ngx_str_t  key;
-
     if (ctx->nsecrets == NGX_HTTP_TG_SECRETS) {
         return NGX_ERROR;
     }
 
-    key.data = (u_char *) name;
-    key.len = ngx_strlen(name);
-
-    if (ngx_http_taurus_guard_header(r, &ctx->secrets[ctx->nsecrets], &key,
-                                     value)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
+    ngx_http_taurus_guard_header(&ctx->secrets[ctx->nsecrets], name, value);
 
     ctx->nsecrets++;
 
