@@ -5,6 +5,7 @@
  *   ./test_sign [path/to/sdk_vectors.json]   (default t/data/sdk_vectors.json)
  */
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -700,18 +701,21 @@ test_negative(void)
 
 
 /*
- * Every byte in a method, a header name and the path, against the
- * classes written out here from their sources: RFC 7230's tchar for the
- * method and the names, what Python's quote(s, safe='~') leaves as it is
- * for the path (anything else is %XX, uppercase).
+ * Every byte in a method, a header name, the path and the body's hash,
+ * against the classes written out here from their sources: RFC 7230's
+ * tchar for the method (uppercased) and the names (lowercased), what
+ * Python's quote(s, safe='~') leaves as it is for the path (anything
+ * else is %XX, uppercase), lowercase hex for the hash.
  */
 
 static void
 test_byte_classes(void)
 {
-    int                c, tchar, unreserved, bad_method, bad_name, bad_path;
-    char               want[16];
+    int                c, tchar, unreserved, hex, bad_method, bad_name,
+                       bad_path, bad_hash;
+    char               want[16], hash[TG_SHA256_HEX_LEN + 1];
     size_t             len;
+    tg_rc_t            rc;
     unsigned char      name[3], path[4], cr[512];
     tg_sign_request_t  req;
     tg_header_t        h[1];
@@ -719,6 +723,7 @@ test_byte_classes(void)
     bad_method = 0;
     bad_name = 0;
     bad_path = 0;
+    bad_hash = 0;
 
     for (c = 0; c < 256; c++) {
         tchar = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
@@ -727,30 +732,53 @@ test_byte_classes(void)
         unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
                      || (c >= '0' && c <= '9')
                      || (c != 0 && strchr("-_.~", c) != NULL);
+        hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
 
         memset(&req, 0, sizeof(req));
         req.method = str_of("POST");
         req.path = str_of("/v3/p/x");
-        req.body_sha256_hex = empty_sha;
         req.date = str_of("20261129T210000Z");
 
-        /* the method: that byte alone */
+        /* the body's hash: lowercase hex only, that byte last */
+
+        memcpy(hash, empty_sha, TG_SHA256_HEX_LEN + 1);
+        hash[TG_SHA256_HEX_LEN - 1] = (char) c;
+        req.body_sha256_hex = hash;
+
+        rc = tg_sign_canonical_request(&req, cr, sizeof(cr) - 1, &len);
+
+        if ((rc == TG_OK) != hex) {
+            printf("# byte 0x%02x in the body's hash: %s\n", c,
+                   hex ? "refused" : "accepted");
+            bad_hash++;
+        }
+
+        req.body_sha256_hex = empty_sha;
+
+        /* the method: that byte alone, uppercased */
 
         name[0] = (unsigned char) c;
         req.method.data = name;
         req.method.len = 1;
 
-        if ((tg_sign_canonical_request(&req, cr, sizeof(cr), &len) == TG_OK)
-            != tchar)
-        {
+        rc = tg_sign_canonical_request(&req, cr, sizeof(cr) - 1, &len);
+
+        if ((rc == TG_OK) != tchar) {
             printf("# byte 0x%02x in a method: %s\n", c,
-                 tchar ? "refused" : "accepted");
+                   tchar ? "refused" : "accepted");
+            bad_method++;
+
+        } else if (rc == TG_OK
+                   && (len < 2 || cr[0] != (unsigned char) toupper(c)
+                       || cr[1] != '\n'))
+        {
+            printf("# byte 0x%02x in a method: not uppercased\n", c);
             bad_method++;
         }
 
         req.method = str_of("POST");
 
-        /* a header name "X?Y" */
+        /* a header name "X?Y", lowercased ("_" is sent, never signed) */
 
         name[0] = 'X';
         name[1] = (unsigned char) c;
@@ -761,12 +789,22 @@ test_byte_classes(void)
         req.headers = h;
         req.nheaders = 1;
 
-        if ((tg_sign_canonical_request(&req, cr, sizeof(cr), &len) == TG_OK)
-            != tchar)
-        {
+        rc = tg_sign_canonical_request(&req, cr, sizeof(cr) - 1, &len);
+
+        if ((rc == TG_OK) != tchar) {
             printf("# byte 0x%02x in a header name: %s\n", c,
-                 tchar ? "refused" : "accepted");
+                   tchar ? "refused" : "accepted");
             bad_name++;
+
+        } else if (rc == TG_OK && c != '_') {
+            cr[len] = '\0';
+            snprintf(want, sizeof(want), "\nx%cy:v\n", tolower(c));
+
+            if (strstr((char *) cr, want) == NULL) {
+                printf("# byte 0x%02x in a header name: not lowercased\n",
+                       c);
+                bad_name++;
+            }
         }
 
         req.headers = NULL;
@@ -804,17 +842,20 @@ test_byte_classes(void)
 
         if (strstr((char *) cr, want) == NULL) {
             printf("# byte 0x%02x in the path: not as %s\n", c,
-                 unreserved ? "itself" : "%XX");
+                   unreserved ? "itself" : "%XX");
             bad_path++;
         }
     }
 
-    is_int(bad_method, 0, "every byte in a method: tchar or refused");
-    is_int(bad_name, 0, "every byte in a header name: tchar or refused");
+    is_int(bad_hash, 0, "every byte in the body's hash: lowercase hex or "
+           "refused");
+    is_int(bad_method, 0, "every byte in a method: tchar (uppercased) or "
+           "refused");
+    is_int(bad_name, 0, "every byte in a header name: tchar (lowercased) "
+           "or refused");
     is_int(bad_path, 0, "every printable byte in the path: unreserved as "
            "itself, the others %%XX");
 }
-
 
 static void
 test_vectors(const char *path)
