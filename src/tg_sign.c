@@ -83,21 +83,22 @@
 /*
  * Byte classes: TG_TCHAR, a token character of RFC 7230 (a method, a
  * header name); TG_UNRESERVED, what Python's quote(s, safe='~') leaves
- * as it is.  A table, not comparisons: every byte of the names and the
- * path is looked at.
+ * as it is; TG_LOWER_HEX, a digit of the body's lowercase hex hash.  A
+ * table, not comparisons: every byte of them is looked at.
  */
 
 #define TG_TCHAR               0x01
 #define TG_UNRESERVED          0x02
+#define TG_LOWER_HEX           0x04
 
 static const unsigned char  tg_class[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 1, 0, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 3, 3, 0,     /*  !"#$%&'()*+,-./ */
-    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 0, 0, 0, 0, 0, 0,     /* 0-9 :;<=>? */
+    7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 0, 0, 0, 0, 0, 0,     /* 0-9 :;<=>? */
     0, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,     /* @A-O */
     3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 0, 0, 0, 1, 3,     /* P-Z [\]^_ */
-    1, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,     /* `a-o */
+    1, 7, 7, 7, 7, 7, 7, 3, 3, 3, 3, 3, 3, 3, 3, 3,     /* `a-o */
     3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 0, 1, 0, 3, 0,     /* p-z {|}~ DEL */
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -550,14 +551,20 @@ tg_out_case(tg_out_t *out, const unsigned char *data, size_t len, int upper)
     if (len <= out->size - out->pos && len < (size_t) -1 - out->len) {
         p = out->buf + out->pos;
 
-        for (i = 0; i < len; i++) {
-            c = data[i];
+        /* without a branch a byte: the case bit of the letters only */
 
-            if (upper) {
-                p[i] = (c >= 'a' && c <= 'z') ? (unsigned char) (c - 0x20) : c;
+        if (upper) {
+            for (i = 0; i < len; i++) {
+                c = data[i];
+                p[i] = (unsigned char)
+                           (c ^ (((unsigned char) (c - 'a') < 26) << 5));
+            }
 
-            } else {
-                p[i] = (c >= 'A' && c <= 'Z') ? (unsigned char) (c | 0x20) : c;
+        } else {
+            for (i = 0; i < len; i++) {
+                c = data[i];
+                p[i] = (unsigned char)
+                           (c ^ (((unsigned char) (c - 'A') < 26) << 5));
             }
         }
 
@@ -883,7 +890,6 @@ tg_name_eq(const unsigned char *name, size_t len, const char *lower)
 static tg_rc_t
 tg_check_request(const tg_sign_request_t *req)
 {
-    char                 c;
     size_t               i;
     const unsigned char *d;
 
@@ -904,9 +910,9 @@ tg_check_request(const tg_sign_request_t *req)
     }
 
     for (i = 0; i < TG_SHA256_HEX_LEN; i++) {
-        c = req->body_sha256_hex[i];
-
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+        if (!(tg_class[(unsigned char) req->body_sha256_hex[i]]
+              & TG_LOWER_HEX))
+        {
             return TG_ERR_ARG;
         }
     }
