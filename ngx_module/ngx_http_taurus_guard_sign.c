@@ -57,13 +57,15 @@ static ngx_int_t ngx_http_taurus_guard_name_is(u_char *name, size_t len,
 
 
 static ngx_http_taurus_guard_name_t  ngx_http_taurus_guard_names[] = {
-    { ngx_string("Content-Type"), "", 0 },
-    { ngx_string("X-Project-Id"), "", 0 },
-    { ngx_string(NGX_HTTP_TG_ID_HEADER), "", 0 },
-    { ngx_string("X-Auth-Token"), "", 0 },
-    { ngx_string("X-Sdk-Date"), "", 0 },
-    { ngx_string("X-Security-Token"), "", 0 },
-    { ngx_string("Authorization"), "", 0 }
+    [NGX_HTTP_TG_H_CONTENT_TYPE] =   { ngx_string("Content-Type"), "", 0 },
+    [NGX_HTTP_TG_H_PROJECT_ID] =     { ngx_string("X-Project-Id"), "", 0 },
+    [NGX_HTTP_TG_H_GUARD_ID] =       { ngx_string(NGX_HTTP_TG_ID_HEADER),
+                                       "", 0 },
+    [NGX_HTTP_TG_H_AUTH_TOKEN] =     { ngx_string("X-Auth-Token"), "", 0 },
+    [NGX_HTTP_TG_H_SDK_DATE] =       { ngx_string("X-Sdk-Date"), "", 0 },
+    [NGX_HTTP_TG_H_SECURITY_TOKEN] = { ngx_string("X-Security-Token"),
+                                       "", 0 },
+    [NGX_HTTP_TG_H_AUTHORIZATION] =  { ngx_string("Authorization"), "", 0 }
 };
 
 
