@@ -92,9 +92,9 @@ sub read_response {
 
     my $buf = '';
     my $sel = IO::Select->new($s);
-    my $end = time + $timeout;
+    my $end = now() + $timeout;
 
-    while (time < $end && $sel->can_read($end - time)) {
+    while (now() < $end && $sel->can_read($end - now())) {
         my $n = sysread($s, $buf, 65536, length $buf);
         last unless $n;
 

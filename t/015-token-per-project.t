@@ -89,9 +89,9 @@ $t->expect_alert(qr/tokens\/$third\.token" cannot be opened/);
 $t->write_secret_file("tokens/$third.token", "TOKEN-OF-PROJECT-C\n");
 
 my $got;
-my $end = time + 5;
+my $end = now() + 5;
 
-while (time < $end) {
+while (now() < $end) {
     sleep 0.3;
     $r = $t->post(upgrade_path($third), $body);
     next unless ($r->{status} || 0) == 200;

@@ -110,16 +110,16 @@ sub exchange {
     syswrite($s, $req) == length $req or return;
 
     my $buf = '';
-    my $end = time + 3;
+    my $end = now() + 3;
     my $sel = IO::Select->new($s);
 
-    while (time < $end) {
+    while (now() < $end) {
         if ($buf =~ /\A(.*?\r\n)\r\n/s) {
             my $head = $1;
             my ($len) = $head =~ /^Content-Length:\s*(\d+)/mi;
             last if defined $len && length($buf) >= length($head) + 2 + $len;
         }
-        last unless $sel->can_read($end - time);
+        last unless $sel->can_read($end - now());
         my $n = sysread($s, $buf, 65536, length $buf);
         last unless $n;
     }
@@ -149,8 +149,8 @@ my $master = $t->_nginx_pid;
 my $rotated = 0;
 
 for my $k (1 .. $ROTATIONS) {
-    my $end = time + 5;
-    sleep 0.02 while count_lines($log) < 20 && time < $end;
+    my $end = now() + 5;
+    sleep 0.02 while count_lines($log) < 20 && now() < $end;
 
     rename $log, "$log.$k" or last;
 

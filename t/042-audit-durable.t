@@ -91,10 +91,10 @@ sub parallel {
 
     my $sel = IO::Select->new(values %socks);
     my %fd = map { fileno($socks{$_}) => $_ } keys %socks;
-    my $end = time + 15;
+    my $end = now() + 15;
 
-    while ($sel->count && time < $end) {
-        for my $s ($sel->can_read($end - time)) {
+    while ($sel->count && now() < $end) {
+        for my $s ($sel->can_read($end - now())) {
             my $i = $fd{ fileno $s };
             my $r = sysread($s, $buf{$i}, 65536, length $buf{$i});
             if (!$r) {

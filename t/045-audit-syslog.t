@@ -70,8 +70,8 @@ sub rsyslog_start {
 sub rsyslog_stop {
     return unless $rs;
     kill 'TERM', $rs;
-    my $end = time + 10;
-    while (time < $end) {
+    my $end = now() + 10;
+    while (now() < $end) {
         last if waitpid($rs, POSIX::WNOHANG()) == $rs;
         sleep 0.05;
     }
@@ -133,8 +133,8 @@ sub collected {
 sub wait_collected {
     my ($n, $timeout) = @_;
     my @c;
-    my $end = time + ($timeout || 5);
-    while (time < $end) {
+    my $end = now() + ($timeout || 5);
+    while (now() < $end) {
         @c = collected();
         last if @c >= $n;
         sleep 0.1;

@@ -191,9 +191,9 @@ sub pump {
 
 # A's batches complete while B is stopped
 
-my $end = time + $DELAY + 3;
+my $end = now() + $DELAY + 3;
 my $a_done = 0;
-while (time < $end) {
+while (now() < $end) {
     $a_done = () =
         $t->error_log =~ /^\S+ \S+ \[debug\] $a#\d+: \*\d+ $rec done\b/mg;
     last if $a_done >= $by{$a};
@@ -204,8 +204,8 @@ is($a_done, $by{$a}, 'worker A completed its batches');
 kill 'CONT', $b;
 @stopped = ();
 
-$end = time + $DELAY + 5;
-pump($end - time) while $sel->count && time < $end;
+$end = now() + $DELAY + 5;
+pump($end - now()) while $sel->count && now() < $end;
 
 is(scalar(grep { $_ eq '200' } @status), $BATCHES, 'every batch: 200');
 

@@ -125,11 +125,11 @@ for my $i (0 .. 2) {
 
 my $audit = '';
 my $collected = '';
-my $end = time + 10;
+my $end = now() + 10;
 
 # three allow and three done records, once the log phase wrote them
 
-while (time < $end) {
+while (now() < $end) {
     $audit = $t->read_file('audit.log') || '';
     $collected = $t->read_file('collected.log') || '';
     last if ($audit =~ tr/\n//) >= 6 && $collected eq $audit;

@@ -163,8 +163,8 @@ is(join(',', map { $_->{decision} } @a), 'allow,done',
     'quit, flush released: allow then done');
 is(ups(), 3, 'quit, flush released: forwarded');
 
-my $end = time + 10;
-sleep 0.1 while kill(0, $master) && time < $end;
+my $end = now() + 10;
+sleep 0.1 while kill(0, $master) && now() < $end;
 ok(!kill(0, $master), 'nginx quit');
 $t->{running} = 0;
 
@@ -186,8 +186,8 @@ is(join(',', map { $_->{decision} } @a), 'allow,error',
     'quit, flush hung: allow then error');
 is(ups(), 3, 'quit, flush hung: nothing forwarded');
 
-$end = time + 10;
-sleep 0.1 while kill(0, $master) && time < $end;
+$end = now() + 10;
+sleep 0.1 while kill(0, $master) && now() < $end;
 $t->{running} = 0;
 
 unlike($t->error_log, qr/open socket|aborting/,

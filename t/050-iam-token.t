@@ -178,8 +178,8 @@ sleep($issued_at + 3 - time) if $issued_at + 3 > time;
 my $r2 = served($t2, $PROJECT, 'in the refresh window');
 is($r2, $r1, 'in the refresh window: the current token is still used');
 
-my $end = time + 3;
-sleep 0.1 while calls($t2) < 2 && time < $end;
+my $end = now() + 3;
+sleep 0.1 while calls($t2) < 2 && now() < $end;
 @calls = calls($t2);
 is(scalar @calls, 2, 'in the refresh window: one background fetch');
 is(($calls[1] || {})->{ok}, 1, 'the background fetch got a token');

@@ -271,8 +271,8 @@ is(scalar(grep { $_->{ok} } calls($t2)), 1, 'fresh: no fetch');
 sleep($issued_at + 5 - time) if $issued_at + 5 > time;
 is(served($t2, 'refresh window'), $ak1, 'refresh window: the current AK');
 
-my $end = time + 3;
-sleep 0.1 while grep({ $_->{ok} } calls($t2)) < 2 && time < $end;
+my $end = now() + 3;
+sleep 0.1 while grep({ $_->{ok} } calls($t2)) < 2 && now() < $end;
 @calls = grep { $_->{ok} } calls($t2);
 is(scalar @calls, 2, 'refresh window: one background fetch');
 my $second = $calls[1] || { expires => time + 12, access => 'none' };

@@ -114,9 +114,9 @@ sub start_load {
     if ($pid == 0) {
         open my $out, '>>', "$d/load.txt" or POSIX::_exit(1);
         $out->autoflush(1);
-        my $end = time + 40;
+        my $end = now() + 40;
         for (1 .. 2000) {
-            last if -e "$d/load.stop" || time > $end;
+            last if -e "$d/load.stop" || now() > $end;
             my $r = eval { $t->post(upgrade_path(), $body) } || {};
             printf $out "%.3f %s\n", time, $r->{status} || 'none';
             sleep 0.01;
@@ -299,9 +299,9 @@ $r = $t2->post(upgrade_path(), $body);
 is($r->{status}, 200, 'second nginx, key A: 200');
 
 my $t_open2 = install($t2, profile('B'), 0640);
-my $until = time + 2.5;
+my $until = now() + 2.5;
 my @st;
-while (time < $until) {
+while (now() < $until) {
     push @st, $t2->post(upgrade_path(), $body)->{status};
     sleep 0.1;
 }

@@ -330,8 +330,8 @@ sleep($issued_at + 3 - time) if $issued_at + 3 > time;
 is(served($t4, $PROJECT, 'refresh window'), $a1,
     'refresh window: served with the current agency token');
 
-my $end = time + 3;
-sleep 0.1 while calls($t4) < 3 && time < $end;
+my $end = now() + 3;
+sleep 0.1 while calls($t4) < 3 && now() < $end;
 is(call_list($t4, 0), 'password/domain:201 assume_role/project/0123:201 '
     . 'assume_role/project/0123:201',
     'refresh window: one background assume_role, no password call');

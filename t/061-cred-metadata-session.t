@@ -192,8 +192,8 @@ TaurusGuard::Metadata::upstream_keys($t2);
 $t2->run(conf(ttl => '6s', refresh => '2s'));
 
 my ($ok, $n) = (0, 0);
-my $until = time + 14;
-while (time < $until) {
+my $until = now() + 14;
+while (now() < $until) {
     my $r = $t2->post(upgrade_path(), $body);
     $n++;
     $ok++ if ($r->{status} || 0) == 200;

@@ -102,8 +102,8 @@ is(scalar(grep { $_ eq 'x-security-token' } names_of($up[0])), 1,
     'mirrored: the upstream got the security token once');
 
 my @m;
-my $end = time + 5;
-sleep 0.1 while !(@m = $t->upstream_records('MIRROR')) && time < $end;
+my $end = now() + 5;
+sleep 0.1 while !(@m = $t->upstream_records('MIRROR')) && now() < $end;
 
 is(scalar @m, 1, 'the mirror got the request');
 my %names = map { $_ => 1 } names_of($m[0] || {});
@@ -133,8 +133,8 @@ $t->wait_audit($id2, 2);
 # the access log is written after the response: wait for both lines
 
 my $log = '';
-$end = time + 5;
-while (time < $end) {
+$end = now() + 5;
+while (now() < $end) {
     $log = $t->read_file('logs/secrets.log') || '';
     last if $log =~ /id=\Q$id2\E/ && $log =~ /id=\Q$id\E/;
     sleep 0.1;

@@ -83,9 +83,9 @@ print $s 'POST ' . upgrade_path() . " HTTP/1.1\r\nHost: localhost\r\n"
 # the allow record is written, its flush held: the client goes
 
 my @a;
-my $end = time + 5;
+my $end = now() + 5;
 sleep 0.05 while !(@a = grep { $_->{decision} eq 'allow' }
-    $t->audit_records) && time < $end;
+    $t->audit_records) && now() < $end;
 is(scalar @a, 1, 'the allow record is written');
 my $id = $a[0]{id} || 'none';
 
@@ -127,8 +127,8 @@ SKIP: {
     unlink "$dir/hold";
 
     my @new;
-    $end = time + 5;
-    while (time < $end) {
+    $end = now() + 5;
+    while (now() < $end) {
         @new = ($t->audit_records)[$n .. 999];
         @new = grep { defined } @new;
         last if @new >= 2;

@@ -82,8 +82,8 @@ is(join(',', map { $_->{decision} } @a), 'allow,done',
 ok($a[1]{forwarded}, 'HTTP/2: done says forwarded');
 
 my $log = '';
-my $end = time + 5;
-while (time < $end) {
+my $end = now() + 5;
+while (now() < $end) {
     $log = $t->read_file('logs/secrets.log') || '';
     last if $log =~ /id=\Q$id\E/;
     sleep 0.1;

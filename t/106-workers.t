@@ -74,8 +74,8 @@ is(scalar(grep { $_->{signature}{ok} && $_->{token_ok} } @up), $N,
     'each signed and with its token');
 
 my @m;
-my $end = time + 10;
-sleep 0.1 while (@m = $t->upstream_records('MIRROR')) < $N && time < $end;
+my $end = now() + 10;
+sleep 0.1 while (@m = $t->upstream_records('MIRROR')) < $N && now() < $end;
 is(scalar @m, $N, 'the mirror got each batch');
 is(scalar(grep {
         grep { $_->[0] =~ /\A(?:authorization|x-auth-token|x-sdk-date)\z/i }
@@ -83,8 +83,8 @@ is(scalar(grep {
     } @m), 0, 'the mirror got no secret header');
 
 my %done;
-$end = time + 10;
-while (time < $end) {
+$end = now() + 10;
+while (now() < $end) {
     %done = map { $_->{id} => $_ } grep { $_->{decision} eq 'done' }
         $t->audit_records;
     last if keys %done >= $N;

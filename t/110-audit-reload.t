@@ -71,7 +71,7 @@ CONF
 
 # clients: post in a loop until the end, one line per request
 
-my $end = time + $SECONDS;
+my $end = now() + $SECONDS;
 my @kids;
 
 for my $c (1 .. $CLIENTS) {
@@ -81,7 +81,7 @@ for my $c (1 .. $CLIENTS) {
     if ($pid == 0) {
         open my $out, '>', "$dir/client-$c.txt" or POSIX::_exit(1);
         my $n = 0;
-        while (time < $end) {
+        while (now() < $end) {
             my $body = batch_json([ [ $INSTANCES[$n++ % 3], "2.0.48.$c$n" ] ]);
             my $r = eval { $t->post(upgrade_path(), $body, timeout => 20) }
                 || {};
@@ -100,7 +100,7 @@ for my $c (1 .. $CLIENTS) {
 my $master = $t->_nginx_pid;
 my $reloads = 0;
 
-while (time < $end - 1) {
+while (now() < $end - 1) {
     sleep 0.5;
 
     # every other reload finds flushes held

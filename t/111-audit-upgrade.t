@@ -91,8 +91,8 @@ kill 'USR2', $old;
 # the new master writes its pid file once it runs; until then it may be
 # absent or empty
 
-my ($end, $new) = (time + 10, undef);
-while (time < $end) {
+my ($end, $new) = (now() + 10, undef);
+while (now() < $end) {
     $new = $t->_nginx_pid;
     last if -s "$dir/logs/nginx.pid.oldbin" && defined $new && $new != $old;
     sleep 0.1;
@@ -101,8 +101,8 @@ while (time < $end) {
 ok(defined $new && $new != $old, 'a new master runs')
     or die "no new master after USR2\n";
 
-$end = time + 10;
-sleep 0.1 while time < $end && workers($new) < 2;
+$end = now() + 10;
+sleep 0.1 while now() < $end && workers($new) < 2;
 my @new_workers = workers($new);
 
 # traffic through both masters' workers, until each served some
@@ -129,8 +129,8 @@ is($? >> 8, 0, 'both masters write one chain') or diag($out);
 # the old master leaves
 
 kill 'QUIT', $old;
-$end = time + 10;
-sleep 0.1 while time < $end && Test::TaurusGuard::_alive($old);
+$end = now() + 10;
+sleep 0.1 while now() < $end && Test::TaurusGuard::_alive($old);
 ok(!Test::TaurusGuard::_alive($old), 'the old master quit');
 
 @r = burst(4);

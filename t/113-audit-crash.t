@@ -169,14 +169,14 @@ is($rc, 0, 'killed after write(): the chain verifies') or diag($out);
 
 # killed at random under load
 
-my $end = time + 6;
+my $end = now() + 6;
 my @kids;
 
 for my $c (1 .. 3) {
     my $pid = fork;
     die "fork: $!\n" unless defined $pid;
     if ($pid == 0) {
-        while (time < $end) {
+        while (now() < $end) {
             eval { $t->post(upgrade_path(),
                 batch_json([ $INSTANCES[$c % 3] ])) };
         }
@@ -188,7 +188,7 @@ for my $c (1 .. 3) {
 my $master = $t->_nginx_pid;
 my $kills = 0;
 
-while (time < $end - 0.5) {
+while (now() < $end - 0.5) {
     sleep 0.7;
     my @w;
     for my $p (glob '/proc/[0-9]*') {

@@ -99,8 +99,8 @@ my $file = qr{audit log "\Q$dir\E/aud/audit\.log"};
 my $alert = qr{\[alert\].*taurus_guard:\ $file\ could\ not\ be\ reopened
     .*\(13:\ Permission\ denied\)}x;
 
-my $end = time + 5;
-sleep 0.1 while time < $end && $t->error_log !~ $alert;
+my $end = now() + 5;
+sleep 0.1 while now() < $end && $t->error_log !~ $alert;
 like($t->error_log, $alert, 'a failed reopen: an [alert] naming the file');
 
 $r = $t->post(upgrade_path(), batch_json([ $INSTANCES[0] ]));

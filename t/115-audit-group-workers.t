@@ -165,9 +165,9 @@ sub ups { scalar(my @u = $t->upstream_records) }
 
 sub wait_for {
     my ($what, $want, $secs) = @_;
-    my $end = time + $secs;
+    my $end = now() + $secs;
     my $got;
-    while (($got = $what->()) < $want && time < $end) {
+    while (($got = $what->()) < $want && now() < $end) {
         sleep 0.05;
     }
     return $got;

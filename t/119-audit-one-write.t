@@ -81,9 +81,9 @@ sub burst {
         my ($s) = @$k;
         my $raw = '';
         my $sel = IO::Select->new($s);
-        my $end = time + 10;
-        while (time < $end) {
-            last unless $sel->can_read($end - time);
+        my $end = now() + 10;
+        while (now() < $end) {
+            last unless $sel->can_read($end - now());
             my $n = sysread($s, $raw, 65536, length $raw);
             last unless $n;
         }

@@ -222,20 +222,20 @@ is(join(',', map { guarded($_) } 9 .. 10), '200,200', 'after the reload');
 my $old_master = $t->_nginx_pid;
 kill 'USR2', $old_master;
 
-my $end = time + 10;
+my $end = now() + 10;
 sleep 0.1 while (($t->_nginx_pid || $old_master) == $old_master
-    || !-e "$dir/logs/nginx.pid.oldbin") && time < $end;
+    || !-e "$dir/logs/nginx.pid.oldbin") && now() < $end;
 my $new_master = $t->_nginx_pid || $old_master;
 isnt($new_master, $old_master, 'binary upgrade: a new master');
 
-$end = time + 10;
-sleep 0.1 while (() = workers()) < 2 && time < $end;
+$end = now() + 10;
+sleep 0.1 while (() = workers()) < 2 && now() < $end;
 is(join(',', map { mapping($_) } workers()), ',',
     'binary upgrade: its workers run the new module');
 
 kill 'QUIT', $old_master;
-$end = time + 10;
-sleep 0.1 while Test::TaurusGuard::_alive($old_master) && time < $end;
+$end = now() + 10;
+sleep 0.1 while Test::TaurusGuard::_alive($old_master) && now() < $end;
 ok(!Test::TaurusGuard::_alive($old_master), 'binary upgrade: the old '
     . 'master quits');
 is(join(',', map { guarded($_) } 11 .. 12), '200,200',

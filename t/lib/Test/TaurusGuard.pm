@@ -44,7 +44,7 @@ use Time::HiRes qw(sleep time clock_gettime CLOCK_MONOTONIC);
 
 our @EXPORT_OK = qw($TEST_AK $TEST_SK $TEST_TOKEN $PROJECT $PROJECT2
     @INSTANCES $OTHER_INSTANCE $UPGRADE batch_json upgrade_path header
-    headers_named chain_digest chain_body_ok);
+    headers_named chain_digest chain_body_ok now);
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
 our $TEST_AK = 'TGTESTAKQWERTYUIOP12';
@@ -499,8 +499,8 @@ sub upstream {
 
 sub _wait_port {
     my ($self, $port, $timeout) = @_;
-    my $end = _now() + ($timeout || 5);
-    while (_now() < $end) {
+    my $end = now() + ($timeout || 5);
+    while (now() < $end) {
         my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
             Proto => 'tcp');
         if ($s) {
@@ -514,11 +514,13 @@ sub _wait_port {
 }
 
 
-# Seconds on the monotonic clock: the harness's waits and deadlines, which
-# a step of the wall clock (a fresh machine syncing its time) must not
-# cut short or stretch.
+# Seconds on the monotonic clock: the waits and deadlines of the harness
+# and of the tests (now()), which a step of the wall clock (a fresh
+# machine syncing its time) must not cut short or stretch.  What is
+# compared with a time the gateway or a stand-in wrote (an audit
+# record's, a token's expiry) stays on the wall clock (time).
 
-sub _now {
+sub now {
     return clock_gettime(CLOCK_MONOTONIC);
 }
 
@@ -612,8 +614,8 @@ sub run {
     # from here on stop() must stop it, even if a check below dies
     $self->{running} = 1;
 
-    my $end = _now() + 5;
-    while (!-s "$self->{dir}/logs/nginx.pid" && _now() < $end) {
+    my $end = now() + 5;
+    while (!-s "$self->{dir}/logs/nginx.pid" && now() < $end) {
         sleep 0.05;
     }
     $self->{nginx_pid} = $self->_nginx_pid;
@@ -633,8 +635,8 @@ sub run {
     $want = $1 if $conf =~ /^\s*worker_processes\s+(\d+)\s*;/m;
     $want = 0 if $conf =~ /^\s*master_process\s+off\s*;/m;
 
-    $end = _now() + 5;
-    while (_now() < $end) {
+    $end = now() + 5;
+    while (now() < $end) {
         my $log = $self->read_file('logs/error.log') // '';
         my $started = () = $log =~ /start worker process \d+/g;
         my $running = () = $self->worker_pids;
@@ -736,8 +738,8 @@ sub stop {
         my $pid = $self->_nginx_pid || $self->{nginx_pid};
         if ($pid) {
             kill 'QUIT', $pid;
-            my $end = _now() + 10;
-            sleep 0.05 while _alive($pid) && _now() < $end;
+            my $end = now() + 10;
+            sleep 0.05 while _alive($pid) && now() < $end;
             if (_alive($pid)) {
                 # the daemon is a process group leader (setsid): its
                 # workers go with it
@@ -990,11 +992,11 @@ sub http {
 
     my $resp = '';
     my $sel = IO::Select->new($s);
-    my $start = _now();
+    my $start = now();
     my $end = $start + ($o{timeout} || 30);
     my $timed_out = 1;
 
-    while ((my $left = $end - _now()) > 0) {
+    while ((my $left = $end - now()) > 0) {
         if (!$sel->can_read($left)) {
             next if $!{EINTR};
             last;
@@ -1009,7 +1011,7 @@ sub http {
     close $s;
 
     my $r = parse_response($resp);
-    $r->{elapsed} = _now() - $start;
+    $r->{elapsed} = now() - $start;
     $r->{timed_out} = $timed_out;
     push @{ $self->{responses} }, $resp;
     return $r;
