@@ -69,7 +69,7 @@ deps:
 	        --no-install-recommends $$missing; \
 	fi
 
-# The core must stay free of nginx types (STYLE.md: two worlds).
+# The core must stay free of nginx types: src/ is plain C (README, Layout).
 check-core:
 	@if grep -nE '#[[:space:]]*include[[:space:]]*[<"]ngx_' $(CORE_SRCS) \
 	        $(CORE_HDRS) $(TOOL_SRCS); then \

@@ -1,7 +1,8 @@
 
 /*
- * taurus-guard: one guarded request, in order (SPEC.md): route, body,
- * validate, authorize, secrets, sign, audit, then forward.
+ * taurus-guard: one guarded request, in order (README, "One guarded
+ * request, in order"): route, body, validate, authorize, secrets, sign,
+ * audit, then forward.
  *
  * The check runs in the precontent phase, which "satisfy any" cannot
  * skip, and reads the body the way ngx_http_mirror_module does: the ctx

@@ -161,7 +161,7 @@ for my $c (@cases) {
 }
 
 # files the workers re-read: readable by the worker user and by no one
-# else, and nginx -t says so (SPEC: "Facts that shape the design")
+# else, and nginx -t says so (README, Operations)
 
 $t->write_token(undef, name => 'token-0644', mode => 0644);
 

@@ -3,7 +3,7 @@
 # Secrets stay secret: across allowed, denied, invalid and refused
 # requests, neither the SK, nor the security token, nor the IAM token
 # appears in error.log (at debug level), in a response or in the audit
-# log.  The one exception the SPEC names: nginx's own proxy module dumps
+# log.  The one exception the README names: nginx's own proxy module dumps
 # the upstream request headers at debug level ("http proxy header:"),
 # which includes the injected X-Auth-Token and X-Security-Token; that
 # block is cut out before the check, and only that block.
@@ -162,9 +162,9 @@ ok($cut !~ /SDK-HMAC-SHA256(?:\n|\\n|\\x0a|.)\d{8}T\d{6}Z/,
 # the endpoint's APIG.0301 answer shows it, so an operator can compare
 # the two (issue "A signature the real endpoint accepts": at debug level
 # the canonical request is logged without the signature, the secret or
-# the body, only its hash).  STYLE.md's "no signature input" is read as
-# "nothing that is or reveals a secret": the canonical request holds
-# none, while the string to sign and the signature stay out.
+# the body, only its hash).  The house rule "no signature input in a log"
+# is read as "nothing that is or reveals a secret": the canonical request
+# holds none, while the string to sign and the signature stay out.
 
 my $t2 = Test::TaurusGuard->new;
 

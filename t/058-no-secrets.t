@@ -16,12 +16,13 @@
 # passwords, user, agency and session tokens) and for 12-character
 # prefixes and suffixes of them.
 #
-# The one exception (SPEC, README): nginx's own proxy module prints the
-# upstream request headers at debug level ("http proxy header:"), and
-# the upstream response headers of the IAM fetch, so the injected
-# X-Auth-Token, X-Security-Token and X-Metadata-Token, and IAM's
-# X-Subject-Token, show up there.  Only those header lines inside those dumps are cut; the rest
-# of each dump is searched too.
+# The one exception (README, "Debugging a rejected signature"): nginx's
+# own proxy module prints the upstream request headers at debug level
+# ("http proxy header:"), and the upstream response headers of the IAM
+# fetch, so the injected X-Auth-Token, X-Security-Token and
+# X-Metadata-Token, and IAM's X-Subject-Token, show up there.  Only those
+# header lines inside those dumps are cut; the rest of each dump is
+# searched too.
 
 use strict;
 use warnings;

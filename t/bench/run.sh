@@ -30,7 +30,7 @@
 # 3. A million allow-list entries: `nginx -t` time, start, the worker's
 #    resident memory, and the 1-instance CPU against a 51-entry list.
 #
-# SPEC's targets: instructions module/plain at most 3x (1 instance) and
+# The targets (README, Performance): instructions module/plain at most 3x (1 instance) and
 # 15x (50 instances), guard off at most 1.02x; CPU module/plain at most
 # 1.5x and 3x durable, 1.3x and 2x with fsync=off; a million-entry
 # allow-list under 1 s for `nginx -t` and 100 MB per worker, looked up in

@@ -1,5 +1,5 @@
 #!/bin/sh
-# The cheap rules of nginx style (STYLE.md): 80 columns, no tabs, no
+# The cheap rules of nginx style: 80 columns, no tabs, no
 # trailing spaces, no // comments, in C sources and headers.
 
 cd "$(dirname "$0")/../.." || exit 1

@@ -3,9 +3,9 @@
  * refused and with which tg_rc_t and message, and that the canonical
  * re-serialization validates back to the same batch.
  *
- * The example body is SPEC.md's ("One guarded request" and "What it
- * is"), which is the request example of Huawei Cloud's "Upgrading Minor
- * Versions of Instances in Batches" API.
+ * The example body is the README's first one, which is the request
+ * example of Huawei Cloud's "Upgrading Minor Versions of Instances in
+ * Batches" API.
  */
 
 #include <stdlib.h>
@@ -20,11 +20,11 @@
 #define ID   "6754902da1f447269c6979b0590102a5in07"
 #define VER  "2.0.48.231200"
 
-#define SPEC_BODY                                                             \
+#define EXAMPLE_BODY                                                          \
     "{\"databases_instance_infos\":[{\"current_version\":\"" VER "\","       \
     "\"instance_id\":\"" ID "\"}],\"delay\":\"false\"}"
 
-#define SPEC_CANON                                                            \
+#define EXAMPLE_CANON                                                         \
     "{\"databases_instance_infos\":[{\"instance_id\":\"" ID "\","           \
     "\"current_version\":\"" VER "\"}],\"delay\":\"false\"}"
 
@@ -58,7 +58,7 @@ typedef struct {
 
 static const accept_t  accepts[] = {
 
-    { "SPEC example", SPEC_BODY, 0, 1, 0, TG_DELAY_STRING, ID, VER },
+    { "README example", EXAMPLE_BODY, 0, 1, 0, TG_DELAY_STRING, ID, VER },
 
     { "delay \"true\"", BODY(ITEM("a", "1"), "\"true\""), 0,
       1, 1, TG_DELAY_STRING, "a", "1" },
@@ -81,7 +81,7 @@ static const accept_t  accepts[] = {
       " \t\r\n] \t\r\n, \t\r\n\"delay\" \t\r\n: \t\r\nfalse \t\r\n} \t\r\n",
       0, 2, 0, TG_DELAY_BOOL, "a", "1" },
 
-    { "trailing newline", SPEC_BODY "\n", 0,
+    { "trailing newline", EXAMPLE_BODY "\n", 0,
       1, 0, TG_DELAY_STRING, ID, VER },
 
     { "escaped quote and backslash in version",
@@ -126,7 +126,7 @@ static const reject_t  rejects[] = {
 
     { "empty body", "", 0, TG_ERR_EMPTY_BODY, "empty body" },
     { "whitespace only", " \t\r\n ", 0, TG_ERR_EMPTY_BODY, "empty body" },
-    { "BOM", "\xef\xbb\xbf" SPEC_BODY, 0, TG_ERR_BOM, "byte order mark" },
+    { "BOM", "\xef\xbb\xbf" EXAMPLE_BODY, 0, TG_ERR_BOM, "byte order mark" },
     { "BOM alone", "\xef\xbb\xbf", 0, TG_ERR_BOM, "byte order mark" },
     { "BOM after whitespace", " \xef\xbb\xbf{}", 0, TG_ERR_SYNTAX,
       "unexpected character at byte 1" },
@@ -302,9 +302,9 @@ static const reject_t  rejects[] = {
       "data after the JSON document at byte 2" },
     { "{} x", "{} x", 0, TG_ERR_TRAILING,
       "data after the JSON document at byte 3" },
-    { "a second document", SPEC_BODY "\n" SPEC_BODY, 0, TG_ERR_TRAILING,
+    { "a second document", EXAMPLE_BODY "\n" EXAMPLE_BODY, 0, TG_ERR_TRAILING,
       NULL },
-    { "a NUL after the document", SPEC_BODY "\0", sizeof(SPEC_BODY),
+    { "a NUL after the document", EXAMPLE_BODY "\0", sizeof(EXAMPLE_BODY),
       TG_ERR_TRAILING, NULL },
 
     { "top-level array", "[]", 0, TG_ERR_NOT_OBJECT,
@@ -1060,8 +1060,8 @@ test_serialize(void)
     tg_batch_t      b;
     unsigned char   out[1024], *end;
 
-    rc = parse(&b, items, MAX_ITEMS, SPEC_BODY, strlen(SPEC_BODY), err);
-    is_rc(rc, TG_OK, "SPEC example parses");
+    rc = parse(&b, items, MAX_ITEMS, EXAMPLE_BODY, strlen(EXAMPLE_BODY), err);
+    is_rc(rc, TG_OK, "README example parses");
     if (rc != TG_OK) {
         return;
     }
@@ -1069,8 +1069,8 @@ test_serialize(void)
     len = tg_batch_serialized_len(&b);
     end = tg_batch_serialize(&b, out);
     *end = '\0';
-    is_str((char *) out, SPEC_CANON, "SPEC example: canonical bytes");
-    is_int(len, strlen(SPEC_CANON), "SPEC example: serialized_len");
+    is_str((char *) out, EXAMPLE_CANON, "README example: canonical bytes");
+    is_int(len, strlen(EXAMPLE_CANON), "README example: serialized_len");
 
     b.delay_kind = TG_DELAY_BOOL;
     b.delay = 1;
@@ -1160,7 +1160,7 @@ test_args(void)
     unsigned char   scratch[512];
     const char     *body;
 
-    body = SPEC_BODY;
+    body = EXAMPLE_BODY;
 
     batch_init(&b, items, MAX_ITEMS, scratch, strlen(body) - 1);
     rc = tg_batch_parse(&b, (const unsigned char *) body, strlen(body), err,
