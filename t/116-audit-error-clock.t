@@ -1,17 +1,20 @@
 #!/usr/bin/perl
 
-# The once-a-minute error lines of the audit file and of the syslog
-# collector are paced by the monotonic clock.  An earlier module paced
-# them with the wall clock: stepped back an hour, it kept them silent
-# for an hour.  The wall clock is shifted by the LD_PRELOAD shim
-# t/lib/tg-clockshift.c, built here.
+# The once-a-minute error lines of the audit file, of the syslog
+# collector and of a full policy zone are paced by the monotonic clock.
+# An earlier module paced them with the wall clock: stepped back an hour,
+# it kept them silent for an hour.  The wall clock is shifted by the
+# LD_PRELOAD shim t/lib/tg-clockshift.c, built here.
 #
 #   - a batch to a location whose audit log is /dev/full: its [alert];
 #     a batch to one with a working file: its record queued for a
-#     collector nobody listens on, the syslog failure's [warn];
+#     collector nobody listens on, the syslog failure's [warn]; batches
+#     of fresh instances with a cooldown until the policy zone is full:
+#     its [alert];
 #   - the clock steps back an hour;
 #   - 61 s later (monotonic) the next batch to /dev/full logs its
-#     [alert] again, and the collector's retries their [warn].
+#     [alert] again, the collector's retries their [warn], and the next
+#     batch the full zone refuses its [alert].
 
 use strict;
 use warnings;
@@ -41,8 +44,15 @@ chmod 0755, "$dir/clockshift.so";
 
 my $ALERT = qr/taurus_guard: write\(\) to audit log "\/dev\/full" failed/;
 my $WARN = qr/\[warn\].*syslog collector .* failed, retrying/;
+my $FULL = qr/\[alert\].*zone "taurus_guard_policy" is full/;
 
 $t->expect_alert($ALERT);
+$t->expect_alert($FULL);
+
+# a project with a cooldown, and instances enough to fill a 32k zone
+
+my $PF = 'cccccccccccccccccccccccccccccccc';
+my @F = map { sprintf '%032xin07', $_ + 2000 } 0 .. 699;
 
 $t->upstream;
 $t->write_credentials;
@@ -63,9 +73,12 @@ close $down;
 http {
     taurus_guard_credentials %%TESTDIR%%/credentials;
     taurus_guard_audit_syslog server=127.0.0.1:$DOWN;
+    taurus_guard_policy_zone 32k;
+    taurus_guard_policy $PF cooldown=1h;
 
     taurus_guard_allow {
         %%PROJECT%% $INSTANCES[0];
+        $PF @F;
     }
 
     server {
@@ -107,16 +120,33 @@ sub good {
         . "\r\n\r\n" . batch_json([ $INSTANCES[0] ]), port => 1);
 }
 
+# the next hundred of @F, on the working file's port
+my $next = 0;
+sub fresh {
+    my $b = $next++;
+    die "no fresh instances left\n" if $b * 100 + 99 > $#F;
+    return $t->post(upgrade_path($PF),
+        batch_json([ @F[$b * 100 .. $b * 100 + 99] ]), port => 1)->{status};
+}
+
 is(full()->{status}, 503, '/dev/full: refused');
 is(good()->{status}, 200, 'the working file: forwarded');
+
+my @st = map { fresh() } 1 .. 4;
+is($st[0], 200, 'the first batch with a cooldown fitted');
+ok((grep { $_ == 503 } @st), 'then the zone is full: ' . join(',', @st));
+
 sleep 1.5;
 is(count($ALERT), 1, 'the audit [alert]');
 is(count($WARN), 1, 'the syslog [warn], once for its retries');
+is(count($FULL), 1, 'the full zone\'s [alert]');
 
 $t->write_file('clock.offset', "-3600\n");
 sleep 0.5;
 is(full()->{status}, 503, 'clock stepped back: refused');
 is(count($ALERT), 1, 'within the minute: no second [alert]');
+is(fresh(), 503, 'clock stepped back: the full zone refuses');
+is(count($FULL), 1, 'within the minute: no second full zone [alert]');
 
 diag('waiting 61 s for the next minute of the monotonic clock');
 sleep 61;
@@ -124,5 +154,7 @@ sleep 61;
 is(full()->{status}, 503, 'a minute later: refused');
 is(count($ALERT), 2, 'a minute later: the [alert] again');
 cmp_ok(count($WARN), '>=', 2, 'a minute later: the syslog [warn] again');
+is(fresh(), 503, 'a minute later: the full zone refuses');
+is(count($FULL), 2, 'a minute later: the full zone [alert] again');
 
 $t->done_testing;
