@@ -2,8 +2,13 @@
  * tg-clockshift.c: an LD_PRELOAD shim for the tests, built by each test
  * that needs it into its temp directory.  The wall clock (time(),
  * gettimeofday(), clock_gettime() of CLOCK_REALTIME), shifted by the
- * seconds written in the file named by $TG_CLOCK_OFFSET, read again at
- * most every 50 ms of the monotonic clock, which is left alone.
+ * seconds written first in the file named by $TG_CLOCK_OFFSET, and the
+ * monotonic clock (clock_gettime() of CLOCK_MONOTONIC and its coarse
+ * form) moved on by the seconds written second, if any: "-3600 61" is
+ * a wall clock an hour behind and a minute that passed at once.  The
+ * file is read again at most every 50 ms of the real monotonic clock.
+ * A test moves the monotonic clock only forward, and only while nothing
+ * it checks is in flight: every timer of nginx's falls due at once.
  */
 
 #define _GNU_SOURCE
@@ -17,6 +22,7 @@
 
 static int          (*real_clock_gettime)(clockid_t, struct timespec *);
 static long          offset;
+static long          mono_offset;
 static long          offset_read_ms = -1000000;
 static char         *path;
 
@@ -43,7 +49,7 @@ shift(void)
     int              fd;
     long             ms;
     ssize_t          n;
-    char             buf[32];
+    char             buf[64], *end;
     struct timespec  mono;
 
     if (real_clock_gettime == NULL) {
@@ -69,7 +75,8 @@ shift(void)
 
     if (n > 0) {
         buf[n] = '\0';
-        offset = strtol(buf, NULL, 10);
+        offset = strtol(buf, &end, 10);
+        mono_offset = strtol(end, NULL, 10);
     }
 
     return offset;
@@ -86,6 +93,11 @@ clock_gettime(clockid_t id, struct timespec *ts)
 
     if (rc == 0 && (id == CLOCK_REALTIME || id == CLOCK_REALTIME_COARSE)) {
         ts->tv_sec += off;
+
+    } else if (rc == 0
+               && (id == CLOCK_MONOTONIC || id == CLOCK_MONOTONIC_COARSE))
+    {
+        ts->tv_sec += mono_offset;
     }
 
     return rc;
