@@ -2148,21 +2148,9 @@ ngx_http_taurus_guard_audit_error(ngx_log_t *log,
 {
     ngx_http_taurus_guard_metrics_audit_failed(audit->file->fd);
 
-    /*
-     * Like ngx_http_log_module: one alert a minute, not one a request;
-     * paced by the monotonic clock, which a wall clock stepped back
-     * cannot hold still.
-     */
-
-    if (audit->logged
-        && (ngx_msec_int_t) (ngx_current_msec - audit->error_logged)
-           < NGX_HTTP_TG_LOG_INTERVAL_MS)
-    {
+    if (!ngx_http_taurus_guard_pace(&audit->error_pace)) {
         return;
     }
-
-    audit->logged = 1;
-    audit->error_logged = ngx_current_msec;
 
     ngx_log_error(NGX_LOG_ALERT, log, err,
                   "taurus_guard: %s to audit log \"%V\" failed,"

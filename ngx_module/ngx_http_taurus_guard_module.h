@@ -25,11 +25,40 @@
 
 #define NGX_HTTP_TG_ID_HEADER       "X-Taurus-Guard-Id"
 #define NGX_HTTP_TG_REQUEST_ID      "X-Request-Id"
-#define NGX_HTTP_TG_LOG_INTERVAL    60        /* seconds between alerts */
+#define NGX_HTTP_TG_LOG_INTERVAL    60        /* seconds between errors */
 #define NGX_HTTP_TG_SECRETS         4         /* headers only upstream gets */
 #define NGX_HTTP_TG_REENTRIES       8         /* named in the done record */
 #define NGX_HTTP_TG_IDS             64        /* audit ids per RAND_bytes() */
 #define NGX_HTTP_TG_LOG_INTERVAL_MS (NGX_HTTP_TG_LOG_INTERVAL * 1000)
+
+
+/*
+ * A repeated error's line, at most once a minute (as ngx_http_log_module
+ * does), not once a request.  Paced by the monotonic clock, which a wall
+ * clock stepped back cannot hold silent.  Zeroed, the first is due.
+ */
+typedef struct {
+    ngx_msec_t                   last;      /* monotonic */
+    unsigned                     once:1;    /* last is set */
+} ngx_http_taurus_guard_pace_t;
+
+
+/* 1 when the line is due (and from now the next is a minute away) */
+static ngx_inline ngx_uint_t
+ngx_http_taurus_guard_pace(ngx_http_taurus_guard_pace_t *pace)
+{
+    if (pace->once
+        && (ngx_msec_int_t) (ngx_current_msec - pace->last)
+           < NGX_HTTP_TG_LOG_INTERVAL_MS)
+    {
+        return 0;
+    }
+
+    pace->once = 1;
+    pace->last = ngx_current_msec;
+
+    return 1;
+}
 
 
 typedef struct ngx_http_taurus_guard_secret_file_s
@@ -65,9 +94,8 @@ struct ngx_http_taurus_guard_secret_file_s {
     /* per worker, after fork */
     unsigned                     looked:1;  /* checked is set */
     unsigned                     known:1;   /* the identity and digest are */
-    unsigned                     logged:1;  /* error_logged is set */
-    ngx_msec_t                   checked;   /* monotonic, as both below */
-    ngx_msec_t                   error_logged;
+    ngx_msec_t                   checked;   /* monotonic */
+    ngx_http_taurus_guard_pace_t  error_pace;
     dev_t                        dev;
     ino_t                        ino;
     off_t                        fsize;
@@ -152,8 +180,7 @@ typedef struct {
     ngx_file_uniq_t              ino;
 
     /* per worker, after fork */
-    ngx_msec_t                   error_logged;  /* monotonic */
-    unsigned                     logged:1;  /* error_logged is set */
+    ngx_http_taurus_guard_pace_t  error_pace;
     ngx_event_t                  reopened;  /* checks a reopen */
 
     /*

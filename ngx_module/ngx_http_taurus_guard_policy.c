@@ -106,8 +106,7 @@ typedef struct {
 typedef struct {
     ngx_slab_pool_t                     *shpool;
     ngx_http_taurus_guard_policy_sh_t   *sh;
-    ngx_msec_t                           full_logged;   /* per worker */
-    unsigned                             full_once:1;
+    ngx_http_taurus_guard_pace_t         full_pace;     /* per worker */
 } ngx_http_taurus_guard_policy_zone_t;
 
 
@@ -759,14 +758,7 @@ full:
     ngx_http_taurus_guard_policy_unpin(nodes, npinned);
     ngx_shmtx_unlock(&pz->shpool->mutex);
 
-    /* one alert a minute, paced by the monotonic clock (as the audit's) */
-
-    if (!pz->full_once
-        || (ngx_msec_int_t) (ngx_current_msec - pz->full_logged)
-           >= NGX_HTTP_TG_LOG_INTERVAL_MS)
-    {
-        pz->full_once = 1;
-        pz->full_logged = ngx_current_msec;
+    if (ngx_http_taurus_guard_pace(&pz->full_pace)) {
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
                       "taurus_guard: zone \"" NGX_HTTP_TG_POLICY_ZONE "\" is"
                       " full, batches of projects with a quota or a"

@@ -422,15 +422,9 @@ ngx_http_taurus_guard_secret_file_error(ngx_log_t *log,
 
     /* one line a minute per file, not one a request */
 
-    if (file->logged
-        && (ngx_msec_int_t) (ngx_current_msec - file->error_logged)
-           < NGX_HTTP_TG_LOG_INTERVAL_MS)
-    {
+    if (!ngx_http_taurus_guard_pace(&file->error_pace)) {
         return;
     }
-
-    file->logged = 1;
-    file->error_logged = ngx_current_msec;
 
     level = file->text ? file->level : NGX_LOG_ALERT;
 

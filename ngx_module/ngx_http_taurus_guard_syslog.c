@@ -40,10 +40,8 @@ struct ngx_http_taurus_guard_syslog_s {
     size_t                       qlen;
     size_t                       sent;      /* of them, on this connection */
     ngx_uint_t                   dropped;
-    ngx_msec_t                   drop_logged;   /* monotonic */
-    ngx_msec_t                   error_logged;  /* monotonic */
-    unsigned                     drop_was_logged:1;
-    unsigned                     error_was_logged:1;
+    ngx_http_taurus_guard_pace_t  drop_pace;
+    ngx_http_taurus_guard_pace_t  error_pace;
     unsigned                     connecting:1;
     unsigned                     connected:1;
 };
@@ -395,14 +393,7 @@ ngx_http_taurus_guard_syslog_send(ngx_http_taurus_guard_syslog_t *sl,
         sl->dropped++;
         ngx_http_taurus_guard_metrics_syslog(0, 1);
 
-        /* the monotonic clock: a wall clock stepped back cannot hold it */
-
-        if (!sl->drop_was_logged
-            || (ngx_msec_int_t) (ngx_current_msec - sl->drop_logged)
-               >= NGX_HTTP_TG_LOG_INTERVAL_MS)
-        {
-            sl->drop_was_logged = 1;
-            sl->drop_logged = ngx_current_msec;
+        if (ngx_http_taurus_guard_pace(&sl->drop_pace)) {
             ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                           "taurus_guard: syslog collector \"%V\" is behind,"
                           " %ui audit records not sent (they are in the"
@@ -714,12 +705,7 @@ ngx_http_taurus_guard_syslog_fail(ngx_http_taurus_guard_syslog_t *sl,
     sl->connected = 0;
     sl->sent = 0;
 
-    if (!sl->error_was_logged
-        || (ngx_msec_int_t) (ngx_current_msec - sl->error_logged)
-           >= NGX_HTTP_TG_LOG_INTERVAL_MS)
-    {
-        sl->error_was_logged = 1;
-        sl->error_logged = ngx_current_msec;
+    if (ngx_http_taurus_guard_pace(&sl->error_pace)) {
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                       "taurus_guard: %s syslog collector \"%V\" failed,"
                       " retrying; records stay in the audit file",
