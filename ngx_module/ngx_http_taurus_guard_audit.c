@@ -953,7 +953,6 @@ ngx_http_taurus_guard_audit_wait(ngx_http_request_t *r,
 
     ctx->request = r;
     ctx->sync_failed = 0;
-    ctx->flush_pending = 0;
     ngx_str_null(&ctx->sync_reason);
 
     ctx->entry = e;
@@ -1367,8 +1366,15 @@ failed:
 /*
  * The queue is spent: a state the hash left open is wiped, the requests
  * its records blocked go to "written" for the event to resume (refused
- * if their record is not in the file or its flush here failed, or to
- * wait for the group flush), and the arena is free for the next turn.
+ * if their record is not in the file or its flush here failed), or to
+ * "pending" for the next group flush, and the arena is free for the next
+ * turn.
+ *
+ * A request waits in "pending" from the moment its descriptor is in
+ * pending_fds: a flush started before the event runs (a thread's flush
+ * ending in the same turn) takes both, or neither.  Were the request
+ * still in "written" then, the flush would take its descriptor without
+ * it, and a later flush with no descriptor would wake it as flushed.
  */
 
 static void
@@ -1397,38 +1403,9 @@ ngx_http_taurus_guard_audit_written(ngx_http_taurus_guard_audit_t *audit,
 
         ctx->entry = NULL;
         ctx->sync_failed = (!e->written || unflushed);
-        ctx->flush_pending = (e->written && flush);
-
-        ngx_queue_insert_tail(&audit->written, &ctx->queue);
-    }
-
-    ngx_queue_init(&audit->unwritten);
-    audit->arena_used = 0;
-}
-
-
-/*
- * The requests whose records were written go on, or are refused, or wait
- * for the group flush.  A request resumed here may queue another record:
- * the event is posted again for it.
- */
-
-static void
-ngx_http_taurus_guard_audit_deliver(ngx_http_taurus_guard_audit_t *audit)
-{
-    ngx_queue_t                  *q;
-    ngx_http_taurus_guard_ctx_t  *ctx;
-
-    while (!ngx_queue_empty(&audit->written)) {
-        q = ngx_queue_head(&audit->written);
-        ngx_queue_remove(q);
-        q->next = NULL;
-
-        ctx = ngx_queue_data(q, ngx_http_taurus_guard_ctx_t, queue);
 
 #if (NGX_THREADS)
-        if (ctx->flush_pending && !ctx->sync_failed) {
-            ctx->flush_pending = 0;
+        if (e->written && flush) {
 
             /*
              * The timer bounds the wait, and keeps a worker that is
@@ -1443,6 +1420,33 @@ ngx_http_taurus_guard_audit_deliver(ngx_http_taurus_guard_audit_t *audit)
             continue;
         }
 #endif
+
+        ngx_queue_insert_tail(&audit->written, &ctx->queue);
+    }
+
+    ngx_queue_init(&audit->unwritten);
+    audit->arena_used = 0;
+}
+
+
+/*
+ * The requests whose records were written go on, or are refused, and the
+ * group flush starts for those waiting for it.  A request resumed here
+ * may queue another record: the event is posted again for it.
+ */
+
+static void
+ngx_http_taurus_guard_audit_deliver(ngx_http_taurus_guard_audit_t *audit)
+{
+    ngx_queue_t                  *q;
+    ngx_http_taurus_guard_ctx_t  *ctx;
+
+    while (!ngx_queue_empty(&audit->written)) {
+        q = ngx_queue_head(&audit->written);
+        ngx_queue_remove(q);
+        q->next = NULL;
+
+        ctx = ngx_queue_data(q, ngx_http_taurus_guard_ctx_t, queue);
 
         ngx_http_taurus_guard_audit_resume(ctx->request, ctx,
                                            ctx->sync_failed, NULL);
@@ -1727,6 +1731,16 @@ ngx_http_taurus_guard_audit_start_sync(ngx_http_taurus_guard_audit_t *audit)
 
     ngx_queue_add(&audit->syncing, &audit->pending);
     ngx_queue_init(&audit->pending);
+
+    if (audit->npending == 0) {
+        /* a flush of nothing would wake them as flushed: never */
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                      "taurus_guard: no descriptor of \"%V\" to flush",
+                      &audit->file->name);
+
+        ngx_http_taurus_guard_audit_fail_later(audit, NGX_EBADF);
+        return;
+    }
 
     task = audit->task;
 

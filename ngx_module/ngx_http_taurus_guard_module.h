@@ -364,7 +364,6 @@ typedef struct {
     unsigned                     fetch_pending:1;
     unsigned                     fetcher:1;     /* ctx of a fetch */
     unsigned                     sync_failed:1;
-    unsigned                     flush_pending:1;   /* written, not synced */
     unsigned                     would_deny:1;  /* report mode */
 } ngx_http_taurus_guard_ctx_t;
 
