@@ -162,16 +162,22 @@ ngx_http_taurus_guard_unsigned_request(ngx_http_request_t *r)
 
 
 /*
- * A forwarded batch back in the phases after an internal redirect
- * (error_page, post_action, X-Accel-Redirect).  Where a content handler
- * would send it again, it is refused; a static page or "return" may
- * still answer.
+ * A guarded request back in the phases after an internal redirect
+ * (error_page, post_action, X-Accel-Redirect, a named location).  It
+ * reaches a content handler that sends it somewhere once: the forward of
+ * its checked batch.  Where a content handler would send it again, or
+ * send what the gateway never checked (nginx refused it while the body
+ * was read, and error_page sent it on), it is refused; a static page or
+ * "return" may still answer.
  */
 
 ngx_int_t
 ngx_http_taurus_guard_reentry(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx)
 {
+    u_char                    *p;
+    ngx_uint_t                 status;
+    ngx_str_t                  reason;
     ngx_http_core_loc_conf_t  *clcf;
 
     if (r->content_handler == NULL
@@ -183,16 +189,24 @@ ngx_http_taurus_guard_reentry(ngx_http_request_t *r,
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
-    if (ctx->nreentries < NGX_HTTP_TG_REENTRIES) {
-        ctx->reentries[ctx->nreentries].data = clcf->name.data;
-        ctx->reentries[ctx->nreentries].len = clcf->name.len;
+    if (ctx->step == NGX_HTTP_TG_STEP_FORWARD) {
+        if (ctx->nreentries < NGX_HTTP_TG_REENTRIES) {
+            ctx->reentries[ctx->nreentries].data = clcf->name.data;
+            ctx->reentries[ctx->nreentries].len = clcf->name.len;
+        }
+
+        ctx->nreentries++;
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "taurus_guard: batch %s forwarded already, a second"
+                      " forward from \"%V\" refused", ctx->id, &clcf->name);
+
+    } else {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "taurus_guard: request %s not forwarded from \"%V\":"
+                      " it was refused before it was checked", ctx->id,
+                      &clcf->name);
     }
-
-    ctx->nreentries++;
-
-    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                  "taurus_guard: batch %s forwarded already, a second"
-                  " forward from \"%V\" refused", ctx->id, &clcf->name);
 
     if (r->post_action) {
         /* the response is sent: end quietly, as the action would */
@@ -200,10 +214,48 @@ ngx_http_taurus_guard_reentry(ngx_http_request_t *r,
         return NGX_DONE;
     }
 
-    ngx_http_finalize_request(r, ngx_http_taurus_guard_refuse_text(r, ctx,
-                                     NGX_HTTP_BAD_GATEWAY,
-                                     "the batch was forwarded already;"
-                                     " it is not sent a second time"));
+    if (ctx->step == NGX_HTTP_TG_STEP_FORWARD) {
+        ngx_http_finalize_request(r, ngx_http_taurus_guard_refuse_text(r, ctx,
+                                         NGX_HTTP_BAD_GATEWAY,
+                                         "the batch was forwarded already;"
+                                         " it is not sent a second time"));
+        return NGX_DONE;
+    }
+
+    /*
+     * nginx's own status, where it is known: the one it refused with
+     * while the body was read, or the one error_page kept ("=" alone
+     * keeps none: 400 then).
+     */
+
+    status = (ctx->step == NGX_HTTP_TG_STEP_DONE
+              && ctx->status >= NGX_HTTP_BAD_REQUEST)
+             ? ctx->status
+             : (r->err_status >= NGX_HTTP_BAD_REQUEST)
+             ? (ngx_uint_t) r->err_status : 0;
+
+    p = ngx_pnalloc(r->pool, 80);
+    if (p == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return NGX_DONE;
+    }
+
+    reason.data = p;
+
+    if (status) {
+        reason.len = ngx_snprintf(p, 80, "refused by nginx before the"
+                                  " gateway decided (status %ui), not"
+                                  " forwarded", status)
+                     - p;
+
+    } else {
+        ngx_str_set(&reason, "refused by nginx before the gateway decided,"
+                             " not forwarded");
+        status = NGX_HTTP_BAD_REQUEST;
+    }
+
+    ngx_http_finalize_request(r, ngx_http_taurus_guard_refuse(r, ctx, status,
+                                     &reason, NULL, 0));
     return NGX_DONE;
 }
 

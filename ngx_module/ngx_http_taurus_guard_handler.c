@@ -55,22 +55,37 @@ ngx_http_taurus_guard_handler(ngx_http_request_t *r)
             return NGX_DECLINED;
         }
 
-        /* an internal redirect: is it a forwarded batch coming back? */
+        /* an internal redirect: is it a guarded request coming back? */
 
         ctx = ngx_http_taurus_guard_get_ctx(r);
 
-        if (ctx == NULL || ctx->step != NGX_HTTP_TG_STEP_FORWARD) {
+        if (ctx == NULL) {
             return NGX_DECLINED;
         }
 
         return ngx_http_taurus_guard_reentry(r, ctx);
     }
 
-    ctx = ngx_http_taurus_guard_get_ctx(r);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_taurus_guard_module);
+
+    if (ctx == NULL && r->internal && r == r->main) {
+
+        /*
+         * An internal redirect zeroed the contexts: a guarded request
+         * redirected here is the same request, at the step it was at,
+         * not a new one.
+         */
+
+        ctx = ngx_http_taurus_guard_get_ctx(r);
+
+        if (ctx != NULL) {
+            return ngx_http_taurus_guard_reentry(r, ctx);
+        }
+    }
 
     if (ctx != NULL && ctx->step != NGX_HTTP_TG_STEP_ROUTE) {
 
-        /* the phases again: resumed, redirected, or a subrequest */
+        /* the phases again: resumed, or a subrequest */
 
         switch (ctx->step) {
 

@@ -80,7 +80,9 @@ ngx_http_taurus_guard_record(ngx_http_request_t *r,
  * before the allow record, a record of the refusal (with the batch and
  * what was denied); after it, the error record closing the allow; after
  * the forward (a second forward refused), nothing: the done record
- * counts it.  The log handler counts each request once in the metrics.
+ * counts it; after a refusal (a redirect sent it on), nothing: its
+ * record is written.  The log handler counts each request once in the
+ * metrics.
  */
 
 ngx_int_t
@@ -93,7 +95,10 @@ ngx_http_taurus_guard_refuse(ngx_http_request_t *r,
 
     static ngx_str_t  unavailable = ngx_string("audit log unavailable");
 
-    if (ctx->step == NGX_HTTP_TG_STEP_FORWARD) {
+    if (ctx->step == NGX_HTTP_TG_STEP_FORWARD
+        || (ctx->step == NGX_HTTP_TG_STEP_DONE
+            && ctx->decision != NGX_HTTP_TG_UNDECIDED))
+    {
         return ngx_http_taurus_guard_send_json(r, ctx, status, reason, NULL,
                                                0);
     }
