@@ -340,6 +340,7 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     audit->file = file;
+    audit->tail_max = NGX_HTTP_TG_AUDIT_TAIL_MAX;
     audit->fsync = fsync;
     audit->timeout = (ngx_msec_t) timeout;
     audit->flush_delay = (ngx_msec_t) delay;
@@ -649,11 +650,42 @@ done:
 
 
 /*
+ * A location takes bodies of up to "body" bytes: every audit file reads
+ * back a last line as long as the longest record such a body makes (the
+ * file may be shared, the audit states of two spellings of its path may
+ * be two).  A record holds the batch's instances, those denied and a
+ * reason that names them again, each escaped at most to twice its
+ * length (the validator lets no control byte through), and some fields
+ * of bounded length: eight times the body and 64k is more than that.
+ */
+
+void
+ngx_http_taurus_guard_audit_record_max(ngx_http_taurus_guard_main_conf_t *mcf,
+    size_t body)
+{
+    size_t                           max;
+    ngx_uint_t                       i;
+    ngx_http_taurus_guard_audit_t  **a;
+
+    max = (body > (NGX_MAX_SIZE_T_VALUE / 2 - NGX_HTTP_TG_AUDIT_TAIL_MIN) / 8)
+          ? NGX_MAX_SIZE_T_VALUE / 2 : 8 * body + NGX_HTTP_TG_AUDIT_TAIL_MIN;
+
+    a = mcf->audits.elts;
+
+    for (i = 0; i < mcf->audits.nelts; i++) {
+        if (a[i]->tail_max < max) {
+            a[i]->tail_max = max;
+        }
+    }
+}
+
+
+/*
  * The link (tg_audit.h) of the last whole line of the file, read through
  * rfd, into last.  A torn last line (a crash in the middle of a write) is
  * cut off through wfd, so the next record cannot run into it; that is
  * logged.  NGX_DECLINED: no whole line is left.  Reads from the end, a
- * little first, more only for a longer line.
+ * little first, more only for a longer line, up to audit->tail_max.
  */
 
 static ngx_int_t
@@ -711,7 +743,7 @@ ngx_http_taurus_guard_audit_tail(ngx_http_taurus_guard_audit_t *audit,
 
         ngx_free(buf);
 
-        if (want >= NGX_HTTP_TG_AUDIT_TAIL_MAX) {
+        if (want >= (off_t) audit->tail_max) {
             ngx_log_error(NGX_LOG_ALERT, log, 0,
                           "taurus_guard: audit log \"%V\" does not end with"
                           " a record", &audit->file->name);

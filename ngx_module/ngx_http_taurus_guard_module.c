@@ -421,6 +421,12 @@ ngx_http_taurus_guard_merge_loc_conf(ngx_conf_t *cf, void *parent,
         return NGX_CONF_ERROR;
     }
 
+    /* the audit reads back any record a body this long makes */
+
+    ngx_http_taurus_guard_audit_record_max(
+        ngx_http_conf_get_module_main_conf(cf, ngx_http_taurus_guard_module),
+        conf->max_body_size);
+
     return NGX_CONF_OK;
 }
 

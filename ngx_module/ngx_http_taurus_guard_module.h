@@ -178,6 +178,7 @@ typedef struct {
     ngx_uint_t                   conf_line;
     dev_t                        dev;       /* the file, if it existed */
     ngx_file_uniq_t              ino;
+    size_t                       tail_max;  /* the longest last line read */
 
     /* per worker, after fork */
     ngx_http_taurus_guard_pace_t  error_pace;
@@ -384,6 +385,8 @@ ngx_int_t ngx_http_taurus_guard_audit(ngx_http_request_t *r,
     ngx_http_taurus_guard_audit_t *audit, tg_audit_record_t *rec,
     ngx_uint_t how);
 void ngx_http_taurus_guard_audit_exit(ngx_cycle_t *cycle);
+void ngx_http_taurus_guard_audit_record_max(
+    ngx_http_taurus_guard_main_conf_t *mcf, size_t body);
 
 /* ngx_http_taurus_guard_syslog.c */
 char *ngx_http_taurus_guard_syslog(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -23,7 +23,7 @@
 #include "tg_sign.h"
 
 
-#define TG_VERIFY_LINE_MAX  (4 * 1024 * 1024)
+#define TG_VERIFY_LINE_MAX  (1024L * 1024 * 1024)
 
 
 typedef struct {
