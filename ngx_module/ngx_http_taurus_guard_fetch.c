@@ -18,6 +18,11 @@
  * token the request carried; from the service, the base it was asked
  * with.
  *
+ * A fetch carries a secret (the IAM password in its body, a user or
+ * session token in a header), and its URI is looked up in the server of
+ * the request that asks: ngx_http_taurus_guard_fetch_check() lets it be
+ * served only by an internal location, or a named one reached from one.
+ *
  * A slot also remembers when its secret was fetched and whether its last
  * fetch failed, for the metrics and the health check, which read them
  * with ngx_http_taurus_guard_fetch_states(); every failed fetch is
@@ -92,6 +97,8 @@ typedef struct {
     u_char                          key[TG_PROJECT_ID_LEN];
     ngx_str_t                       base;   /* the base secret it carries */
     ngx_uint_t                      done;   /* its answer was handled */
+    ngx_uint_t                      refused;    /* by fetch_check() */
+    ngx_uint_t                      uri_changes;    /* where let through */
 } ngx_http_taurus_guard_fetch_sr_t;
 
 
@@ -590,7 +597,6 @@ ngx_http_taurus_guard_fetch_send(ngx_http_request_t *r,
     ngx_http_request_t                     *sr;
     ngx_http_request_body_t                *rb;
     ngx_http_post_subrequest_t             *ps;
-    ngx_http_taurus_guard_ctx_t            *sctx;
     ngx_http_taurus_guard_fetch_sr_t       *fetch;
     ngx_http_taurus_guard_fetch_request_t   req;
     u_char                                  k[TG_PROJECT_ID_LEN];
@@ -611,11 +617,8 @@ ngx_http_taurus_guard_fetch_send(ngx_http_request_t *r,
     b = ngx_calloc_buf(r->pool);
     cl = ngx_alloc_chain_link(r->pool);
     rb = ngx_pcalloc(r->pool, sizeof(ngx_http_request_body_t));
-    sctx = ngx_pcalloc(r->pool, sizeof(ngx_http_taurus_guard_ctx_t));
 
-    if (fetch == NULL || ps == NULL || b == NULL || cl == NULL || rb == NULL
-        || sctx == NULL)
-    {
+    if (fetch == NULL || ps == NULL || b == NULL || cl == NULL || rb == NULL) {
         goto failed;
     }
 
@@ -712,9 +715,6 @@ ngx_http_taurus_guard_fetch_send(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    sctx->fetcher = 1;
-    ngx_http_set_ctx(sr, sctx, ngx_http_taurus_guard_module);
-
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "taurus_guard: fetching from \"%V\"", &src->uri);
 
@@ -775,10 +775,79 @@ ngx_http_taurus_guard_fetch_header(ngx_http_request_t *sr, ngx_str_t *name,
 
 
 /*
+ * Called by the precontent handler for every subrequest, before any
+ * content handler: NGX_DECLINED when r is not a fetch, NGX_OK when it
+ * is one in a location that may serve it, else the status r is
+ * finalized with, having sent nothing.
+ *
+ * A fetch's URI is looked up in the server of the request that asks.
+ * Where that server has no such location (it is defined in another, or
+ * misspelt), the URI falls to some public location, and the IAM password
+ * or a token would go to whatever that location proxies to.  Only an
+ * internal location may serve a fetch, or a named one (error_page,
+ * try_files) reached straight from a location that was let through: a
+ * named one reached from a public location's "return" or "deny" is not.
+ * Every change of location (a rewrite, an internal redirect, a named
+ * location) takes one from r->uri_changes, so "straight from" is one
+ * less than where the fetch was last let through.
+ *
+ * The module's ctx does not survive an internal redirect: a fetch is
+ * known by its post-subrequest handler, which does.  A fetch refused once
+ * stays refused, wherever error_page sends it next.
+ */
+
+ngx_int_t
+ngx_http_taurus_guard_fetch_check(ngx_http_request_t *r)
+{
+    ngx_http_core_loc_conf_t          *clcf;
+    ngx_http_taurus_guard_fetch_sr_t  *fetch;
+
+    if (r->post_subrequest == NULL
+        || r->post_subrequest->handler != ngx_http_taurus_guard_fetch_done)
+    {
+        return NGX_DECLINED;
+    }
+
+    fetch = r->post_subrequest->data;
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (fetch->refused) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (clcf->internal
+        || (clcf->named
+            && fetch->uri_changes == (ngx_uint_t) r->uri_changes + 1))
+    {
+        fetch->uri_changes = r->uri_changes;
+        return NGX_OK;
+    }
+
+    fetch->refused = 1;
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "taurus_guard: the fetch from \"%V\" reached location"
+                  " \"%V\", which is %s; nothing was sent (the fetch URI"
+                  " must map to an internal location in every server that"
+                  " guards batches)",
+                  &fetch->src->uri, &clcf->name,
+                  clcf->named ? "named but not reached from an internal one"
+                              : "not internal");
+
+    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+}
+
+
+/*
  * The answer is in memory: a good one goes to shared memory for every
  * worker; the request that waited for it is posted by nginx and goes
  * on.  A 401 to a fetch that carried a base drops that base, so the
  * next fetch asks for a new one first.
+ *
+ * nginx calls this each time the subrequest is finalized: an error
+ * status first, then again after its error page, or after error_page
+ * sent it to a named location that proxies.  A refused fetch is over at
+ * the first.
  */
 
 static ngx_int_t
@@ -801,11 +870,21 @@ ngx_http_taurus_guard_fetch_done(ngx_http_request_t *sr, void *data,
     src = fetch->src;
     r = sr->parent;
 
+    if (fetch->refused && fetch->done) {
+        return rc;
+    }
+
     fetch->done = 1;
 
     last = src->ops->what(src, fetch->key, what, what + sizeof(what) / 2);
 
-    rc2 = src->ops->answer(sr, src, &secret, &expires, &problem);
+    if (fetch->refused) {
+        rc2 = NGX_ERROR;
+        problem = "its location may not serve it";
+
+    } else {
+        rc2 = src->ops->answer(sr, src, &secret, &expires, &problem);
+    }
 
     if (rc2 != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, sr->connection->log, 0,

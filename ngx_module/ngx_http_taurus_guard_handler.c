@@ -51,8 +51,14 @@ ngx_http_taurus_guard_handler(ngx_http_request_t *r)
 
         /* a flag and a bit: all an unguarded location pays */
 
-        if (!r->internal || r != r->main) {
+        if (!r->internal) {
             return NGX_DECLINED;
+        }
+
+        if (r != r->main) {
+            /* a fetch of the gateway's own only where it may be served */
+            rc = ngx_http_taurus_guard_fetch_check(r);
+            return (rc == NGX_OK) ? NGX_DECLINED : rc;
         }
 
         /* an internal redirect: is it a guarded request coming back? */
@@ -66,9 +72,28 @@ ngx_http_taurus_guard_handler(ngx_http_request_t *r)
         return ngx_http_taurus_guard_reentry(r, ctx);
     }
 
+    if (r != r->main) {
+        rc = ngx_http_taurus_guard_fetch_check(r);
+
+        if (rc == NGX_OK) {
+            /* a fetch of the gateway's own: a token, credentials */
+            return NGX_DECLINED;
+        }
+
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+
+        /* a subrequest would forward the main request's unchecked body */
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "taurus_guard: subrequest to a guarded location"
+                      " refused");
+        return NGX_HTTP_FORBIDDEN;
+    }
+
     ctx = ngx_http_get_module_ctx(r, ngx_http_taurus_guard_module);
 
-    if (ctx == NULL && r->internal && r == r->main) {
+    if (ctx == NULL && r->internal) {
 
         /*
          * An internal redirect zeroed the contexts: a guarded request
@@ -85,16 +110,12 @@ ngx_http_taurus_guard_handler(ngx_http_request_t *r)
 
     if (ctx != NULL && ctx->step != NGX_HTTP_TG_STEP_ROUTE) {
 
-        /* the phases again: resumed, or a subrequest */
+        /* the phases again: resumed */
 
         switch (ctx->step) {
 
         case NGX_HTTP_TG_STEP_FORWARD:
-            if (r == r->main) {
-                return ngx_http_taurus_guard_reentry(r, ctx);
-            }
-
-            return NGX_DECLINED;
+            return ngx_http_taurus_guard_reentry(r, ctx);
 
         case NGX_HTTP_TG_STEP_DONE:
             return ctx->status;
@@ -103,19 +124,6 @@ ngx_http_taurus_guard_handler(ngx_http_request_t *r)
             /* still waiting: the body, a fetch, a flush */
             return NGX_DONE;
         }
-    }
-
-    if (r != r->main) {
-        if (ctx != NULL && ctx->fetcher) {
-            /* a fetch of the gateway's own: a token, credentials */
-            return NGX_DECLINED;
-        }
-
-        /* a subrequest would forward the main request's unchecked body */
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "taurus_guard: subrequest to a guarded location"
-                      " refused");
-        return NGX_HTTP_FORBIDDEN;
     }
 
     if (ctx == NULL) {

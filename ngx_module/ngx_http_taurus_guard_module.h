@@ -363,7 +363,6 @@ typedef struct {
     ngx_uint_t                   nreentries;
 
     unsigned                     fetch_pending:1;
-    unsigned                     fetcher:1;     /* ctx of a fetch */
     unsigned                     sync_failed:1;
     unsigned                     would_deny:1;  /* report mode */
 } ngx_http_taurus_guard_ctx_t;
@@ -445,6 +444,7 @@ ngx_int_t ngx_http_taurus_guard_fetch_get(ngx_http_request_t *r,
     u_char *key, ngx_str_t *out);
 void ngx_http_taurus_guard_fetch_refused(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx);
+ngx_int_t ngx_http_taurus_guard_fetch_check(ngx_http_request_t *r);
 
 /* ngx_http_taurus_guard_iam.c */
 char *ngx_http_taurus_guard_iam_conf(ngx_conf_t *cf,
