@@ -127,6 +127,7 @@ static ngx_int_t ngx_http_taurus_guard_fetch_header(ngx_http_request_t *sr,
     ngx_str_t *name, ngx_str_t *value);
 static ngx_int_t ngx_http_taurus_guard_fetch_done(ngx_http_request_t *sr,
     void *data, ngx_int_t rc);
+static void ngx_http_taurus_guard_fetch_wipe(ngx_http_request_t *sr);
 static void ngx_http_taurus_guard_fetch_end(ngx_http_taurus_guard_fetch_t *src,
     u_char *key, ngx_str_t *secret, time_t expires);
 static void ngx_http_taurus_guard_fetch_failed(
@@ -871,6 +872,7 @@ ngx_http_taurus_guard_fetch_done(ngx_http_request_t *sr, void *data,
     r = sr->parent;
 
     if (fetch->refused && fetch->done) {
+        ngx_http_taurus_guard_fetch_wipe(sr);
         return rc;
     }
 
@@ -915,6 +917,8 @@ ngx_http_taurus_guard_fetch_done(ngx_http_request_t *sr, void *data,
             ctx->fetch_pending = 0;
         }
 
+        ngx_http_taurus_guard_fetch_wipe(sr);
+
         return rc;
     }
 
@@ -937,8 +941,30 @@ ngx_http_taurus_guard_fetch_done(ngx_http_request_t *sr, void *data,
 
     /* copied where it is kept: not left in the answer's buffers */
     OPENSSL_cleanse(secret.data, secret.len);
+    ngx_http_taurus_guard_fetch_wipe(sr);
 
     return rc;
+}
+
+
+/*
+ * The proxy reads the answer's status line, headers and (when it is
+ * short) body into u->buffer, which goes back to the pool as it is:
+ * IAM's X-Subject-Token line, the metadata service's SK and security
+ * token.  Wiped whether the answer was good or not: a bad one may hold
+ * a secret too.
+ */
+
+static void
+ngx_http_taurus_guard_fetch_wipe(ngx_http_request_t *sr)
+{
+    ngx_http_upstream_t  *u;
+
+    u = sr->upstream;
+
+    if (u != NULL && u->buffer.start != NULL) {
+        OPENSSL_cleanse(u->buffer.start, u->buffer.end - u->buffer.start);
+    }
 }
 
 
