@@ -43,8 +43,6 @@
 
 #include "ngx_http_taurus_guard_module.h"
 
-#include <grp.h>
-
 #if (NGX_LINUX)
 #include <linux/futex.h>
 #include <sys/syscall.h>
@@ -55,7 +53,6 @@
 #define NGX_HTTP_TG_AUDIT_TAIL_MIN   (64 * 1024)
 #define NGX_HTTP_TG_AUDIT_TAIL_MAX   (1024 * 1024)
 #define NGX_HTTP_TG_AUDIT_TIMEOUT    10000     /* ms, timeout= default */
-#define NGX_HTTP_TG_AUDIT_GROUPS     64
 #define NGX_HTTP_TG_AUDIT_DELAY_MAX  1000000   /* usec, flush_delay= max */
 #define NGX_HTTP_TG_AUDIT_ARENA      (64 * 1024)   /* a turn's records */
 #define NGX_HTTP_TG_AUDIT_IOVS       64        /* records a writev() */
@@ -123,8 +120,6 @@ static ngx_int_t ngx_http_taurus_guard_audit_init_zone(
     ngx_shm_zone_t *shm_zone, void *data);
 static ngx_int_t ngx_http_taurus_guard_audit_check_access(
     ngx_http_taurus_guard_audit_t *audit, ngx_log_t *log);
-static ngx_int_t ngx_http_taurus_guard_audit_searchable(ngx_file_info_t *fi,
-    ngx_uid_t uid, gid_t *gids, int ngids);
 static ngx_int_t ngx_http_taurus_guard_audit_chain_start(
     ngx_http_taurus_guard_audit_t *audit, ngx_log_t *log);
 static ngx_int_t ngx_http_taurus_guard_audit_tail(
@@ -481,101 +476,30 @@ static ngx_int_t
 ngx_http_taurus_guard_audit_check_access(ngx_http_taurus_guard_audit_t *audit,
     ngx_log_t *log)
 {
-    int               ngids;
-    u_char           *path, *p;
-    gid_t             gids[NGX_HTTP_TG_AUDIT_GROUPS];
-    ngx_uid_t         uid;
+    u_char           *dir;
     ngx_int_t         rc;
     ngx_core_conf_t  *ccf;
-    ngx_file_info_t   fi;
+
+    rc = ngx_http_taurus_guard_worker_can_enter(audit->cycle,
+                                                &audit->file->name, &dir);
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
 
     ccf = (ngx_core_conf_t *) ngx_get_conf(audit->cycle->conf_ctx,
                                            ngx_core_module);
 
-    if (geteuid() != 0 || ccf == NULL) {
-        return NGX_OK;
-    }
+    ngx_log_error(NGX_LOG_EMERG, log, 0,
+                  "audit log \"%V\": nginx workers run as \"%s\""
+                  " (uid %ui) and cannot enter \"%s\", so they"
+                  " could not reopen the file after a rotation,"
+                  " in %s:%ui",
+                  &audit->file->name,
+                  ccf->username ? ccf->username : "?",
+                  (ngx_uint_t) ccf->user, dir, audit->conf_file,
+                  audit->conf_line);
 
-    uid = ccf->user;
-
-    if (uid == 0 || uid == (ngx_uid_t) NGX_CONF_UNSET_UINT
-        || audit->file->name.data[0] != '/')
-    {
-        return NGX_OK;
-    }
-
-    /* the groups the workers get: initgroups(user, group) */
-
-    gids[0] = ccf->group;
-    ngids = NGX_HTTP_TG_AUDIT_GROUPS;
-
-    if (ccf->username == NULL
-        || getgrouplist(ccf->username, ccf->group, gids, &ngids) == -1)
-    {
-        ngids = 1;
-    }
-
-    path = ngx_pnalloc(audit->cycle->pool, audit->file->name.len + 1);
-    if (path == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_cpystrn(path, audit->file->name.data, audit->file->name.len + 1);
-
-    rc = NGX_OK;
-
-    for (p = path + 1; *p; p++) {
-
-        if (*p != '/') {
-            continue;
-        }
-
-        *p = '\0';
-
-        if (ngx_file_info(path, &fi) != NGX_FILE_ERROR
-            && ngx_http_taurus_guard_audit_searchable(&fi, uid, gids, ngids)
-               != NGX_OK)
-        {
-            ngx_log_error(NGX_LOG_EMERG, log, 0,
-                          "audit log \"%V\": nginx workers run as \"%s\""
-                          " (uid %ui) and cannot enter \"%s\", so they"
-                          " could not reopen the file after a rotation,"
-                          " in %s:%ui",
-                          &audit->file->name,
-                          ccf->username ? ccf->username : "?",
-                          (ngx_uint_t) uid, path, audit->conf_file,
-                          audit->conf_line);
-            rc = NGX_ERROR;
-        }
-
-        *p = '/';
-
-        if (rc != NGX_OK) {
-            break;
-        }
-    }
-
-    return rc;
-}
-
-
-static ngx_int_t
-ngx_http_taurus_guard_audit_searchable(ngx_file_info_t *fi, ngx_uid_t uid,
-    gid_t *gids, int ngids)
-{
-    int  i;
-
-    if (fi->st_uid == uid) {
-        return (fi->st_mode & S_IXUSR) ? NGX_OK : NGX_DECLINED;
-    }
-
-    for (i = 0; i < ngids; i++) {
-        if (fi->st_gid == gids[i]) {
-            return (fi->st_mode & S_IXGRP) ? NGX_OK : NGX_DECLINED;
-        }
-    }
-
-    return (fi->st_mode & S_IXOTH) ? NGX_OK : NGX_DECLINED;
+    return NGX_ERROR;
 }
 
 

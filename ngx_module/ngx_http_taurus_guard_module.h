@@ -393,6 +393,10 @@ char *ngx_http_taurus_guard_syslog(ngx_conf_t *cf, ngx_command_t *cmd,
 void ngx_http_taurus_guard_syslog_send(ngx_http_taurus_guard_syslog_t *sl,
     tg_audit_record_t *rec, u_char *line, size_t len);
 
+/* ngx_http_taurus_guard_worker.c */
+ngx_int_t ngx_http_taurus_guard_worker_can_enter(ngx_cycle_t *cycle,
+    ngx_str_t *path, u_char **dir);
+
 /* ngx_http_taurus_guard_secret.c */
 ngx_int_t ngx_http_taurus_guard_secret_copy(ngx_pool_t *pool,
     const u_char *data, size_t len, ngx_str_t *out);
@@ -405,8 +409,6 @@ void ngx_http_taurus_guard_secret_file_forget(
     ngx_http_taurus_guard_secret_file_t *file);
 ngx_int_t ngx_http_taurus_guard_secret_file_update(ngx_log_t *log,
     ngx_http_taurus_guard_secret_file_t *file);
-ngx_int_t ngx_http_taurus_guard_check_owners(ngx_cycle_t *cycle,
-    ngx_http_taurus_guard_main_conf_t *mcf);
 
 /* ngx_http_taurus_guard_cred.c */
 char *ngx_http_taurus_guard_credentials(ngx_conf_t *cf, ngx_command_t *cmd,

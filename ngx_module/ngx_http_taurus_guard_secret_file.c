@@ -24,6 +24,7 @@
 
 #define NGX_HTTP_TG_RECHECK_MS       1000      /* between looks */
 #define NGX_HTTP_TG_PROBLEM_LEN      128
+#define NGX_HTTP_TG_FILES_ZONE       "taurus_guard_secret_files"
 
 
 static u_char *ngx_http_taurus_guard_secret_file_load(ngx_conf_t *cf,
@@ -39,7 +40,12 @@ static void ngx_http_taurus_guard_secret_file_known(
 static void ngx_http_taurus_guard_secret_file_error(ngx_log_t *log,
     ngx_http_taurus_guard_secret_file_t *file, ngx_err_t err,
     ngx_str_t *problem);
+static ngx_int_t ngx_http_taurus_guard_secret_file_zone(ngx_conf_t *cf);
+static ngx_int_t ngx_http_taurus_guard_secret_file_init_zone(
+    ngx_shm_zone_t *zone, void *data);
 static ngx_int_t ngx_http_taurus_guard_secret_file_owner(ngx_cycle_t *cycle,
+    ngx_http_taurus_guard_secret_file_t *file);
+static ngx_int_t ngx_http_taurus_guard_secret_file_dirs(ngx_cycle_t *cycle,
     ngx_http_taurus_guard_secret_file_t *file);
 static void ngx_http_taurus_guard_secret_file_cleanup(void *data);
 
@@ -49,7 +55,8 @@ static void ngx_http_taurus_guard_secret_file_cleanup(void *data);
  * be a private regular file now, so that a mistake shows at "nginx -t".
  * Its text is in file->text for the caller to check; the caller's
  * parse() takes it again at run time.  Every secret file is checked for
- * its owner once the worker user is known.
+ * its owner and the directories on its path once the worker user is
+ * known.
  */
 
 ngx_int_t
@@ -84,6 +91,12 @@ ngx_http_taurus_guard_secret_file_conf(ngx_conf_t *cf,
     }
 
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_taurus_guard_module);
+
+    if (mcf->files.nelts == 0
+        && ngx_http_taurus_guard_secret_file_zone(cf) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     f = ngx_array_push(&mcf->files);
     if (f == NULL) {
@@ -435,23 +448,54 @@ ngx_http_taurus_guard_secret_file_error(ngx_log_t *log,
 
 
 /*
- * Called once the whole configuration is read, in "nginx -t" too: the
- * worker user is known only then.  A file that only its owner may read
- * must be owned by the user the workers run as.
+ * The worker user is known only once the whole configuration is read,
+ * and the one hook that comes after it and can still refuse a
+ * configuration, so that a reload keeps the running one, is the init of
+ * a shared memory zone (a module's init_module failing makes the master
+ * exit).  The zone holds nothing: it is there for its init, which runs
+ * in "nginx -t", a start and a reload alike.
  */
 
-ngx_int_t
-ngx_http_taurus_guard_check_owners(ngx_cycle_t *cycle,
-    ngx_http_taurus_guard_main_conf_t *mcf)
+static ngx_int_t
+ngx_http_taurus_guard_secret_file_zone(ngx_conf_t *cf)
 {
+    ngx_str_t        name;
+    ngx_shm_zone_t  *zone;
+
+    ngx_str_set(&name, NGX_HTTP_TG_FILES_ZONE);
+
+    zone = ngx_shared_memory_add(cf, &name, 8 * ngx_pagesize,
+                                 &ngx_http_taurus_guard_module);
+    if (zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    zone->init = ngx_http_taurus_guard_secret_file_init_zone;
+    zone->data = cf->cycle;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_taurus_guard_secret_file_init_zone(ngx_shm_zone_t *zone, void *data)
+{
+    ngx_cycle_t  *cycle = zone->data;
+
     ngx_uint_t                             i;
+    ngx_http_taurus_guard_main_conf_t     *mcf;
     ngx_http_taurus_guard_secret_file_t  **files;
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                              ngx_http_taurus_guard_module);
 
     files = mcf->files.elts;
 
     for (i = 0; i < mcf->files.nelts; i++) {
         if (ngx_http_taurus_guard_secret_file_owner(cycle, files[i])
-            != NGX_OK)
+            != NGX_OK
+            || ngx_http_taurus_guard_secret_file_dirs(cycle, files[i])
+               != NGX_OK)
         {
             return NGX_ERROR;
         }
@@ -460,6 +504,8 @@ ngx_http_taurus_guard_check_owners(ngx_cycle_t *cycle,
     return NGX_OK;
 }
 
+
+/* a file that only its owner may read must be the worker user's */
 
 static ngx_int_t
 ngx_http_taurus_guard_secret_file_owner(ngx_cycle_t *cycle,
@@ -497,6 +543,40 @@ ngx_http_taurus_guard_secret_file_owner(ngx_cycle_t *cycle,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The workers read the file again by name, a token file before their
+ * first request, any file when it changes: every directory on its path
+ * must let them through, or they would go on with the master's copy, or
+ * with none.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_secret_file_dirs(ngx_cycle_t *cycle,
+    ngx_http_taurus_guard_secret_file_t *file)
+{
+    u_char           *dir;
+    ngx_int_t         rc;
+    ngx_core_conf_t  *ccf;
+
+    rc = ngx_http_taurus_guard_worker_can_enter(cycle, &file->path, &dir);
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                  "\"%V\": nginx workers run as \"%s\" (uid %ui) and"
+                  " cannot enter \"%s\", so they could not read the file:"
+                  " let them search that directory, in %s:%ui",
+                  &file->path, ccf->username ? ccf->username : "?",
+                  (ngx_uint_t) ccf->user, dir, file->conf_file,
+                  file->conf_line);
+
+    return NGX_ERROR;
 }
 
 
