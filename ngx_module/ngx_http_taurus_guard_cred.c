@@ -43,12 +43,13 @@ ngx_http_taurus_guard_credentials(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_http_taurus_guard_loc_conf_t *lcf = conf;
 
-    u_char                        *text;
-    size_t                         size, line;
-    tg_rc_t                        rc;
-    ngx_str_t                     *value;
-    ngx_pool_cleanup_t            *cln;
-    ngx_http_taurus_guard_cred_t  *cred;
+    u_char                             *text;
+    size_t                              size, line;
+    tg_rc_t                             rc;
+    ngx_str_t                          *value;
+    ngx_pool_cleanup_t                 *cln;
+    ngx_http_taurus_guard_cred_t       *cred;
+    ngx_http_taurus_guard_main_conf_t  *mcf;
 
     if (lcf->cred != NGX_CONF_UNSET_PTR) {
         return "is duplicate";
@@ -86,6 +87,14 @@ ngx_http_taurus_guard_credentials(ngx_conf_t *cf, ngx_command_t *cmd,
             != NGX_CONF_OK)
         {
             return NGX_CONF_ERROR;
+        }
+
+        mcf = ngx_http_conf_get_module_main_conf(cf,
+                                                 ngx_http_taurus_guard_module);
+
+        if (mcf->env_file == NULL) {
+            mcf->env_file = cf->conf_file->file.name.data;
+            mcf->env_line = cf->conf_file->line;
         }
 
     } else {
@@ -199,6 +208,78 @@ ngx_http_taurus_guard_credentials_env(ngx_conf_t *cf,
     *size = p - *text;
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * A binary upgrade (USR2) starts the new master with only the variables
+ * "env" directives name, so without them it finds no credentials and
+ * does not start.  They are not added to the list here: the workers get
+ * the same list, and the SK would be in every worker's environment.  The
+ * operator is told instead, once all "env" directives are known (they
+ * may follow the http block).
+ */
+
+void
+ngx_http_taurus_guard_credentials_env_check(ngx_cycle_t *cycle,
+    ngx_http_taurus_guard_main_conf_t *mcf)
+{
+    u_char           *p, *last;
+    ngx_str_t        *var;
+    ngx_uint_t        i, k, n;
+    const char       *token;
+    ngx_core_conf_t  *ccf;
+    u_char            missing[128];
+
+    static const char  *names[] = {
+        "HUAWEICLOUD_SDK_AK",
+        "HUAWEICLOUD_SDK_SK",
+        "HUAWEICLOUD_SDK_SECURITY_TOKEN"
+    };
+
+    if (mcf->env_file == NULL) {
+        return;
+    }
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    /* the security token only when there is one to lose */
+
+    token = getenv("HUAWEICLOUD_SDK_SECURITY_TOKEN");
+    n = (token != NULL && *token != '\0') ? 3 : 2;
+
+    p = missing;
+    last = missing + sizeof(missing);
+
+    var = ccf->env.elts;
+
+    for (k = 0; k < n; k++) {
+
+        for (i = 0; i < ccf->env.nelts; i++) {
+            if (var[i].len == ngx_strlen(names[k])
+                && ngx_strncmp(var[i].data, names[k], var[i].len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (i == ccf->env.nelts) {
+            p = ngx_slprintf(p, last, " env %s;", names[k]);
+        }
+    }
+
+    if (p == missing) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                  "taurus_guard_credentials env: a binary upgrade (USR2)"
+                  " starts the new master with only the variables named by"
+                  " \"env\" directives, so it would not start: add"
+                  "%*s to the main context (the workers then have them in"
+                  " their environment too), or use a credentials file, in"
+                  " %s:%ui", (size_t) (p - missing), missing, mcf->env_file,
+                  mcf->env_line);
 }
 
 

@@ -10,6 +10,7 @@
 
 static ngx_int_t ngx_http_taurus_guard_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_taurus_guard_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_taurus_guard_init_module(ngx_cycle_t *cycle);
 static void ngx_http_taurus_guard_exit_process(ngx_cycle_t *cycle);
 static void *ngx_http_taurus_guard_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_taurus_guard_create_loc_conf(ngx_conf_t *cf);
@@ -165,7 +166,7 @@ ngx_module_t  ngx_http_taurus_guard_module = {
     ngx_http_taurus_guard_commands,        /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_http_taurus_guard_init_module,     /* init module */
     NULL,                                  /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -520,6 +521,31 @@ ngx_http_taurus_guard_init(ngx_conf_t *cf)
     *h = ngx_http_taurus_guard_log_handler;
 
     return ngx_http_taurus_guard_filter_init(cf);
+}
+
+
+static ngx_int_t
+ngx_http_taurus_guard_init_module(ngx_cycle_t *cycle)
+{
+    ngx_http_taurus_guard_main_conf_t  *mcf;
+
+    if (ngx_http_cycle_get_module_main_conf(cycle, ngx_http_core_module)
+        == NULL)
+    {
+        return NGX_OK;
+    }
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                              ngx_http_taurus_guard_module);
+    if (mcf == NULL) {
+        return NGX_OK;
+    }
+
+    /* all "env" directives are known only once the whole file is read */
+
+    ngx_http_taurus_guard_credentials_env_check(cycle, mcf);
+
+    return NGX_OK;
 }
 
 

@@ -278,6 +278,8 @@ typedef struct {
     ngx_http_taurus_guard_syslog_t  *syslog;
     char                         policy[TG_SHA256_HEX_LEN + 1];
     ngx_array_t                  files;     /* of secret_file_t * */
+    u_char                      *env_file;  /* the first "credentials */
+    ngx_uint_t                   env_line;  /* env", for its warning */
     ngx_array_t                  tokens;    /* of token_t * */
     ngx_array_t                  audits;    /* of audit_t * */
     ngx_int_t                    secret_vars[NGX_HTTP_TG_SECRETS];
@@ -415,6 +417,8 @@ char *ngx_http_taurus_guard_credentials(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_taurus_guard_token(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+void ngx_http_taurus_guard_credentials_env_check(ngx_cycle_t *cycle,
+    ngx_http_taurus_guard_main_conf_t *mcf);
 tg_cred_t *ngx_http_taurus_guard_cred_get(ngx_http_request_t *r,
     ngx_http_taurus_guard_cred_t *cred);
 ngx_str_t *ngx_http_taurus_guard_token_get(ngx_http_request_t *r,

@@ -92,6 +92,34 @@ is($rc, 0, 'set: nginx -t passes') or diag($out);
 ok(index($out, $SK) < 0 && index($out, $STS) < 0,
     'set: nginx -t prints no secret');
 
+# a binary upgrade starts the new master with only the variables "env"
+# names: without them it would not start, and nginx -t says so (the
+# module does not add them itself, which would put the SK in every
+# worker's environment)
+
+my $line = $t->conf_line(qr/taurus_guard_credentials env/, 'test.conf');
+my $add = 'add env HUAWEICLOUD_SDK_AK; env HUAWEICLOUD_SDK_SK; '
+    . 'env HUAWEICLOUD_SDK_SECURITY_TOKEN; to the main context';
+my $upgrade = 'taurus_guard_credentials env: a binary upgrade (USR2) ';
+like($out, qr/\[warn\] .*\Q$upgrade\E.* \Q$add\E .* in \S+test\.conf:$line\b/,
+    'no env directives: nginx -t warns, naming the three, and where')
+    or diag($out);
+
+# "env" after the http block counts too: all of them are known by then
+
+my $envs = "env HUAWEICLOUD_SDK_AK;\nenv HUAWEICLOUD_SDK_SK;\n";
+
+($rc, $out) = $t->nginx_t($conf . $envs);
+is($rc, 0, 'AK and SK named by env: nginx -t passes') or diag($out);
+like($out, qr/add env HUAWEICLOUD_SDK_SECURITY_TOKEN; to the main/,
+    'AK and SK named by env: the warning names the security token only')
+    or diag($out);
+
+($rc, $out) = $t->nginx_t($conf . $envs
+    . "env HUAWEICLOUD_SDK_SECURITY_TOKEN;\n");
+is($rc, 0, 'all named by env: nginx -t passes') or diag($out);
+unlike($out, qr/\[warn\]/, 'all named by env: no warning') or diag($out);
+
 TaurusGuard::Metadata::add_key($t, $AK, $SK, $STS);
 TaurusGuard::Metadata::upstream_keys($t);
 $t->run($conf);
