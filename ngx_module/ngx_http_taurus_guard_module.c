@@ -18,6 +18,8 @@ static char *ngx_http_taurus_guard_merge_loc_conf(ngx_conf_t *cf,
     void *parent, void *child);
 static char *ngx_http_taurus_guard_enable(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_int_t ngx_http_taurus_guard_reason_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, ngx_str_t *reason);
 static ngx_int_t ngx_http_taurus_guard_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
@@ -225,6 +227,65 @@ ngx_http_taurus_guard_add_variables(ngx_conf_t *cf)
 }
 
 
+/*
+ * A reason may quote the caller (an unknown key, an instance denied):
+ * the JSON answer and the record escape it, but the variable may go to
+ * a header (add_header) or a log format with "escape=none".  Control
+ * bytes, '"' and '\\' are written as nginx's log escaping writes them,
+ * \xNN; a reason without them is used as it is.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_reason_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, ngx_str_t *reason)
+{
+    u_char      c, *p, *src, *last;
+    ngx_uint_t  n;
+
+    static u_char  hex[] = "0123456789ABCDEF";
+
+    src = reason->data;
+    last = src + reason->len;
+    n = 0;
+
+    for (p = src; p < last; p++) {
+        c = *p;
+        n += (c < 0x20 || c == 0x7f || c == '"' || c == '\\');
+    }
+
+    if (n == 0) {
+        v->data = src;
+        v->len = reason->len;
+        return NGX_OK;
+    }
+
+    v->data = ngx_pnalloc(r->pool, reason->len + 3 * n);
+    if (v->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = v->data;
+
+    while (src < last) {
+        c = *src++;
+
+        if (c < 0x20 || c == 0x7f || c == '"' || c == '\\') {
+            *p++ = '\\';
+            *p++ = 'x';
+            *p++ = hex[c >> 4];
+            *p++ = hex[c & 0xf];
+
+        } else {
+            *p++ = c;
+        }
+    }
+
+    v->len = p - v->data;
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_taurus_guard_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
@@ -257,10 +318,7 @@ ngx_http_taurus_guard_variable(ngx_http_request_t *r,
         break;
 
     case NGX_HTTP_TG_VAR_REASON:
-        /* reasons are built by the gateway, never copied from the wire */
-        v->data = ctx->reason.data;
-        v->len = ctx->reason.len;
-        break;
+        return ngx_http_taurus_guard_reason_variable(r, v, &ctx->reason);
 
     case NGX_HTTP_TG_VAR_PROJECT:
         /* 32 letters or digits from the checked route, or nothing */
