@@ -126,6 +126,10 @@ static ngx_int_t ngx_http_taurus_guard_audit_tail(
     ngx_http_taurus_guard_audit_t *audit, ngx_fd_t rfd, ngx_fd_t wfd,
     off_t *size, u_char *last, ngx_log_t *log);
 static ngx_int_t ngx_http_taurus_guard_audit_lock(ngx_fd_t fd, int type);
+static void ngx_http_taurus_guard_audit_keep_prev(
+    ngx_http_taurus_guard_audit_t *audit, ngx_fd_t fd);
+static ngx_int_t ngx_http_taurus_guard_audit_prev_tail(
+    ngx_http_taurus_guard_audit_t *audit, ngx_log_t *log);
 static void ngx_http_taurus_guard_audit_flush(ngx_open_file_t *file,
     ngx_log_t *log);
 static void ngx_http_taurus_guard_audit_reopened(ngx_event_t *ev);
@@ -335,6 +339,7 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     audit->file = file;
+    audit->prev_fd = NGX_INVALID_FILE;
     audit->tail_max = NGX_HTTP_TG_AUDIT_TAIL_MAX;
     audit->fsync = fsync;
     audit->timeout = (ngx_msec_t) timeout;
@@ -708,6 +713,115 @@ ngx_http_taurus_guard_audit_tail(ngx_http_taurus_guard_audit_t *audit,
 }
 
 
+/*
+ * The file the chain was in, kept open by the worker when the name moves
+ * to a new file (a reopen, or following another worker's), until the
+ * chain goes on in the new one.  Closing it drops no lock of ours: none
+ * is held on it.
+ */
+
+static void
+ngx_http_taurus_guard_audit_keep_prev(ngx_http_taurus_guard_audit_t *audit,
+    ngx_fd_t fd)
+{
+    if (audit->prev_fd != NGX_INVALID_FILE) {
+        (void) ngx_close_file(audit->prev_fd);
+    }
+
+    audit->prev_fd = fd;
+}
+
+
+/*
+ * The first record of a new file (a rotation) links to the last record
+ * of the file before it, which this zone may not have written: another
+ * master's workers during a binary upgrade, another spelling of the
+ * path, write to it under the same file lock.  So the previous file is
+ * read back under that lock when it is not as the zone left it.  Called
+ * under the zone's mutex and the new file's lock: those who hold the
+ * previous file's lock never wait for the new one's while they do.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_audit_prev_tail(ngx_http_taurus_guard_audit_t *audit,
+    ngx_log_t *log)
+{
+    off_t                              size;
+    ngx_fd_t                           fd, rfd;
+    ngx_int_t                          rc;
+    ngx_file_info_t                    fi;
+    ngx_http_taurus_guard_audit_sh_t  *sh;
+    u_char                             proc[sizeof("/proc/self/fd/")
+                                            + NGX_INT_T_LEN];
+
+    sh = audit->sh;
+    fd = audit->prev_fd;
+    audit->prev_fd = NGX_INVALID_FILE;
+
+    rc = NGX_OK;
+
+    /* only the file the zone's last record is in */
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR || !ngx_is_file(&fi)
+        || ngx_file_uniq(&fi) != sh->ino || fi.st_dev != sh->dev)
+    {
+        goto done;
+    }
+
+    if (ngx_http_taurus_guard_audit_lock(fd, F_WRLCK) != NGX_OK
+        || ngx_fd_info(fd, &fi) == NGX_FILE_ERROR)
+    {
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                      "taurus_guard: cannot lock the previous file of audit"
+                      " log \"%V\"", &audit->file->name);
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    size = ngx_file_size(&fi);
+
+    if (size == 0 || size == sh->size) {
+        goto done;
+    }
+
+    ngx_sprintf(proc, "/proc/self/fd/%d%Z", fd);
+
+    rfd = ngx_open_file(proc, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (rfd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                      "taurus_guard: cannot read the previous file of audit"
+                      " log \"%V\"", &audit->file->name);
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    rc = ngx_http_taurus_guard_audit_tail(audit, rfd, fd, &size, sh->last,
+                                          log);
+
+    (void) ngx_close_file(rfd);
+
+    if (rc == NGX_DECLINED) {
+        rc = NGX_OK;
+    }
+
+    if (rc == NGX_OK) {
+        ngx_log_error(NGX_LOG_INFO, log, 0,
+                      "taurus_guard: audit log \"%V\" is new, the chain"
+                      " goes on from the last record of the file before it,"
+                      " written by another process", &audit->file->name);
+    }
+
+done:
+
+    /* closing it drops its lock */
+
+    (void) ngx_close_file(fd);
+
+    return rc;
+}
+
+
 /* a POSIX record lock on the whole file, or its release */
 
 static ngx_int_t
@@ -962,6 +1076,8 @@ ngx_http_taurus_guard_audit_cleanup(void *data)
         audit->arena = NULL;
         audit->arena_size = 0;
     }
+
+    ngx_http_taurus_guard_audit_keep_prev(audit, NGX_INVALID_FILE);
 }
 
 
@@ -1036,7 +1152,12 @@ ngx_http_taurus_guard_audit_append(ngx_http_taurus_guard_audit_t *audit,
                            NGX_FILE_CREATE_OR_OPEN, NGX_FILE_DEFAULT_ACCESS);
 
         if (fd != NGX_INVALID_FILE) {
-            (void) ngx_close_file(audit->file->fd);
+            if (lrc == NGX_OK) {
+                (void) ngx_http_taurus_guard_audit_lock(audit->file->fd,
+                                                        F_UNLCK);
+            }
+
+            ngx_http_taurus_guard_audit_keep_prev(audit, audit->file->fd);
             audit->file->fd = fd;
 
             lrc = ngx_http_taurus_guard_audit_lock(fd, F_WRLCK);
@@ -1072,6 +1193,15 @@ ngx_http_taurus_guard_audit_append(ngx_http_taurus_guard_audit_t *audit,
         }
 
         end = ngx_file_size(&fi);
+
+        if (end == 0 && audit->prev_fd != NGX_INVALID_FILE
+            && (ngx_file_uniq(&fi) != sh->ino || fi.st_dev != sh->dev))
+        {
+            if (ngx_http_taurus_guard_audit_prev_tail(audit, log) != NGX_OK) {
+                what = "reading the previous file back";
+                goto failed;
+            }
+        }
 
         /*
          * Not the file and size the last record left: someone else wrote
@@ -1223,6 +1353,11 @@ ngx_http_taurus_guard_audit_append(ngx_http_taurus_guard_audit_t *audit,
 
     if (rfd != NGX_INVALID_FILE) {
         (void) ngx_close_file(rfd);
+    }
+
+    if (nrec && audit->prev_fd != NGX_INVALID_FILE) {
+        /* the chain is in this file now */
+        ngx_http_taurus_guard_audit_keep_prev(audit, NGX_INVALID_FILE);
     }
 
     if (what != NULL) {
@@ -1475,6 +1610,9 @@ ngx_http_taurus_guard_audit_flush(ngx_open_file_t *file, ngx_log_t *log)
         /* what the turn queued goes to the file it was meant for */
         (void) ngx_http_taurus_guard_audit_append(a[i], log);
 
+        /* the file the chain is in, for the first record of the next */
+        ngx_http_taurus_guard_audit_keep_prev(a[i], dup(file->fd));
+
         if (a[i]->reopened.posted) {
             continue;
         }
@@ -1522,8 +1660,8 @@ ngx_http_taurus_guard_audit_reopened(ngx_event_t *ev)
                            NGX_FILE_CREATE_OR_OPEN, NGX_FILE_DEFAULT_ACCESS);
 
         if (fd != NGX_INVALID_FILE) {
-            /* no lock is held here: closing the old one is safe */
-            (void) ngx_close_file(audit->file->fd);
+            /* no lock is held here */
+            ngx_http_taurus_guard_audit_keep_prev(audit, audit->file->fd);
             audit->file->fd = fd;
             return;
         }

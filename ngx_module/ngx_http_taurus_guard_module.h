@@ -182,6 +182,7 @@ typedef struct {
 
     /* per worker, after fork */
     ngx_http_taurus_guard_pace_t  error_pace;
+    ngx_fd_t                     prev_fd;   /* the file before a reopen */
     ngx_event_t                  reopened;  /* checks a reopen */
 
     /*

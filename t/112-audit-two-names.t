@@ -4,7 +4,10 @@
 # by its real path in another makes one chain: whether the file was
 # there when nginx read its configuration (one state for both names) or
 # not (two states, whose records still link to the file's real last
-# line).  Before, each spelling had its own chain in the one file.
+# line), and across a rotation, where the first record of the new file
+# links to the old file's last, which the other state may have written.
+# Before, each spelling had its own chain in the one file; then, after
+# a rotation, the first record linked to the last its own state wrote.
 
 use strict;
 use warnings;
@@ -95,6 +98,42 @@ CONF
 
     my $out = $t->_cmd($verify, "$dir/real/audit.log");
     is($? >> 8, 0, "$name: one chain") or diag($out);
+
+    # a rotation after a record through the other name: the first record
+    # of the new file links to it, whichever name writes first there
+
+    is($t->post(upgrade_path(), batch_json([ $INSTANCES[0] ]),
+        port => 1)->{status}, 200, "$name: a batch through the link");
+
+    for (1 .. 40) {
+        @a = $t->audit_records('real/audit.log');
+        last if @a >= 26;
+        select undef, undef, undef, 0.05;
+    }
+
+    rename "$dir/real/audit.log", "$dir/real/audit.log.1" or die "$!\n";
+    $t->reopen;
+
+    $n = 0;
+
+    for my $i (0 .. 3) {
+        my $r = $t->post(upgrade_path(), batch_json([ $INSTANCES[$i % 3] ]),
+            port => $i % 2);
+        $n++ if ($r->{status} || 0) == 200;
+    }
+
+    is($n, 4, "$name: after the rotation, batches through both names");
+
+    for (1 .. 40) {
+        @a = $t->audit_records('real/audit.log');
+        last if @a >= 8;
+        select undef, undef, undef, 0.05;
+    }
+
+    is(scalar @a, 8, "$name: their records in the new file");
+
+    $out = $t->_cmd($verify, "$dir/real/audit.log.1", "$dir/real/audit.log");
+    is($? >> 8, 0, "$name: one chain across the rotation") or diag($out);
 
     $t->finish;
 }
