@@ -109,6 +109,26 @@ for my $c (
         or diag($out);
 }
 
+# a name whose link leads into a directory only root may enter: the
+# kernel walks the link's target too
+
+mkdir "$d/private";
+chmod 0700, "$d/private";
+rename "$d/token.d/token", "$d/private/token" or die "rename: $!\n";
+symlink "$d/private/token", "$d/token.d/token" or die "symlink: $!\n";
+
+($rc, $out) = $t->nginx_t;
+isnt($rc, 0, 'a link into a 0700 directory: nginx -t fails');
+like($out, qr/"\Q$d\/token.d\/token\E": .* cannot enter "\Q$d\/private\E"/,
+    'a link into a 0700 directory: names where it leads') or diag($out);
+
+chmod 0711, "$d/private";
+($rc, $out) = $t->nginx_t;
+is($rc, 0, 'a link into a 0711 directory: nginx -t passes') or diag($out);
+
+unlink "$d/token.d/token";
+rename "$d/private/token", "$d/token.d/token" or die "rename: $!\n";
+
 # searchable but not readable: enough to open a file by its name
 
 chmod 0711, "$d/token.d";
