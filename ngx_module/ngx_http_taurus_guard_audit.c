@@ -126,6 +126,8 @@ static ngx_int_t ngx_http_taurus_guard_audit_tail(
     ngx_http_taurus_guard_audit_t *audit, ngx_fd_t rfd, ngx_fd_t wfd,
     off_t *size, u_char *last, ngx_log_t *log);
 static ngx_int_t ngx_http_taurus_guard_audit_lock(ngx_fd_t fd, int type);
+static void ngx_http_taurus_guard_audit_leave(
+    ngx_http_taurus_guard_audit_t *audit, ngx_fd_t fd);
 static void ngx_http_taurus_guard_audit_keep_prev(
     ngx_http_taurus_guard_audit_t *audit, ngx_fd_t fd);
 static ngx_int_t ngx_http_taurus_guard_audit_prev_tail(
@@ -714,11 +716,31 @@ ngx_http_taurus_guard_audit_tail(ngx_http_taurus_guard_audit_t *audit,
 
 
 /*
- * The file the chain was in, kept open by the worker when the name moves
- * to a new file (a reopen, or following another worker's), until the
- * chain goes on in the new one.  Closing it drops no lock of ours: none
- * is held on it.
+ * The worker leaves a descriptor for a new file's (a reopen, or following
+ * another worker's): it is kept if the chain is in its file, until the
+ * chain goes on in the new one, and closed otherwise (a second reopen
+ * before any record: the file the chain is in stays the one kept).  No
+ * lock of ours is held on any file at these points: closing one of its
+ * descriptors would drop it.
  */
+
+static void
+ngx_http_taurus_guard_audit_leave(ngx_http_taurus_guard_audit_t *audit,
+    ngx_fd_t fd)
+{
+    ngx_file_info_t  fi;
+
+    if (ngx_fd_info(fd, &fi) != NGX_FILE_ERROR && ngx_is_file(&fi)
+        && ngx_file_uniq(&fi) == audit->sh->ino
+        && fi.st_dev == audit->sh->dev)
+    {
+        ngx_http_taurus_guard_audit_keep_prev(audit, fd);
+        return;
+    }
+
+    (void) ngx_close_file(fd);
+}
+
 
 static void
 ngx_http_taurus_guard_audit_keep_prev(ngx_http_taurus_guard_audit_t *audit,
@@ -739,7 +761,9 @@ ngx_http_taurus_guard_audit_keep_prev(ngx_http_taurus_guard_audit_t *audit,
  * path, write to it under the same file lock.  So the previous file is
  * read back under that lock when it is not as the zone left it.  Called
  * under the zone's mutex and the new file's lock: those who hold the
- * previous file's lock never wait for the new one's while they do.
+ * previous file's lock never wait for the new one's while they do.  The
+ * kept descriptor is closed by the caller once the new file's lock is
+ * released: whatever file it is, closing it here could drop a lock.
  */
 
 static ngx_int_t
@@ -756,24 +780,25 @@ ngx_http_taurus_guard_audit_prev_tail(ngx_http_taurus_guard_audit_t *audit,
 
     sh = audit->sh;
     fd = audit->prev_fd;
-    audit->prev_fd = NGX_INVALID_FILE;
-
-    rc = NGX_OK;
 
     /* only the file the zone's last record is in */
 
     if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR || !ngx_is_file(&fi)
         || ngx_file_uniq(&fi) != sh->ino || fi.st_dev != sh->dev)
     {
-        goto done;
+        return NGX_OK;
     }
 
-    if (ngx_http_taurus_guard_audit_lock(fd, F_WRLCK) != NGX_OK
-        || ngx_fd_info(fd, &fi) == NGX_FILE_ERROR)
-    {
+    if (ngx_http_taurus_guard_audit_lock(fd, F_WRLCK) != NGX_OK) {
         ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
                       "taurus_guard: cannot lock the previous file of audit"
                       " log \"%V\"", &audit->file->name);
+        return NGX_ERROR;
+    }
+
+    rc = NGX_OK;
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
         rc = NGX_ERROR;
         goto done;
     }
@@ -814,9 +839,7 @@ ngx_http_taurus_guard_audit_prev_tail(ngx_http_taurus_guard_audit_t *audit,
 
 done:
 
-    /* closing it drops its lock */
-
-    (void) ngx_close_file(fd);
+    (void) ngx_http_taurus_guard_audit_lock(fd, F_UNLCK);
 
     return rc;
 }
@@ -1157,7 +1180,7 @@ ngx_http_taurus_guard_audit_append(ngx_http_taurus_guard_audit_t *audit,
                                                         F_UNLCK);
             }
 
-            ngx_http_taurus_guard_audit_keep_prev(audit, audit->file->fd);
+            ngx_http_taurus_guard_audit_leave(audit, audit->file->fd);
             audit->file->fd = fd;
 
             lrc = ngx_http_taurus_guard_audit_lock(fd, F_WRLCK);
@@ -1583,6 +1606,7 @@ ngx_http_taurus_guard_audit_exit(ngx_cycle_t *cycle)
 static void
 ngx_http_taurus_guard_audit_flush(ngx_open_file_t *file, ngx_log_t *log)
 {
+    ngx_fd_t                            fd;
     ngx_uint_t                          i;
     ngx_http_taurus_guard_audit_t     **a;
     ngx_http_taurus_guard_main_conf_t  *mcf;
@@ -1611,7 +1635,12 @@ ngx_http_taurus_guard_audit_flush(ngx_open_file_t *file, ngx_log_t *log)
         (void) ngx_http_taurus_guard_audit_append(a[i], log);
 
         /* the file the chain is in, for the first record of the next */
-        ngx_http_taurus_guard_audit_keep_prev(a[i], dup(file->fd));
+
+        fd = dup(file->fd);
+
+        if (fd != NGX_INVALID_FILE) {
+            ngx_http_taurus_guard_audit_leave(a[i], fd);
+        }
 
         if (a[i]->reopened.posted) {
             continue;
@@ -1661,7 +1690,7 @@ ngx_http_taurus_guard_audit_reopened(ngx_event_t *ev)
 
         if (fd != NGX_INVALID_FILE) {
             /* no lock is held here */
-            ngx_http_taurus_guard_audit_keep_prev(audit, audit->file->fd);
+            ngx_http_taurus_guard_audit_leave(audit, audit->file->fd);
             audit->file->fd = fd;
             return;
         }

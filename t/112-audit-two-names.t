@@ -112,7 +112,9 @@ CONF
     }
 
     rename "$dir/real/audit.log", "$dir/real/audit.log.1" or die "$!\n";
-    $t->reopen;
+
+    # twice, as logrotate signals once a log without sharedscripts
+    $t->reopen for 1 .. 2;
 
     $n = 0;
 
