@@ -23,6 +23,12 @@
  * the request that asks: ngx_http_taurus_guard_fetch_check() lets it be
  * served only by an internal location, or a named one reached from one.
  *
+ * A secret is kept with the digest of the credentials it was asked
+ * with (the kind's identity()): one asked with others than those in
+ * effect now (a password file rewritten, then re-read at run time or
+ * loaded by a reload, which keeps the zone) is wiped and fetched again,
+ * never used.
+ *
  * A slot also remembers when its secret was fetched and whether its last
  * fetch failed, for the metrics and the health check, which read them
  * with ngx_http_taurus_guard_fetch_states(); every failed fetch is
@@ -67,6 +73,8 @@ typedef struct {
     ngx_msec_t                    since;    /* fetching since, monotonic */
     ngx_uint_t                    fetching;
     ngx_uint_t                    failed;   /* the last fetch failed */
+    u_char                        identity[NGX_HTTP_TG_IDENTITY_LEN];
+                                            /* what it was asked with */
 } ngx_http_taurus_guard_fetch_slot_t;
 
 
@@ -96,6 +104,7 @@ typedef struct {
     ngx_http_taurus_guard_ctx_t    *ctx;    /* NULL: a background renewal */
     u_char                          key[TG_PROJECT_ID_LEN];
     ngx_str_t                       base;   /* the base secret it carries */
+    u_char                          identity[NGX_HTTP_TG_IDENTITY_LEN];
     ngx_uint_t                      done;   /* its answer was handled */
     ngx_uint_t                      refused;    /* by fetch_check() */
     ngx_uint_t                      uri_changes;    /* where let through */
@@ -110,6 +119,11 @@ static ngx_int_t ngx_http_taurus_guard_fetch_init_zone(ngx_shm_zone_t *zone,
     void *data);
 static ngx_http_taurus_guard_fetch_slot_t *ngx_http_taurus_guard_fetch_slot(
     ngx_http_taurus_guard_fetch_t *src, u_char *key, ngx_uint_t add);
+static ngx_int_t ngx_http_taurus_guard_fetch_identity(ngx_log_t *log,
+    ngx_http_taurus_guard_fetch_t *src, u_char *md);
+static void ngx_http_taurus_guard_fetch_forget(
+    ngx_http_taurus_guard_fetch_t *src,
+    ngx_http_taurus_guard_fetch_slot_t *slot);
 static ngx_uint_t ngx_http_taurus_guard_fetch_claim(
     ngx_http_taurus_guard_fetch_slot_t *slot);
 static ngx_int_t ngx_http_taurus_guard_fetch_take(ngx_http_request_t *r,
@@ -129,7 +143,7 @@ static ngx_int_t ngx_http_taurus_guard_fetch_done(ngx_http_request_t *sr,
     void *data, ngx_int_t rc);
 static void ngx_http_taurus_guard_fetch_wipe(ngx_http_request_t *sr);
 static void ngx_http_taurus_guard_fetch_end(ngx_http_taurus_guard_fetch_t *src,
-    u_char *key, ngx_str_t *secret, time_t expires);
+    u_char *key, ngx_str_t *secret, time_t expires, u_char *identity);
 static void ngx_http_taurus_guard_fetch_failed(
     ngx_http_taurus_guard_fetch_t *src, u_char *key);
 static ngx_uint_t ngx_http_taurus_guard_fetch_source(
@@ -454,7 +468,7 @@ ngx_http_taurus_guard_fetch_renew(ngx_http_request_t *r,
         return;
     }
 
-    ngx_http_taurus_guard_fetch_end(src, key, NULL, 0);
+    ngx_http_taurus_guard_fetch_end(src, key, NULL, 0, NULL);
 
     if (rc == NGX_ERROR) {
         return;
@@ -476,9 +490,11 @@ ngx_http_taurus_guard_fetch_renew(ngx_http_request_t *r,
 
 /*
  * Copies key's secret to *out when it is valid for more than
- * src->margin seconds (30, or a quarter of refresh if less); *renew when
- * it is within refresh of its end and nobody renews it yet (the caller
- * then does).
+ * src->margin seconds (30, or a quarter of refresh if less) and was
+ * asked with the credentials in effect; *renew when it is within
+ * refresh of its end and nobody renews it yet (the caller then does).
+ * A secret asked with other credentials is wiped: the next fetch
+ * replaces it.
  */
 
 static ngx_int_t
@@ -488,13 +504,26 @@ ngx_http_taurus_guard_fetch_take(ngx_http_request_t *r,
 {
     time_t                               now;
     ngx_http_taurus_guard_fetch_slot_t  *slot;
+    u_char                               id[NGX_HTTP_TG_IDENTITY_LEN];
 
     *renew = 0;
     now = ngx_time();
 
+    if (ngx_http_taurus_guard_fetch_identity(r->connection->log, src, id)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     ngx_shmtx_lock(&ngx_http_tg_shpool(src)->mutex);
 
     slot = ngx_http_taurus_guard_fetch_slot(src, key, 0);
+
+    if (slot != NULL && slot->secret != NULL
+        && ngx_memcmp(slot->identity, id, NGX_HTTP_TG_IDENTITY_LEN) != 0)
+    {
+        ngx_http_taurus_guard_fetch_forget(src, slot);
+    }
 
     if (slot == NULL || slot->secret == NULL
         || slot->expires - now <= src->margin)
@@ -576,6 +605,40 @@ ngx_http_taurus_guard_fetch_slot(ngx_http_taurus_guard_fetch_t *src,
 }
 
 
+/* what src's secrets are asked with now, as a digest */
+
+static ngx_int_t
+ngx_http_taurus_guard_fetch_identity(ngx_log_t *log,
+    ngx_http_taurus_guard_fetch_t *src, u_char *md)
+{
+    if (src->ops->identity == NULL) {
+        ngx_memzero(md, NGX_HTTP_TG_IDENTITY_LEN);
+        return NGX_OK;
+    }
+
+    return src->ops->identity(log, src, md);
+}
+
+
+/* the zone's lock is held; the secret is still secret when dropped */
+
+static void
+ngx_http_taurus_guard_fetch_forget(ngx_http_taurus_guard_fetch_t *src,
+    ngx_http_taurus_guard_fetch_slot_t *slot)
+{
+    if (slot->secret == NULL) {
+        return;
+    }
+
+    OPENSSL_cleanse(slot->secret, slot->len);
+    ngx_slab_free_locked(ngx_http_tg_shpool(src), slot->secret);
+
+    slot->secret = NULL;
+    slot->len = 0;
+    slot->expires = 0;
+}
+
+
 /*
  * The subrequest to the internal location, with none of the caller's
  * headers nor its body: what the kind's request() says, and the base
@@ -601,6 +664,7 @@ ngx_http_taurus_guard_fetch_send(ngx_http_request_t *r,
     ngx_http_taurus_guard_fetch_sr_t       *fetch;
     ngx_http_taurus_guard_fetch_request_t   req;
     u_char                                  k[TG_PROJECT_ID_LEN];
+    u_char                                  id[NGX_HTTP_TG_IDENTITY_LEN];
 
     /* key may be the slot's own, which end() may reuse */
     ngx_memcpy(k, key, TG_PROJECT_ID_LEN);
@@ -609,7 +673,12 @@ ngx_http_taurus_guard_fetch_send(ngx_http_request_t *r,
 
     ngx_memzero(&req, sizeof(ngx_http_taurus_guard_fetch_request_t));
 
-    if (src->ops->request(r, src, k, &req) != NGX_OK) {
+    /* the credentials the request is made with, kept with its secret */
+
+    if (ngx_http_taurus_guard_fetch_identity(r->connection->log, src, id)
+        != NGX_OK
+        || src->ops->request(r, src, k, &req) != NGX_OK)
+    {
         goto failed;
     }
 
@@ -626,6 +695,7 @@ ngx_http_taurus_guard_fetch_send(ngx_http_request_t *r,
     fetch->src = src;
     fetch->ctx = ctx;
     ngx_memcpy(fetch->key, k, TG_PROJECT_ID_LEN);
+    ngx_memcpy(fetch->identity, id, NGX_HTTP_TG_IDENTITY_LEN);
 
     if (base != NULL) {
         /* a request-owned copy, wiped with the pool */
@@ -922,7 +992,8 @@ ngx_http_taurus_guard_fetch_done(ngx_http_request_t *sr, void *data,
         return rc;
     }
 
-    ngx_http_taurus_guard_fetch_end(src, fetch->key, &secret, expires);
+    ngx_http_taurus_guard_fetch_end(src, fetch->key, &secret, expires,
+                                    fetch->identity);
 
     ngx_log_error(NGX_LOG_NOTICE, sr->connection->log, 0,
                   "taurus_guard: %*s fetched, valid for %T s",
@@ -1010,11 +1081,14 @@ ngx_http_taurus_guard_fetch_body(ngx_http_request_t *sr, ngx_str_t *body,
 }
 
 
-/* a fetch is over: keep its secret, or only unmark the slot */
+/*
+ * A fetch is over: keep its secret, with the identity it was asked with,
+ * or only unmark the slot.
+ */
 
 static void
 ngx_http_taurus_guard_fetch_end(ngx_http_taurus_guard_fetch_t *src,
-    u_char *key, ngx_str_t *secret, time_t expires)
+    u_char *key, ngx_str_t *secret, time_t expires, u_char *identity)
 {
     u_char                              *copy;
     ngx_http_taurus_guard_fetch_slot_t  *slot;
@@ -1034,13 +1108,10 @@ ngx_http_taurus_guard_fetch_end(ngx_http_taurus_guard_fetch_t *src,
         copy = ngx_slab_alloc_locked(ngx_http_tg_shpool(src), secret->len);
 
         if (copy != NULL) {
-            if (slot->secret != NULL) {
-                /* the secret replaced is still secret */
-                OPENSSL_cleanse(slot->secret, slot->len);
-                ngx_slab_free_locked(ngx_http_tg_shpool(src), slot->secret);
-            }
+            ngx_http_taurus_guard_fetch_forget(src, slot);
 
             ngx_memcpy(copy, secret->data, secret->len);
+            ngx_memcpy(slot->identity, identity, NGX_HTTP_TG_IDENTITY_LEN);
             slot->secret = copy;
             slot->len = secret->len;
             slot->expires = expires;
@@ -1179,7 +1250,8 @@ ngx_http_taurus_guard_fetch_abandoned(void *data)
     ngx_http_taurus_guard_fetch_sr_t  *fetch = data;
 
     if (!fetch->done) {
-        ngx_http_taurus_guard_fetch_end(fetch->src, fetch->key, NULL, 0);
+        ngx_http_taurus_guard_fetch_end(fetch->src, fetch->key, NULL, 0,
+                                        NULL);
     }
 }
 

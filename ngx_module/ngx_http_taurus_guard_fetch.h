@@ -16,6 +16,7 @@
 
 
 #define NGX_HTTP_TG_FETCH_TOKEN_MAX  (64 * 1024)
+#define NGX_HTTP_TG_IDENTITY_LEN     TG_SHA256_LEN
 
 
 /* the request a kind asks the fetcher to send */
@@ -31,6 +32,18 @@ typedef struct {
 
 
 typedef struct {
+    /*
+     * The digest of the credentials a source's secrets are asked with
+     * now (the IAM password file as parsed), having taken a new version
+     * of their secret file if there is one; never the credentials.  A
+     * secret asked with other credentials is not used.  NULL for a kind
+     * whose credentials cannot change (its digest is all zeros).
+     * request() follows at once, with the same version.
+     */
+    ngx_int_t                  (*identity)(ngx_log_t *log,
+                                   ngx_http_taurus_guard_fetch_t *src,
+                                   u_char *md);
+
     /* the request for key's secret */
     ngx_int_t                  (*request)(ngx_http_request_t *r,
                                    ngx_http_taurus_guard_fetch_t *src,

@@ -14,6 +14,10 @@
  * base.  The answer's X-Subject-Token is the token, its
  * token.expires_at when it ends.
  *
+ * Both kinds' identity is the digest of the password file as parsed,
+ * and of the agency for an agency token: the fetcher uses no token
+ * asked with another version of the file.
+ *
  * The password and the tokens are never logged; the request body that
  * carries the password is wiped when the request ends.
  */
@@ -48,6 +52,13 @@ static ngx_int_t ngx_http_taurus_guard_iam_name(ngx_conf_t *cf,
 static ngx_int_t ngx_http_taurus_guard_iam_password_parse(
     ngx_http_taurus_guard_secret_file_t *file, u_char *text, size_t size,
     ngx_str_t *problem);
+static ngx_int_t ngx_http_taurus_guard_iam_password_identity(ngx_log_t *log,
+    ngx_http_taurus_guard_fetch_t *iam, u_char *md);
+static ngx_int_t ngx_http_taurus_guard_iam_agency_identity(ngx_log_t *log,
+    ngx_http_taurus_guard_fetch_t *iam, u_char *md);
+static ngx_int_t ngx_http_taurus_guard_iam_identity(ngx_log_t *log,
+    ngx_http_taurus_guard_iam_pw_t *pw, ngx_http_taurus_guard_iam_agency_t *ag,
+    u_char *md);
 static ngx_int_t ngx_http_taurus_guard_iam_password_request(
     ngx_http_request_t *r, ngx_http_taurus_guard_fetch_t *iam, u_char *key,
     ngx_http_taurus_guard_fetch_request_t *req);
@@ -69,6 +80,7 @@ static u_char *ngx_http_taurus_guard_iam_agency_what(
 
 static ngx_http_taurus_guard_fetch_ops_t
     ngx_http_taurus_guard_iam_password_ops = {
+    ngx_http_taurus_guard_iam_password_identity,
     ngx_http_taurus_guard_iam_password_request,
     ngx_http_taurus_guard_iam_answer,
     ngx_http_taurus_guard_iam_password_what
@@ -77,6 +89,7 @@ static ngx_http_taurus_guard_fetch_ops_t
 
 static ngx_http_taurus_guard_fetch_ops_t
     ngx_http_taurus_guard_iam_agency_ops = {
+    ngx_http_taurus_guard_iam_agency_identity,
     ngx_http_taurus_guard_iam_agency_request,
     ngx_http_taurus_guard_iam_answer,
     ngx_http_taurus_guard_iam_agency_what
@@ -333,10 +346,71 @@ invalid:
 }
 
 
+/* the password file's user, as the file is now */
+
+static ngx_int_t
+ngx_http_taurus_guard_iam_password_identity(ngx_log_t *log,
+    ngx_http_taurus_guard_fetch_t *iam, u_char *md)
+{
+    return ngx_http_taurus_guard_iam_identity(log, iam->data, NULL, md);
+}
+
+
+/* the delegated user (the base's password file), and the agency */
+
+static ngx_int_t
+ngx_http_taurus_guard_iam_agency_identity(ngx_log_t *log,
+    ngx_http_taurus_guard_fetch_t *iam, u_char *md)
+{
+    return ngx_http_taurus_guard_iam_identity(log, iam->base->data, iam->data,
+                                              md);
+}
+
+
+/*
+ * The password file is re-read here if it changed (a worker looks at
+ * most once a second): before a token is taken from the fetcher, and
+ * before one is asked for.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_iam_identity(ngx_log_t *log,
+    ngx_http_taurus_guard_iam_pw_t *pw, ngx_http_taurus_guard_iam_agency_t *ag,
+    u_char *md)
+{
+    tg_rc_t   rc;
+    tg_str_t  domain, agency;
+
+    (void) ngx_http_taurus_guard_secret_file_update(log, &pw->file);
+
+    if (ag == NULL) {
+        rc = tg_iam_identity(&pw->cred, NULL, NULL, md);
+
+    } else {
+        domain.data = ag->domain.data;
+        domain.len = ag->domain.len;
+        agency.data = ag->agency.data;
+        agency.len = ag->agency.len;
+
+        rc = tg_iam_identity(&pw->cred, &domain, &agency, md);
+    }
+
+    if (rc != TG_OK) {
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "taurus_guard: \"%V\": SHA-256 failed",
+                      &pw->file.path);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 /*
  * The password method, scoped to the project (or to the user's domain,
- * for the user token an agency is asked with).  The body holds the
- * password: it is wiped with the request.
+ * for the user token an agency is asked with), with the password file
+ * identity() has just looked at.  The body holds the password: it is
+ * wiped with the request.
  */
 
 static ngx_int_t
@@ -349,9 +423,6 @@ ngx_http_taurus_guard_iam_password_request(ngx_http_request_t *r,
     ngx_http_taurus_guard_iam_pw_t  *pw;
 
     pw = iam->data;
-
-    (void) ngx_http_taurus_guard_secret_file_update(r->connection->log,
-                                                    &pw->file);
 
     len = tg_iam_request_body(&pw->cred, pw->user ? NULL : key,
                               TG_PROJECT_ID_LEN, NULL, 0);

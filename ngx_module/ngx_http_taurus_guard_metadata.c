@@ -47,6 +47,7 @@ static u_char *ngx_http_taurus_guard_metadata_session_what(
 
 static ngx_http_taurus_guard_fetch_ops_t
     ngx_http_taurus_guard_metadata_cred_ops = {
+    NULL,
     ngx_http_taurus_guard_metadata_cred_request,
     ngx_http_taurus_guard_metadata_cred_answer,
     ngx_http_taurus_guard_metadata_cred_what
@@ -55,6 +56,7 @@ static ngx_http_taurus_guard_fetch_ops_t
 
 static ngx_http_taurus_guard_fetch_ops_t
     ngx_http_taurus_guard_metadata_session_ops = {
+    NULL,
     ngx_http_taurus_guard_metadata_session_request,
     ngx_http_taurus_guard_metadata_session_answer,
     ngx_http_taurus_guard_metadata_session_what

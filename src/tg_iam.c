@@ -14,6 +14,7 @@
 static int64_t tg_days_from_civil(int64_t y, unsigned m, unsigned d);
 static int tg_digits(const char *p, size_t n, unsigned *v);
 static tg_rc_t tg_time_parse(const char *v, int64_t *t);
+static void tg_iam_identity_part(tg_sha256_t *sha, const tg_str_t *s);
 
 
 #define tg_lit(s)  (const unsigned char *) (s), sizeof(s) - 1
@@ -78,6 +79,49 @@ tg_iam_agency_body(const tg_str_t *domain, const tg_str_t *agency,
     q.project = &p;
 
     return tg_iam_body(&q, buf, size);
+}
+
+
+tg_rc_t
+tg_iam_identity(const tg_iam_cred_t *c, const tg_str_t *domain,
+    const tg_str_t *agency, unsigned char md[TG_SHA256_LEN])
+{
+    unsigned char  parts;
+    tg_sha256_t    sha;
+
+    parts = (agency != NULL) ? 5 : 3;
+
+    tg_sha256_init(&sha);
+    tg_sha256_update(&sha, &parts, 1);
+
+    tg_iam_identity_part(&sha, &c->domain);
+    tg_iam_identity_part(&sha, &c->user);
+    tg_iam_identity_part(&sha, &c->password);
+
+    if (agency != NULL) {
+        tg_iam_identity_part(&sha, domain);
+        tg_iam_identity_part(&sha, agency);
+    }
+
+    /* the state held the password: final() wipes it */
+    return tg_sha256_final(&sha, md);
+}
+
+
+/* a part of an identity: its length (32 bits, big-endian), then it */
+
+static void
+tg_iam_identity_part(tg_sha256_t *sha, const tg_str_t *s)
+{
+    unsigned char  len[4];
+
+    len[0] = (unsigned char) (s->len >> 24);
+    len[1] = (unsigned char) (s->len >> 16);
+    len[2] = (unsigned char) (s->len >> 8);
+    len[3] = (unsigned char) s->len;
+
+    tg_sha256_update(sha, len, sizeof(len));
+    tg_sha256_update(sha, s->data, s->len);
 }
 
 

@@ -10,6 +10,7 @@
 
 #include "tg_core.h"
 #include "tg_cred.h"
+#include "tg_sha256.h"
 
 
 /*
@@ -40,6 +41,19 @@ size_t tg_iam_request_body(const tg_iam_cred_t *c,
 size_t tg_iam_agency_body(const tg_str_t *domain, const tg_str_t *agency,
     const unsigned char *project, size_t plen, unsigned char *buf,
     size_t size);
+
+/*
+ * The SHA-256 of the identity a token is asked with: the password
+ * file's domain, user and password, and for an agency token also the
+ * delegating domain and the agency's name (both NULL for a token of the
+ * user's own).  The number of parts comes first and each part's length
+ * before it, so that no bytes moved from one part to the next give the
+ * same digest.  The digest tells a token asked with other credentials;
+ * the caller keeps it, never what it is of.  TG_ERR_CRYPTO when SHA-256
+ * fails.
+ */
+tg_rc_t tg_iam_identity(const tg_iam_cred_t *c, const tg_str_t *domain,
+    const tg_str_t *agency, unsigned char md[TG_SHA256_LEN]) TG_WUR;
 
 /*
  * token.expires_at of IAM's answer ("2026-11-30T21:00:00.000000Z") as

@@ -551,7 +551,8 @@ sub append {
 #   TaurusGuard::IAM::iam_supported($t, $conf) or ...;  # skip_all inside
 #   TaurusGuard::IAM::write_password_file($t);    # iam.ini, 0600
 #   TaurusGuard::IAM::start_iam($t, ttl => 12);   # on %%PORT_IAM%%
-#       (ttl, user_ttl, status, delay, password: as the options above;
+#       (ttl, user_ttl, status, delay, user, password: as the options
+#       above;
 #       agency => 1: assume_role for $AGENCY of $AGENCY_DOMAIN;
 #       agency => NAME, agency_domain => A: for another agency)
 #   TaurusGuard::IAM::upstream_tokens($t);        # tg-upstream --tokens
@@ -615,7 +616,8 @@ sub start_iam {
 
     my @cmd = ($^X, "$BIN/tg-iam.pl",
         '--listen', "127.0.0.1:$port",
-        '--domain', $DOMAIN, '--user', $USER,
+        '--domain', $DOMAIN,
+        '--user', defined $o{user} ? $o{user} : $USER,
         '--password', defined $o{password} ? $o{password} : $PASSWORD,
         '--ttl', defined $o{ttl} ? $o{ttl} : 86400,
         '--record', "$d/iam.jsonl",

@@ -199,6 +199,73 @@ test_metadata(void)
 }
 
 
+/*
+ * The identity a token is asked with.  Expected digests computed with
+ * Python: hashlib.sha256(bytes([3]) + part(b"tg-domain")
+ * + part(b"tg-user") + part(b'p"w\\d')).hexdigest(), where part(b) is
+ * struct.pack(">I", len(b)) + b; the agency's with bytes([5]) and
+ * part(b"tg-owner") + part(b"tg-agency") after the password.
+ */
+
+static void
+test_identity(void)
+{
+    char            hex[65];
+    tg_str_t        domain, agency;
+    tg_iam_cred_t   c;
+    unsigned char   md[TG_SHA256_LEN], md2[TG_SHA256_LEN];
+
+    c.user.data = (const unsigned char *) "tg-user";
+    c.user.len = 7;
+    c.password.data = (const unsigned char *) "p\"w\\d";
+    c.password.len = 5;
+    c.domain.data = (const unsigned char *) "tg-domain";
+    c.domain.len = 9;
+
+    domain.data = (const unsigned char *) "tg-owner";
+    domain.len = 8;
+    agency.data = (const unsigned char *) "tg-agency";
+    agency.len = 9;
+
+    is_rc(tg_iam_identity(&c, NULL, NULL, md), TG_OK, "identity: TG_OK");
+    tg_sha256_hex_of(md, hex);
+    is_str(hex, "00f31f9b2a50e908295f3f483a705f85"
+                "76cae5fc24d0393d219f21f8b6d55046",
+           "identity: the user's, known answer");
+
+    is_rc(tg_iam_identity(&c, &domain, &agency, md), TG_OK,
+          "agency identity: TG_OK");
+    tg_sha256_hex_of(md, hex);
+    is_str(hex, "708cbdb87a583da253c58c6aa8e984dc"
+                "e6a5a611568231bc472a8331d4f6d48a",
+           "agency identity: known answer");
+
+    /* a byte moved from the user to the password is another identity */
+
+    c.user.len = 6;
+    c.password.data = (const unsigned char *) "rp\"w\\d";
+    c.password.len = 6;
+
+    is_rc(tg_iam_identity(&c, NULL, NULL, md2), TG_OK,
+          "identity, a byte moved: TG_OK");
+    tg_sha256_hex_of(md2, hex);
+    ok(strcmp(hex, "00f31f9b2a50e908295f3f483a705f85"
+                   "76cae5fc24d0393d219f21f8b6d55046") != 0,
+       "identity: a byte moved between parts changes it");
+
+    /* another password, the same user */
+
+    c.user.len = 7;
+    c.password.data = (const unsigned char *) "p\"w\\e";
+    c.password.len = 5;
+
+    is_rc(tg_iam_identity(&c, &domain, &agency, md2), TG_OK,
+          "agency identity, another password: TG_OK");
+    ok(memcmp(md, md2, TG_SHA256_LEN) != 0,
+       "agency identity: another password changes it");
+}
+
+
 int
 main(void)
 {
@@ -207,6 +274,7 @@ main(void)
     test_agency_body();
     test_expires();
     test_metadata();
+    test_identity();
 
     return done_testing();
 }
