@@ -299,7 +299,10 @@ ngx_http_taurus_guard_allow_read(ngx_conf_t *cf, ngx_str_t *file,
     ngx_fd_t         fd;
     ngx_file_info_t  fi;
 
-    fd = ngx_open_file(file->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    /* O_NONBLOCK: a FIFO put at the path must not stall nginx -t */
+
+    fd = ngx_open_file(file->data, NGX_FILE_RDONLY|NGX_FILE_NONBLOCK,
+                       NGX_FILE_OPEN, 0);
 
     if (fd == NGX_INVALID_FILE) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
@@ -310,6 +313,15 @@ ngx_http_taurus_guard_allow_read(ngx_conf_t *cf, ngx_str_t *file,
     if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
                            ngx_fd_info_n " \"%s\" failed", file->data);
+        (void) ngx_close_file(fd);
+        return NGX_ERROR;
+    }
+
+    /* a FIFO or a device would read as an empty list, or never end */
+
+    if (!ngx_is_file(&fi)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%s\" is not a regular file", file->data);
         (void) ngx_close_file(fd);
         return NGX_ERROR;
     }

@@ -137,7 +137,10 @@ ngx_http_taurus_guard_secret_file_load(ngx_conf_t *cf,
     ngx_fd_t          fd;
     ngx_file_info_t   fi;
 
-    fd = ngx_open_file(file->path.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    /* O_NONBLOCK: a FIFO put at the path must not stall nginx in open() */
+
+    fd = ngx_open_file(file->path.data, NGX_FILE_RDONLY|NGX_FILE_NONBLOCK,
+                       NGX_FILE_OPEN, 0);
 
     if (fd == NGX_INVALID_FILE) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
@@ -301,7 +304,10 @@ ngx_http_taurus_guard_secret_file_look(ngx_log_t *log,
     file->looked = 1;
     file->checked = ngx_current_msec;
 
-    fd = ngx_open_file(file->path.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    /* O_NONBLOCK: a FIFO put at the path must not stall nginx in open() */
+
+    fd = ngx_open_file(file->path.data, NGX_FILE_RDONLY|NGX_FILE_NONBLOCK,
+                       NGX_FILE_OPEN, 0);
 
     if (fd == NGX_INVALID_FILE) {
         ngx_str_set(problem, "cannot be opened");
