@@ -493,8 +493,11 @@ ngx_http_taurus_guard_fetch_renew(ngx_http_request_t *r,
  * src->margin seconds (30, or a quarter of refresh if less) and was
  * asked with the credentials in effect; *renew when it is within
  * refresh of its end and nobody renews it yet (the caller then does).
- * A secret asked with other credentials is wiped: the next fetch
- * replaces it.
+ * A secret that lives no longer than refresh is renewed halfway through
+ * its life instead: within refresh of its end from the start, each new
+ * one would start the next renewal, one fetch after another for as long
+ * as requests come.  A secret asked with other credentials is wiped:
+ * the next fetch replaces it.
  */
 
 static ngx_int_t
@@ -502,7 +505,7 @@ ngx_http_taurus_guard_fetch_take(ngx_http_request_t *r,
     ngx_http_taurus_guard_fetch_t *src, u_char *key, ngx_str_t *out,
     ngx_uint_t *renew)
 {
-    time_t                               now;
+    time_t                               now, life, renew_at;
     ngx_http_taurus_guard_fetch_slot_t  *slot;
     u_char                               id[NGX_HTTP_TG_IDENTITY_LEN];
 
@@ -540,7 +543,10 @@ ngx_http_taurus_guard_fetch_take(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    if (slot->expires - now < src->refresh) {
+    life = slot->expires - slot->refreshed;
+    renew_at = (src->refresh < life) ? src->refresh : life / 2;
+
+    if (slot->expires - now < renew_at) {
         *renew = ngx_http_taurus_guard_fetch_claim(slot);
     }
 
