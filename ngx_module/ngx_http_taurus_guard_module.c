@@ -607,10 +607,22 @@ ngx_http_taurus_guard_init_module(ngx_cycle_t *cycle)
 }
 
 
-/* the audit records a worker's last turn queued are not left behind */
+/*
+ * The audit records a worker's last turn queued are not left behind, and
+ * those it could not send to the collector are counted.
+ */
 
 static void
 ngx_http_taurus_guard_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_http_taurus_guard_main_conf_t  *mcf;
+
     ngx_http_taurus_guard_audit_exit(cycle);
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                              ngx_http_taurus_guard_module);
+
+    if (mcf != NULL && mcf->syslog != NULL) {
+        ngx_http_taurus_guard_syslog_exit(mcf->syslog);
+    }
 }

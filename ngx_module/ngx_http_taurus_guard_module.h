@@ -395,6 +395,7 @@ char *ngx_http_taurus_guard_syslog(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 void ngx_http_taurus_guard_syslog_send(ngx_http_taurus_guard_syslog_t *sl,
     tg_audit_record_t *rec, u_char *line, size_t len);
+void ngx_http_taurus_guard_syslog_exit(ngx_http_taurus_guard_syslog_t *sl);
 
 /* ngx_http_taurus_guard_worker.c */
 ngx_int_t ngx_http_taurus_guard_worker_can_enter(ngx_cycle_t *cycle,

@@ -630,6 +630,56 @@ ngx_http_taurus_guard_syslog_flush(ngx_http_taurus_guard_syslog_t *sl)
 }
 
 
+/*
+ * The worker exits (a reload, a binary upgrade, a shutdown) with records
+ * still queued for the collector: what one last send does not take is
+ * not sent.  Those records leave the queue's gauge and are counted as not
+ * sent, with a warning: they are in the audit file.
+ */
+
+void
+ngx_http_taurus_guard_syslog_exit(ngx_http_taurus_guard_syslog_t *sl)
+{
+    u_char      *q;
+    size_t       len, frame;
+    ngx_uint_t   n;
+
+    if (sl->qlen && sl->connected) {
+        ngx_http_taurus_guard_syslog_flush(sl);
+    }
+
+    if (sl->qlen == 0) {
+        return;
+    }
+
+    n = 0;
+    q = sl->queue;
+    len = sl->qlen;
+
+    while (len) {
+        frame = ngx_http_taurus_guard_syslog_frame(q, len);
+
+        if (frame == 0 || frame > len) {
+            break;
+        }
+
+        n++;
+        q += frame;
+        len -= frame;
+    }
+
+    ngx_http_taurus_guard_metrics_syslog(-(ngx_int_t) sl->qlen, n);
+
+    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                  "taurus_guard: worker exiting, %ui audit records queued"
+                  " for syslog collector \"%V\" not sent (they are in the"
+                  " audit file)", n, &sl->addr.name);
+
+    sl->qlen = 0;
+    sl->sent = 0;
+}
+
+
 /* the length of the "LEN " prefixed frame at the start of the queue */
 
 static size_t
