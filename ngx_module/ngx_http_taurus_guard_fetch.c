@@ -23,6 +23,11 @@
  * the request that asks: ngx_http_taurus_guard_fetch_check() lets it be
  * served only by an internal location, or a named one reached from one.
  *
+ * A secret is taken only from the service's own answer, read whole:
+ * one cut short (the connection closed before its Content-Length or
+ * its last chunk, a read timed out) fails the fetch like any other bad
+ * answer, whatever part of it came (ngx_http_taurus_guard_fetch_whole()).
+ *
  * A secret is kept with the digest of the credentials it was asked
  * with (the kind's identity()): one asked with others than those in
  * effect now (a password file rewritten, then re-read at run time or
@@ -106,6 +111,7 @@ typedef struct {
     ngx_str_t                       base;   /* the base secret it carries */
     u_char                          identity[NGX_HTTP_TG_IDENTITY_LEN];
     ngx_uint_t                      done;   /* its answer was handled */
+    ngx_uint_t                      ended;  /* its answer's end went by */
     ngx_uint_t                      refused;    /* by fetch_check() */
     ngx_uint_t                      uri_changes;    /* where let through */
 } ngx_http_taurus_guard_fetch_sr_t;
@@ -113,6 +119,9 @@ typedef struct {
 
 /* a base secret is kept under this key: project ids are hex */
 static u_char  ngx_http_taurus_guard_base_key[TG_PROJECT_ID_LEN];
+
+
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 
 
 static ngx_int_t ngx_http_taurus_guard_fetch_init_zone(ngx_shm_zone_t *zone,
@@ -141,6 +150,10 @@ static ngx_int_t ngx_http_taurus_guard_fetch_header(ngx_http_request_t *sr,
     ngx_str_t *name, ngx_str_t *value);
 static ngx_int_t ngx_http_taurus_guard_fetch_done(ngx_http_request_t *sr,
     void *data, ngx_int_t rc);
+static ngx_int_t ngx_http_taurus_guard_fetch_whole(ngx_http_request_t *sr,
+    ngx_int_t rc, ngx_uint_t ended, const char **problem);
+static ngx_int_t ngx_http_taurus_guard_fetch_body_filter(
+    ngx_http_request_t *r, ngx_chain_t *in);
 static void ngx_http_taurus_guard_fetch_wipe(ngx_http_request_t *sr);
 static void ngx_http_taurus_guard_fetch_end(ngx_http_taurus_guard_fetch_t *src,
     u_char *key, ngx_str_t *secret, time_t expires, u_char *identity);
@@ -918,8 +931,9 @@ ngx_http_taurus_guard_fetch_check(ngx_http_request_t *r)
 /*
  * The answer is in memory: a good one goes to shared memory for every
  * worker; the request that waited for it is posted by nginx and goes
- * on.  A 401 to a fetch that carried a base drops that base, so the
- * next fetch asks for a new one first.
+ * on.  Only the service's answer, whole, is read at all.  A 401 to a
+ * fetch that carried a base drops that base, so the next fetch asks
+ * for a new one first.
  *
  * nginx calls this each time the subrequest is finalized: an error
  * status first, then again after its error page, or after error_page
@@ -937,6 +951,7 @@ ngx_http_taurus_guard_fetch_done(ngx_http_request_t *sr, void *data,
     time_t                          expires;
     ngx_int_t                       rc2;
     ngx_str_t                       secret;
+    ngx_uint_t                      ended;
     const char                     *problem;
     ngx_http_request_t             *r;
     ngx_http_taurus_guard_ctx_t    *ctx;
@@ -954,11 +969,20 @@ ngx_http_taurus_guard_fetch_done(ngx_http_request_t *sr, void *data,
 
     fetch->done = 1;
 
+    /* what the body filter saw of this finalization's answer */
+    ended = fetch->ended;
+    fetch->ended = 0;
+
     last = src->ops->what(src, fetch->key, what, what + sizeof(what) / 2);
 
     if (fetch->refused) {
         rc2 = NGX_ERROR;
         problem = "its location may not serve it";
+
+    } else if (ngx_http_taurus_guard_fetch_whole(sr, rc, ended, &problem)
+               != NGX_OK)
+    {
+        rc2 = NGX_ERROR;
 
     } else {
         rc2 = src->ops->answer(sr, src, &secret, &expires, &problem);
@@ -1021,6 +1045,106 @@ ngx_http_taurus_guard_fetch_done(ngx_http_request_t *sr, void *data,
     ngx_http_taurus_guard_fetch_wipe(sr);
 
     return rc;
+}
+
+
+/*
+ * Whether sr ends with the service's answer, whole: only then may the
+ * kind read it.  Never a part of the answer in *problem.
+ *
+ * rc does not say it.  When the service's connection closes before the
+ * Content-Length or the last chunk, or a read times out, after the
+ * answer's header went to the subrequest, nginx 1.22's
+ * ngx_http_upstream_finalize_request() sends a flush in place of its
+ * 502 or 504 and finalizes the subrequest with what sending the flush
+ * returned: NGX_OK, the part that came in sr->out (or none of it, when
+ * the proxy buffers and the read timed out).  Looking at the upstream's
+ * counters instead (u->length, u->pipe) means knowing each way nginx
+ * reads a body, and one read up to the connection's close leaves
+ * nothing to tell its end from a timeout once the proxy does not
+ * buffer.
+ *
+ * What marks a whole answer is the buffer that ends a subrequest's
+ * output (last_in_chain), which the body filter notes in fetch->ended:
+ * the upstream sends it only when it finalizes with 0, having found the
+ * answer complete itself (its Content-Length read, its last chunk, or
+ * the close that was to end it), buffered or not, and never after a
+ * cut.  An answer too big for subrequest_output_buffer_size ends
+ * without it too.
+ *
+ * An error page nginx made after the service failed (no connection, a
+ * timeout or a bad header before the body, an error intercepted) ends
+ * that way too: the service's own header never went out
+ * (u->header_sent).  And a finalization with anything but NGX_OK
+ * (NGX_ERROR, a special status such as 502) is never a whole answer.  A
+ * location that does not proxy (no sr->upstream) is the kind's to
+ * refuse.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_fetch_whole(ngx_http_request_t *sr, ngx_int_t rc,
+    ngx_uint_t ended, const char **problem)
+{
+    ngx_http_upstream_t  *u;
+
+    u = sr->upstream;
+
+    if ((u != NULL && !u->header_sent) || (u == NULL && rc != NGX_OK)) {
+        *problem = "the service's answer did not come through";
+        return NGX_ERROR;
+    }
+
+    if (rc != NGX_OK || !ended) {
+        *problem = "the answer was cut short";
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Notes the end of a fetch's answer (see fetch_whole()); every other
+ * request's output only passes.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_fetch_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in)
+{
+    ngx_chain_t                       *cl;
+    ngx_http_taurus_guard_fetch_sr_t  *fetch;
+
+    if (r->post_subrequest != NULL
+        && r->post_subrequest->handler == ngx_http_taurus_guard_fetch_done)
+    {
+        fetch = r->post_subrequest->data;
+
+        for (cl = in; cl; cl = cl->next) {
+            if (cl->buf->last_in_chain) {
+                fetch->ended = 1;
+            }
+        }
+    }
+
+    return ngx_http_next_body_filter(r, in);
+}
+
+
+/*
+ * The module's filters come before nginx's postpone filter, which keeps
+ * a subrequest's answer in memory and passes nothing on (loaded as a
+ * dynamic module, they come first of all): the body filter sees a
+ * fetch's answer as the upstream sends it.
+ */
+
+ngx_int_t
+ngx_http_taurus_guard_fetch_filter_init(ngx_conf_t *cf)
+{
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_taurus_guard_fetch_body_filter;
+
+    return NGX_OK;
 }
 
 

@@ -561,9 +561,7 @@ ngx_http_taurus_guard_iam_answer(ngx_http_request_t *sr,
     }
 
     if (tg_iam_expires_at(body.data, body.len, &t) != TG_OK) {
-        *problem = "no token.expires_at in the answer (if it is cut"
-                   " short, raise subrequest_output_buffer_size in the IAM"
-                   " location)";
+        *problem = "no token.expires_at in the answer";
         return NGX_ERROR;
     }
 

@@ -578,6 +578,10 @@ ngx_http_taurus_guard_init(ngx_conf_t *cf)
 
     *h = ngx_http_taurus_guard_log_handler;
 
+    if (ngx_http_taurus_guard_fetch_filter_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_taurus_guard_filter_init(cf);
 }
 

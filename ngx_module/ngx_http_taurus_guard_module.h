@@ -453,6 +453,7 @@ ngx_int_t ngx_http_taurus_guard_fetch_get(ngx_http_request_t *r,
 void ngx_http_taurus_guard_fetch_refused(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx);
 ngx_int_t ngx_http_taurus_guard_fetch_check(ngx_http_request_t *r);
+ngx_int_t ngx_http_taurus_guard_fetch_filter_init(ngx_conf_t *cf);
 
 /* ngx_http_taurus_guard_iam.c */
 char *ngx_http_taurus_guard_iam_conf(ngx_conf_t *cf,

@@ -10,7 +10,8 @@
 #   tg-iam.pl --listen 127.0.0.1:PORT --domain D --user U --password P
 #       [--ttl SECONDS] [--user-ttl SECONDS] [--record FILE]
 #       [--tokens FILE] [--user-tokens FILE] [--agency-domain A
-#       --agency N] [--status N] [--delay MS] [--pidfile FILE]
+#       --agency N] [--status N] [--delay MS] [--cut N]
+#       [--cut-mode close|chunked|stall] [--pidfile FILE]
 #
 # Every call is a POST on exactly /v3/auth/tokens (with IAM's optional
 # query nocatalog=true or nocatalog=false, nothing else; else 404),
@@ -68,6 +69,18 @@
 #                 kind) with status N and an IAM-style error (500, 401,
 #                 503...): IAM failing
 #   --delay MS    wait MS milliseconds before answering (a slow IAM)
+#   --cut N       cut short every answer that issues a token: the status
+#                 line and headers (X-Subject-Token too) as usual, the
+#                 Content-Length of the whole body, but only its first
+#                 N bytes, then the connection closed (IAM's connection
+#                 lost in the middle of its answer).  The token counts
+#                 as issued (--tokens, --user-tokens, --record)
+#   --cut-mode M  how --cut ends the answer: close (the default, as
+#                 above), chunked (Transfer-Encoding: chunked instead of
+#                 Content-Length, the N bytes as one chunk, then closed
+#                 without the last chunk) or stall (as close, but the
+#                 connection is held open and nothing more sent: nginx's
+#                 proxy_read_timeout ends it)
 #   --record FILE append one JSON line per call: time (RFC 3339), epoch,
 #                 method, target, content_type, headers (names only),
 #                 auth_method ("password" or "assume_role", or null when
@@ -134,7 +147,7 @@ sub main {
     GetOptionsFromArray(\@argv, \%opt, 'listen=s', 'domain=s', 'user=s',
         'password=s', 'ttl=f', 'user-ttl=f', 'record=s', 'tokens=s',
         'user-tokens=s', 'agency-domain=s', 'agency=s', 'status=i',
-        'delay=i', 'pidfile=s')
+        'delay=i', 'cut=i', 'cut-mode=s', 'pidfile=s')
         or die "usage: $0 --listen ADDR:PORT --domain D --user U "
             . "--password P [options]\n";
 
@@ -146,6 +159,10 @@ sub main {
         if defined $opt{'agency-domain'} != defined $opt{agency};
 
     $opt{'user-ttl'} = $opt{ttl} unless defined $opt{'user-ttl'};
+
+    die "$0: --cut-mode: close, chunked or stall\n"
+        if defined $opt{'cut-mode'}
+            && $opt{'cut-mode'} !~ /\A(?:close|chunked|stall)\z/;
 
     $json = TaurusGuard::HTTPServer::json();
 
@@ -468,6 +485,8 @@ sub handle {
         headers      => [ @extra, "X-IAM-Trace-Id: tg-iam-$$-" . ($seq || 0) ],
         body         => $body,
         keep         => TaurusGuard::HTTPServer::keep_alive($req),
+        cut          => $rec->{ok} ? $opt{cut} : undef,
+        cut_mode     => $opt{'cut-mode'},
     );
 }
 
@@ -602,9 +621,9 @@ sub write_password_file {
 }
 
 
-# %o: ttl, user_ttl, status, delay, password (as the server's options);
-# agency (1: $AGENCY, or an agency name) and agency_domain (default
-# $AGENCY_DOMAIN): either enables assume_role.
+# %o: ttl, user_ttl, status, delay, password, cut, cut_mode (as the
+# server's options); agency (1: $AGENCY, or an agency name) and
+# agency_domain (default $AGENCY_DOMAIN): either enables assume_role.
 
 sub start_iam {
     my ($t, %o) = @_;
@@ -627,6 +646,8 @@ sub start_iam {
     push @cmd, '--user-ttl', $o{user_ttl} if defined $o{user_ttl};
     push @cmd, '--status', $o{status} if defined $o{status};
     push @cmd, '--delay', $o{delay} if defined $o{delay};
+    push @cmd, '--cut', $o{cut} if defined $o{cut};
+    push @cmd, '--cut-mode', $o{cut_mode} if defined $o{cut_mode};
 
     if ($o{agency} || defined $o{agency_domain}) {
         push @cmd,

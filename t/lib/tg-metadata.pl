@@ -9,7 +9,9 @@
 #
 #   tg-metadata.pl --listen 127.0.0.1:PORT [--ttl SECONDS] [--record FILE]
 #       [--keys FILE] [--status N] [--delay MS] [--session]
-#       [--sessions FILE] [--session-status N] [--pidfile FILE]
+#       [--sessions FILE] [--session-status N] [--cut N]
+#       [--session-cut N] [--cut-mode close|chunked|stall]
+#       [--pidfile FILE]
 #
 # A GET (or HEAD) on exactly /openstack/latest/securitykey, no query, is
 # answered 200 with the body the real service gives:
@@ -53,6 +55,23 @@
 #   --session-status N
 #                 answer every session token PUT that would get a token
 #                 with status N and a small error body; nothing issued
+#   --cut N       cut short every answer that issues credentials: the
+#                 status line and headers as usual, the Content-Length
+#                 of the whole body, but only its first N bytes, then
+#                 the connection closed (the service's connection lost
+#                 in the middle of its answer).  The credentials count
+#                 as issued (--keys, --record)
+#   --session-cut N
+#                 the same for every answer that issues a session
+#                 token; the token counts as issued (--sessions,
+#                 --record)
+#   --cut-mode M  how --cut and --session-cut end the answer: close
+#                 (the default, as above), chunked (Transfer-Encoding:
+#                 chunked instead of Content-Length, the N bytes as one
+#                 chunk, then closed without the last chunk) or stall
+#                 (as close, but the connection is held open and
+#                 nothing more sent: nginx's proxy_read_timeout ends
+#                 it)
 #   --record FILE append one JSON line per call: time (RFC 3339), epoch,
 #                 method, target, headers (names only), status, ok (1
 #                 when credentials or a session token were issued),
@@ -108,8 +127,13 @@ sub main {
 
     GetOptionsFromArray(\@argv, \%opt, 'listen=s', 'ttl=f', 'record=s',
         'keys=s', 'status=i', 'delay=i', 'session', 'sessions=s',
-        'session-status=i', 'pidfile=s')
+        'session-status=i', 'cut=i', 'session-cut=i', 'cut-mode=s',
+        'pidfile=s')
         or die "usage: $0 --listen ADDR:PORT [options]\n";
+
+    die "$0: --cut-mode: close, chunked or stall\n"
+        if defined $opt{'cut-mode'}
+            && $opt{'cut-mode'} !~ /\A(?:close|chunked|stall)\z/;
 
     $json = TaurusGuard::HTTPServer::json();
 
@@ -253,6 +277,11 @@ sub handle {
         });
     }
 
+    # --cut, --session-cut: the answer that issued something cut short
+
+    my $cut = $issued ? $opt{cut}
+        : $session_issued ? $opt{'session-cut'} : undef;
+
     return TaurusGuard::HTTPServer::respond($c,
         status       => $status,
         reason       => 'Status',
@@ -260,6 +289,8 @@ sub handle {
         body         => $body,
         keep         => TaurusGuard::HTTPServer::keep_alive($req),
         no_body      => $req->{method} eq 'HEAD',
+        cut          => $cut,
+        cut_mode     => $opt{'cut-mode'},
     );
 }
 
@@ -276,7 +307,8 @@ sub append {
 #   require "$FindBin::Bin/lib/tg-metadata.pl";
 #   TaurusGuard::Metadata::start_meta($t, ttl => 12);   # %%PORT_META%%
 #       (ttl, status, delay: as the options above; session => 1:
-#       --session; session_status => N: --session-status N)
+#       --session; session_status => N: --session-status N; cut,
+#       session_cut, cut_mode: --cut, --session-cut, --cut-mode)
 #   TaurusGuard::Metadata::upstream_keys($t, %o);       # tg-upstream
 #       --keys keys (o: token => T, tokens => FILE, ak/sk => ...)
 #   my @calls = TaurusGuard::Metadata::meta_calls($t);
@@ -299,7 +331,8 @@ my %LIVE;
 
 
 # %o: ttl, status, delay (as the server's options), session (true:
-# --session), session_status (--session-status).
+# --session), session_status (--session-status), cut, session_cut,
+# cut_mode (--cut, --session-cut, --cut-mode).
 
 sub start_meta {
     my ($t, %o) = @_;
@@ -321,6 +354,9 @@ sub start_meta {
     push @cmd, '--session' if $o{session};
     push @cmd, '--session-status', $o{session_status}
         if defined $o{session_status};
+    push @cmd, '--cut', $o{cut} if defined $o{cut};
+    push @cmd, '--session-cut', $o{session_cut} if defined $o{session_cut};
+    push @cmd, '--cut-mode', $o{cut_mode} if defined $o{cut_mode};
 
     my $pid = TaurusGuard::HTTPServer::spawn("$d/logs/meta.log", @cmd);
 

@@ -3,9 +3,10 @@ package TaurusGuard::HTTPServer;
 # The HTTP/1.1 server the test stand-ins share (t/lib/tg-upstream.pl,
 # t/lib/tg-iam.pl, t/lib/tg-metadata.pl): a listening socket, one child
 # process per connection, keep-alive, requests with a Content-Length or
-# chunked body, responses written whole, JSON-lines records appended
-# under a lock; and the bits the test helpers of those files share
-# (starting and stopping one of them).  Only core Perl.
+# chunked body, responses written whole (or cut short on purpose),
+# JSON-lines records appended under a lock; and the bits the test
+# helpers of those files share (starting and stopping one of them).
+# Only core Perl.
 #
 #   TaurusGuard::HTTPServer::run(
 #       name    => 'tg-x',            # for "tg-x: ready on ADDR:PORT"
@@ -243,7 +244,7 @@ sub keep_alive {
 }
 
 
-# Writes a response whole:
+# Writes a response whole (unless CUT, below):
 #
 #   HTTP/1.1 STATUS REASON
 #   Content-Type: CONTENT_TYPE
@@ -254,16 +255,42 @@ sub keep_alive {
 #   BODY                               (unless NO_BODY)
 #
 # Returns KEEP, or 0 when the client went away.
+#
+# CUT => N (a fault: the answer cut short) sends only the first N bytes
+# of BODY, then ends the connection; returns 0.  CUT_MODE says how:
+#
+#   close    the headers as above (the whole body's Content-Length),
+#            N bytes, then the connection closed (the default)
+#   chunked  Transfer-Encoding: chunked instead of Content-Length, the
+#            N bytes as one chunk, then the connection closed without
+#            the last chunk
+#   stall    as close, but the connection is held open, nothing more
+#            sent, until the client closes it (its read timeout)
 
 sub respond {
     my ($c, %r) = @_;
 
+    my $cut = $r{no_body} ? undef : $r{cut};
+    my $mode = $r{cut_mode} || 'close';
+    my $body = $r{no_body} ? '' : $r{body};
+    my $length = "Content-Length: " . length($r{body}) . "\r\n";
+
+    if (defined $cut) {
+        $body = substr $body, 0, $cut;
+
+        if ($mode eq 'chunked') {
+            $length = "Transfer-Encoding: chunked\r\n";
+            $body = length $body
+                ? sprintf("%x\r\n%s\r\n", length $body, $body) : '';
+        }
+    }
+
     my $resp = "HTTP/1.1 $r{status} $r{reason}\r\n"
         . "Content-Type: $r{content_type}\r\n"
-        . "Content-Length: " . length($r{body}) . "\r\n"
+        . $length
         . join('', map { "$_\r\n" } @{ $r{headers} || [] })
-        . ($r{keep} ? '' : "Connection: close\r\n")
-        . "\r\n" . ($r{no_body} ? '' : $r{body});
+        . ($r{keep} && !defined $cut ? '' : "Connection: close\r\n")
+        . "\r\n" . $body;
 
     my $off = 0;
     while ($off < length $resp) {
@@ -272,7 +299,25 @@ sub respond {
         $off += $n;
     }
 
-    return $r{keep};
+    return $r{keep} unless defined $cut;
+
+    if ($mode eq 'stall') {
+
+        # the client's read times out: wait for it to close (at most a
+        # minute), reading whatever it sends
+
+        my ($rin, $buf) = ('', '');
+        vec($rin, fileno($c), 1) = 1;
+        my $until = time + 60;
+
+        while (time < $until) {
+            my $rout = $rin;
+            next unless select($rout, undef, undef, 1) > 0;
+            last unless sysread($c, $buf, 4096);
+        }
+    }
+
+    return 0;
 }
 
 
