@@ -578,7 +578,11 @@ ngx_http_taurus_guard_init(ngx_conf_t *cf)
 
     *h = ngx_http_taurus_guard_log_handler;
 
-    if (ngx_http_taurus_guard_fetch_filter_init(cf) != NGX_OK) {
+    /* only a configuration that fetches secrets pays for its filter */
+
+    if (mcf->fetches.nelts
+        && ngx_http_taurus_guard_fetch_filter_init(cf) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
