@@ -749,13 +749,23 @@ tg_rc_t
 tg_audit_parse_link(const unsigned char *line, size_t len, char prev[65],
     char decision[16])
 {
-    size_t    i;
-    cJSON    *root, *p, *d;
-    tg_rc_t   rc;
+    size_t        i;
+    cJSON        *root, *p, *d;
+    tg_rc_t       rc;
+    const char   *end;
 
-    root = cJSON_ParseWithLength((const char *) line, len);
+    /*
+     * The whole line is one object: cJSON stops at the end of the first
+     * value, and a second object after it would be a record that jq
+     * reads and the chain does not check.
+     */
 
-    if (root == NULL || !cJSON_IsObject(root)) {
+    end = NULL;
+    root = cJSON_ParseWithLengthOpts((const char *) line, len, &end, 0);
+
+    if (root == NULL || !cJSON_IsObject(root)
+        || end != (const char *) line + len)
+    {
         rc = TG_ERR_SYNTAX;
         goto done;
     }

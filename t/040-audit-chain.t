@@ -256,6 +256,53 @@ is($rc, 0, 'headless: the rest still verifies');
 like($out, qr/after earlier, unchecked records/,
     'headless: verify says the start is not the beginning');
 
+# every instance of an allow record removed ("instances":[]): that line's
+# whole-line link is its brief link, but its items no longer make its
+# body (an earlier verifier took the whole-line link and never looked)
+
+@tampered = @lines;
+$tampered[0] =~ s/("instances":\[).*?(\],"delay")/$1$2/;
+like($tampered[0], qr/"instances":\[\],/, 'instances removed: line 1 changed');
+is(sha256_hex($tampered[0]), chain_digest($lines[0]),
+    'instances removed: its whole line hashes to the old link');
+$copy = write_copy('no-instances.log', @tampered);
+($rc, $out) = verify($copy);
+is($rc, 1, 'instances removed: verify exits 1');
+like($out, qr/^break: \Q$copy\E:2: the instances of the record before it do not match its body_sha256/m,
+    'instances removed: break at line 2, named') or diag($out);
+
+# a second object on a record's line: jq reads two records there
+
+$copy = write_copy('two-objects.log', @lines[0 .. 4],
+    $lines[5] =~ s/\n\z/ {"decision":"allow","id":"forged"}\n/r);
+($rc, $out) = verify($copy);
+is($rc, 1, 'two objects on a line: verify exits 1');
+like($out, qr/^break: \Q$copy\E:6: not an audit record/m,
+    'two objects on a line: named') or diag($out);
+
+# a line too long to hold in memory: verify cannot read it, and says so
+# (exit 2) rather than stopping there as at the file's end (an earlier
+# verifier said "ok" and never read the forged record after it)
+
+SKIP: {
+    my $huge = $t->testdir . '/huge.log';
+    write_copy('huge.log', @lines[0 .. 2]);
+    truncate($huge, (-s $huge) + 400 * 1024 * 1024)
+        or skip("no sparse file: $!", 3);
+    open my $fh, '>>', $huge or die "$huge: $!\n";
+    print $fh "\n", $lines[3];
+    close $fh;
+
+    my $cmd = "ulimit -v 300000 && exec $verify $huge";
+    $out = `sh -c '$cmd' 2>&1`;
+    $rc = $? >> 8;
+    is($rc, 2, 'a 400 MB line under a 300 MB limit: verify exits 2');
+    unlike($out, qr/^ok:/m, 'a 400 MB line: no "ok"') or diag($out);
+    like($out, qr/\Q$huge\E:4: cannot be read/, 'a 400 MB line: named')
+        or diag($out);
+    unlink $huge;
+}
+
 # a torn end: verify refuses it
 
 $copy = write_copy('torn.log', @lines, '{"id":"0123');

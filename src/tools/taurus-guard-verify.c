@@ -104,7 +104,14 @@ tg_verify_file(tg_verify_t *v, const char *path)
     lineno = 0;
     rc = 0;
 
-    while ((n = getline(&line, &len, f)) != -1) {
+    for ( ;; ) {
+        errno = 0;
+        n = getline(&line, &len, f);
+
+        if (n == -1) {
+            break;
+        }
+
         lineno++;
 
         if (n == 0 || line[n - 1] != '\n') {
@@ -135,9 +142,15 @@ tg_verify_file(tg_verify_t *v, const char *path)
                    strspn(prev, "0") == TG_SHA256_HEX_LEN
                    ? " at its beginning" : " after earlier, unchecked records");
 
-        } else if (strcmp(prev, v->last.full) == 0) {
-            /* linked by the whole line: a record written before the
-             * brief form, or one that has none */
+        } else if (strcmp(prev, v->last.full) == 0
+                   && (v->last.brief[0] == '\0' || v->last.body_ok))
+        {
+            /*
+             * linked by the whole line: a record that has no brief form,
+             * or one written before it, whose instances still make its
+             * body (a record whose instances were all removed links by
+             * its whole line as by its brief form)
+             */
 
         } else if (v->last.brief[0] == '\0'
                    || strcmp(prev, v->last.brief) != 0)
@@ -183,8 +196,11 @@ tg_verify_file(tg_verify_t *v, const char *path)
         }
     }
 
-    if (ferror(f)) {
-        fprintf(stderr, "%s: %s\n", path, strerror(errno));
+    /* getline() fails without an error on the stream too (ENOMEM) */
+
+    if (ferror(f) || !feof(f)) {
+        fprintf(stderr, "%s:%lu: cannot be read: %s\n", path, lineno + 1,
+                strerror(errno ? errno : EIO));
         rc = 2;
     }
 
