@@ -18,6 +18,8 @@ static char *ngx_http_taurus_guard_merge_loc_conf(ngx_conf_t *cf,
     void *parent, void *child);
 static char *ngx_http_taurus_guard_enable(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_taurus_guard_mode(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static ngx_int_t ngx_http_taurus_guard_reason_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, ngx_str_t *reason);
 static ngx_int_t ngx_http_taurus_guard_variable(ngx_http_request_t *r,
@@ -117,7 +119,7 @@ static ngx_command_t  ngx_http_taurus_guard_commands[] = {
 
     { ngx_string("taurus_guard_mode"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_enum_slot,
+      ngx_http_taurus_guard_mode,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_taurus_guard_loc_conf_t, mode),
       &ngx_http_taurus_guard_modes },
@@ -486,6 +488,31 @@ ngx_http_taurus_guard_merge_loc_conf(ngx_conf_t *cf, void *parent,
         conf->max_body_size);
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * "report" turns the allow-list and the policies off where it applies,
+ * and inherits into every location below: nginx -t says where it is set.
+ */
+
+static char *
+ngx_http_taurus_guard_mode(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_taurus_guard_loc_conf_t *lcf = conf;
+
+    char  *rv;
+
+    rv = ngx_conf_set_enum_slot(cf, cmd, conf);
+
+    if (rv == NGX_CONF_OK && lcf->mode == NGX_HTTP_TG_MODE_REPORT) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "taurus_guard_mode report: batches the"
+                           " allow-list or a policy refuses are forwarded"
+                           " here and below, recorded as \"would_deny\"");
+    }
+
+    return rv;
 }
 
 

@@ -174,4 +174,28 @@ EOF
 isnt($rc, 0, 'taurus_guard_mode audit: nginx -t fails');
 like($out, qr/invalid value "audit".*test\.conf:\d+/s, '... at file:line');
 
+# report mode says where it is set, at every nginx -t
+
+($rc, $out) = $t->nginx_t(<<"EOF");
+http {
+    taurus_guard_audit_log %%TESTDIR%%/audit.log;
+    taurus_guard_credentials %%TESTDIR%%/credentials;
+    taurus_guard_mode report;
+
+    server {
+        listen 127.0.0.1:%%PORT_0%%;
+        location /v3/ {
+            taurus_guard on;
+            proxy_pass http://127.0.0.1:%%PORT_UP%%;
+        }
+    }
+}
+EOF
+is($rc, 0, 'taurus_guard_mode report at http: nginx -t passes') or diag($out);
+my $line = $t->conf_line(qr/taurus_guard_mode report;/, 'test.conf');
+like($out, qr/\[warn\]\ taurus_guard_mode\ report:\ batches\ the\ allow-list
+    \ or\ a\ policy\ refuses\ are\ forwarded\ here\ and\ below.*
+    \ in\ \S+test\.conf:$line\b/x, 'report mode: a [warn] at its file:line')
+    or diag($out);
+
 $t->done_testing;
