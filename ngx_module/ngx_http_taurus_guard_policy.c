@@ -69,7 +69,7 @@ typedef struct {
 
 
 typedef struct {
-    ngx_rbtree_node_t            node;          /* key: crc32 of project */
+    ngx_rbtree_node_t            node;  /* key: crc32 of project, then it */
     u_char                       project[TG_PROJECT_ID_LEN];
     ngx_uint_t                   size;
     ngx_uint_t                   head;          /* the oldest entry */
@@ -78,8 +78,12 @@ typedef struct {
 } ngx_http_taurus_guard_quota_node_t;
 
 
+/*
+ * An instance, keyed by the crc32 of project+instance, then by both:
+ * crc32 collisions are easy to make, and the tree keeps them in order.
+ */
 typedef struct {
-    ngx_rbtree_node_t            node;  /* key: crc32 of project+instance */
+    ngx_rbtree_node_t            node;
     ngx_queue_t                  lru;
     u_char                       project[TG_PROJECT_ID_LEN];
     u_char                       instance[TG_INSTANCE_ID_MAX_LEN];
@@ -116,8 +120,12 @@ static int ngx_libc_cdecl ngx_http_taurus_guard_policy_cmp(const void *a,
     const void *b);
 static ngx_int_t ngx_http_taurus_guard_policy_init_zone(
     ngx_shm_zone_t *shm_zone, void *data);
-static void ngx_http_taurus_guard_policy_insert(ngx_rbtree_node_t *temp,
+static void ngx_http_taurus_guard_quota_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static void ngx_http_taurus_guard_inst_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_int_t ngx_http_taurus_guard_inst_cmp(u_char *project,
+    u_char *instance, size_t len, ngx_http_taurus_guard_inst_node_t *in);
 static ngx_http_taurus_guard_quota_node_t *ngx_http_taurus_guard_quota_find(
     ngx_http_taurus_guard_policy_zone_t *pz, u_char *project,
     ngx_uint_t size);
@@ -465,9 +473,9 @@ ngx_http_taurus_guard_policy_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     pz->shpool->data = pz->sh;
 
     ngx_rbtree_init(&pz->sh->quotas, &pz->sh->quota_sentinel,
-                    ngx_http_taurus_guard_policy_insert);
+                    ngx_http_taurus_guard_quota_insert);
     ngx_rbtree_init(&pz->sh->instances, &pz->sh->instance_sentinel,
-                    ngx_http_taurus_guard_policy_insert);
+                    ngx_http_taurus_guard_inst_insert);
     ngx_queue_init(&pz->sh->lru);
 
     pz->shpool->log_nomem = 0;
@@ -476,16 +484,67 @@ ngx_http_taurus_guard_policy_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 }
 
 
-/* by key, then anywhere among equal keys: lookups compare the names */
+/*
+ * By key, then by name among equal keys, as ngx_str_rbtree_insert_value()
+ * does: a rotation may move a node with an equal key to either side, so
+ * lookups must follow the same order to find it.
+ */
 
 static void
-ngx_http_taurus_guard_policy_insert(ngx_rbtree_node_t *temp,
+ngx_http_taurus_guard_quota_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
 {
-    ngx_rbtree_node_t  **p;
+    ngx_rbtree_node_t                   **p;
+    ngx_http_taurus_guard_quota_node_t   *q, *t;
+
+    q = (ngx_http_taurus_guard_quota_node_t *) node;
 
     for ( ;; ) {
-        p = (node->key < temp->key) ? &temp->left : &temp->right;
+
+        if (node->key != temp->key) {
+            p = (node->key < temp->key) ? &temp->left : &temp->right;
+
+        } else {
+            t = (ngx_http_taurus_guard_quota_node_t *) temp;
+            p = (ngx_memcmp(q->project, t->project, TG_PROJECT_ID_LEN) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+static void
+ngx_http_taurus_guard_inst_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t                  **p;
+    ngx_http_taurus_guard_inst_node_t   *in;
+
+    in = (ngx_http_taurus_guard_inst_node_t *) node;
+
+    for ( ;; ) {
+
+        if (node->key != temp->key) {
+            p = (node->key < temp->key) ? &temp->left : &temp->right;
+
+        } else {
+            p = (ngx_http_taurus_guard_inst_cmp(in->project, in->instance,
+                     in->len, (ngx_http_taurus_guard_inst_node_t *) temp)
+                 < 0)
+                ? &temp->left : &temp->right;
+        }
 
         if (*p == sentinel) {
             break;
@@ -931,6 +990,7 @@ ngx_http_taurus_guard_quota_find(ngx_http_taurus_guard_policy_zone_t *pz,
     u_char *project, ngx_uint_t size)
 {
     uint32_t                             hash;
+    ngx_int_t                            rc;
     ngx_uint_t                           i;
     ngx_rbtree_node_t                   *node, *sentinel;
     ngx_http_taurus_guard_quota_node_t  *q, *nq;
@@ -947,14 +1007,18 @@ ngx_http_taurus_guard_quota_find(ngx_http_taurus_guard_policy_zone_t *pz,
             continue;
         }
 
-        q = (ngx_http_taurus_guard_quota_node_t *) node;
+        /* equal keys are ordered by project: see quota_insert() */
 
-        if (ngx_memcmp(q->project, project, TG_PROJECT_ID_LEN) == 0) {
+        rc = ngx_memcmp(project,
+                        ((ngx_http_taurus_guard_quota_node_t *) node)->project,
+                        TG_PROJECT_ID_LEN);
+
+        if (rc == 0) {
+            q = (ngx_http_taurus_guard_quota_node_t *) node;
             break;
         }
 
-        q = NULL;
-        node = node->right;
+        node = (rc < 0) ? node->left : node->right;
     }
 
     if (size == 0 || (q != NULL && q->size >= size)) {
@@ -1067,6 +1131,7 @@ ngx_http_taurus_guard_inst_find(ngx_http_taurus_guard_policy_zone_t *pz,
     u_char *project, tg_str_t *instance, ngx_uint_t create)
 {
     uint32_t                            hash;
+    ngx_int_t                           rc;
     ngx_rbtree_node_t                  *node, *sentinel;
     ngx_http_taurus_guard_inst_node_t  *in;
 
@@ -1084,18 +1149,19 @@ ngx_http_taurus_guard_inst_find(ngx_http_taurus_guard_policy_zone_t *pz,
             continue;
         }
 
-        in = (ngx_http_taurus_guard_inst_node_t *) node;
+        /* equal keys are ordered by name: see inst_insert() */
 
-        if (in->len == instance->len
-            && ngx_memcmp(in->instance, instance->data, instance->len) == 0
-            && ngx_memcmp(in->project, project, TG_PROJECT_ID_LEN) == 0)
-        {
+        in = (ngx_http_taurus_guard_inst_node_t *) node;
+        rc = ngx_http_taurus_guard_inst_cmp(project, (u_char *) instance->data,
+                                            instance->len, in);
+
+        if (rc == 0) {
             ngx_queue_remove(&in->lru);
             ngx_queue_insert_head(&pz->sh->lru, &in->lru);
             return in;
         }
 
-        node = node->right;
+        node = (rc < 0) ? node->left : node->right;
     }
 
     if (!create || instance->len > TG_INSTANCE_ID_MAX_LEN) {
@@ -1119,6 +1185,24 @@ ngx_http_taurus_guard_inst_find(ngx_http_taurus_guard_policy_zone_t *pz,
     ngx_queue_insert_head(&pz->sh->lru, &in->lru);
 
     return in;
+}
+
+
+/* a total order of instances: project, then the instance id */
+
+static ngx_int_t
+ngx_http_taurus_guard_inst_cmp(u_char *project, u_char *instance,
+    size_t len, ngx_http_taurus_guard_inst_node_t *in)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_memcmp(project, in->project, TG_PROJECT_ID_LEN);
+
+    if (rc != 0) {
+        return rc;
+    }
+
+    return ngx_memn2cmp(instance, in->instance, len, in->len);
 }
 
 
