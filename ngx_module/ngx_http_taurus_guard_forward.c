@@ -290,9 +290,9 @@ ngx_http_taurus_guard_log_handler(ngx_http_request_t *r)
     if (ctx->ticket.policy != NULL) {
         ngx_http_taurus_guard_policy_end(r, &ctx->ticket, &ctx->project_id,
                                          ctx->batch, ctx->id, forwarded,
-                                         r->upstream
-                                         ? r->upstream->headers_in.status_n
-                                         : 0);
+                                         forwarded
+                                         ? ngx_http_taurus_guard_outcome(r)
+                                         : NGX_HTTP_TG_UNSENT);
     }
 
     if (status == 0 && r->connection->error) {

@@ -248,8 +248,18 @@ typedef struct {
     ngx_http_taurus_guard_policy_t  *policy;
     uint32_t                     serial;    /* its quota entry */
     unsigned                     quota:1;   /* it holds quota */
-    unsigned                     inflight:1;    /* it marked instances */
+    unsigned                     cooldown:1;    /* its instances settle
+                                                   when it ends */
 } ngx_http_taurus_guard_policy_ticket_t;
+
+
+/*
+ * What the upstream made of a batch handed to the proxy, as
+ * ngx_http_taurus_guard_outcome() tells: beside these two, the status
+ * of the upstream's answer.
+ */
+#define NGX_HTTP_TG_UNSENT          0   /* no try sent it a byte */
+#define NGX_HTTP_TG_UNANSWERED      1   /* a try sent bytes, got no answer */
 
 
 /* one project's quota, for the metrics */
@@ -498,7 +508,7 @@ ngx_int_t ngx_http_taurus_guard_policy_quotas(ngx_http_request_t *r,
     ngx_array_t *out);
 void ngx_http_taurus_guard_policy_end(ngx_http_request_t *r,
     ngx_http_taurus_guard_policy_ticket_t *ticket, ngx_str_t *project,
-    tg_batch_t *batch, u_char *id, ngx_flag_t forwarded, ngx_uint_t status);
+    tg_batch_t *batch, u_char *id, ngx_flag_t forwarded, ngx_uint_t outcome);
 
 /* ngx_http_taurus_guard_sign.c */
 
@@ -545,6 +555,7 @@ ngx_int_t ngx_http_taurus_guard_refuse_text(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, const char *text);
 ngx_int_t ngx_http_taurus_guard_not_forwarded(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, ngx_str_t *reason);
+ngx_uint_t ngx_http_taurus_guard_outcome(ngx_http_request_t *r);
 void ngx_http_taurus_guard_close(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx);
 ngx_int_t ngx_http_taurus_guard_filter_init(ngx_conf_t *cf);

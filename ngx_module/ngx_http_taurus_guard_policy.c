@@ -12,14 +12,16 @@
  * - quota: per project, a ring of the batches forwarded in the rolling
  *   period, oldest first, each with its number of instances;
  * - cooldown: per instance, the audit id of a batch in flight and when
- *   its last upgrade succeeded.
+ *   the last batch the upstream may have acted on ended.
  *
  * Checking and taking are one step under the zone's lock, so concurrent
  * batches in several workers can never overspend a quota or send one
  * instance twice.  What a batch took is given back when it ends: its
- * quota if it was never forwarded, its in-flight marks always.  Times
- * are nginx's monotonic milliseconds, which every process of the machine
- * shares and a clock step does not move.
+ * quota if it was never forwarded, its in-flight marks always.  Its
+ * instances start cooling down unless nothing reached the upstream or
+ * the upstream refused it outright.  Times are nginx's monotonic
+ * milliseconds, which every process of the machine shares and a clock
+ * step does not move.
  */
 
 
@@ -36,6 +38,12 @@
 #define NGX_HTTP_TG_INFLIGHT_MAX     (15 * 60 * 1000)
 
 #define NGX_HTTP_TG_QUOTA_MAX        100000
+
+/*
+ * The most instances still held that one allocation looks past, when
+ * the zone is full, for one whose cooldown is over.
+ */
+#define NGX_HTTP_TG_HELD_SCAN        64
 
 /*
  * How long ago t was.  Each worker caches the monotonic clock once per
@@ -84,11 +92,14 @@ typedef struct {
  */
 typedef struct {
     ngx_rbtree_node_t            node;
-    ngx_queue_t                  lru;
+    ngx_queue_t                  queue;         /* idle or held */
     u_char                       project[TG_PROJECT_ID_LEN];
     u_char                       instance[TG_INSTANCE_ID_MAX_LEN];
     u_char                       len;
     u_char                       pinned;    /* by the check in progress */
+    u_char                       held;      /* on the held queue */
+    u_char                       unanswered;    /* the cooldown's batch
+                                                   got no answer */
     u_char                       inflight[TG_AUDIT_ID_LEN];  /* or 0s */
     ngx_msec_t                   inflight_since;
     ngx_msec_t                   until;         /* the cooldown's end */
@@ -102,7 +113,9 @@ typedef struct {
     ngx_rbtree_node_t            quota_sentinel;
     ngx_rbtree_t                 instances;
     ngx_rbtree_node_t            instance_sentinel;
-    ngx_queue_t                  lru;           /* most recent first */
+    ngx_queue_t                  idle;  /* holding nothing, recent first */
+    ngx_queue_t                  held;  /* in flight or cooling, newest
+                                           first (as it was looked at) */
     uint32_t                     serial;
 } ngx_http_taurus_guard_policy_sh_t;
 
@@ -140,6 +153,14 @@ static time_t ngx_http_taurus_guard_quota_retry(
 static ngx_http_taurus_guard_inst_node_t *ngx_http_taurus_guard_inst_find(
     ngx_http_taurus_guard_policy_zone_t *pz, u_char *project,
     tg_str_t *instance, ngx_uint_t create);
+static ngx_uint_t ngx_http_taurus_guard_inst_holds(
+    ngx_http_taurus_guard_inst_node_t *in, ngx_msec_t now);
+static void ngx_http_taurus_guard_inst_queue(
+    ngx_http_taurus_guard_policy_zone_t *pz,
+    ngx_http_taurus_guard_inst_node_t *in, ngx_uint_t held);
+static void ngx_http_taurus_guard_inst_free(
+    ngx_http_taurus_guard_policy_zone_t *pz,
+    ngx_http_taurus_guard_inst_node_t *in);
 static void ngx_http_taurus_guard_policy_unpin(
     ngx_http_taurus_guard_inst_node_t **nodes, ngx_uint_t n);
 static void *ngx_http_taurus_guard_policy_alloc(
@@ -476,7 +497,8 @@ ngx_http_taurus_guard_policy_init_zone(ngx_shm_zone_t *shm_zone, void *data)
                     ngx_http_taurus_guard_quota_insert);
     ngx_rbtree_init(&pz->sh->instances, &pz->sh->instance_sentinel,
                     ngx_http_taurus_guard_inst_insert);
-    ngx_queue_init(&pz->sh->lru);
+    ngx_queue_init(&pz->sh->idle);
+    ngx_queue_init(&pz->sh->held);
 
     pz->shpool->log_nomem = 0;
 
@@ -598,7 +620,10 @@ ngx_http_taurus_guard_policy_find(ngx_http_taurus_guard_main_conf_t *mcf,
 /*
  * Checks a batch against its project's policy and, when it passes or
  * when take_anyway is set (report mode), takes what it spends: quota,
- * and in-flight marks on its instances.  NGX_OK: it passes;
+ * and in-flight marks on its instances (those no other batch in flight
+ * holds: report mode forwards an instance in flight, but the mark stays
+ * its owner's).  Instances new to the zone get a node only then: a
+ * refused batch leaves none behind.  NGX_OK: it passes;
  * NGX_DECLINED: *v says why not (and what was taken, with take_anyway);
  * NGX_ERROR: the gateway failed (*v is a 503).
  */
@@ -684,17 +709,13 @@ ngx_http_taurus_guard_policy_check(ngx_http_request_t *r,
 
     for (i = 0; p->cooldown && i < batch->nitems; i++) {
         nodes[i] = NULL;
-
-        if (batch->items[i].instance_id.len > TG_INSTANCE_ID_MAX_LEN) {
-            /* on no allow-list: refused, or would_deny already */
-            npinned = i + 1;
-            continue;
-        }
+        npinned = i + 1;
 
         in = ngx_http_taurus_guard_inst_find(pz, project->data,
-                                             &batch->items[i].instance_id, 1);
+                                             &batch->items[i].instance_id, 0);
         if (in == NULL) {
-            goto full;
+            /* new to the zone, or dropped once it held nothing */
+            continue;
         }
 
         /*
@@ -704,7 +725,6 @@ ngx_http_taurus_guard_policy_check(ngx_http_request_t *r,
 
         in->pinned = 1;
         nodes[i] = in;
-        npinned = i + 1;
 
         if (rc != NGX_OK) {
             continue;
@@ -724,8 +744,9 @@ ngx_http_taurus_guard_policy_check(ngx_http_request_t *r,
         } else if (in->last_ok && (ngx_msec_int_t) (in->until - now) > 0) {
             rc = ngx_http_taurus_guard_verdict(r, v, NGX_HTTP_CONFLICT,
                      "policy cooldown=%V for project %V: instance %*s was"
-                     " upgraded %M s ago, audit id %*s", &p->cooldown_text,
+                     " %s %M s ago, audit id %*s", &p->cooldown_text,
                      project, (size_t) in->len, in->instance,
+                     in->unanswered ? "sent" : "upgraded",
                      (ngx_msec_t) ngx_max(ngx_http_tg_age(now, in->last_ok),
                                           0) / 1000,
                      (size_t) TG_AUDIT_ID_LEN, in->last_id);
@@ -735,6 +756,16 @@ ngx_http_taurus_guard_policy_check(ngx_http_request_t *r,
         if (rc == NGX_ERROR) {
             goto failed;
         }
+
+        if (rc != NGX_OK && !take_anyway) {
+            break;
+        }
+    }
+
+    if (rc != NGX_OK && !take_anyway) {
+        ngx_http_taurus_guard_policy_unpin(nodes, npinned);
+        ngx_shmtx_unlock(&pz->shpool->mutex);
+        return rc;
     }
 
     /* at most quota instances forwarded in any rolling period */
@@ -771,6 +802,26 @@ ngx_http_taurus_guard_policy_check(ngx_http_request_t *r,
         return rc;
     }
 
+    /* the instances new to the zone, now that the batch takes them */
+
+    for (i = 0; p->cooldown && i < batch->nitems; i++) {
+        if (nodes[i] != NULL
+            || batch->items[i].instance_id.len > TG_INSTANCE_ID_MAX_LEN)
+        {
+            /* too long: on no allow-list, refused or would_deny already */
+            continue;
+        }
+
+        in = ngx_http_taurus_guard_inst_find(pz, project->data,
+                                             &batch->items[i].instance_id, 1);
+        if (in == NULL) {
+            goto full;
+        }
+
+        in->pinned = 1;
+        nodes[i] = in;
+    }
+
     /*
      * Take.  Entries given back keep their place until they age out:
      * squeeze them out when the ring is full.  A full ring of live
@@ -795,14 +846,33 @@ ngx_http_taurus_guard_policy_check(ngx_http_request_t *r,
     }
 
     for (i = 0; p->cooldown && i < batch->nitems; i++) {
-        if (nodes[i] == NULL) {
+        in = nodes[i];
+
+        if (in == NULL) {
             continue;
         }
 
-        ngx_memcpy(nodes[i]->inflight, id, TG_AUDIT_ID_LEN);
-        nodes[i]->inflight_since = now;
-        ticket->inflight = 1;
+        /*
+         * In report mode, an instance another batch has in flight: that
+         * batch's to clear.  A mark older than the longest flight is of
+         * a lost batch, and taken over.
+         */
+
+        if (in->inflight[0]
+            && ngx_http_tg_age(now, in->inflight_since)
+               < NGX_HTTP_TG_INFLIGHT_MAX)
+        {
+            continue;
+        }
+
+        ngx_memcpy(in->inflight, id, TG_AUDIT_ID_LEN);
+        in->inflight_since = now;
+        ngx_http_taurus_guard_inst_queue(pz, in, 1);
     }
+
+    /* its instances are settled when it ends, marked by it or not */
+
+    ticket->cooldown = p->cooldown ? 1 : 0;
 
     ngx_http_taurus_guard_policy_unpin(nodes, npinned);
 
@@ -839,15 +909,23 @@ failed:
 
 
 /*
- * The batch ended: its quota is given back unless it was forwarded, its
- * in-flight marks are cleared, and a 2xx starts each instance's cooldown.
+ * The batch ended: its quota is given back unless it was forwarded, and
+ * its in-flight marks are cleared.  Its instances start their cooldown
+ * unless nothing reached the upstream (outcome NGX_HTTP_TG_UNSENT) or
+ * the upstream answered outside 2xx: once bytes were sent and no answer
+ * came (NGX_HTTP_TG_UNANSWERED: the caller or the upstream went away,
+ * a timeout), the endpoint may have upgraded them.  A batch sets the
+ * cooldown whether or not it still holds the mark: report mode forwards
+ * instances in flight, and a mark of a lost batch is taken over.
  */
 
 void
 ngx_http_taurus_guard_policy_end(ngx_http_request_t *r,
     ngx_http_taurus_guard_policy_ticket_t *ticket, ngx_str_t *project,
-    tg_batch_t *batch, u_char *id, ngx_flag_t forwarded, ngx_uint_t status)
+    tg_batch_t *batch, u_char *id, ngx_flag_t forwarded, ngx_uint_t outcome)
 {
+    tg_str_t                             *instance;
+    ngx_flag_t                            cool, owner;
     ngx_msec_t                            now;
     ngx_uint_t                            i;
     ngx_http_taurus_guard_policy_t       *p;
@@ -858,9 +936,13 @@ ngx_http_taurus_guard_policy_end(ngx_http_request_t *r,
 
     p = ticket->policy;
 
-    if (p == NULL || (!ticket->quota && !ticket->inflight)) {
+    if (p == NULL || (!ticket->quota && !ticket->cooldown)) {
         return;
     }
+
+    cool = forwarded
+           && (outcome == NGX_HTTP_TG_UNANSWERED
+               || (outcome >= 200 && outcome < 300));
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_taurus_guard_module);
     pz = mcf->policy_zone->data;
@@ -880,26 +962,51 @@ ngx_http_taurus_guard_policy_end(ngx_http_request_t *r,
         }
     }
 
-    for (i = 0; ticket->inflight && i < batch->nitems; i++) {
-        in = ngx_http_taurus_guard_inst_find(pz, project->data,
-                                             &batch->items[i].instance_id, 0);
+    for (i = 0; ticket->cooldown && i < batch->nitems; i++) {
+        instance = &batch->items[i].instance_id;
 
-        if (in == NULL || ngx_memcmp(in->inflight, id, TG_AUDIT_ID_LEN) != 0)
-        {
+        if (instance->len > TG_INSTANCE_ID_MAX_LEN) {
             continue;
         }
 
-        ngx_memzero(in->inflight, TG_AUDIT_ID_LEN);
+        /* a node dropped once it held nothing is made again to cool */
 
-        if (forwarded && status >= 200 && status < 300) {
+        in = ngx_http_taurus_guard_inst_find(pz, project->data, instance,
+                                             cool);
+        if (in == NULL) {
+            if (cool && ngx_http_taurus_guard_pace(&pz->full_pace)) {
+                ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                              "taurus_guard: zone \"" NGX_HTTP_TG_POLICY_ZONE
+                              "\" is full, the cooldown of instance %*s"
+                              " after batch %*s is lost; raise"
+                              " taurus_guard_policy_zone",
+                              (size_t) instance->len, instance->data,
+                              (size_t) TG_AUDIT_ID_LEN, id);
+            }
+
+            continue;
+        }
+
+        owner = (ngx_memcmp(in->inflight, id, TG_AUDIT_ID_LEN) == 0);
+
+        if (owner) {
+            ngx_memzero(in->inflight, TG_AUDIT_ID_LEN);
+        }
+
+        if (cool) {
             in->last_ok = now ? now : 1;
             in->until = now + p->cooldown;
+            in->unanswered = (outcome == NGX_HTTP_TG_UNANSWERED);
             ngx_memcpy(in->last_id, id, TG_AUDIT_ID_LEN);
+            ngx_http_taurus_guard_inst_queue(pz, in, 1);
+
+        } else if (owner && !ngx_http_taurus_guard_inst_holds(in, now)) {
+            ngx_http_taurus_guard_inst_queue(pz, in, 0);
         }
     }
 
     ticket->quota = 0;
-    ticket->inflight = 0;
+    ticket->cooldown = 0;
 
     ngx_shmtx_unlock(&pz->shpool->mutex);
 }
@@ -1156,8 +1263,11 @@ ngx_http_taurus_guard_inst_find(ngx_http_taurus_guard_policy_zone_t *pz,
                                             instance->len, in);
 
         if (rc == 0) {
-            ngx_queue_remove(&in->lru);
-            ngx_queue_insert_head(&pz->sh->lru, &in->lru);
+            if (!in->held) {
+                /* the least recently used idle ones are dropped first */
+                ngx_http_taurus_guard_inst_queue(pz, in, 0);
+            }
+
             return in;
         }
 
@@ -1182,7 +1292,7 @@ ngx_http_taurus_guard_inst_find(ngx_http_taurus_guard_policy_zone_t *pz,
 
     in->node.key = hash;
     ngx_rbtree_insert(&pz->sh->instances, &in->node);
-    ngx_queue_insert_head(&pz->sh->lru, &in->lru);
+    ngx_queue_insert_head(&pz->sh->idle, &in->queue);
 
     return in;
 }
@@ -1206,6 +1316,44 @@ ngx_http_taurus_guard_inst_cmp(u_char *project, u_char *instance,
 }
 
 
+/* in flight (and not lost), or cooling down */
+
+static ngx_uint_t
+ngx_http_taurus_guard_inst_holds(ngx_http_taurus_guard_inst_node_t *in,
+    ngx_msec_t now)
+{
+    if (in->inflight[0]
+        && ngx_http_tg_age(now, in->inflight_since) < NGX_HTTP_TG_INFLIGHT_MAX)
+    {
+        return 1;
+    }
+
+    return in->last_ok && (ngx_msec_int_t) (in->until - now) > 0;
+}
+
+
+/* to the head of the held queue, or of the idle one */
+
+static void
+ngx_http_taurus_guard_inst_queue(ngx_http_taurus_guard_policy_zone_t *pz,
+    ngx_http_taurus_guard_inst_node_t *in, ngx_uint_t held)
+{
+    ngx_queue_remove(&in->queue);
+    ngx_queue_insert_head(held ? &pz->sh->held : &pz->sh->idle, &in->queue);
+    in->held = held ? 1 : 0;
+}
+
+
+static void
+ngx_http_taurus_guard_inst_free(ngx_http_taurus_guard_policy_zone_t *pz,
+    ngx_http_taurus_guard_inst_node_t *in)
+{
+    ngx_queue_remove(&in->queue);
+    ngx_rbtree_delete(&pz->sh->instances, &in->node);
+    ngx_slab_free_locked(pz->shpool, in);
+}
+
+
 static void
 ngx_http_taurus_guard_policy_unpin(ngx_http_taurus_guard_inst_node_t **nodes,
     ngx_uint_t n)
@@ -1221,8 +1369,14 @@ ngx_http_taurus_guard_policy_unpin(ngx_http_taurus_guard_inst_node_t **nodes,
 
 
 /*
- * From the zone, making room if needed: an instance that is neither in
- * flight nor cooling down holds nothing worth keeping.
+ * From the zone, making room if needed.  An instance that holds nothing
+ * goes first, the least recently used of the idle queue; the batch being
+ * checked pinned its own, the most recent, so the first pinned one ends
+ * the walk.  Then an instance whose cooldown is over, from the tail of
+ * the held queue: one still held (or pinned) is moved to the head, so
+ * that the next allocation looks past it, and at most
+ * NGX_HTTP_TG_HELD_SCAN of them are looked at, so the work under the
+ * lock stays bounded.  Each node dropped was made by some batch before.
  */
 
 static void *
@@ -1230,9 +1384,9 @@ ngx_http_taurus_guard_policy_alloc(ngx_http_taurus_guard_policy_zone_t *pz,
     size_t size)
 {
     void                               *p;
-    ngx_uint_t                          tries;
+    ngx_uint_t                          skipped;
     ngx_msec_t                          now;
-    ngx_queue_t                        *q, *prev;
+    ngx_queue_t                        *q;
     ngx_http_taurus_guard_inst_node_t  *in;
 
     p = ngx_slab_alloc_locked(pz->shpool, size);
@@ -1240,29 +1394,39 @@ ngx_http_taurus_guard_policy_alloc(ngx_http_taurus_guard_policy_zone_t *pz,
         return p;
     }
 
+    while (!ngx_queue_empty(&pz->sh->idle)) {
+        q = ngx_queue_last(&pz->sh->idle);
+        in = ngx_queue_data(q, ngx_http_taurus_guard_inst_node_t, queue);
+
+        if (in->pinned) {
+            break;
+        }
+
+        ngx_http_taurus_guard_inst_free(pz, in);
+
+        p = ngx_slab_alloc_locked(pz->shpool, size);
+        if (p != NULL) {
+            return p;
+        }
+    }
+
     now = ngx_current_msec;
-    tries = 0;
+    skipped = 0;
 
-    for (q = ngx_queue_last(&pz->sh->lru);
-         q != ngx_queue_sentinel(&pz->sh->lru) && tries < 64;
-         q = prev)
+    while (!ngx_queue_empty(&pz->sh->held)
+           && skipped < NGX_HTTP_TG_HELD_SCAN)
     {
-        prev = ngx_queue_prev(q);
-        in = ngx_queue_data(q, ngx_http_taurus_guard_inst_node_t, lru);
+        q = ngx_queue_last(&pz->sh->held);
+        in = ngx_queue_data(q, ngx_http_taurus_guard_inst_node_t, queue);
 
-        if (in->pinned
-            || (in->inflight[0]
-                && ngx_http_tg_age(now, in->inflight_since)
-                   < NGX_HTTP_TG_INFLIGHT_MAX)
-            || (in->last_ok && (ngx_msec_int_t) (in->until - now) > 0))
-        {
-            tries++;
+        if (in->pinned || ngx_http_taurus_guard_inst_holds(in, now)) {
+            ngx_queue_remove(q);
+            ngx_queue_insert_head(&pz->sh->held, q);
+            skipped++;
             continue;
         }
 
-        ngx_queue_remove(q);
-        ngx_rbtree_delete(&pz->sh->instances, &in->node);
-        ngx_slab_free_locked(pz->shpool, in);
+        ngx_http_taurus_guard_inst_free(pz, in);
 
         p = ngx_slab_alloc_locked(pz->shpool, size);
         if (p != NULL) {

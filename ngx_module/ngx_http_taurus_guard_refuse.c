@@ -451,6 +451,60 @@ ngx_http_taurus_guard_not_forwarded(ngx_http_request_t *r,
 
 
 /*
+ * What the upstream made of a batch handed to the proxy.  A try sent it
+ * bytes if its connection did (the try in flight when the client went
+ * may not have them in its state yet); it was answered if the upstream's
+ * response header came (nginx gives a try that timed out or failed a
+ * status too, but no header time).  NGX_HTTP_TG_UNSENT: no try sent a
+ * byte.  NGX_HTTP_TG_UNANSWERED: some try that sent bytes got no answer,
+ * so the upstream may have acted on it.  Else the status the upstream
+ * answered the last try that sent bytes with.
+ */
+
+ngx_uint_t
+ngx_http_taurus_guard_outcome(ngx_http_request_t *r)
+{
+    ngx_uint_t                  i, n, outcome;
+    ngx_flag_t                  live;
+    ngx_http_upstream_t        *u;
+    ngx_http_upstream_state_t  *st;
+
+    u = r->upstream;
+
+    live = (u != NULL && u->request_sent && u->peer.connection != NULL
+            && u->peer.connection->sent > 0);
+
+    st = NULL;
+    n = 0;
+
+    if (r->upstream_states != NULL) {
+        st = r->upstream_states->elts;
+        n = r->upstream_states->nelts;
+    }
+
+    if (n == 0) {
+        return live ? NGX_HTTP_TG_UNANSWERED : NGX_HTTP_TG_UNSENT;
+    }
+
+    outcome = NGX_HTTP_TG_UNSENT;
+
+    for (i = 0; i < n; i++) {
+        if (st[i].bytes_sent <= 0 && !(live && i == n - 1)) {
+            continue;
+        }
+
+        if (st[i].header_time == (ngx_msec_t) -1 || st[i].status < 100) {
+            return NGX_HTTP_TG_UNANSWERED;
+        }
+
+        outcome = st[i].status;
+    }
+
+    return outcome;
+}
+
+
+/*
  * The one record that closes an allow: "done" once the batch went to
  * the content handler, with whether the upstream received it (some try
  * sent it bytes), each try, and the second forwards refused; "error"
@@ -518,10 +572,6 @@ ngx_http_taurus_guard_close(ngx_http_request_t *r,
 
                 a[i].status = (int) st[i].status;
                 a[i].bytes_sent = (int64_t) st[i].bytes_sent;
-
-                if (st[i].bytes_sent > 0) {
-                    rec.forwarded = 1;
-                }
             }
 
             rec.upstream = a;
@@ -529,13 +579,7 @@ ngx_http_taurus_guard_close(ngx_http_request_t *r,
         }
     }
 
-    if (r->upstream != NULL && r->upstream->request_sent
-        && r->upstream->peer.connection != NULL
-        && r->upstream->peer.connection->sent > 0)
-    {
-        /* the try in flight when the client went, not yet in a state */
-        rec.forwarded = 1;
-    }
+    rec.forwarded = (ngx_http_taurus_guard_outcome(r) != NGX_HTTP_TG_UNSENT);
 
     if (r->upstream != NULL) {
         ngx_http_taurus_guard_upstream_request_id(r, &rec.request_id);
