@@ -236,6 +236,15 @@ ngx_http_taurus_guard_syslog(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
 #if (NGX_SSL)
+    if (!ssl && (cert.len || sl->ssl_name.len)) {
+        /* a collector meant to be verified must never get plain TCP */
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "taurus_guard_audit_syslog: \"%s\" without"
+                           " \"ssl\" would send the records in clear",
+                           cert.len ? "trusted_certificate=" : "ssl_name=");
+        return NGX_CONF_ERROR;
+    }
+
     if (ssl && ngx_http_taurus_guard_syslog_ssl(cf, sl, &u, &cert)
                != NGX_CONF_OK)
     {
