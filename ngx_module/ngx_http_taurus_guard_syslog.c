@@ -710,15 +710,20 @@ ngx_http_taurus_guard_syslog_frame(u_char *q, size_t len)
 }
 
 
-/* the collector says nothing; a close or an error means reconnect */
+/*
+ * The collector says nothing in this protocol (RFC 6587 is one way).  A
+ * byte from it, the end of its stream or an error mean the same: close
+ * and reconnect a second later.  Reading on would let a collector that
+ * talks keep the worker busy for as long as it talks.
+ */
 
 static void
 ngx_http_taurus_guard_syslog_read(ngx_event_t *ev)
 {
+    u_char                           buf[1];
     ssize_t                          n;
     ngx_connection_t                *c;
     ngx_http_taurus_guard_syslog_t  *sl;
-    u_char                           buf[256];
 
     c = ev->data;
     sl = c->data;
@@ -731,23 +736,21 @@ ngx_http_taurus_guard_syslog_read(ngx_event_t *ev)
         return;
     }
 
-    for ( ;; ) {
-        n = c->recv(c, buf, sizeof(buf));
+    n = c->recv(c, buf, sizeof(buf));
 
-        if (n == NGX_AGAIN) {
-            if (ngx_handle_read_event(ev, 0) != NGX_OK) {
-                ngx_http_taurus_guard_syslog_fail(sl, "recv()");
-            }
-
-            return;
+    if (n == NGX_AGAIN) {
+        if (ngx_handle_read_event(ev, 0) != NGX_OK) {
+            ngx_http_taurus_guard_syslog_fail(sl, "recv()");
         }
 
-        if (n == NGX_ERROR || n == 0) {
-            ngx_http_taurus_guard_syslog_fail(sl, "the collector closed"
-                                                  " the connection:");
-            return;
-        }
+        return;
     }
+
+    ngx_http_taurus_guard_syslog_fail(sl, (n > 0)
+                                      ? "the collector sent data, which it"
+                                        " must not:"
+                                      : "the collector closed the"
+                                        " connection:");
 }
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/perl
 
-# taurus_guard_audit_syslog: trusted_certificate= or ssl_name= without
-# ssl fails nginx -t, with the file and line.
+# taurus_guard_audit_syslog against collectors that push it: a collector
+# that writes without end costs the worker no CPU; trusted_certificate=
+# or ssl_name= without ssl fails nginx -t.
 
 use strict;
 use warnings;
@@ -177,6 +178,88 @@ sub wait_for {
             "$name without ssl: [emerg] naming it, with file:line")
             or diag($out);
     }
+
+    $t->finish;
+}
+
+# ---- a collector that writes without end -------------------------------
+
+{
+    my $t = Test::TaurusGuard->new;
+    my $dir = $t->testdir;
+    my $port = $t->port('SYSLOG');
+    my $conn = 0;
+
+    # it reads what comes, into a file a connection, and writes all the
+    # time, never blocking on either, until told to be quiet
+
+    collector($port, sub {
+        my ($c, $d) = @_;
+        $conn++;
+        $c->blocking(0);
+        my $sel = IO::Select->new($c);
+        my $chunk = 'x' x 65536;
+        while (1) {
+            my ($r, $w) = IO::Select->select($sel,
+                -e "$d/quiet" ? undef : $sel, undef, 1);
+            for (@{ $r || [] }) {
+                my $n = sysread($c, my $buf, 65536);
+                return if defined $n && $n == 0;
+                return if !defined $n && !$!{EAGAIN};
+                append("$d/talk.$conn", $buf) if $n;
+            }
+            for (@{ $w || [] }) {
+                my $n = syswrite($c, $chunk);
+                return if !defined $n && !$!{EAGAIN};
+            }
+        }
+    }, $dir);
+
+    $t->upstream;
+    $t->write_credentials;
+    $t->run(http_conf(syslog => "server=127.0.0.1:$port"));
+
+    is($t->post(upgrade_path(), batch_json([ $INSTANCES[0] ]))->{status},
+        200, 'talking collector: a batch goes through');
+
+    ok(wait_for(sub { -s "$dir/accepted" }), 'talking collector: connected');
+
+    my ($w) = $t->worker_pids;
+    my $before = cpu_ticks($w);
+    sleep 2;
+    my $used = (cpu_ticks($w) - $before) / POSIX::sysconf(POSIX::_SC_CLK_TCK());
+    cmp_ok($used, '<', 0.2, 'talking collector: the worker used less than '
+        . '0.2 s of CPU in 2 s') or diag("used $used s");
+
+    ok($t->error_log =~ /\[warn\].*taurus_guard: the collector sent data,/,
+        'talking collector: a warning says so');
+
+    # quiet now: the records of the next batches reach it, whole, on the
+    # worker's next connection
+
+    my @old = split /\n/, $t->read_file('audit.log');
+    $t->write_file('quiet', '');
+
+    my @r = map { $t->post(upgrade_path(), batch_json([ $INSTANCES[$_] ])) }
+        0 .. 2;
+    is(join(',', map { $_->{status} } @r), '200,200,200',
+        'talking collector: batches answered');
+    $t->wait_audit(header($r[-1], 'X-Taurus-Guard-Id') || 'none', 2);
+
+    my @audit = split /\n/, $t->read_file('audit.log');
+    my @new = @audit[@old .. $#audit];
+    my @got;
+    wait_for(sub {
+        @got = map { /\A<\d+>1 \S+ \S+ \S+ \d+ audit - (.*)\z/s ? $1 : () }
+            map { @{ (frames(slurp($_)))[0] } }
+            sort { ($a =~ /(\d+)\z/)[0] <=> ($b =~ /(\d+)\z/)[0] }
+            glob("$dir/talk.*");
+        my %seen = map { $_ => 1 } @got;
+        !grep { !$seen{$_} } @new
+    }, 10);
+    my %seen = map { $_ => 1 } @got;
+    is(scalar(grep { !$seen{$_} } @new), 0, 'talking collector, quiet: the '
+        . scalar(@new) . ' records since reached it');
 
     $t->finish;
 }
