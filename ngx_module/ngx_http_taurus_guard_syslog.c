@@ -19,6 +19,7 @@
 
 #define NGX_HTTP_TG_SYSLOG_RETRY    1000      /* ms between reconnects */
 #define NGX_HTTP_TG_SYSLOG_TIMEOUT  5000      /* ms to connect */
+#define NGX_HTTP_TG_SYSLOG_BURST    (256 * 1024)    /* bytes a flush call */
 
 
 /* the central collector, one TCP connection per worker */
@@ -38,12 +39,14 @@ struct ngx_http_taurus_guard_syslog_s {
     ngx_event_t                  retry;
     u_char                      *queue;     /* whole "LEN MSG" frames */
     size_t                       qlen;
-    size_t                       sent;      /* of them, on this connection */
+    size_t                       head;      /* the first frame not sent */
+    size_t                       sent;      /* bytes sent, from 0 */
     ngx_uint_t                   dropped;
     ngx_http_taurus_guard_pace_t  drop_pace;
     ngx_http_taurus_guard_pace_t  error_pace;
     unsigned                     connecting:1;
     unsigned                     connected:1;
+    unsigned                     ssl_retry:1;   /* see ..._compact() */
 };
 
 
@@ -65,6 +68,8 @@ static void ngx_http_taurus_guard_syslog_close(ngx_connection_t *c);
 static size_t ngx_http_taurus_guard_syslog_frame(u_char *q, size_t len);
 static void ngx_http_taurus_guard_syslog_flush(
     ngx_http_taurus_guard_syslog_t *sl);
+static void ngx_http_taurus_guard_syslog_compact(
+    ngx_http_taurus_guard_syslog_t *sl, size_t room);
 static void ngx_http_taurus_guard_syslog_fail(
     ngx_http_taurus_guard_syslog_t *sl, const char *what);
 
@@ -399,6 +404,10 @@ ngx_http_taurus_guard_syslog_send(ngx_http_taurus_guard_syslog_t *sl,
     }
 
     if (sl->qlen + NGX_SIZE_T_LEN + 1 + msg > sl->queue_max) {
+        ngx_http_taurus_guard_syslog_compact(sl, NGX_SIZE_T_LEN + 1 + msg);
+    }
+
+    if (sl->qlen + NGX_SIZE_T_LEN + 1 + msg > sl->queue_max) {
         sl->dropped++;
         ngx_http_taurus_guard_metrics_syslog(0, 1);
 
@@ -593,22 +602,35 @@ ngx_http_taurus_guard_syslog_tls(ngx_http_taurus_guard_syslog_t *sl,
 /*
  * Sends from sl->sent on; only whole frames leave the queue.  A frame cut
  * by a broken connection is sent again whole on the next one, so the
- * collector's octet counting never loses its place.
+ * collector's octet counting never loses its place.  One call sends
+ * about NGX_HTTP_TG_SYSLOG_BURST bytes and leaves the rest to the next
+ * turn of the event loop: a queue filled while the collector was away
+ * drains without holding up the requests of the worker.
  */
 
 static void
 ngx_http_taurus_guard_syslog_flush(ngx_http_taurus_guard_syslog_t *sl)
 {
-    size_t             frame;
+    size_t             frame, burst;
     ssize_t            n;
     ngx_connection_t  *c;
 
     c = sl->pc.connection;
 
-    while (sl->sent < sl->qlen) {
+    for (burst = 0; sl->sent < sl->qlen; burst += n) {
+
+        if (burst >= NGX_HTTP_TG_SYSLOG_BURST) {
+            ngx_post_event(c->write, &ngx_posted_next_events);
+            break;
+        }
+
         n = c->send(c, sl->queue + sl->sent, sl->qlen - sl->sent);
 
         if (n == NGX_AGAIN) {
+#if (NGX_SSL)
+            sl->ssl_retry = (c->ssl != NULL);
+#endif
+
             if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
                 ngx_http_taurus_guard_syslog_fail(sl, "send()");
             }
@@ -621,21 +643,57 @@ ngx_http_taurus_guard_syslog_flush(ngx_http_taurus_guard_syslog_t *sl)
             return;
         }
 
+        sl->ssl_retry = 0;
         sl->sent += n;
 
         for ( ;; ) {
-            frame = ngx_http_taurus_guard_syslog_frame(sl->queue, sl->qlen);
+            frame = ngx_http_taurus_guard_syslog_frame(sl->queue + sl->head,
+                                                       sl->qlen - sl->head);
 
-            if (frame == 0 || frame > sl->sent) {
+            if (frame == 0 || frame > sl->sent - sl->head) {
                 break;
             }
 
-            ngx_memmove(sl->queue, sl->queue + frame, sl->qlen - frame);
-            sl->qlen -= frame;
+            sl->head += frame;
             ngx_http_taurus_guard_metrics_syslog(-(ngx_int_t) frame, 0);
-            sl->sent -= frame;
         }
+
+        ngx_http_taurus_guard_syslog_compact(sl, 0);
     }
+}
+
+
+/*
+ * The frames sent leave the front of the queue.  They are moved only once
+ * at least as many bytes were sent as are left, so that a byte is moved
+ * about once however the queue drains, or when a new frame needs room at
+ * the end.  Never while a TLS write waits to be retried: OpenSSL wants
+ * the same bytes at the same address then.
+ */
+
+static void
+ngx_http_taurus_guard_syslog_compact(ngx_http_taurus_guard_syslog_t *sl,
+    size_t room)
+{
+    size_t  left;
+
+    if (sl->head == 0 || sl->ssl_retry) {
+        return;
+    }
+
+    left = sl->qlen - sl->head;
+
+    if (left > sl->head
+        && (room == 0 || sl->qlen + room <= sl->queue_max
+            || left + room > sl->queue_max))
+    {
+        return;
+    }
+
+    ngx_memmove(sl->queue, sl->queue + sl->head, left);
+    sl->qlen = left;
+    sl->sent -= sl->head;
+    sl->head = 0;
 }
 
 
@@ -653,17 +711,17 @@ ngx_http_taurus_guard_syslog_exit(ngx_http_taurus_guard_syslog_t *sl)
     size_t       len, frame;
     ngx_uint_t   n;
 
-    if (sl->qlen && sl->connected) {
+    if (sl->qlen > sl->head && sl->connected) {
         ngx_http_taurus_guard_syslog_flush(sl);
     }
 
-    if (sl->qlen == 0) {
+    if (sl->qlen == sl->head) {
         return;
     }
 
     n = 0;
-    q = sl->queue;
-    len = sl->qlen;
+    q = sl->queue + sl->head;
+    len = sl->qlen - sl->head;
 
     while (len) {
         frame = ngx_http_taurus_guard_syslog_frame(q, len);
@@ -677,7 +735,8 @@ ngx_http_taurus_guard_syslog_exit(ngx_http_taurus_guard_syslog_t *sl)
         len -= frame;
     }
 
-    ngx_http_taurus_guard_metrics_syslog(-(ngx_int_t) sl->qlen, n);
+    ngx_http_taurus_guard_metrics_syslog(-(ngx_int_t) (sl->qlen - sl->head),
+                                         n);
 
     ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                   "taurus_guard: worker exiting, %ui audit records queued"
@@ -685,6 +744,7 @@ ngx_http_taurus_guard_syslog_exit(ngx_http_taurus_guard_syslog_t *sl)
                   " audit file)", n, &sl->addr.name);
 
     sl->qlen = 0;
+    sl->head = 0;
     sl->sent = 0;
 }
 
@@ -765,7 +825,8 @@ ngx_http_taurus_guard_syslog_fail(ngx_http_taurus_guard_syslog_t *sl,
 
     sl->connecting = 0;
     sl->connected = 0;
-    sl->sent = 0;
+    sl->ssl_retry = 0;
+    sl->sent = sl->head;
 
     if (ngx_http_taurus_guard_pace(&sl->error_pace)) {
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
@@ -790,7 +851,7 @@ ngx_http_taurus_guard_syslog_retry(ngx_event_t *ev)
 {
     ngx_http_taurus_guard_syslog_t  *sl = ev->data;
 
-    if (sl->qlen && !sl->connecting && !sl->connected
+    if (sl->qlen > sl->head && !sl->connecting && !sl->connected
         && !ngx_exiting && !ngx_terminate)
     {
         ngx_http_taurus_guard_syslog_connect(sl);

@@ -1,8 +1,9 @@
 #!/usr/bin/perl
 
-# taurus_guard_audit_syslog against collectors that push it: a collector
-# that writes without end costs the worker no CPU; trusted_certificate=
-# or ssl_name= without ssl fails nginx -t.
+# taurus_guard_audit_syslog against collectors that push it: a queue of
+# 8 MB drained after the collector comes back leaves the worker
+# answering; a collector that writes without end costs the worker no
+# CPU; trusted_certificate= or ssl_name= without ssl fails nginx -t.
 
 use strict;
 use warnings;
@@ -260,6 +261,112 @@ sub wait_for {
     my %seen = map { $_ => 1 } @got;
     is(scalar(grep { !$seen{$_} } @new), 0, 'talking collector, quiet: the '
         . scalar(@new) . ' records since reached it');
+
+    $t->finish;
+}
+
+# ---- a queue of 8 MB drained: the worker answers all along ------------
+
+# The queue is filled by wrk with denied batches (records of about 700
+# bytes) while the collector is down: some 12000 frames.  The module
+# before this one moved the rest of the queue after each frame sent,
+# about 50 GB of memmove() for this queue, and answered nothing
+# meanwhile.
+
+SKIP: {
+    my $wrk = (grep { -x } map { "$_/wrk" } qw(/usr/bin /usr/local/bin))[0];
+    skip 'wrk is not installed', 5 unless $wrk;
+
+    my $t = Test::TaurusGuard->new;
+    my $dir = $t->testdir;
+    my $port = free_port();
+
+    $t->upstream;
+    $t->write_credentials;
+    $t->run(http_conf(syslog => "server=127.0.0.1:$port queue=8m",
+        fsync => ' fsync=off'));
+
+    my $body = batch_json([ $OTHER_INSTANCE ]);
+    (my $lua = $body) =~ s/([\\'])/\\$1/g;
+    $t->write_file('post.lua', "wrk.method = 'POST'\n"
+        . "wrk.body = '$lua'\n"
+        . "wrk.headers['Content-Type'] = 'application/json'\n");
+
+    my $pid = fork;
+    die "fork: $!\n" unless defined $pid;
+    if ($pid == 0) {
+        open STDOUT, '>', "$dir/logs/wrk.out";
+        open STDERR, '>&', \*STDOUT;
+        exec $wrk, '-t1', '-c8', '-d30s', '-s', "$dir/post.lua",
+            'http://127.0.0.1:' . $t->port(0) . upgrade_path()
+            or POSIX::_exit(127);
+    }
+
+    my $m;
+    my $filling = now();
+    wait_for(sub {
+        (undef, $m) = $t->metrics;
+        ($m->{taurus_guard_syslog_dropped_total} || 0) > 0
+    }, 30);
+    kill 'TERM', $pid;
+    waitpid $pid, 0;
+    sleep 0.2;
+
+    (undef, $m) = $t->metrics;
+    note(sprintf 'filled in %.1f s', now() - $filling);
+    my $queued = $m->{taurus_guard_syslog_queued_bytes} || 0;
+    my $dropped = $m->{taurus_guard_syslog_dropped_total} || 0;
+    cmp_ok($queued, '>', 7 * 1024 * 1024, 'drain: the 8 MB queue filled')
+        or diag("$queued bytes queued");
+
+    # the collector back: it reads as fast as it can
+
+    collector($port, sub {
+        my ($c, $d) = @_;
+        while (1) {
+            my $n = sysread($c, my $buf, 1 << 20);
+            last unless $n;
+            append("$d/drain.in", $buf);
+        }
+    }, $dir);
+
+    ok(wait_for(sub { -s "$dir/accepted" }, 5), 'drain: the collector is back');
+
+    my ($worst, $pings) = (0, 0);
+    my $end = now() + 10;
+    while (now() < $end) {
+        my $r = $t->http("GET /ping HTTP/1.0\r\nHost: localhost\r\n\r\n",
+            timeout => 2);
+        $worst = $r->{elapsed} if $r->{elapsed} > $worst;
+        $pings++;
+        last if $r->{timed_out};
+        (undef, $m) = $t->metrics;
+        last if ($m->{taurus_guard_syslog_queued_bytes} // 1) == 0;
+    }
+
+    cmp_ok($worst, '<', 0.5, "drain: $pings pings each answered within "
+        . '0.5 s') or diag("the slowest took $worst s");
+
+    wait_for(sub {
+        (undef, $m) = $t->metrics;
+        ($m->{taurus_guard_syslog_queued_bytes} // 1) == 0
+    }, 30);
+    is($m->{taurus_guard_syslog_queued_bytes}, 0, 'drain: the queue is empty');
+
+    # what was queued arrived, the first records of the file: those past
+    # queue= were not sent, and counted
+
+    my @audit = split /\n/, $t->read_file('audit.log');
+    my $want = @audit - $dropped;
+    wait_for(sub { @{ (frames(slurp("$dir/drain.in")))[0] } >= $want }, 10);
+    my ($msgs, $left) = frames(slurp("$dir/drain.in"));
+    my @recs = map { /\A<\d+>1 \S+ \S+ \S+ \d+ audit - (.*)\z/s ? $1 : '' }
+        @$msgs;
+    ok(@recs == $want && $left == 0
+        && join("\n", @recs) eq join("\n", @audit[0 .. $want - 1]),
+        "drain: the collector got the first $want audit lines, in order, "
+        . 'in whole frames') or diag(scalar(@recs) . ' frames, '
+        . scalar(@audit) . " records, $dropped dropped, $left bytes over");
 
     $t->finish;
 }
