@@ -96,6 +96,9 @@ struct ngx_http_taurus_guard_audit_entry_s {
     ngx_http_taurus_guard_ctx_t *ctx;       /* a request blocked on it */
     int64_t                      time_sec;  /* for the collector */
     int                          time_msec;
+    u_char                      *stand_in;  /* for the collector, when the
+                                               record is too long for it */
+    size_t                       stand_in_len;
     unsigned                     hashed:1;  /* sha finalized */
     unsigned                     written:1; /* in the file */
 };
@@ -924,14 +927,28 @@ ngx_http_taurus_guard_audit_queue(ngx_http_taurus_guard_audit_t *audit,
     tg_audit_record_t *rec, ngx_log_t *log)
 {
     u_char                               *arena;
-    size_t                                bound, need, size;
+    size_t                                bound, need, size, room, extra;
+    tg_out_t                              o;
+    ngx_http_taurus_guard_main_conf_t    *mcf;
     ngx_http_taurus_guard_audit_entry_t  *e;
 
     rec->prev = NGX_HTTP_TG_ZERO_HASH;
     bound = tg_audit_bound(rec);
 
+    /*
+     * A record that may be too long for the syslog collector gets room
+     * for its stand-in before its bytes, written from rec now: the
+     * strings rec points to may be gone by the time the record is sent.
+     */
+
+    mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                              ngx_http_taurus_guard_module);
+    room = (mcf != NULL && mcf->syslog != NULL)
+           ? ngx_http_taurus_guard_syslog_room(mcf->syslog) : 0;
+    extra = (room && bound > room) ? TG_AUDIT_STAND_IN_MAX : 0;
+
     need = ngx_align(sizeof(ngx_http_taurus_guard_audit_entry_t)
-                     + bound, NGX_ALIGNMENT);
+                     + extra + bound, NGX_ALIGNMENT);
 
     if (audit->arena_used + need > audit->arena_size) {
 
@@ -969,12 +986,27 @@ ngx_http_taurus_guard_audit_queue(ngx_http_taurus_guard_audit_t *audit,
             (audit->arena + audit->arena_used);
     audit->arena_used += need;
 
-    tg_out_init(&e->out, (u_char *) e + sizeof(*e), bound);
+    tg_out_init(&e->out, (u_char *) e + sizeof(*e) + extra, bound);
     tg_sha256_init(&e->sha);
     tg_out_hash(&e->out, &e->sha);
 
     tg_audit_write_head(&e->out, rec);
     tg_out_flush(&e->out);
+
+    /* the line without its '\n', the link always 64 hex digits long */
+
+    e->stand_in = NULL;
+    e->stand_in_len = 0;
+
+    if (extra && e->out.len + TG_AUDIT_LINK_LEN - 1 > room) {
+        tg_out_init(&o, (u_char *) e + sizeof(*e), TG_AUDIT_STAND_IN_MAX);
+        tg_audit_write_stand_in(&o, rec, e->out.len + TG_AUDIT_LINK_LEN - 1);
+
+        if (!o.overflow) {
+            e->stand_in = o.buf;
+            e->stand_in_len = o.pos;
+        }
+    }
 
     /*
      * The bound counts every byte escaped six times over: what the link
@@ -988,7 +1020,7 @@ ngx_http_taurus_guard_audit_queue(ngx_http_taurus_guard_audit_t *audit,
     {
         e->out.size = e->out.pos + TG_AUDIT_LINK_LEN;
         audit->arena_used -= need
-                             - ngx_align(sizeof(*e) + e->out.size,
+                             - ngx_align(sizeof(*e) + extra + e->out.size,
                                          NGX_ALIGNMENT);
     }
 
@@ -1123,6 +1155,7 @@ ngx_http_taurus_guard_audit_append(ngx_http_taurus_guard_audit_t *audit,
     ngx_int_t                             rc, lrc, sync;
     ngx_uint_t                            i, niov, nrec, bad, writes, waiting,
                                           flush;
+    tg_out_t                              o;
     ngx_queue_t                          *q;
     const char                           *what;
     ngx_file_info_t                       fi, pfi;
@@ -1304,6 +1337,15 @@ ngx_http_taurus_guard_audit_append(ngx_http_taurus_guard_audit_t *audit,
         } else {
             tg_sha256_hex_of(md, last);
 
+            if (e->stand_in != NULL) {
+                /* its link is the one the next record takes for "prev" */
+                tg_out_init(&o, e->stand_in + e->stand_in_len,
+                            TG_AUDIT_STAND_IN_MAX - e->stand_in_len);
+                tg_audit_write_stand_in_link(&o, last);
+                e->stand_in_len = o.overflow ? 0 : e->stand_in_len + o.pos;
+                e->stand_in = o.overflow ? NULL : e->stand_in;
+            }
+
             iov[niov].iov_base = e->out.buf;
             iov[niov].iov_len = e->out.pos;
             in[niov] = e;
@@ -1421,7 +1463,8 @@ ngx_http_taurus_guard_audit_append(ngx_http_taurus_guard_audit_t *audit,
             rec.time_sec = e->time_sec;
             rec.time_msec = e->time_msec;
             ngx_http_taurus_guard_syslog_send(mcf->syslog, &rec, e->out.buf,
-                                              e->out.pos - 1);
+                                              e->out.pos - 1, e->stand_in,
+                                              e->stand_in_len);
         }
 
         if (e->ctx != NULL) {

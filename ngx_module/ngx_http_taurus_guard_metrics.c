@@ -304,7 +304,8 @@ ngx_http_taurus_guard_metrics_fetch_failed(ngx_uint_t source)
 
 
 void
-ngx_http_taurus_guard_metrics_syslog(ngx_int_t queued, ngx_uint_t dropped)
+ngx_http_taurus_guard_metrics_syslog(ngx_int_t queued, ngx_uint_t dropped,
+    ngx_uint_t truncated)
 {
     ngx_http_taurus_guard_metrics_t  *m;
 
@@ -320,5 +321,9 @@ ngx_http_taurus_guard_metrics_syslog(ngx_int_t queued, ngx_uint_t dropped)
 
     if (dropped) {
         (void) ngx_atomic_fetch_add(&m->syslog_dropped, dropped);
+    }
+
+    if (truncated) {
+        (void) ngx_atomic_fetch_add(&m->syslog_truncated, truncated);
     }
 }

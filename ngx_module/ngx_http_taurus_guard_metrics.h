@@ -47,6 +47,7 @@ struct ngx_http_taurus_guard_metrics_s {
     ngx_atomic_t                 fetch_failures[NGX_HTTP_TG_SOURCES];
     ngx_atomic_t                 syslog_dropped;
     ngx_atomic_t                 syslog_queued; /* bytes, all workers */
+    ngx_atomic_t                 syslog_truncated;  /* stand-ins sent */
 
     ngx_atomic_t                 started;       /* the zone's Unix time */
 };

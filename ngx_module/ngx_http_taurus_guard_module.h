@@ -403,8 +403,10 @@ void ngx_http_taurus_guard_audit_record_max(
 /* ngx_http_taurus_guard_syslog.c */
 char *ngx_http_taurus_guard_syslog(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+size_t ngx_http_taurus_guard_syslog_room(ngx_http_taurus_guard_syslog_t *sl);
 void ngx_http_taurus_guard_syslog_send(ngx_http_taurus_guard_syslog_t *sl,
-    tg_audit_record_t *rec, u_char *line, size_t len);
+    tg_audit_record_t *rec, u_char *line, size_t len, u_char *stand_in,
+    size_t stand_in_len);
 void ngx_http_taurus_guard_syslog_exit(ngx_http_taurus_guard_syslog_t *sl);
 
 /* ngx_http_taurus_guard_worker.c */
@@ -488,7 +490,7 @@ void ngx_http_taurus_guard_metrics_audit_written(ngx_uint_t records,
     ngx_uint_t writes);
 void ngx_http_taurus_guard_metrics_fetch_failed(ngx_uint_t source);
 void ngx_http_taurus_guard_metrics_syslog(ngx_int_t queued,
-    ngx_uint_t dropped);
+    ngx_uint_t dropped, ngx_uint_t truncated);
 
 /* ngx_http_taurus_guard_policy.c */
 char *ngx_http_taurus_guard_policy(ngx_conf_t *cf, ngx_command_t *cmd,

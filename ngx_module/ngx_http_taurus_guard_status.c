@@ -300,6 +300,13 @@ ngx_http_taurus_guard_metrics_handler(ngx_http_request_t *r)
     ngx_http_tg_metric(p, end, "taurus_guard_syslog_dropped_total", "",
                        m->syslog_dropped);
 
+    p = ngx_http_taurus_guard_family(p, end,
+            "taurus_guard_syslog_truncated_total", "counter",
+            "Audit records too long for max_message=, sent to the collector"
+            " as a short stand-in (the whole record is in the file).");
+    ngx_http_tg_metric(p, end, "taurus_guard_syslog_truncated_total", "",
+                       m->syslog_truncated);
+
     p = ngx_http_taurus_guard_quota_metrics(p, end, &quotas);
 
     p = ngx_http_taurus_guard_family(p, end,

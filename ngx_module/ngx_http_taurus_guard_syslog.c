@@ -20,6 +20,10 @@
 #define NGX_HTTP_TG_SYSLOG_RETRY    1000      /* ms between reconnects */
 #define NGX_HTTP_TG_SYSLOG_TIMEOUT  5000      /* ms to connect */
 #define NGX_HTTP_TG_SYSLOG_BURST    (256 * 1024)    /* bytes a flush call */
+#define NGX_HTTP_TG_SYSLOG_MESSAGE  8096      /* max_message= default:
+                                                 rsyslog's maxMessageSize */
+#define NGX_HTTP_TG_SYSLOG_MSG_MIN  1024
+#define NGX_HTTP_TG_SYSLOG_MSG_MAX  (1024 * 1024)
 
 
 /* the central collector, one TCP connection per worker */
@@ -28,6 +32,7 @@ struct ngx_http_taurus_guard_syslog_s {
     ngx_uint_t                   facility;
     ngx_str_t                    tag;
     size_t                       queue_max;
+    size_t                       max_message;   /* header and record */
 #if (NGX_SSL)
     ngx_ssl_t                   *ssl;       /* TLS, verified, or NULL */
     ngx_str_t                    ssl_name;  /* the name to verify */
@@ -50,6 +55,9 @@ struct ngx_http_taurus_guard_syslog_s {
 };
 
 
+static u_char *ngx_http_taurus_guard_syslog_head(
+    ngx_http_taurus_guard_syslog_t *sl, u_char *buf, size_t size,
+    const char *ts);
 static void ngx_http_taurus_guard_syslog_connect(
     ngx_http_taurus_guard_syslog_t *sl);
 static void ngx_http_taurus_guard_syslog_retry(ngx_event_t *ev);
@@ -87,7 +95,10 @@ static ngx_str_t  ngx_http_taurus_guard_facilities[] = {
 };
 
 
-/* taurus_guard_audit_syslog server=ADDR:PORT [facility=] [tag=] [queue=] */
+/*
+ * taurus_guard_audit_syslog server=ADDR:PORT [facility=] [tag=] [queue=]
+ *     [max_message=] [ssl trusted_certificate= [ssl_name=]]
+ */
 
 char *
 ngx_http_taurus_guard_syslog(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -119,6 +130,7 @@ ngx_http_taurus_guard_syslog(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     sl->facility = 16;                      /* local0 */
     ngx_str_set(&sl->tag, "taurus-guard");
     sl->queue_max = 1024 * 1024;
+    sl->max_message = NGX_HTTP_TG_SYSLOG_MESSAGE;
 
     value = cf->args->elts;
 
@@ -230,6 +242,24 @@ ngx_http_taurus_guard_syslog(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "max_message=", 12) == 0) {
+            s.data = value[i].data + 12;
+            s.len = value[i].len - 12;
+
+            size = ngx_parse_size(&s);
+            if (size == NGX_ERROR || size < NGX_HTTP_TG_SYSLOG_MSG_MIN
+                || size > NGX_HTTP_TG_SYSLOG_MSG_MAX)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "taurus_guard_audit_syslog: invalid"
+                                   " \"max_message=\" size (1k to 1m)");
+                return NGX_CONF_ERROR;
+            }
+
+            sl->max_message = (size_t) size;
+            continue;
+        }
+
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "taurus_guard_audit_syslog: invalid parameter"
                            " \"%V\"", &value[i]);
@@ -238,6 +268,13 @@ ngx_http_taurus_guard_syslog(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (sl->addr.sockaddr == NULL) {
         return "needs \"server=ADDRESS:PORT\"";
+    }
+
+    if (sl->queue_max < sl->max_message + NGX_SIZE_T_LEN + 1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "taurus_guard_audit_syslog: \"queue=\" must be"
+                           " larger than \"max_message=\"");
+        return NGX_CONF_ERROR;
     }
 
 #if (NGX_SSL)
@@ -374,27 +411,81 @@ ngx_http_taurus_guard_syslog_handshake(ngx_connection_t *c)
 
 
 /*
+ * The longest record a message carries whole: max_message= less the
+ * header, which has the same length for every message of a worker.  A
+ * longer record would be cut by the collector (rsyslog takes what is
+ * past its maxMessageSize for a message of its own, with the header and
+ * text the caller wrote there), so its stand-in is sent instead.
+ */
+
+size_t
+ngx_http_taurus_guard_syslog_room(ngx_http_taurus_guard_syslog_t *sl)
+{
+    u_char  *p;
+    u_char   head[NGX_INT_T_LEN * 2 + NGX_MAXHOSTNAMELEN + 128];
+
+    p = ngx_http_taurus_guard_syslog_head(sl, head, sizeof(head),
+                                          "0000-00-00T00:00:00.000Z");
+
+    return sl->max_message - (p - head);
+}
+
+
+/* "<PRI>1 TIMESTAMP HOST TAG PID audit - " */
+
+static u_char *
+ngx_http_taurus_guard_syslog_head(ngx_http_taurus_guard_syslog_t *sl,
+    u_char *buf, size_t size, const char *ts)
+{
+    return ngx_snprintf(buf, size, "<%ui>1 %s %V %V %P audit - ",
+                        sl->facility * 8 + 6, ts, &ngx_cycle->hostname,
+                        &sl->tag, ngx_pid);
+}
+
+
+/*
  * Queues one record (without its newline) as
- * "LEN <PRI>1 TIMESTAMP HOST TAG PID audit - RECORD".
+ * "LEN <PRI>1 TIMESTAMP HOST TAG PID audit - RECORD", or its stand-in
+ * (tg_audit_write_stand_in()) when the message would be longer than
+ * max_message=.
  */
 
 void
 ngx_http_taurus_guard_syslog_send(ngx_http_taurus_guard_syslog_t *sl,
-    tg_audit_record_t *rec, u_char *line, size_t len)
+    tg_audit_record_t *rec, u_char *line, size_t len, u_char *stand_in,
+    size_t stand_in_len)
 {
-    u_char  *p;
-    size_t   msg;
-    char     ts[TG_RFC3339_MS_LEN + 1];
-    u_char   head[NGX_INT_T_LEN * 2 + NGX_MAXHOSTNAMELEN + 128];
+    u_char      *p;
+    size_t       msg;
+    ngx_uint_t   truncated;
+    char         ts[TG_RFC3339_MS_LEN + 1];
+    u_char       head[NGX_INT_T_LEN * 2 + NGX_MAXHOSTNAMELEN + 128];
 
     if (tg_rfc3339_ms(rec->time_sec, rec->time_msec, ts) != TG_OK) {
         return;
     }
 
-    p = ngx_snprintf(head, sizeof(head), "<%ui>1 %s %V %V %P audit - ",
-                     sl->facility * 8 + 6, ts, &ngx_cycle->hostname,
-                     &sl->tag, ngx_pid);
+    p = ngx_http_taurus_guard_syslog_head(sl, head, sizeof(head), ts);
     msg = (p - head) + len;
+    truncated = 0;
+
+    if (msg > sl->max_message) {
+        msg = (p - head) + stand_in_len;
+
+        if (stand_in == NULL || msg > sl->max_message) {
+            /* cannot be: a stand-in is far shorter than max_message= */
+            ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                          "taurus_guard: audit record of %uz bytes not sent"
+                          " to syslog collector \"%V\", no stand-in (it is"
+                          " in the audit file)", len, &sl->addr.name);
+            ngx_http_taurus_guard_metrics_syslog(0, 1, 0);
+            return;
+        }
+
+        line = stand_in;
+        len = stand_in_len;
+        truncated = 1;
+    }
 
     if (sl->queue == NULL) {
         sl->queue = ngx_alloc(sl->queue_max, ngx_cycle->log);
@@ -409,7 +500,7 @@ ngx_http_taurus_guard_syslog_send(ngx_http_taurus_guard_syslog_t *sl,
 
     if (sl->qlen + NGX_SIZE_T_LEN + 1 + msg > sl->queue_max) {
         sl->dropped++;
-        ngx_http_taurus_guard_metrics_syslog(0, 1);
+        ngx_http_taurus_guard_metrics_syslog(0, 1, 0);
 
         if (ngx_http_taurus_guard_pace(&sl->drop_pace)) {
             ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
@@ -424,7 +515,8 @@ ngx_http_taurus_guard_syslog_send(ngx_http_taurus_guard_syslog_t *sl,
     p = ngx_sprintf(sl->queue + sl->qlen, "%uz ", msg);
     p = ngx_cpymem(p, head, msg - len);
     p = ngx_cpymem(p, line, len);
-    ngx_http_taurus_guard_metrics_syslog((p - sl->queue) - sl->qlen, 0);
+    ngx_http_taurus_guard_metrics_syslog((p - sl->queue) - sl->qlen, 0,
+                                         truncated);
     sl->qlen = p - sl->queue;
 
     if (sl->connected) {
@@ -655,7 +747,7 @@ ngx_http_taurus_guard_syslog_flush(ngx_http_taurus_guard_syslog_t *sl)
             }
 
             sl->head += frame;
-            ngx_http_taurus_guard_metrics_syslog(-(ngx_int_t) frame, 0);
+            ngx_http_taurus_guard_metrics_syslog(-(ngx_int_t) frame, 0, 0);
         }
 
         ngx_http_taurus_guard_syslog_compact(sl, 0);
@@ -736,7 +828,7 @@ ngx_http_taurus_guard_syslog_exit(ngx_http_taurus_guard_syslog_t *sl)
     }
 
     ngx_http_taurus_guard_metrics_syslog(-(ngx_int_t) (sl->qlen - sl->head),
-                                         n);
+                                         n, 0);
 
     ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                   "taurus_guard: worker exiting, %ui audit records queued"

@@ -14,6 +14,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "tg_allow.h"
 #include "tg_audit.h"
 #include "tg_escape.h"
 #include "tg_out.h"
@@ -76,6 +77,7 @@ static size_t tg_audit_find(const unsigned char *p, size_t len, size_t from,
     const char *lit, size_t n);
 static tg_rc_t tg_audit_sha256_hex(const void *a, size_t alen, const void *b,
     size_t blen, const void *c, size_t clen, char hex[65]);
+static int tg_audit_hex(const char *s, size_t len);
 
 
 const char *
@@ -497,6 +499,88 @@ tg_audit_write_link(tg_out_t *o, const char *prev)
     }
 
     tg_audit_lit(o, "}\n");
+}
+
+
+/*
+ * The stand-in names only what the gateway made or checked itself, each
+ * of a known length: an id and a digest of hex digits, a project ID that
+ * passed tg_project_id_check(), the decision, numbers.  A field that is
+ * not so is left out, which keeps the stand-in short whatever the record
+ * held.
+ */
+
+void
+tg_audit_write_stand_in(tg_out_t *o, const tg_audit_record_t *r,
+    size_t bytes)
+{
+    const char  *s;
+    char         ts[TG_RFC3339_MS_LEN + 1];
+
+    s = (r->id != NULL && tg_audit_hex(r->id, TG_AUDIT_ID_LEN)) ? r->id : "";
+    tg_audit_str(o, "{\"id\":\"", (const unsigned char *) s, strlen(s));
+
+    if (tg_rfc3339_ms(r->time_sec, r->time_msec, ts) == TG_OK) {
+        tg_audit_lit(o, ",\"time\":\"");
+        tg_out_put(o, ts, TG_RFC3339_MS_LEN);
+        tg_out_byte(o, '"');
+
+    } else {
+        tg_audit_lit(o, ",\"time\":\"\"");
+    }
+
+    s = tg_decision_name(r->decision);
+    tg_audit_str(o, ",\"decision\":\"", (const unsigned char *) s,
+                 strlen(s));
+
+    if (r->project_id.data != NULL
+        && tg_project_id_check(r->project_id.data, r->project_id.len)
+           == TG_OK)
+    {
+        tg_audit_str(o, ",\"project_id\":\"", r->project_id.data,
+                     r->project_id.len);
+    }
+
+    if (r->body_sha256 != NULL && tg_audit_hex(r->body_sha256, 64)) {
+        tg_audit_str(o, ",\"body_sha256\":\"",
+                     (const unsigned char *) r->body_sha256, 64);
+    }
+
+    if (r->status > 0 && r->status < 1000) {
+        tg_audit_num(o, ",\"status\":", r->status);
+    }
+
+    tg_audit_lit(o, ",\"truncated\":true");
+    tg_audit_num(o, ",\"bytes\":", (int64_t) bytes);
+}
+
+
+void
+tg_audit_write_stand_in_link(tg_out_t *o, const char *link)
+{
+    if (link != NULL && tg_audit_hex(link, 64)) {
+        tg_audit_str(o, ",\"link\":\"", (const unsigned char *) link, 64);
+    }
+
+    tg_out_byte(o, '}');
+}
+
+
+/* s is exactly len hex digits */
+static int
+tg_audit_hex(const char *s, size_t len)
+{
+    size_t  i;
+
+    for (i = 0; i < len; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')
+              || (s[i] >= 'A' && s[i] <= 'F')))
+        {
+            return 0;
+        }
+    }
+
+    return s[len] == '\0';
 }
 
 

@@ -117,6 +117,23 @@ void tg_audit_write_link(tg_out_t *o, const char *prev);
 
 
 /*
+ * A short stand-in for a record too long for a syslog message: one JSON
+ * object, no newline, of at most TG_AUDIT_STAND_IN_MAX bytes, with only
+ * the fields the gateway itself controls: "id", "time", "decision",
+ * "project_id", "body_sha256" and "status" when the record has them (and
+ * they are well formed), "truncated":true, "bytes" (the length of the
+ * record's line without its newline) and "link" (the record's chain
+ * link, what the next record's "prev" is).  Written in two pieces, as
+ * the record is, since its link is known only after it is written.
+ */
+#define TG_AUDIT_STAND_IN_MAX  512
+
+void tg_audit_write_stand_in(tg_out_t *o, const tg_audit_record_t *rec,
+    size_t bytes);
+void tg_audit_write_stand_in_link(tg_out_t *o, const char *link);
+
+
+/*
  * The chain: each record's "prev" is the link of the line before it, 64
  * hex digits of a SHA-256 over the line, '\n' included.
  *

@@ -1,9 +1,13 @@
 #!/usr/bin/perl
 
-# taurus_guard_audit_syslog against collectors that push it: a queue of
-# 8 MB drained after the collector comes back leaves the worker
-# answering; a collector that writes without end costs the worker no
-# CPU; trusted_certificate= or ssl_name= without ssl fails nginx -t.
+# taurus_guard_audit_syslog against collectors that push it: a record
+# longer than max_message= (a denied batch of long, quoted strings, or
+# one with a forged syslog header where rsyslog would cut it) reaches a
+# real rsyslog as one short stand-in, never as a second message of the
+# caller's making; a queue of 8 MB drained after the collector comes
+# back leaves the worker answering; a collector that writes without end
+# costs the worker no CPU; trusted_certificate= or ssl_name= without ssl
+# fails nginx -t.
 
 use strict;
 use warnings;
@@ -159,6 +163,174 @@ sub wait_for {
     return $cond->();
 }
 
+# ---- a record longer than max_message=, at a real rsyslog --------------
+
+SKIP: {
+    my $rsyslogd = (grep { -x } map { "$_/rsyslogd" }
+        qw(/usr/sbin /sbin /usr/bin))[0];
+    skip 'rsyslogd is not installed', 9 unless $rsyslogd;
+
+    my $t = Test::TaurusGuard->new;
+    my $dir = $t->testdir;
+    my $port = $t->port('SYSLOG');
+
+    # rsyslog as installed: its default maxMessageSize; every message it
+    # takes, whatever its app-name, goes to all.log
+
+    mkdir "$dir/rsyslog";
+    $t->write_file('rsyslog.conf', <<"EOF");
+global(workDirectory="$dir/rsyslog")
+module(load="imtcp")
+input(type="imtcp" port="$port" address="127.0.0.1")
+template(name="app" type="list") {
+    property(name="app-name") constant(value="|")
+    property(name="msg") constant(value="\\n")
+}
+action(type="omfile" file="$dir/all.log" template="app")
+EOF
+
+    my $rs = fork;
+    die "fork: $!\n" unless defined $rs;
+    if ($rs == 0) {
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>>', "$dir/logs/rsyslog.out";
+        open STDERR, '>&', \*STDOUT;
+        exec $rsyslogd, '-n', '-f', "$dir/rsyslog.conf", '-i',
+            "$dir/rsyslog.pid" or POSIX::_exit(127);
+    }
+    push @kids, $rs;
+    ok($t->_wait_port($port, 10), 'rsyslog listens')
+        or diag($t->read_file('logs/rsyslog.out'));
+
+    $t->upstream;
+    $t->write_credentials;
+    $t->run(http_conf(syslog => "server=127.0.0.1:$port"));
+
+    my $deny = sub {
+        my ($items) = @_;
+        my $r = $t->post(upgrade_path(), $json->encode({
+            databases_instance_infos => $items, delay => 'false' }));
+        $t->wait_audit(header($r, 'X-Taurus-Guard-Id') || 'none', 1);
+        return $r->{status};
+    };
+
+    # 40 items of 250 quotes and backslashes: a record of some 40 KB
+
+    my $qb = join '', map { $_ % 3 ? '"' : '\\' } 1 .. 250;
+    is($deny->([ map { { instance_id => sprintf('%032xin07', $_),
+        current_version => $qb } } 1 .. 40 ]), 403, 'long record: denied');
+
+    # a forged syslog message where rsyslog cuts the frame (past its
+    # maxMessageSize, 8096 bytes), placed as the reviewer's forge.py does
+
+    my ($w) = $t->worker_pids;
+    my $host = lc Sys::Hostname::hostname();
+    my $hdr = "<134>1 2026-12-06T22:39:06.825Z $host taurus-guard $w audit - ";
+    my $cut = 8097 - length $hdr;
+    my $prefix = '{"id":"' . ('0' x 32) . '","time":"' . ('x' x 24)
+        . '","client":"127.0.0.1","project_id":"' . $PROJECT
+        . '","instances":[';
+    my @iid = map { sprintf '%032xin07', $_ + 0xabc0 } 0 .. 59;
+    my $item = sub { '{"instance_id":"' . $iid[$_[0]]
+        . '","current_version":"' . $_[1] . '"}' };
+    my $forged = '<38>1 2026-12-06T22:00:00.000Z db-master sshd 4242 - - '
+        . 'Accepted password for root from 203.0.113.9 port 22 ssh2 ';
+    my ($f, $g, $j);
+
+    FIT: for my $gg (150 .. 256) {
+        for my $ff (1 .. 256) {
+            my $pos = length($prefix) + length($item->(0, 'v' x $ff)) + 1;
+            my ($jj, $start) = (1);
+            while (1) {
+                $start = $pos + length('{"instance_id":"' . $iid[$jj]
+                    . '","current_version":"');
+                last if $start >= $cut;
+                $pos += length($item->($jj, 'v' x $gg)) + 1;
+                $jj++;
+            }
+            if ($start == $cut) {
+                ($f, $g, $j) = ($ff, $gg, $jj);
+                last FIT;
+            }
+        }
+    }
+
+    ok(defined $j, 'forged message placed at the cut');
+    ($f, $g, $j) = (1, 1, 1) unless defined $j;
+
+    my @forge = ({ instance_id => $iid[0], current_version => 'v' x $f },
+        (map { { instance_id => $iid[$_], current_version => 'v' x $g } }
+            1 .. $j - 1),
+        { instance_id => $iid[$j], current_version => $forged },
+        map { { instance_id => $iid[$_], current_version => 'v' x $g } }
+            $j + 1 .. 39);
+    is($deny->(\@forge), 403, 'forged header: denied');
+
+    # then short records, which go whole
+
+    is($deny->([ { instance_id => $OTHER_INSTANCE, current_version => 'x' } ]),
+        403, 'short record: denied');
+    my $r = $t->post(upgrade_path(), batch_json([ $INSTANCES[0] ]));
+    is($r->{status}, 200, 'short record: allowed');
+    $t->wait_audit(header($r, 'X-Taurus-Guard-Id') || 'none', 2);
+
+    my @audit = split /\n/, $t->read_file('audit.log');
+    my @got;
+    wait_for(sub {
+        @got = split /\n/, slurp("$dir/all.log");
+        @got >= @audit
+    }, 5);
+    sleep 0.5;
+    @got = split /\n/, slurp("$dir/all.log");
+
+    is(scalar(grep { !/\Ataurus-guard\|/ } @got), 0,
+        'no message of another app-name (no forged sshd line)')
+        or diag(join "\n", map { substr $_, 0, 200 }
+            grep { !/\Ataurus-guard\|/ } @got);
+
+    # each long record as its stand-in, the others whole
+
+    my @want;
+    for my $i (0 .. $#audit) {
+        my $rec = $json->decode($audit[$i]);
+        if (length($audit[$i]) < 7000) {
+            push @want, $audit[$i];
+            next;
+        }
+        push @want, {
+            id => $rec->{id}, time => $rec->{time}, decision => 'deny',
+            project_id => $PROJECT, status => 403,
+            truncated => JSON::PP::true, bytes => length($audit[$i]),
+            link => $i < $#audit ? $json->decode($audit[$i + 1])->{prev}
+                : '' };
+    }
+
+    my $ok = @got == @want;
+    for my $i (0 .. $#want) {
+        my $m = defined $got[$i] ? $got[$i] =~ s/\Ataurus-guard\|//r : '';
+        if (ref $want[$i]) {
+            my $d = eval { $json->decode($m) };
+            my $same = $d && $json->encode($d) eq $json->encode($want[$i])
+                && length($m) < 512;
+            diag('message ' . $i . ': ' . substr($m, 0, 300)) unless $same;
+            $ok &&= $same;
+        } else {
+            diag("message $i differs") if $m ne $want[$i];
+            $ok &&= $m eq $want[$i];
+        }
+    }
+    ok($ok, 'one message a record: the long ones as their stand-ins (id, '
+        . 'time, decision, project_id, status, "truncated":true, bytes, '
+        . 'link), the others whole')
+        or diag(scalar(@got) . ' messages, ' . scalar(@audit) . ' records');
+
+    my (undef, $m) = $t->metrics;
+    is($m->{taurus_guard_syslog_truncated_total}, 2,
+        'taurus_guard_syslog_truncated_total: 2');
+
+    $t->finish;
+}
+
 # ---- nginx -t: trusted_certificate= or ssl_name= without ssl ----------
 
 {
@@ -178,6 +350,20 @@ sub wait_for {
         like($out, qr/\[emerg\].*"\Q$name\E" without "ssl".* in \Q$file\E:$line\b/,
             "$name without ssl: [emerg] naming it, with file:line")
             or diag($out);
+    }
+
+    for my $c ([ 'max_message=512', qr/invalid "max_message=" size/ ],
+        [ 'max_message=2m', qr/invalid "max_message=" size/ ],
+        [ 'queue=8k max_message=8k', qr/"queue=" must be larger/ ])
+    {
+        my ($rc, $out) = $t->nginx_t(http_conf(syslog =>
+            "server=127.0.0.1:%%PORT_SYSLOG%% $c->[0]"));
+        my $line = $t->conf_line(qr/taurus_guard_audit_syslog/, 'test.conf');
+        my $file = $t->conf_path('test.conf');
+
+        isnt($rc, 0, "$c->[0]: nginx -t fails");
+        like($out, qr/\[emerg\].*$c->[1].* in \Q$file\E:$line\b/,
+            "$c->[0]: [emerg] with file:line") or diag($out);
     }
 
     $t->finish;
