@@ -176,9 +176,14 @@ $(BUILD)/bench/allow-lookup: t/bench/allow-lookup.c $(CORE_SRCS) \
 # PROVE_FLAGS="-v" (or -j1, or --timer) overrides it.
 PROVE_FLAGS ?= -j2
 
+# The longest files first, so that neither is left running alone at the end.
+SLOW_TESTS  := t/140-package.t t/122-audit-page-cache.t
+TESTS       := $(SLOW_TESTS) \
+               $(filter-out $(SLOW_TESTS),$(sort $(wildcard t/*.t)))
+
 test: deps
 	$(MAKE) module verify unit fuzz-replay lint
-	prove $(PROVE_FLAGS) -I t/lib $(UNIT_BINS) t/*.t
+	prove $(PROVE_FLAGS) -I t/lib $(TESTS) $(UNIT_BINS)
 
 # The whole suite again against nginx built from source with the module
 # linked in, under ASan and UBSan (-fno-sanitize-recover).
@@ -188,7 +193,7 @@ test-asan: deps
 	TG_NGINX=$(BUILD)/asan/sbin/nginx TG_MODULE= \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	    prove $(PROVE_FLAGS) -I t/lib t/*.t
+	    prove $(PROVE_FLAGS) -I t/lib $(TESTS)
 
 # libFuzzer (clang-14) on every target, FUZZ_SECONDS each.
 FUZZ_SECONDS ?= 60
