@@ -605,11 +605,14 @@ ngx_http_taurus_guard_init(ngx_conf_t *cf)
 
     *h = ngx_http_taurus_guard_log_handler;
 
-    /* only a configuration that fetches secrets pays for its filter */
+    /*
+     * Always, even in a configuration that fetches nothing: the filter
+     * chain is the master's globals, and a reload that fails after this
+     * leaves the failed configuration's chain to the workers the master
+     * starts again for the running one.
+     */
 
-    if (mcf->fetches.nelts
-        && ngx_http_taurus_guard_fetch_filter_init(cf) != NGX_OK)
-    {
+    if (ngx_http_taurus_guard_fetch_filter_init(cf) != NGX_OK) {
         return NGX_ERROR;
     }
 
