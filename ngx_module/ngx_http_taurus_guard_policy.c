@@ -33,7 +33,8 @@
 /*
  * A batch in flight longer than this is taken for lost (its worker was
  * killed): a signature is accepted for 15 minutes, so by then the
- * upstream cannot receive it any more.
+ * upstream cannot receive it any more.  It may have been carried out:
+ * its instance cools down as if it ended unanswered when it started.
  */
 #define NGX_HTTP_TG_INFLIGHT_MAX     (15 * 60 * 1000)
 
@@ -102,6 +103,8 @@ typedef struct {
                                                    got no answer */
     u_char                       inflight[TG_AUDIT_ID_LEN];  /* or 0s */
     ngx_msec_t                   inflight_since;
+    ngx_msec_t                   inflight_until;    /* its cooldown's end,
+                                                       should it be lost */
     ngx_msec_t                   until;         /* the cooldown's end */
     ngx_msec_t                   last_ok;       /* 0: never */
     u_char                       last_id[TG_AUDIT_ID_LEN];
@@ -153,6 +156,8 @@ static time_t ngx_http_taurus_guard_quota_retry(
 static ngx_http_taurus_guard_inst_node_t *ngx_http_taurus_guard_inst_find(
     ngx_http_taurus_guard_policy_zone_t *pz, u_char *project,
     tg_str_t *instance, ngx_uint_t create);
+static void ngx_http_taurus_guard_inst_lost(
+    ngx_http_taurus_guard_inst_node_t *in, ngx_msec_t now);
 static ngx_uint_t ngx_http_taurus_guard_inst_holds(
     ngx_http_taurus_guard_inst_node_t *in, ngx_msec_t now);
 static void ngx_http_taurus_guard_inst_queue(
@@ -726,14 +731,15 @@ ngx_http_taurus_guard_policy_check(ngx_http_request_t *r,
         in->pinned = 1;
         nodes[i] = in;
 
+        /* a lost batch's mark becomes its cooldown */
+
+        ngx_http_taurus_guard_inst_lost(in, now);
+
         if (rc != NGX_OK) {
             continue;
         }
 
-        if (in->inflight[0]
-            && ngx_http_tg_age(now, in->inflight_since)
-               < NGX_HTTP_TG_INFLIGHT_MAX)
-        {
+        if (in->inflight[0]) {
             rc = ngx_http_taurus_guard_verdict(r, v, NGX_HTTP_CONFLICT,
                      "policy cooldown=%V for project %V: instance %*s has"
                      " a batch in flight, audit id %*s", &p->cooldown_text,
@@ -854,19 +860,17 @@ ngx_http_taurus_guard_policy_check(ngx_http_request_t *r,
 
         /*
          * In report mode, an instance another batch has in flight: that
-         * batch's to clear.  A mark older than the longest flight is of
-         * a lost batch, and taken over.
+         * batch's to clear.  A lost batch's mark was made its cooldown
+         * above.
          */
 
-        if (in->inflight[0]
-            && ngx_http_tg_age(now, in->inflight_since)
-               < NGX_HTTP_TG_INFLIGHT_MAX)
-        {
+        if (in->inflight[0]) {
             continue;
         }
 
         ngx_memcpy(in->inflight, id, TG_AUDIT_ID_LEN);
         in->inflight_since = now;
+        in->inflight_until = now + p->cooldown;
         ngx_http_taurus_guard_inst_queue(pz, in, 1);
     }
 
@@ -916,7 +920,7 @@ failed:
  * came (NGX_HTTP_TG_UNANSWERED: the caller or the upstream went away,
  * a timeout), the endpoint may have upgraded them.  A batch sets the
  * cooldown whether or not it still holds the mark: report mode forwards
- * instances in flight, and a mark of a lost batch is taken over.
+ * instances in flight, and a lost batch's mark was made its cooldown.
  */
 
 void
@@ -986,6 +990,8 @@ ngx_http_taurus_guard_policy_end(ngx_http_request_t *r,
 
             continue;
         }
+
+        ngx_http_taurus_guard_inst_lost(in, now);
 
         owner = (ngx_memcmp(in->inflight, id, TG_AUDIT_ID_LEN) == 0);
 
@@ -1316,15 +1322,44 @@ ngx_http_taurus_guard_inst_cmp(u_char *project, u_char *instance,
 }
 
 
-/* in flight (and not lost), or cooling down */
+/*
+ * A mark older than the longest flight is of a lost batch (its worker
+ * was killed): no end came, as if unanswered, so the instance cools down
+ * from the batch's start, unless a longer cooldown holds it already.
+ */
+
+static void
+ngx_http_taurus_guard_inst_lost(ngx_http_taurus_guard_inst_node_t *in,
+    ngx_msec_t now)
+{
+    if (!in->inflight[0]
+        || ngx_http_tg_age(now, in->inflight_since) < NGX_HTTP_TG_INFLIGHT_MAX)
+    {
+        return;
+    }
+
+    if (!in->last_ok
+        || (ngx_msec_int_t) (in->inflight_until - in->until) > 0)
+    {
+        in->last_ok = in->inflight_since ? in->inflight_since : 1;
+        in->until = in->inflight_until;
+        in->unanswered = 1;
+        ngx_memcpy(in->last_id, in->inflight, TG_AUDIT_ID_LEN);
+    }
+
+    ngx_memzero(in->inflight, TG_AUDIT_ID_LEN);
+}
+
+
+/* in flight, or cooling down (a lost batch's mark made its cooldown) */
 
 static ngx_uint_t
 ngx_http_taurus_guard_inst_holds(ngx_http_taurus_guard_inst_node_t *in,
     ngx_msec_t now)
 {
-    if (in->inflight[0]
-        && ngx_http_tg_age(now, in->inflight_since) < NGX_HTTP_TG_INFLIGHT_MAX)
-    {
+    ngx_http_taurus_guard_inst_lost(in, now);
+
+    if (in->inflight[0]) {
         return 1;
     }
 
