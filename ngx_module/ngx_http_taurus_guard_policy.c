@@ -916,11 +916,13 @@ failed:
  * The batch ended: its quota is given back unless it was forwarded, and
  * its in-flight marks are cleared.  Its instances start their cooldown
  * unless nothing reached the upstream (outcome NGX_HTTP_TG_UNSENT) or
- * the upstream answered outside 2xx: once bytes were sent and no answer
- * came (NGX_HTTP_TG_UNANSWERED: the caller or the upstream went away,
- * a timeout), the endpoint may have upgraded them.  A batch sets the
- * cooldown whether or not it still holds the mark: report mode forwards
- * instances in flight, and a lost batch's mark was made its cooldown.
+ * the upstream answered outside 2xx, 502, 503 and 504: once bytes were
+ * sent and no answer came (NGX_HTTP_TG_UNANSWERED: the caller or the
+ * upstream went away, a timeout), or the upstream's own gateway gave up
+ * on the endpoint behind it, the endpoint may have upgraded them.  A
+ * batch sets the cooldown whether or not it still holds the mark:
+ * report mode forwards instances in flight, and a lost batch's mark was
+ * made its cooldown.
  */
 
 void
@@ -929,7 +931,7 @@ ngx_http_taurus_guard_policy_end(ngx_http_request_t *r,
     tg_batch_t *batch, u_char *id, ngx_flag_t forwarded, ngx_uint_t outcome)
 {
     tg_str_t                             *instance;
-    ngx_flag_t                            cool, owner;
+    ngx_flag_t                            cool, owner, unanswered;
     ngx_msec_t                            now;
     ngx_uint_t                            i;
     ngx_http_taurus_guard_policy_t       *p;
@@ -944,9 +946,18 @@ ngx_http_taurus_guard_policy_end(ngx_http_request_t *r,
         return;
     }
 
+    /*
+     * The endpoint is a gateway itself: its 502, 503 or 504 may come
+     * after it handed the batch on, as good as no answer.
+     */
+
+    unanswered = (outcome == NGX_HTTP_TG_UNANSWERED
+                  || outcome == NGX_HTTP_BAD_GATEWAY
+                  || outcome == NGX_HTTP_SERVICE_UNAVAILABLE
+                  || outcome == NGX_HTTP_GATEWAY_TIME_OUT);
+
     cool = forwarded
-           && (outcome == NGX_HTTP_TG_UNANSWERED
-               || (outcome >= 200 && outcome < 300));
+           && (unanswered || (outcome >= 200 && outcome < 300));
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_taurus_guard_module);
     pz = mcf->policy_zone->data;
@@ -1002,7 +1013,7 @@ ngx_http_taurus_guard_policy_end(ngx_http_request_t *r,
         if (cool) {
             in->last_ok = now ? now : 1;
             in->until = now + p->cooldown;
-            in->unanswered = (outcome == NGX_HTTP_TG_UNANSWERED);
+            in->unanswered = unanswered;
             ngx_memcpy(in->last_id, id, TG_AUDIT_ID_LEN);
             ngx_http_taurus_guard_inst_queue(pz, in, 1);
 

@@ -1,6 +1,8 @@
 #!/usr/bin/perl
 
-# taurus_guard_policy cooldown= when a batch's end says little: a batch
+# taurus_guard_policy cooldown= when a batch's end says little: the
+# upstream, a gateway itself, answers 502, 503 or 504 (it may have handed
+# the batch on: cooldown), not 500 or 501 (free); a batch
 # lost to a killed worker (its mark goes stale after 15 minutes of the
 # monotonic clock, moved on by the LD_PRELOAD shim t/lib/tg-clockshift.c)
 # cools down as if unanswered.
@@ -149,12 +151,58 @@ my $conf = "worker_processes 1;\n\nhttp {\n" . <<"EOF"
 EOF
     . gw('GNEVER', "http://127.0.0.1:$never",
         "            proxy_read_timeout 300s;\n")
+    . join('', map { gw("G$_", "http://127.0.0.1:%%PORT_A$_%%") }
+        502, 503, 504, 500, 501)
+    . join('', map { <<"EOF" } 502, 503, 504, 500, 501)
+    server {
+        listen 127.0.0.1:%%PORT_A$_%%;
+        return $_ '{"error_code":"X.$_"}';
+    }
+
+EOF
     . "}\n";
+
+# a forwarded batch's done record is written after its policy state is
+# settled: wait for it (a refusal has its one record)
+
+sub post_done {
+    my ($ids, %o) = @_;
+    my $r = $t->post(upgrade_path($P), batch_json($ids), %o);
+    my $id = header($r, 'X-Taurus-Guard-Id');
+    my $refused = (($r->{json}{error_code} || '') =~ /\ATG\./);
+    $t->wait_audit($id, $refused ? 1 : 2) if defined $id;
+    return $r;
+}
 
 {
     local $ENV{TG_CLOCK_OFFSET} = "$dir/clock.offset";
     local $ENV{LD_PRELOAD} = "$dir/clockshift.so" if $shim;
     $t->run($conf);
+}
+
+# (2) the upstream's own 502, 503, 504: it may have handed the batch on
+
+my $n = 1;
+
+for my $status (502, 503, 504) {
+    my $X = $C[$n++];
+    is(post_done([ $X ], port => "G$status")->{status}, $status,
+        "upstream $status");
+    my $r = post_done([ $X ]);
+    is($r->{status}, 409, '... the instance again: 409');
+    like($r->{json}{error_msg} || '', qr/\Q$X\E was sent \d+ s ago/,
+        '... sent, not known to be upgraded');
+    is(api_got($X), 0, '... not sent again');
+}
+
+# any other answer outside 2xx: a definite refusal, free at once
+
+for my $status (500, 501) {
+    my $X = $C[$n++];
+    is(post_done([ $X ], port => "G$status")->{status}, $status,
+        "upstream $status");
+    is(post_done([ $X ], port => "G$status")->{status}, $status,
+        '... the instance is free at once');
 }
 
 # (1) the upstream got the batch, then its worker was killed: no end
