@@ -11,13 +11,14 @@
  *
  * - quota: per project, a ring of the batches forwarded in the rolling
  *   period, oldest first, each with its number of instances;
- * - cooldown: per instance, the audit id of a batch in flight and when
- *   the last batch the upstream may have acted on ended.
+ * - cooldown: per instance, how many batches have it in flight (the
+ *   newest's audit id and start) and when the last batch the upstream
+ *   may have acted on ended.
  *
  * Checking and taking are one step under the zone's lock, so concurrent
  * batches in several workers can never overspend a quota or send one
  * instance twice.  What a batch took is given back when it ends: its
- * quota if it was never forwarded, its in-flight marks always.  Its
+ * quota if it was never forwarded, its count in flight always.  Its
  * instances start cooling down unless nothing reached the upstream or
  * the upstream refused it outright.  Times are nginx's monotonic
  * milliseconds, which every process of the machine shares and a clock
@@ -101,10 +102,12 @@ typedef struct {
     u_char                       held;      /* on the held queue */
     u_char                       unanswered;    /* the cooldown's batch
                                                    got no answer */
-    u_char                       inflight[TG_AUDIT_ID_LEN];  /* or 0s */
-    ngx_msec_t                   inflight_since;
-    ngx_msec_t                   inflight_until;    /* its cooldown's end,
-                                                       should it be lost */
+    u_char                       epoch;     /* lost batches so far */
+    uint16_t                     inflight_n;    /* batches in flight */
+    u_char                       inflight[TG_AUDIT_ID_LEN];  /* newest */
+    ngx_msec_t                   inflight_since;    /* the newest start */
+    ngx_msec_t                   inflight_until;    /* their cooldown's
+                                                       end, if lost */
     ngx_msec_t                   until;         /* the cooldown's end */
     ngx_msec_t                   last_ok;       /* 0: never */
     u_char                       last_id[TG_AUDIT_ID_LEN];
@@ -625,10 +628,10 @@ ngx_http_taurus_guard_policy_find(ngx_http_taurus_guard_main_conf_t *mcf,
 /*
  * Checks a batch against its project's policy and, when it passes or
  * when take_anyway is set (report mode), takes what it spends: quota,
- * and in-flight marks on its instances (those no other batch in flight
- * holds: report mode forwards an instance in flight, but the mark stays
- * its owner's).  Instances new to the zone get a node only then: a
- * refused batch leaves none behind.  NGX_OK: it passes;
+ * and a count in flight on each of its instances (report mode forwards
+ * an instance in flight: one more batch has it until that one ends).
+ * Instances new to the zone get a node only then: a refused batch
+ * leaves none behind.  NGX_OK: it passes;
  * NGX_DECLINED: *v says why not (and what was taken, with take_anyway);
  * NGX_ERROR: the gateway failed (*v is a 503).
  */
@@ -702,6 +705,11 @@ ngx_http_taurus_guard_policy_check(ngx_http_request_t *r,
         if (nodes == NULL) {
             return NGX_ERROR;
         }
+
+        ticket->epochs = ngx_pcalloc(r->pool, batch->nitems);
+        if (ticket->epochs == NULL) {
+            return NGX_ERROR;
+        }
     }
 
     ngx_shmtx_lock(&pz->shpool->mutex);
@@ -739,7 +747,7 @@ ngx_http_taurus_guard_policy_check(ngx_http_request_t *r,
             continue;
         }
 
-        if (in->inflight[0]) {
+        if (in->inflight_n) {
             rc = ngx_http_taurus_guard_verdict(r, v, NGX_HTTP_CONFLICT,
                      "policy cooldown=%V for project %V: instance %*s has"
                      " a batch in flight, audit id %*s", &p->cooldown_text,
@@ -859,18 +867,26 @@ ngx_http_taurus_guard_policy_check(ngx_http_request_t *r,
         }
 
         /*
-         * In report mode, an instance another batch has in flight: that
-         * batch's to clear.  A lost batch's mark was made its cooldown
-         * above.
+         * In report mode, an instance other batches have in flight: in
+         * flight until the last of them ends.  Lost batches were made
+         * its cooldown above.
          */
 
-        if (in->inflight[0]) {
-            continue;
+        if (in->inflight_n == 0
+            || (ngx_msec_int_t) (now + p->cooldown - in->inflight_until) > 0)
+        {
+            in->inflight_until = now + p->cooldown;
         }
 
+        /* at the most, the last ones are no longer told apart */
+
+        if (in->inflight_n < 0xffff) {
+            in->inflight_n++;
+        }
+
+        ticket->epochs[i] = in->epoch;
         ngx_memcpy(in->inflight, id, TG_AUDIT_ID_LEN);
         in->inflight_since = now;
-        in->inflight_until = now + p->cooldown;
         ngx_http_taurus_guard_inst_queue(pz, in, 1);
     }
 
@@ -922,7 +938,8 @@ failed:
  * on the endpoint behind it, the endpoint may have upgraded them.  A
  * batch sets the cooldown whether or not it still holds the mark:
  * report mode forwards instances in flight, and a lost batch's mark was
- * made its cooldown.
+ * made its cooldown.  Its count in flight is given back, unless it was
+ * taken for lost already (a batch in flight for too long).
  */
 
 void
@@ -931,7 +948,7 @@ ngx_http_taurus_guard_policy_end(ngx_http_request_t *r,
     tg_batch_t *batch, u_char *id, ngx_flag_t forwarded, ngx_uint_t outcome)
 {
     tg_str_t                             *instance;
-    ngx_flag_t                            cool, owner, unanswered;
+    ngx_flag_t                            cool, unanswered;
     ngx_msec_t                            now;
     ngx_uint_t                            i;
     ngx_http_taurus_guard_policy_t       *p;
@@ -1004,9 +1021,11 @@ ngx_http_taurus_guard_policy_end(ngx_http_request_t *r,
 
         ngx_http_taurus_guard_inst_lost(in, now);
 
-        owner = (ngx_memcmp(in->inflight, id, TG_AUDIT_ID_LEN) == 0);
+        if (in->inflight_n && in->epoch == ticket->epochs[i]) {
+            in->inflight_n--;
+        }
 
-        if (owner) {
+        if (in->inflight_n == 0) {
             ngx_memzero(in->inflight, TG_AUDIT_ID_LEN);
         }
 
@@ -1017,7 +1036,7 @@ ngx_http_taurus_guard_policy_end(ngx_http_request_t *r,
             ngx_memcpy(in->last_id, id, TG_AUDIT_ID_LEN);
             ngx_http_taurus_guard_inst_queue(pz, in, 1);
 
-        } else if (owner && !ngx_http_taurus_guard_inst_holds(in, now)) {
+        } else if (!ngx_http_taurus_guard_inst_holds(in, now)) {
             ngx_http_taurus_guard_inst_queue(pz, in, 0);
         }
     }
@@ -1334,16 +1353,18 @@ ngx_http_taurus_guard_inst_cmp(u_char *project, u_char *instance,
 
 
 /*
- * A mark older than the longest flight is of a lost batch (its worker
- * was killed): no end came, as if unanswered, so the instance cools down
- * from the batch's start, unless a longer cooldown holds it already.
+ * Batches in flight whose newest started longer ago than the longest
+ * flight are lost (their workers were killed, and never gave back their
+ * count): no end came, as if unanswered, so the instance cools down from
+ * the newest one's start, unless a longer cooldown holds it already.
+ * Their ends, should one come after all, no longer count.
  */
 
 static void
 ngx_http_taurus_guard_inst_lost(ngx_http_taurus_guard_inst_node_t *in,
     ngx_msec_t now)
 {
-    if (!in->inflight[0]
+    if (in->inflight_n == 0
         || ngx_http_tg_age(now, in->inflight_since) < NGX_HTTP_TG_INFLIGHT_MAX)
     {
         return;
@@ -1358,6 +1379,8 @@ ngx_http_taurus_guard_inst_lost(ngx_http_taurus_guard_inst_node_t *in,
         ngx_memcpy(in->last_id, in->inflight, TG_AUDIT_ID_LEN);
     }
 
+    in->epoch++;
+    in->inflight_n = 0;
     ngx_memzero(in->inflight, TG_AUDIT_ID_LEN);
 }
 
@@ -1370,7 +1393,7 @@ ngx_http_taurus_guard_inst_holds(ngx_http_taurus_guard_inst_node_t *in,
 {
     ngx_http_taurus_guard_inst_lost(in, now);
 
-    if (in->inflight[0]) {
+    if (in->inflight_n) {
         return 1;
     }
 

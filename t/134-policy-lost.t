@@ -2,8 +2,9 @@
 
 # taurus_guard_policy cooldown= when a batch's end says little: the
 # upstream, a gateway itself, answers 502, 503 or 504 (it may have handed
-# the batch on: cooldown), not 500 or 501 (free); a batch
-# lost to a killed worker (its mark goes stale after 15 minutes of the
+# the batch on: cooldown), not 500 or 501 (free); an enforcing batch
+# answered 400 while a reported batch still has the instance in flight
+# (in flight until both ended); a batch lost to a killed worker (its mark goes stale after 15 minutes of the
 # monotonic clock, moved on by the LD_PRELOAD shim t/lib/tg-clockshift.c)
 # cools down as if unanswered.
 
@@ -98,6 +99,8 @@ sub standin {
 END { kill 'TERM', map { -$_ } @kids if @kids; }
 
 my $never = standin('NEVER', 120);
+my $s400 = standin('S400', 1, 400);
+my $s200 = standin('S200', 3, 200);
 
 sub got {
     my ($name, $id) = @_;
@@ -151,6 +154,9 @@ my $conf = "worker_processes 1;\n\nhttp {\n" . <<"EOF"
 EOF
     . gw('GNEVER', "http://127.0.0.1:$never",
         "            proxy_read_timeout 300s;\n")
+    . gw('E400', "http://127.0.0.1:$s400")
+    . gw('R200', "http://127.0.0.1:$s200",
+        "            taurus_guard_mode report;\n")
     . join('', map { gw("G$_", "http://127.0.0.1:%%PORT_A$_%%") }
         502, 503, 504, 500, 501)
     . join('', map { <<"EOF" } 502, 503, 504, 500, 501)
@@ -203,6 +209,58 @@ for my $status (500, 501) {
         "upstream $status");
     is(post_done([ $X ], port => "G$status")->{status}, $status,
         '... the instance is free at once');
+}
+
+# (3) report mode beside enforce: enforcing batch A has X in flight
+# (answered 400 after 1 s), reported batch B forwards X too (would_deny,
+# answered 200 after 3 s); A ends first, and X is still B's in flight
+
+sub bg {
+    my ($port, $ids) = @_;
+    my $pid = fork;
+    die "fork: $!\n" unless defined $pid;
+    if ($pid == 0) {
+        eval { $t->post(upgrade_path($P), batch_json($ids), port => $port,
+            timeout => 10) };
+        POSIX::_exit(0);
+    }
+    return $pid;
+}
+
+{
+    my $X = $C[6];
+
+    my $a = bg('E400', [ $X ]);
+    my $until = time + 5;
+    sleep 0.1 until got('S400', $X) || time > $until;
+    is(got('S400', $X), 1, 'enforce: A has X in flight');
+
+    my $b = bg('R200', [ $X ]);
+    $until = time + 5;
+    sleep 0.1 until got('S200', $X) || time > $until;
+    is(got('S200', $X), 1, 'report: B forwards X too');
+
+    waitpid $a, 0;
+    my ($done) = grep { ($_->{decision} || '') eq 'done'
+        && ($_->{status} || 0) == 400 } $t->audit_records;
+    ok($done, 'enforce: A ended, 400');
+
+    my $r = post_done([ $X ]);
+    is($r->{status}, 409, 'enforce: C for X while B has it in flight: 409');
+    like($r->{json}{error_msg} || '', qr/\Q$X\E has a batch in flight/,
+        '... in flight');
+    is(api_got($X), 0, '... not sent');
+
+    waitpid $b, 0;
+    $until = time + 5;
+    sleep 0.1 until (grep { ($_->{decision} || '') eq 'done'
+        && ($_->{status} || 0) == 200 } $t->audit_records) || time > $until;
+
+    $r = post_done([ $X ]);
+    is($r->{status}, 409, 'enforce: after B ended (200): 409, it cools');
+    like($r->{json}{error_msg} || '', qr/\Q$X\E was upgraded/,
+        '... upgraded');
+    is(api_got($X), 0, '... not sent');
 }
 
 # (1) the upstream got the batch, then its worker was killed: no end
