@@ -78,6 +78,8 @@ static void ngx_http_taurus_guard_syslog_flush(
     ngx_http_taurus_guard_syslog_t *sl);
 static void ngx_http_taurus_guard_syslog_compact(
     ngx_http_taurus_guard_syslog_t *sl, size_t room);
+static void ngx_http_taurus_guard_syslog_disconnect(
+    ngx_http_taurus_guard_syslog_t *sl);
 static void ngx_http_taurus_guard_syslog_fail(
     ngx_http_taurus_guard_syslog_t *sl, const char *what);
 
@@ -807,6 +809,9 @@ ngx_http_taurus_guard_syslog_exit(ngx_http_taurus_guard_syslog_t *sl)
         ngx_http_taurus_guard_syslog_flush(sl);
     }
 
+    /* one made during a graceful shutdown is not left open */
+    ngx_http_taurus_guard_syslog_disconnect(sl);
+
     if (sl->qlen == sl->head) {
         return;
     }
@@ -881,10 +886,8 @@ ngx_http_taurus_guard_syslog_read(ngx_event_t *ev)
     sl = c->data;
 
     if (c->close) {
-        ngx_http_taurus_guard_syslog_close(c);
-        sl->pc.connection = NULL;
-        sl->connecting = 0;
-        sl->connected = 0;
+        /* nginx shuts down: idle connections are closed */
+        ngx_http_taurus_guard_syslog_disconnect(sl);
         return;
     }
 
@@ -906,9 +909,14 @@ ngx_http_taurus_guard_syslog_read(ngx_event_t *ev)
 }
 
 
+/*
+ * The connection is closed, whoever closed it: a frame it cut goes again
+ * whole on the next one, from the first byte the collector did not get
+ * all of.
+ */
+
 static void
-ngx_http_taurus_guard_syslog_fail(ngx_http_taurus_guard_syslog_t *sl,
-    const char *what)
+ngx_http_taurus_guard_syslog_disconnect(ngx_http_taurus_guard_syslog_t *sl)
 {
     if (sl->pc.connection != NULL) {
         ngx_http_taurus_guard_syslog_close(sl->pc.connection);
@@ -919,6 +927,14 @@ ngx_http_taurus_guard_syslog_fail(ngx_http_taurus_guard_syslog_t *sl,
     sl->connected = 0;
     sl->ssl_retry = 0;
     sl->sent = sl->head;
+}
+
+
+static void
+ngx_http_taurus_guard_syslog_fail(ngx_http_taurus_guard_syslog_t *sl,
+    const char *what)
+{
+    ngx_http_taurus_guard_syslog_disconnect(sl);
 
     if (ngx_http_taurus_guard_pace(&sl->error_pace)) {
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
