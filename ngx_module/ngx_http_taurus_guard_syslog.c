@@ -40,6 +40,7 @@ struct ngx_http_taurus_guard_syslog_s {
 #endif
 
     /* per worker, after fork */
+    size_t                       room;      /* see ..._room(), or 0 */
     ngx_peer_connection_t        pc;
     ngx_event_t                  retry;
     u_char                      *queue;     /* whole "LEN MSG" frames */
@@ -426,10 +427,15 @@ ngx_http_taurus_guard_syslog_room(ngx_http_taurus_guard_syslog_t *sl)
     u_char  *p;
     u_char   head[NGX_INT_T_LEN * 2 + NGX_MAXHOSTNAMELEN + 128];
 
-    p = ngx_http_taurus_guard_syslog_head(sl, head, sizeof(head),
-                                          "0000-00-00T00:00:00.000Z");
+    /* worked out once per worker: it asks for every record it queues */
 
-    return sl->max_message - (p - head);
+    if (sl->room == 0) {
+        p = ngx_http_taurus_guard_syslog_head(sl, head, sizeof(head),
+                                              "0000-00-00T00:00:00.000Z");
+        sl->room = sl->max_message - (p - head);
+    }
+
+    return sl->room;
 }
 
 
