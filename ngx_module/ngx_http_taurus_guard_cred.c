@@ -168,7 +168,14 @@ ngx_http_taurus_guard_credentials_env(ngx_conf_t *cf,
 {
     u_char      *p;
     size_t       len;
-    const char  *ak, *sk, *token;
+    ngx_uint_t   i;
+    const char  *ak, *sk, *token, *v;
+
+    static const char  *names[] = {
+        "HUAWEICLOUD_SDK_AK",
+        "HUAWEICLOUD_SDK_SK",
+        "HUAWEICLOUD_SDK_SECURITY_TOKEN"
+    };
 
     ak = getenv("HUAWEICLOUD_SDK_AK");
     sk = getenv("HUAWEICLOUD_SDK_SK");
@@ -180,6 +187,27 @@ ngx_http_taurus_guard_credentials_env(ngx_conf_t *cf,
                            " and HUAWEICLOUD_SDK_SK must be set in nginx's"
                            " environment");
         return NGX_CONF_ERROR;
+    }
+
+    /*
+     * Checked here, not only by the profile parser: a line feed in a
+     * value would start a line of its own there ("#..." a comment, or a
+     * "security_token=" of its own), and trailing blanks would be cut.
+     */
+
+    for (i = 0; i < 3; i++) {
+        v = (i == 0) ? ak : (i == 1) ? sk : token;
+
+        for ( /* void */ ; v != NULL && *v != '\0'; v++) {
+            if ((u_char) *v <= 0x20 || (u_char) *v >= 0x7f) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "taurus_guard_credentials: environment:"
+                                   " %s (%s)",
+                                   tg_strerror(TG_ERR_CRED_BAD_VALUE),
+                                   names[i]);
+                return NGX_CONF_ERROR;
+            }
+        }
     }
 
     len = sizeof("[basic]\nak=\nsk=\nsecurity_token=\n") - 1

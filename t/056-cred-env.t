@@ -82,6 +82,31 @@ isnt($rc, 0, 'an empty SK: nginx -t fails');
 like($out, qr/taurus_guard_credentials: environment: /,
     'an empty SK: says why') or diag($out);
 
+# a value the profile parser would read otherwise: a trailing blank cut,
+# a line feed starting a comment or a security token of its own
+
+for my $case (
+    [ 'an SK with a trailing space', 'SK', "$SK " ],
+    [ 'an SK with a line feed and a comment', 'SK', "$SK\n# note" ],
+    [ 'an AK carrying a security token', 'AK',
+        "$AK\nsecurity_token=$STS" ],
+    [ 'a security token with a carriage return', 'SECURITY_TOKEN',
+        "$STS\r" ])
+{
+    my ($what, $var, $value) = @$case;
+
+    local $ENV{HUAWEICLOUD_SDK_AK} = $AK;
+    local $ENV{HUAWEICLOUD_SDK_SK} = $SK;
+    local $ENV{"HUAWEICLOUD_SDK_$var"} = $value;
+
+    ($rc, $out) = $t->nginx_t($conf);
+    isnt($rc, 0, "$what: nginx -t fails");
+    like($out, qr/non-printable byte \(HUAWEICLOUD_SDK_$var\)/,
+        "$what: says which") or diag($out);
+    ok(index($out, substr($SK, 0, 12)) < 0 && index($out, $STS) < 0,
+        "$what: no value printed");
+}
+
 # ---- set: verified upstream ----------------------------------------
 
 $ENV{HUAWEICLOUD_SDK_SK} = $SK;
