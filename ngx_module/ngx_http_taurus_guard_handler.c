@@ -37,6 +37,42 @@ static ngx_int_t ngx_http_taurus_guard_sign_audit(ngx_http_request_t *r,
     ngx_flag_t woken);
 
 
+/*
+ * The rewrite phase, the first a location runs: a guarded request gets
+ * its ctx here, before the access checks (allow and deny, auth_request,
+ * limit_req, limit_conn, a "return") may refuse it.  An error_page or
+ * post_action that sends such a refusal on then finds it, as it finds
+ * that of a request refused while its body was read, and no content
+ * handler sends on a request the gateway never checked.
+ */
+
+ngx_int_t
+ngx_http_taurus_guard_rewrite_handler(ngx_http_request_t *r)
+{
+    ngx_http_taurus_guard_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_taurus_guard_module);
+
+    if (!lcf->enable || r != r->main
+        || ngx_http_get_module_ctx(r, ngx_http_taurus_guard_module) != NULL)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (r->internal && ngx_http_taurus_guard_get_ctx(r) != NULL) {
+        /* the same request again: the precontent handler finds it */
+        ngx_http_set_ctx(r, NULL, ngx_http_taurus_guard_module);
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_taurus_guard_create_ctx(r, lcf) == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_DECLINED;
+}
+
+
 ngx_int_t
 ngx_http_taurus_guard_handler(ngx_http_request_t *r)
 {
@@ -98,12 +134,15 @@ ngx_http_taurus_guard_handler(ngx_http_request_t *r)
         /*
          * An internal redirect zeroed the contexts: a guarded request
          * redirected here is the same request, at the step it was at,
-         * not a new one.
+         * not a new one.  One that access checks refused before it was
+         * checked is checked here, unless its response is sent.
          */
 
         ctx = ngx_http_taurus_guard_get_ctx(r);
 
-        if (ctx != NULL) {
+        if (ctx != NULL
+            && (ctx->step != NGX_HTTP_TG_STEP_ROUTE || r->post_action))
+        {
             return ngx_http_taurus_guard_reentry(r, ctx);
         }
     }
@@ -131,6 +170,13 @@ ngx_http_taurus_guard_handler(ngx_http_request_t *r)
         if (ctx == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
+
+    } else if (lcf->audit_user != NULL
+               && ngx_http_complex_value(r, lcf->audit_user, &ctx->user)
+                  != NGX_OK)
+    {
+        /* made in the rewrite phase: auth_request_set may give the user */
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     /* where a fetch or a flush that made the request wait brings it back */

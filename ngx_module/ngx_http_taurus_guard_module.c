@@ -587,6 +587,18 @@ ngx_http_taurus_guard_init(ngx_conf_t *cf)
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
 
     /*
+     * The rewrite phase gives a guarded request its ctx before the access
+     * checks can refuse it: a refusal sent on by error_page is then known.
+     */
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_REWRITE_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_taurus_guard_rewrite_handler;
+
+    /*
      * The precontent phase runs after access checks, so "satisfy any"
      * cannot skip it, and before the proxy's content handler.
      */

@@ -528,6 +528,7 @@ void ngx_http_taurus_guard_secrets_pop(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx);
 
 /* ngx_http_taurus_guard_handler.c */
+ngx_int_t ngx_http_taurus_guard_rewrite_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_taurus_guard_handler(ngx_http_request_t *r);
 
 /* ngx_http_taurus_guard_ctx.c */
