@@ -111,6 +111,13 @@ ngx_http_taurus_guard_allow_entry(ngx_conf_t *cf, ngx_command_t *dummy,
         rc = tg_allow_add(mcf->allow, value[0].data, value[0].len,
                           value[i].data, value[i].len);
 
+        if (rc == TG_OK) {
+            /* nginx's parser keeps no word's own line: the statement's */
+            rc = tg_allow_note(mcf->allow, value[0].data, value[i].data,
+                               value[i].len, cf->conf_file->file.name.data,
+                               cf->conf_file->line);
+        }
+
         if (rc != TG_OK) {
             ngx_http_taurus_guard_allow_error(cf, rc, &value[0], &value[i],
                                               NULL);
@@ -172,8 +179,10 @@ ngx_http_taurus_guard_allow_include(ngx_conf_t *cf,
             break;
         }
 
+        /* the name outlives the parse: an instance noted points at it */
+
         file.len = found.len++;
-        file.data = ngx_pstrdup(cf->temp_pool, &found);
+        file.data = ngx_pstrdup(cf->pool, &found);
         if (file.data == NULL) {
             rv = NGX_CONF_ERROR;
             break;
@@ -228,6 +237,7 @@ ngx_http_taurus_guard_allow_file(ngx_conf_t *cf,
     ngx_memzero(&ps, sizeof(tg_allow_parse_t));
     ps.text = text.data;
     ps.len = text.len;
+    ps.where = file->data;
 
     rv = NGX_CONF_OK;
 
@@ -256,8 +266,10 @@ ngx_http_taurus_guard_allow_file(ngx_conf_t *cf,
         }
 
         if (ps.include.data != NULL) {
+            /* in cf->pool: the file named may be noted (see above) */
+
             inc.len = ps.include.len;
-            inc.data = ngx_pnalloc(cf->temp_pool, inc.len + 1);
+            inc.data = ngx_pnalloc(cf->pool, inc.len + 1);
             if (inc.data == NULL) {
                 rv = NGX_CONF_ERROR;
                 break;
@@ -448,6 +460,7 @@ ngx_http_taurus_guard_allow_init(ngx_conf_t *cf,
     ngx_http_taurus_guard_main_conf_t *mcf)
 {
     ngx_uint_t                       i;
+    tg_allow_stray_t                 stray;
     ngx_http_taurus_guard_token_t  **tokens;
 
     if (mcf->allow == NULL) {
@@ -458,6 +471,22 @@ ngx_http_taurus_guard_allow_init(ngx_conf_t *cf,
         }
 
         return NGX_OK;
+    }
+
+    /*
+     * Once every block and included file is read: the project an
+     * instance names may be listed anywhere, before it or after.
+     */
+
+    if (tg_allow_stray(mcf->allow, &stray) != TG_OK) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "taurus_guard_allow: instance \"%*s\" of project"
+                      " \"%*s\" is a project ID of the allow-list: a"
+                      " missing \";\"? in %s:%uz",
+                      stray.instance.len, stray.instance.data,
+                      stray.project.len, stray.project.data,
+                      stray.where ? (char *) stray.where : "?", stray.line);
+        return NGX_ERROR;
     }
 
     if (tg_allow_digest(mcf->allow, mcf->policy) != TG_OK) {

@@ -85,6 +85,15 @@ typedef struct {
 } tg_allow_table_t;
 
 
+/* an instance of a project ID's shape, and where it was written */
+typedef struct {
+    unsigned char        project[TG_PROJECT_ID_LEN];
+    unsigned char        instance[TG_PROJECT_ID_LEN];
+    const void          *where;
+    size_t               line;
+} tg_allow_note_t;
+
+
 struct tg_allow_s {
     tg_allow_table_t     pairs;
     tg_allow_table_t     projects;
@@ -92,6 +101,9 @@ struct tg_allow_s {
     size_t               arena_len;     /* offset 0 is never used */
     size_t               arena_size;
     uint64_t             key[2];        /* the hash's, random */
+    tg_allow_note_t     *notes;
+    size_t               nnotes;
+    size_t               notes_size;
 };
 
 
@@ -319,6 +331,7 @@ tg_allow_destroy(tg_allow_t *a)
     free(a->pairs.slots);
     free(a->projects.slots);
     free(a->arena);
+    free(a->notes);
     free(a);
 }
 
@@ -465,6 +478,80 @@ tg_allow_has_project(const tg_allow_t *a, const unsigned char *project,
                                  (uint32_t) tg_allow_hash(a, project,
                                                           NULL, 0))
            != 0;
+}
+
+
+tg_rc_t
+tg_allow_note(tg_allow_t *a, const unsigned char *project,
+    const unsigned char *instance, size_t ilen, const void *where,
+    size_t line)
+{
+    size_t            n;
+    tg_allow_note_t  *note;
+
+    if (a == NULL || project == NULL || instance == NULL) {
+        return TG_ERR_ARG;
+    }
+
+    if (ilen != TG_PROJECT_ID_LEN) {
+        return TG_OK;
+    }
+
+    if (a->nnotes == a->notes_size) {
+        n = a->notes_size ? a->notes_size * 2 : 8;
+
+        if (n > SIZE_MAX / sizeof(tg_allow_note_t)) {
+            return TG_ERR_NOMEM;
+        }
+
+        note = realloc(a->notes, n * sizeof(tg_allow_note_t));
+        if (note == NULL) {
+            return TG_ERR_NOMEM;
+        }
+
+        a->notes = note;
+        a->notes_size = n;
+    }
+
+    note = &a->notes[a->nnotes++];
+
+    memcpy(note->project, project, TG_PROJECT_ID_LEN);
+    memcpy(note->instance, instance, TG_PROJECT_ID_LEN);
+    note->where = where;
+    note->line = line;
+
+    return TG_OK;
+}
+
+
+tg_rc_t
+tg_allow_stray(const tg_allow_t *a, tg_allow_stray_t *s)
+{
+    size_t                  i;
+    const tg_allow_note_t  *note;
+
+    if (a == NULL || s == NULL) {
+        return TG_ERR_ARG;
+    }
+
+    for (i = 0; i < a->nnotes; i++) {
+        note = &a->notes[i];
+
+        if (!tg_allow_has_project(a, note->instance, TG_PROJECT_ID_LEN)) {
+            continue;
+        }
+
+        s->project.data = note->project;
+        s->project.len = TG_PROJECT_ID_LEN;
+        s->instance.data = note->instance;
+        s->instance.len = TG_PROJECT_ID_LEN;
+        s->where = note->where;
+        s->line = note->line;
+
+        return TG_ERR_INSTANCE_IS_PROJECT;
+    }
+
+    return TG_OK;
 }
 
 
@@ -777,6 +864,17 @@ tg_allow_parse(tg_allow_t *a, tg_allow_parse_t *ps)
         rc = tg_allow_flush(a, &q, TG_ALLOW_QUEUE - 1, ps);
         if (rc != TG_OK) {
             continue;
+        }
+
+        /* ps->line is the word's own: the scanner stopped at its end */
+
+        if (w.len == TG_PROJECT_ID_LEN) {
+            rc = tg_allow_note(a, q.project, w.data, w.len, ps->where,
+                               ps->line);
+            if (rc != TG_OK) {
+                ps->token = w;
+                continue;
+            }
         }
 
         i = (q.head + q.n) % TG_ALLOW_QUEUE;

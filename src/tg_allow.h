@@ -77,6 +77,7 @@ typedef struct {
     size_t               len;
     size_t               pos;
     size_t               line;
+    const void          *where;     /* the caller's, for tg_allow_note() */
 
     tg_str_t             include;
     tg_str_t             project;
@@ -85,6 +86,38 @@ typedef struct {
 } tg_allow_parse_t;
 
 tg_rc_t tg_allow_parse(tg_allow_t *a, tg_allow_parse_t *ps) TG_WUR;
+
+/*
+ * A missing ';' makes a project ID an instance of the project before it
+ * ("P1 I1" on one line, "P2 I2;" on the next, reads as P1 allowing I1,
+ * P2 and I2), and a project ID passes the instance ID check.  An
+ * instance of a project ID's shape (32 letters or digits) is rare, so
+ * each one is kept aside with where it was written (where, the caller's,
+ * and line; tg_allow_parse() notes those it reads itself, with its
+ * ps->where), and tg_allow_stray() looks them all up among the projects
+ * once the whole list is read: the other entries cost nothing.
+ *
+ * tg_allow_note() keeps nothing for an instance of another length:
+ * TG_OK, or TG_ERR_NOMEM, TG_ERR_ARG.
+ */
+tg_rc_t tg_allow_note(tg_allow_t *a, const unsigned char *project,
+    const unsigned char *instance, size_t ilen, const void *where,
+    size_t line) TG_WUR;
+
+typedef struct {
+    tg_str_t             project;
+    tg_str_t             instance;
+    const void          *where;
+    size_t               line;
+} tg_allow_stray_t;
+
+/*
+ * TG_ERR_INSTANCE_IS_PROJECT with *s telling the first instance noted
+ * (in the order noted) that is a project of the list, wherever that
+ * project's own lines are; TG_OK when there is none.  s points into the
+ * table, valid while it is.
+ */
+tg_rc_t tg_allow_stray(const tg_allow_t *a, tg_allow_stray_t *s) TG_WUR;
 
 /*
  * Asks for huge pages under a big buffer not yet touched (the table's

@@ -36,6 +36,8 @@ static const char  *tg_errors[TG_RC_MAX] = {
     [TG_ERR_BAD_INSTANCE_ID] = "malformed instance ID",
     [TG_ERR_DUP_ENTRY]       = "duplicate allow-list entry",
     [TG_ERR_NOT_ALLOWED]     = "instance not allowed",
+    [TG_ERR_INSTANCE_IS_PROJECT] = "an instance ID is a project ID of the"
+                                   " allow-list",
 
     [TG_ERR_CRED_SYNTAX]     = "malformed line",
     [TG_ERR_CRED_NO_SECTION] = "no [basic] section",

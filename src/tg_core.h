@@ -57,6 +57,7 @@ typedef enum {
     TG_ERR_BAD_INSTANCE_ID,
     TG_ERR_DUP_ENTRY,
     TG_ERR_NOT_ALLOWED,
+    TG_ERR_INSTANCE_IS_PROJECT,
 
     /* credentials (tg_cred) */
     TG_ERR_CRED_SYNTAX,

@@ -82,6 +82,15 @@ is($rc, 0, 'token only: nginx -t passes') or diag($out);
 is($rc, 0, 'lines add up, include, same instance for two projects: passes')
     or diag($out);
 
+# an instance ID of a project ID's length that is no project of the list
+
+($rc, $out) = $t->nginx_t(conf(allow => "%%PROJECT%% $i0 " . ('0' x 32)
+    . ";\n        %%PROJECT2%% " . ('a' x 32) . ';'));
+is($rc, 0, 'instances of 32 letters or digits: passes') or diag($out);
+
+my $stray = "taurus_guard_allow: instance \"$PROJECT2\" of project"
+    . " \"$PROJECT\" is a project ID of the allow-list: a missing \";\"?";
+
 # [ name, conf, message, line pattern (in test.conf, or [file, line]) ]
 
 my @cases = (
@@ -109,6 +118,15 @@ my @cases = (
     [ 'project line without instances', conf(allow => "%%PROJECT%% $i0;\n"
         . "        %%PROJECT2%%;"), qr/instance|project/i,
         qr/^\s+\Q$PROJECT2\E;/, ],
+    [ 'a project ID as an instance (a missing ";")', conf(allow =>
+        "%%PROJECT%% $i0\n        %%PROJECT2%% $i1;\n"
+        . "        %%PROJECT2%% $i2;"),
+        qr/\Q$stray\E/,
+        qr/^\s+\Q$PROJECT2 $i1;\E/, ],
+    [ 'a project ID as its own instance', conf(allow =>
+        "%%PROJECT%% $i0 %%PROJECT%%;"),
+        qr/instance "\Q$PROJECT\E" of project "\Q$PROJECT\E"/,
+        qr/^\s+\Q$PROJECT $i0 $PROJECT;\E/, ],
     [ 'credentials file missing', conf(cred =>
         'taurus_guard_credentials %%TESTDIR%%/no-such-file;'),
         qr/no-such-file/, qr/taurus_guard_credentials/, ],

@@ -89,6 +89,47 @@ for my $c (
         or diag($out);
 }
 
+# a missing ';' makes the next project ID an instance of the one before,
+# which nginx -t refuses once it knows the projects: those listed before
+# it or after, in a block or a file; the line is the entry's own
+
+$t->write_file('stray/a.conf', "# lost its ';'\n$PROJECT $i2\n"
+    . "    $PROJECT2\n    $i1;\n");
+$t->write_file('stray/b.conf', "$PROJECT2 $i2;\n");
+
+for my $c (
+    [ 'the project listed in a later file', "include $dir/stray/a.conf;\n"
+        . "        include $dir/stray/b.conf;" ],
+    [ 'the project listed in an earlier block', "include $dir/stray/a.conf;",
+        "taurus_guard_allow { %%PROJECT2%% $i0; }" ],
+    [ 'the project listed in a later block', "include $dir/stray/a.conf;",
+        undef, "taurus_guard_allow { %%PROJECT2%% $i0; }" ],
+    )
+{
+    my ($name, $include, $before, $after) = @$c;
+
+    my $text = conf($include);
+    $text =~ s/(    taurus_guard_allow \{)/    $before\n$1/ if $before;
+    $text =~ s/(\n    server \{)/\n    $after\n$1/ if $after;
+    $text =~ s/include \Q$include\E;/$include/;
+
+    ($rc, $out) = $t->nginx_t($text);
+    note($out);
+    isnt($rc, 0, "a project ID as an instance, $name: nginx -t fails");
+    my $msg = "taurus_guard_allow: instance \"$PROJECT2\" of project"
+        . " \"$PROJECT\" is a project ID of the allow-list: a missing"
+        . ' ";"?';
+    like($out, qr/\[emerg\] \Q$msg\E/,
+        "a project ID as an instance, $name: message") or diag($out);
+    like($out, qr/ in \Q$dir\/stray\/a.conf\E:3\b/,
+        "a project ID as an instance, $name: in stray/a.conf:3")
+        or diag($out);
+}
+
+($rc, $out) = $t->nginx_t(conf("%%TESTDIR%%/stray/a.conf"));
+is($rc, 0, 'the same file, its second project listed nowhere: passes')
+    or diag($out);
+
 ($rc, $out) = $t->nginx_t(conf("%%TESTDIR%%/no-such-dir/x.conf"));
 isnt($rc, 0, 'a missing file: nginx -t fails');
 like($out, qr/no-such-dir\/x\.conf.*failed/, 'a missing file: named');

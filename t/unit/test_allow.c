@@ -32,6 +32,7 @@ static void test_parse(void);
 static void test_growth(void);
 static void test_near_misses(void);
 static void test_parse_scanner(void);
+static void test_stray(void);
 static tg_rc_t parse_all(tg_allow_t *a, const char *text,
     tg_allow_parse_t *ps);
 static void gen_id(unsigned char *out, size_t len, uint64_t x);
@@ -335,6 +336,7 @@ main(void)
     test_growth();
     test_near_misses();
     test_parse_scanner();
+    test_stray();
 
     return done_testing();
 }
@@ -703,6 +705,69 @@ test_parse_scanner(void)
     ok(rc == TG_ERR_SYNTAX && ps.token.len == 1
        && tg_allow_contains(a, S(P2), S("30000000000000000000000000000001")),
        "queue: '{' after queued instances: they went in first");
+
+    tg_allow_destroy(a);
+}
+
+
+/*
+ * A missing ';': "P1 I1" then "P2 I2;" reads as P1 allowing I1, P2 and
+ * I2.  Instances of a project ID's shape are noted with their line, and
+ * found once the whole list is read, wherever the project is listed.
+ */
+
+static void
+test_stray(void)
+{
+    int                a_ok;
+    tg_rc_t            rc;
+    tg_allow_t        *a;
+    tg_allow_stray_t   s;
+    tg_allow_parse_t   ps;
+
+    static const char  where[] = "allow.conf";
+
+    a = tg_allow_create(0);
+
+    rc = parse_all(a, P1 " " I1 "\n" P2 " " I2 ";\n", &ps);
+    is_rc(rc, TG_OK, "stray: the text parses");
+    is_rc(tg_allow_stray(a, &s), TG_OK,
+          "stray: none while P2 is no project of the list");
+
+    /* the project listed after, in another text, as another include */
+
+    memset(&ps, 0, sizeof(ps));
+    ps.text = U("\n" P2 " " I3 ";");
+    ps.len = strlen((const char *) ps.text);
+    ps.where = where;
+
+    do {
+        rc = tg_allow_parse(a, &ps);
+    } while (rc == TG_OK && ps.pos < ps.len);
+
+    is_rc(rc, TG_OK, "stray: the second text parses");
+
+    rc = tg_allow_stray(a, &s);
+    a_ok = (s.instance.len == 32 && memcmp(s.instance.data, P2, 32) == 0
+            && s.project.len == 32 && memcmp(s.project.data, P1, 32) == 0);
+    ok(rc == TG_ERR_INSTANCE_IS_PROJECT && a_ok && s.where == NULL
+       && s.line == 2, "stray: P2 as an instance of P1, at its own line");
+
+    tg_allow_destroy(a);
+
+    a = tg_allow_create(0);
+
+    is_rc(tg_allow_add(a, S(P1), S(I3)), TG_OK, "stray: added by hand");
+    is_rc(tg_allow_note(a, U(P1), S(I3), where, 7), TG_OK, "stray: noted");
+    is_rc(tg_allow_note(a, U(P1), S(I1), where, 8), TG_OK,
+          "stray: another length, not kept");
+    is_rc(tg_allow_stray(a, &s), TG_OK, "stray: I3 is no project");
+    is_rc(tg_allow_add(a, S(I3), S(I1)), TG_OK, "stray: I3 as a project");
+    rc = tg_allow_stray(a, &s);
+    ok(rc == TG_ERR_INSTANCE_IS_PROJECT && s.where == where && s.line == 7,
+       "stray: noted by hand, with its where and line");
+    is_rc(tg_allow_note(NULL, U(P1), S(I3), where, 1), TG_ERR_ARG,
+          "stray: NULL table");
 
     tg_allow_destroy(a);
 }
