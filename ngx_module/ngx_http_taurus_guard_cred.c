@@ -488,28 +488,29 @@ ngx_http_taurus_guard_token_init(ngx_http_taurus_guard_token_t *token)
 
 
 /*
- * A token file path with variables: evaluated for each request (a path
- * without the project in it is refused, since a token serves one
- * project); the files are found and checked when requests need them.
+ * A token file path with variables: evaluated for each request; the
+ * files are found and checked when requests need them.  Its only
+ * variable is the project (checked before it is used): a token serves
+ * one project, and any other variable (a header, an argument, a
+ * capture) would let the caller choose the file.
  */
 
 static char *
 ngx_http_taurus_guard_token_per_project(ngx_conf_t *cf,
     ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_token_t *token)
 {
+    u_char                            *p, *last;
+    ngx_str_t                          name;
+    ngx_int_t                          project;
+    ngx_uint_t                         n, vars, *index;
+    ngx_http_variable_t               *v;
+    ngx_http_core_main_conf_t         *cmcf;
     ngx_http_compile_complex_value_t   ccv;
 
-    if (ngx_strstrn(token->file.path.data, "$taurus_guard_project",
-                    sizeof("$taurus_guard_project") - 2) == NULL
-        && ngx_strstrn(token->file.path.data, "${taurus_guard_project}",
-                       sizeof("${taurus_guard_project}") - 2) == NULL)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "taurus_guard_token: a path with variables must"
-                           " hold $taurus_guard_project, so that each"
-                           " project has its own token");
-        return NGX_CONF_ERROR;
-    }
+    static ngx_str_t  project_name = ngx_string("taurus_guard_project");
+
+    /* each "$" is a variable or a capture, or the compiler refuses it */
+    vars = ngx_http_script_variables_count(&token->file.path);
 
     token->path_cv = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
     if (token->path_cv == NULL) {
@@ -527,6 +528,59 @@ ngx_http_taurus_guard_token_per_project(ngx_conf_t *cf,
     if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
+
+    /*
+     * What nginx compiled, not the text: its variables, by index, are
+     * the path's flushes, "${taurus_guard_project}" and any case of the
+     * name included; a capture ("$1") has none.
+     */
+
+    project = ngx_http_get_variable_index(cf, &project_name);
+    if (project == NGX_ERROR) {
+        return NGX_CONF_ERROR;
+    }
+
+    n = 0;
+    index = token->path_cv->flushes;
+
+    for ( /* void */ ; index && *index != (ngx_uint_t) -1; index++, n++) {
+        if (*index == (ngx_uint_t) project) {
+            continue;
+        }
+
+        cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+        v = cmcf->variables.elts;
+        name = v[*index].name;
+
+        goto other;
+    }
+
+    if (n > 0 && n == vars) {
+        goto done;
+    }
+
+    /* a capture, "$1" to "$9" */
+
+    p = token->file.path.data;
+    last = p + token->file.path.len;
+
+    while (p + 1 < last && !(p[0] == '$' && p[1] >= '1' && p[1] <= '9')) {
+        p++;
+    }
+
+    name.data = p + 1;
+    name.len = (p + 1 < last) ? 1 : 0;
+
+other:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "taurus_guard_token: a path with variables must hold"
+                       " $taurus_guard_project and no other variable, not"
+                       " \"$%V\": a token serves one project, and the"
+                       " caller must not choose the file", &name);
+    return NGX_CONF_ERROR;
+
+done:
 
     if (ngx_array_init(&token->files, cf->pool, 4,
                        sizeof(ngx_http_taurus_guard_token_t))

@@ -4,7 +4,8 @@
 # token file per project, for refreshers that keep a token per project.
 # Each project's requests carry that project's token; a project without
 # its file is refused (503, an error record, nothing forwarded); a path
-# with variables but without the project fails nginx -t.
+# with variables but without the project, or with any other variable
+# (which would let a caller choose the file), fails nginx -t.
 
 use strict;
 use warnings;
@@ -113,5 +114,52 @@ EOF
 isnt($rc, 0, 'a path with variables but no project: nginx -t fails');
 like($out, qr/must hold \$taurus_guard_project/,
     'a path with variables but no project: says why');
+
+# no variable but the project, however nginx spells them: another one
+# (a header, an argument, a capture) would let a caller pick the file
+
+my $conf = $t->conf_path('test.conf');
+
+for my $c (
+    [ 'a header before the project', '$http_x/$taurus_guard_project.token',
+        'http_x' ],
+    [ 'in braces', '${http_x}/${taurus_guard_project}.token', 'http_x' ],
+    [ 'an argument after the project', '$taurus_guard_project.$arg_t',
+        'arg_t' ],
+    [ 'a capture', '$taurus_guard_project$1.token', '1' ],
+    [ 'a longer name', '$taurus_guard_projects.token',
+        'taurus_guard_projects' ],
+    )
+{
+    my ($name, $path, $var) = @$c;
+
+    ($rc, $out) = $t->nginx_t(<<"EOF");
+http {
+    taurus_guard_credentials %%TESTDIR%%/credentials;
+    taurus_guard_token file=%%TESTDIR%%/tokens/$path;
+}
+EOF
+    note($out);
+    isnt($rc, 0, "$name: nginx -t fails");
+    my $msg = 'taurus_guard_token: a path with variables must hold'
+        . ' $taurus_guard_project and no other variable, not'
+        . " \"\$$var\":";
+    like($out, qr/\[emerg\] \Q$msg\E/, "$name: names \$$var")
+        or diag($out);
+    my $line = $t->conf_line(qr/taurus_guard_token/, 'test.conf');
+    like($out, qr/ in \Q$conf\E:$line\b/, "$name: in test.conf:$line");
+}
+
+for my $path ('${taurus_guard_project}.token',
+    '$Taurus_Guard_Project/$taurus_guard_project.token')
+{
+    ($rc, $out) = $t->nginx_t(<<"EOF");
+http {
+    taurus_guard_credentials %%TESTDIR%%/credentials;
+    taurus_guard_token file=%%TESTDIR%%/tokens/$path;
+}
+EOF
+    is($rc, 0, "$path: the project only, nginx -t passes") or diag($out);
+}
 
 $t->done_testing;
