@@ -230,6 +230,10 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
 
     for (i = 2; i < cf->args->nelts; i++) {
 
+        if (ngx_http_taurus_guard_param_once(cf, value, 2, i) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
         if (ngx_strcmp(value[i].data, "fsync=on") == 0) {
             fsync = 1;
 

@@ -127,6 +127,10 @@ ngx_http_taurus_guard_iam_conf(ngx_conf_t *cf,
 
     for (i = 1; i < n; i++) {
 
+        if (ngx_http_taurus_guard_param_once(cf, value, 1, i) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
         if (ngx_strncmp(value[i].data, "agency=", 7) == 0
             || ngx_strncmp(value[i].data, "agency_domain=", 14) == 0)
         {

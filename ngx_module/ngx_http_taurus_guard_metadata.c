@@ -96,6 +96,10 @@ ngx_http_taurus_guard_metadata_conf(ngx_conf_t *cf,
 
     for (i = 1; i < n; i++) {
 
+        if (ngx_http_taurus_guard_param_once(cf, value, 1, i) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
         if (ngx_strncmp(value[i].data, "session=", 8) == 0) {
             session.data = value[i].data + 8;
             session.len = value[i].len - 8;

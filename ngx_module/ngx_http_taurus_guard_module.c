@@ -24,6 +24,7 @@ static ngx_int_t ngx_http_taurus_guard_reason_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, ngx_str_t *reason);
 static ngx_int_t ngx_http_taurus_guard_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_str_t ngx_http_taurus_guard_param_name(ngx_str_t *value);
 
 
 static ngx_conf_num_bounds_t  ngx_http_taurus_guard_max_batch_bounds = {
@@ -532,6 +533,58 @@ ngx_http_taurus_guard_enable(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     lcf->enable_line = cf->conf_file->line;
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * Every directive's "name=value" parameters (and bare words, "ssl"):
+ * value[i] must not repeat the name of one in value[first..i-1].  A
+ * parameter given twice used to take its last value silently, and
+ * "fsync=on fsync=off" ended without fsync.
+ */
+
+ngx_int_t
+ngx_http_taurus_guard_param_once(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_uint_t first, ngx_uint_t i)
+{
+    ngx_str_t   name, prev;
+    ngx_uint_t  k;
+
+    name = ngx_http_taurus_guard_param_name(&value[i]);
+
+    for (k = first; k < i; k++) {
+        prev = ngx_http_taurus_guard_param_name(&value[k]);
+
+        if (prev.len == name.len
+            && ngx_strncmp(prev.data, name.data, name.len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate parameter \"%V\"", &name);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* "fsync=off": "fsync=", the '=' kept; a word without one, whole */
+
+static ngx_str_t
+ngx_http_taurus_guard_param_name(ngx_str_t *value)
+{
+    u_char     *eq;
+    ngx_str_t   name;
+
+    name = *value;
+
+    eq = ngx_strlchr(value->data, value->data + value->len, '=');
+
+    if (eq != NULL) {
+        name.len = eq + 1 - value->data;
+    }
+
+    return name;
 }
 
 

@@ -386,6 +386,10 @@ typedef struct {
 extern ngx_module_t  ngx_http_taurus_guard_module;
 
 
+/* ngx_http_taurus_guard_module.c */
+ngx_int_t ngx_http_taurus_guard_param_once(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_uint_t first, ngx_uint_t i);
+
 /* ngx_http_taurus_guard_allow.c */
 char *ngx_http_taurus_guard_allow_block(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);

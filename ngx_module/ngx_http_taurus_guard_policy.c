@@ -246,6 +246,10 @@ ngx_http_taurus_guard_policy(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     for (i = 2; i < cf->args->nelts; i++) {
 
+        if (ngx_http_taurus_guard_param_once(cf, value, 2, i) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
         if (ngx_strcmp(value[i].data, "delay=required") == 0) {
             p->delay_required = 1;
             continue;

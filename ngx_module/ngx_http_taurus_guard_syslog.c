@@ -139,6 +139,10 @@ ngx_http_taurus_guard_syslog(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     for (i = 1; i < cf->args->nelts; i++) {
 
+        if (ngx_http_taurus_guard_param_once(cf, value, 1, i) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
         if (ngx_strncmp(value[i].data, "server=", 7) == 0) {
             ngx_memzero(&u, sizeof(ngx_url_t));
 
