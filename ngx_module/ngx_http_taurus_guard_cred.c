@@ -283,6 +283,11 @@ ngx_http_taurus_guard_credentials_env_check(ngx_cycle_t *cycle,
 
     for (k = 0; k < n; k++) {
 
+        /*
+         * "env NAME=value;" counts as "env NAME;": nginx keeps the
+         * whole word but sets the length to the name's (ngx_set_env()).
+         */
+
         for (i = 0; i < ccf->env.nelts; i++) {
             if (var[i].len == ngx_strlen(names[k])
                 && ngx_strncmp(var[i].data, names[k], var[i].len) == 0)

@@ -145,6 +145,22 @@ like($out, qr/add env HUAWEICLOUD_SDK_SECURITY_TOKEN; to the main/,
 is($rc, 0, 'all named by env: nginx -t passes') or diag($out);
 unlike($out, qr/\[warn\]/, 'all named by env: no warning') or diag($out);
 
+# "env NAME=value;" names the variable too (nginx sets it for the new
+# master and the workers): not reported missing
+
+($rc, $out) = $t->nginx_t($conf . "env HUAWEICLOUD_SDK_AK;\n"
+    . "env HUAWEICLOUD_SDK_SK=set-in-conf;\n");
+is($rc, 0, 'the SK named with a value: nginx -t passes') or diag($out);
+like($out, qr/add env HUAWEICLOUD_SDK_SECURITY_TOKEN; to the main/,
+    'the SK named with a value: the warning names the security token only')
+    or diag($out);
+
+($rc, $out) = $t->nginx_t($conf . "env HUAWEICLOUD_SDK_AK=set-in-conf;\n"
+    . "env HUAWEICLOUD_SDK_SK=;\nenv HUAWEICLOUD_SDK_SECURITY_TOKEN=x;\n");
+is($rc, 0, 'all named with values: nginx -t passes') or diag($out);
+unlike($out, qr/\[warn\]/, 'all named with values: no warning')
+    or diag($out);
+
 TaurusGuard::Metadata::add_key($t, $AK, $SK, $STS);
 TaurusGuard::Metadata::upstream_keys($t);
 $t->run($conf);
