@@ -135,6 +135,8 @@ static void ngx_http_taurus_guard_audit_keep_prev(
     ngx_http_taurus_guard_audit_t *audit, ngx_fd_t fd);
 static ngx_int_t ngx_http_taurus_guard_audit_prev_tail(
     ngx_http_taurus_guard_audit_t *audit, ngx_log_t *log);
+static ngx_fd_t ngx_http_taurus_guard_audit_open(
+    ngx_http_taurus_guard_audit_t *audit);
 static void ngx_http_taurus_guard_audit_flush(ngx_open_file_t *file,
     ngx_log_t *log);
 static void ngx_http_taurus_guard_audit_reopened(ngx_event_t *ev);
@@ -1208,8 +1210,7 @@ ngx_http_taurus_guard_audit_append(ngx_http_taurus_guard_audit_t *audit,
         && (ngx_file_uniq(&pfi) != ngx_file_uniq(&fi)
             || pfi.st_dev != fi.st_dev))
     {
-        fd = ngx_open_file(audit->file->name.data, NGX_FILE_APPEND,
-                           NGX_FILE_CREATE_OR_OPEN, NGX_FILE_DEFAULT_ACCESS);
+        fd = ngx_http_taurus_guard_audit_open(audit);
 
         if (fd != NGX_INVALID_FILE) {
             if (lrc == NGX_OK) {
@@ -1732,8 +1733,7 @@ ngx_http_taurus_guard_audit_reopened(ngx_event_t *ev)
             return;
         }
 
-        fd = ngx_open_file(audit->file->name.data, NGX_FILE_APPEND,
-                           NGX_FILE_CREATE_OR_OPEN, NGX_FILE_DEFAULT_ACCESS);
+        fd = ngx_http_taurus_guard_audit_open(audit);
 
         if (fd != NGX_INVALID_FILE) {
             /* no lock is held here */
@@ -1749,6 +1749,37 @@ ngx_http_taurus_guard_audit_reopened(ngx_event_t *ev)
                   "taurus_guard: audit log \"%V\" could not be reopened,"
                   " records go on to the file it named before",
                   &audit->file->name);
+}
+
+
+/*
+ * The file the name leads to now, for a worker that follows it: only a
+ * regular file.  O_NONBLOCK: a FIFO put at the path would otherwise hold
+ * the worker in open() until a reader came, with the zone's mutex and
+ * so every worker's records, or the worker's whole event loop.
+ */
+
+static ngx_fd_t
+ngx_http_taurus_guard_audit_open(ngx_http_taurus_guard_audit_t *audit)
+{
+    ngx_fd_t         fd;
+    ngx_file_info_t  fi;
+
+    fd = ngx_open_file(audit->file->name.data,
+                       NGX_FILE_APPEND|NGX_FILE_NONBLOCK,
+                       NGX_FILE_CREATE_OR_OPEN, NGX_FILE_DEFAULT_ACCESS);
+
+    if (fd == NGX_INVALID_FILE) {
+        return NGX_INVALID_FILE;
+    }
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR || !ngx_is_file(&fi)) {
+        (void) ngx_close_file(fd);
+        ngx_set_errno(NGX_EINVAL);
+        return NGX_INVALID_FILE;
+    }
+
+    return fd;
 }
 
 

@@ -463,8 +463,13 @@ ngx_http_taurus_guard_health_audit(ngx_http_taurus_guard_audit_t *audit)
     }
 
     if (pfi.st_ino != fi.st_ino || pfi.st_dev != fi.st_dev) {
-        /* not yet reopened; the next record reopens it, if it can */
-        if (access((char *) audit->file->name.data, W_OK) != 0) {
+        /*
+         * not yet reopened; the next record reopens it, if it can: a
+         * regular file only (a FIFO or a directory is passed over)
+         */
+        if (!ngx_is_file(&pfi)
+            || access((char *) audit->file->name.data, W_OK) != 0)
+        {
             return NGX_ERROR;
         }
     }
