@@ -85,6 +85,16 @@ struct ngx_http_taurus_guard_audit_sh_s {
     ngx_file_uniq_t              flushed_ino;
     ngx_atomic_t                 flush_lock;
     uint32_t                     flush_seq;     /* unlocks, a futex */
+
+    /*
+     * What had been written when a flush last failed.  The kernel
+     * reports a lost write once per open file, to the first flush that
+     * looks, and the workers share the master's: a later flush of
+     * records written before that failure ended says nothing of them.
+     * A record is at risk when its first byte's position + 1 is not
+     * above this.
+     */
+    ngx_atomic_t                 sync_failed;
 };
 
 
@@ -113,6 +123,7 @@ typedef struct {
     dev_t                        devs[NGX_HTTP_TG_AUDIT_FDS];
     ngx_file_uniq_t              inos[NGX_HTTP_TG_AUDIT_FDS];
     ngx_atomic_uint_t            upto;      /* the records to cover */
+    ngx_atomic_uint_t            from;      /* and the first's start + 1 */
     ngx_msec_t                   delay;     /* flush_delay=, in usec */
     ngx_uint_t                   synced;    /* fdatasync() calls made */
     ngx_http_taurus_guard_audit_sh_t  *sh;
@@ -159,7 +170,8 @@ static void ngx_http_taurus_guard_audit_drop_behind(
     ngx_http_taurus_guard_audit_t *audit, ngx_fd_t fd, off_t from, off_t to,
     ngx_log_t *log);
 static ngx_int_t ngx_http_taurus_guard_audit_sync_here(
-    ngx_http_taurus_guard_audit_t *audit, ngx_uint_t records, ngx_log_t *log);
+    ngx_http_taurus_guard_audit_t *audit, ngx_uint_t records,
+    ngx_atomic_uint_t from, ngx_log_t *log);
 static void ngx_http_taurus_guard_audit_timeout(ngx_event_t *ev);
 static void ngx_http_taurus_guard_audit_resume(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t failed, const char *reason);
@@ -1159,6 +1171,7 @@ ngx_http_taurus_guard_audit_append(ngx_http_taurus_guard_audit_t *audit,
     ngx_fd_t                              fd, rfd;
     ngx_err_t                             err, lerr;
     ngx_int_t                             rc, lrc, sync;
+    ngx_atomic_uint_t                     from;
     ngx_uint_t                            i, niov, nrec, bad, writes, waiting,
                                           flush;
     tg_out_t                              o;
@@ -1407,10 +1420,10 @@ ngx_http_taurus_guard_audit_append(ngx_http_taurus_guard_audit_t *audit,
 
     /* where these records end among all bytes written: what must be flushed */
 
+    from = ngx_atomic_fetch_add(&sh->written, total) + 1;
+
 #if (NGX_THREADS)
-    audit->written_upto = ngx_atomic_fetch_add(&sh->written, total) + total;
-#else
-    (void) ngx_atomic_fetch_add(&sh->written, total);
+    audit->written_upto = from - 1 + total;
 #endif
 
     if (lrc == NGX_OK) {
@@ -1495,9 +1508,16 @@ ngx_http_taurus_guard_audit_append(ngx_http_taurus_guard_audit_t *audit,
     if (flush)
 #endif
     {
-        sync = ngx_http_taurus_guard_audit_sync_here(audit, waiting, log);
+        sync = ngx_http_taurus_guard_audit_sync_here(audit, waiting, from,
+                                                     log);
         flush = 0;
     }
+
+#if (NGX_THREADS)
+    if (flush && audit->pending_from == 0) {
+        audit->pending_from = from;
+    }
+#endif
 
     ngx_http_taurus_guard_audit_written(audit, sync != NGX_OK, flush);
 
@@ -1853,19 +1873,43 @@ ngx_http_taurus_guard_audit_drop_behind(ngx_http_taurus_guard_audit_t *audit,
 }
 
 
-/* in the event loop, for "records": this flush cannot be timed out */
+/*
+ * In the event loop, for "records", the first starting at from - 1: this
+ * flush cannot be timed out.  It runs under the flush lock, as a thread's
+ * does, so that a failure another worker's flush was told of is known
+ * here (see sync_failed).
+ */
 
 static ngx_int_t
 ngx_http_taurus_guard_audit_sync_here(ngx_http_taurus_guard_audit_t *audit,
-    ngx_uint_t records, ngx_log_t *log)
+    ngx_uint_t records, ngx_atomic_uint_t from, ngx_log_t *log)
 {
-    ngx_msec_t  start;
+    ngx_err_t                          err;
+    ngx_msec_t                         start;
+    ngx_http_taurus_guard_audit_sh_t  *sh;
 
+    sh = audit->sh;
     start = ngx_http_taurus_guard_usec();
+    err = 0;
+
+#if (NGX_THREADS)
+    ngx_http_taurus_guard_audit_flush_lock(sh);
+#endif
 
     if (fdatasync(audit->file->fd) == -1) {
-        ngx_http_taurus_guard_audit_error(log, audit, ngx_errno,
-                                          "fdatasync()");
+        err = ngx_errno;
+        sh->sync_failed = sh->written;
+
+    } else if (from <= sh->sync_failed) {
+        err = EIO;
+    }
+
+#if (NGX_THREADS)
+    ngx_http_taurus_guard_audit_flush_unlock(sh);
+#endif
+
+    if (err) {
+        ngx_http_taurus_guard_audit_error(log, audit, err, "fdatasync()");
         return NGX_ERROR;
     }
 
@@ -1925,6 +1969,7 @@ static void
 ngx_http_taurus_guard_audit_start_sync(ngx_http_taurus_guard_audit_t *audit)
 {
     ngx_uint_t                           i;
+    ngx_atomic_uint_t                    from;
     ngx_thread_task_t                   *task;
     ngx_http_taurus_guard_audit_task_t  *t;
 
@@ -1932,6 +1977,9 @@ ngx_http_taurus_guard_audit_start_sync(ngx_http_taurus_guard_audit_t *audit)
 
     ngx_queue_add(&audit->syncing, &audit->pending);
     ngx_queue_init(&audit->pending);
+
+    from = audit->pending_from ? audit->pending_from : 1;
+    audit->pending_from = 0;
 
     if (audit->npending == 0) {
         /* a flush of nothing would wake them as flushed: never */
@@ -1977,6 +2025,7 @@ ngx_http_taurus_guard_audit_start_sync(ngx_http_taurus_guard_audit_t *audit)
     t->nfds = audit->npending;
     t->err = 0;
     t->upto = audit->written_upto;
+    t->from = from;
     t->delay = audit->flush_delay;
     t->synced = 0;
     t->sh = audit->sh;
@@ -2026,6 +2075,21 @@ ngx_http_taurus_guard_audit_sync_thread(void *data, ngx_log_t *log)
 
         ngx_http_taurus_guard_audit_flush_lock(sh);
 
+        /*
+         * A flush that failed after the first of these records was
+         * written may have lost them, and nobody else is told: they
+         * fail, even if a flush since (another's, or this one) works.
+         */
+
+        if (t->from <= sh->sync_failed) {
+            if (t->err == 0) {
+                t->err = EIO;
+            }
+
+            ngx_http_taurus_guard_audit_flush_unlock(sh);
+            continue;
+        }
+
         if (sh->flushed >= t->upto
             && sh->flushed_ino == t->inos[i] && sh->flushed_dev == t->devs[i])
         {
@@ -2048,6 +2112,8 @@ ngx_http_taurus_guard_audit_sync_thread(void *data, ngx_log_t *log)
             if (t->err == 0) {
                 t->err = ngx_errno;
             }
+
+            sh->sync_failed = sh->written;
 
         } else if (t->err == 0) {
             sh->flushed_dev = t->devs[i];
@@ -2196,6 +2262,7 @@ ngx_http_taurus_guard_audit_sync_done(ngx_event_t *ev)
     }
 
     audit->npending = 0;
+    audit->pending_from = 0;
 }
 
 

@@ -212,6 +212,8 @@ typedef struct {
     ngx_file_uniq_t              written_ino;   /* the file last written */
     dev_t                        written_dev;
     ngx_atomic_uint_t            written_upto;  /* and the record's end */
+    ngx_atomic_uint_t            pending_from;  /* pending's first, see
+                                                   sync_failed */
     ngx_event_t                  failed;    /* a flush that could not start */
     ngx_err_t                    failed_err;
 #endif
