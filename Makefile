@@ -245,11 +245,20 @@ install: all
 	$(INSTALL) -m 0644 docs/taurus-guard-verify.1 $(DESTDIR)$(MANDIR)/man1/
 	$(INSTALL) -m 0644 examples/logrotate.d/taurus-guard \
 	    $(DESTDIR)$(LOGROTATEDIR)/taurus-guard
-	$(INSTALL) -d -m 0750 $(DESTDIR)$(AUDITDIR)
-	@# the workers open the audit file by name after a rotation
-	if [ "$$(id -u)" = 0 ] && id -u $(NGX_USER) >/dev/null 2>&1; then \
-	    chown $(NGX_USER):$(NGX_GROUP) $(DESTDIR)$(AUDITDIR) \
-	    || chown $(NGX_USER) $(DESTDIR)$(AUDITDIR); \
+	$(INSTALL) -d -m 0751 $(DESTDIR)$(AUDITDIR)
+	@# root's: the master (root) opens and chowns the file by name, so
+	@# the workers' user must not be able to put a link there; they
+	@# only pass through to reopen it, and the first file is theirs
+	if [ "$$(id -u)" = 0 ]; then \
+	    chown root:$(NGX_GROUP) $(DESTDIR)$(AUDITDIR) \
+	    || chown root $(DESTDIR)$(AUDITDIR); \
+	    if [ ! -e $(DESTDIR)$(AUDITDIR)/audit.log ] \
+	       && id -u $(NGX_USER) >/dev/null 2>&1; then \
+	        $(INSTALL) -m 0640 -o $(NGX_USER) -g $(NGX_GROUP) /dev/null \
+	            $(DESTDIR)$(AUDITDIR)/audit.log \
+	        || $(INSTALL) -m 0640 -o $(NGX_USER) /dev/null \
+	            $(DESTDIR)$(AUDITDIR)/audit.log; \
+	    fi; \
 	fi
 
 # The audit directory goes only when empty: audit records are evidence.
@@ -260,6 +269,9 @@ uninstall:
 	    $(DESTDIR)$(BINDIR)/taurus-guard-verify \
 	    $(DESTDIR)$(MANDIR)/man1/taurus-guard-verify.1 \
 	    $(DESTDIR)$(LOGROTATEDIR)/taurus-guard
+	@# the empty file make install put there is no record
+	-[ -s $(DESTDIR)$(AUDITDIR)/audit.log ] \
+	    || rm -f $(DESTDIR)$(AUDITDIR)/audit.log
 	-rmdir $(DESTDIR)$(AUDITDIR) 2>/dev/null
 
 # make deb: the package is built by dpkg-buildpackage (dh with nginx-dev's

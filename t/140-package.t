@@ -117,9 +117,13 @@ ok(-x '/usr/bin/taurus-guard-verify', 'the verifier in /usr/bin');
 ok(-f '/etc/logrotate.d/taurus-guard', 'the logrotate file');
 
 my @ad = stat '/var/log/taurus-guard';
-is(sprintf('%o', ($ad[2] || 0) & 07777), '750', 'audit directory: 0750');
-is(scalar getpwuid($ad[4] // -1), 'www-data', 'audit directory: www-data')
-    if defined getpwnam('www-data');
+is(sprintf('%o', ($ad[2] || 0) & 07777), '751', 'audit directory: 0751');
+is($ad[4] // -1, 0, 'audit directory: root\'s');
+if (defined getpwnam('www-data')) {
+    my @af = stat '/var/log/taurus-guard/audit.log';
+    is(sprintf('%o', ($af[2] || 0) & 07777), '640', 'audit file: 0640');
+    is(scalar getpwuid($af[4] // -1), 'www-data', 'audit file: www-data');
+}
 
 ($rc, $out) = sh("$NGINX -t -q");
 is($rc, $sys_t_before, 'nginx -t of /etc/nginx as before, module loaded')

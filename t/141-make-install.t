@@ -52,9 +52,12 @@ ok(-f "$d/usr/share/man/man1/taurus-guard-verify.1", 'its manual page');
 ok(-f "$d/etc/logrotate.d/taurus-guard", 'the logrotate file');
 
 my @a = stat "$d/var/log/taurus-guard";
-is(sprintf('%o', ($a[2] || 0) & 07777), '750', 'the audit directory, 0750');
+is(sprintf('%o', ($a[2] || 0) & 07777), '751', 'the audit directory, 0751');
 if ($> == 0 && defined getpwnam('www-data')) {
-    is(scalar getpwuid($a[4]), 'www-data', 'owned by www-data');
+    is($a[4], 0, 'owned by root');
+    my @f = stat "$d/var/log/taurus-guard/audit.log";
+    is(sprintf('%o', ($f[2] || 0) & 07777), '640', 'the audit file, 0640');
+    is(scalar getpwuid($f[4] // -1), 'www-data', 'owned by www-data');
 }
 
 # again, with the old module held open as a running nginx holds it:
