@@ -1909,6 +1909,7 @@ ngx_http_taurus_guard_audit_sync_here(ngx_http_taurus_guard_audit_t *audit,
 #endif
 
     if (err) {
+        ngx_http_taurus_guard_metrics_flush_failed(audit->file->fd);
         ngx_http_taurus_guard_audit_error(log, audit, err, "fdatasync()");
         return NGX_ERROR;
     }
@@ -2243,6 +2244,11 @@ ngx_http_taurus_guard_audit_sync_done(ngx_event_t *ev)
     ngx_http_taurus_guard_audit_task_t  *t;
 
     t = audit->task->ctx;
+
+    if (t->err && t->nfds) {
+        /* the newest file it synced, before its descriptor goes */
+        ngx_http_taurus_guard_metrics_flush_failed(t->fds[t->nfds - 1]);
+    }
 
     ngx_http_taurus_guard_audit_close_fds(t);
 

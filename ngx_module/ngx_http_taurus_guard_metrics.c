@@ -206,6 +206,7 @@ ngx_http_taurus_guard_metrics_flush(ngx_msec_t usec, ngx_uint_t nrecords,
 
     m->flush_last = ngx_time();
     m->audit_failing = 0;
+    m->flush_failing = 0;
 }
 
 
@@ -229,6 +230,39 @@ ngx_http_taurus_guard_metrics_flush_joined(ngx_uint_t nrecords)
 
     m->flush_last = ngx_time();
     m->audit_failing = 0;
+    m->flush_failing = 0;
+}
+
+
+/*
+ * A flush of the file fd failed: the records it was for are refused, and
+ * only a flush that works (or a rotation to another file) says the file
+ * works again.  A record written since (the error record of a refused
+ * batch) says nothing of the flush.
+ */
+
+void
+ngx_http_taurus_guard_metrics_flush_failed(ngx_fd_t fd)
+{
+    ngx_file_info_t                   fi;
+    ngx_http_taurus_guard_metrics_t  *m;
+
+    m = ngx_http_taurus_guard_metrics_get();
+
+    if (m == NULL) {
+        return;
+    }
+
+    if (fd != NGX_INVALID_FILE && ngx_fd_info(fd, &fi) != NGX_FILE_ERROR) {
+        m->flush_failing_dev = (ngx_atomic_uint_t) fi.st_dev;
+        m->flush_failing_ino = (ngx_atomic_uint_t) fi.st_ino;
+
+    } else {
+        m->flush_failing_dev = 0;
+        m->flush_failing_ino = 0;
+    }
+
+    m->flush_failing = ngx_time();
 }
 
 
@@ -266,7 +300,7 @@ ngx_http_taurus_guard_metrics_audit_failed(ngx_fd_t fd)
 
 /*
  * Records were written, in so many writes: the file works again, as far
- * as writing goes.
+ * as writing goes (a failed flush stays failed, see above).
  */
 
 void

@@ -43,6 +43,10 @@ struct ngx_http_taurus_guard_metrics_s {
     ngx_atomic_t                 audit_failing; /* since; 0: it works */
     ngx_atomic_t                 failing_dev;   /* the file that failed */
     ngx_atomic_t                 failing_ino;
+    ngx_atomic_t                 flush_failing; /* since; 0: the last flush
+                                                   worked */
+    ngx_atomic_t                 flush_failing_dev; /* the file */
+    ngx_atomic_t                 flush_failing_ino;
 
     ngx_atomic_t                 fetch_failures[NGX_HTTP_TG_SOURCES];
     ngx_atomic_t                 syslog_dropped;

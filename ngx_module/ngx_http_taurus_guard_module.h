@@ -493,6 +493,7 @@ void ngx_http_taurus_guard_metrics_request(ngx_http_request_t *r,
 void ngx_http_taurus_guard_metrics_flush(ngx_msec_t usec,
     ngx_uint_t nrecords, ngx_err_t err);
 void ngx_http_taurus_guard_metrics_flush_joined(ngx_uint_t nrecords);
+void ngx_http_taurus_guard_metrics_flush_failed(ngx_fd_t fd);
 void ngx_http_taurus_guard_metrics_audit_failed(ngx_fd_t fd);
 void ngx_http_taurus_guard_metrics_audit_written(ngx_uint_t records,
     ngx_uint_t writes);

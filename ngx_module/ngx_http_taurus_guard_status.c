@@ -270,9 +270,9 @@ ngx_http_taurus_guard_metrics_handler(ngx_http_request_t *r)
 
     p = ngx_http_taurus_guard_family(p, end,
             "taurus_guard_audit_failing", "gauge",
-            "1 while the last audit write or flush failed.");
+            "1 while the last audit write or the last flush failed.");
     ngx_http_tg_metric(p, end, "taurus_guard_audit_failing", "",
-                       m->audit_failing ? 1 : 0);
+                       (m->audit_failing || m->flush_failing) ? 1 : 0);
 
     p = ngx_http_taurus_guard_family(p, end,
             "taurus_guard_fetch_failures_total", "counter",
@@ -436,6 +436,19 @@ ngx_http_taurus_guard_health_audit(ngx_http_taurus_guard_audit_t *audit)
     }
 
     m = ngx_http_taurus_guard_metrics_get();
+
+    /*
+     * The last flush of this file, or of one nobody knows, failed: until
+     * one works, every batch is refused, whatever was written since.
+     */
+
+    if (m != NULL && m->flush_failing
+        && (m->flush_failing_ino == 0
+            || (m->flush_failing_ino == (ngx_atomic_uint_t) fi.st_ino
+                && m->flush_failing_dev == (ngx_atomic_uint_t) fi.st_dev)))
+    {
+        return NGX_ERROR;
+    }
 
     if (m != NULL && m->audit_failing) {
 
