@@ -189,7 +189,7 @@ ngx_http_taurus_guard_metrics_flush(ngx_msec_t usec, ngx_uint_t nrecords,
     }
 
     if (err) {
-        ngx_http_taurus_guard_metrics_audit_failed(NGX_INVALID_FILE);
+        /* counted, and the file marked, where the error was logged */
         return;
     }
 

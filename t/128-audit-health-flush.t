@@ -6,8 +6,11 @@
 # failing" state: right after the failure, and while every batch was
 # refused, /health answered 200 and taurus_guard_audit_failing was 0.
 # Now only a flush that works, or a rotation to another file, says the
-# file works again.  With the thread pool and in the event loop; the
-# fdatasync() shim (t/lib/tg-syncshim.c) fails while "fail" exists.
+# file works again.  And a failed flush in the thread pool counted twice
+# in taurus_guard_audit_failures_total (once as the error it logs, once
+# as a flush), one in the event loop once: once in both now.  With the
+# thread pool and in the event loop; the fdatasync() shim
+# (t/lib/tg-syncshim.c) fails while "fail" exists.
 
 use strict;
 use warnings;
@@ -35,6 +38,12 @@ sub failing {
     my ($t) = @_;
     my ($r, $m) = $t->metrics;
     return $m->{taurus_guard_audit_failing};
+}
+
+sub failures {
+    my ($t) = @_;
+    my ($r, $m) = $t->metrics;
+    return $m->{taurus_guard_audit_failures_total};
 }
 
 for my $how ('', 'thread_pool=off') {
@@ -77,11 +86,13 @@ EOF2
 
     is((health($t))[0], 200, "$name: health 200 at first");
 
+    my $f0 = failures($t);
     $t->write_file('fail', '');
 
     my $r = $t->post(upgrade_path(), batch_json([ $INSTANCES[0] ]));
     is($r->{status}, 503, "$name: a batch whose flush fails: 503");
     $t->wait_audit(header($r, 'X-Taurus-Guard-Id'), 2);
+    is(failures($t) - $f0, 1, "$name: one failure counted, once");
 
     my ($s, $c) = health($t);
     is($s, 503, "$name: then health 503");
