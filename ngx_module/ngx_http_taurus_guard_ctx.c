@@ -46,6 +46,24 @@ ngx_http_taurus_guard_get_ctx(ngx_http_request_t *r)
 }
 
 
+/* the request is not guarded after all: no later phase may find its ctx */
+
+void
+ngx_http_taurus_guard_drop_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_taurus_guard_ctx_cleanup) {
+            /* ngx_destroy_pool() skips a cleanup without a handler */
+            cln->handler = NULL;
+        }
+    }
+
+    ngx_http_set_ctx(r, NULL, ngx_http_taurus_guard_module);
+}
+
+
 ngx_http_taurus_guard_ctx_t *
 ngx_http_taurus_guard_create_ctx(ngx_http_request_t *r,
     ngx_http_taurus_guard_loc_conf_t *lcf)

@@ -49,13 +49,34 @@ static ngx_int_t ngx_http_taurus_guard_sign_audit(ngx_http_request_t *r,
 ngx_int_t
 ngx_http_taurus_guard_rewrite_handler(ngx_http_request_t *r)
 {
+    ngx_http_taurus_guard_ctx_t       *ctx;
     ngx_http_taurus_guard_loc_conf_t  *lcf;
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_taurus_guard_module);
 
-    if (!lcf->enable || r != r->main
-        || ngx_http_get_module_ctx(r, ngx_http_taurus_guard_module) != NULL)
-    {
+    if (r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_taurus_guard_module);
+
+    if (!lcf->enable) {
+
+        /*
+         * Still set, so no internal redirect zeroed it: "rewrite ... last"
+         * took the request out of a guarded location before its checks.
+         * It is this location's now, as it was before the ctx was made
+         * in the rewrite phase.
+         */
+
+        if (ctx != NULL && ctx->step == NGX_HTTP_TG_STEP_ROUTE) {
+            ngx_http_taurus_guard_drop_ctx(r);
+        }
+
+        return NGX_DECLINED;
+    }
+
+    if (ctx != NULL) {
         return NGX_DECLINED;
     }
 

@@ -541,6 +541,7 @@ ngx_int_t ngx_http_taurus_guard_handler(ngx_http_request_t *r);
 /* ngx_http_taurus_guard_ctx.c */
 ngx_http_taurus_guard_ctx_t *ngx_http_taurus_guard_get_ctx(
     ngx_http_request_t *r);
+void ngx_http_taurus_guard_drop_ctx(ngx_http_request_t *r);
 ngx_http_taurus_guard_ctx_t *ngx_http_taurus_guard_create_ctx(
     ngx_http_request_t *r, ngx_http_taurus_guard_loc_conf_t *lcf);
 

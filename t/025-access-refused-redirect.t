@@ -21,6 +21,7 @@ my $t = Test::TaurusGuard->new;
 
 $t->upstream;
 $t->upstream(name => 'B');
+$t->upstream(name => 'C');
 $t->write_credentials;
 
 $t->run(<<"CONF");
@@ -130,6 +131,22 @@ http {
             proxy_pass http://127.0.0.1:%%PORT_UP%%;
         }
     }
+
+    # "rewrite ... last" out of a guarded location, before any check
+    server {
+        listen 127.0.0.1:%%PORT_4%%;
+        server_name localhost;
+
+        location /v3/ {
+            taurus_guard on;
+            rewrite ^/v3/health\$ /health last;
+            proxy_pass http://127.0.0.1:%%PORT_UP%%;
+        }
+
+        location /health {
+            proxy_pass http://127.0.0.1:%%PORT_C%%;
+        }
+    }
 }
 CONF
 
@@ -197,6 +214,15 @@ is_deeply($r->{json}{denied}, [ $OTHER_INSTANCE ], 'guarded retry: denied');
 
 $r = $t->post(upgrade_path(), batch_json([ $INSTANCES[0] ]), port => 3);
 is($r->{status}, 200, 'guarded retry: an allowed batch forwarded');
+
+# a request rewritten out of a guarded location is the other one's
+
+$before = count_records();
+$r = $t->http("GET /v3/health HTTP/1.0\r\nHost: localhost\r\n\r\n",
+    port => 4);
+isnt($r->{status}, 400, 'rewrite out: not refused');
+is(scalar $t->upstream_records('C'), 1, 'rewrite out: proxied');
+is(count_records(), $before, 'rewrite out: no record');
 
 sleep 1;
 
