@@ -120,17 +120,40 @@ ngx_http_taurus_guard_create_ctx(ngx_http_request_t *r,
     ctx->start = ngx_current_msec;
     ctx->audit = lcf->audit;
 
-    /* now: $remote_user reads the Authorization header the guard strips */
+    /*
+     * The user is asked for when the check starts or a record is made:
+     * in the rewrite phase, "set" and auth_request_set have not run.
+     */
 
-    if (lcf->audit_user != NULL
-        && ngx_http_complex_value(r, lcf->audit_user, &ctx->user) != NGX_OK)
-    {
-        return NULL;
-    }
+    ctx->user_cv = lcf->audit_user;
 
     ngx_http_set_ctx(r, ctx, ngx_http_taurus_guard_module);
 
     return ctx;
+}
+
+
+/*
+ * Once, before the guard strips the Authorization header that
+ * $remote_user reads: when the check starts, or with the record of a
+ * request refused before it.
+ */
+
+ngx_int_t
+ngx_http_taurus_guard_ctx_user(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx)
+{
+    ngx_http_complex_value_t  *cv;
+
+    cv = ctx->user_cv;
+
+    if (cv == NULL) {
+        return NGX_OK;
+    }
+
+    ctx->user_cv = NULL;
+
+    return ngx_http_complex_value(r, cv, &ctx->user);
 }
 
 

@@ -191,12 +191,15 @@ ngx_http_taurus_guard_handler(ngx_http_request_t *r)
         if (ctx == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
+    }
 
-    } else if (lcf->audit_user != NULL
-               && ngx_http_complex_value(r, lcf->audit_user, &ctx->user)
-                  != NGX_OK)
-    {
-        /* made in the rewrite phase: auth_request_set may give the user */
+    /* this location's user, after "set" and auth_request_set */
+
+    if (lcf->audit_user != NULL) {
+        ctx->user_cv = lcf->audit_user;
+    }
+
+    if (ngx_http_taurus_guard_ctx_user(r, ctx) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 

@@ -364,6 +364,7 @@ typedef struct {
     tg_cred_t                    cred;      /* points into cred_text */
     ngx_http_taurus_guard_fetch_ctx_t  *fetch;  /* fetches it asked for */
     ngx_str_t                    user;
+    ngx_http_complex_value_t    *user_cv;   /* the user, not asked yet */
     ngx_http_request_t          *request;
     ngx_queue_t                  queue;     /* waiting for a flush */
     ngx_http_taurus_guard_audit_entry_t  *entry;  /* its unwritten record */
@@ -542,6 +543,8 @@ ngx_int_t ngx_http_taurus_guard_handler(ngx_http_request_t *r);
 ngx_http_taurus_guard_ctx_t *ngx_http_taurus_guard_get_ctx(
     ngx_http_request_t *r);
 void ngx_http_taurus_guard_drop_ctx(ngx_http_request_t *r);
+ngx_int_t ngx_http_taurus_guard_ctx_user(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx);
 ngx_http_taurus_guard_ctx_t *ngx_http_taurus_guard_create_ctx(
     ngx_http_request_t *r, ngx_http_taurus_guard_loc_conf_t *lcf);
 

@@ -32,6 +32,9 @@ ngx_http_taurus_guard_record(ngx_http_request_t *r,
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_taurus_guard_module);
 
+    /* refused before the check started: the user is asked for now */
+    (void) ngx_http_taurus_guard_ctx_user(r, ctx);
+
     ngx_memzero(rec, sizeof(tg_audit_record_t));
 
     tp = ngx_timeofday();

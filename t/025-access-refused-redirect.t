@@ -77,6 +77,14 @@ http {
             return 204;
         }
 
+        location /who/v3/ {
+            taurus_guard on;
+            set \$who "u-\$http_x_caller";
+            taurus_guard_audit_user \$who;
+            deny all;
+            proxy_pass http://127.0.0.1:%%PORT_UP%%;
+        }
+
         location /auth/v3/ {
             taurus_guard on;
             auth_request /deny;
@@ -199,6 +207,16 @@ $r = $t->post('/ok' . upgrade_path(), $denied, port => 1);
 is($r->{status}, 404, 'auth_request_set: checked (the route)');
 my ($rec) = $t->wait_audit(header($r, 'X-Taurus-Guard-Id') || '-');
 is(($rec || {})->{user}, 'alice', 'auth_request_set: the user recorded');
+
+# the user of a request refused before the check, asked for after "set"
+
+$r = $t->post('/who' . upgrade_path(), $denied, port => 1,
+    headers => [ [ 'X-Caller' => 'carol' ] ]);
+is($r->{status}, 403, 'deny, set: refused');
+($rec) = $t->wait_audit(header($r, 'X-Taurus-Guard-Id') || '-');
+is(($rec || {})->{user}, 'u-carol', 'deny, set: the user recorded');
+unlike($t->error_log, qr/using uninitialized/,
+    'the user is not asked for before "set" ran');
 
 $r = $t->post(upgrade_path(), $denied, @creds, port => 2);
 is($r->{status}, 403, 'post_action: the refusal answered');
