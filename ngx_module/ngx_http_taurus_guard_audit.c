@@ -95,6 +95,19 @@ struct ngx_http_taurus_guard_audit_sh_s {
      * above this.
      */
     ngx_atomic_t                 sync_failed;
+
+    /*
+     * For the health check: since when the last write, and the last
+     * flush, of this file failed (0: it worked), and of which file (a
+     * rotation puts another in its place).  One state per audit file: a
+     * write or a flush of another file says nothing of this one.
+     */
+    ngx_atomic_t                 write_failing;
+    ngx_atomic_t                 write_failing_dev;
+    ngx_atomic_t                 write_failing_ino;
+    ngx_atomic_t                 flush_failing;
+    ngx_atomic_t                 flush_failing_dev;
+    ngx_atomic_t                 flush_failing_ino;
 };
 
 
@@ -177,6 +190,8 @@ static void ngx_http_taurus_guard_audit_resume(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t failed, const char *reason);
 static void ngx_http_taurus_guard_audit_wait_cleanup(void *data);
 static ngx_msec_t ngx_http_taurus_guard_usec(void);
+static void ngx_http_taurus_guard_audit_failed(
+    ngx_http_taurus_guard_audit_t *audit, ngx_fd_t fd, ngx_uint_t flush);
 static void ngx_http_taurus_guard_audit_error(ngx_log_t *log,
     ngx_http_taurus_guard_audit_t *audit, ngx_err_t err, const char *what);
 
@@ -1349,7 +1364,7 @@ ngx_http_taurus_guard_audit_append(ngx_http_taurus_guard_audit_t *audit,
             ngx_log_error(NGX_LOG_ALERT, log, 0,
                           "taurus_guard: cannot encode an audit record of"
                           " %uz bytes, refused", e->out.len);
-            ngx_http_taurus_guard_metrics_audit_failed(fd);
+            ngx_http_taurus_guard_audit_failed(audit, fd, 0);
             bad++;
 
         } else {
@@ -1449,6 +1464,9 @@ ngx_http_taurus_guard_audit_append(ngx_http_taurus_guard_audit_t *audit,
 
     if (writes) {
         ngx_http_taurus_guard_metrics_audit_written(nrec, writes);
+
+        /* the file works again, as far as writing goes */
+        sh->write_failing = 0;
     }
 
     if (end != -1 && total) {
@@ -1909,13 +1927,16 @@ ngx_http_taurus_guard_audit_sync_here(ngx_http_taurus_guard_audit_t *audit,
 #endif
 
     if (err) {
-        ngx_http_taurus_guard_metrics_flush_failed(audit->file->fd);
+        ngx_http_taurus_guard_audit_failed(audit, audit->file->fd, 1);
         ngx_http_taurus_guard_audit_error(log, audit, err, "fdatasync()");
         return NGX_ERROR;
     }
 
     ngx_http_taurus_guard_metrics_flush(ngx_http_taurus_guard_usec() - start,
                                         records, 0);
+
+    sh->write_failing = 0;
+    sh->flush_failing = 0;
 
     return NGX_OK;
 }
@@ -2247,7 +2268,7 @@ ngx_http_taurus_guard_audit_sync_done(ngx_event_t *ev)
 
     if (t->err && t->nfds) {
         /* the newest file it synced, before its descriptor goes */
-        ngx_http_taurus_guard_metrics_flush_failed(t->fds[t->nfds - 1]);
+        ngx_http_taurus_guard_audit_failed(audit, t->fds[t->nfds - 1], 1);
     }
 
     ngx_http_taurus_guard_audit_close_fds(t);
@@ -2332,6 +2353,11 @@ ngx_http_taurus_guard_audit_wake(ngx_http_taurus_guard_audit_t *audit,
             /* another worker's flush covered them */
             ngx_http_taurus_guard_metrics_flush_joined(n);
         }
+    }
+
+    if (!err) {
+        audit->sh->write_failing = 0;
+        audit->sh->flush_failing = 0;
     }
 
     while (!ngx_queue_empty(&done)) {
@@ -2430,11 +2456,88 @@ ngx_http_taurus_guard_audit_wait_cleanup(void *data)
 }
 
 
+/*
+ * A write (or a flush: flush == 0 for the error it logs, 1 for the flush
+ * itself) of the file fd failed: counted, and kept in the file's zone
+ * with the file it was of.  Only a write that works clears a failed
+ * write, only a flush that works a failed flush: a record written since
+ * (the error record of a refused batch) says nothing of the flush.
+ */
+
+static void
+ngx_http_taurus_guard_audit_failed(ngx_http_taurus_guard_audit_t *audit,
+    ngx_fd_t fd, ngx_uint_t flush)
+{
+    ngx_atomic_uint_t                  dev, ino;
+    ngx_file_info_t                    fi;
+    ngx_http_taurus_guard_audit_sh_t  *sh;
+
+    sh = audit->sh;
+    dev = 0;
+    ino = 0;
+
+    if (fd != NGX_INVALID_FILE && ngx_fd_info(fd, &fi) != NGX_FILE_ERROR) {
+        dev = (ngx_atomic_uint_t) fi.st_dev;
+        ino = (ngx_atomic_uint_t) fi.st_ino;
+    }
+
+    if (flush) {
+        sh->flush_failing_dev = dev;
+        sh->flush_failing_ino = ino;
+        sh->flush_failing = ngx_time();
+        return;
+    }
+
+    ngx_http_taurus_guard_metrics_audit_failed();
+
+    sh->write_failing_dev = dev;
+    sh->write_failing_ino = ino;
+    sh->write_failing = ngx_time();
+}
+
+
+/*
+ * Whether the last write or flush of the audit file failed, on the file
+ * fi (or on one nobody knows), or on any file when fi is NULL.
+ */
+
+ngx_uint_t
+ngx_http_taurus_guard_audit_failing(ngx_http_taurus_guard_audit_t *audit,
+    ngx_file_info_t *fi)
+{
+    ngx_http_taurus_guard_audit_sh_t  *sh;
+
+    sh = audit->sh;
+
+    if (sh == NULL) {
+        return 0;
+    }
+
+    if (sh->flush_failing
+        && (fi == NULL || sh->flush_failing_ino == 0
+            || (sh->flush_failing_ino == (ngx_atomic_uint_t) fi->st_ino
+                && sh->flush_failing_dev == (ngx_atomic_uint_t) fi->st_dev)))
+    {
+        return 1;
+    }
+
+    if (sh->write_failing
+        && (fi == NULL || sh->write_failing_ino == 0
+            || (sh->write_failing_ino == (ngx_atomic_uint_t) fi->st_ino
+                && sh->write_failing_dev == (ngx_atomic_uint_t) fi->st_dev)))
+    {
+        return 1;
+    }
+
+    return 0;
+}
+
+
 static void
 ngx_http_taurus_guard_audit_error(ngx_log_t *log,
     ngx_http_taurus_guard_audit_t *audit, ngx_err_t err, const char *what)
 {
-    ngx_http_taurus_guard_metrics_audit_failed(audit->file->fd);
+    ngx_http_taurus_guard_audit_failed(audit, audit->file->fd, 0);
 
     if (!ngx_http_taurus_guard_pace(&audit->error_pace)) {
         return;

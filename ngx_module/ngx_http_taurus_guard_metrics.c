@@ -205,8 +205,6 @@ ngx_http_taurus_guard_metrics_flush(ngx_msec_t usec, ngx_uint_t nrecords,
     }
 
     m->flush_last = ngx_time();
-    m->audit_failing = 0;
-    m->flush_failing = 0;
 }
 
 
@@ -229,52 +227,14 @@ ngx_http_taurus_guard_metrics_flush_joined(ngx_uint_t nrecords)
     (void) ngx_atomic_fetch_add(&m->flush_records, nrecords);
 
     m->flush_last = ngx_time();
-    m->audit_failing = 0;
-    m->flush_failing = 0;
 }
 
 
-/*
- * A flush of the file fd failed: the records it was for are refused, and
- * only a flush that works (or a rotation to another file) says the file
- * works again.  A record written since (the error record of a refused
- * batch) says nothing of the flush.
- */
+/* a write() or a flush of an audit file failed (its zone keeps which) */
 
 void
-ngx_http_taurus_guard_metrics_flush_failed(ngx_fd_t fd)
+ngx_http_taurus_guard_metrics_audit_failed(void)
 {
-    ngx_file_info_t                   fi;
-    ngx_http_taurus_guard_metrics_t  *m;
-
-    m = ngx_http_taurus_guard_metrics_get();
-
-    if (m == NULL) {
-        return;
-    }
-
-    if (fd != NGX_INVALID_FILE && ngx_fd_info(fd, &fi) != NGX_FILE_ERROR) {
-        m->flush_failing_dev = (ngx_atomic_uint_t) fi.st_dev;
-        m->flush_failing_ino = (ngx_atomic_uint_t) fi.st_ino;
-
-    } else {
-        m->flush_failing_dev = 0;
-        m->flush_failing_ino = 0;
-    }
-
-    m->flush_failing = ngx_time();
-}
-
-
-/*
- * A write() or a flush of the audit file failed.  Which file is kept, so
- * that the health check knows a rotation has put another in its place.
- */
-
-void
-ngx_http_taurus_guard_metrics_audit_failed(ngx_fd_t fd)
-{
-    ngx_file_info_t                   fi;
     ngx_http_taurus_guard_metrics_t  *m;
 
     m = ngx_http_taurus_guard_metrics_get();
@@ -284,23 +244,11 @@ ngx_http_taurus_guard_metrics_audit_failed(ngx_fd_t fd)
     }
 
     (void) ngx_atomic_fetch_add(&m->audit_failures, 1);
-
-    if (fd != NGX_INVALID_FILE && ngx_fd_info(fd, &fi) != NGX_FILE_ERROR) {
-        m->failing_dev = (ngx_atomic_uint_t) fi.st_dev;
-        m->failing_ino = (ngx_atomic_uint_t) fi.st_ino;
-
-    } else {
-        m->failing_dev = 0;
-        m->failing_ino = 0;
-    }
-
-    m->audit_failing = ngx_time();
 }
 
 
 /*
- * Records were written, in so many writes: the file works again, as far
- * as writing goes (a failed flush stays failed, see above).
+ * Records were written, in so many writes.
  */
 
 void
@@ -317,10 +265,6 @@ ngx_http_taurus_guard_metrics_audit_written(ngx_uint_t records,
 
     (void) ngx_atomic_fetch_add(&m->audit_records, records);
     (void) ngx_atomic_fetch_add(&m->audit_writes, writes);
-
-    if (m->audit_failing) {
-        m->audit_failing = 0;
-    }
 }
 
 

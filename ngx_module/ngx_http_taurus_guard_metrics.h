@@ -40,13 +40,6 @@ struct ngx_http_taurus_guard_metrics_s {
     ngx_atomic_t                 audit_records; /* written to the file */
     ngx_atomic_t                 audit_writes;  /* in so many writes */
     ngx_atomic_t                 audit_failures;
-    ngx_atomic_t                 audit_failing; /* since; 0: it works */
-    ngx_atomic_t                 failing_dev;   /* the file that failed */
-    ngx_atomic_t                 failing_ino;
-    ngx_atomic_t                 flush_failing; /* since; 0: the last flush
-                                                   worked */
-    ngx_atomic_t                 flush_failing_dev; /* the file */
-    ngx_atomic_t                 flush_failing_ino;
 
     ngx_atomic_t                 fetch_failures[NGX_HTTP_TG_SOURCES];
     ngx_atomic_t                 syslog_dropped;

@@ -406,6 +406,8 @@ ngx_int_t ngx_http_taurus_guard_audit(ngx_http_request_t *r,
     ngx_http_taurus_guard_audit_t *audit, tg_audit_record_t *rec,
     ngx_uint_t how);
 void ngx_http_taurus_guard_audit_exit(ngx_cycle_t *cycle);
+ngx_uint_t ngx_http_taurus_guard_audit_failing(
+    ngx_http_taurus_guard_audit_t *audit, ngx_file_info_t *fi);
 void ngx_http_taurus_guard_audit_record_max(
     ngx_http_taurus_guard_main_conf_t *mcf, size_t body);
 
@@ -494,8 +496,7 @@ void ngx_http_taurus_guard_metrics_request(ngx_http_request_t *r,
 void ngx_http_taurus_guard_metrics_flush(ngx_msec_t usec,
     ngx_uint_t nrecords, ngx_err_t err);
 void ngx_http_taurus_guard_metrics_flush_joined(ngx_uint_t nrecords);
-void ngx_http_taurus_guard_metrics_flush_failed(ngx_fd_t fd);
-void ngx_http_taurus_guard_metrics_audit_failed(ngx_fd_t fd);
+void ngx_http_taurus_guard_metrics_audit_failed(void);
 void ngx_http_taurus_guard_metrics_audit_written(ngx_uint_t records,
     ngx_uint_t writes);
 void ngx_http_taurus_guard_metrics_fetch_failed(ngx_uint_t source);

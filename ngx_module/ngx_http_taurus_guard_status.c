@@ -47,6 +47,8 @@ typedef struct {
 
 static ngx_int_t ngx_http_taurus_guard_metrics_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_taurus_guard_health_handler(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_taurus_guard_audits_failing(
+    ngx_http_request_t *r);
 static ngx_int_t ngx_http_taurus_guard_health_audit(
     ngx_http_taurus_guard_audit_t *audit);
 static ngx_int_t ngx_http_taurus_guard_send(ngx_http_request_t *r,
@@ -270,9 +272,10 @@ ngx_http_taurus_guard_metrics_handler(ngx_http_request_t *r)
 
     p = ngx_http_taurus_guard_family(p, end,
             "taurus_guard_audit_failing", "gauge",
-            "1 while the last audit write or the last flush failed.");
+            "1 while the last write or the last flush of an audit file"
+            " failed.");
     ngx_http_tg_metric(p, end, "taurus_guard_audit_failing", "",
-                       (m->audit_failing || m->flush_failing) ? 1 : 0);
+                       ngx_http_taurus_guard_audits_failing(r));
 
     p = ngx_http_taurus_guard_family(p, end,
             "taurus_guard_fetch_failures_total", "counter",
@@ -418,6 +421,28 @@ ngx_http_taurus_guard_health_handler(ngx_http_request_t *r)
 }
 
 
+/* 1 while the last write or flush of any audit file failed */
+
+static ngx_uint_t
+ngx_http_taurus_guard_audits_failing(ngx_http_request_t *r)
+{
+    ngx_uint_t                          i;
+    ngx_http_taurus_guard_audit_t     **audit;
+    ngx_http_taurus_guard_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_taurus_guard_module);
+    audit = mcf->audits.elts;
+
+    for (i = 0; i < mcf->audits.nelts; i++) {
+        if (ngx_http_taurus_guard_audit_failing(audit[i], NULL)) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 /*
  * An audit file is usable when its descriptor still names a file in
  * place (not removed), the name still leads to it (a rotation the
@@ -428,38 +453,21 @@ ngx_http_taurus_guard_health_handler(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_taurus_guard_health_audit(ngx_http_taurus_guard_audit_t *audit)
 {
-    ngx_file_info_t                   fi, pfi;
-    ngx_http_taurus_guard_metrics_t  *m;
+    ngx_file_info_t  fi, pfi;
 
     if (ngx_fd_info(audit->file->fd, &fi) == NGX_FILE_ERROR) {
         return NGX_ERROR;
     }
 
-    m = ngx_http_taurus_guard_metrics_get();
-
     /*
-     * The last flush of this file, or of one nobody knows, failed: until
-     * one works, every batch is refused, whatever was written since.
+     * The last write or flush of this file, or of one nobody knows,
+     * failed: until one works, every batch is refused (a failed flush
+     * stays failed whatever was written since).  Another audit file's
+     * writes and flushes say nothing of this one.
      */
 
-    if (m != NULL && m->flush_failing
-        && (m->flush_failing_ino == 0
-            || (m->flush_failing_ino == (ngx_atomic_uint_t) fi.st_ino
-                && m->flush_failing_dev == (ngx_atomic_uint_t) fi.st_dev)))
-    {
+    if (ngx_http_taurus_guard_audit_failing(audit, &fi)) {
         return NGX_ERROR;
-    }
-
-    if (m != NULL && m->audit_failing) {
-
-        /* it failed on this file, or on one nobody knows: not usable */
-
-        if (m->failing_ino == 0
-            || (m->failing_ino == (ngx_atomic_uint_t) fi.st_ino
-                && m->failing_dev == (ngx_atomic_uint_t) fi.st_dev))
-        {
-            return NGX_ERROR;
-        }
     }
 
     if (!ngx_is_file(&fi)) {
