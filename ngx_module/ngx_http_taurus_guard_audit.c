@@ -140,6 +140,7 @@ typedef struct {
     ngx_msec_t                   delay;     /* flush_delay=, in usec */
     ngx_uint_t                   synced;    /* fdatasync() calls made */
     ngx_http_taurus_guard_audit_sh_t  *sh;
+    ngx_slab_pool_t             *shpool;
 } ngx_http_taurus_guard_audit_task_t;
 
 
@@ -185,6 +186,8 @@ static void ngx_http_taurus_guard_audit_drop_behind(
 static ngx_int_t ngx_http_taurus_guard_audit_sync_here(
     ngx_http_taurus_guard_audit_t *audit, ngx_uint_t records,
     ngx_atomic_uint_t from, ngx_log_t *log);
+static void ngx_http_taurus_guard_audit_sync_failed(
+    ngx_http_taurus_guard_audit_sh_t *sh, ngx_slab_pool_t *shpool);
 static void ngx_http_taurus_guard_audit_timeout(ngx_event_t *ev);
 static void ngx_http_taurus_guard_audit_resume(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t failed, const char *reason);
@@ -1916,7 +1919,7 @@ ngx_http_taurus_guard_audit_sync_here(ngx_http_taurus_guard_audit_t *audit,
 
     if (fdatasync(audit->file->fd) == -1) {
         err = ngx_errno;
-        sh->sync_failed = sh->written;
+        ngx_http_taurus_guard_audit_sync_failed(sh, audit->shpool);
 
     } else if (from <= sh->sync_failed) {
         err = EIO;
@@ -1939,6 +1942,25 @@ ngx_http_taurus_guard_audit_sync_here(ngx_http_taurus_guard_audit_t *audit,
     sh->flush_failing = 0;
 
     return NGX_OK;
+}
+
+
+/*
+ * A flush failed: what has been written until now is at risk.  Read
+ * under the zone's mutex, which an append holds from its first write()
+ * to the count of its bytes: a record written before the failure ended
+ * is counted, however long its worker took to count it (preempted,
+ * throttled in a second write()).  In a thread too: the event loop never
+ * waits for the flush lock while it holds the mutex.
+ */
+
+static void
+ngx_http_taurus_guard_audit_sync_failed(ngx_http_taurus_guard_audit_sh_t *sh,
+    ngx_slab_pool_t *shpool)
+{
+    ngx_shmtx_lock(&shpool->mutex);
+    sh->sync_failed = sh->written;
+    ngx_shmtx_unlock(&shpool->mutex);
 }
 
 
@@ -2051,6 +2073,7 @@ ngx_http_taurus_guard_audit_start_sync(ngx_http_taurus_guard_audit_t *audit)
     t->delay = audit->flush_delay;
     t->synced = 0;
     t->sh = audit->sh;
+    t->shpool = audit->shpool;
     audit->npending = 0;
 
     if (ngx_thread_task_post(audit->thread_pool, task) != NGX_OK) {
@@ -2135,7 +2158,7 @@ ngx_http_taurus_guard_audit_sync_thread(void *data, ngx_log_t *log)
                 t->err = ngx_errno;
             }
 
-            sh->sync_failed = sh->written;
+            ngx_http_taurus_guard_audit_sync_failed(sh, t->shpool);
 
         } else if (t->err == 0) {
             sh->flushed_dev = t->devs[i];

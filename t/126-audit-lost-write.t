@@ -20,6 +20,10 @@
 #   - in the event loop (thread_pool=off, two workers): one worker's
 #     flush is held and fails; the other worker's batch, written while
 #     it was held, is not forwarded either;
+#   - with the thread pool, one worker: batch 1's flush is held, batch 2
+#     is written meanwhile but its worker held after its writev(), before
+#     it counts the bytes written, until the flush has failed: batch 2 is
+#     not forwarded either;
 #   - then a batch goes through, with the chain intact.
 
 use strict;
@@ -51,7 +55,45 @@ sub shim {
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
+
+static int
+is_audit(int fd)
+{
+    char     path[64], name[4096];
+    ssize_t  len;
+
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    len = readlink(path, name, sizeof(name) - 1);
+
+    return len >= 10 && memcmp(name + len - 10, "/audit.log", 10) == 0;
+}
+
+/* a write to the audit file waits after it while holdw exists */
+
+ssize_t
+writev(int fd, const struct iovec *iov, int n)
+{
+    int             i;
+    ssize_t         rc;
+    static ssize_t (*real)(int, const struct iovec *, int);
+
+    if (real == NULL) {
+        real = (ssize_t (*)(int, const struct iovec *, int))
+                   dlsym(RTLD_NEXT, "writev");
+    }
+
+    rc = real(fd, iov, n);
+
+    if (is_audit(fd)) {
+        for (i = 0; i < 6000 && access("$dir/holdw", F_OK) == 0; i++) {
+            usleep(10000);
+        }
+    }
+
+    return rc;
+}
 
 int
 fdatasync(int fd)
@@ -289,6 +331,38 @@ sub after {
     is(scalar @pids, 2, 'event loop: by two workers');
     refused($t, 'event loop', @r);
     after($t, 'event loop');
+
+    $t->finish;
+}
+
+# a record written before the failed flush ended, though its worker
+# counted it only after (held between its writev() and the count)
+
+{
+    my $t = Test::TaurusGuard->new;
+    my $dir = $t->testdir;
+
+    start($t, 1, '', '');
+
+    $t->write_file('hold.1', '');
+    $t->write_file('fail.1', '');
+
+    my $first = posts_async($t, 1, 0);
+    is(wait_for(sub { calls($t) }, 1, 10), 1,
+        'counted late: batch 1 is in its flush');
+
+    $t->write_file('holdw', '');
+    my $second = posts_async($t, 1, 1);
+    is(wait_for(sub { allows($t) }, 2, 10), 2,
+        'counted late: batch 2 written meanwhile, not yet counted');
+
+    unlink "$dir/hold.1";
+    sleep 0.5;
+    unlink "$dir/holdw";
+
+    my @r = (collect($first), collect($second));
+    refused($t, 'counted late', @r);
+    after($t, 'counted late');
 
     $t->finish;
 }
