@@ -198,6 +198,11 @@ static void ngx_http_taurus_guard_audit_failed(
 static void ngx_http_taurus_guard_audit_error(ngx_log_t *log,
     ngx_http_taurus_guard_audit_t *audit, ngx_err_t err, const char *what);
 
+static void ngx_http_taurus_guard_audit_flush_lock(
+    ngx_http_taurus_guard_audit_sh_t *sh);
+static void ngx_http_taurus_guard_audit_flush_unlock(
+    ngx_http_taurus_guard_audit_sh_t *sh);
+
 #if (NGX_THREADS)
 static ngx_int_t ngx_http_taurus_guard_audit_pending_fd(
     ngx_http_taurus_guard_audit_t *audit, ngx_log_t *log);
@@ -205,10 +210,6 @@ static void ngx_http_taurus_guard_audit_start_sync(
     ngx_http_taurus_guard_audit_t *audit);
 static void ngx_http_taurus_guard_audit_sync_thread(void *data,
     ngx_log_t *log);
-static void ngx_http_taurus_guard_audit_flush_lock(
-    ngx_http_taurus_guard_audit_sh_t *sh);
-static void ngx_http_taurus_guard_audit_flush_unlock(
-    ngx_http_taurus_guard_audit_sh_t *sh);
 static void ngx_http_taurus_guard_audit_sync_done(ngx_event_t *ev);
 static void ngx_http_taurus_guard_audit_fail_later(
     ngx_http_taurus_guard_audit_t *audit, ngx_err_t err);
@@ -1913,9 +1914,7 @@ ngx_http_taurus_guard_audit_sync_here(ngx_http_taurus_guard_audit_t *audit,
     start = ngx_http_taurus_guard_usec();
     err = 0;
 
-#if (NGX_THREADS)
     ngx_http_taurus_guard_audit_flush_lock(sh);
-#endif
 
     if (fdatasync(audit->file->fd) == -1) {
         err = ngx_errno;
@@ -1925,9 +1924,7 @@ ngx_http_taurus_guard_audit_sync_here(ngx_http_taurus_guard_audit_t *audit,
         err = EIO;
     }
 
-#if (NGX_THREADS)
     ngx_http_taurus_guard_audit_flush_unlock(sh);
-#endif
 
     if (err) {
         ngx_http_taurus_guard_audit_failed(audit, audit->file->fd, 1);
@@ -1961,6 +1958,81 @@ ngx_http_taurus_guard_audit_sync_failed(ngx_http_taurus_guard_audit_sh_t *sh,
     ngx_shmtx_lock(&shpool->mutex);
     sh->sync_failed = sh->written;
     ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+/*
+ * The holder is in fdatasync(): another worker's thread, or another
+ * worker's event loop (thread_pool=off, or a build without threads: the
+ * lock orders the failure mark against every flush).  On Linux the
+ * waiters sleep on a futex that each unlock wakes, elsewhere they poll.
+ * Both look again every 100 ms at least: a worker killed while it held
+ * the lock leaves its pid behind, which is then taken over.
+ */
+
+static void
+ngx_http_taurus_guard_audit_flush_lock(ngx_http_taurus_guard_audit_sh_t *sh)
+{
+    uint32_t           seq;
+    ngx_uint_t         n;
+    ngx_atomic_uint_t  pid;
+#if (NGX_LINUX)
+    struct timespec    ts;
+#endif
+
+    for (n = 0; /* void */; n++) {
+
+        seq = *(volatile uint32_t *) &sh->flush_seq;
+        ngx_memory_barrier();
+
+        pid = sh->flush_lock;
+
+        if (pid == 0) {
+            if (ngx_atomic_cmp_set(&sh->flush_lock, 0, ngx_pid)) {
+                return;
+            }
+
+            continue;
+        }
+
+        if (pid != (ngx_atomic_uint_t) ngx_pid
+            && kill((ngx_pid_t) pid, 0) == -1 && ngx_errno == ESRCH)
+        {
+            (void) ngx_atomic_cmp_set(&sh->flush_lock, pid, 0);
+            continue;
+        }
+
+#if (NGX_LINUX)
+        /* returns at once if an unlock came in between */
+
+        ts.tv_sec = 0;
+        ts.tv_nsec = 100000000;
+
+        (void) syscall(SYS_futex, &sh->flush_seq, FUTEX_WAIT, seq, &ts,
+                       NULL, 0);
+#else
+        (void) seq;
+        (void) usleep(n < 20 ? 50 : 250);
+#endif
+    }
+}
+
+
+static void
+ngx_http_taurus_guard_audit_flush_unlock(ngx_http_taurus_guard_audit_sh_t *sh)
+{
+    ngx_memory_barrier();
+
+    (void) ngx_atomic_cmp_set(&sh->flush_lock, ngx_pid, 0);
+
+    (void) __sync_fetch_and_add(&sh->flush_seq, 1);
+
+#if (NGX_LINUX)
+    /* all of them: another worker's records may all be covered */
+
+    (void) syscall(SYS_futex, &sh->flush_seq, FUTEX_WAKE, INT_MAX, NULL,
+                   NULL, 0);
+#endif
 }
 
 
@@ -2170,79 +2242,6 @@ ngx_http_taurus_guard_audit_sync_thread(void *data, ngx_log_t *log)
     }
 
     t->usec = ngx_http_taurus_guard_usec() - t->usec;
-}
-
-
-/*
- * The holder is another worker's thread in fdatasync().  On Linux the
- * waiters sleep on a futex that each unlock wakes, elsewhere they poll.
- * Both look again every 100 ms at least: a worker killed while it held
- * the lock leaves its pid behind, which is then taken over.
- */
-
-static void
-ngx_http_taurus_guard_audit_flush_lock(ngx_http_taurus_guard_audit_sh_t *sh)
-{
-    uint32_t           seq;
-    ngx_uint_t         n;
-    ngx_atomic_uint_t  pid;
-#if (NGX_LINUX)
-    struct timespec    ts;
-#endif
-
-    for (n = 0; /* void */; n++) {
-
-        seq = *(volatile uint32_t *) &sh->flush_seq;
-        ngx_memory_barrier();
-
-        pid = sh->flush_lock;
-
-        if (pid == 0) {
-            if (ngx_atomic_cmp_set(&sh->flush_lock, 0, ngx_pid)) {
-                return;
-            }
-
-            continue;
-        }
-
-        if (pid != (ngx_atomic_uint_t) ngx_pid
-            && kill((ngx_pid_t) pid, 0) == -1 && ngx_errno == ESRCH)
-        {
-            (void) ngx_atomic_cmp_set(&sh->flush_lock, pid, 0);
-            continue;
-        }
-
-#if (NGX_LINUX)
-        /* returns at once if an unlock came in between */
-
-        ts.tv_sec = 0;
-        ts.tv_nsec = 100000000;
-
-        (void) syscall(SYS_futex, &sh->flush_seq, FUTEX_WAIT, seq, &ts,
-                       NULL, 0);
-#else
-        (void) seq;
-        (void) usleep(n < 20 ? 50 : 250);
-#endif
-    }
-}
-
-
-static void
-ngx_http_taurus_guard_audit_flush_unlock(ngx_http_taurus_guard_audit_sh_t *sh)
-{
-    ngx_memory_barrier();
-
-    (void) ngx_atomic_cmp_set(&sh->flush_lock, ngx_pid, 0);
-
-    (void) __sync_fetch_and_add(&sh->flush_seq, 1);
-
-#if (NGX_LINUX)
-    /* all of them: another worker's records may all be covered */
-
-    (void) syscall(SYS_futex, &sh->flush_seq, FUTEX_WAKE, INT_MAX, NULL,
-                   NULL, 0);
-#endif
 }
 
 
