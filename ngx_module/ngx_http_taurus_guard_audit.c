@@ -43,6 +43,16 @@
 
 #include "ngx_http_taurus_guard_module.h"
 
+/*
+ * The bytes written and flushed are counted in the zone in ngx_atomic_t,
+ * compared as they grow: 32 bits would wrap after 4 GB of records, and a
+ * flush could then be taken for done.
+ */
+
+#if (NGX_PTR_SIZE < 8)
+#error "taurus_guard needs a 64-bit platform (the audit's byte counts)"
+#endif
+
 #if (NGX_LINUX)
 #include <linux/futex.h>
 #include <sys/syscall.h>
