@@ -1,0 +1,448 @@
+
+/*
+ * taurus-guard: the audit file's directive (taurus_guard_audit_log), its
+ * shared zone, and the start of its chain: at "nginx -t", a start and a
+ * reload, the file is checked for the worker user and its last record
+ * read back (ngx_http_taurus_guard_audit.c writes the records).
+ */
+
+
+#include "ngx_http_taurus_guard_audit.h"
+
+
+static ngx_int_t ngx_http_taurus_guard_audit_init_zone(
+    ngx_shm_zone_t *shm_zone, void *data);
+static ngx_int_t ngx_http_taurus_guard_audit_check_access(
+    ngx_http_taurus_guard_audit_t *audit, ngx_log_t *log);
+static ngx_int_t ngx_http_taurus_guard_audit_chain_start(
+    ngx_http_taurus_guard_audit_t *audit, ngx_log_t *log);
+
+
+char *
+ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_taurus_guard_loc_conf_t *lcf = conf;
+
+    ngx_str_t                          *value, name, pool, s;
+    ngx_int_t                           timeout, delay;
+    ngx_uint_t                          i;
+    ngx_flag_t                          fsync;
+    ngx_file_info_t                     fi;
+    ngx_open_file_t                    *file;
+    ngx_pool_cleanup_t                 *cln;
+    ngx_http_taurus_guard_audit_t      *audit, **a;
+    ngx_http_taurus_guard_main_conf_t  *mcf;
+
+    if (lcf->audit != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        if (cf->args->nelts > 2) {
+            return "takes no parameters after \"off\"";
+        }
+
+        lcf->audit = NULL;
+        return NGX_CONF_OK;
+    }
+
+    if (value[1].len == 0) {
+        return "takes a file path or \"off\"";
+    }
+
+    fsync = 1;
+    timeout = NGX_HTTP_TG_AUDIT_TIMEOUT;
+    delay = 0;
+    ngx_str_set(&pool, "default");
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_http_taurus_guard_param_once(cf, value, 2, i) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_strcmp(value[i].data, "fsync=on") == 0) {
+            fsync = 1;
+
+        } else if (ngx_strcmp(value[i].data, "fsync=off") == 0) {
+            fsync = 0;
+
+        } else if (ngx_strncmp(value[i].data, "thread_pool=", 12) == 0
+                   && value[i].len > 12)
+        {
+            pool.data = value[i].data + 12;
+            pool.len = value[i].len - 12;
+
+        } else if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
+            s.data = value[i].data + 8;
+            s.len = value[i].len - 8;
+
+            timeout = ngx_parse_time(&s, 0);
+
+            if (timeout == NGX_ERROR || timeout == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid timeout \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+        } else if (ngx_strncmp(value[i].data, "flush_delay=", 12) == 0) {
+            s.data = value[i].data + 12;
+            s.len = value[i].len - 12;
+
+            /* microseconds as "500us", or an nginx time such as "2ms" */
+
+            if (s.len > 2 && ngx_strncmp(s.data + s.len - 2, "us", 2) == 0) {
+                delay = ngx_atoi(s.data, s.len - 2);
+
+            } else {
+                delay = ngx_parse_time(&s, 0);
+
+                if (delay != NGX_ERROR) {
+                    delay *= 1000;
+                }
+            }
+
+            if (delay == NGX_ERROR || delay > NGX_HTTP_TG_AUDIT_DELAY_MAX) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid flush_delay \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (delay >= timeout * 1000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "flush_delay must be shorter than timeout");
+        return NGX_CONF_ERROR;
+    }
+
+    file = ngx_conf_open_file(cf->cycle, &value[1]);
+    if (file == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    /*
+     * One state per file, however many locations write to it and
+     * however its path is spelled (a symlinked directory, a relative
+     * path): by device and inode when the file is already there.  Two
+     * spellings of a file not created yet get two states, whose records
+     * still make one chain (see above).
+     */
+
+    ngx_memzero(&fi, sizeof(ngx_file_info_t));
+
+    if (ngx_file_info(file->name.data, &fi) == NGX_FILE_ERROR
+        || !ngx_is_file(&fi))
+    {
+        fi.st_ino = 0;
+    }
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_taurus_guard_module);
+
+    a = mcf->audits.elts;
+
+    for (i = 0; i < mcf->audits.nelts; i++) {
+        if (a[i]->file != file
+            && (fi.st_ino == 0 || a[i]->ino != fi.st_ino
+                || a[i]->dev != fi.st_dev))
+        {
+            continue;
+        }
+
+        if (a[i]->fsync != fsync || a[i]->timeout != (ngx_msec_t) timeout
+            || a[i]->flush_delay != (ngx_msec_t) delay)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "audit log \"%V\" is used with different"
+                               " \"fsync\", \"timeout\" or \"flush_delay\""
+                               " parameters",
+                               &file->name);
+            return NGX_CONF_ERROR;
+        }
+
+        lcf->audit = a[i];
+        return NGX_CONF_OK;
+    }
+
+    audit = ngx_pcalloc(cf->pool, sizeof(ngx_http_taurus_guard_audit_t));
+    if (audit == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    audit->file = file;
+    audit->prev_fd = NGX_INVALID_FILE;
+    audit->tail_max = NGX_HTTP_TG_AUDIT_TAIL_MAX;
+    audit->fsync = fsync;
+    audit->timeout = (ngx_msec_t) timeout;
+    audit->flush_delay = (ngx_msec_t) delay;
+    audit->cycle = cf->cycle;
+    audit->conf_file = cf->conf_file->file.name.data;
+    audit->conf_line = cf->conf_file->line;
+    audit->dev = fi.st_dev;
+    audit->ino = fi.st_ino;
+
+    /*
+     * nginx calls a file's flush before it reopens it: the worker then
+     * looks whether its reopen worked.  An access log buffered into the
+     * same file keeps its own flush.
+     */
+
+    if (file->flush == NULL) {
+        file->flush = ngx_http_taurus_guard_audit_flush;
+    }
+
+    ngx_queue_init(&audit->unwritten);
+    ngx_queue_init(&audit->written);
+
+    audit->append.handler = ngx_http_taurus_guard_audit_append_handler;
+    audit->append.data = audit;
+    audit->append.log = &cf->cycle->new_log;
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_http_taurus_guard_audit_cleanup;
+    cln->data = audit;
+
+#if (NGX_THREADS)
+    if (fsync && ngx_strcmp(pool.data, "off") != 0) {
+        audit->thread_pool = ngx_thread_pool_add(cf, &pool);
+        if (audit->thread_pool == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    ngx_queue_init(&audit->pending);
+    ngx_queue_init(&audit->syncing);
+
+    audit->failed.handler = ngx_http_taurus_guard_audit_not_started;
+    audit->failed.data = audit;
+    audit->failed.log = &cf->cycle->new_log;
+#endif
+
+    name.len = sizeof("taurus_guard_audit:") - 1 + file->name.len;
+    name.data = ngx_pnalloc(cf->pool, name.len);
+    if (name.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_sprintf(name.data, "taurus_guard_audit:%V", &file->name);
+
+    audit->zone = ngx_shared_memory_add(cf, &name,
+                                        NGX_HTTP_TG_AUDIT_ZONE_SIZE,
+                                        &ngx_http_taurus_guard_module);
+    if (audit->zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    audit->zone->init = ngx_http_taurus_guard_audit_init_zone;
+    audit->zone->data = audit;
+
+    a = ngx_array_push(&mcf->audits);
+    if (a == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *a = audit;
+    lcf->audit = audit;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Runs in ngx_init_cycle() once the files are open and the worker user
+ * is known, for "nginx -t", a start and a reload alike; a failure here
+ * keeps a running nginx on its old configuration.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_audit_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_taurus_guard_audit_t  *oaudit = data;
+
+    ngx_http_taurus_guard_audit_t  *audit;
+
+    audit = shm_zone->data;
+
+    if (ngx_http_taurus_guard_audit_check_access(audit, shm_zone->shm.log)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (oaudit != NULL) {
+        /* a reload: the chain goes on where the old cycle left it */
+        audit->sh = oaudit->sh;
+        audit->shpool = oaudit->shpool;
+        return NGX_OK;
+    }
+
+    audit->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        audit->sh = audit->shpool->data;
+        return NGX_OK;
+    }
+
+    audit->sh = ngx_slab_calloc(audit->shpool,
+                                sizeof(ngx_http_taurus_guard_audit_sh_t));
+    if (audit->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    audit->shpool->data = audit->sh;
+
+    return ngx_http_taurus_guard_audit_chain_start(audit, shm_zone->shm.log);
+}
+
+
+/*
+ * A master running as root opens the file itself, and at every reopen
+ * hands it to the worker user (ngx_reopen_files() chowns it), but the
+ * workers then reopen it by name: every directory on its path must let
+ * them through, or they go on writing the rotated file.  A master that
+ * is not root runs its workers as itself and has opened the file
+ * already, so nothing is left to check.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_audit_check_access(ngx_http_taurus_guard_audit_t *audit,
+    ngx_log_t *log)
+{
+    u_char           *dir;
+    ngx_int_t         rc;
+    ngx_core_conf_t  *ccf;
+
+    rc = ngx_http_taurus_guard_worker_can_enter(audit->cycle,
+                                                &audit->file->name, &dir);
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(audit->cycle->conf_ctx,
+                                           ngx_core_module);
+
+    ngx_log_error(NGX_LOG_EMERG, log, 0,
+                  "audit log \"%V\": nginx workers run as \"%s\""
+                  " (uid %ui) and cannot enter \"%s\", so they"
+                  " could not reopen the file after a rotation,"
+                  " in %s:%ui",
+                  &audit->file->name,
+                  ccf->username ? ccf->username : "?",
+                  (ngx_uint_t) ccf->user, dir, audit->conf_file,
+                  audit->conf_line);
+
+    return NGX_ERROR;
+}
+
+
+/*
+ * A start: the chain goes on from the last record of the file, which
+ * records where the previous run ended, or where the other master of a
+ * binary upgrade is.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_audit_chain_start(ngx_http_taurus_guard_audit_t *audit,
+    ngx_log_t *log)
+{
+    off_t             size;
+    ngx_fd_t          fd;
+    ngx_int_t         rc;
+    ngx_file_info_t   fi;
+
+    ngx_memcpy(audit->sh->last, NGX_HTTP_TG_ZERO_HASH, TG_SHA256_HEX_LEN + 1);
+
+    fd = ngx_open_file(audit->file->name.data, NGX_FILE_RDWR, NGX_FILE_OPEN,
+                       0);
+
+    if (fd == NGX_INVALID_FILE) {
+        /* a device such as /dev/stderr: a new chain */
+        return NGX_OK;
+    }
+
+    rc = NGX_OK;
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR || !ngx_is_file(&fi)) {
+        goto done;
+    }
+
+    if (ngx_http_taurus_guard_audit_lock(fd, F_WRLCK) != NGX_OK) {
+        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
+                      "taurus_guard: cannot lock audit log \"%V\"",
+                      &audit->file->name);
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    /* the size under the lock: another master's worker may be writing */
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    size = ngx_file_size(&fi);
+
+    if (size > 0) {
+        rc = ngx_http_taurus_guard_audit_tail(audit, fd, fd, &size,
+                                              audit->sh->last, log);
+        if (rc == NGX_DECLINED) {
+            rc = NGX_OK;
+        }
+    }
+
+    audit->sh->dev = fi.st_dev;
+    audit->sh->ino = ngx_file_uniq(&fi);
+    audit->sh->size = size;
+
+done:
+
+    /* closing the descriptor drops the lock */
+
+    (void) ngx_close_file(fd);
+
+    return rc;
+}
+
+
+/*
+ * A location takes bodies of up to "body" bytes: every audit file reads
+ * back a last line as long as the longest record such a body makes (the
+ * file may be shared, the audit states of two spellings of its path may
+ * be two).  A record holds the batch's instances, those denied and a
+ * reason that names them again, each escaped at most to twice its
+ * length (the validator lets no control byte through), and some fields
+ * of bounded length: eight times the body and 64k is more than that.
+ */
+
+void
+ngx_http_taurus_guard_audit_record_max(ngx_http_taurus_guard_main_conf_t *mcf,
+    size_t body)
+{
+    size_t                           max;
+    ngx_uint_t                       i;
+    ngx_http_taurus_guard_audit_t  **a;
+
+    max = (body > (NGX_MAX_SIZE_T_VALUE / 2 - NGX_HTTP_TG_AUDIT_TAIL_MIN) / 8)
+          ? NGX_MAX_SIZE_T_VALUE / 2 : 8 * body + NGX_HTTP_TG_AUDIT_TAIL_MIN;
+
+    a = mcf->audits.elts;
+
+    for (i = 0; i < mcf->audits.nelts; i++) {
+        if (a[i]->tail_max < max) {
+            a[i]->tail_max = max;
+        }
+    }
+}
