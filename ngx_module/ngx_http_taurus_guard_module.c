@@ -234,8 +234,10 @@ ngx_http_taurus_guard_add_variables(ngx_conf_t *cf)
  * A reason may quote the caller (an unknown key, an instance denied):
  * the JSON answer and the record escape it, but the variable may go to
  * a header (add_header) or a log format with "escape=none".  Control
- * bytes, '"' and '\\' are written as nginx's log escaping writes them,
- * \xNN; a reason without them is used as it is.
+ * bytes, bytes from 0x7f up, '"' and '\\' are written as nginx's log
+ * escaping writes them, \xNN: a key may decode to C1 controls, U+2028
+ * or U+2029, which readers take for line breaks.  A reason without them
+ * is used as it is.
  */
 
 static ngx_int_t
@@ -253,7 +255,7 @@ ngx_http_taurus_guard_reason_variable(ngx_http_request_t *r,
 
     for (p = src; p < last; p++) {
         c = *p;
-        n += (c < 0x20 || c == 0x7f || c == '"' || c == '\\');
+        n += (c < 0x20 || c >= 0x7f || c == '"' || c == '\\');
     }
 
     if (n == 0) {
@@ -272,7 +274,7 @@ ngx_http_taurus_guard_reason_variable(ngx_http_request_t *r,
     while (src < last) {
         c = *src++;
 
-        if (c < 0x20 || c == 0x7f || c == '"' || c == '\\') {
+        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') {
             *p++ = '\\';
             *p++ = 'x';
             *p++ = hex[c >> 4];
