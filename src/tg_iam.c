@@ -247,6 +247,19 @@ done:
 }
 
 
+static int
+tg_metadata_word(const char *v)
+{
+    for ( /* void */ ; *v != '\0'; v++) {
+        if ((unsigned char) *v <= 0x20 || (unsigned char) *v >= 0x7f) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
 tg_rc_t
 tg_metadata_profile(const unsigned char *body, size_t len,
     unsigned char *out, size_t size, size_t *outlen, int64_t *expires)
@@ -280,6 +293,19 @@ tg_metadata_profile(const unsigned char *body, size_t len,
         || *a == '\0' || *s == '\0' || *t == '\0')
     {
         rc = TG_ERR_MISSING_KEY;
+        goto done;
+    }
+
+    /*
+     * Each value is one word of printable ASCII, as tg_cred_parse() takes
+     * them: a line feed would start a line of its own in the profile
+     * (a "security_token=" or a "[section]" of the answer's choosing), and
+     * trailing blanks would be cut.
+     */
+
+    if (!tg_metadata_word(a) || !tg_metadata_word(s) || !tg_metadata_word(t))
+    {
+        rc = TG_ERR_CRED_BAD_VALUE;
         goto done;
     }
 

@@ -75,6 +75,7 @@ tg_rc_t tg_iam_expires_at(const unsigned char *body, size_t len,
  * security_token=..\n") for tg_cred_parse(), with its expiry.  out needs
  * len + 64 bytes at most; the caller wipes it.  TG_ERR_SYNTAX when the
  * body is not JSON, TG_ERR_MISSING_KEY when a field is absent or empty,
+ * TG_ERR_CRED_BAD_VALUE when one is not a word of printable ASCII,
  * TG_ERR_TYPE for a bad time, TG_ERR_BUF_TOO_SMALL.
  */
 tg_rc_t tg_metadata_profile(const unsigned char *body, size_t len,

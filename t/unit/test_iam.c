@@ -176,6 +176,19 @@ test_metadata(void)
         "{\"credential\":{\"access\":\"TMPAK\",\"secret\":\"tmp-sk\","
         "\"securitytoken\":\"gQ1jbi1ub3J0aC00\","
         "\"expires_at\":\"2026-11-30T21:00:00.000000Z\"}}";
+    static const char  lf[] =
+        "{\"credential\":{\"access\":\"TMPAK\","
+        "\"secret\":\"tmp-sk\\nsecurity_token=zzz\\n[x]\","
+        "\"securitytoken\":\"gQ1jbi1ub3J0aC00\","
+        "\"expires_at\":\"2026-11-30T21:00:00.000000Z\"}}";
+    static const char  blank[] =
+        "{\"credential\":{\"access\":\"TMPAK\",\"secret\":\"tmp-sk\","
+        "\"securitytoken\":\"gQ1jbi1ub3J0aC00 \","
+        "\"expires_at\":\"2026-11-30T21:00:00.000000Z\"}}";
+    static const char  high[] =
+        "{\"credential\":{\"access\":\"TMP\\u00c4K\",\"secret\":\"tmp-sk\","
+        "\"securitytoken\":\"gQ1jbi1ub3J0aC00\","
+        "\"expires_at\":\"2026-11-30T21:00:00.000000Z\"}}";
 
     is_rc(tg_metadata_profile((const unsigned char *) body,
                               sizeof(body) - 1, out, sizeof(out), &len, &t),
@@ -196,6 +209,18 @@ test_metadata(void)
     is_rc(tg_metadata_profile((const unsigned char *) "[]", 2,
                               out, sizeof(out), &len, &t),
           TG_ERR_SYNTAX, "metadata: not an object");
+
+    /* a line feed would add a line of the answer's own to the profile */
+
+    is_rc(tg_metadata_profile((const unsigned char *) lf, sizeof(lf) - 1,
+                              out, sizeof(out), &len, &t),
+          TG_ERR_CRED_BAD_VALUE, "metadata: a line feed in the secret");
+    is_rc(tg_metadata_profile((const unsigned char *) blank,
+                              sizeof(blank) - 1, out, sizeof(out), &len, &t),
+          TG_ERR_CRED_BAD_VALUE, "metadata: a trailing blank in the token");
+    is_rc(tg_metadata_profile((const unsigned char *) high,
+                              sizeof(high) - 1, out, sizeof(out), &len, &t),
+          TG_ERR_CRED_BAD_VALUE, "metadata: a byte above ASCII in the AK");
 }
 
 
