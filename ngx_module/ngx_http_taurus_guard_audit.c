@@ -1327,14 +1327,14 @@ ngx_http_taurus_guard_audit_drop_behind(ngx_http_taurus_guard_audit_t *audit,
 }
 
 
-
-
 /*
- * A write (or a flush: flush == 0 for the error it logs, 1 for the flush
- * itself) of the file fd failed: counted, and kept in the file's zone
- * with the file it was of.  Only a write that works clears a failed
- * write, only a flush that works a failed flush: a record written since
- * (the error record of a refused batch) says nothing of the flush.
+ * Something done to the file fd failed, kept in the file's zone with the
+ * file it was of.  flush == 1 marks a failed flush (not counted: the
+ * flush's error is logged, and counted, by audit_error(), which also
+ * comes here with flush == 0); flush == 0 counts a failure and marks a
+ * failed write, which the next write that works clears.  Only a flush
+ * that works clears a failed flush: a record written since (the error
+ * record of a refused batch) says nothing of the flush.
  */
 
 void
