@@ -18,9 +18,9 @@
  * Checking and taking are one step under the zone's lock, so concurrent
  * batches in several workers can never overspend a quota or send one
  * instance twice.  What a batch took is given back when it ends: its
- * quota if it was never forwarded, its count in flight always.  Its
- * instances start cooling down unless nothing reached the upstream or
- * the upstream refused it outright.  Times are nginx's monotonic
+ * quota if no upstream try sent it a byte, its count in flight always.
+ * Its instances start cooling down unless nothing reached the upstream
+ * or the upstream refused it outright.  Times are nginx's monotonic
  * milliseconds, which every process of the machine shares and a clock
  * step does not move.
  */
@@ -933,8 +933,9 @@ failed:
 
 
 /*
- * The batch ended: its quota is given back unless it was forwarded, and
- * its in-flight marks are cleared.  Its instances start their cooldown
+ * The batch ended: its quota is given back unless some upstream try
+ * sent it bytes (the done record's "forwarded"), and its in-flight
+ * marks are cleared.  Its instances start their cooldown
  * unless nothing reached the upstream (outcome NGX_HTTP_TG_UNSENT) or
  * the upstream answered outside 2xx, 502, 503 and 504: once bytes were
  * sent and no answer came (NGX_HTTP_TG_UNANSWERED: the caller or the
@@ -987,7 +988,9 @@ ngx_http_taurus_guard_policy_end(ngx_http_request_t *r,
 
     now = ngx_current_msec;
 
-    if (ticket->quota && !forwarded) {
+    /* no try sent the upstream a byte: none of the quota was spent */
+
+    if (ticket->quota && (!forwarded || outcome == NGX_HTTP_TG_UNSENT)) {
         q = ngx_http_taurus_guard_quota_find(pz, project->data, 0);
 
         for (i = 0; q != NULL && i < q->n; i++) {
