@@ -101,6 +101,7 @@ static ngx_str_t  ngx_http_taurus_guard_never_passed[] = {
     ngx_string("x-http-method"),
     ngx_string("x-method-override"),
     ngx_string("x-forwarded-host"),
+    ngx_string("forwarded"),        /* RFC 7239: host= and proto= too */
     ngx_string("x-original-url"),
     ngx_string("x-rewrite-url"),
     ngx_null_string

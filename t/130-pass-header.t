@@ -52,7 +52,8 @@ EOF
 for my $name (qw(Authorization x-auth-token X-Security-Token X-Project-Id
     X-Sdk-Date X-SDK-Anything Content-Type Content-Length Transfer-Encoding
     Host Connection Content-Encoding X-Taurus-Guard-Id X-Domain-Id
-    X-HTTP-Method-Override x_auth_token))
+    X-HTTP-Method-Override x_auth_token X-Forwarded-Host Forwarded
+    FORWARDED))
 {
     my ($rc, $out) = $t->nginx_t(conf("taurus_guard_pass_header $name;"));
     my $line = $t->conf_line(qr/taurus_guard_pass_header/, 'test.conf');
