@@ -33,15 +33,27 @@ ngx_http_taurus_guard_route(ngx_http_request_t *r,
     u = &r->unparsed_uri;
 
     /*
-     * After a rewrite or an internal redirect the proxy sends r->uri, not
-     * what the caller sent: the route checked must be the one forwarded.
+     * The route checked must be the one forwarded, and the two forms
+     * nginx keeps must agree.  After a rewrite, "set $args" or an
+     * internal redirect the proxy sends r->uri, not what the caller sent
+     * (and every rewrite marks the request internal).  Otherwise r->uri
+     * differs from the target only where nginx decoded or normalized it:
+     * a query, percent-encoding, dot segments, doubled slashes.
      */
 
     if (!r->valid_unparsed_uri
         || r->uri.len != u->len
         || ngx_strncmp(r->uri.data, u->data, u->len) != 0)
     {
-        ngx_str_set(reason, "no such route: rewritten inside nginx");
+        if (!r->valid_unparsed_uri || r->internal) {
+            ngx_str_set(reason, "no such route: rewritten inside nginx");
+
+        } else {
+            ngx_str_set(reason, "no such route: the target is not plain"
+                                " (a query, percent-encoding, dot segments"
+                                " or doubled slashes)");
+        }
+
         return NGX_HTTP_NOT_FOUND;
     }
 

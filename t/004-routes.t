@@ -3,6 +3,8 @@
 # Only POST on exactly /v3/{project}/instances/database-version/upgrade,
 # as sent on the wire.  Everything else on a guarded location: 404, or
 # 405 with Allow: POST; audited without a project_id; nothing forwarded.
+# The reason says what is wrong: a target as the caller sent it is never
+# said to be "rewritten inside nginx", which only a rewrite is.
 
 use strict;
 use warnings;
@@ -35,6 +37,13 @@ http {
 
         location /v3/ {
             taurus_guard on;
+            proxy_pass http://127.0.0.1:%%PORT_UP%%;
+        }
+
+        # the route, rewritten to itself inside nginx
+        location /rw/v3/ {
+            taurus_guard on;
+            rewrite ^/rw(/.*)\$ \$1 break;
             proxy_pass http://127.0.0.1:%%PORT_UP%%;
         }
     }
@@ -104,16 +113,27 @@ while (my ($name, $target) = splice @paths, 0, 2) {
 
     my $j = $t->is_refusal($r, 404, 'TG.0404', $name);
     route_audited($t, $j->{audit_id}, "$name ($target)", 404);
+    my ($a) = $t->wait_audit($j->{audit_id} || 'none', 1);
+    unlike(($a || {})->{reason} || '', qr/rewritten/,
+        "$name: not said to be rewritten inside nginx");
 }
+
+# a rewrite inside nginx is said to be one: the proxy would send r->uri
+
+my $r = $t->post('/rw' . upgrade_path(), $body);
+my $j = $t->is_refusal($r, 404, 'TG.0404', 'rewritten');
+is($j->{error_msg}, 'no such route: rewritten inside nginx',
+    'rewritten: said to be');
+route_audited($t, $j->{audit_id}, 'rewritten', 404);
 
 # absolute-form: the target on the wire is not the route (and carries a
 # host of its own), so it is refused like any other target
 
-my $r = $t->http("POST http://localhost" . upgrade_path() . " HTTP/1.1\r\n"
+$r = $t->http("POST http://localhost" . upgrade_path() . " HTTP/1.1\r\n"
     . "Host: localhost\r\nConnection: close\r\n"
     . "Content-Type: application/json\r\n"
     . "Content-Length: " . length($body) . "\r\n\r\n$body");
-my $j = $t->is_refusal($r, 404, 'TG.0404', 'absolute-form');
+$j = $t->is_refusal($r, 404, 'TG.0404', 'absolute-form');
 route_audited($t, $j->{audit_id}, 'absolute-form', 404);
 
 is(scalar $t->upstream_records, 0, 'nothing forwarded');
