@@ -202,10 +202,13 @@ ngx_http_taurus_guard_reentry(ngx_http_request_t *r,
                       " forward from \"%V\" refused", ctx->id, &clcf->name);
 
     } else {
+        /* decided: the gateway refused it, else nginx did before */
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "taurus_guard: request %s not forwarded from \"%V\":"
-                      " it was refused before it was checked", ctx->id,
-                      &clcf->name);
+                      " %s", ctx->id, &clcf->name,
+                      (ctx->decision != NGX_HTTP_TG_UNDECIDED)
+                      ? "the gateway refused it"
+                      : "it was refused before it was checked");
     }
 
     if (r->post_action) {
