@@ -2,10 +2,12 @@
 /*
  * taurus-guard: the request's context.
  *
- * Created when a guarded request first meets the gateway (its phase
- * handler, or the header filter for a response nginx made itself), with
- * the audit id every record and answer of the request carries, and found
- * again after an internal redirect through its pool cleanup.
+ * Created when a guarded request first meets the gateway (the rewrite
+ * phase handler, the precontent one, or the header filter for a
+ * response nginx made before either ran), with the audit id every
+ * record and answer of the request carries; found again after an
+ * internal redirect through its pool cleanup, dropped when "rewrite
+ * ... last" takes the request out of the guard before its check.
  */
 
 

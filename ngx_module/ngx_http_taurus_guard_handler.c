@@ -691,6 +691,12 @@ ngx_http_taurus_guard_secrets(ngx_http_request_t *r,
     size_t     line;
     ngx_int_t  rc;
 
+    /*
+     * The metadata service's credentials serve every project: the
+     * fetcher keeps them under one key of zero bytes, which no project
+     * ID (32 letters or digits) can be.
+     */
+
     static u_char  shared_key[TG_PROJECT_ID_LEN];
 
     if (lcf->cred != NULL && lcf->cred->fetch != NULL
@@ -744,8 +750,9 @@ ngx_http_taurus_guard_secrets(ngx_http_request_t *r,
 
 
 /*
- * Steps 6 and 5: sign, then put the allow record on disk.  NGX_DECLINED
- * forwards, NGX_DONE waits for the flush, anything else finalizes.
+ * Steps 5 and 6: sign, then put the allow record on disk.  NGX_DECLINED
+ * goes on to the forward, which refuses a record not on disk; NGX_DONE
+ * waits for the flush; anything else finalizes.
  */
 
 static ngx_int_t
@@ -777,7 +784,7 @@ ngx_http_taurus_guard_sign_audit(ngx_http_request_t *r,
         return NGX_HTTP_CLIENT_CLOSED_REQUEST;
     }
 
-    /* 6. sign; a failure forwards nothing */
+    /* 5. sign; a failure forwards nothing */
 
     ngx_str_null(&reason);
 
@@ -791,7 +798,7 @@ ngx_http_taurus_guard_sign_audit(ngx_http_request_t *r,
                                             &reason, NULL, 0);
     }
 
-    /* 5. the record is on disk before anything leaves */
+    /* 6. the record is on disk before anything leaves */
 
     ctx->decision = ctx->would_deny ? TG_DECISION_WOULD_DENY
                                     : TG_DECISION_ALLOW;

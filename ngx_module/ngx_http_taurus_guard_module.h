@@ -334,8 +334,8 @@ typedef enum {
 
 /* where a guarded request is, in order (ngx_http_taurus_guard_run()) */
 typedef enum {
-    NGX_HTTP_TG_STEP_ROUTE = 0,     /* not started: route, headers */
-    NGX_HTTP_TG_STEP_BODY,          /* reading the body */
+    NGX_HTTP_TG_STEP_ROUTE = 0,     /* not started (only the ctx made) */
+    NGX_HTTP_TG_STEP_BODY,          /* route, headers, reading the body */
     NGX_HTTP_TG_STEP_VALIDATE,      /* the body whole: validating */
     NGX_HTTP_TG_STEP_AUTHORIZE,     /* allow-list and policy */
     NGX_HTTP_TG_STEP_SECRETS,       /* fetched secrets, maybe waiting */

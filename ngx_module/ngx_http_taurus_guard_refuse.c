@@ -12,6 +12,14 @@
 #include "tg_escape.h"
 
 
+/*
+ * Bytes of a refused target kept in its record: the route is 71 bytes,
+ * the rest is the caller's, who may send kilobytes of it in every
+ * request line.
+ */
+#define NGX_HTTP_TG_URI_MAX  512
+
+
 static ngx_int_t ngx_http_taurus_guard_send_json(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, ngx_str_t *reason,
     ngx_array_t *denied, time_t retry_after);
@@ -23,6 +31,13 @@ static void ngx_http_taurus_guard_upstream_request_id(ngx_http_request_t *r,
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 
 
+/*
+ * Fills rec with what every record of the request carries, from the
+ * request and its ctx as they are now; it writes nothing.  The caller
+ * adds what its kind of record has (the batch, the denied IDs, the
+ * tries) and hands it to ngx_http_taurus_guard_audit().
+ */
+
 void
 ngx_http_taurus_guard_record(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx, tg_audit_record_t *rec)
@@ -32,7 +47,11 @@ ngx_http_taurus_guard_record(ngx_http_request_t *r,
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_taurus_guard_module);
 
-    /* refused before the check started: the user is asked for now */
+    /*
+     * Refused before the check started: the user is asked for now.  A
+     * user whose value cannot be made (no memory) is left out; the record
+     * is still written, as a decision without it beats none.
+     */
     (void) ngx_http_taurus_guard_ctx_user(r, ctx);
 
     ngx_memzero(rec, sizeof(tg_audit_record_t));
@@ -70,7 +89,7 @@ ngx_http_taurus_guard_record(ngx_http_request_t *r,
         rec->method.data = r->method_name.data;
         rec->method.len = r->method_name.len;
         rec->uri.data = r->unparsed_uri.data;
-        rec->uri.len = ngx_min(r->unparsed_uri.len, 512);
+        rec->uri.len = ngx_min(r->unparsed_uri.len, NGX_HTTP_TG_URI_MAX);
     }
 }
 
