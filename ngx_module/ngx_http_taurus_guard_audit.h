@@ -43,7 +43,8 @@ struct ngx_http_taurus_guard_audit_sh_s {
     /*
      * Group commit across workers: bytes appended so far (a record's
      * end is its position), up to where a flush of which file covered
-     * them, and the pid of the one worker flushing now.
+     * them, and the name (pid and start time) of the one worker
+     * flushing now.
      */
     ngx_atomic_t                 written;
     ngx_atomic_t                 flushed;
@@ -107,6 +108,7 @@ typedef struct {
     ngx_uint_t                   synced;    /* fdatasync() calls made */
     ngx_http_taurus_guard_audit_sh_t  *sh;
     ngx_slab_pool_t             *shpool;
+    ngx_atomic_uint_t            self;      /* the worker, for the lock */
 } ngx_http_taurus_guard_audit_task_t;
 
 

@@ -25,9 +25,9 @@ static void ngx_http_taurus_guard_audit_sync_failed(
 static ngx_msec_t ngx_http_taurus_guard_audit_usec(void);
 
 static void ngx_http_taurus_guard_audit_flush_lock(
-    ngx_http_taurus_guard_audit_sh_t *sh);
+    ngx_http_taurus_guard_audit_sh_t *sh, ngx_atomic_uint_t self);
 static void ngx_http_taurus_guard_audit_flush_unlock(
-    ngx_http_taurus_guard_audit_sh_t *sh);
+    ngx_http_taurus_guard_audit_sh_t *sh, ngx_atomic_uint_t self);
 
 #if (NGX_THREADS)
 static void ngx_http_taurus_guard_audit_sync_thread(void *data,
@@ -55,13 +55,15 @@ ngx_http_taurus_guard_audit_sync_here(ngx_http_taurus_guard_audit_t *audit,
 {
     ngx_err_t                          err;
     ngx_msec_t                         start;
+    ngx_atomic_uint_t                  self;
     ngx_http_taurus_guard_audit_sh_t  *sh;
 
     sh = audit->sh;
     start = ngx_http_taurus_guard_audit_usec();
     err = 0;
+    self = ngx_http_taurus_guard_process_self();
 
-    ngx_http_taurus_guard_audit_flush_lock(sh);
+    ngx_http_taurus_guard_audit_flush_lock(sh, self);
 
     if (fdatasync(audit->file->fd) == -1) {
         err = ngx_errno;
@@ -71,7 +73,7 @@ ngx_http_taurus_guard_audit_sync_here(ngx_http_taurus_guard_audit_t *audit,
         err = EIO;
     }
 
-    ngx_http_taurus_guard_audit_flush_unlock(sh);
+    ngx_http_taurus_guard_audit_flush_unlock(sh, self);
 
     if (err) {
         ngx_http_taurus_guard_audit_failed(audit, audit->file->fd, 1);
@@ -114,15 +116,19 @@ ngx_http_taurus_guard_audit_sync_failed(ngx_http_taurus_guard_audit_sh_t *sh,
  * lock orders the failure mark against every flush).  On Linux the
  * waiters sleep on a futex that each unlock wakes, elsewhere they poll.
  * Both look again every 100 ms at least: a worker killed while it held
- * the lock leaves its pid behind, which is then taken over.
+ * the lock leaves its name behind (self: its pid and start time,
+ * ngx_http_taurus_guard_process.c), and the lock is taken over once
+ * that process is gone, even when another process has its pid by then
+ * (which would otherwise keep every later flush waiting for good).
  */
 
 static void
-ngx_http_taurus_guard_audit_flush_lock(ngx_http_taurus_guard_audit_sh_t *sh)
+ngx_http_taurus_guard_audit_flush_lock(ngx_http_taurus_guard_audit_sh_t *sh,
+    ngx_atomic_uint_t self)
 {
     uint32_t           seq;
     ngx_uint_t         n;
-    ngx_atomic_uint_t  pid;
+    ngx_atomic_uint_t  holder;
 #if (NGX_LINUX)
     struct timespec    ts;
 #endif
@@ -132,20 +138,20 @@ ngx_http_taurus_guard_audit_flush_lock(ngx_http_taurus_guard_audit_sh_t *sh)
         seq = *(volatile uint32_t *) &sh->flush_seq;
         ngx_memory_barrier();
 
-        pid = sh->flush_lock;
+        holder = sh->flush_lock;
 
-        if (pid == 0) {
-            if (ngx_atomic_cmp_set(&sh->flush_lock, 0, ngx_pid)) {
+        if (holder == 0) {
+            if (ngx_atomic_cmp_set(&sh->flush_lock, 0, self)) {
                 return;
             }
 
             continue;
         }
 
-        if (pid != (ngx_atomic_uint_t) ngx_pid
-            && kill((ngx_pid_t) pid, 0) == -1 && ngx_errno == ESRCH)
-        {
-            (void) ngx_atomic_cmp_set(&sh->flush_lock, pid, 0);
+        /* this worker's other flush (thread or event loop) is alive */
+
+        if (holder != self && ngx_http_taurus_guard_process_gone(holder)) {
+            (void) ngx_atomic_cmp_set(&sh->flush_lock, holder, 0);
             continue;
         }
 
@@ -166,11 +172,12 @@ ngx_http_taurus_guard_audit_flush_lock(ngx_http_taurus_guard_audit_sh_t *sh)
 
 
 static void
-ngx_http_taurus_guard_audit_flush_unlock(ngx_http_taurus_guard_audit_sh_t *sh)
+ngx_http_taurus_guard_audit_flush_unlock(ngx_http_taurus_guard_audit_sh_t *sh,
+    ngx_atomic_uint_t self)
 {
     ngx_memory_barrier();
 
-    (void) ngx_atomic_cmp_set(&sh->flush_lock, ngx_pid, 0);
+    (void) ngx_atomic_cmp_set(&sh->flush_lock, self, 0);
 
     (void) __sync_fetch_and_add(&sh->flush_seq, 1);
 
@@ -293,6 +300,7 @@ ngx_http_taurus_guard_audit_start_sync(ngx_http_taurus_guard_audit_t *audit)
     t->synced = 0;
     t->sh = audit->sh;
     t->shpool = audit->shpool;
+    t->self = ngx_http_taurus_guard_process_self();
     audit->npending = 0;
 
     if (ngx_thread_task_post(audit->thread_pool, task) != NGX_OK) {
@@ -337,7 +345,7 @@ ngx_http_taurus_guard_audit_sync_thread(void *data, ngx_log_t *log)
 
     for (i = 0; i < t->nfds; i++) {
 
-        ngx_http_taurus_guard_audit_flush_lock(sh);
+        ngx_http_taurus_guard_audit_flush_lock(sh, t->self);
 
         /*
          * A flush that failed after the first of these records was
@@ -350,14 +358,14 @@ ngx_http_taurus_guard_audit_sync_thread(void *data, ngx_log_t *log)
                 t->err = EIO;
             }
 
-            ngx_http_taurus_guard_audit_flush_unlock(sh);
+            ngx_http_taurus_guard_audit_flush_unlock(sh, t->self);
             continue;
         }
 
         if (sh->flushed >= t->upto
             && sh->flushed_ino == t->inos[i] && sh->flushed_dev == t->devs[i])
         {
-            ngx_http_taurus_guard_audit_flush_unlock(sh);
+            ngx_http_taurus_guard_audit_flush_unlock(sh, t->self);
             continue;
         }
 
@@ -385,7 +393,7 @@ ngx_http_taurus_guard_audit_sync_thread(void *data, ngx_log_t *log)
             sh->flushed = upto;
         }
 
-        ngx_http_taurus_guard_audit_flush_unlock(sh);
+        ngx_http_taurus_guard_audit_flush_unlock(sh, t->self);
     }
 
     t->usec = ngx_http_taurus_guard_audit_usec() - t->usec;

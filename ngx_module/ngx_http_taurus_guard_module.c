@@ -11,6 +11,7 @@
 static ngx_int_t ngx_http_taurus_guard_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_taurus_guard_init(ngx_conf_t *cf);
 static ngx_int_t ngx_http_taurus_guard_init_module(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_taurus_guard_init_process(ngx_cycle_t *cycle);
 static void ngx_http_taurus_guard_exit_process(ngx_cycle_t *cycle);
 static void *ngx_http_taurus_guard_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_taurus_guard_create_loc_conf(ngx_conf_t *cf);
@@ -172,7 +173,7 @@ ngx_module_t  ngx_http_taurus_guard_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     ngx_http_taurus_guard_init_module,     /* init module */
-    NULL,                                  /* init process */
+    ngx_http_taurus_guard_init_process,    /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     ngx_http_taurus_guard_exit_process,    /* exit process */
@@ -707,6 +708,34 @@ ngx_http_taurus_guard_init_module(ngx_cycle_t *cycle)
     /* all "env" directives are known only once the whole file is read */
 
     ngx_http_taurus_guard_credentials_env_check(cycle, mcf);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The worker's name, for what it leaves in shared memory (the flush
+ * lock, its slot of the syslog queue), read once.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_taurus_guard_main_conf_t  *mcf;
+
+    if (ngx_http_cycle_get_module_main_conf(cycle, ngx_http_core_module)
+        == NULL)
+    {
+        return NGX_OK;
+    }
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                              ngx_http_taurus_guard_module);
+    if (mcf == NULL) {
+        return NGX_OK;
+    }
+
+    mcf->process = ngx_http_taurus_guard_process_name(ngx_pid);
 
     return NGX_OK;
 }

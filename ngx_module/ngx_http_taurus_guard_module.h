@@ -304,6 +304,8 @@ typedef struct {
                                             /* random bytes for audit ids,
                                                drawn by the worker */
     size_t                       ids_left;  /* of them not handed out */
+    ngx_atomic_uint_t            process;   /* the worker's name, see
+                                               ..._process.c */
 } ngx_http_taurus_guard_main_conf_t;
 
 
@@ -419,6 +421,11 @@ void ngx_http_taurus_guard_syslog_send(ngx_http_taurus_guard_syslog_t *sl,
     tg_audit_record_t *rec, u_char *line, size_t len, u_char *stand_in,
     size_t stand_in_len);
 void ngx_http_taurus_guard_syslog_exit(ngx_http_taurus_guard_syslog_t *sl);
+
+/* ngx_http_taurus_guard_process.c */
+ngx_atomic_uint_t ngx_http_taurus_guard_process_name(ngx_pid_t pid);
+ngx_atomic_uint_t ngx_http_taurus_guard_process_self(void);
+ngx_uint_t ngx_http_taurus_guard_process_gone(ngx_atomic_uint_t who);
 
 /* ngx_http_taurus_guard_worker.c */
 ngx_int_t ngx_http_taurus_guard_worker_can_enter(ngx_cycle_t *cycle,
