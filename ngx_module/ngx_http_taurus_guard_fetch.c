@@ -114,6 +114,8 @@ typedef struct {
     ngx_uint_t                      ended;  /* its answer's end went by */
     ngx_uint_t                      refused;    /* by fetch_check() */
     ngx_uint_t                      uri_changes;    /* where let through */
+    ngx_uint_t                      served; /* locations let through */
+    ngx_uint_t                      handled;    /* served, when done */
 } ngx_http_taurus_guard_fetch_sr_t;
 
 
@@ -910,6 +912,7 @@ ngx_http_taurus_guard_fetch_check(ngx_http_request_t *r)
             && fetch->uri_changes == (ngx_uint_t) r->uri_changes + 1))
     {
         fetch->uri_changes = r->uri_changes;
+        fetch->served++;
         return NGX_OK;
     }
 
@@ -936,9 +939,12 @@ ngx_http_taurus_guard_fetch_check(ngx_http_request_t *r)
  * for a new one first.
  *
  * nginx calls this each time the subrequest is finalized: an error
- * status first, then again after its error page, or after error_page
- * sent it to a named location that proxies.  A refused fetch is over at
- * the first.
+ * status first (the service down: the proxy's 502), then again after
+ * its error page, or after error_page sent it to a named location that
+ * proxies.  Only a finalization in a location let through since the
+ * last one handled (fetch->served) brings an answer of its own: any
+ * other is the same failure's end, which was logged, counted and
+ * unmarked once already.  A refused fetch is over at the first.
  */
 
 static ngx_int_t
@@ -962,12 +968,13 @@ ngx_http_taurus_guard_fetch_done(ngx_http_request_t *sr, void *data,
     src = fetch->src;
     r = sr->parent;
 
-    if (fetch->refused && fetch->done) {
+    if (fetch->done && fetch->handled == fetch->served) {
         ngx_http_taurus_guard_fetch_wipe(sr);
         return rc;
     }
 
     fetch->done = 1;
+    fetch->handled = fetch->served;
 
     /* what the body filter saw of this finalization's answer */
     ended = fetch->ended;
