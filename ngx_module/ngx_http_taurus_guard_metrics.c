@@ -44,7 +44,7 @@ ngx_http_taurus_guard_metrics_zone(ngx_conf_t *cf,
 
     ngx_str_set(&name, NGX_HTTP_TG_METRICS_ZONE);
 
-    zone = ngx_shared_memory_add(cf, &name, 8 * ngx_pagesize,
+    zone = ngx_shared_memory_add(cf, &name, 16 * ngx_pagesize,
                                  &ngx_http_taurus_guard_module);
     if (zone == NULL) {
         return NGX_ERROR;
@@ -281,11 +281,17 @@ ngx_http_taurus_guard_metrics_fetch_failed(ngx_uint_t source)
 }
 
 
+/*
+ * Bytes and records queued for the syslog collector (negative: they left
+ * the queue), in this process's slot; records not sent; stand-ins sent.
+ */
+
 void
-ngx_http_taurus_guard_metrics_syslog(ngx_int_t queued, ngx_uint_t dropped,
-    ngx_uint_t truncated)
+ngx_http_taurus_guard_metrics_syslog(ngx_int_t queued, ngx_int_t records,
+    ngx_uint_t dropped, ngx_uint_t truncated)
 {
-    ngx_http_taurus_guard_metrics_t  *m;
+    ngx_http_taurus_guard_metrics_t      *m;
+    ngx_http_taurus_guard_syslog_slot_t  *s;
 
     m = ngx_http_taurus_guard_metrics_get();
 
@@ -293,8 +299,12 @@ ngx_http_taurus_guard_metrics_syslog(ngx_int_t queued, ngx_uint_t dropped,
         return;
     }
 
-    if (queued) {
-        (void) ngx_atomic_fetch_add(&m->syslog_queued, queued);
+    if ((queued || records)
+        && ngx_process_slot >= 0 && ngx_process_slot < NGX_MAX_PROCESSES)
+    {
+        s = &m->syslog[ngx_process_slot];
+        (void) ngx_atomic_fetch_add(&s->bytes, queued);
+        (void) ngx_atomic_fetch_add(&s->records, records);
     }
 
     if (dropped) {
@@ -304,4 +314,75 @@ ngx_http_taurus_guard_metrics_syslog(ngx_int_t queued, ngx_uint_t dropped,
     if (truncated) {
         (void) ngx_atomic_fetch_add(&m->syslog_truncated, truncated);
     }
+}
+
+
+/*
+ * A process starts in its slot (init_process): the process there before
+ * it is gone, and what it still held for the syslog collector, unless
+ * it took that out as it exited, was never sent.
+ */
+
+void
+ngx_http_taurus_guard_metrics_process(ngx_cycle_t *cycle,
+    ngx_atomic_uint_t self)
+{
+    ngx_atomic_uint_t                     records;
+    ngx_http_taurus_guard_metrics_t      *m;
+    ngx_http_taurus_guard_syslog_slot_t  *s;
+
+    m = ngx_http_taurus_guard_metrics_get();
+
+    if (m == NULL
+        || ngx_process_slot < 0 || ngx_process_slot >= NGX_MAX_PROCESSES)
+    {
+        return;
+    }
+
+    s = &m->syslog[ngx_process_slot];
+
+    records = s->records;
+
+    if (records) {
+        (void) ngx_atomic_fetch_add(&m->syslog_dropped, records);
+
+        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                      "taurus_guard: a process that ended without exiting"
+                      " (pid %P) had %uA audit records queued for the"
+                      " syslog collector, not sent (they are in the audit"
+                      " file)", (ngx_pid_t) (s->owner & 0xffffffff),
+                      records);
+    }
+
+    s->owner = self;
+    s->bytes = 0;
+    s->records = 0;
+}
+
+
+/*
+ * Bytes queued for the syslog collector by processes still alive: a
+ * slot whose process is gone holds what was lost with it.
+ */
+
+ngx_atomic_uint_t
+ngx_http_taurus_guard_metrics_syslog_queued(
+    ngx_http_taurus_guard_metrics_t *m)
+{
+    ngx_uint_t                            i;
+    ngx_atomic_uint_t                     bytes, total;
+    ngx_http_taurus_guard_syslog_slot_t  *s;
+
+    total = 0;
+
+    for (i = 0; i < NGX_MAX_PROCESSES; i++) {
+        s = &m->syslog[i];
+        bytes = s->bytes;
+
+        if (bytes && !ngx_http_taurus_guard_process_gone(s->owner)) {
+            total += bytes;
+        }
+    }
+
+    return total;
 }

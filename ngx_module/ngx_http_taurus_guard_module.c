@@ -715,7 +715,8 @@ ngx_http_taurus_guard_init_module(ngx_cycle_t *cycle)
 
 /*
  * The worker's name, for what it leaves in shared memory (the flush
- * lock, its slot of the syslog queue), read once.
+ * lock, its slot of the syslog queue), read once; the slot is its own
+ * from now on.
  */
 
 static ngx_int_t
@@ -736,6 +737,8 @@ ngx_http_taurus_guard_init_process(ngx_cycle_t *cycle)
     }
 
     mcf->process = ngx_http_taurus_guard_process_name(ngx_pid);
+
+    ngx_http_taurus_guard_metrics_process(cycle, mcf->process);
 
     return NGX_OK;
 }

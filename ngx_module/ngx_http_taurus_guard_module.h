@@ -508,7 +508,9 @@ void ngx_http_taurus_guard_metrics_audit_written(ngx_uint_t records,
     ngx_uint_t writes);
 void ngx_http_taurus_guard_metrics_fetch_failed(ngx_uint_t source);
 void ngx_http_taurus_guard_metrics_syslog(ngx_int_t queued,
-    ngx_uint_t dropped, ngx_uint_t truncated);
+    ngx_int_t records, ngx_uint_t dropped, ngx_uint_t truncated);
+void ngx_http_taurus_guard_metrics_process(ngx_cycle_t *cycle,
+    ngx_atomic_uint_t self);
 
 /* ngx_http_taurus_guard_policy.c */
 char *ngx_http_taurus_guard_policy(ngx_conf_t *cf, ngx_command_t *cmd,

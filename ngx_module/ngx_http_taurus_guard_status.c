@@ -295,7 +295,7 @@ ngx_http_taurus_guard_metrics_handler(ngx_http_request_t *r)
             "taurus_guard_syslog_queued_bytes", "gauge",
             "Audit records waiting for the syslog collector, all workers.");
     ngx_http_tg_metric(p, end, "taurus_guard_syslog_queued_bytes", "",
-                       m->syslog_queued);
+                       ngx_http_taurus_guard_metrics_syslog_queued(m));
 
     p = ngx_http_taurus_guard_family(p, end,
             "taurus_guard_syslog_dropped_total", "counter",

@@ -490,7 +490,7 @@ ngx_http_taurus_guard_syslog_send(ngx_http_taurus_guard_syslog_t *sl,
                           "taurus_guard: audit record of %uz bytes not sent"
                           " to syslog collector \"%V\", no stand-in (it is"
                           " in the audit file)", len, &sl->addr.name);
-            ngx_http_taurus_guard_metrics_syslog(0, 1, 0);
+            ngx_http_taurus_guard_metrics_syslog(0, 0, 1, 0);
             return;
         }
 
@@ -512,7 +512,7 @@ ngx_http_taurus_guard_syslog_send(ngx_http_taurus_guard_syslog_t *sl,
 
     if (sl->qlen + NGX_SIZE_T_LEN + 1 + msg > sl->queue_max) {
         sl->dropped++;
-        ngx_http_taurus_guard_metrics_syslog(0, 1, 0);
+        ngx_http_taurus_guard_metrics_syslog(0, 0, 1, 0);
 
         if (ngx_http_taurus_guard_pace(&sl->drop_pace)) {
             ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
@@ -527,7 +527,7 @@ ngx_http_taurus_guard_syslog_send(ngx_http_taurus_guard_syslog_t *sl,
     p = ngx_sprintf(sl->queue + sl->qlen, "%uz ", msg);
     p = ngx_cpymem(p, head, msg - len);
     p = ngx_cpymem(p, line, len);
-    ngx_http_taurus_guard_metrics_syslog((p - sl->queue) - sl->qlen, 0,
+    ngx_http_taurus_guard_metrics_syslog((p - sl->queue) - sl->qlen, 1, 0,
                                          truncated);
     sl->qlen = p - sl->queue;
 
@@ -759,7 +759,8 @@ ngx_http_taurus_guard_syslog_flush(ngx_http_taurus_guard_syslog_t *sl)
             }
 
             sl->head += frame;
-            ngx_http_taurus_guard_metrics_syslog(-(ngx_int_t) frame, 0, 0);
+            ngx_http_taurus_guard_metrics_syslog(-(ngx_int_t) frame, -1, 0,
+                                                 0);
         }
 
         ngx_http_taurus_guard_syslog_compact(sl, 0);
@@ -843,7 +844,7 @@ ngx_http_taurus_guard_syslog_exit(ngx_http_taurus_guard_syslog_t *sl)
     }
 
     ngx_http_taurus_guard_metrics_syslog(-(ngx_int_t) (sl->qlen - sl->head),
-                                         n, 0);
+                                         -(ngx_int_t) n, n, 0);
 
     ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                   "taurus_guard: worker exiting, %ui audit records queued"
