@@ -139,7 +139,9 @@ static ngx_uint_t ngx_http_taurus_guard_fetch_claim(
     ngx_http_taurus_guard_fetch_slot_t *slot);
 static ngx_int_t ngx_http_taurus_guard_fetch_take(ngx_http_request_t *r,
     ngx_http_taurus_guard_fetch_t *src, u_char *key, ngx_str_t *out,
-    ngx_uint_t *renew);
+    ngx_uint_t *renew, time_t *expires);
+static void ngx_http_taurus_guard_fetch_in_hand(
+    ngx_http_taurus_guard_ctx_t *ctx, time_t expires);
 static ngx_int_t ngx_http_taurus_guard_fetch_start(ngx_http_request_t *r,
     ngx_http_taurus_guard_fetch_t *src, ngx_http_taurus_guard_ctx_t *ctx,
     u_char *key, ngx_str_t *out, ngx_str_t *base, ngx_uint_t tried);
@@ -298,14 +300,18 @@ ngx_http_taurus_guard_fetch_get(ngx_http_request_t *r,
     u_char *key, ngx_str_t *out)
 {
     u_char                             *bkey;
+    time_t                              expires;
     ngx_int_t                           rc;
     ngx_str_t                          *base;
     ngx_uint_t                          renew;
     ngx_http_taurus_guard_fetch_ctx_t  *fctx;
 
-    rc = ngx_http_taurus_guard_fetch_take(r, src, key, out, &renew);
+    rc = ngx_http_taurus_guard_fetch_take(r, src, key, out, &renew,
+                                          &expires);
 
     if (rc == NGX_OK) {
+        ngx_http_taurus_guard_fetch_in_hand(ctx, expires);
+
         if (renew) {
             /* still good: this request goes on, a renewal runs beside */
             ngx_http_taurus_guard_fetch_renew(r, src, key);
@@ -350,7 +356,7 @@ ngx_http_taurus_guard_fetch_get(ngx_http_request_t *r,
         base->len = 0;
 
         rc = ngx_http_taurus_guard_fetch_take(r, src->base, bkey, base,
-                                              &renew);
+                                              &renew, &expires);
 
         if (rc == NGX_ERROR) {
             return NGX_ERROR;
@@ -459,6 +465,7 @@ ngx_http_taurus_guard_fetch_renew(ngx_http_request_t *r,
     ngx_http_taurus_guard_fetch_t *src, u_char *key)
 {
     u_char                              *bkey;
+    time_t                               expires;
     ngx_int_t                            rc;
     ngx_str_t                            base;
     ngx_uint_t                           renew, start;
@@ -471,7 +478,8 @@ ngx_http_taurus_guard_fetch_renew(ngx_http_request_t *r,
 
     bkey = ngx_http_taurus_guard_base_key;
 
-    rc = ngx_http_taurus_guard_fetch_take(r, src->base, bkey, &base, &renew);
+    rc = ngx_http_taurus_guard_fetch_take(r, src->base, bkey, &base, &renew,
+                                          &expires);
 
     if (rc == NGX_OK) {
         if (renew) {
@@ -504,21 +512,21 @@ ngx_http_taurus_guard_fetch_renew(ngx_http_request_t *r,
 
 
 /*
- * Copies key's secret to *out when it is valid for more than
- * src->margin seconds (30, or a quarter of refresh if less) and was
- * asked with the credentials in effect; *renew when it is within
- * refresh of its end and nobody renews it yet (the caller then does).
- * A secret that lives no longer than refresh is renewed halfway through
- * its life instead: within refresh of its end from the start, each new
- * one would start the next renewal, one fetch after another for as long
- * as requests come.  A secret asked with other credentials is wiped:
- * the next fetch replaces it.
+ * Copies key's secret to *out (and when it expires to *expires) when it
+ * is valid for more than src->margin seconds (30, or a quarter of
+ * refresh if less) and was asked with the credentials in effect; *renew
+ * when it is within refresh of its end and nobody renews it yet (the
+ * caller then does).  A secret that lives no longer than refresh is
+ * renewed halfway through its life instead: within refresh of its end
+ * from the start, each new one would start the next renewal, one fetch
+ * after another for as long as requests come.  A secret asked with
+ * other credentials is wiped: the next fetch replaces it.
  */
 
 static ngx_int_t
 ngx_http_taurus_guard_fetch_take(ngx_http_request_t *r,
     ngx_http_taurus_guard_fetch_t *src, u_char *key, ngx_str_t *out,
-    ngx_uint_t *renew)
+    ngx_uint_t *renew, time_t *expires)
 {
     time_t                               now, life, renew_at;
     ngx_http_taurus_guard_fetch_slot_t  *slot;
@@ -558,6 +566,8 @@ ngx_http_taurus_guard_fetch_take(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    *expires = slot->expires;
+
     life = slot->expires - slot->refreshed;
     renew_at = (src->refresh < life) ? src->refresh : life / 2;
 
@@ -568,6 +578,66 @@ ngx_http_taurus_guard_fetch_take(ngx_http_request_t *r,
     ngx_shmtx_unlock(&ngx_http_tg_shpool(src)->mutex);
 
     return NGX_OK;
+}
+
+
+/*
+ * A secret the request will send (not a base it asks with): the first of
+ * them to expire is what sign_again() looks at once the allow record is
+ * on disk.
+ */
+
+static void
+ngx_http_taurus_guard_fetch_in_hand(ngx_http_taurus_guard_ctx_t *ctx,
+    time_t expires)
+{
+    if (ctx->expires == 0 || expires < ctx->expires) {
+        ctx->expires = expires;
+    }
+}
+
+
+/*
+ * A batch about to be forwarded, signed again after a long wait for its
+ * flush (ngx_http_taurus_guard_sign_again()): key's secret as it is in
+ * shared memory now (the one it had, or the one a renewal put there
+ * meanwhile), if it lives NGX_HTTP_TG_SEND_LIFE seconds yet and was
+ * asked with the credentials in effect.  Nothing is fetched, nor
+ * renewed: the allow record is written, and the batch goes now or not
+ * at all.  NGX_OK, or NGX_DECLINED: no such secret.
+ */
+
+ngx_int_t
+ngx_http_taurus_guard_fetch_now(ngx_http_request_t *r,
+    ngx_http_taurus_guard_fetch_t *src, u_char *key, ngx_str_t *out)
+{
+    ngx_int_t                            rc;
+    ngx_http_taurus_guard_fetch_slot_t  *slot;
+    u_char                               id[NGX_HTTP_TG_IDENTITY_LEN];
+
+    if (ngx_http_taurus_guard_fetch_identity(r->connection->log, src, id)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    rc = NGX_DECLINED;
+
+    ngx_shmtx_lock(&ngx_http_tg_shpool(src)->mutex);
+
+    slot = ngx_http_taurus_guard_fetch_slot(src, key, 0);
+
+    if (slot != NULL && slot->secret != NULL
+        && ngx_memcmp(slot->identity, id, NGX_HTTP_TG_IDENTITY_LEN) == 0
+        && slot->expires - ngx_time() >= NGX_HTTP_TG_SEND_LIFE)
+    {
+        rc = ngx_http_taurus_guard_secret_copy(r->pool, slot->secret,
+                                               slot->len, out);
+    }
+
+    ngx_shmtx_unlock(&ngx_http_tg_shpool(src)->mutex);
+
+    return rc;
 }
 
 
@@ -1042,6 +1112,9 @@ ngx_http_taurus_guard_fetch_done(ngx_http_request_t *sr, void *data,
             != NGX_OK)
         {
             ctx->fetch->out->len = 0;
+
+        } else if (src == ctx->fetch->stage) {
+            ngx_http_taurus_guard_fetch_in_hand(ctx, expires);
         }
 
         ctx->fetch_pending = 0;
@@ -1400,6 +1473,7 @@ ngx_http_taurus_guard_fetch_poll(ngx_event_t *ev)
 {
     ngx_http_request_t  *r = ev->data;
 
+    time_t                               expires;
     ngx_int_t                            rc;
     ngx_uint_t                           renew, fetching;
     ngx_connection_t                    *c;
@@ -1412,7 +1486,11 @@ ngx_http_taurus_guard_fetch_poll(ngx_event_t *ev)
     fctx = ctx->fetch;
 
     rc = ngx_http_taurus_guard_fetch_take(r, fctx->src, fctx->key,
-                                          fctx->out, &renew);
+                                          fctx->out, &renew, &expires);
+
+    if (rc == NGX_OK && fctx->src == fctx->stage) {
+        ngx_http_taurus_guard_fetch_in_hand(ctx, expires);
+    }
 
     if (rc == NGX_OK && renew) {
         ngx_http_taurus_guard_fetch_renew(r, fctx->src, fctx->key);

@@ -29,6 +29,7 @@ ngx_int_t
 ngx_http_taurus_guard_forward(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx, ngx_flag_t woken)
 {
+    ngx_str_t   reason;
     ngx_uint_t  status;
 
     static ngx_str_t  gone = ngx_string("client closed the connection"
@@ -55,6 +56,29 @@ ngx_http_taurus_guard_forward(ngx_http_request_t *r,
     if (woken && ngx_http_taurus_guard_client_gone(r)) {
         status = NGX_HTTP_CLIENT_CLOSED_REQUEST;
         return ngx_http_taurus_guard_not_forwarded(r, ctx, status, &gone);
+    }
+
+    /*
+     * A flush long enough to age the signature, or to take a fetched
+     * secret to its end: signed again, now.
+     */
+
+    if (woken
+        && (ngx_time() - ctx->signed_at >= NGX_HTTP_TG_SIGN_AGE
+            || (ctx->expires
+                && ctx->expires - ngx_time() < NGX_HTTP_TG_SEND_LIFE)))
+    {
+        ngx_str_null(&reason);
+
+        if (ngx_http_taurus_guard_sign_again(r, ctx, &reason) != NGX_OK) {
+            if (reason.len == 0) {
+                ngx_str_set(&reason, "could not sign the request");
+            }
+
+            return ngx_http_taurus_guard_refuse(r, ctx,
+                                            NGX_HTTP_SERVICE_UNAVAILABLE,
+                                            &reason, NULL, 0);
+        }
     }
 
     if (ngx_http_taurus_guard_replace_body(r, &ctx->body) != NGX_OK) {

@@ -29,6 +29,9 @@
 #define NGX_HTTP_TG_SECRETS         4         /* headers only upstream gets */
 #define NGX_HTTP_TG_REENTRIES       8         /* named in the done record */
 #define NGX_HTTP_TG_IDS             64        /* audit ids per RAND_bytes() */
+#define NGX_HTTP_TG_SIGN_AGE        60        /* s: a signature signed again */
+#define NGX_HTTP_TG_SEND_LIFE       1         /* s a fetched secret must live
+                                                 yet, at least, when sent */
 #define NGX_HTTP_TG_LOG_INTERVAL_MS (NGX_HTTP_TG_LOG_INTERVAL * 1000)
 
 
@@ -378,6 +381,9 @@ typedef struct {
     ngx_http_handler_pt          content_handler;   /* the proxy's */
     ngx_table_elt_t              secrets[NGX_HTTP_TG_SECRETS];
     ngx_uint_t                   nsecrets;  /* for the upstream only */
+    time_t                       signed_at; /* their X-Sdk-Date */
+    time_t                       expires;   /* the first fetched secret in
+                                               hand to expire; 0: none */
     ngx_list_t                   headers;   /* the list without them */
     tg_str_t                     reentries[NGX_HTTP_TG_REENTRIES];
     ngx_uint_t                   nreentries;
@@ -480,6 +486,8 @@ ngx_uint_t ngx_http_taurus_guard_fetch_states(
 ngx_int_t ngx_http_taurus_guard_fetch_get(ngx_http_request_t *r,
     ngx_http_taurus_guard_fetch_t *src, ngx_http_taurus_guard_ctx_t *ctx,
     u_char *key, ngx_str_t *out);
+ngx_int_t ngx_http_taurus_guard_fetch_now(ngx_http_request_t *r,
+    ngx_http_taurus_guard_fetch_t *src, u_char *key, ngx_str_t *out);
 void ngx_http_taurus_guard_fetch_refused(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx);
 ngx_int_t ngx_http_taurus_guard_fetch_check(ngx_http_request_t *r);
@@ -540,6 +548,8 @@ char *ngx_http_taurus_guard_pass_header(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_taurus_guard_sign(ngx_http_request_t *r,
     ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx,
     ngx_str_t *reason);
+ngx_int_t ngx_http_taurus_guard_sign_again(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_str_t *reason);
 ngx_int_t ngx_http_taurus_guard_secrets_push(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx);
 void ngx_http_taurus_guard_secrets_pop(ngx_http_request_t *r,

@@ -147,6 +147,9 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
     nadd = 0;
     ctx->nsecrets = 0;
 
+    /* the secrets in hand now, and the date: see sign_again() */
+    ctx->signed_at = ngx_time();
+
     if (lcf->token != NULL) {
         if (lcf->token->fetch != NULL) {
             token = ctx->token.len ? &ctx->token : NULL;
@@ -202,7 +205,7 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
 
     /* the gateway's clock, never the caller's */
 
-    if (tg_sdk_date(ngx_time(), date) != TG_OK) {
+    if (tg_sdk_date(ctx->signed_at, date) != TG_OK) {
         ngx_str_set(reason, "could not sign: no date");
         return NGX_ERROR;
     }
@@ -351,6 +354,62 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
                    ctx->hash, date);
 
     return result;
+}
+
+
+/*
+ * A batch is signed before its allow record is flushed, so that a secret
+ * it cannot have refuses it with one record.  The flush may take up to
+ * the audit log's timeout=, longer than a fetched token's margin (30 s
+ * at most) and, set so, than the 15 minutes the API takes an X-Sdk-Date
+ * for.  A batch whose flush took a fetched secret it holds to its end
+ * (less than NGX_HTTP_TG_SEND_LIFE seconds left), or its signature to
+ * NGX_HTTP_TG_SIGN_AGE seconds, is signed again before it leaves, with
+ * the secrets in effect now: files as they are, fetched secrets as
+ * shared memory has them (a renewal may have replaced one that expired
+ * meanwhile).  NGX_ERROR: nothing may be sent, *reason says why.
+ */
+
+ngx_int_t
+ngx_http_taurus_guard_sign_again(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_str_t *reason)
+{
+    size_t                             line;
+    ngx_http_taurus_guard_loc_conf_t  *lcf;
+
+    /* the key of a secret every project shares, as the handler asks */
+    static u_char  shared_key[TG_PROJECT_ID_LEN];
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_taurus_guard_module);
+
+    if (lcf->cred != NULL && lcf->cred->fetch != NULL) {
+        if (ngx_http_taurus_guard_fetch_now(r, lcf->cred->fetch, shared_key,
+                                            &ctx->cred_text)
+            != NGX_OK
+            || tg_cred_parse(&ctx->cred, ctx->cred_text.data,
+                             ctx->cred_text.len, &line)
+               != TG_OK)
+        {
+            ngx_str_set(reason, "no usable credentials after the audit"
+                                " flush");
+            return NGX_ERROR;
+        }
+    }
+
+    if (lcf->token != NULL && lcf->token->fetch != NULL
+        && ngx_http_taurus_guard_fetch_now(r, lcf->token->fetch,
+                                           ctx->project_id.data, &ctx->token)
+           != NGX_OK)
+    {
+        ngx_str_set(reason, "no usable IAM token after the audit flush");
+        return NGX_ERROR;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "taurus_guard: signed again after %T s",
+                   ngx_time() - ctx->signed_at);
+
+    return ngx_http_taurus_guard_sign(r, lcf, ctx, reason);
 }
 
 
