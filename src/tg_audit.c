@@ -12,8 +12,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
-
 #include "tg_allow.h"
 #include "tg_audit.h"
 #include "tg_escape.h"
@@ -802,6 +800,9 @@ tg_audit_line_digests(const unsigned char *line, size_t len,
 
     d->brief[0] = '\0';
     d->body_ok = 0;
+    d->items = 0;
+    d->items_end = 0;
+    d->body_sha256 = 0;
 
     rc = tg_audit_sha256_hex(line, len, "", 0, "", 0, d->full);
     if (rc != TG_OK || !tg_audit_brief_form(line, len, &br)) {
@@ -824,63 +825,10 @@ tg_audit_line_digests(const unsigned char *line, size_t len,
 
     d->body_ok = (memcmp(body, line + br.body_sha256, TG_SHA256_LEN * 2)
                   == 0);
+    d->items = br.items;
+    d->items_end = br.items_end;
+    d->body_sha256 = br.body_sha256;
 
     return TG_OK;
 }
 
-
-tg_rc_t
-tg_audit_parse_link(const unsigned char *line, size_t len, char prev[65],
-    char decision[16])
-{
-    size_t        i;
-    cJSON        *root, *p, *d;
-    tg_rc_t       rc;
-    const char   *end;
-
-    /*
-     * The whole line is one object: cJSON stops at the end of the first
-     * value, and a second object after it would be a record that jq
-     * reads and the chain does not check.
-     */
-
-    end = NULL;
-    root = cJSON_ParseWithLengthOpts((const char *) line, len, &end, 0);
-
-    if (root == NULL || !cJSON_IsObject(root)
-        || end != (const char *) line + len)
-    {
-        rc = TG_ERR_SYNTAX;
-        goto done;
-    }
-
-    p = cJSON_GetObjectItemCaseSensitive(root, "prev");
-    d = cJSON_GetObjectItemCaseSensitive(root, "decision");
-
-    if (!cJSON_IsString(p) || !cJSON_IsString(d)
-        || strlen(p->valuestring) != 64 || strlen(d->valuestring) > 15)
-    {
-        rc = TG_ERR_MISSING_KEY;
-        goto done;
-    }
-
-    for (i = 0; i < 64; i++) {
-        if (!((p->valuestring[i] >= '0' && p->valuestring[i] <= '9')
-              || (p->valuestring[i] >= 'a' && p->valuestring[i] <= 'f')))
-        {
-            rc = TG_ERR_MISSING_KEY;
-            goto done;
-        }
-    }
-
-    memcpy(prev, p->valuestring, 65);
-    memcpy(decision, d->valuestring, strlen(d->valuestring) + 1);
-
-    rc = TG_OK;
-
-done:
-
-    cJSON_Delete(root);
-
-    return rc;
-}

@@ -149,28 +149,24 @@ void tg_audit_write_stand_in_link(tg_out_t *o, const char *link);
  * tg_audit_chain_digest() is the link the gateway writes after a line.
  * tg_audit_line_digests() gives the verifier both forms: "brief" is empty
  * when the line has no brief form; body_ok says whether its items and
- * delay hash to its body_sha256.
+ * delay hash to its body_sha256; the offsets say where the brief form
+ * found its pieces (tg_audit_read.h checks they are the record's own).
  */
 typedef struct {
     char                 full[65];
     char                 brief[65];
     int                  body_ok;
+
+    /* with a brief form: the offsets of its pieces in the line, else 0 */
+    size_t               items;         /* the first byte after the '[' */
+    size_t               items_end;     /* the ']' */
+    size_t               body_sha256;   /* the first of its hex digits */
 } tg_audit_digests_t;
 
 tg_rc_t tg_audit_chain_digest(const unsigned char *line, size_t len,
     char hex[65]) TG_WUR;
 tg_rc_t tg_audit_line_digests(const unsigned char *line, size_t len,
     tg_audit_digests_t *d) TG_WUR;
-
-
-/*
- * For the chain verifier: the "prev" link and the "decision" of one
- * record line (without its '\n').  TG_ERR_SYNTAX when the line is not a
- * JSON object, TG_ERR_MISSING_KEY when either field is absent or not a
- * string of the right form.  decision gets at most 15 bytes and a NUL.
- */
-tg_rc_t tg_audit_parse_link(const unsigned char *line, size_t len,
-    char prev[65], char decision[16]) TG_WUR;
 
 
 #endif /* TG_AUDIT_H */

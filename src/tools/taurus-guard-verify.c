@@ -10,8 +10,10 @@
  * first record ever has 64 zeros); an allow or would_deny record's link
  * leaves out its instances' items, which must then make again the body
  * its "body_sha256" is the digest of (tg_audit.h).  A record changed,
- * removed, inserted or reordered breaks the link after it.  Exit status:
- * 0 intact, 1 a break or a malformed record, 2 a file could not be read.
+ * removed, inserted or reordered breaks the link after it.  Each line is
+ * read as strictly as tg_audit_read.h says, so what is checked is what a
+ * JSON reader reads.  Exit status: 0 intact, 1 a break or a malformed
+ * record, 2 a file could not be read.
  */
 
 #include <errno.h>
@@ -20,6 +22,7 @@
 #include <string.h>
 
 #include "tg_audit.h"
+#include "tg_audit_read.h"
 #include "tg_sign.h"
 
 
@@ -84,14 +87,15 @@ main(int argc, char **argv)
 static int
 tg_verify_file(tg_verify_t *v, const char *path)
 {
-    int             rc;
-    FILE           *f;
-    char           *line;
-    size_t          len;
-    ssize_t         n;
-    unsigned long   lineno;
-    char            prev[TG_SHA256_HEX_LEN + 1];
-    char            decision[16];
+    int              rc;
+    FILE            *f;
+    char            *line;
+    size_t           len;
+    ssize_t          n;
+    tg_rc_t          trc;
+    unsigned long    lineno;
+    tg_audit_line_t  rec;
+    char             err[TG_AUDIT_READ_ERR];
 
     f = fopen(path, "r");
     if (f == NULL) {
@@ -127,22 +131,28 @@ tg_verify_file(tg_verify_t *v, const char *path)
             goto done;
         }
 
-        if (tg_audit_parse_link((unsigned char *) line, (size_t) n - 1,
-                                prev, decision)
-            != TG_OK)
-        {
-            printf("break: %s:%lu: not an audit record with a \"prev\""
-                   " link\n", path, lineno);
+        trc = tg_audit_read_line((unsigned char *) line, (size_t) n, &rec,
+                                 err, sizeof(err));
+
+        if (trc == TG_ERR_CRYPTO) {
+            fprintf(stderr, "%s:%lu: %s\n", path, lineno, err);
+            rc = 2;
+            goto done;
+        }
+
+        if (trc != TG_OK) {
+            printf("break: %s:%lu: not an audit record: %s\n", path, lineno,
+                   err);
             rc = 1;
             goto done;
         }
 
         if (!v->started) {
             printf("start: %s:%lu: chain starts%s\n", path, lineno,
-                   strspn(prev, "0") == TG_SHA256_HEX_LEN
+                   strspn(rec.prev, "0") == TG_SHA256_HEX_LEN
                    ? " at its beginning" : " after earlier, unchecked records");
 
-        } else if (strcmp(prev, v->last.full) == 0
+        } else if (strcmp(rec.prev, v->last.full) == 0
                    && (v->last.brief[0] == '\0' || v->last.body_ok))
         {
             /*
@@ -153,7 +163,7 @@ tg_verify_file(tg_verify_t *v, const char *path)
              */
 
         } else if (v->last.brief[0] == '\0'
-                   || strcmp(prev, v->last.brief) != 0)
+                   || strcmp(rec.prev, v->last.brief) != 0)
         {
             printf("break: %s:%lu: \"prev\" does not match the record"
                    " before it: changed, removed or reordered records\n",
@@ -169,26 +179,18 @@ tg_verify_file(tg_verify_t *v, const char *path)
             goto done;
         }
 
-        if (tg_audit_line_digests((unsigned char *) line, (size_t) n,
-                                  &v->last)
-            != TG_OK)
-        {
-            fprintf(stderr, "%s:%lu: SHA-256 failed\n", path, lineno);
-            rc = 2;
-            goto done;
-        }
-
+        v->last = rec.digests;
         v->started = 1;
         v->last_path = path;
         v->last_lineno = lineno;
         v->records++;
 
-        if (strcmp(decision, "allow") == 0
-            || strcmp(decision, "would_deny") == 0)
+        if (strcmp(rec.decision, "allow") == 0
+            || strcmp(rec.decision, "would_deny") == 0)
         {
             v->allow++;
 
-        } else if (strcmp(decision, "done") == 0) {
+        } else if (strcmp(rec.decision, "done") == 0) {
             v->done++;
 
         } else {

@@ -1,7 +1,7 @@
 /*
- * Fuzz target for the audit chain's reading of a line (src/tg_audit.c):
- * the links the gateway and the verifier compute, and the verifier's
- * parse of "prev" and "decision".
+ * Fuzz target for the audit chain's reading of a line (src/tg_audit.c,
+ * src/tg_audit_read.c): the links the gateway and the verifier compute,
+ * and the verifier's strict reading of a record.
  *
  * Properties (abort() on violation):
  * - tg_audit_line_digests() and tg_audit_chain_digest() succeed on any
@@ -10,20 +10,27 @@
  * - a line with no brief form has no body to check;
  * - a copy of the input gives the same digests (no read outside the
  *   given length: ASan sees the input's end);
- * - tg_audit_parse_link() fills prev (64 hex digits) and decision only
- *   on TG_OK.
+ * - a line tg_audit_read_line() accepts is one JSON object to cJSON
+ *   too, a second parser, whose "prev" and "decision" are the ones read
+ *   (where no "\u0000" can cut cJSON's keys short): prev is 64 hex
+ *   digits, decision one the gateway writes; its digests are the line's;
+ *   and where it has a brief form, its items are its "instances".
  */
 
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "tg_audit.h"
+#include "tg_audit_read.h"
 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 
 static void fa_check_hex(const char *hex);
+static void fa_check_read(const uint8_t *data, size_t size, uint8_t *line);
 
 
 static void
@@ -48,7 +55,7 @@ fa_check_hex(const char *hex)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char                 link[65], prev[65], decision[16];
+    char                 link[65];
     uint8_t             *copy;
     tg_audit_digests_t   d, c;
 
@@ -73,7 +80,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     }
 
-    copy = malloc(size ? size : 1);
+    copy = malloc(size + 1);
     if (copy == NULL) {
         return 0;
     }
@@ -87,18 +94,95 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     }
 
+    fa_check_read(data, size, copy);
+
     free(copy);
 
-    memset(prev, 'x', sizeof(prev));
-    memset(decision, 'x', sizeof(decision));
+    return 0;
+}
 
-    if (tg_audit_parse_link(data, size, prev, decision) == TG_OK) {
-        fa_check_hex(prev);
 
-        if (memchr(decision, '\0', sizeof(decision)) == NULL) {
+/*
+ * data as a line of the log, its '\n' added when it has none: line is a
+ * copy of data with room for it
+ */
+
+static void
+fa_check_read(const uint8_t *data, size_t size, uint8_t *line)
+{
+    size_t                i, n;
+    cJSON                *root, *p, *d, *in;
+    const char           *end;
+    tg_audit_line_t       l;
+    tg_audit_digests_t    c;
+    char                  err[TG_AUDIT_READ_ERR];
+
+    if (size > 0 && data[size - 1] == '\n') {
+        size--;
+    }
+
+    line[size] = '\n';
+    n = size + 1;
+
+    memset(&l, 'x', sizeof(l));
+    memset(err, 'x', sizeof(err));
+
+    if (tg_audit_read_line(line, n, &l, err, sizeof(err)) != TG_OK) {
+        if (memchr(err, '\0', sizeof(err)) == NULL || err[0] == '\0') {
             abort();
+        }
+
+        return;
+    }
+
+    fa_check_hex(l.prev);
+
+    if (memchr(l.decision, '\0', sizeof(l.decision)) == NULL
+        || (strcmp(l.decision, "allow") != 0
+            && strcmp(l.decision, "deny") != 0
+            && strcmp(l.decision, "invalid") != 0
+            && strcmp(l.decision, "error") != 0
+            && strcmp(l.decision, "done") != 0
+            && strcmp(l.decision, "would_deny") != 0))
+    {
+        abort();
+    }
+
+    if (tg_audit_line_digests(line, n, &c) != TG_OK
+        || strcmp(c.full, l.digests.full) != 0
+        || strcmp(c.brief, l.digests.brief) != 0
+        || c.body_ok != l.digests.body_ok)
+    {
+        abort();
+    }
+
+    /* cJSON cuts a key at "\u0000": two different keys may look one */
+
+    for (i = 0; i + 6 <= size; i++) {
+        if (memcmp(data + i, "\\u0000", 6) == 0) {
+            return;
         }
     }
 
-    return 0;
+    end = NULL;
+    root = cJSON_ParseWithLengthOpts((const char *) data, size, &end, 0);
+
+    if (root == NULL || !cJSON_IsObject(root)
+        || end != (const char *) data + size)
+    {
+        abort();
+    }
+
+    p = cJSON_GetObjectItemCaseSensitive(root, "prev");
+    d = cJSON_GetObjectItemCaseSensitive(root, "decision");
+    in = cJSON_GetObjectItemCaseSensitive(root, "instances");
+
+    if (!cJSON_IsString(p) || strcmp(p->valuestring, l.prev) != 0
+        || !cJSON_IsString(d) || strcmp(d->valuestring, l.decision) != 0
+        || (l.digests.brief[0] != '\0' && !cJSON_IsArray(in)))
+    {
+        abort();
+    }
+
+    cJSON_Delete(root);
 }

@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "tg_audit.h"
+#include "tg_audit_read.h"
 #include "tg_sign.h"
 #include "tap.h"
 
@@ -682,8 +683,8 @@ test_request_id(void)
 {
     size_t              len;
     unsigned char      *s;
+    tg_audit_line_t     l;
     tg_audit_record_t   r;
-    char                prev[65], decision[16];
     unsigned char       id[200];
     char                want[400];
 
@@ -692,7 +693,7 @@ test_request_id(void)
         "\"client\":\"127.0.0.1\",\"decision\":\"done\","
         "\"status\":200,\"forwarded\":true,\"prev\":\""
         "0000000000000000000000000000000000000000000000000000000000000000"
-        "\"}";
+        "\"}\n";
 
     record_init(&r);
     r.decision = TG_DECISION_DONE;
@@ -713,15 +714,15 @@ test_request_id(void)
                "\"}\n",
                "request_id escaped, after forwarded");
 
-        ok(tg_audit_parse_link(s, len - 1, prev, decision) == TG_OK
-           && strcmp(decision, "done") == 0 && prev[0] == '1',
+        ok(tg_audit_read_line(s, len, &l, NULL, 0) == TG_OK
+           && strcmp(l.decision, "done") == 0 && l.prev[0] == '1',
            "the verifier reads a record with request_id");
         free(s);
     }
 
-    ok(tg_audit_parse_link((const unsigned char *) old, strlen(old), prev,
-                           decision) == TG_OK
-       && strcmp(decision, "done") == 0 && prev[0] == '0',
+    ok(tg_audit_read_line((const unsigned char *) old, strlen(old), &l,
+                          NULL, 0) == TG_OK
+       && strcmp(l.decision, "done") == 0 && l.prev[0] == '0',
        "the verifier reads an old record without request_id");
 
     memset(id, 'x', sizeof(id));
