@@ -3,8 +3,8 @@
  * taurus-guard-verify: checks the hash chain of an audit log, or of a
  * rotated series of logs given oldest first, and reports the first break.
  *
- *     taurus-guard-verify taurus-audit.log.2 taurus-audit.log.1 \
- *         taurus-audit.log
+ *     taurus-guard-verify [-a LINK] [-t LINK] taurus-audit.log.2 \
+ *         taurus-audit.log.1 taurus-audit.log
  *
  * Every record carries "prev", the SHA-256 of the line before it (the
  * first record ever has 64 zeros); an allow or would_deny record's link
@@ -12,8 +12,18 @@
  * its "body_sha256" is the digest of (tg_audit.h).  A record changed,
  * removed, inserted or reordered breaks the link after it.  Each line is
  * read as strictly as tg_audit_read.h says, so what is checked is what a
- * JSON reader reads.  Exit status: 0 intact, 1 a break or a malformed
- * record, 2 a file could not be read.
+ * JSON reader reads.
+ *
+ * The chain cannot show what was cut from either end: records removed
+ * before the first one given, or after the last.  So the first record
+ * must link to 64 zeros or to the link given with -a (one an earlier run
+ * printed as "end:"), and with -t some record must have the link given
+ * (an earlier run's "end:", or a line's sha256sum): a chain cut short
+ * before it or rewritten up to it fails.  Exit status: 0 intact and
+ * anchored, 1 a break or a malformed record, 2 a file could not be read
+ * (or a usage error), 3 intact but not anchored: its first record links
+ * to records not given, or there is no record, and no -a says where the
+ * chain was.
  */
 
 #include <errno.h>
@@ -37,31 +47,71 @@ typedef struct {
     tg_audit_digests_t   last;          /* of the record before */
     const char          *last_path;
     unsigned long        last_lineno;
-    int                  started;
+    const char          *first_path;
+    unsigned long        first_lineno;
+    const char          *through_path;  /* where -t's record is */
+    unsigned long        through_lineno;
+    char                *after;         /* -a, or NULL */
+    char                *through;       /* -t, or NULL */
+    unsigned             started:1;
+    unsigned             anchored:1;    /* to 64 zeros or to -a */
+    unsigned             through_seen:1;
 } tg_verify_t;
 
 
 static int tg_verify_file(tg_verify_t *v, const char *path);
+static int tg_verify_link_arg(const char *arg, char link[65]);
+static int tg_verify_usage(const char *name);
 
 
 int
 main(int argc, char **argv)
 {
-    int          i, rc;
+    int          i, files, rc;
     tg_verify_t  v;
-
-    if (argc < 2 || strcmp(argv[1], "-h") == 0
-        || strcmp(argv[1], "--help") == 0)
-    {
-        fprintf(stderr, "usage: %s AUDIT_LOG [NEWER_AUDIT_LOG ...]\n"
-                "checks the hash chain of taurus-guard audit logs, given"
-                " oldest first\n", argv[0]);
-        return 2;
-    }
+    char         after[65], through[65];
 
     memset(&v, 0, sizeof(tg_verify_t));
 
-    for (i = 1; i < argc; i++) {
+    for (i = 1; i < argc && argv[i][0] == '-' && argv[i][1] != '\0'; i++) {
+
+        if (strcmp(argv[i], "--") == 0) {
+            i++;
+            break;
+        }
+
+        if (strcmp(argv[i], "-a") == 0 && i + 1 < argc) {
+            if (!tg_verify_link_arg(argv[++i], after)) {
+                fprintf(stderr, "%s: -a: not a link (64 hex digits, or 0)\n",
+                        argv[0]);
+                return 2;
+            }
+
+            v.after = after;
+            continue;
+        }
+
+        if (strcmp(argv[i], "-t") == 0 && i + 1 < argc) {
+            if (!tg_verify_link_arg(argv[++i], through)) {
+                fprintf(stderr, "%s: -t: not a link (64 hex digits)\n",
+                        argv[0]);
+                return 2;
+            }
+
+            v.through = through;
+            continue;
+        }
+
+        return tg_verify_usage(argv[0]);
+    }
+
+    files = argc - i;
+
+    if (files == 0) {
+        return tg_verify_usage(argv[0]);
+    }
+
+    for ( /* void */ ; i < argc; i++) {
         rc = tg_verify_file(&v, argv[i]);
         if (rc != 0) {
             return rc;
@@ -76,9 +126,51 @@ main(int argc, char **argv)
         return 1;
     }
 
-    printf("ok: %lu records in %d file(s), chain intact"
-           " (%lu allowed, %lu completed, %lu refused or failed)\n",
-           v.records, argc - 1, v.allow, v.done, v.refused);
+    if (v.through != NULL && !v.through_seen) {
+        if (v.after == NULL || strcmp(v.through, v.after) != 0) {
+            printf("break: no record given has the link given with -t: the"
+                   " chain was cut short before it, or rewritten up to"
+                   " it\n");
+            return 1;
+        }
+
+        printf("through: the link given with -t is the one given with"
+               " -a\n");
+
+    } else if (v.through != NULL) {
+        printf("through: %s:%lu: its link is the one given with -t\n",
+               v.through_path, v.through_lineno);
+    }
+
+    if (!v.started) {
+        if (v.after == NULL) {
+            printf("unanchored: no record in %d file(s): nothing shows that"
+                   " none was removed (give -a with a link an earlier check"
+                   " printed)\n", files);
+            return 3;
+        }
+
+        printf("end: no record: the link is still the one given with -a\n");
+        v.anchored = 1;
+
+    } else {
+        printf("end: %s:%lu: link %s\n", v.last_path, v.last_lineno,
+               v.last.brief[0] != '\0' ? v.last.brief : v.last.full);
+    }
+
+    printf("%s: %lu records in %d file(s), chain intact"
+           " (%lu allowed, %lu completed, %lu refused or failed)",
+           v.anchored ? "ok" : "unanchored", v.records, files, v.allow,
+           v.done, v.refused);
+
+    if (!v.anchored) {
+        printf(", but nothing shows what came before %s:%lu (give the file"
+               " before it, or -a with a link an earlier check printed)\n",
+               v.first_path, v.first_lineno);
+        return 3;
+    }
+
+    printf("\n");
 
     return 0;
 }
@@ -147,10 +239,25 @@ tg_verify_file(tg_verify_t *v, const char *path)
             goto done;
         }
 
-        if (!v->started) {
+        if (!v->started && v->after != NULL) {
+            if (strcmp(rec.prev, v->after) != 0) {
+                printf("break: %s:%lu: \"prev\" does not match the link"
+                       " given with -a: records before it removed, added or"
+                       " changed\n", path, lineno);
+                rc = 1;
+                goto done;
+            }
+
+            printf("start: %s:%lu: chain starts after the record whose link"
+                   " -a gives\n", path, lineno);
+            v->anchored = 1;
+
+        } else if (!v->started) {
+            v->anchored = (strspn(rec.prev, "0") == TG_SHA256_HEX_LEN);
+
             printf("start: %s:%lu: chain starts%s\n", path, lineno,
-                   strspn(rec.prev, "0") == TG_SHA256_HEX_LEN
-                   ? " at its beginning" : " after earlier, unchecked records");
+                   v->anchored ? " at its beginning"
+                               : " after earlier, unchecked records");
 
         } else if (strcmp(rec.prev, v->last.full) == 0
                    && (v->last.brief[0] == '\0' || v->last.body_ok))
@@ -179,11 +286,25 @@ tg_verify_file(tg_verify_t *v, const char *path)
             goto done;
         }
 
+        if (!v->started) {
+            v->first_path = path;
+            v->first_lineno = lineno;
+        }
+
         v->last = rec.digests;
         v->started = 1;
         v->last_path = path;
         v->last_lineno = lineno;
         v->records++;
+
+        if (v->through != NULL && !v->through_seen
+            && (strcmp(v->through, rec.digests.full) == 0
+                || strcmp(v->through, rec.digests.brief) == 0))
+        {
+            v->through_seen = 1;
+            v->through_path = path;
+            v->through_lineno = lineno;
+        }
 
         if (strcmp(rec.decision, "allow") == 0
             || strcmp(rec.decision, "would_deny") == 0)
@@ -212,4 +333,60 @@ done:
     fclose(f);
 
     return rc;
+}
+
+
+/* 64 hex digits, lowercased; "0" for the 64 zeros of the first record */
+
+static int
+tg_verify_link_arg(const char *arg, char link[65])
+{
+    size_t  i;
+
+    if (strcmp(arg, "0") == 0) {
+        memset(link, '0', 64);
+        link[64] = '\0';
+        return 1;
+    }
+
+    if (strlen(arg) != 64) {
+        return 0;
+    }
+
+    for (i = 0; i < 64; i++) {
+        if (arg[i] >= '0' && arg[i] <= '9') {
+            link[i] = arg[i];
+
+        } else if (arg[i] >= 'a' && arg[i] <= 'f') {
+            link[i] = arg[i];
+
+        } else if (arg[i] >= 'A' && arg[i] <= 'F') {
+            link[i] = (char) (arg[i] - 'A' + 'a');
+
+        } else {
+            return 0;
+        }
+    }
+
+    link[64] = '\0';
+
+    return 1;
+}
+
+
+static int
+tg_verify_usage(const char *name)
+{
+    fprintf(stderr, "usage: %s [-a LINK] [-t LINK] AUDIT_LOG"
+            " [NEWER_AUDIT_LOG ...]\n"
+            "checks the hash chain of taurus-guard audit logs, given oldest"
+            " first\n"
+            "  -a LINK  the link the first record must follow (an earlier"
+            " check's \"end:\"),\n"
+            "           or 0 for the first record ever written\n"
+            "  -t LINK  a link some record must have (an earlier check's"
+            " \"end:\", or a\n"
+            "           line's sha256sum)\n", name);
+
+    return 2;
 }

@@ -1,0 +1,274 @@
+#!/usr/bin/perl
+
+# What the chain cannot show by itself: records cut from either end of
+# a series.  A real log, rotated twice by rename and reopen, gives three
+# files.  taurus-guard-verify says where the chain ends ("end:", the link
+# the next record will hold); a chain whose first record follows records
+# not given (the oldest file gone, its first records cut, or no record at
+# all) is "unanchored" and exits 3, where it used to say "ok" and exit
+# 0; -a gives the link the first record must follow, and -t a link some
+# record must have (an earlier check's "end:", or a line's sha256sum):
+# a series cut at a record boundary, emptied, or rewritten from a forged
+# first record, which all verify as chains, fail against it.  Files out
+# of order, one missing or given twice break; concatenated files are one
+# chain.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+
+use Digest::SHA qw(sha256_hex);
+use Test::More;
+
+use Test::TaurusGuard qw(:all);
+
+my $t = Test::TaurusGuard->new;
+
+my $verify = $t->repo . '/build/taurus-guard-verify';
+plan(skip_all => "no $verify (run make verify)") unless -x $verify;
+
+my $dir = $t->testdir;
+my $log = "$dir/audit.log";
+my $zero = '0' x 64;
+
+$t->upstream;
+$t->write_credentials;
+
+$t->run(<<"EOF");
+http {
+    taurus_guard_credentials %%TESTDIR%%/credentials;
+    taurus_guard_audit_log %%TESTDIR%%/audit.log;
+
+    taurus_guard_allow {
+        %%PROJECT%% $INSTANCES[0] $INSTANCES[1];
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_0%%;
+        server_name localhost;
+
+        location /v3/ {
+            taurus_guard on;
+            proxy_pass http://127.0.0.1:%%PORT_UP%%;
+        }
+    }
+}
+EOF
+
+sub batch {
+    my ($body, $n) = @_;
+    my $r = $t->post(upgrade_path(), $body);
+    my $id = header($r, 'X-Taurus-Guard-Id') || 'none';
+    $t->wait_audit($id, $n);
+    return $r->{status};
+}
+
+sub lines_of {
+    my ($path) = @_;
+    return (($t->read_file($path) // '') =~ /([^\n]*\n)/g);
+}
+
+# three files: allow, done, deny in each
+
+for my $f ("$log.2", "$log.1", $log) {
+    is(batch(batch_json([ $INSTANCES[0] ]), 2), 200, "$f: allowed");
+    is(batch(batch_json([ $OTHER_INSTANCE ]), 1), 403, "$f: denied");
+    next if $f eq $log;
+    rename $log, $f or die "rename: $!\n";
+    $t->reopen;
+}
+
+my @f = ("$log.2", "$log.1", $log);
+my @l = map { [ lines_of($_) ] } @f;
+is(join(',', map { scalar @$_ } @l), '3,3,3', 'three records in each file');
+
+sub verify {
+    my (@args) = @_;
+    my $out = $t->_cmd($verify, @args);
+    return ($? >> 8, $out);
+}
+
+sub copy {
+    my ($name, @lines) = @_;
+    return $t->write_file($name, join '', @lines);
+}
+
+# the whole series: anchored at 64 zeros, and where it ends
+
+my ($rc, $out) = verify(@f);
+is($rc, 0, 'the series: exit 0') or diag($out);
+like($out, qr/^start: \Q$f[0]\E:1: chain starts at its beginning$/m,
+    'the series: starts at its beginning');
+my $end = chain_digest($l[2][2]);
+like($out, qr/^end: \Q$log\E:3: link $end$/m,
+    'the series: "end:" gives the last record\'s link') or diag($out);
+like($out, qr/^ok: 9 records in 3 file\(s\), chain intact/m,
+    'the series: ok');
+
+my $end1 = chain_digest($l[1][2]);
+($rc, $out) = verify(@f[0, 1]);
+like($out, qr/^end: \Q$f[1]\E:3: link $end1$/m,
+    'the two older files: their end');
+
+# the oldest file gone: the chain follows records not given
+
+($rc, $out) = verify(@f[1, 2]);
+is($rc, 3, 'the oldest file gone: exit 3') or diag($out);
+like($out, qr/^start: \Q$f[1]\E:1: chain starts after earlier, unchecked records$/m,
+    'the oldest file gone: said at the start');
+like($out, qr/^unanchored: 6 records in 2 file\(s\), chain intact .*, but nothing shows what came before \Q$f[1]\E:1 /m,
+    'the oldest file gone: unanchored, and where') or diag($out);
+unlike($out, qr/^ok:/m, 'the oldest file gone: no ok');
+
+# -a: the link the first record follows, an earlier check's "end:"
+
+my $end2 = chain_digest($l[0][2]);
+($rc, $out) = verify('-a', $end2, @f[1, 2]);
+is($rc, 0, '-a the end of the oldest: exit 0') or diag($out);
+like($out, qr/^start: \Q$f[1]\E:1: chain starts after the record whose link -a gives$/m,
+    '-a: said at the start');
+like($out, qr/^ok: 6 records in 2 file\(s\)/m, '-a: ok');
+
+($rc, $out) = verify('-a', uc $end2, @f[1, 2]);
+is($rc, 0, '-a in capitals: exit 0') or diag($out);
+
+($rc, $out) = verify('-a', $end1, @f[1, 2]);
+is($rc, 1, '-a another link: exit 1') or diag($out);
+like($out, qr/^break: \Q$f[1]\E:1: "prev" does not match the link given with -a: records before it removed, added or changed$/m,
+    '-a another link: named');
+
+($rc, $out) = verify('-a', '0', @f);
+is($rc, 0, '-a 0, the whole series: exit 0') or diag($out);
+
+# the first records of the oldest file cut: unanchored, and a break
+# against -a 0
+
+my $cut = copy('head-cut.log', @{ $l[0] }[1, 2]);
+($rc, $out) = verify($cut, @f[1, 2]);
+is($rc, 3, 'head cut: exit 3') or diag($out);
+like($out, qr/^unanchored: 8 records in 3 file\(s\)/m, 'head cut: unanchored');
+($rc, $out) = verify('-a', '0', $cut, @f[1, 2]);
+is($rc, 1, 'head cut, -a 0: exit 1') or diag($out);
+like($out, qr/^break: \Q$cut\E:1: "prev" does not match the link given with -a/m,
+    'head cut, -a 0: named');
+
+# a forged first record: its prev made 64 zeros breaks the link after
+# it; relinked from there on, the chain holds, and only -t shows it
+
+my @forged = @{ $l[0] }[1, 2];
+$forged[0] =~ s/"prev":"[0-9a-f]{64}"/"prev":"$zero"/;
+my $forged = copy('forged.log', @forged);
+($rc, $out) = verify($forged);
+is($rc, 1, 'a forged first record: exit 1') or diag($out);
+like($out, qr/^break: \Q$forged\E:2: "prev" does not match/m,
+    'a forged first record: a break at the next');
+
+my $prev = $zero;
+my @relinked;
+for my $line (@forged, @{ $l[1] }, @{ $l[2] }) {
+    push @relinked, $line =~ s/"prev":"[0-9a-f]{64}"/"prev":"$prev"/r;
+    $prev = chain_digest($relinked[-1]);
+}
+my $rewritten = copy('rewritten.log', @relinked);
+($rc, $out) = verify($rewritten);
+is($rc, 0, 'rewritten from a forged first record: a chain all the same')
+    or diag($out);
+($rc, $out) = verify('-t', $end, $rewritten);
+is($rc, 1, 'rewritten, -t the earlier end: exit 1') or diag($out);
+like($out, qr/^break: no record given has the link given with -t: the chain was cut short before it, or rewritten up to it$/m,
+    'rewritten, -t: named');
+
+# -t: the record an earlier check ended at must still be there
+
+($rc, $out) = verify('-t', $end, @f);
+is($rc, 0, '-t the end: exit 0') or diag($out);
+like($out, qr/^through: \Q$log\E:3: its link is the one given with -t$/m,
+    '-t the end: found');
+
+($rc, $out) = verify('-t', $end1, @f);
+is($rc, 0, '-t an older end: exit 0') or diag($out);
+like($out, qr/^through: \Q$f[1]\E:3: /m, '-t an older end: found there');
+
+($rc, $out) = verify('-t', sha256_hex($l[2][1]), @f);
+is($rc, 0, '-t a line\'s sha256sum: exit 0') or diag($out);
+like($out, qr/^through: \Q$log\E:2: /m, '-t a line\'s sha256sum: found');
+
+# the newest file cut at a record boundary, or emptied: still a chain,
+# and a break against -t
+
+my $short = copy('short.log', @{ $l[2] }[0, 1]);
+($rc, $out) = verify(@f[0, 1], $short);
+is($rc, 0, 'the last record cut: a chain all the same') or diag($out);
+($rc, $out) = verify('-t', $end, @f[0, 1], $short);
+is($rc, 1, 'the last record cut, -t: exit 1') or diag($out);
+like($out, qr/^break: no record given has the link given with -t/m,
+    'the last record cut, -t: named');
+unlike($out, qr/^ok:/m, 'the last record cut, -t: no ok');
+
+my $empty = copy('empty.log');
+($rc, $out) = verify('-t', $end, @f[0, 1], $empty);
+is($rc, 1, 'the newest emptied, -t: exit 1') or diag($out);
+
+# an empty file alone: nothing to check, unless -a says where the
+# chain was
+
+($rc, $out) = verify($empty);
+is($rc, 3, 'an empty file: exit 3') or diag($out);
+like($out, qr/^unanchored: no record in 1 file\(s\): nothing shows that none was removed/m,
+    'an empty file: said');
+unlike($out, qr/^ok:/m, 'an empty file: no ok');
+
+($rc, $out) = verify('-a', $end, $empty);
+is($rc, 0, 'an empty file after -a: exit 0') or diag($out);
+like($out, qr/^end: no record: the link is still the one given with -a$/m,
+    'an empty file after -a: its end');
+like($out, qr/^ok: 0 records in 1 file\(s\)/m, 'an empty file after -a: ok');
+
+($rc, $out) = verify('-a', $end, '-t', $end, $empty);
+is($rc, 0, 'an empty file, -a and -t the same: exit 0') or diag($out);
+
+($rc, $out) = verify(@f, $empty);
+is($rc, 0, 'an empty newest file after the series: exit 0') or diag($out);
+
+# order, a file missing, a file twice, files concatenated
+
+($rc, $out) = verify(@f[1, 0, 2]);
+is($rc, 1, 'out of order: exit 1') or diag($out);
+($rc, $out) = verify(@f[0, 2]);
+is($rc, 1, 'the middle file missing: exit 1') or diag($out);
+like($out, qr/^break: \Q$log\E:1: "prev" does not match/m,
+    'the middle file missing: a break at the next file\'s first line');
+($rc, $out) = verify(@f[0, 1, 1, 2]);
+is($rc, 1, 'a file twice: exit 1') or diag($out);
+
+my $cat = copy('cat.log', map { @$_ } @l);
+($rc, $out) = verify($cat);
+is($rc, 0, 'the files concatenated: exit 0') or diag($out);
+like($out, qr/^end: \Q$cat\E:9: link $end$/m,
+    'the files concatenated: the same end');
+
+# usage
+
+($rc, $out) = verify('-a', 'not-a-link', @f);
+is($rc, 2, '-a not a link: exit 2');
+like($out, qr/-a: not a link/, '-a not a link: said');
+($rc, $out) = verify('-t', substr($end, 1), @f);
+is($rc, 2, '-t of 63 digits: exit 2');
+($rc, $out) = verify('-x', @f);
+is($rc, 2, 'an unknown option: exit 2');
+like($out, qr/^usage: /m, 'an unknown option: usage');
+($rc, $out) = verify('-a');
+is($rc, 2, '-a without a link: exit 2');
+($rc, $out) = verify('-a', $end2);
+is($rc, 2, '-a without a file: exit 2');
+
+copy('-dash.log', @{ $l[0] });
+{
+    my $cwd = $t->testdir;
+    $out = `cd '$cwd' && '$verify' -- -dash.log 2>&1`;
+    is($? >> 8, 0, '"--", then a file named "-dash.log": exit 0') or diag($out);
+}
+
+$t->done_testing;
