@@ -383,21 +383,29 @@ tg_read_string(tg_read_t *r, unsigned char *dst, size_t size, size_t *len)
             continue;
         }
 
-        if (c < 0x20) {
+        if (c < 0x20 || c == 0x7f) {
             return tg_read_fail(r, TG_ERR_CTRL_CHAR,
                                 "a raw control byte in a string", NULL, 0);
         }
 
-        if (c == 0x7f) {
-            /* JSON's strings take DEL as it is, and so do its readers */
-            n = 1;
+        n = tg_utf8_seq_len(r->p, (size_t) (r->end - r->p));
 
-        } else {
-            n = tg_utf8_seq_len(r->p, (size_t) (r->end - r->p));
+        if (n == 0) {
+            return tg_read_fail(r, TG_ERR_UTF8, "invalid UTF-8", NULL, 0);
+        }
 
-            if (n == 0) {
-                return tg_read_fail(r, TG_ERR_UTF8, "invalid UTF-8", NULL, 0);
-            }
+        /*
+         * C1 controls, U+2028 and U+2029, which readers that split lines
+         * by Unicode's rules take for line breaks: the gateway escapes
+         * them (tg_escape.h), as it escapes DEL
+         */
+
+        if ((n == 2 && c == 0xc2 && r->p[1] <= 0x9f)
+            || (n == 3 && c == 0xe2 && r->p[1] == 0x80
+                && (r->p[2] == 0xa8 || r->p[2] == 0xa9)))
+        {
+            return tg_read_fail(r, TG_ERR_CTRL_CHAR, "a raw control character"
+                                " or line separator in a string", NULL, 0);
         }
 
         tg_read_put(dst, size, len, r->p, n);

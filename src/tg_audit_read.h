@@ -6,8 +6,9 @@
  * Accepted: one JSON object (RFC 8259, I-JSON's RFC 7493) in the compact
  * form the gateway writes: nothing before or after it (no BOM, no CR),
  * no white space outside a string, valid UTF-8 (RFC 3629), no raw
- * control byte in a string, no unpaired surrogate escape, strict numbers
- * and literals; no key twice in one object, escapes decoded (readers
+ * control character in a string (C0, DEL, C1) nor U+2028 or U+2029, all
+ * of which the gateway escapes, no unpaired surrogate escape, strict
+ * numbers and literals; no key twice in one object, escapes decoded (readers
  * keep the last of two, cJSON the first); at most TG_AUDIT_READ_DEPTH
  * levels, TG_AUDIT_READ_KEYS keys in one object and TG_AUDIT_READ_KEY
  * bytes in one key, far more than a record has.  Its "prev" is 64

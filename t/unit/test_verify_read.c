@@ -57,6 +57,17 @@ static const vec_t  refused[] = {
       "a raw control byte in a string at column 35"),
     V("raw NUL in a string", HEAD ",\"x\":\"a\0\"" TAIL, TG_ERR_CTRL_CHAR,
       "a raw control byte in a string at column 36"),
+    V("raw DEL in a string", HEAD ",\"x\":\"\x7f\"" TAIL, TG_ERR_CTRL_CHAR,
+      "a raw control byte in a string at column 35"),
+    V("raw U+0085 in a string", HEAD ",\"x\":\"a\xc2\x85\"" TAIL,
+      TG_ERR_CTRL_CHAR, "a raw control character or line separator in a"
+      " string at column 36"),
+    V("raw U+2028 in a string", HEAD ",\"x\":\"\xe2\x80\xa8\"" TAIL,
+      TG_ERR_CTRL_CHAR, "a raw control character or line separator in a"
+      " string at column 35"),
+    V("raw U+2029 in a key", HEAD ",\"\xe2\x80\xa9\":1" TAIL,
+      TG_ERR_CTRL_CHAR, "a raw control character or line separator in a"
+      " string at column 31"),
     V("invalid UTF-8", HEAD ",\"x\":\"\xff\"" TAIL, TG_ERR_UTF8,
       "invalid UTF-8 at column 35"),
     V("overlong UTF-8", HEAD ",\"x\":\"\xc0\xaf\"" TAIL, TG_ERR_UTF8,
@@ -155,8 +166,10 @@ static const vec_t  accepted[] = {
     V("\\u0000 elsewhere", HEAD ",\"x\":\"a\\u0000b\"" TAIL, TG_OK, ""),
     V("a key with \\u0000", HEAD ",\"decision\\u0000\":1" TAIL, TG_OK, ""),
     V("surrogate pair", HEAD ",\"x\":\"\\ud83d\\ude00\"" TAIL, TG_OK, ""),
-    V("raw DEL and U+2028", HEAD ",\"x\":\"\x7f\xe2\x80\xa8\"" TAIL, TG_OK,
-      ""),
+    V("U+00A0 and U+2027 raw", HEAD ",\"x\":\"\xc2\xa0\xe2\x80\xa7\"" TAIL,
+      TG_OK, ""),
+    V("DEL, C1 and U+2028 escaped", HEAD ",\"x\":\"\\u007f\\u0085\\u2028\""
+      TAIL, TG_OK, ""),
     V("numbers", HEAD ",\"a\":-0,\"b\":1.5e+3,\"c\":0.25E-1,\"d\":1e999"
       TAIL, TG_OK, ""),
     V("literals", HEAD ",\"a\":true,\"b\":false,\"c\":null,\"d\":[],\"e\":{}"
