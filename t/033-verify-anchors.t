@@ -234,14 +234,37 @@ is($rc, 0, 'an empty newest file after the series: exit 0') or diag($out);
 
 # order, a file missing, a file twice, files concatenated
 
+my $between = 'a file missing between them or given out of order, or'
+    . ' records changed, removed or reordered';
+
 ($rc, $out) = verify(@f[1, 0, 2]);
 is($rc, 1, 'out of order: exit 1') or diag($out);
+like($out, qr/^break: \Q$f[0]\E:1: "prev" does not match the last record of \Q$f[1]\E \(line 3\): \Q$between\E$/m,
+    'out of order: both files named') or diag($out);
 ($rc, $out) = verify(@f[0, 2]);
 is($rc, 1, 'the middle file missing: exit 1') or diag($out);
-like($out, qr/^break: \Q$log\E:1: "prev" does not match/m,
-    'the middle file missing: a break at the next file\'s first line');
+like($out, qr/^break: \Q$log\E:1: "prev" does not match the last record of \Q$f[0]\E \(line 3\): \Q$between\E$/m,
+    'the middle file missing: both files named') or diag($out);
+($rc, $out) = verify(@f[0, 1], $empty, $log);
+is($rc, 0, 'an empty file between two: exit 0') or diag($out);
+($rc, $out) = verify($f[0], $empty, $log);
+like($out, qr/^break: \Q$log\E:1: "prev" does not match the last record of \Q$f[0]\E \(line 3\)/m,
+    'the middle file missing, an empty one given: the file before named')
+    or diag($out);
 ($rc, $out) = verify(@f[0, 1, 1, 2]);
 is($rc, 1, 'a file twice: exit 1') or diag($out);
+like($out, qr/^break: \Q$f[1]\E:1: "prev" does not match the last record of \Q$f[1]\E \(line 3\)/m,
+    'a file twice: named as its own file before') or diag($out);
+
+# an allow record changed at the end of a file: named where it is
+
+my @changed = @{ $l[1] };
+$changed[0] =~ s/("instance_id":")(.)/$1 . ($2 eq 'a' ? 'b' : 'a')/e;
+my $cut1 = copy('cut1.log', @{ $l[0] }, $changed[0]);
+($rc, $out) = verify($cut1, copy('rest1.log', @{ $l[1] }[1, 2]));
+is($rc, 1, 'changed items at the end of a file: exit 1') or diag($out);
+like($out, qr/^break: \S+rest1\.log:1: the instances of the record before it \(\Q$cut1\E:4\) do not match its body_sha256/m,
+    'changed items at the end of a file: the record named') or diag($out);
 
 my $cat = copy('cat.log', map { @$_ } @l);
 ($rc, $out) = verify($cat);

@@ -269,8 +269,9 @@ tg_verify_file(tg_verify_t *v, const char *path)
              * its whole line as by its brief form)
              */
 
-        } else if (v->last.brief[0] == '\0'
-                   || strcmp(rec.prev, v->last.brief) != 0)
+        } else if ((v->last.brief[0] == '\0'
+                    || strcmp(rec.prev, v->last.brief) != 0)
+                   && v->last_path == path)
         {
             printf("break: %s:%lu: \"prev\" does not match the record"
                    " before it: changed, removed or reordered records\n",
@@ -278,10 +279,29 @@ tg_verify_file(tg_verify_t *v, const char *path)
             rc = 1;
             goto done;
 
+        } else if (v->last.brief[0] == '\0'
+                   || strcmp(rec.prev, v->last.brief) != 0)
+        {
+            /* the first record of a file: name the one it should follow */
+
+            printf("break: %s:%lu: \"prev\" does not match the last record"
+                   " of %s (line %lu): a file missing between them or given"
+                   " out of order, or records changed, removed or"
+                   " reordered\n", path, lineno, v->last_path,
+                   v->last_lineno);
+            rc = 1;
+            goto done;
+
         } else if (!v->last.body_ok) {
-            printf("break: %s:%lu: the instances of the record before it"
-                   " do not match its body_sha256: changed instances or"
-                   " delay\n", path, lineno);
+            printf("break: %s:%lu: the instances of the record before it",
+                   path, lineno);
+
+            if (v->last_path != path) {
+                printf(" (%s:%lu)", v->last_path, v->last_lineno);
+            }
+
+            printf(" do not match its body_sha256: changed instances or"
+                   " delay\n");
             rc = 1;
             goto done;
         }
