@@ -272,6 +272,23 @@ is($rc, 0, 'the files concatenated: exit 0') or diag($out);
 like($out, qr/^end: \Q$cat\E:9: link $end$/m,
     'the files concatenated: the same end');
 
+# a file's name is printed with its control bytes escaped: a name cannot
+# make a line of its own ("ok: ..." after a break)
+
+{
+    my $name = "odd\nok: 9 records in 3 file(s), chain intact\e[2K.log";
+    my $odd = copy($name, @{ $l[0] }[0, 2]);
+    ($rc, $out) = verify($odd);
+    is($rc, 1, 'an odd name, a record removed: exit 1') or diag($out);
+    unlike($out, qr/^ok:/m, 'an odd name: no line starts with "ok:"');
+    unlike($out, qr/\e/, 'an odd name: no escape byte printed');
+    like($out, qr/^break: \S*odd\\x0aok: 9 records in 3 file\(s\), chain intact\\x1b\[2K\.log:2: /m,
+        'an odd name: shown with \\xNN') or diag($out);
+    ($rc, $out) = verify("$odd.missing");
+    is($rc, 2, 'an odd name missing: exit 2');
+    unlike($out, qr/\n(?!\z)/, 'an odd name missing: one line') or diag($out);
+}
+
 # usage
 
 ($rc, $out) = verify('-a', 'not-a-link', @f);

@@ -59,7 +59,11 @@ typedef struct {
 } tg_verify_t;
 
 
-static int tg_verify_file(tg_verify_t *v, const char *path);
+static int tg_verify_series(tg_verify_t *v, int files, char **paths,
+    char **shown);
+static int tg_verify_file(tg_verify_t *v, const char *path,
+    const char *shown);
+static char *tg_verify_shown(const char *path);
 static int tg_verify_link_arg(const char *arg, char link[65]);
 static int tg_verify_usage(const char *name);
 
@@ -67,9 +71,10 @@ static int tg_verify_usage(const char *name);
 int
 main(int argc, char **argv)
 {
-    int          i, files, rc;
-    tg_verify_t  v;
-    char         after[65], through[65];
+    int           i, k, files, rc;
+    char        **shown;
+    tg_verify_t   v;
+    char          after[65], through[65];
 
     memset(&v, 0, sizeof(tg_verify_t));
 
@@ -111,8 +116,45 @@ main(int argc, char **argv)
         return tg_verify_usage(argv[0]);
     }
 
-    for ( /* void */ ; i < argc; i++) {
-        rc = tg_verify_file(&v, argv[i]);
+    shown = calloc((size_t) files, sizeof(char *));
+    if (shown == NULL) {
+        fprintf(stderr, "%s: out of memory\n", argv[0]);
+        return 2;
+    }
+
+    rc = 0;
+
+    for (k = 0; k < files; k++) {
+        shown[k] = tg_verify_shown(argv[i + k]);
+
+        if (shown[k] == NULL) {
+            fprintf(stderr, "%s: out of memory\n", argv[0]);
+            rc = 2;
+            goto done;
+        }
+    }
+
+    rc = tg_verify_series(&v, files, argv + i, shown);
+
+done:
+
+    for (k = 0; k < files; k++) {
+        free(shown[k]);
+    }
+
+    free(shown);
+
+    return rc;
+}
+
+
+static int
+tg_verify_series(tg_verify_t *v, int files, char **paths, char **shown)
+{
+    int  i, rc;
+
+    for (i = 0; i < files; i++) {
+        rc = tg_verify_file(v, paths[i], shown[i]);
         if (rc != 0) {
             return rc;
         }
@@ -120,14 +162,14 @@ main(int argc, char **argv)
 
     /* nothing links to the last record, but its body can be checked */
 
-    if (v.started && v.last.brief[0] != '\0' && !v.last.body_ok) {
+    if (v->started && v->last.brief[0] != '\0' && !v->last.body_ok) {
         printf("break: %s:%lu: its instances do not match its body_sha256:"
-               " changed instances or delay\n", v.last_path, v.last_lineno);
+               " changed instances or delay\n", v->last_path, v->last_lineno);
         return 1;
     }
 
-    if (v.through != NULL && !v.through_seen) {
-        if (v.after == NULL || strcmp(v.through, v.after) != 0) {
+    if (v->through != NULL && !v->through_seen) {
+        if (v->after == NULL || strcmp(v->through, v->after) != 0) {
             printf("break: no record given has the link given with -t: the"
                    " chain was cut short before it, or rewritten up to"
                    " it\n");
@@ -137,13 +179,13 @@ main(int argc, char **argv)
         printf("through: the link given with -t is the one given with"
                " -a\n");
 
-    } else if (v.through != NULL) {
+    } else if (v->through != NULL) {
         printf("through: %s:%lu: its link is the one given with -t\n",
-               v.through_path, v.through_lineno);
+               v->through_path, v->through_lineno);
     }
 
-    if (!v.started) {
-        if (v.after == NULL) {
+    if (!v->started) {
+        if (v->after == NULL) {
             printf("unanchored: no record in %d file(s): nothing shows that"
                    " none was removed (give -a with a link an earlier check"
                    " printed)\n", files);
@@ -151,22 +193,22 @@ main(int argc, char **argv)
         }
 
         printf("end: no record: the link is still the one given with -a\n");
-        v.anchored = 1;
+        v->anchored = 1;
 
     } else {
-        printf("end: %s:%lu: link %s\n", v.last_path, v.last_lineno,
-               v.last.brief[0] != '\0' ? v.last.brief : v.last.full);
+        printf("end: %s:%lu: link %s\n", v->last_path, v->last_lineno,
+               v->last.brief[0] != '\0' ? v->last.brief : v->last.full);
     }
 
     printf("%s: %lu records in %d file(s), chain intact"
            " (%lu allowed, %lu completed, %lu refused or failed)",
-           v.anchored ? "ok" : "unanchored", v.records, files, v.allow,
-           v.done, v.refused);
+           v->anchored ? "ok" : "unanchored", v->records, files, v->allow,
+           v->done, v->refused);
 
-    if (!v.anchored) {
+    if (!v->anchored) {
         printf(", but nothing shows what came before %s:%lu (give the file"
                " before it, or -a with a link an earlier check printed)\n",
-               v.first_path, v.first_lineno);
+               v->first_path, v->first_lineno);
         return 3;
     }
 
@@ -176,8 +218,13 @@ main(int argc, char **argv)
 }
 
 
+/*
+ * path is the file to open, shown its name as printed: every line about a
+ * record names its file, and a name must not make a line of its own
+ */
+
 static int
-tg_verify_file(tg_verify_t *v, const char *path)
+tg_verify_file(tg_verify_t *v, const char *path, const char *shown)
 {
     int              rc;
     FILE            *f;
@@ -191,7 +238,7 @@ tg_verify_file(tg_verify_t *v, const char *path)
 
     f = fopen(path, "r");
     if (f == NULL) {
-        fprintf(stderr, "%s: %s\n", path, strerror(errno));
+        fprintf(stderr, "%s: %s\n", shown, strerror(errno));
         return 2;
     }
 
@@ -212,13 +259,13 @@ tg_verify_file(tg_verify_t *v, const char *path)
 
         if (n == 0 || line[n - 1] != '\n') {
             printf("break: %s:%lu: torn record (no final newline)\n",
-                   path, lineno);
+                   shown, lineno);
             rc = 1;
             goto done;
         }
 
         if (n > TG_VERIFY_LINE_MAX) {
-            printf("break: %s:%lu: record too long\n", path, lineno);
+            printf("break: %s:%lu: record too long\n", shown, lineno);
             rc = 1;
             goto done;
         }
@@ -227,13 +274,13 @@ tg_verify_file(tg_verify_t *v, const char *path)
                                  err, sizeof(err));
 
         if (trc == TG_ERR_CRYPTO) {
-            fprintf(stderr, "%s:%lu: %s\n", path, lineno, err);
+            fprintf(stderr, "%s:%lu: %s\n", shown, lineno, err);
             rc = 2;
             goto done;
         }
 
         if (trc != TG_OK) {
-            printf("break: %s:%lu: not an audit record: %s\n", path, lineno,
+            printf("break: %s:%lu: not an audit record: %s\n", shown, lineno,
                    err);
             rc = 1;
             goto done;
@@ -243,19 +290,19 @@ tg_verify_file(tg_verify_t *v, const char *path)
             if (strcmp(rec.prev, v->after) != 0) {
                 printf("break: %s:%lu: \"prev\" does not match the link"
                        " given with -a: records before it removed, added or"
-                       " changed\n", path, lineno);
+                       " changed\n", shown, lineno);
                 rc = 1;
                 goto done;
             }
 
             printf("start: %s:%lu: chain starts after the record whose link"
-                   " -a gives\n", path, lineno);
+                   " -a gives\n", shown, lineno);
             v->anchored = 1;
 
         } else if (!v->started) {
             v->anchored = (strspn(rec.prev, "0") == TG_SHA256_HEX_LEN);
 
-            printf("start: %s:%lu: chain starts%s\n", path, lineno,
+            printf("start: %s:%lu: chain starts%s\n", shown, lineno,
                    v->anchored ? " at its beginning"
                                : " after earlier, unchecked records");
 
@@ -271,11 +318,11 @@ tg_verify_file(tg_verify_t *v, const char *path)
 
         } else if ((v->last.brief[0] == '\0'
                     || strcmp(rec.prev, v->last.brief) != 0)
-                   && v->last_path == path)
+                   && v->last_path == shown)
         {
             printf("break: %s:%lu: \"prev\" does not match the record"
                    " before it: changed, removed or reordered records\n",
-                   path, lineno);
+                   shown, lineno);
             rc = 1;
             goto done;
 
@@ -287,16 +334,16 @@ tg_verify_file(tg_verify_t *v, const char *path)
             printf("break: %s:%lu: \"prev\" does not match the last record"
                    " of %s (line %lu): a file missing between them or given"
                    " out of order, or records changed, removed or"
-                   " reordered\n", path, lineno, v->last_path,
+                   " reordered\n", shown, lineno, v->last_path,
                    v->last_lineno);
             rc = 1;
             goto done;
 
         } else if (!v->last.body_ok) {
             printf("break: %s:%lu: the instances of the record before it",
-                   path, lineno);
+                   shown, lineno);
 
-            if (v->last_path != path) {
+            if (v->last_path != shown) {
                 printf(" (%s:%lu)", v->last_path, v->last_lineno);
             }
 
@@ -307,13 +354,13 @@ tg_verify_file(tg_verify_t *v, const char *path)
         }
 
         if (!v->started) {
-            v->first_path = path;
+            v->first_path = shown;
             v->first_lineno = lineno;
         }
 
         v->last = rec.digests;
         v->started = 1;
-        v->last_path = path;
+        v->last_path = shown;
         v->last_lineno = lineno;
         v->records++;
 
@@ -322,7 +369,7 @@ tg_verify_file(tg_verify_t *v, const char *path)
                 || strcmp(v->through, rec.digests.brief) == 0))
         {
             v->through_seen = 1;
-            v->through_path = path;
+            v->through_path = shown;
             v->through_lineno = lineno;
         }
 
@@ -342,7 +389,7 @@ tg_verify_file(tg_verify_t *v, const char *path)
     /* getline() fails without an error on the stream too (ENOMEM) */
 
     if (ferror(f) || !feof(f)) {
-        fprintf(stderr, "%s:%lu: cannot be read: %s\n", path, lineno + 1,
+        fprintf(stderr, "%s:%lu: cannot be read: %s\n", shown, lineno + 1,
                 strerror(errno ? errno : EIO));
         rc = 2;
     }
@@ -391,6 +438,44 @@ tg_verify_link_arg(const char *arg, char link[65])
     link[64] = '\0';
 
     return 1;
+}
+
+
+/* bytes outside printable ASCII, and '\\', as \xNN */
+
+static char *
+tg_verify_shown(const char *path)
+{
+    char                 *shown, *p;
+    size_t                len;
+    const unsigned char  *c;
+
+    static const char  hex[] = "0123456789abcdef";
+
+    len = strlen(path);
+
+    shown = malloc(len * 4 + 1);
+    if (shown == NULL) {
+        return NULL;
+    }
+
+    p = shown;
+
+    for (c = (const unsigned char *) path; *c != '\0'; c++) {
+        if (*c >= 0x20 && *c < 0x7f && *c != '\\') {
+            *p++ = (char) *c;
+            continue;
+        }
+
+        *p++ = '\\';
+        *p++ = 'x';
+        *p++ = hex[*c >> 4];
+        *p++ = hex[*c & 0x0f];
+    }
+
+    *p = '\0';
+
+    return shown;
 }
 
 
