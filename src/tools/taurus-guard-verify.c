@@ -192,7 +192,8 @@ tg_verify_series(tg_verify_t *v, int files, char **paths, char **shown)
             return 3;
         }
 
-        printf("end: no record: the link is still the one given with -a\n");
+        printf("end: no record given, the link is still -a's: link %s\n",
+               v->after);
         v->anchored = 1;
 
     } else {
