@@ -21,6 +21,7 @@ use lib "$FindBin::Bin/lib";
 
 use Digest::SHA qw(sha256_hex);
 use Test::More;
+use Time::HiRes qw(sleep);
 
 use Test::TaurusGuard qw(:all);
 
@@ -70,14 +71,23 @@ sub lines_of {
     return (($t->read_file($path) // '') =~ /([^\n]*\n)/g);
 }
 
-# three files: allow, done, deny in each
+# three files: allow, done, deny in each; each rotation waits for the
+# master and the worker to reopen the log, as logrotate's would
+
+sub reopened {
+    my @m = $t->error_log =~ /\d+#\d+: reopening logs/g;
+    return scalar @m;
+}
 
 for my $f ("$log.2", "$log.1", $log) {
     is(batch(batch_json([ $INSTANCES[0] ]), 2), 200, "$f: allowed");
     is(batch(batch_json([ $OTHER_INSTANCE ]), 1), 403, "$f: denied");
     next if $f eq $log;
+    my $before = reopened();
     rename $log, $f or die "rename: $!\n";
     $t->reopen;
+    my $end = now() + 30;
+    sleep 0.05 while (reopened() < $before + 2 || !-e $log) && now() < $end;
 }
 
 my @f = ("$log.2", "$log.1", $log);
