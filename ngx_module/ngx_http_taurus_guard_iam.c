@@ -519,7 +519,7 @@ ngx_http_taurus_guard_iam_answer(ngx_http_request_t *sr,
     if (u->headers_in.status_n != NGX_HTTP_CREATED
         && u->headers_in.status_n != NGX_HTTP_OK)
     {
-        *problem = "IAM did not answer 201";
+        *problem = "IAM did not answer 201 (or 200)";
         return NGX_ERROR;
     }
 
