@@ -22,6 +22,17 @@
 #   - credentials file: a flush held while the gateway's clock moves on
 #     90 s: X-Sdk-Date is the time (by that clock) the batch left, and
 #     its signature verifies; one held 2 s keeps its signature.
+#
+# In the event loop (thread_pool=off) the flush holds the whole worker,
+# and the batch went on in the same turn by nginx's clock as it was
+# before the flush: its token taken to its end and its signature aged
+# went unnoticed, and the batch left with both (the endpoint answered
+# 401).  nginx's clock is read again after the turn's write and flush:
+#
+#   - the token case in the event loop: the renewal cannot be read
+#     while the worker is held, so the batch is refused (503, an error
+#     record), not sent with the token that expired;
+#   - the date case in the event loop, as with the thread pool.
 
 use strict;
 use warnings;
@@ -44,12 +55,13 @@ plan(skip_all => 'a sanitizer build cannot take an LD_PRELOAD shim')
 my $body = batch_json([ $INSTANCES[0] ]);
 
 sub conf {
-    my ($secret, $more) = @_;
+    my ($secret, $more, $audit) = @_;
     $more = '' unless defined $more;
+    $audit = '' unless defined $audit;
     return <<"EOF";
 http {
     $secret
-    taurus_guard_audit_log %%TESTDIR%%/audit.log timeout=30s;
+    taurus_guard_audit_log %%TESTDIR%%/audit.log timeout=30s$audit;
 
     taurus_guard_allow {
         %%PROJECT%% $INSTANCES[0];
@@ -116,7 +128,7 @@ sub collect {
 # down once the first token was fetched
 
 sub token_case {
-    my ($name, $down) = @_;
+    my ($name, $down, $audit) = @_;
 
     my $t = Test::TaurusGuard->new;
     my $so = $t->sync_shim or plan(skip_all => 'the shim does not build');
@@ -128,12 +140,13 @@ sub token_case {
     {
         local $ENV{LD_PRELOAD} = $so;
         $t->run(conf('taurus_guard_token iam=/_tg_iam'
-            . ' password_file=%%TESTDIR%%/iam.ini refresh=12s;', <<'EOF'));
+            . ' password_file=%%TESTDIR%%/iam.ini refresh=12s;', <<'EOF',
         location = /_tg_iam {
             internal;
             proxy_pass http://127.0.0.1:%%PORT_IAM%%/v3/auth/tokens;
         }
 EOF
+            $audit));
     }
 
     my $start = now();
@@ -162,10 +175,13 @@ EOF
     my @up = $t->upstream_records;
     my @issued = TaurusGuard::IAM::iam_tokens($t);
 
-    if ($down) {
+    # in the event loop the held flush holds the renewal too: the
+    # batch goes on in the same turn, before its answer is read
+
+    if ($down || $audit) {
         is($status, 503, "$name: the held batch: 503");
         is(scalar @up, 1, "$name: not forwarded");
-        is(scalar @issued, 1, "$name: no other token");
+        is(scalar @issued, 1, "$name: no other token") if $down;
 
         my @a = $t->audit_records;
         my ($id) = map { $_->{id} } grep { $_->{decision} eq 'allow' }
@@ -198,12 +214,17 @@ EOF
 
 token_case('token', 0);
 token_case('IAM down', 1);
+token_case('token, event loop', 0, ' thread_pool=off');
 
 
 # X-Sdk-Date after a held flush, the gateway's clock moved on 90 s (as
-# if the flush had lasted that long), and after one held 2 s
+# if the flush had lasted that long), and after one held 2 s; with the
+# thread pool, and in the event loop (thread_pool=off), where the flush
+# holds the whole worker and the request goes on in the same turn
 
-{
+sub date_case {
+    my ($name, $audit) = @_;
+
     my $t = Test::TaurusGuard->new;
     my $dir = $t->testdir;
     my $so = $t->sync_shim or plan(skip_all => 'the shim does not build');
@@ -220,15 +241,16 @@ token_case('IAM down', 1);
     {
         local $ENV{LD_PRELOAD} = "$so $dir/clockshift.so";
         local $ENV{TG_CLOCK_OFFSET} = "$dir/clock.offset";
-        $t->run(conf('taurus_guard_credentials %%TESTDIR%%/credentials;'));
+        $t->run(conf('taurus_guard_credentials %%TESTDIR%%/credentials;',
+            '', $audit));
     }
 
     # how far X-Sdk-Date is ahead of the upstream's clock
 
     my $ahead = sub {
-        my ($name) = @_;
+        my ($what) = @_;
         my $up = ($t->upstream_records)[-1] || {};
-        is($up->{signature}{ok}, 1, "$name: its signature verifies")
+        is($up->{signature}{ok}, 1, "$what: its signature verifies")
             or diag($up->{signature}{error} || 'no record');
 
         my ($date) = headers_named($up->{headers} || [], 'X-Sdk-Date');
@@ -243,25 +265,29 @@ token_case('IAM down', 1);
     };
 
     my $k = held_post($t, 1);
-    is(allows($t), 1, 'date: the batch waits for its flush');
+    is(allows($t), 1, "$name: the batch waits for its flush");
     $t->write_file('clock.offset', "90\n");
     sleep 0.5;
     unlink "$dir/hold";
 
-    is(collect($k), 200, 'date: the held batch: 200');
-    my $d = $ahead->('date');
+    is(collect($k), 200, "$name: the held batch: 200");
+    my $d = $ahead->($name);
     ok($d >= 89 && $d <= 91,
-        "date: X-Sdk-Date is the gateway's time of sending ($d s ahead)");
+        "$name: X-Sdk-Date is the gateway's time of sending ($d s ahead)");
 
     $k = held_post($t, 2);
     sleep 2;
     unlink "$dir/hold";
 
-    is(collect($k), 200, 'held 2 s: 200');
-    $d = $ahead->('held 2 s');
-    ok($d >= 87 && $d <= 89, "held 2 s: signed before the flush ($d s)");
+    is(collect($k), 200, "$name, held 2 s: 200");
+    $d = $ahead->("$name, held 2 s");
+    ok($d >= 87 && $d <= 89,
+        "$name, held 2 s: signed before the flush ($d s)");
 
     $t->finish;
 }
+
+date_case('date', '');
+date_case('date, event loop', ' thread_pool=off');
 
 done_testing;
