@@ -965,17 +965,18 @@ ngx_http_taurus_guard_audit_append(ngx_http_taurus_guard_audit_t *audit,
         sync = ngx_http_taurus_guard_audit_sync_here(audit, waiting, from,
                                                      log);
         flush = 0;
+
+        /*
+         * The flush held the event loop for as long as it took (a slow
+         * disk, another worker's flush), and nginx's clock stood still
+         * meanwhile: the requests that go on now (the age of their
+         * signature, the life left to their token) count from the time
+         * it is now.  A flush in the thread pool ends in a later turn,
+         * on a clock nginx has read again.
+         */
+
+        ngx_time_update();
     }
-
-    /*
-     * The write, and a flush here, held the event loop for as long as
-     * they took (a slow disk, another worker's flush), and nginx's clock
-     * stood still meanwhile: the timers of the requests that now wait,
-     * and the forward of those that go on (the age of their signature,
-     * the life left to their token), count from the time it is now.
-     */
-
-    ngx_time_update();
 
 #if (NGX_THREADS)
     if (flush && audit->pending_from == 0) {
