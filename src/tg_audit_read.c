@@ -524,7 +524,12 @@ tg_read_escape(tg_read_t *r, unsigned char *dst, size_t size, size_t *len)
 }
 
 
-/* RFC 8259: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
+/*
+ * RFC 8259: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?, and short:
+ * the gateway writes 64-bit integers, while Python's json refuses an
+ * integer of more than 4300 digits that jq reads, so a longer number
+ * would stop one reader of a line the other reads.
+ */
 
 static tg_rc_t
 tg_read_number(tg_read_t *r)
@@ -578,6 +583,11 @@ tg_read_number(tg_read_t *r)
         if (p == digits) {
             return tg_read_fail(r, TG_ERR_SYNTAX, "invalid number", NULL, 0);
         }
+    }
+
+    if (p - r->p > TG_AUDIT_READ_NUMBER) {
+        return tg_read_fail(r, TG_ERR_SYNTAX, "a number longer than %zu bytes",
+                            NULL, TG_AUDIT_READ_NUMBER);
     }
 
     r->p = p;

@@ -10,13 +10,15 @@
  * of which the gateway escapes, no unpaired surrogate escape, strict
  * numbers and literals; no key twice in one object, escapes decoded (readers
  * keep the last of two, cJSON the first); at most TG_AUDIT_READ_DEPTH
- * levels, TG_AUDIT_READ_KEYS keys in one object and TG_AUDIT_READ_KEY
- * bytes in one key, far more than a record has.  Its "prev" is 64
- * lowercase hex digits and its "decision" one the gateway writes, both
- * compared decoded and whole (a "\u0000" does not cut them short).  When
- * the line has a brief link (tg_audit.h), the items the link leaves out
- * are the record's own "instances" and the digest they are checked
- * against its own "body_sha256", not a nested key of the same name.
+ * levels, TG_AUDIT_READ_KEYS keys in one object, TG_AUDIT_READ_KEY bytes
+ * in one key and TG_AUDIT_READ_NUMBER bytes in one number, far more than
+ * a record has (Python's json refuses an integer of more than 4300
+ * digits, which jq reads).  Its "prev" is 64 lowercase hex digits and its
+ * "decision" one the gateway writes, both compared decoded and whole (a
+ * "\u0000" does not cut them short).  When the line has a brief link
+ * (tg_audit.h), the items the link leaves out are the record's own
+ * "instances" and the digest they are checked against its own
+ * "body_sha256", not a nested key of the same name.
  */
 
 #ifndef TG_AUDIT_READ_H
@@ -30,6 +32,7 @@
 #define TG_AUDIT_READ_DEPTH  16
 #define TG_AUDIT_READ_KEYS   64
 #define TG_AUDIT_READ_KEY    64
+#define TG_AUDIT_READ_NUMBER 64
 #define TG_AUDIT_READ_ERR    128         /* a good size for err buffers */
 
 

@@ -197,6 +197,15 @@ for my $name (sort keys %bytes) {
     refused($name, $l, $what);
 }
 
+# an integer of 4301 digits: jq reads it, Python's json refuses it, so a
+# Python review stops at that line and shows nothing after it
+
+{
+    my $l = $deny =~ s/"status":403/'"status":' . '9' x 4301/er;
+    isnt($l, $deny, 'an integer of 4301 digits: in the line');
+    refused('an integer of 4301 digits', $l, 'a number longer than 64 bytes');
+}
+
 refused('a BOM', "\xef\xbb\xbf$deny", 'byte order mark');
 refused('a CR before the newline', $deny =~ s/\n\z/\r\n/r,
     'a carriage return before the newline');

@@ -18,6 +18,10 @@
 #define ONES                                                                  \
     "1111111111111111111111111111111111111111111111111111111111111111"
 
+/* 64 digits: the longest number read */
+#define D64                                                                   \
+    "1234567890123456789012345678901234567890123456789012345678901234"
+
 /* a deny record's head and tail, around what a vector puts between */
 #define HEAD  "{\"id\":\"d1\",\"decision\":\"deny\""
 #define TAIL  ",\"prev\":\"" ZEROS "\"}\n"
@@ -100,6 +104,10 @@ static const vec_t  refused[] = {
       "unexpected byte at column 34"),
     V("True", HEAD ",\"x\":True" TAIL, TG_ERR_SYNTAX,
       "unexpected byte at column 34"),
+    V("a number of 65 bytes", HEAD ",\"x\":-" D64 TAIL, TG_ERR_SYNTAX,
+      "a number longer than 64 bytes at column 34"),
+    V("a fraction of 66 bytes", HEAD ",\"x\":" D64 ".5" TAIL, TG_ERR_SYNTAX,
+      "a number longer than 64 bytes at column 34"),
     V("trailing comma", HEAD "," TAIL, TG_ERR_SYNTAX,
       "unexpected byte at column 30"),
     V("single quotes", "{'id':1}\n", TG_ERR_SYNTAX,
@@ -172,6 +180,8 @@ static const vec_t  accepted[] = {
       TAIL, TG_OK, ""),
     V("numbers", HEAD ",\"a\":-0,\"b\":1.5e+3,\"c\":0.25E-1,\"d\":1e999"
       TAIL, TG_OK, ""),
+    V("numbers of 64 bytes", HEAD ",\"a\":" D64 ",\"b\":-0.5123456789"
+      "01234567890123456789012345678901234567890123456789" TAIL, TG_OK, ""),
     V("literals", HEAD ",\"a\":true,\"b\":false,\"c\":null,\"d\":[],\"e\":{}"
       TAIL, TG_OK, ""),
     V("16 deep", HEAD ",\"x\":[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]" TAIL, TG_OK,
@@ -185,6 +195,7 @@ static const vec_t  accepted[] = {
 
 
 static void test_vectors(void);
+static void test_long_integer(void);
 static void test_encoded(void);
 static void read_encoded(const tg_audit_record_t *r, const char *what);
 
@@ -232,6 +243,43 @@ test_vectors(void)
                              &l, err, 10),
           TG_ERR_DUP_KEY, "a message cut to its buffer");
     is_str(err, "duplicate", "the message cut at 9 bytes");
+}
+
+
+/*
+ * An integer of 4301 digits: jq reads it, Python's json refuses it
+ * ("Exceeds the limit (4300 digits) for integer string conversion").
+ */
+
+static void
+test_long_integer(void)
+{
+    size_t           n;
+    char            *s;
+    tg_audit_line_t  l;
+    char             err[TG_AUDIT_READ_ERR];
+
+    static const char  head[] = HEAD ",\"x\":";
+    static const char  tail[] = TAIL;
+
+    n = sizeof(head) - 1 + 4301 + sizeof(tail) - 1;
+    s = malloc(n);
+    if (s == NULL) {
+        ok(0, "an integer of 4301 digits: allocated");
+        return;
+    }
+
+    memcpy(s, head, sizeof(head) - 1);
+    memset(s + sizeof(head) - 1, '9', 4301);
+    memcpy(s + n - (sizeof(tail) - 1), tail, sizeof(tail) - 1);
+
+    is_rc(tg_audit_read_line((const unsigned char *) s, n, &l, err,
+                             sizeof(err)),
+          TG_ERR_SYNTAX, "an integer of 4301 digits: refused");
+    is_str(err, "a number longer than 64 bytes at column 34",
+           "an integer of 4301 digits: message");
+
+    free(s);
 }
 
 
@@ -362,6 +410,7 @@ main(void)
     (void) tap_is_int;   /* tap.h helper this unit has no use for */
 
     test_vectors();
+    test_long_integer();
     test_encoded();
 
     return done_testing();
