@@ -314,6 +314,20 @@ is($rc, 2, '-a without a link: exit 2');
 ($rc, $out) = verify('-a', $end2);
 is($rc, 2, '-a without a file: exit 2');
 
+# a report that cannot be written: the daily check keeps the link of
+# "end:" after an exit 0, and a full disk left it none to keep
+
+SKIP: {
+    skip 'no /dev/full', 3 unless -c '/dev/full';
+
+    $out = `'$verify' -a 0 '$f[0]' 2>&1 >/dev/full`;
+    is($? >> 8, 2, 'the report to a full disk: exit 2') or diag($out);
+    like($out, qr/: the report cannot be written: /,
+        'the report to a full disk: said') or diag($out);
+    $out = `'$verify' -a 0 '$f[0]' 2>&1 >&-`;
+    is($? >> 8, 2, 'the standard output closed: exit 2') or diag($out);
+}
+
 copy('-dash.log', @{ $l[0] });
 {
     my $cwd = $t->testdir;

@@ -21,9 +21,9 @@
  * (an earlier run's "end:", or a line's sha256sum): a chain cut short
  * before it or rewritten up to it fails.  Exit status: 0 intact and
  * anchored, 1 a break or a malformed record, 2 a file could not be read
- * (or a usage error), 3 intact but not anchored: its first record links
- * to records not given, or there is no record, and no -a says where the
- * chain was.
+ * or the report not written (or a usage error), 3 intact but not
+ * anchored: its first record links to records not given, or there is no
+ * record, and no -a says where the chain was.
  */
 
 #include <errno.h>
@@ -135,6 +135,20 @@ main(int argc, char **argv)
     }
 
     rc = tg_verify_series(&v, files, argv + i, shown);
+
+    /*
+     * The lines are the verdict as much as the status: a script keeps
+     * the link of "end:" after an exit 0.  A report lost on its way (a
+     * full disk, a closed stdout) must not exit 0 without it.
+     */
+
+    errno = 0;
+
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "%s: the report cannot be written: %s\n", argv[0],
+                strerror(errno ? errno : EIO));
+        rc = 2;
+    }
 
 done:
 
