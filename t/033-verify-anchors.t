@@ -314,6 +314,17 @@ is($rc, 2, '-a without a link: exit 2');
 ($rc, $out) = verify('-a', $end2);
 is($rc, 2, '-a without a file: exit 2');
 
+# a second -t or -a: the first link was dropped unchecked, and a series
+# that has no record with it said "ok"
+
+($rc, $out) = verify('-t', $zero =~ s/0$/1/r, '-t', $end, @f);
+is($rc, 2, '-t twice: exit 2') or diag($out);
+like($out, qr/-t: given twice/, '-t twice: said');
+unlike($out, qr/^ok:/m, '-t twice: no ok');
+($rc, $out) = verify('-a', $end1, '-a', '0', @f);
+is($rc, 2, '-a twice: exit 2') or diag($out);
+like($out, qr/-a: given twice/, '-a twice: said');
+
 # a report that cannot be written: the daily check keeps the link of
 # "end:" after an exit 0, and a full disk left it none to keep
 

@@ -85,6 +85,18 @@ main(int argc, char **argv)
             break;
         }
 
+        /*
+         * One link each: of two, the first would be dropped unchecked,
+         * and "ok" said of a series that has no record with it
+         */
+
+        if ((strcmp(argv[i], "-a") == 0 && v.after != NULL)
+            || (strcmp(argv[i], "-t") == 0 && v.through != NULL))
+        {
+            fprintf(stderr, "%s: %s: given twice\n", argv[0], argv[i]);
+            return 2;
+        }
+
         if (strcmp(argv[i], "-a") == 0 && i + 1 < argc) {
             if (!tg_verify_link_arg(argv[++i], after)) {
                 fprintf(stderr, "%s: -a: not a link (64 hex digits, or 0)\n",
