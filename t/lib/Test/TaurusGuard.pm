@@ -10,6 +10,7 @@ package Test::TaurusGuard;
 #   $t->upstream;                            # %%PORT_UP%%
 #   $t->write_credentials;                   # %%TESTDIR%%/credentials
 #   $t->run(<<'EOF');                        # http { ... } etc.
+#   $t->run_wrapped($conf, [ 'valgrind', ... ]);  # or under a wrapper
 #   my $r = $t->post("/v3/$project/...", $body);
 #   ...
 #   $t->done_testing;
@@ -273,10 +274,16 @@ sub _conf {
     my $d = $self->{dir};
     my $text = $self->_expand($template);
 
-    my $g = ($self->{module} ? "load_module $self->{module};\n" : '')
-        . "error_log $d/logs/" . ($o{error_log} || 'error.log') . " debug;\n"
-        . "pid $d/logs/nginx.pid;\n"
-        . "daemon on;\n";
+    # a template's own error_log (at the start of a line: the main
+    # level) replaces the harness's, as its daemon does
+    my $g = ($self->{module} ? "load_module $self->{module};\n" : '');
+
+    $g .= "error_log $d/logs/" . ($o{error_log} || 'error.log') . " debug;\n"
+        unless $text =~ /^error_log\b/m;
+
+    $g .= "pid $d/logs/nginx.pid;\n";
+
+    $g .= "daemon on;\n" unless $text =~ /^\s*daemon\b/m;
 
     $g .= "worker_processes 1;\n"
         unless $text =~ /^\s*worker_processes\b/m;
@@ -648,6 +655,42 @@ sub run {
 }
 
 
+# Starts nginx in the foreground of a child process, under a wrapper
+# (valgrind): the conf says "master_process off; daemon off;", so the
+# child is the nginx that serves.  stop() quits it and reaps it.  Waits
+# up to $o{timeout} seconds (default 60) for every port.
+
+sub run_wrapped {
+    my ($self, $template, $wrapper, %o) = @_;
+
+    $self->write_conf($template) if defined $template;
+
+    my $pid = fork;
+    die "fork: $!\n" unless defined $pid;
+
+    if ($pid == 0) {
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>>', "$self->{dir}/logs/wrapper.log";
+        open STDERR, '>>', "$self->{dir}/logs/wrapper.log";
+        exec @$wrapper, $self->{nginx}, '-p', "$self->{dir}/",
+            '-e', 'logs/error.log', '-c', 'conf/nginx.conf'
+            or POSIX::_exit(127);
+    }
+
+    $self->{running} = 1;
+    $self->{nginx_pid} = $pid;
+    $self->{child_pid} = $pid;
+
+    for my $n (sort keys %{ $self->{ports} }) {
+        next if $n eq 'UP';
+        $self->_wait_port($self->{ports}{$n}, $o{timeout} || 60)
+            or die "nginx is not listening on $self->{ports}{$n}\n";
+    }
+
+    return $pid;
+}
+
+
 # The pids of the master's live worker (and cache) processes, sorted.
 
 sub worker_pids {
@@ -748,6 +791,10 @@ sub stop {
                 sleep 1;
                 kill 'KILL', -$pid if _alive($pid);
             }
+        }
+        if (my $child = delete $self->{child_pid}) {
+            kill 'KILL', $child if _alive($child);
+            waitpid $child, 0;
         }
         $self->{running} = 0;
     }
