@@ -86,6 +86,7 @@ tg_rc_t
 tg_iam_identity(const tg_iam_cred_t *c, const tg_str_t *domain,
     const tg_str_t *agency, unsigned char md[TG_SHA256_LEN])
 {
+    tg_rc_t        rc;
     unsigned char  parts;
     tg_sha256_t    sha;
 
@@ -103,8 +104,11 @@ tg_iam_identity(const tg_iam_cred_t *c, const tg_str_t *domain,
         tg_iam_identity_part(&sha, agency);
     }
 
-    /* the state held the password: final() wipes it */
-    return tg_sha256_final(&sha, md);
+    /* the state held the password: wiped, not only finalized */
+    rc = tg_sha256_final(&sha, md);
+    tg_sha256_wipe(&sha);
+
+    return rc;
 }
 
 

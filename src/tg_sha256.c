@@ -179,8 +179,17 @@ tg_sha256_final(tg_sha256_t *sha, unsigned char md[TG_SHA256_LEN])
 
 #ifdef TG_SHA256_DIRECT
     if (!sha->failed && sha->ctx == NULL) {
+
+        /*
+         * SHA256_Final() erases the block it buffered: what is left is the
+         * digest, which md holds too, and the message's length.  Wiping it
+         * again is for a state of key material (tg_sha256_wipe()), not for
+         * the hash of a body or of an audit record.
+         */
+
         if (SHA256_Final(md, (SHA256_CTX *) sha->state) == 1) {
-            rc = TG_OK;
+            sha->failed = 1;
+            return TG_OK;
         }
 
         tg_sha256_wipe(sha);
@@ -196,7 +205,11 @@ tg_sha256_final(tg_sha256_t *sha, unsigned char md[TG_SHA256_LEN])
         rc = TG_OK;
     }
 
-    tg_sha256_wipe(sha);
+    /* EVP_MD_CTX_free() cleanses the provider's state */
+    EVP_MD_CTX_free(sha->ctx);
+
+    sha->ctx = NULL;
+    sha->failed = 1;
 
     return rc;
 }

@@ -39,7 +39,12 @@ typedef struct {
 void tg_sha256_init(tg_sha256_t *sha);
 void tg_sha256_update(tg_sha256_t *sha, const void *data, size_t len);
 
-/* TG_OK with md set, or TG_ERR_CRYPTO; the state is released either way */
+/*
+ * TG_OK with md set, or TG_ERR_CRYPTO; the state is released either way.
+ * Nothing of the message is left in a state finalized with TG_OK, only
+ * its digest (what md holds) and length: a state that stood for a key
+ * (an HMAC's) is wiped after all the same, with tg_sha256_wipe().
+ */
 tg_rc_t tg_sha256_final(tg_sha256_t *sha, unsigned char md[TG_SHA256_LEN])
     TG_WUR;
 

@@ -510,9 +510,18 @@ tg_sign(const tg_sign_request_t *req, const tg_str_t *ak, const tg_str_t *sk,
 
 done:
 
-    tg_sha256_wipe(&sha);
-    tg_sha256_wipe(&inner);
-    tg_sha256_wipe(&outer);
+    /*
+     * Signed, the canonical request's state was finalized (nothing of
+     * it is left but its digest), and tg_hmac_final() wiped the HMAC's
+     * two.  A failure may leave any of them as it was: all three go.
+     */
+
+    if (rc != TG_OK) {
+        tg_sha256_wipe(&sha);
+        tg_sha256_wipe(&inner);
+        tg_sha256_wipe(&outer);
+    }
+
     OPENSSL_cleanse(mac, sizeof(mac));
     OPENSSL_cleanse(hex, sizeof(hex));
 
@@ -1241,6 +1250,7 @@ tg_hmac_init(tg_sha256_t *inner, tg_sha256_t *outer,
     const unsigned char *key, size_t key_len)
 {
     size_t         i;
+    tg_rc_t        rc;
     tg_sha256_t    kh;
     unsigned char  pad[TG_SHA256_BLOCK];
 
@@ -1250,7 +1260,12 @@ tg_hmac_init(tg_sha256_t *inner, tg_sha256_t *outer,
         tg_sha256_init(&kh);
         tg_sha256_update(&kh, key, key_len);
 
-        if (tg_sha256_final(&kh, pad) != TG_OK) {
+        rc = tg_sha256_final(&kh, pad);
+
+        /* what is left of it is the key's digest: the key itself here */
+        tg_sha256_wipe(&kh);
+
+        if (rc != TG_OK) {
             /* a failed state: the HMAC fails at its end */
             tg_sha256_init(inner);
             tg_sha256_init(outer);

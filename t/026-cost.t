@@ -1,0 +1,205 @@
+#!/usr/bin/perl
+
+# What a guarded request costs, counted: nginx runs under valgrind's
+# callgrind (one process, no master), and what each function did while
+# a counted number of 1-instance batches went through a guarded location
+# on one keep-alive connection (t/bench/client.pl, as `make bench` sends
+# them) is divided by that number.  Calls and instructions counted so do
+# not depend on the machine or its load.  Each check names work the
+# gateway must not do for every batch; where nginx's own share is
+# compared, the baseline is a location of the same nginx where the guard
+# is off.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+
+use Test::More;
+
+use Test::TaurusGuard qw(:all);
+
+my $t = Test::TaurusGuard->new;
+
+plan(skip_all => 'the module is built into nginx (a sanitizer build)')
+    unless $t->module_path;
+
+for my $tool (qw(valgrind callgrind_control)) {
+    plan(skip_all => "no $tool")
+        unless grep { -x "$_/$tool" } split /:/, $ENV{PATH} || '';
+}
+
+# batches counted per case: every figure below is a whole number of
+# calls a batch, so a few suffice
+my $N = 10;
+
+my $d = $t->testdir;
+
+# the same answer for both locations: 200, whatever the signature (the
+# signature itself is checked by the other tests)
+$t->upstream(status => 200);
+$t->write_credentials;
+
+$t->run_wrapped(<<"EOF", [ 'valgrind', '--tool=callgrind',
+master_process off;
+daemon off;
+error_log %%TESTDIR%%/logs/error.log warn;
+
+http {
+    taurus_guard_credentials %%TESTDIR%%/credentials;
+    taurus_guard_audit_log %%TESTDIR%%/audit.log;
+
+    taurus_guard_allow {
+        %%PROJECT%% $INSTANCES[0];
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_0%%;
+        server_name localhost;
+
+        location /v3/ {
+            taurus_guard on;
+            proxy_pass http://127.0.0.1:%%PORT_UP%%;
+        }
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_1%%;
+        server_name localhost;
+
+        location /v3/ {
+            proxy_pass http://127.0.0.1:%%PORT_UP%%;
+        }
+    }
+}
+EOF
+    "--callgrind-out-file=$d/cg.out", "--log-file=$d/logs/valgrind.log" ]);
+
+my $path = upgrade_path();
+my $body = $t->write_file('body-1.json', batch_json([ $INSTANCES[0] ]));
+
+my $guard = measure($t->port(0));
+my $off = measure($t->port(1));
+
+ok($guard->{total} > $off->{total}, 'the guarded location was measured')
+    or diag("guarded $guard->{total}, off $off->{total} instructions");
+
+is(scalar(grep { $_->{decision} eq 'allow' } $t->audit_records),
+    $N + 2, 'every guarded batch has its allow record');
+
+# The SHA-256 states of public data (the body, the canonical request,
+# the audit records) hold nothing to wipe once finalized: only the HMAC's
+# inner and outer states, key material, are wiped, once each.  What is
+# cleansed besides: the HMAC's inner digest, the MAC and its hex, the
+# two signing headers' values once the proxy has sent them, and
+# OpenSSL's own erasing of the last block in each of the six finals.
+
+calls($guard, 'tg_sha256_wipe', 2, 'only the HMAC key states are wiped');
+calls($guard, 'OPENSSL_cleanse', 13, 'nothing cleansed twice');
+
+# prove -v: where a guarded batch's instructions go, for the next change
+if ($ENV{TEST_VERBOSE}) {
+    my $s = $guard->{self};
+    for my $f (grep { $s->{$_} >= 100 } sort { $s->{$b} <=> $s->{$a} }
+        keys %$s)
+    {
+        diag(sprintf "%9.1f instructions %7.2f calls  %s", $s->{$f},
+            $guard->{calls}{$f} || 0, $f);
+    }
+    diag("instructions a batch: $guard->{total} guarded, $off->{total} off");
+}
+
+$t->done_testing;
+
+
+# At most $max calls to $fn a batch.
+
+sub calls {
+    my ($m, $fn, $max, $what) = @_;
+    my $n = $m->{calls}{$fn} || 0;
+    cmp_ok($n, '<=', $max, "$what: $fn called $max times a batch at most")
+        or diag("$fn: $n calls a batch");
+}
+
+
+# The calls and instructions of one batch on $port: two batches warm the
+# location up (OpenSSL's lazy set-up, the first audit record), then the
+# counters are zeroed, $N batches sent and the counters dumped.
+
+sub measure {
+    my ($port) = @_;
+
+    my $pid = $t->{child_pid};
+    my $client = $t->repo . '/t/bench/client.pl';
+
+    system($^X, $client, $port, $path, $body, 2) == 0
+        or die "the warm-up batches on $port failed\n";
+    system("callgrind_control -z $pid >/dev/null 2>&1") == 0
+        or die "callgrind_control -z failed\n";
+    system($^X, $client, $port, $path, $body, $N) == 0
+        or die "the counted batches on $port failed\n";
+
+    my @before = glob "$d/cg.out.*";
+    system("callgrind_control -d $pid >/dev/null 2>&1") == 0
+        or die "callgrind_control -d failed\n";
+    my @after = sort { ($a =~ /(\d+)$/)[0] <=> ($b =~ /(\d+)$/)[0] }
+        glob "$d/cg.out.*";
+    die "callgrind wrote no dump\n" unless @after > @before;
+
+    my $m = parse($after[-1]);
+
+    $m->{calls}{$_} /= $N for keys %{ $m->{calls} };
+    $m->{self}{$_} /= $N for keys %{ $m->{self} };
+    $m->{total} /= $N;
+
+    return $m;
+}
+
+
+# A callgrind dump: the calls each function got (from every caller) and
+# the instructions it ran itself.  Names are compressed ("fn=(12) name"
+# the first time, "fn=(12)" after); a cost line right after "calls=" is
+# the call's inclusive cost, not the caller's own.
+
+sub parse {
+    my ($file) = @_;
+
+    my (%name, %calls, %self, $fn, $cfn, $call);
+    my $total = 0;
+
+    open my $fh, '<', $file or die "$file: $!\n";
+
+    while (my $l = <$fh>) {
+        if ($l =~ /^(c?)fn=\((\d+)\)(?: (.*))?$/) {
+            $name{$2} = $3 if defined $3;
+            if ($1) {
+                $cfn = $name{$2};
+            } else {
+                $fn = $name{$2};
+            }
+            next;
+        }
+
+        if ($l =~ /^calls=(\d+)/) {
+            $calls{$cfn} += $1;
+            $call = 1;
+            next;
+        }
+
+        if ($l =~ /^(?:summary|totals):\s*(\d+)/) {
+            $total = $1;
+            next;
+        }
+
+        if ($l =~ /^[+\-*]?\d*\s+(\d+)\s*$/ || $l =~ /^[+\-*]\s+(\d+)\s*$/)
+        {
+            $self{$fn} += $1 if !$call && defined $fn;
+            $call = 0;
+        }
+    }
+
+    close $fh;
+
+    return { calls => \%calls, self => \%self, total => $total };
+}
