@@ -418,8 +418,15 @@ ngx_http_taurus_guard_validate(ngx_http_request_t *r,
 
     ngx_memzero(&batch, sizeof(tg_batch_t));
 
+    /*
+     * Room for the items this body can hold, not for taurus_guard_max_batch
+     * of them: 32 bytes each, the default 100 took 3,200 bytes of the
+     * request's pool for a batch of one, and a pool block of its own.
+     */
+
     batch.max_items = lcf->max_batch;
-    batch.items = ngx_palloc(r->pool, lcf->max_batch * sizeof(tg_instance_t));
+    batch.room = tg_batch_room(lcf->max_batch, raw.len);
+    batch.items = ngx_palloc(r->pool, batch.room * sizeof(tg_instance_t));
     batch.scratch_size = raw.len ? raw.len : 1;
     batch.scratch = ngx_pnalloc(r->pool, batch.scratch_size);
 

@@ -78,6 +78,7 @@ typedef struct {
     unsigned              has_delay:1;
     unsigned              infos_array:1;
     size_t                count;     /* items in the array */
+    size_t                room;      /* entries of b->items */
     tg_finding_t          item;      /* the first bad item */
     tg_rc_t               delay;     /* TG_OK or TG_ERR_DELAY_VALUE */
 } tg_parse_t;
@@ -192,6 +193,8 @@ tg_batch_parse(tg_batch_t *b, const unsigned char *body, size_t len,
 
     memset(&ps, 0, sizeof(tg_parse_t));
     ps.b = b;
+    ps.room = (b->room != 0 && b->room < b->max_items) ? b->room
+                                                        : b->max_items;
     ps.s.start = body;
     ps.s.p = body;
     ps.s.end = body + len;
@@ -241,6 +244,22 @@ tg_batch_parse(tg_batch_t *b, const unsigned char *body, size_t len,
     }
 
     return rc;
+}
+
+
+/*
+ * n whole items take 41 n bytes and n - 1 commas: at most (len + 1) / 42
+ * of them fit in len bytes, fewer than len / 41 + 1.
+ */
+
+size_t
+tg_batch_room(size_t max_items, size_t len)
+{
+    size_t  n;
+
+    n = len / TG_BATCH_ITEM_MIN + 1;
+
+    return (n < max_items) ? n : max_items;
 }
 
 
@@ -823,6 +842,12 @@ tg_item_check(tg_parse_t *ps, size_t i, tg_field_t *id, tg_field_t *version,
         || tg_field_check(i, TG_KEY_VERSION, version, f) != TG_OK)
     {
         return TG_OK;
+    }
+
+    if (i >= ps->room) {
+        /* a whole item more than tg_batch_room() said could come */
+        return tg_scan_fail(&ps->s, TG_ERR_BUF_TOO_SMALL,
+                            "more items than the array has room for");
     }
 
     ps->b->items[i].instance_id = id->value;

@@ -44,8 +44,9 @@ typedef enum {
 
 typedef struct {
     /* set by the caller */
-    tg_instance_t       *items;          /* array of max_items */
+    tg_instance_t       *items;          /* array of room entries */
     size_t               max_items;      /* 1..TG_BATCH_MAX_ITEMS */
+    size_t               room;           /* tg_batch_room(); 0: max_items */
     unsigned char       *scratch;        /* decoded strings go here */
     size_t               scratch_size;   /* >= the body length */
 
@@ -56,6 +57,24 @@ typedef struct {
     size_t               quotes;         /* '"' and '\\' in the strings */
 } tg_batch_t;
 
+
+/*
+ * The fewest bytes an item takes whole: {"instance_id":"a",
+ * "current_version":"b"}, no white space, no escape, one-byte values.
+ */
+#define TG_BATCH_ITEM_MIN      41
+
+/*
+ * The entries items needs for a body of len bytes: max_items, or fewer
+ * when the body cannot hold that many whole items.  The parser keeps an
+ * item only while every one before it is whole (a batch with a bad item
+ * is refused, whatever follows), so a short body needs a short array
+ * whatever its count of items: a batch of one asks for a few entries,
+ * not for max_items.  Should more whole items come than room (a body
+ * this bound is wrong about), tg_batch_parse() fails with
+ * TG_ERR_BUF_TOO_SMALL, never writing past room.
+ */
+size_t tg_batch_room(size_t max_items, size_t len);
 
 /*
  * Validates body; on TG_OK fills b.  On any other result writes a precise,

@@ -98,6 +98,13 @@ is(scalar(grep { $_->{decision} eq 'allow' } $t->audit_records),
 calls($guard, 'tg_sha256_wipe', 2, 'only the HMAC key states are wiped');
 calls($guard, 'OPENSSL_cleanse', 13, 'nothing cleansed twice');
 
+# The request's pool: a guarded batch of one takes no block more than an
+# unguarded request (the items array was sized for
+# taurus_guard_max_batch, 3,200 bytes, a block of its own).
+
+baseline($guard, $off, 'ngx_memalign', 'pool blocks as many as unguarded');
+baseline($guard, $off, 'malloc', 'mallocs as many as unguarded');
+
 # prove -v: where a guarded batch's instructions go, for the next change
 if ($ENV{TEST_VERBOSE}) {
     my $s = $guard->{self};
@@ -119,6 +126,17 @@ sub calls {
     my ($m, $fn, $max, $what) = @_;
     my $n = $m->{calls}{$fn} || 0;
     cmp_ok($n, '<=', $max, "$what: $fn called $max times a batch at most")
+        or diag("$fn: $n calls a batch");
+}
+
+
+# No more calls to $fn a guarded batch than an unguarded request makes.
+
+sub baseline {
+    my ($m, $base, $fn, $what) = @_;
+    my $n = $m->{calls}{$fn} || 0;
+    my $b = $base->{calls}{$fn} || 0;
+    cmp_ok($n, '<=', $b, "$what: $fn called $b times a batch at most")
         or diag("$fn: $n calls a batch");
 }
 

@@ -1206,6 +1206,104 @@ test_args(void)
 }
 
 
+/*
+ * tg_batch_room(): the items array a body needs.  Bodies of nothing but
+ * the smallest whole items (TG_BATCH_ITEM_MIN bytes each, as tight as
+ * they come) fit an array of exactly the room given, on the heap, so a
+ * write past it is seen; the room of a batch of one is a few entries;
+ * and a room smaller than the body's whole items fails with
+ * TG_ERR_BUF_TOO_SMALL, never written past, where the same body with
+ * enough room is accepted.
+ */
+
+static void
+test_room(void)
+{
+    char            err[TG_BATCH_ERR_SIZE];
+    char           *body, *p;
+    size_t          n, k, len, room;
+    tg_rc_t         rc;
+    tg_batch_t      b;
+    tg_instance_t  *it;
+    unsigned char  *scratch;
+
+    static const char  item[] = ITEM("a", "1");
+    static const char  head[] = "{\"databases_instance_infos\":[";
+    static const char  tail[] = "],\"delay\":true}";
+
+    is_int(sizeof(item) - 1, TG_BATCH_ITEM_MIN,
+           "the smallest whole item is TG_BATCH_ITEM_MIN bytes");
+
+    is_int(tg_batch_room(100, strlen(EXAMPLE_BODY)), 4,
+           "a batch of one: room for 4 items, not 100");
+    is_int(tg_batch_room(3, 100000), 3, "never more than max_items");
+    is_int(tg_batch_room(100, 0), 1, "an empty body: room for one");
+
+    for (n = 1; n <= 200; n++) {
+        len = sizeof(head) - 1 + n * (sizeof(item) - 1) + (n - 1)
+              + sizeof(tail) - 1;
+
+        body = malloc(len);
+        scratch = malloc(len);
+        room = tg_batch_room(TG_BATCH_MAX_ITEMS, len);
+        it = malloc(room * sizeof(tg_instance_t));
+
+        if (body == NULL || scratch == NULL || it == NULL) {
+            ok(0, "malloc");
+            return;
+        }
+
+        p = body;
+        memcpy(p, head, sizeof(head) - 1);
+        p += sizeof(head) - 1;
+
+        for (k = 0; k < n; k++) {
+            if (k > 0) {
+                *p++ = ',';
+            }
+
+            memcpy(p, item, sizeof(item) - 1);
+            p += sizeof(item) - 1;
+        }
+
+        memcpy(p, tail, sizeof(tail) - 1);
+
+        /* the items are all the same instance: refused, but only after
+           every one of them was kept */
+
+        batch_init(&b, it, TG_BATCH_MAX_ITEMS, scratch, len);
+        b.room = room;
+
+        rc = tg_batch_parse(&b, (const unsigned char *) body, len, err,
+                            sizeof(err));
+
+        if (n == 1) {
+            is_rc(rc, TG_OK, "one smallest item in its room");
+
+        } else if (!ok(rc == TG_ERR_DUP_INSTANCE && room >= n,
+                       "%zu smallest items: kept in a room of %zu", n,
+                       room))
+        {
+            printf("# %s\n", err);
+        }
+
+        if (n == 50) {
+            batch_init(&b, it, TG_BATCH_MAX_ITEMS, scratch, len);
+            b.room = n - 1;
+
+            rc = tg_batch_parse(&b, (const unsigned char *) body, len, err,
+                                sizeof(err));
+            is_rc(rc, TG_ERR_BUF_TOO_SMALL,
+                  "50 whole items, room for 49: refused, not overrun");
+        }
+
+        free(it);
+        free(scratch);
+        free(body);
+    }
+}
+
+
 int
 main(void)
 {
@@ -1217,6 +1315,7 @@ main(void)
     test_serialize();
     test_write_windows();
     test_args();
+    test_room();
 
     return done_testing();
 }
