@@ -120,16 +120,27 @@ typedef struct {
 
 
 typedef struct {
-    const unsigned char *name;      /* as given; lowercased on output */
+    const unsigned char *name;      /* as given */
     size_t               name_len;
+    const unsigned char *lower;     /* lowercased in names, or NULL */
     const unsigned char *value;     /* trimmed */
     size_t               value_len;
 } tg_sign_header_t;
 
 
+/*
+ * The signed names lowercased once, in order and joined with ";": the
+ * SignedHeaders value, which the canonical request and the
+ * Authorization both hold, and in which each header's name is.  Names
+ * too long for it together are lowercased as they are written.
+ */
+#define TG_SIGN_NAMES_SIZE     512
+
 typedef struct {
     tg_sign_header_t     h[TG_SIGN_MAX_HEADERS + 1];
     size_t               n;
+    size_t               names_len;     /* 0: the names did not fit */
+    unsigned char        names[TG_SIGN_NAMES_SIZE];
 } tg_sign_headers_t;
 
 
@@ -155,6 +166,7 @@ static int tg_name_eq(const unsigned char *name, size_t len,
 static tg_rc_t tg_check_request(const tg_sign_request_t *req);
 static tg_rc_t tg_collect_headers(const tg_sign_request_t *req,
     tg_sign_headers_t *hs);
+static void tg_join_names(tg_sign_headers_t *hs);
 static tg_rc_t tg_canonical_uri(tg_out_t *out, const tg_str_t *path);
 static tg_rc_t tg_canonical_query(tg_out_t *out, const tg_str_t *query);
 static void tg_signed_headers(tg_out_t *out, const tg_sign_headers_t *hs);
@@ -1039,7 +1051,55 @@ tg_collect_headers(const tg_sign_request_t *req, tg_sign_headers_t *hs)
         }
     }
 
+    tg_join_names(hs);
+
     return TG_OK;
+}
+
+
+/* SignedHeaders into hs->names, and each name's place in it */
+
+static void
+tg_join_names(tg_sign_headers_t *hs)
+{
+    size_t          i, k, len;
+    unsigned char   c, *p;
+
+    len = hs->n - 1;
+
+    for (i = 0; i < hs->n; i++) {
+        len += hs->h[i].name_len;
+    }
+
+    hs->names_len = 0;
+
+    if (len > sizeof(hs->names)) {
+        for (i = 0; i < hs->n; i++) {
+            hs->h[i].lower = NULL;
+        }
+
+        return;
+    }
+
+    p = hs->names;
+
+    for (i = 0; i < hs->n; i++) {
+        if (i > 0) {
+            *p++ = ';';
+        }
+
+        hs->h[i].lower = p;
+
+        /* tokens are ASCII: the case bit of the capitals only */
+
+        for (k = 0; k < hs->h[i].name_len; k++) {
+            c = hs->h[i].name[k];
+            *p++ = (unsigned char)
+                       (c ^ (((unsigned char) (c - 'A') < 26) << 5));
+        }
+    }
+
+    hs->names_len = len;
 }
 
 
@@ -1175,6 +1235,11 @@ tg_signed_headers(tg_out_t *out, const tg_sign_headers_t *hs)
 {
     size_t  i;
 
+    if (hs->names_len) {
+        tg_out_put(out, hs->names, hs->names_len);
+        return;
+    }
+
     for (i = 0; i < hs->n; i++) {
         if (i > 0) {
             tg_out_byte(out, ';');
@@ -1228,7 +1293,13 @@ tg_canonical_write(const tg_sign_request_t *req, const tg_sign_headers_t *hs,
     tg_out_byte(out, '\n');
 
     for (i = 0; i < hs->n; i++) {
-        tg_out_case(out, hs->h[i].name, hs->h[i].name_len, 0);
+        if (hs->h[i].lower != NULL) {
+            tg_out_put(out, hs->h[i].lower, hs->h[i].name_len);
+
+        } else {
+            tg_out_case(out, hs->h[i].name, hs->h[i].name_len, 0);
+        }
+
         tg_out_byte(out, ':');
         tg_out_put(out, hs->h[i].value, hs->h[i].value_len);
         tg_out_byte(out, '\n');

@@ -105,6 +105,12 @@ calls($guard, 'OPENSSL_cleanse', 13, 'nothing cleansed twice');
 baseline($guard, $off, 'ngx_memalign', 'pool blocks as many as unguarded');
 baseline($guard, $off, 'malloc', 'mallocs as many as unguarded');
 
+# The signed header names are lowercased once, into SignedHeaders, which
+# the canonical request and the Authorization copy: only the method is
+# changed in case as it is written (it was each name three times).
+
+calls($guard, 'tg_out_case', 1, 'names lowercased once');
+
 # prove -v: where a guarded batch's instructions go, for the next change
 if ($ENV{TEST_VERBOSE}) {
     my $s = $guard->{self};
@@ -114,6 +120,8 @@ if ($ENV{TEST_VERBOSE}) {
         diag(sprintf "%9.1f instructions %7.2f calls  %s", $s->{$f},
             $guard->{calls}{$f} || 0, $f);
     }
+    diag(sprintf "%9.1f instructions in %s", $guard->{file}{$_}, $_)
+        for sort keys %{ $guard->{file} };
     diag("instructions a batch: $guard->{total} guarded, $off->{total} off");
 }
 
@@ -169,6 +177,7 @@ sub measure {
 
     $m->{calls}{$_} /= $N for keys %{ $m->{calls} };
     $m->{self}{$_} /= $N for keys %{ $m->{self} };
+    $m->{file}{$_} /= $N for keys %{ $m->{file} };
     $m->{total} /= $N;
 
     return $m;
@@ -183,18 +192,26 @@ sub measure {
 sub parse {
     my ($file) = @_;
 
-    my (%name, %calls, %self, $fn, $cfn, $call);
+    my (%name, %fname, %calls, %self, %in, $fn, $fl, $cfn, $call);
     my $total = 0;
 
     open my $fh, '<', $file or die "$file: $!\n";
 
     while (my $l = <$fh>) {
+        # file names are compressed in one table for all their kinds
+        if ($l =~ /^(c?f[lie])=\((\d+)\)(?: (.*))?$/) {
+            $fname{$2} = $3 if defined $3;
+            $fl = $fname{$2} if $1 eq 'fl';
+            next;
+        }
+
         if ($l =~ /^(c?)fn=\((\d+)\)(?: (.*))?$/) {
             $name{$2} = $3 if defined $3;
             if ($1) {
                 $cfn = $name{$2};
             } else {
                 $fn = $name{$2};
+                $in{$fn} = $fl;
             }
             next;
         }
@@ -219,5 +236,13 @@ sub parse {
 
     close $fh;
 
-    return { calls => \%calls, self => \%self, total => $total };
+    # the instructions of the functions each source file of ours defines
+    my %file;
+    for my $f (keys %self) {
+        next unless defined $in{$f} && $in{$f} =~ m{\b(src|ngx_module)/(\S+)$};
+        $file{"$1/$2"} += $self{$f};
+    }
+
+    return { calls => \%calls, self => \%self, file => \%file,
+        total => $total };
 }

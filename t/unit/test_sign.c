@@ -31,6 +31,7 @@ static tg_rc_t libc_date(time_t t, char out[TG_SDK_DATE_LEN + 1]);
 static void test_sdk_date_libc(void);
 static void test_huawei_example(void);
 static void test_query_and_edges(void);
+static void test_long_names(void);
 static void test_negative(void);
 static void test_byte_classes(void);
 static void test_vectors(const char *path);
@@ -52,6 +53,7 @@ main(int argc, char **argv)
     test_sdk_date();
     test_huawei_example();
     test_query_and_edges();
+    test_long_names();
     test_negative();
     test_byte_classes();
     test_vectors(argc > 1 ? argv[1] : "t/data/sdk_vectors.json");
@@ -581,6 +583,91 @@ test_query_and_edges(void)
           "4-byte UTF-8 in the path: rc");
     ok(strncmp(out, "GET\n/%F0%9F%98%80/\n\n", 20) == 0,
        "4-byte UTF-8 path re-encoded, no second slash");
+}
+
+
+/*
+ * Names too long to be lowercased into SignedHeaders beforehand (more
+ * than 512 bytes together) are lowercased as they are written: the same
+ * canonical request and Authorization as names that fit.
+ */
+static void
+test_long_names(void)
+{
+    char              *out, *want, *p;
+    size_t             n, len, size;
+    tg_rc_t            rc;
+    tg_header_t        h[3];
+    tg_sign_request_t  req;
+    char               upper[2][301], lower[2][301], auth[2048];
+
+    static const tg_str_t  ak = S("AK");
+    static const tg_str_t  sk = S("SK");
+
+    /* "XAAA...", "XZZZ...": 300 bytes each */
+
+    for (n = 0; n < 2; n++) {
+        memset(upper[n], n ? 'Z' : 'A', 300);
+        memset(lower[n], n ? 'z' : 'a', 300);
+        upper[n][0] = 'X';
+        lower[n][0] = 'x';
+        upper[n][300] = '\0';
+        lower[n][300] = '\0';
+    }
+
+    h[0].name = str_of(upper[1]);
+    h[0].value = str_of("2");
+    h[1].name = str_of("Host");
+    h[1].value = str_of("h");
+    h[2].name = str_of(upper[0]);
+    h[2].value = str_of("1");
+
+    size = 4096;
+    out = malloc(size);
+    want = malloc(size);
+
+    if (out == NULL || want == NULL) {
+        ok(0, "malloc");
+        return;
+    }
+
+    /* "x-" before "xa": '-' is below the letters */
+
+    p = want;
+    p += sprintf(p, "POST\n/x/\n\nhost:h\nx-sdk-date:20261129T210000Z\n");
+    p += sprintf(p, "%s:1\n%s:2\n\nhost;x-sdk-date;%s;%s\n", lower[0],
+                 lower[1], lower[0], lower[1]);
+    sprintf(p, "e3b0c44298fc1c149afbf4c8996fb924"
+               "27ae41e4649b934ca495991b7852b855");
+
+    is_rc(canon("POST", "/x", "", h, 3, out, size), TG_OK,
+          "names of 600 bytes: rc");
+    is_str(out, want,
+           "names of 600 bytes: lowercased and sorted as short ones are");
+
+    memset(&req, 0, sizeof(req));
+    req.method = str_of("POST");
+    req.path = str_of("/x");
+    req.query = str_of("");
+    req.headers = h;
+    req.nheaders = 3;
+    req.body_sha256_hex = empty_sha;
+    req.date = str_of("20261129T210000Z");
+
+    rc = tg_sign_authorization(&req, &ak, &sk, auth, sizeof(auth), &len);
+    is_rc(rc, TG_OK, "names of 600 bytes: signed");
+
+    p = strstr(want, "\n\nhost;");
+    n = strchr(p + 2, '\n') - (p + 2);
+
+    ok(strstr(auth, " Access=AK, SignedHeaders=") != NULL
+       && strncmp(strstr(auth, "SignedHeaders=") + 14, p + 2, n) == 0
+       && strncmp(strstr(auth, "SignedHeaders=") + 14 + n, ", Signature=",
+                  12) == 0,
+       "names of 600 bytes: SignedHeaders as in the canonical request");
+
+    free(want);
+    free(out);
 }
 
 
