@@ -83,31 +83,52 @@
 /*
  * Byte classes: TG_TCHAR, a token character of RFC 7230 (a method, a
  * header name); TG_UNRESERVED, what Python's quote(s, safe='~') leaves
- * as it is; TG_LOWER_HEX, a digit of the body's lowercase hex hash.  A
- * table, not comparisons: every byte of them is looked at.
+ * as it is; TG_LOWER_HEX, a digit of the body's lowercase hex hash;
+ * TG_PATH_PLAIN, unreserved or "/" (a path that is its own canonical
+ * form); TG_AK, what an AK may hold (printable ASCII but the space and
+ * ",").  A table, not comparisons: every byte of them is looked at, and
+ * a string's bytes are looked up all, their classes and-ed, before one
+ * test.
  */
 
 #define TG_TCHAR               0x01
 #define TG_UNRESERVED          0x02
 #define TG_LOWER_HEX           0x04
+#define TG_PATH_PLAIN          0x08
+#define TG_AK                  0x10
+
+/*
+ * Eight bytes of a word at a time, for the longest strings a request
+ * has (its path, the body's hash): a byte x below 0x80 is in lo..hi
+ * when x + (0x80 - lo) has its high bit and x + (0x7f - hi) has not,
+ * and is c when (x ^ c) + 0x7f has not.  Neither sum passes 0xff, so
+ * no carry runs into the next byte and each byte's bit is exact.
+ */
+
+#define TG_ONES                0x0101010101010101ULL
+#define TG_HIGHS               0x8080808080808080ULL
+#define tg_has_zero(x)         (((x) - TG_ONES) & ~(x) & TG_HIGHS)
+#define tg_in(x, lo, hi)                                                      \
+    (((x) + TG_ONES * (0x80 - (lo))) & ~((x) + TG_ONES * (0x7f - (hi))))
+#define tg_is(x, c)            (~(((x) ^ (TG_ONES * (c))) + TG_ONES * 0x7f))
 
 static const unsigned char  tg_class[256] = {
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 1, 0, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 3, 3, 0,     /*  !"#$%&'()*+,-./ */
-    7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 0, 0, 0, 0, 0, 0,     /* 0-9 :;<=>? */
-    0, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,     /* @A-O */
-    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 0, 0, 0, 1, 3,     /* P-Z [\]^_ */
-    1, 7, 7, 7, 7, 7, 7, 3, 3, 3, 3, 3, 3, 3, 3, 3,     /* `a-o */
-    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 0, 1, 0, 3, 0,     /* p-z {|}~ DEL */
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+     0, 17, 16, 17, 17, 17, 17, 17, 16, 16, 17, 17,  0, 27, 27, 24,  /* 0x20 */
+    31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 16, 16, 16, 16, 16, 16,  /* 0x30 */
+    16, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27,  /* 0x40 */
+    27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 16, 16, 16, 17, 27,  /* 0x50 */
+    17, 31, 31, 31, 31, 31, 31, 27, 27, 27, 27, 27, 27, 27, 27, 27,  /* 0x60 */
+    27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 16, 17, 16, 27,  0,  /* 0x70 */
+     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
 };
 
 
@@ -157,7 +178,10 @@ static int tg_pct_cmp(const unsigned char *a, size_t alen,
 static void tg_out_reencode(tg_out_t *out, const unsigned char *s,
     size_t len);
 static int tg_query_cmp(const void *a, const void *b);
-static int tg_is_tchar(unsigned char c);
+static unsigned tg_classes(const unsigned char *s, size_t len);
+static int tg_has_line_end(const unsigned char *p, size_t len);
+static int tg_lower_hex(const char *s, size_t len);
+static int tg_path_plain(const unsigned char *p, size_t len);
 static size_t tg_ws_head(const unsigned char *p, size_t len);
 static size_t tg_ws_tail(const unsigned char *p, size_t len);
 static int tg_name_cmp(const tg_sign_header_t *a, const tg_sign_header_t *b);
@@ -391,15 +415,18 @@ static tg_rc_t
 tg_sign(const tg_sign_request_t *req, const tg_str_t *ak, const tg_str_t *sk,
     const tg_hmac_key_t *hk, char *out, size_t size, size_t *len)
 {
-    size_t              i, need;
+    size_t              need;
     tg_rc_t             rc;
     tg_out_t            o;
     tg_sha256_t         sha, inner, outer;
+    unsigned char      *p;
     tg_sign_headers_t   hs;
     unsigned char       md[TG_SHA256_LEN];
     unsigned char       mac[TG_HMAC_SHA256_LEN];
     unsigned char       window[TG_SIGN_WINDOW];
     char                hex[TG_SHA256_HEX_LEN + 1];
+    unsigned char       sts[sizeof(TG_SIGN_ALGORITHM) + TG_SDK_DATE_LEN + 1
+                            + TG_SHA256_HEX_LEN];
 
     /* nothing held yet: the exit path releases all three */
     memset(&sha, 0, sizeof(tg_sha256_t));
@@ -427,11 +454,9 @@ tg_sign(const tg_sign_request_t *req, const tg_str_t *ak, const tg_str_t *sk,
     }
 
     /* the AK goes into a header value: printable ASCII, no ',' or space */
-    for (i = 0; i < ak->len; i++) {
-        if (ak->data[i] <= 0x20 || ak->data[i] >= 0x7f || ak->data[i] == ',') {
-            rc = TG_ERR_ARG;
-            goto done;
-        }
+    if (!(tg_classes(ak->data, ak->len) & TG_AK)) {
+        rc = TG_ERR_ARG;
+        goto done;
     }
 
     rc = tg_check_request(req);
@@ -489,11 +514,17 @@ tg_sign(const tg_sign_request_t *req, const tg_str_t *ak, const tg_str_t *sk,
         tg_hmac_init(&inner, &outer, sk->data, sk->len);
     }
 
-    tg_sha256_update(&inner, TG_SIGN_ALGORITHM "\n",
-                     sizeof(TG_SIGN_ALGORITHM));
-    tg_sha256_update(&inner, req->date.data, TG_SDK_DATE_LEN);
-    tg_sha256_update(&inner, "\n", 1);
-    tg_sha256_update(&inner, hex, TG_SHA256_HEX_LEN);
+    /* in one piece: each update costs more than its bytes */
+
+    p = sts;
+    memcpy(p, TG_SIGN_ALGORITHM "\n", sizeof(TG_SIGN_ALGORITHM));
+    p += sizeof(TG_SIGN_ALGORITHM);
+    memcpy(p, req->date.data, TG_SDK_DATE_LEN);
+    p += TG_SDK_DATE_LEN;
+    *p++ = '\n';
+    memcpy(p, hex, TG_SHA256_HEX_LEN);
+
+    tg_sha256_update(&inner, sts, sizeof(sts));
 
     rc = tg_hmac_final(&inner, &outer, mac);
     if (rc != TG_OK) {
@@ -794,10 +825,90 @@ tg_query_cmp(const void *a, const void *b)
 }
 
 
-static int
-tg_is_tchar(unsigned char c)
+/* the classes every byte of s has (all of them for an empty s) */
+static unsigned
+tg_classes(const unsigned char *s, size_t len)
 {
-    return (tg_class[c] & TG_TCHAR) != 0;
+    size_t    i;
+    unsigned  all;
+
+    all = 0xff;
+
+    for (i = 0; i < len; i++) {
+        all &= tg_class[s[i]];
+    }
+
+    return all;
+}
+
+
+/* whether all of s is lowercase hex (len a multiple of 8) */
+static int
+tg_lower_hex(const char *s, size_t len)
+{
+    size_t    i;
+    uint64_t  w, ok;
+
+    ok = TG_HIGHS;
+
+    for (i = 0; i < len; i += 8) {
+        memcpy(&w, s + i, 8);
+        ok &= ~w & (tg_in(w, '0', '9') | tg_in(w, 'a', 'f'));
+    }
+
+    return (ok & TG_HIGHS) == TG_HIGHS;
+}
+
+
+/* whether all of p is unreserved or "/": its own canonical form */
+static int
+tg_path_plain(const unsigned char *p, size_t len)
+{
+    size_t    i;
+    uint64_t  w, ok;
+
+    ok = TG_HIGHS;
+
+    for (i = 0; len - i >= 8; i += 8) {
+        memcpy(&w, p + i, 8);
+        ok &= ~w & (tg_in(w, '-', '9') | tg_in(w, 'A', 'Z')
+                    | tg_in(w, 'a', 'z') | tg_is(w, '_') | tg_is(w, '~'));
+    }
+
+    return (ok & TG_HIGHS) == TG_HIGHS
+           && (tg_classes(p + i, len - i) & TG_PATH_PLAIN);
+}
+
+
+/*
+ * Whether p holds a CR, an LF or a NUL, eight bytes at a time: a word
+ * x has a zero byte exactly when (x - 0x01..01) & ~x & 0x80..80 is not
+ * zero, and x ^ 0x0d..0d has one where x has a CR.
+ */
+
+static int
+tg_has_line_end(const unsigned char *p, size_t len)
+{
+    size_t    i;
+    uint64_t  w;
+
+    for (i = 0; len - i >= 8; i += 8) {
+        memcpy(&w, p + i, 8);
+
+        if (tg_has_zero(w) | tg_has_zero(w ^ (TG_ONES * '\r'))
+            | tg_has_zero(w ^ (TG_ONES * '\n')))
+        {
+            return 1;
+        }
+    }
+
+    for ( /* void */ ; i < len; i++) {
+        if (p[i] == '\r' || p[i] == '\n' || p[i] == '\0') {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -805,7 +916,8 @@ tg_is_tchar(unsigned char c)
 static size_t
 tg_ws_head(const unsigned char *p, size_t len)
 {
-    if (len == 0) {
+    if (len == 0 || (p[0] > 0x20 && p[0] < 0x80)) {
+        /* no white space starts with printable ASCII */
         return 0;
     }
 
@@ -840,7 +952,8 @@ tg_ws_head(const unsigned char *p, size_t len)
 static size_t
 tg_ws_tail(const unsigned char *p, size_t len)
 {
-    if (len == 0) {
+    if (len == 0 || (p[len - 1] > 0x20 && p[len - 1] < 0x80)) {
+        /* nor ends with it: a longer one ends with a byte from 0x80 up */
         return 0;
     }
 
@@ -912,6 +1025,7 @@ static tg_rc_t
 tg_check_request(const tg_sign_request_t *req)
 {
     size_t               i;
+    unsigned             bad;
     const unsigned char *d;
 
     if (req->method.data == NULL || req->method.len == 0
@@ -924,21 +1038,16 @@ tg_check_request(const tg_sign_request_t *req)
         return TG_ERR_ARG;
     }
 
-    for (i = 0; i < req->method.len; i++) {
-        if (!tg_is_tchar(req->method.data[i])) {
-            return TG_ERR_ARG;
-        }
+    if (!(tg_classes(req->method.data, req->method.len) & TG_TCHAR)) {
+        return TG_ERR_ARG;
     }
 
-    for (i = 0; i < TG_SHA256_HEX_LEN; i++) {
-        if (!(tg_class[(unsigned char) req->body_sha256_hex[i]]
-              & TG_LOWER_HEX))
-        {
-            return TG_ERR_ARG;
-        }
-    }
+    /* its length first: a shorter string ends, and is not read past */
 
-    if (req->body_sha256_hex[TG_SHA256_HEX_LEN] != '\0') {
+    if (strnlen(req->body_sha256_hex, TG_SHA256_HEX_LEN + 1)
+            != TG_SHA256_HEX_LEN
+        || !tg_lower_hex(req->body_sha256_hex, TG_SHA256_HEX_LEN))
+    {
         return TG_ERR_ARG;
     }
 
@@ -951,13 +1060,15 @@ tg_check_request(const tg_sign_request_t *req)
         return TG_ERR_ARG;
     }
 
+    bad = 0;
+
     for (i = 0; i < TG_SDK_DATE_LEN; i++) {
-        if (i != 8 && i != 15 && (d[i] < '0' || d[i] > '9')) {
-            return TG_ERR_ARG;
+        if (i != 8 && i != 15) {
+            bad |= ((unsigned) d[i] - '0' > 9);
         }
     }
 
-    return TG_OK;
+    return bad ? TG_ERR_ARG : TG_OK;
 }
 
 
@@ -982,19 +1093,15 @@ tg_collect_headers(const tg_sign_request_t *req, tg_sign_headers_t *hs)
             return TG_ERR_SIGN_HEADER;
         }
 
-        for (j = 0; j < h->name.len; j++) {
-            if (!tg_is_tchar(h->name.data[j])) {
-                return TG_ERR_SIGN_HEADER;
-            }
+        if (!(tg_classes(h->name.data, h->name.len) & TG_TCHAR)) {
+            return TG_ERR_SIGN_HEADER;
         }
 
         v = h->value.data;
         len = h->value.len;
 
-        for (j = 0; j < len; j++) {
-            if (v[j] == '\r' || v[j] == '\n' || v[j] == '\0') {
-                return TG_ERR_SIGN_HEADER;
-            }
+        if (tg_has_line_end(v, len)) {
+            return TG_ERR_SIGN_HEADER;
         }
 
         /* the SDK sends but never signs a name with "_" (signer.py:226) */
@@ -1115,13 +1222,7 @@ tg_canonical_uri(tg_out_t *out, const tg_str_t *path)
      * encode.  It is copied in one go.
      */
 
-    for (i = 0; i < path->len; i++) {
-        if (path->data[i] != '/' && !tg_is_unreserved(path->data[i])) {
-            break;
-        }
-    }
-
-    if (i == path->len) {
+    if (tg_path_plain(path->data, path->len)) {
         tg_out_put(out, path->data, path->len);
 
         if (path->data[path->len - 1] != '/') {

@@ -800,10 +800,10 @@ test_byte_classes(void)
 {
     int                c, tchar, unreserved, hex, bad_method, bad_name,
                        bad_path, bad_hash;
-    char               want[16], hash[TG_SHA256_HEX_LEN + 1];
-    size_t             len;
+    char               want[64], hash[TG_SHA256_HEX_LEN + 1];
+    size_t             len, k;
     tg_rc_t            rc;
-    unsigned char      name[3], path[4], cr[512];
+    unsigned char      name[3], path[4], cr[512], long_path[18];
     tg_sign_request_t  req;
     tg_header_t        h[1];
 
@@ -826,18 +826,24 @@ test_byte_classes(void)
         req.path = str_of("/v3/p/x");
         req.date = str_of("20261129T210000Z");
 
-        /* the body's hash: lowercase hex only, that byte last */
+        /*
+         * The body's hash: lowercase hex only, that byte at each place
+         * (the hash is checked eight bytes at a time: every byte of a
+         * word is looked at).  A NUL ends it early: refused.
+         */
 
-        memcpy(hash, empty_sha, TG_SHA256_HEX_LEN + 1);
-        hash[TG_SHA256_HEX_LEN - 1] = (char) c;
-        req.body_sha256_hex = hash;
+        for (k = 0; k < TG_SHA256_HEX_LEN; k++) {
+            memcpy(hash, empty_sha, TG_SHA256_HEX_LEN + 1);
+            hash[k] = (char) c;
+            req.body_sha256_hex = hash;
 
-        rc = tg_sign_canonical_request(&req, cr, sizeof(cr) - 1, &len);
+            rc = tg_sign_canonical_request(&req, cr, sizeof(cr) - 1, &len);
 
-        if ((rc == TG_OK) != hex) {
-            printf("# byte 0x%02x in the body's hash: %s\n", c,
-                   hex ? "refused" : "accepted");
-            bad_hash++;
+            if ((rc == TG_OK) != hex) {
+                printf("# byte 0x%02x at %zu in the body's hash: %s\n", c,
+                       k, hex ? "refused" : "accepted");
+                bad_hash++;
+            }
         }
 
         req.body_sha256_hex = empty_sha;
@@ -932,16 +938,44 @@ test_byte_classes(void)
                    unreserved ? "itself" : "%XX");
             bad_path++;
         }
+
+        /*
+         * And at each place of "/aaaaaaaaaaaaaaab" (17 bytes: two words
+         * and a byte), which is looked at eight bytes at a time.
+         */
+
+        for (k = 1; k < 17; k++) {
+            memcpy(long_path, "/aaaaaaaaaaaaaaab", 18);
+            long_path[k] = (unsigned char) c;
+            req.path.data = long_path;
+            req.path.len = 17;
+
+            snprintf(want, sizeof(want), unreserved ? "\n%.*s%c%s/\n"
+                                                    : "\n%.*s%%%02X%s/\n",
+                     (int) k, long_path, c, long_path + k + 1);
+
+            rc = tg_sign_canonical_request(&req, cr, sizeof(cr) - 1, &len);
+
+            if (rc == TG_OK) {
+                cr[len] = '\0';
+            }
+
+            if (rc != TG_OK || strstr((char *) cr, want) == NULL) {
+                printf("# byte 0x%02x at %zu in a long path: not as %s\n",
+                       c, k, unreserved ? "itself" : "%XX");
+                bad_path++;
+            }
+        }
     }
 
-    is_int(bad_hash, 0, "every byte in the body's hash: lowercase hex or "
-           "refused");
+    is_int(bad_hash, 0, "every byte at every place in the body's hash: "
+           "lowercase hex or refused");
     is_int(bad_method, 0, "every byte in a method: tchar (uppercased) or "
            "refused");
     is_int(bad_name, 0, "every byte in a header name: tchar (lowercased) "
            "or refused");
-    is_int(bad_path, 0, "every printable byte in the path: unreserved as "
-           "itself, the others %%XX");
+    is_int(bad_path, 0, "every printable byte at every place in the path: "
+           "unreserved as itself, the others %%XX");
 }
 
 static void
