@@ -70,8 +70,7 @@ ngx_http_taurus_guard_ctx_t *
 ngx_http_taurus_guard_create_ctx(ngx_http_request_t *r,
     ngx_http_taurus_guard_loc_conf_t *lcf)
 {
-    u_char                             *p, *rnd;
-    ngx_uint_t                          i;
+    u_char                             *rnd;
     ngx_pool_cleanup_t                 *cln;
     ngx_http_taurus_guard_ctx_t        *ctx;
     ngx_http_taurus_guard_main_conf_t  *mcf;
@@ -109,14 +108,8 @@ ngx_http_taurus_guard_create_ctx(ngx_http_request_t *r,
     mcf->ids_left -= TG_AUDIT_ID_LEN / 2;
     rnd = mcf->ids + mcf->ids_left;
 
-    p = ctx->id;
-
-    for (i = 0; i < TG_AUDIT_ID_LEN / 2; i++) {
-        *p++ = "0123456789abcdef"[rnd[i] >> 4];
-        *p++ = "0123456789abcdef"[rnd[i] & 0xf];
-    }
-
-    *p = '\0';
+    tg_hex_encode(rnd, TG_AUDIT_ID_LEN / 2, (char *) ctx->id);
+    ctx->id[TG_AUDIT_ID_LEN] = '\0';
 
     ctx->decision = NGX_HTTP_TG_UNDECIDED;
     ctx->start = ngx_current_msec;

@@ -2,6 +2,8 @@
  * taurus-guard core: result code names.
  */
 
+#include <string.h>
+
 #include "tg_core.h"
 
 
@@ -62,6 +64,43 @@ tg_strerror(tg_rc_t rc)
     }
 
     return tg_errors[rc];
+}
+
+
+/*
+ * Two digits a byte, copied from a table of every byte's pair, four
+ * bytes a turn: a request writes the hex of five digests (its body's,
+ * its canonical request's, its signature and two audit links) and its
+ * audit id, and the loop of a digit at a time cost nine instructions a
+ * byte.
+ */
+
+static const char  tg_hex_pairs[] =
+    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+    "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
+    "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f"
+    "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f"
+    "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
+    "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
+    "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
+    "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
+
+
+void
+tg_hex_encode(const unsigned char *p, size_t n, char *out)
+{
+    size_t  i;
+
+    for (i = 0; n - i >= 4; i += 4) {
+        memcpy(out + 2 * i, tg_hex_pairs + 2 * (size_t) p[i], 2);
+        memcpy(out + 2 * i + 2, tg_hex_pairs + 2 * (size_t) p[i + 1], 2);
+        memcpy(out + 2 * i + 4, tg_hex_pairs + 2 * (size_t) p[i + 2], 2);
+        memcpy(out + 2 * i + 6, tg_hex_pairs + 2 * (size_t) p[i + 3], 2);
+    }
+
+    for ( /* void */ ; i < n; i++) {
+        memcpy(out + 2 * i, tg_hex_pairs + 2 * (size_t) p[i], 2);
+    }
 }
 
 

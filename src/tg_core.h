@@ -94,5 +94,8 @@ const char *tg_strerror(tg_rc_t rc);
  */
 void tg_civil_from_days(int64_t days, int64_t *year, int *month, int *day);
 
+/* the lowercase hex of n bytes at p: 2 n digits at out, no NUL */
+void tg_hex_encode(const unsigned char *p, size_t n, char *out);
+
 
 #endif /* TG_CORE_H */

@@ -119,6 +119,12 @@ calls($guard, 'tg_out_case', 1, 'names lowercased once');
 
 instructions($guard, 'src/tg_sign.c', 3800, 'the signer checks words');
 
+# A digest's 64 hex digits (five a batch) from a table of every byte's
+# two, not a digit at a time: about 150 instructions a digest (294
+# before).
+
+per_call($guard, 'tg_sha256_hex_of', 200, 'hex from a table of pairs');
+
 # prove -v: where a guarded batch's instructions go, for the next change
 if ($ENV{TEST_VERBOSE}) {
     my $s = $guard->{self};
@@ -143,6 +149,18 @@ sub calls {
     my $n = $m->{calls}{$fn} || 0;
     cmp_ok($n, '<=', $max, "$what: $fn called $max times a batch at most")
         or diag("$fn: $n calls a batch");
+}
+
+
+# At most $max instructions a call of $fn and what it calls.
+
+sub per_call {
+    my ($m, $fn, $max, $what) = @_;
+    my $c = $m->{calls}{$fn} || 0;
+    my $n = $c ? ($m->{incl}{$fn} || 0) / $c : 0;
+    ok($c > 0, "$what: $fn called") or return;
+    cmp_ok($n, '<=', $max, "$what: $max instructions a call of $fn at most")
+        or diag(sprintf "%s: %.0f instructions a call", $fn, $n);
 }
 
 
@@ -196,6 +214,7 @@ sub measure {
 
     $m->{calls}{$_} /= $N for keys %{ $m->{calls} };
     $m->{self}{$_} /= $N for keys %{ $m->{self} };
+    $m->{incl}{$_} /= $N for keys %{ $m->{incl} };
     $m->{file}{$_} /= $N for keys %{ $m->{file} };
     $m->{total} /= $N;
 
@@ -211,7 +230,7 @@ sub measure {
 sub parse {
     my ($file) = @_;
 
-    my (%name, %fname, %calls, %self, %in, $fn, $fl, $cfn, $call);
+    my (%name, %fname, %calls, %self, %incl, %in, $fn, $fl, $cfn, $call);
     my $total = 0;
 
     open my $fh, '<', $file or die "$file: $!\n";
@@ -248,7 +267,10 @@ sub parse {
 
         if ($l =~ /^[+\-*]?\d*\s+(\d+)\s*$/ || $l =~ /^[+\-*]\s+(\d+)\s*$/)
         {
-            $self{$fn} += $1 if !$call && defined $fn;
+            if (defined $fn) {
+                $self{$fn} += $1 unless $call;
+                $incl{$fn} += $1;
+            }
             $call = 0;
         }
     }
@@ -262,6 +284,6 @@ sub parse {
         $file{"$1/$2"} += $self{$f};
     }
 
-    return { calls => \%calls, self => \%self, file => \%file,
-        total => $total };
+    return { calls => \%calls, self => \%self, incl => \%incl,
+        file => \%file, total => $total };
 }

@@ -26,6 +26,7 @@
 static void test_rfc4231(void);
 static void test_hmac_key(void);
 static void test_sha256(void);
+static void test_hex_encode(void);
 static void test_sdk_date(void);
 static tg_rc_t libc_date(time_t t, char out[TG_SDK_DATE_LEN + 1]);
 static void test_sdk_date_libc(void);
@@ -285,6 +286,43 @@ test_sha256(void)
 
     is_rc(tg_sha256_hex(NULL, 1, hex), TG_ERR_ARG,
           "SHA-256: NULL data with a length");
+
+    test_hex_encode();
+}
+
+
+/* tg_hex_encode(): every byte, every length up to 9 (4 a turn, then 1) */
+static void
+test_hex_encode(void)
+{
+    int            c, bad;
+    char           out[2 * 256 + 1], want[2 * 256 + 1];
+    size_t         n;
+    unsigned char  all[256];
+
+    for (c = 0; c < 256; c++) {
+        all[c] = (unsigned char) c;
+        snprintf(want + 2 * c, 3, "%02x", c);
+    }
+
+    memset(out, 'X', sizeof(out));
+    tg_hex_encode(all, 256, out);
+    ok(memcmp(out, want, 512) == 0 && out[512] == 'X',
+       "hex of every byte, lowercase, nothing written after");
+
+    bad = 0;
+
+    for (n = 0; n <= 9; n++) {
+        memset(out, 'X', sizeof(out));
+        tg_hex_encode(all + 0xf7, n, out);
+
+        if (memcmp(out, want + 2 * 0xf7, 2 * n) != 0 || out[2 * n] != 'X') {
+            printf("# %zu bytes: %.20s\n", n, out);
+            bad++;
+        }
+    }
+
+    is_int(bad, 0, "hex of 0 to 9 bytes, nothing written after");
 }
 
 
