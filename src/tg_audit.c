@@ -68,7 +68,6 @@ static void tg_audit_field(tg_out_t *o, const char *head, size_t head_len,
     const unsigned char *s, size_t len);
 static void tg_audit_int(tg_out_t *o, const char *head, size_t head_len,
     int64_t v);
-static void tg_put_digits(char *p, unsigned v, int n);
 static int tg_audit_brief_form(const unsigned char *line, size_t len,
     tg_audit_brief_t *br);
 static size_t tg_audit_find(const unsigned char *p, size_t len, size_t from,
@@ -138,33 +137,25 @@ tg_rfc3339_ms(int64_t sec, int msec, char out[TG_RFC3339_MS_LEN + 1])
 
     tg_civil_from_days(days, &year, &month, &day);
 
-    tg_put_digits(out, (unsigned) year, 4);
+    tg_dec2(out, (unsigned) year / 100);
+    tg_dec2(out + 2, (unsigned) year % 100);
     out[4] = '-';
-    tg_put_digits(out + 5, (unsigned) month, 2);
+    tg_dec2(out + 5, (unsigned) month);
     out[7] = '-';
-    tg_put_digits(out + 8, (unsigned) day, 2);
+    tg_dec2(out + 8, (unsigned) day);
     out[10] = 'T';
-    tg_put_digits(out + 11, (unsigned) (rem / 3600), 2);
+    tg_dec2(out + 11, (unsigned) (rem / 3600));
     out[13] = ':';
-    tg_put_digits(out + 14, (unsigned) (rem / 60 % 60), 2);
+    tg_dec2(out + 14, (unsigned) (rem / 60 % 60));
     out[16] = ':';
-    tg_put_digits(out + 17, (unsigned) (rem % 60), 2);
+    tg_dec2(out + 17, (unsigned) (rem % 60));
     out[19] = '.';
-    tg_put_digits(out + 20, (unsigned) msec, 3);
+    out[20] = (char) ('0' + msec / 100);
+    tg_dec2(out + 21, (unsigned) msec % 100);
     out[23] = 'Z';
     out[24] = '\0';
 
     return TG_OK;
-}
-
-
-static void
-tg_put_digits(char *p, unsigned v, int n)
-{
-    while (n-- > 0) {
-        p[n] = (char) ('0' + v % 10);
-        v /= 10;
-    }
 }
 
 
@@ -614,10 +605,19 @@ tg_audit_int(tg_out_t *o, const char *head, size_t head_len, int64_t v)
     u = (v < 0) ? 0 - (uint64_t) v : (uint64_t) v;
     p = num + sizeof(num);
 
-    do {
-        *--p = (char) ('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
+    while (u >= 100) {
+        p -= 2;
+        tg_dec2(p, (unsigned) (u % 100));
+        u /= 100;
+    }
+
+    if (u >= 10) {
+        p -= 2;
+        tg_dec2(p, (unsigned) u);
+
+    } else {
+        *--p = (char) ('0' + u);
+    }
 
     if (v < 0) {
         *--p = '-';

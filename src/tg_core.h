@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -96,6 +97,21 @@ void tg_civil_from_days(int64_t days, int64_t *year, int *month, int *day);
 
 /* the lowercase hex of n bytes at p: 2 n digits at out, no NUL */
 void tg_hex_encode(const unsigned char *p, size_t n, char *out);
+
+
+/*
+ * v (below 100) as its two decimal digits at p, copied from a table of
+ * the hundred pairs: a time stamp's fields and a number's digits two at
+ * a time, not a division a digit.
+ */
+
+extern const char  tg_dec_pairs[];
+
+static inline void
+tg_dec2(char *p, unsigned v)
+{
+    memcpy(p, tg_dec_pairs + 2 * v, 2);
+}
 
 
 #endif /* TG_CORE_H */

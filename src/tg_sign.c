@@ -165,7 +165,6 @@ typedef struct {
 } tg_sign_headers_t;
 
 
-static void tg_sdk_digits(char *p, long long v, size_t n);
 static void tg_out_case(tg_out_t *out, const unsigned char *data,
     size_t len, int upper);
 static int tg_is_unreserved(unsigned char c);
@@ -337,13 +336,14 @@ tg_sdk_date(time_t t, char out[TG_SDK_DATE_LEN + 1])
 
     tg_civil_from_days(days, &y, &m, &d);
 
-    tg_sdk_digits(out, y, 4);
-    tg_sdk_digits(out + 4, m, 2);
-    tg_sdk_digits(out + 6, d, 2);
+    tg_dec2(out, (unsigned) y / 100);
+    tg_dec2(out + 2, (unsigned) y % 100);
+    tg_dec2(out + 4, (unsigned) m);
+    tg_dec2(out + 6, (unsigned) d);
     out[8] = 'T';
-    tg_sdk_digits(out + 9, secs / 3600, 2);
-    tg_sdk_digits(out + 11, secs / 60 % 60, 2);
-    tg_sdk_digits(out + 13, secs % 60, 2);
+    tg_dec2(out + 9, (unsigned) (secs / 3600));
+    tg_dec2(out + 11, (unsigned) (secs / 60 % 60));
+    tg_dec2(out + 13, (unsigned) (secs % 60));
     out[15] = 'Z';
     out[16] = '\0';
 
@@ -574,17 +574,6 @@ done:
     }
 
     return rc;
-}
-
-
-/* v (not negative) as n decimal digits */
-static void
-tg_sdk_digits(char *p, long long v, size_t n)
-{
-    while (n > 0) {
-        p[--n] = (char) ('0' + v % 10);
-        v /= 10;
-    }
 }
 
 

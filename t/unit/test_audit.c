@@ -478,6 +478,57 @@ test_minimal_and_done(void)
         free(s);
     }
 
+    /*
+     * Every number of up to four digits and each power of ten, one
+     * below it, negated: written two digits at a time, as printf does.
+     */
+    {
+        int            bad;
+        char           want[64];
+        size_t         i;
+        int64_t        v, k;
+        unsigned char  buf[1024];
+
+        bad = 0;
+
+        for (k = -10000; k < 10000 + 19 * 4; k++) {
+            if (k < 10000) {
+                v = k;
+
+            } else {
+                v = 1;
+                for (i = 0; i < (size_t) (k - 10000) / 4; i++) {
+                    v *= 10;
+                }
+
+                v = ((k - 10000) % 2) ? v - 1 : v;
+                v = ((k - 10000) % 4) >= 2 ? -v : v;
+            }
+
+            if (v == -1) {
+                /* "left out" */
+                continue;
+            }
+
+            record_init(&r);
+            r.decision = TG_DECISION_DONE;
+            r.bytes = v;
+
+            len = tg_audit_encode(&r, buf, sizeof(buf) - 1);
+            buf[len < sizeof(buf) ? len : sizeof(buf) - 1] = '\0';
+            snprintf(want, sizeof(want), ",\"bytes\":%lld}",
+                     (long long) v);
+
+            if (strstr((char *) buf, want) == NULL) {
+                printf("# %lld: %s\n", (long long) v, buf);
+                bad++;
+            }
+        }
+
+        is_int(bad, 0, "numbers from -9999 to 9999 and around each power "
+               "of ten as printf writes them");
+    }
+
     /* two tries of the upstream, a re-entry refused, a hostile name */
     {
         tg_str_t            re[2];
