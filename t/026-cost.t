@@ -133,6 +133,12 @@ per_call($guard, 'tg_sha256_hex_of', 200, 'hex from a table of pairs');
 per_call($guard, 'tg_rfc3339_ms', 250, 'time stamps two digits at a time');
 per_call($guard, 'tg_sdk_date', 230, 'X-Sdk-Date two digits at a time');
 
+# An audit field with nothing to escape (all of a batch's fifteen: the
+# id, the digests, the addresses) is written with its name and quotes in
+# one piece, not through the escaping writer.
+
+calls($guard, 'tg_out_json', 0, 'plain audit fields in one piece');
+
 # prove -v: where a guarded batch's instructions go, for the next change
 if ($ENV{TEST_VERBOSE}) {
     my $s = $guard->{self};
