@@ -26,9 +26,8 @@ ngx_int_t
 ngx_http_taurus_guard_route(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx, ngx_str_t *reason)
 {
-    u_char      *p;
-    ngx_str_t   *u;
-    ngx_uint_t   i;
+    u_char     *p;
+    ngx_str_t  *u;
 
     u = &r->unparsed_uri;
 
@@ -85,11 +84,12 @@ ngx_http_taurus_guard_route(ngx_http_request_t *r,
         return NGX_HTTP_NOT_FOUND;
     }
 
-    for (i = 0; i < sizeof(NGX_HTTP_TG_ROUTE_SUFFIX) - 1; i++) {
-        if (p[TG_PROJECT_ID_LEN + i] != NGX_HTTP_TG_ROUTE_SUFFIX[i]) {
-            ngx_str_set(reason, "no such route");
-            return NGX_HTTP_NOT_FOUND;
-        }
+    if (ngx_memcmp(p + TG_PROJECT_ID_LEN, NGX_HTTP_TG_ROUTE_SUFFIX,
+                   sizeof(NGX_HTTP_TG_ROUTE_SUFFIX) - 1)
+        != 0)
+    {
+        ngx_str_set(reason, "no such route");
+        return NGX_HTTP_NOT_FOUND;
     }
 
     if (r->method != NGX_HTTP_POST) {
@@ -131,9 +131,9 @@ ngx_http_taurus_guard_content_type(ngx_http_request_t *r)
             i = 0;
         }
 
-        if (h[i].key.len == sizeof("Content-Type") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Content-Type",
-                               sizeof("Content-Type") - 1) == 0)
+        if (h[i].key.len == sizeof("content-type") - 1
+            && tg_caseless_eq(h[i].key.data, "content-type",
+                              sizeof("content-type") - 1))
         {
             n++;
         }
@@ -147,8 +147,8 @@ ngx_http_taurus_guard_content_type(ngx_http_request_t *r)
     last = p + r->headers_in.content_type->value.len;
 
     if (last - p < (ssize_t) sizeof("application/json") - 1
-        || ngx_strncasecmp(p, (u_char *) "application/json",
-                           sizeof("application/json") - 1) != 0)
+        || !tg_caseless_eq(p, "application/json",
+                           sizeof("application/json") - 1))
     {
         return NGX_DECLINED;
     }
@@ -176,15 +176,14 @@ ngx_http_taurus_guard_content_type(ngx_http_request_t *r)
     }
 
     if ((size_t) (last - p) == sizeof("charset=utf-8") - 1
-        && ngx_strncasecmp(p, (u_char *) "charset=utf-8",
-                           sizeof("charset=utf-8") - 1) == 0)
+        && tg_caseless_eq(p, "charset=utf-8", sizeof("charset=utf-8") - 1))
     {
         return NGX_OK;
     }
 
     if ((size_t) (last - p) == sizeof("charset=\"utf-8\"") - 1
-        && ngx_strncasecmp(p, (u_char *) "charset=\"utf-8\"",
-                           sizeof("charset=\"utf-8\"") - 1) == 0)
+        && tg_caseless_eq(p, "charset=\"utf-8\"",
+                          sizeof("charset=\"utf-8\"") - 1))
     {
         return NGX_OK;
     }
@@ -222,9 +221,9 @@ ngx_http_taurus_guard_content_encoding(ngx_http_request_t *r)
             i = 0;
         }
 
-        if (h[i].key.len != sizeof("Content-Encoding") - 1
-            || ngx_strncasecmp(h[i].key.data, (u_char *) "Content-Encoding",
-                               sizeof("Content-Encoding") - 1) != 0)
+        if (h[i].key.len != sizeof("content-encoding") - 1
+            || !tg_caseless_eq(h[i].key.data, "content-encoding",
+                               sizeof("content-encoding") - 1))
         {
             continue;
         }
@@ -241,8 +240,7 @@ ngx_http_taurus_guard_content_encoding(ngx_http_request_t *r)
         }
 
         if ((size_t) (last - p) != sizeof("identity") - 1
-            || ngx_strncasecmp(p, (u_char *) "identity",
-                               sizeof("identity") - 1) != 0)
+            || !tg_caseless_eq(p, "identity", sizeof("identity") - 1))
         {
             return NGX_DECLINED;
         }

@@ -111,6 +111,59 @@ tg_hex_encode(const unsigned char *p, size_t n, char *out)
 
 
 /*
+ * Eight bytes at a time: the case bit of lower's letters is a mask that
+ * p's word is or-ed with before it is compared.  A byte of lower is in
+ * a..z when adding 0x80 - 'a' sets its high bit and adding 0x7f - 'z'
+ * does not; lower is ASCII, so neither sum passes 0xff and no carry
+ * reaches the next byte.  p is only or-ed, never added to: any byte of
+ * it is compared as it is, but for the case bit of a letter.  The last
+ * word of a string of eight bytes or more overlaps the one before it.
+ */
+
+#define TG_ONES   0x0101010101010101ULL
+#define TG_HIGHS  0x8080808080808080ULL
+
+int
+tg_caseless_eq(const unsigned char *p, const char *lower, size_t len)
+{
+    size_t    i;
+    uint64_t  w, l, m;
+
+    if (len < 8) {
+        for (i = 0; i < len; i++) {
+            m = ((unsigned char) (lower[i] - 'a') < 26) ? 0x20 : 0;
+
+            if ((p[i] | m) != (unsigned char) lower[i]) {
+                return 0;
+            }
+        }
+
+        return 1;
+    }
+
+    for (i = 0; /* void */; i += 8) {
+        if (i > len - 8) {
+            i = len - 8;
+        }
+
+        memcpy(&w, p + i, 8);
+        memcpy(&l, lower + i, 8);
+
+        m = (l + TG_ONES * (0x80 - 'a')) & ~(l + TG_ONES * (0x7f - 'z'))
+            & TG_HIGHS;
+
+        if ((w | (m >> 2)) != l) {
+            return 0;
+        }
+
+        if (i == len - 8) {
+            return 1;
+        }
+    }
+}
+
+
+/*
  * H. Hinnant's civil_from_days(): days since 0000-03-01, so that a leap
  * day ends its year, in eras of 400 years (146,097 days).
  */

@@ -98,6 +98,12 @@ void tg_civil_from_days(int64_t days, int64_t *year, int *month, int *day);
 /* the lowercase hex of n bytes at p: 2 n digits at out, no NUL */
 void tg_hex_encode(const unsigned char *p, size_t n, char *out);
 
+/*
+ * Whether the len bytes at p are lower, a lowercase ASCII literal of as
+ * many bytes, in any case (a header name, a media type): 1 or 0.
+ */
+int tg_caseless_eq(const unsigned char *p, const char *lower, size_t len);
+
 
 /*
  * v (below 100) as its two decimal digits at p, copied from a table of

@@ -27,6 +27,7 @@ static void test_rfc4231(void);
 static void test_hmac_key(void);
 static void test_sha256(void);
 static void test_hex_encode(void);
+static void test_caseless_eq(void);
 static void test_sdk_date(void);
 static tg_rc_t libc_date(time_t t, char out[TG_SDK_DATE_LEN + 1]);
 static void test_sdk_date_libc(void);
@@ -288,6 +289,49 @@ test_sha256(void)
           "SHA-256: NULL data with a length");
 
     test_hex_encode();
+    test_caseless_eq();
+}
+
+
+/*
+ * tg_caseless_eq(): every byte at every place of every prefix of a
+ * literal of 21 bytes (so of words, overlapping last words and bytes
+ * alone), against a reference: the literal's byte, or its capital when
+ * it is a letter.
+ */
+static void
+test_caseless_eq(void)
+{
+    int            c, bad, want;
+    size_t         len, k;
+    unsigned char  s[21];
+
+    static const char  lower[] = "content-type/json;z=a";
+
+    bad = 0;
+
+    for (len = 0; len <= sizeof(lower) - 1; len++) {
+        for (k = 0; k < len; k++) {
+            for (c = 0; c < 256; c++) {
+                memcpy(s, lower, sizeof(s));
+                s[k] = (unsigned char) c;
+
+                want = c == lower[k]
+                       || (lower[k] >= 'a' && lower[k] <= 'z'
+                           && c == lower[k] - 'a' + 'A');
+
+                if (tg_caseless_eq(s, lower, len) != want) {
+                    printf("# 0x%02x at %zu of %zu\n", c, k, len);
+                    bad++;
+                }
+            }
+        }
+    }
+
+    is_int(bad, 0, "caseless: every byte at every place of every length");
+    ok(tg_caseless_eq((const unsigned char *) "CONTENT-TYPE/JSON;Z=A",
+                      lower, sizeof(lower) - 1),
+       "caseless: all capitals");
 }
 
 
