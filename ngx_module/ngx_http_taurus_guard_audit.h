@@ -52,6 +52,8 @@ struct ngx_http_taurus_guard_audit_sh_s {
     ngx_file_uniq_t              flushed_ino;
     ngx_atomic_t                 flush_lock;
     uint32_t                     flush_seq;     /* unlocks, a futex */
+    ngx_atomic_t                 flush_waiters; /* asleep on it, or about
+                                                   to be */
 
     /*
      * What had been written when a flush last failed.  The kernel

@@ -114,12 +114,21 @@ ngx_http_taurus_guard_audit_sync_failed(ngx_http_taurus_guard_audit_sh_t *sh,
  * The holder is in fdatasync(): another worker's thread, or another
  * worker's event loop (thread_pool=off, or a build without threads: the
  * lock orders the failure mark against every flush).  On Linux the
- * waiters sleep on a futex that each unlock wakes, elsewhere they poll.
+ * waiters sleep on a futex that an unlock wakes, elsewhere they poll.
  * Both look again every 100 ms at least: a worker killed while it held
  * the lock leaves its name behind (self: its pid and start time,
  * ngx_http_taurus_guard_process.c), and the lock is taken over once
  * that process is gone, even when another process has its pid by then
  * (which would otherwise keep every later flush waiting for good).
+ *
+ * An unlock wakes only when someone said it may sleep: a waiter counts
+ * itself in flush_waiters before FUTEX_WAIT, an unlock bumps flush_seq
+ * before it reads the count (both full barriers).  So either the unlock
+ * sees the waiter, or the waiter's FUTEX_WAIT finds flush_seq changed
+ * since it read it, and does not sleep.  Most flushes have nobody
+ * waiting: one system call a flush less.  A waiter killed while counted
+ * leaves the count up, and unlocks then wake for nothing, as they all
+ * did before.
  */
 
 static void
@@ -161,8 +170,12 @@ ngx_http_taurus_guard_audit_flush_lock(ngx_http_taurus_guard_audit_sh_t *sh,
         ts.tv_sec = 0;
         ts.tv_nsec = 100000000;
 
+        (void) ngx_atomic_fetch_add(&sh->flush_waiters, 1);
+
         (void) syscall(SYS_futex, &sh->flush_seq, FUTEX_WAIT, seq, &ts,
                        NULL, 0);
+
+        (void) ngx_atomic_fetch_add(&sh->flush_waiters, -1);
 #else
         (void) seq;
         (void) usleep(n < 20 ? 50 : 250);
@@ -184,8 +197,10 @@ ngx_http_taurus_guard_audit_flush_unlock(ngx_http_taurus_guard_audit_sh_t *sh,
 #if (NGX_LINUX)
     /* all of them: another worker's records may all be covered */
 
-    (void) syscall(SYS_futex, &sh->flush_seq, FUTEX_WAKE, INT_MAX, NULL,
-                   NULL, 0);
+    if (sh->flush_waiters != 0) {
+        (void) syscall(SYS_futex, &sh->flush_seq, FUTEX_WAKE, INT_MAX, NULL,
+                       NULL, 0);
+    }
 #endif
 }
 

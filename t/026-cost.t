@@ -149,6 +149,12 @@ per_call($guard, 'ngx_http_taurus_guard_content_type', 250,
 per_call($guard, 'ngx_http_taurus_guard_route', 450,
     'the route compared a word at a time');
 
+# A flush nobody waits for (one worker: nobody ever does) wakes nobody:
+# its unlock made a FUTEX_WAKE system call (the only syscall() of a
+# batch) whether or not a worker slept on the flush lock.
+
+calls($guard, 'syscall', 0, 'no futex wake-up for nobody');
+
 # prove -v: where a guarded batch's instructions go, for the next change
 if ($ENV{TEST_VERBOSE}) {
     my $s = $guard->{self};
