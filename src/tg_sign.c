@@ -1158,8 +1158,10 @@ tg_collect_headers(const tg_sign_request_t *req, tg_sign_headers_t *hs)
 static void
 tg_join_names(tg_sign_headers_t *hs)
 {
-    size_t          i, k, len;
-    unsigned char   c, *p;
+    size_t                i, k, len;
+    uint64_t              w;
+    unsigned char         c, *p;
+    const unsigned char  *n;
 
     len = hs->n - 1;
 
@@ -1185,11 +1187,22 @@ tg_join_names(tg_sign_headers_t *hs)
         }
 
         hs->h[i].lower = p;
+        n = hs->h[i].name;
 
-        /* tokens are ASCII: the case bit of the capitals only */
+        /*
+         * Tokens are ASCII: the case bit of the capitals only, set
+         * eight bytes at a time (tg_in() is exact below 0x80).
+         */
 
-        for (k = 0; k < hs->h[i].name_len; k++) {
-            c = hs->h[i].name[k];
+        for (k = 0; hs->h[i].name_len - k >= 8; k += 8) {
+            memcpy(&w, n + k, 8);
+            w |= (tg_in(w, 'A', 'Z') & TG_HIGHS) >> 2;
+            memcpy(p, &w, 8);
+            p += 8;
+        }
+
+        for ( /* void */ ; k < hs->h[i].name_len; k++) {
+            c = n[k];
             *p++ = (unsigned char)
                        (c ^ (((unsigned char) (c - 'A') < 26) << 5));
         }

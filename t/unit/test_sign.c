@@ -885,7 +885,8 @@ test_byte_classes(void)
     char               want[64], hash[TG_SHA256_HEX_LEN + 1];
     size_t             len, k;
     tg_rc_t            rc;
-    unsigned char      name[3], path[4], cr[512], long_path[18];
+    unsigned char      name[3], path[4], cr[512], long_path[18],
+                       long_name[17];
     tg_sign_request_t  req;
     tg_header_t        h[1];
 
@@ -982,6 +983,42 @@ test_byte_classes(void)
             }
         }
 
+        /*
+         * And at each place of a name of 17 bytes, lowercased eight
+         * bytes at a time when it is joined into SignedHeaders.
+         */
+
+        for (k = 0; k < 17; k++) {
+            memcpy(long_name, "XAbCdEfGhIjKlMnOp", 17);
+            long_name[k] = (unsigned char) c;
+            h[0].name.data = long_name;
+            h[0].name.len = 17;
+
+            rc = tg_sign_canonical_request(&req, cr, sizeof(cr) - 1, &len);
+
+            if ((rc == TG_OK) != tchar) {
+                printf("# byte 0x%02x at %zu of a long name: %s\n", c, k,
+                       tchar ? "refused" : "accepted");
+                bad_name++;
+                continue;
+            }
+
+            if (rc != TG_OK || c == '_') {
+                continue;
+            }
+
+            cr[len] = '\0';
+            snprintf(want, sizeof(want), "\n%.*s%c%s:v\n", (int) k,
+                     "xabcdefghijklmnop", tolower(c),
+                     "xabcdefghijklmnop" + k + 1);
+
+            if (strstr((char *) cr, want) == NULL) {
+                printf("# byte 0x%02x at %zu of a long name: not "
+                       "lowercased\n", c, k);
+                bad_name++;
+            }
+        }
+
         req.headers = NULL;
         req.nheaders = 0;
 
@@ -1054,8 +1091,8 @@ test_byte_classes(void)
            "lowercase hex or refused");
     is_int(bad_method, 0, "every byte in a method: tchar (uppercased) or "
            "refused");
-    is_int(bad_name, 0, "every byte in a header name: tchar (lowercased) "
-           "or refused");
+    is_int(bad_name, 0, "every byte at every place in a header name: tchar "
+           "(lowercased) or refused");
     is_int(bad_path, 0, "every printable byte at every place in the path: "
            "unreserved as itself, the others %%XX");
 }
