@@ -601,6 +601,14 @@ ngx_http_taurus_guard_audit_cleanup(void *data)
         audit->arena_size = 0;
     }
 
+#if (NGX_THREADS)
+    /* a flush keeps one for the next: there is none (no flush uses it) */
+    if (audit->kept_fd != NGX_INVALID_FILE) {
+        (void) close(audit->kept_fd);
+        audit->kept_fd = NGX_INVALID_FILE;
+    }
+#endif
+
     ngx_http_taurus_guard_audit_keep_prev(audit, NGX_INVALID_FILE);
 }
 

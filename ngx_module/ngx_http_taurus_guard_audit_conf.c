@@ -225,6 +225,8 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_queue_init(&audit->pending);
     ngx_queue_init(&audit->syncing);
 
+    audit->kept_fd = NGX_INVALID_FILE;
+
     audit->failed.handler = ngx_http_taurus_guard_audit_not_started;
     audit->failed.data = audit;
     audit->failed.log = &cf->cycle->new_log;

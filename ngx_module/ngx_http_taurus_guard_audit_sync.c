@@ -37,6 +37,9 @@ static void ngx_http_taurus_guard_audit_fail_later(
     ngx_http_taurus_guard_audit_t *audit, ngx_err_t err);
 static void ngx_http_taurus_guard_audit_close_fds(
     ngx_http_taurus_guard_audit_task_t *t);
+static void ngx_http_taurus_guard_audit_keep_fd(
+    ngx_http_taurus_guard_audit_t *audit,
+    ngx_http_taurus_guard_audit_task_t *t);
 static void ngx_http_taurus_guard_audit_wake(
     ngx_http_taurus_guard_audit_t *audit, ngx_err_t err);
 #endif
@@ -209,7 +212,11 @@ ngx_http_taurus_guard_audit_flush_unlock(ngx_http_taurus_guard_audit_sh_t *sh,
 
 /*
  * The next flush covers every descriptor written to since the last one
- * started: usually one, two if the file was reopened in between.
+ * started: usually one, two if the file was reopened in between.  Each
+ * is a dup() of the file's, so that a reopen cannot close it under a
+ * flush; the last flush's is kept for the next one of the same file
+ * (ngx_http_taurus_guard_audit_keep_fd()), which then needs no dup()
+ * and no close() of its own.  Called once the file's lock is released.
  */
 
 ngx_int_t
@@ -233,12 +240,21 @@ ngx_http_taurus_guard_audit_pending_fd(ngx_http_taurus_guard_audit_t *audit,
         return NGX_DECLINED;
     }
 
-    fd = dup(audit->file->fd);
+    if (audit->kept_fd != NGX_INVALID_FILE
+        && audit->kept_ino == audit->written_ino
+        && audit->kept_dev == audit->written_dev)
+    {
+        fd = audit->kept_fd;
+        audit->kept_fd = NGX_INVALID_FILE;
 
-    if (fd == -1) {
-        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
-                      "taurus_guard: dup() of the audit log failed");
-        return NGX_ERROR;
+    } else {
+        fd = dup(audit->file->fd);
+
+        if (fd == -1) {
+            ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                          "taurus_guard: dup() of the audit log failed");
+            return NGX_ERROR;
+        }
     }
 
     audit->pending_ino[audit->npending] = audit->written_ino;
@@ -463,7 +479,7 @@ ngx_http_taurus_guard_audit_sync_done(ngx_event_t *ev)
         ngx_http_taurus_guard_audit_failed(audit, t->fds[t->nfds - 1], 1);
     }
 
-    ngx_http_taurus_guard_audit_close_fds(t);
+    ngx_http_taurus_guard_audit_keep_fd(audit, t);
 
     ngx_http_taurus_guard_audit_wake(audit, t->err);
 
@@ -482,6 +498,38 @@ ngx_http_taurus_guard_audit_sync_done(ngx_event_t *ev)
 
     audit->npending = 0;
     audit->pending_from = 0;
+}
+
+
+/*
+ * A flush that ended keeps its newest descriptor for the next flush of
+ * that file, and closes the others, with a kept one of another file.
+ * In the event loop, where no lock of the file is held: closing one of
+ * its descriptors would drop it.
+ */
+
+static void
+ngx_http_taurus_guard_audit_keep_fd(ngx_http_taurus_guard_audit_t *audit,
+    ngx_http_taurus_guard_audit_task_t *t)
+{
+    ngx_uint_t  n;
+
+    n = t->nfds;
+
+    if (n == 0) {
+        return;
+    }
+
+    t->nfds = n - 1;
+    ngx_http_taurus_guard_audit_close_fds(t);
+
+    if (audit->kept_fd != NGX_INVALID_FILE) {
+        (void) close(audit->kept_fd);
+    }
+
+    audit->kept_fd = t->fds[n - 1];
+    audit->kept_ino = t->inos[n - 1];
+    audit->kept_dev = t->devs[n - 1];
 }
 
 

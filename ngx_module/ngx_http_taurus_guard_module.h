@@ -212,6 +212,10 @@ typedef struct {
     ngx_file_uniq_t              pending_ino[NGX_HTTP_TG_AUDIT_FDS];
     dev_t                        pending_dev[NGX_HTTP_TG_AUDIT_FDS];
     ngx_uint_t                   npending;
+    ngx_fd_t                     kept_fd;   /* the last flush's, see
+                                               pending_fd() */
+    ngx_file_uniq_t              kept_ino;
+    dev_t                        kept_dev;
     ngx_file_uniq_t              written_ino;   /* the file last written */
     dev_t                        written_dev;
     ngx_atomic_uint_t            written_upto;  /* and the record's end */

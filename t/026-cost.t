@@ -156,6 +156,12 @@ per_call($guard, 'ngx_http_taurus_guard_route', 450,
 
 calls($guard, 'syscall', 0, 'no futex wake-up for nobody');
 
+# A flush syncs a dup() of the audit file's descriptor (a reopen cannot
+# close it under the flush), and the last flush's is kept for the next
+# flush of the file: a batch flushed alone made a dup() and a close().
+
+calls($guard, 'dup', 0, 'the flush descriptor kept');
+
 # prove -v: where a guarded batch's instructions go, for the next change
 if ($ENV{TEST_VERBOSE}) {
     my $s = $guard->{self};
@@ -207,12 +213,14 @@ sub instructions {
 
 
 # No more calls to $fn a guarded batch than an unguarded request makes.
+# Both may count a tenth of a call now and then (an upstream connection
+# closed, a timer), never a whole one: half a call is let pass.
 
 sub baseline {
     my ($m, $base, $fn, $what) = @_;
     my $n = $m->{calls}{$fn} || 0;
     my $b = $base->{calls}{$fn} || 0;
-    cmp_ok($n, '<=', $b, "$what: $fn called $b times a batch at most")
+    cmp_ok($n, '<', $b + 0.5, "$what: $fn called $b times a batch at most")
         or diag("$fn: $n calls a batch");
 }
 
