@@ -106,7 +106,7 @@ typedef struct {
     ngx_file_uniq_t              inos[NGX_HTTP_TG_AUDIT_FDS];
     ngx_atomic_uint_t            upto;      /* the records to cover */
     ngx_atomic_uint_t            from;      /* and the first's start + 1 */
-    ngx_msec_t                   delay;     /* flush_delay=, in usec */
+    ngx_uint_t                   delay;     /* flush_delay=, in usec */
     ngx_uint_t                   synced;    /* fdatasync() calls made */
     ngx_http_taurus_guard_audit_sh_t  *sh;
     ngx_slab_pool_t             *shpool;

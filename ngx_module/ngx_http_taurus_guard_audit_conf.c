@@ -158,7 +158,7 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
         }
 
         if (a[i]->fsync != fsync || a[i]->timeout != (ngx_msec_t) timeout
-            || a[i]->flush_delay != (ngx_msec_t) delay)
+            || a[i]->flush_delay != (ngx_uint_t) delay)
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "audit log \"%V\" is used with different"
@@ -182,7 +182,7 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
     audit->tail_max = NGX_HTTP_TG_AUDIT_TAIL_MAX;
     audit->fsync = fsync;
     audit->timeout = (ngx_msec_t) timeout;
-    audit->flush_delay = (ngx_msec_t) delay;
+    audit->flush_delay = (ngx_uint_t) delay;
     audit->cycle = cf->cycle;
     audit->conf_file = cf->conf_file->file.name.data;
     audit->conf_line = cf->conf_file->line;

@@ -175,7 +175,7 @@ typedef struct {
     ngx_slab_pool_t             *shpool;
     ngx_http_taurus_guard_audit_sh_t  *sh;
     ngx_msec_t                   timeout;   /* of a flush, in a thread */
-    ngx_msec_t                   flush_delay;   /* gathering, in usec */
+    ngx_uint_t                   flush_delay;   /* gathering, in usec */
     ngx_cycle_t                 *cycle;     /* for the worker user */
     u_char                      *conf_file; /* where it was named */
     ngx_uint_t                   conf_line;

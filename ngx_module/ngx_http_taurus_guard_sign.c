@@ -284,7 +284,13 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
     (void) i;
 #endif
 
-    /* "SDK-HMAC-SHA256 Access=AK, SignedHeaders=..., Signature=hex" */
+    /*
+     * "SDK-HMAC-SHA256 Access=AK, SignedHeaders=..., Signature=hex": 51
+     * bytes of its own, and at most the four names above, 53 with their
+     * ";" ("content-type;x-project-id;x-sdk-date;x-security-token"), so
+     * 128 leaves room; a buffer too small fails the signature, never
+     * cuts it.
+     */
 
     auth_size = 128 + cred->ak.len + TG_SHA256_HEX_LEN;
 
@@ -473,6 +479,16 @@ ngx_http_taurus_guard_set_headers(ngx_http_request_t *r,
 
         *h = header[i];
     }
+
+    /*
+     * Of the shortcuts into the list, the two that name headers the
+     * gateway replaces are reset: the caller's Authorization is gone (and
+     * nothing points at the gateway's), Content-Type points at the
+     * gateway's.  The others (cookie, x_forwarded_for, ...) keep pointing
+     * at the caller's entries, which only variables and the operator's
+     * own proxy_set_header lines read: no secret of the gateway's is
+     * among them.
+     */
 
     r->headers_in.authorization = NULL;
     r->headers_in.content_type = NULL;

@@ -6,8 +6,9 @@
  * so one rule covers them all.  A byte that does not start a valid UTF-8
  * sequence (RFC 3629: no overlong forms, no surrogates, nothing above
  * U+10FFFF, no truncated sequence) is written as \u00XX of its own value
- * and the scan resumes at the next byte; valid multi-byte sequences are
- * copied as they are.
+ * and the scan resumes at the next byte.  Valid multi-byte sequences are
+ * copied as they are, but for the C1 controls (U+0080..U+009F), U+2028
+ * and U+2029, which are written as \u0080..\u009f, \u2028 and \u2029.
  */
 
 #include <string.h>

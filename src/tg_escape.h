@@ -4,8 +4,11 @@
  *
  * '"' and '\\' are backslash-escaped, every byte below 0x20 and 0x7f is
  * written as \u00XX, and a byte that is not part of a valid UTF-8
- * sequence is written as \u00XX of its value, so no raw control byte and
- * no invalid UTF-8 from the wire ever reaches the output.
+ * sequence is written as \u00XX of its value; of valid UTF-8, the C1
+ * controls (U+0080..U+009F), U+2028 and U+2029 are written as \uXXXX
+ * too, since readers that split lines by Unicode's rules end a line
+ * there.  So no raw control byte, no line separator and no invalid UTF-8
+ * from the wire ever reaches the output.
  */
 
 #ifndef TG_ESCAPE_H
