@@ -568,6 +568,13 @@ done:
     OPENSSL_cleanse(mac, sizeof(mac));
     OPENSSL_cleanse(hex, sizeof(hex));
 
+    /*
+     * The window keeps the canonical request's last bytes, which with
+     * temporary credentials end in the security token's value.
+     */
+
+    OPENSSL_cleanse(window, sizeof(window));
+
     if (rc != TG_OK && out != NULL && size > 0) {
         OPENSSL_cleanse(out, size);
         out[0] = '\0';

@@ -92,11 +92,13 @@ is(scalar(grep { $_->{decision} eq 'allow' } $t->audit_records),
 # the audit records) hold nothing to wipe once finalized: only the HMAC's
 # inner and outer states, key material, are wiped, once each.  What is
 # cleansed besides: the HMAC's inner digest, the MAC and its hex, the
-# two signing headers' values once the proxy has sent them, and
-# OpenSSL's own erasing of the last block in each of the six finals.
+# signer's window on the canonical request (its last bytes are a
+# security token's with temporary credentials), the two signing
+# headers' values once the proxy has sent them, and OpenSSL's own
+# erasing of the last block in each of the six finals.
 
 calls($guard, 'tg_sha256_wipe', 2, 'only the HMAC key states are wiped');
-calls($guard, 'OPENSSL_cleanse', 13, 'nothing cleansed twice');
+calls($guard, 'OPENSSL_cleanse', 14, 'nothing cleansed twice');
 
 # The request's pool: a guarded batch of one takes no block more than an
 # unguarded request (the items array was sized for
