@@ -72,7 +72,6 @@ static void tg_read_top(tg_read_top_t *top, const tg_read_key_t *key,
     const unsigned char *text, size_t len);
 static tg_rc_t tg_read_check(tg_read_t *r, const tg_read_top_t *top,
     const tg_audit_digests_t *d, tg_audit_line_t *l);
-static int tg_read_hex4(const unsigned char *p, unsigned *v);
 static void tg_read_put(unsigned char *dst, size_t size, size_t *len,
     const unsigned char *src, size_t n);
 
@@ -458,7 +457,7 @@ tg_read_escape(tg_read_t *r, unsigned char *dst, size_t size, size_t *len)
         break;
 
     case 'u':
-        if (r->end - r->p < 6 || !tg_read_hex4(r->p + 2, &u)) {
+        if (r->end - r->p < 6 || !tg_json_hex4(r->p + 2, &u)) {
             return tg_read_fail(r, TG_ERR_SYNTAX, "invalid escape", NULL, 0);
         }
 
@@ -474,7 +473,7 @@ tg_read_escape(tg_read_t *r, unsigned char *dst, size_t size, size_t *len)
             /* readers differ on a lone one: a low surrogate must follow */
 
             if (r->end - r->p < 12 || r->p[6] != '\\' || r->p[7] != 'u'
-                || !tg_read_hex4(r->p + 8, &lo)
+                || !tg_json_hex4(r->p + 8, &lo)
                 || lo < 0xdc00 || lo > 0xdfff)
             {
                 return tg_read_fail(r, TG_ERR_UTF8,
@@ -495,28 +494,7 @@ tg_read_escape(tg_read_t *r, unsigned char *dst, size_t size, size_t *len)
 
     /* the code point as UTF-8 */
 
-    if (u < 0x80) {
-        buf[0] = (unsigned char) u;
-        k = 1;
-
-    } else if (u < 0x800) {
-        buf[0] = (unsigned char) (0xc0 | (u >> 6));
-        buf[1] = (unsigned char) (0x80 | (u & 0x3f));
-        k = 2;
-
-    } else if (u < 0x10000) {
-        buf[0] = (unsigned char) (0xe0 | (u >> 12));
-        buf[1] = (unsigned char) (0x80 | ((u >> 6) & 0x3f));
-        buf[2] = (unsigned char) (0x80 | (u & 0x3f));
-        k = 3;
-
-    } else {
-        buf[0] = (unsigned char) (0xf0 | (u >> 18));
-        buf[1] = (unsigned char) (0x80 | ((u >> 12) & 0x3f));
-        buf[2] = (unsigned char) (0x80 | ((u >> 6) & 0x3f));
-        buf[3] = (unsigned char) (0x80 | (u & 0x3f));
-        k = 4;
-    }
+    k = tg_utf8_put(u, buf);
 
     tg_read_put(dst, size, len, buf, k);
 
@@ -534,63 +512,20 @@ tg_read_escape(tg_read_t *r, unsigned char *dst, size_t size, size_t *len)
 static tg_rc_t
 tg_read_number(tg_read_t *r)
 {
-    const unsigned char  *p, *end, *digits;
+    size_t  n;
 
-    p = r->p;
-    end = r->end;
+    n = tg_json_number_len(r->p, r->end);
 
-    if (*p == '-') {
-        p++;
-    }
-
-    if (p < end && *p == '0') {
-        p++;
-
-    } else if (p < end && *p >= '1' && *p <= '9') {
-        while (p < end && *p >= '0' && *p <= '9') {
-            p++;
-        }
-
-    } else {
+    if (n == 0) {
         return tg_read_fail(r, TG_ERR_SYNTAX, "invalid number", NULL, 0);
     }
 
-    if (p < end && *p == '.') {
-        digits = ++p;
-
-        while (p < end && *p >= '0' && *p <= '9') {
-            p++;
-        }
-
-        if (p == digits) {
-            return tg_read_fail(r, TG_ERR_SYNTAX, "invalid number", NULL, 0);
-        }
-    }
-
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        p++;
-
-        if (p < end && (*p == '+' || *p == '-')) {
-            p++;
-        }
-
-        digits = p;
-
-        while (p < end && *p >= '0' && *p <= '9') {
-            p++;
-        }
-
-        if (p == digits) {
-            return tg_read_fail(r, TG_ERR_SYNTAX, "invalid number", NULL, 0);
-        }
-    }
-
-    if (p - r->p > TG_AUDIT_READ_NUMBER) {
+    if (n > TG_AUDIT_READ_NUMBER) {
         return tg_read_fail(r, TG_ERR_SYNTAX, "a number longer than %zu bytes",
                             NULL, TG_AUDIT_READ_NUMBER);
     }
 
-    r->p = p;
+    r->p += n;
 
     return TG_OK;
 }
@@ -798,38 +733,6 @@ tg_read_check(tg_read_t *r, const tg_read_top_t *top,
     return TG_OK;
 }
 
-
-static int
-tg_read_hex4(const unsigned char *p, unsigned *v)
-{
-    size_t    i;
-    unsigned  u, c;
-
-    u = 0;
-
-    for (i = 0; i < 4; i++) {
-        c = p[i];
-
-        if (c >= '0' && c <= '9') {
-            c -= '0';
-
-        } else if (c >= 'a' && c <= 'f') {
-            c -= 'a' - 10;
-
-        } else if (c >= 'A' && c <= 'F') {
-            c -= 'A' - 10;
-
-        } else {
-            return 0;
-        }
-
-        u = (u << 4) | c;
-    }
-
-    *v = u;
-
-    return 1;
-}
 
 
 /* n decoded bytes: copied while dst has room, counted all the same */

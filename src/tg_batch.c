@@ -132,7 +132,6 @@ static inline int tg_scan_prefix(const tg_scan_t *s, const char *lit,
 static tg_rc_t tg_scan_unexpected(tg_scan_t *s);
 static tg_rc_t tg_scan_fail(tg_scan_t *s, tg_rc_t rc, const char *what);
 static inline void tg_scan_ws(tg_scan_t *s);
-static int tg_scan_hex4(const unsigned char *p, unsigned *v);
 
 static tg_rc_t tg_check_dup_instances(tg_batch_t *b, tg_finding_t *f);
 static uint32_t tg_dup_hash(const unsigned char *p, size_t len);
@@ -1275,7 +1274,7 @@ tg_scan_escape(tg_scan_t *s, unsigned char *dst, tg_decoded_t *d)
         s->p += 2;
 
     } else {
-        if (s->end - s->p < 6 || !tg_scan_hex4(s->p + 2, &u)) {
+        if (s->end - s->p < 6 || !tg_json_hex4(s->p + 2, &u)) {
             return tg_scan_fail(s, TG_ERR_SYNTAX, "invalid escape");
         }
 
@@ -1294,7 +1293,7 @@ tg_scan_escape(tg_scan_t *s, unsigned char *dst, tg_decoded_t *d)
             /* a high surrogate: a low one must follow */
 
             if (s->end - s->p < 12 || s->p[6] != '\\' || s->p[7] != 'u'
-                || !tg_scan_hex4(s->p + 8, &lo)
+                || !tg_json_hex4(s->p + 8, &lo)
                 || lo < 0xdc00 || lo > 0xdfff)
             {
                 return tg_scan_fail(s, TG_ERR_UTF8,
@@ -1314,29 +1313,8 @@ tg_scan_escape(tg_scan_t *s, unsigned char *dst, tg_decoded_t *d)
 
     /* the code point as UTF-8 */
 
-    if (u < 0x80) {
-        buf[0] = (unsigned char) u;
-        k = 1;
-        d->quotes += (u == '"' || u == '\\');
-
-    } else if (u < 0x800) {
-        buf[0] = (unsigned char) (0xc0 | (u >> 6));
-        buf[1] = (unsigned char) (0x80 | (u & 0x3f));
-        k = 2;
-
-    } else if (u < 0x10000) {
-        buf[0] = (unsigned char) (0xe0 | (u >> 12));
-        buf[1] = (unsigned char) (0x80 | ((u >> 6) & 0x3f));
-        buf[2] = (unsigned char) (0x80 | (u & 0x3f));
-        k = 3;
-
-    } else {
-        buf[0] = (unsigned char) (0xf0 | (u >> 18));
-        buf[1] = (unsigned char) (0x80 | ((u >> 12) & 0x3f));
-        buf[2] = (unsigned char) (0x80 | ((u >> 6) & 0x3f));
-        buf[3] = (unsigned char) (0x80 | (u & 0x3f));
-        k = 4;
-    }
+    k = tg_utf8_put(u, buf);
+    d->quotes += (u == '"' || u == '\\');
 
     if (dst != NULL) {
         memcpy(dst, buf, k);
@@ -1351,62 +1329,19 @@ tg_scan_escape(tg_scan_t *s, unsigned char *dst, tg_decoded_t *d)
 static tg_rc_t
 tg_scan_number(tg_scan_t *s)
 {
-    const unsigned char  *p, *end, *digits;
+    size_t  n;
 
-    p = s->p;
-    end = s->end;
+    n = tg_json_number_len(s->p, s->end);
 
-    if (*p == '-') {
-        p++;
-    }
-
-    if (p < end && *p == '0') {
-        p++;
-
-    } else if (p < end && *p >= '1' && *p <= '9') {
-        while (p < end && *p >= '0' && *p <= '9') {
-            p++;
-        }
-
-    } else {
+    if (n == 0) {
         return tg_scan_fail(s, TG_ERR_SYNTAX, "invalid number");
     }
 
-    if (p < end && *p == '.') {
-        digits = ++p;
-
-        while (p < end && *p >= '0' && *p <= '9') {
-            p++;
-        }
-
-        if (p == digits) {
-            return tg_scan_fail(s, TG_ERR_SYNTAX, "invalid number");
-        }
-    }
-
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        p++;
-
-        if (p < end && (*p == '+' || *p == '-')) {
-            p++;
-        }
-
-        digits = p;
-
-        while (p < end && *p >= '0' && *p <= '9') {
-            p++;
-        }
-
-        if (p == digits) {
-            return tg_scan_fail(s, TG_ERR_SYNTAX, "invalid number");
-        }
-    }
-
-    if (p - s->p > TG_BATCH_NUMBER_MAX) {
+    if (n > TG_BATCH_NUMBER_MAX) {
         return tg_scan_fail(s, TG_ERR_SYNTAX, "number longer than 63 bytes");
     }
 
-    s->p = p;
+    s->p += n;
 
     return TG_OK;
 }
@@ -1509,36 +1444,6 @@ tg_scan_ws(tg_scan_t *s)
     }
 }
 
-
-static int
-tg_scan_hex4(const unsigned char *p, unsigned *v)
-{
-    unsigned       i, d;
-    unsigned char  c;
-
-    *v = 0;
-
-    for (i = 0; i < 4; i++) {
-        c = p[i];
-
-        if (c >= '0' && c <= '9') {
-            d = c - '0';
-
-        } else if (c >= 'a' && c <= 'f') {
-            d = c - 'a' + 10;
-
-        } else if (c >= 'A' && c <= 'F') {
-            d = c - 'A' + 10;
-
-        } else {
-            return 0;
-        }
-
-        *v = (*v << 4) | d;
-    }
-
-    return 1;
-}
 
 
 /*

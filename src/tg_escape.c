@@ -329,3 +329,122 @@ tg_json_escape_cp(unsigned char *dst, const unsigned char *p, size_t n)
 
     return dst;
 }
+
+
+int
+tg_json_hex4(const unsigned char *p, unsigned *v)
+{
+    size_t    i;
+    unsigned  u, c;
+
+    u = 0;
+
+    for (i = 0; i < 4; i++) {
+        c = p[i];
+
+        if (c >= '0' && c <= '9') {
+            c -= '0';
+
+        } else if (c >= 'a' && c <= 'f') {
+            c -= 'a' - 10;
+
+        } else if (c >= 'A' && c <= 'F') {
+            c -= 'A' - 10;
+
+        } else {
+            return 0;
+        }
+
+        u = (u << 4) | c;
+    }
+
+    *v = u;
+
+    return 1;
+}
+
+
+size_t
+tg_utf8_put(unsigned u, unsigned char buf[4])
+{
+    if (u < 0x80) {
+        buf[0] = (unsigned char) u;
+        return 1;
+    }
+
+    if (u < 0x800) {
+        buf[0] = (unsigned char) (0xc0 | (u >> 6));
+        buf[1] = (unsigned char) (0x80 | (u & 0x3f));
+        return 2;
+    }
+
+    if (u < 0x10000) {
+        buf[0] = (unsigned char) (0xe0 | (u >> 12));
+        buf[1] = (unsigned char) (0x80 | ((u >> 6) & 0x3f));
+        buf[2] = (unsigned char) (0x80 | (u & 0x3f));
+        return 3;
+    }
+
+    buf[0] = (unsigned char) (0xf0 | (u >> 18));
+    buf[1] = (unsigned char) (0x80 | ((u >> 12) & 0x3f));
+    buf[2] = (unsigned char) (0x80 | ((u >> 6) & 0x3f));
+    buf[3] = (unsigned char) (0x80 | (u & 0x3f));
+    return 4;
+}
+
+
+size_t
+tg_json_number_len(const unsigned char *p, const unsigned char *end)
+{
+    const unsigned char  *start, *digits;
+
+    start = p;
+
+    if (p < end && *p == '-') {
+        p++;
+    }
+
+    if (p < end && *p == '0') {
+        p++;
+
+    } else if (p < end && *p >= '1' && *p <= '9') {
+        while (p < end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+
+    } else {
+        return 0;
+    }
+
+    if (p < end && *p == '.') {
+        digits = ++p;
+
+        while (p < end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+
+        if (p == digits) {
+            return 0;
+        }
+    }
+
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+
+        if (p < end && (*p == '+' || *p == '-')) {
+            p++;
+        }
+
+        digits = p;
+
+        while (p < end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+
+        if (p == digits) {
+            return 0;
+        }
+    }
+
+    return (size_t) (p - start);
+}

@@ -41,5 +41,22 @@ size_t tg_json_plain_len(const unsigned char *src, size_t len);
  */
 size_t tg_utf8_seq_len(const unsigned char *p, size_t n);
 
+/*
+ * JSON's lexing, shared by the batch's validator and the audit record
+ * reader, so that the two read the same bytes the same way.
+ */
+
+/* four hex digits of a \uXXXX escape, either case: 1 and *v, or 0 */
+int tg_json_hex4(const unsigned char *p, unsigned *v);
+
+/* the code point u (at most U+10FFFF) as UTF-8 in buf: its length */
+size_t tg_utf8_put(unsigned u, unsigned char buf[4]);
+
+/*
+ * The length of the number of RFC 8259 at p, before end:
+ * -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?; 0 if there is none.
+ */
+size_t tg_json_number_len(const unsigned char *p, const unsigned char *end);
+
 
 #endif /* TG_ESCAPE_H */
