@@ -106,7 +106,7 @@ ngx_http_taurus_guard_handler(ngx_http_request_t *r)
 
     if (!lcf->enable) {
 
-        /* a flag and a bit: all an unguarded location pays */
+        /* the phase's entry (module.c) lets these go before the call */
 
         if (!r->internal) {
             return NGX_DECLINED;

@@ -10,6 +10,11 @@
 
 static ngx_int_t ngx_http_taurus_guard_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_taurus_guard_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_taurus_guard_rewrite_phase(ngx_http_request_t *r);
+static ngx_int_t ngx_http_taurus_guard_precontent_phase(
+    ngx_http_request_t *r);
+static ngx_int_t ngx_http_taurus_guard_log_phase(ngx_http_request_t *r);
+static ngx_int_t ngx_http_taurus_guard_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_taurus_guard_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_taurus_guard_init_process(ngx_cycle_t *cycle);
 static void ngx_http_taurus_guard_exit_process(ngx_cycle_t *cycle);
@@ -26,6 +31,9 @@ static ngx_int_t ngx_http_taurus_guard_reason_variable(ngx_http_request_t *r,
 static ngx_int_t ngx_http_taurus_guard_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_str_t ngx_http_taurus_guard_param_name(ngx_str_t *value);
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 
 
 static ngx_conf_num_bounds_t  ngx_http_taurus_guard_max_batch_bounds = {
@@ -652,7 +660,7 @@ ngx_http_taurus_guard_init(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    *h = ngx_http_taurus_guard_rewrite_handler;
+    *h = ngx_http_taurus_guard_rewrite_phase;
 
     /*
      * The precontent phase runs after access checks, so "satisfy any"
@@ -664,14 +672,14 @@ ngx_http_taurus_guard_init(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    *h = ngx_http_taurus_guard_handler;
+    *h = ngx_http_taurus_guard_precontent_phase;
 
     h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
     if (h == NULL) {
         return NGX_ERROR;
     }
 
-    *h = ngx_http_taurus_guard_log_handler;
+    *h = ngx_http_taurus_guard_log_phase;
 
     /*
      * Always, even in a configuration that fetches nothing: the filter
@@ -684,7 +692,89 @@ ngx_http_taurus_guard_init(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    return ngx_http_taurus_guard_filter_init(cf);
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_taurus_guard_header_filter;
+
+    return NGX_OK;
+}
+
+
+/*
+ * What every request pays, guarded or not: nginx calls these hooks for
+ * each request of every location.  A request that is in no guarded
+ * location and that no guarded location handed on (an internal redirect,
+ * a subrequest) is let go here after a flag and a pointer or two.  The
+ * rest is the handlers' in their own files, called out of line, so that
+ * this path sets up no stack frame; each handler still makes the same
+ * checks first, these only skip the call.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_rewrite_phase(ngx_http_request_t *r)
+{
+    ngx_http_taurus_guard_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_taurus_guard_module);
+
+    if (!lcf->enable
+        && ngx_http_get_module_ctx(r, ngx_http_taurus_guard_module) == NULL)
+    {
+        return NGX_DECLINED;
+    }
+
+    return ngx_http_taurus_guard_rewrite_handler(r);
+}
+
+
+static ngx_int_t
+ngx_http_taurus_guard_precontent_phase(ngx_http_request_t *r)
+{
+    ngx_http_taurus_guard_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_taurus_guard_module);
+
+    if (!lcf->enable && !r->internal) {
+        return NGX_DECLINED;
+    }
+
+    return ngx_http_taurus_guard_handler(r);
+}
+
+
+/* an internal redirect zeroes the ctx: the handlers look for it then */
+
+static ngx_int_t
+ngx_http_taurus_guard_log_phase(ngx_http_request_t *r)
+{
+    if (!r->internal
+        && ngx_http_get_module_ctx(r, ngx_http_taurus_guard_module) == NULL)
+    {
+        return NGX_OK;
+    }
+
+    return ngx_http_taurus_guard_log_handler(r);
+}
+
+
+static ngx_int_t
+ngx_http_taurus_guard_header_filter(ngx_http_request_t *r)
+{
+    ngx_http_taurus_guard_loc_conf_t  *lcf;
+
+    if (r != r->main) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_taurus_guard_module);
+
+    if ((lcf->enable || r->internal
+         || ngx_http_get_module_ctx(r, ngx_http_taurus_guard_module) != NULL)
+        && ngx_http_taurus_guard_response_headers(r) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_next_header_filter(r);
 }
 
 

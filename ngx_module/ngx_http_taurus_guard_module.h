@@ -598,7 +598,7 @@ ngx_int_t ngx_http_taurus_guard_not_forwarded(ngx_http_request_t *r,
 ngx_uint_t ngx_http_taurus_guard_outcome(ngx_http_request_t *r);
 void ngx_http_taurus_guard_close(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx);
-ngx_int_t ngx_http_taurus_guard_filter_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_taurus_guard_response_headers(ngx_http_request_t *r);
 
 /* ngx_http_taurus_guard_forward.c */
 ngx_int_t ngx_http_taurus_guard_forward(ngx_http_request_t *r,

@@ -2,9 +2,9 @@
 /*
  * taurus-guard: what the gateway answers and records of a refusal.  One
  * function turns (status, reason) into the error code, the decision, the
- * audit record and the JSON answer; the header filter puts the audit id
- * on every guarded answer (X-Taurus-Guard-Id, and X-Request-Id on those
- * that are not the cloud's).
+ * audit record and the JSON answer; the response headers of every
+ * guarded answer carry the audit id (X-Taurus-Guard-Id, and X-Request-Id
+ * on those that are not the cloud's).
  */
 
 
@@ -23,12 +23,8 @@
 static ngx_int_t ngx_http_taurus_guard_send_json(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, ngx_str_t *reason,
     ngx_array_t *denied, time_t retry_after);
-static ngx_int_t ngx_http_taurus_guard_header_filter(ngx_http_request_t *r);
 static void ngx_http_taurus_guard_upstream_request_id(ngx_http_request_t *r,
     tg_str_t *id);
-
-
-static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 
 
 /*
@@ -318,11 +314,13 @@ ngx_http_taurus_guard_send_json(ngx_http_request_t *r,
  * request nginx refused before the handler ran gets its id here.  The
  * SDKs show X-Request-Id as an error's request id: a refusal carries the
  * audit id there, a forwarded answer the cloud's own, untouched (the
- * audit id when the cloud sent none, a proxy error, say).
+ * audit id when the cloud sent none, a proxy error, say).  Called for
+ * a main request by the module's header filter (module.c), which sends
+ * the headers on unless this fails.
  */
 
-static ngx_int_t
-ngx_http_taurus_guard_header_filter(ngx_http_request_t *r)
+ngx_int_t
+ngx_http_taurus_guard_response_headers(ngx_http_request_t *r)
 {
     ngx_uint_t                         i, request_id;
     ngx_list_part_t                   *part;
@@ -330,23 +328,19 @@ ngx_http_taurus_guard_header_filter(ngx_http_request_t *r)
     ngx_http_taurus_guard_ctx_t       *ctx;
     ngx_http_taurus_guard_loc_conf_t  *lcf;
 
-    if (r != r->main) {
-        return ngx_http_next_header_filter(r);
-    }
-
     ctx = ngx_http_taurus_guard_get_ctx(r);
 
     if (ctx == NULL) {
         lcf = ngx_http_get_module_loc_conf(r, ngx_http_taurus_guard_module);
 
         if (!lcf->enable) {
-            return ngx_http_next_header_filter(r);
+            return NGX_OK;
         }
 
         ctx = ngx_http_taurus_guard_create_ctx(r, lcf);
         if (ctx == NULL) {
             /* already refused (500) for the same reason: answer anyway */
-            return ngx_http_next_header_filter(r);
+            return NGX_OK;
         }
     }
 
@@ -432,16 +426,6 @@ ngx_http_taurus_guard_header_filter(ngx_http_request_t *r)
     ngx_str_set(&h->key, NGX_HTTP_TG_ID_HEADER);
     h->value.data = ctx->id;
     h->value.len = TG_AUDIT_ID_LEN;
-
-    return ngx_http_next_header_filter(r);
-}
-
-
-ngx_int_t
-ngx_http_taurus_guard_filter_init(ngx_conf_t *cf)
-{
-    ngx_http_next_header_filter = ngx_http_top_header_filter;
-    ngx_http_top_header_filter = ngx_http_taurus_guard_header_filter;
 
     return NGX_OK;
 }
