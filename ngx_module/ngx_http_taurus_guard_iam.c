@@ -503,6 +503,7 @@ ngx_http_taurus_guard_iam_answer(ngx_http_request_t *sr,
     const char **problem)
 {
     int64_t               t;
+    tg_rc_t               rc;
     ngx_str_t             body;
     ngx_uint_t            i;
     ngx_list_part_t      *part;
@@ -564,7 +565,15 @@ ngx_http_taurus_guard_iam_answer(ngx_http_request_t *sr,
         return NGX_ERROR;
     }
 
-    if (tg_iam_expires_at(body.data, body.len, &t) != TG_OK) {
+    rc = tg_iam_expires_at(body.data, body.len, &t);
+
+    if (rc == TG_ERR_TYPE) {
+        *problem = "token.expires_at is not a UTC time"
+                   " (YYYY-MM-DDTHH:MM:SS[.fraction]Z)";
+        return NGX_ERROR;
+    }
+
+    if (rc != TG_OK) {
         *problem = "no token.expires_at in the answer";
         return NGX_ERROR;
     }

@@ -349,24 +349,65 @@ done:
 }
 
 
-/* "YYYY-MM-DDTHH:MM:SS[.fraction]Z" as Unix time */
+/*
+ * "YYYY-MM-DDTHH:MM:SS[.fraction]Z" as Unix time, the form IAM and the
+ * metadata service write: UTC only, a fraction of one to nine digits,
+ * a day that its month has.  Anything else is refused, not read as the
+ * nearest time: an offset read as UTC, or the 31st of February as the
+ * 3rd of March, would keep a token longer than it lives.
+ */
 
 static tg_rc_t
 tg_time_parse(const char *v, int64_t *t)
 {
-    unsigned  y, mo, d, h, mi, s;
+    size_t    n, i;
+    unsigned  y, mo, d, h, mi, s, mdays;
 
-    if (v == NULL || strlen(v) < 20
+    static const unsigned char  days[12] = {
+        31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31
+    };
+
+    if (v == NULL) {
+        return TG_ERR_TYPE;
+    }
+
+    n = strlen(v);
+
+    if (n < 20
         || !tg_digits(v, 4, &y) || v[4] != '-'
         || !tg_digits(v + 5, 2, &mo) || v[7] != '-'
         || !tg_digits(v + 8, 2, &d) || v[10] != 'T'
         || !tg_digits(v + 11, 2, &h) || v[13] != ':'
         || !tg_digits(v + 14, 2, &mi) || v[16] != ':'
         || !tg_digits(v + 17, 2, &s)
-        || v[strlen(v) - 1] != 'Z'
-        || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59
-        || s > 60)
+        || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || s > 60)
     {
+        return TG_ERR_TYPE;
+    }
+
+    i = 19;
+
+    if (v[i] == '.') {
+        for (i++; i < n && v[i] >= '0' && v[i] <= '9'; i++) {
+            /* void */
+        }
+
+        if (i == 20 || i > 29) {
+            return TG_ERR_TYPE;
+        }
+    }
+
+    if (v[i] != 'Z' || i + 1 != n) {
+        return TG_ERR_TYPE;
+    }
+
+    mdays = days[mo - 1];
+
+    if (mo == 2 && y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)) {
+        mdays = 29;
+    }
+
+    if (d > mdays) {
         return TG_ERR_TYPE;
     }
 

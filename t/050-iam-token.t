@@ -255,4 +255,35 @@ is(scalar @late, 0, 'every forwarded request had a valid token')
 
 $t2->finish;
 
+
+# ---- an expires_at IAM never writes --------------------------------------
+#
+# Read as the nearest time, an offset before a final Z or the 31st of
+# February would keep the token longer than it lives; the answer is
+# refused instead, as one without expires_at is.  Far in the future, so
+# that reading it loosely would make the token look good for years.
+
+for my $c ([ '2099-01-01T00:00:00+08:00Z', 'an offset before the Z' ],
+    [ '2099-02-31T00:00:00.000000Z', 'the 31st of February' ],
+    [ '2099-01-01T00:00:00.Z', 'a point without digits' ])
+{
+    my ($exp, $name) = @$c;
+    my $t3 = Test::TaurusGuard->new;
+
+    TaurusGuard::IAM::write_password_file($t3);
+    TaurusGuard::IAM::start_iam($t3, ttl => 86400, expires_at => $exp);
+    TaurusGuard::IAM::upstream_tokens($t3);
+    $t3->run(conf());
+
+    my $r = $t3->post(upgrade_path(), $body);
+    my $j = $t3->is_refusal($r, 503, 'TG.0503', "expires_at, $name");
+    is(scalar $t3->upstream_records, 0, "expires_at, $name: nothing"
+        . ' forwarded');
+    is(scalar(calls($t3)), 1, "expires_at, $name: IAM was asked");
+    like($t3->error_log, qr/token\.expires_at is not a UTC/,
+        "expires_at, $name: the log says why");
+
+    $t3->finish;
+}
+
 $t->done_testing;

@@ -69,6 +69,10 @@
 #                 kind) with status N and an IAM-style error (500, 401,
 #                 503...): IAM failing
 #   --delay MS    wait MS milliseconds before answering (a slow IAM)
+#   --expires-at S
+#                 write the literal S as a project token's expires_at
+#                 (a form the real IAM never writes); the token itself
+#                 lives --ttl as usual (--tokens has its real expiry)
 #   --cut N       cut short every answer that issues a token: the status
 #                 line and headers (X-Subject-Token too) as usual, the
 #                 Content-Length of the whole body, but only its first
@@ -147,7 +151,7 @@ sub main {
     GetOptionsFromArray(\@argv, \%opt, 'listen=s', 'domain=s', 'user=s',
         'password=s', 'ttl=f', 'user-ttl=f', 'record=s', 'tokens=s',
         'user-tokens=s', 'agency-domain=s', 'agency=s', 'status=i',
-        'delay=i', 'cut=i', 'cut-mode=s', 'pidfile=s')
+        'delay=i', 'cut=i', 'cut-mode=s', 'pidfile=s', 'expires-at=s')
         or die "usage: $0 --listen ADDR:PORT --domain D --user U "
             . "--password P [options]\n";
 
@@ -534,7 +538,8 @@ sub issue {
     append($opt{tokens}, sprintf("%s %s %.6f\n", $token, $b->{project}, $exp))
         if defined $opt{tokens};
 
-    $t{expires_at} = rfc3339_us($exp);
+    $t{expires_at} = defined $opt{'expires-at'} ? $opt{'expires-at'}
+        : rfc3339_us($exp);
     $t{project} = {
         id     => $b->{project},
         name   => 'ap-southeast-1',
@@ -648,6 +653,7 @@ sub start_iam {
     push @cmd, '--delay', $o{delay} if defined $o{delay};
     push @cmd, '--cut', $o{cut} if defined $o{cut};
     push @cmd, '--cut-mode', $o{cut_mode} if defined $o{cut_mode};
+    push @cmd, '--expires-at', $o{expires_at} if defined $o{expires_at};
 
     if ($o{agency} || defined $o{agency_domain}) {
         push @cmd,

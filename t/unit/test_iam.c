@@ -150,6 +150,38 @@ test_expires(void)
           TG_ERR_TYPE, 0 },
         { "{\"token\":{\"expires_at\":\"2026-11-30T21:00:00+08:00\"}}",
           TG_ERR_TYPE, 0 },
+
+        /* the form exactly: nothing between the seconds and the Z */
+        { "{\"token\":{\"expires_at\":\"2026-11-30T21:00:00+08:00Z\"}}",
+          TG_ERR_TYPE, 0 },
+        { "{\"token\":{\"expires_at\":\"2026-11-30T21:00:00 Z\"}}",
+          TG_ERR_TYPE, 0 },
+        { "{\"token\":{\"expires_at\":\"2026-11-30T21:00:00.Z\"}}",
+          TG_ERR_TYPE, 0 },
+        { "{\"token\":{\"expires_at\":\"2026-11-30T21:00:00.12aZ\"}}",
+          TG_ERR_TYPE, 0 },
+        { "{\"token\":{\"expires_at\":\"2026-11-30T21:00:00.0000000000Z\"}}",
+          TG_ERR_TYPE, 0 },
+        { "{\"token\":{\"expires_at\":\"2026-11-30T21:00:00.123456789Z\"}}",
+          TG_OK, 1796072400 },
+        { "{\"token\":{\"expires_at\":\"2026-11-30T21:00:00ZZ\"}}",
+          TG_ERR_TYPE, 0 },
+        { "{\"token\":{\"expires_at\":\"2026-11-30T21:00:00.5Zjunk\"}}",
+          TG_ERR_TYPE, 0 },
+
+        /* a day its month has: no 31st of February read as March */
+        { "{\"token\":{\"expires_at\":\"2026-02-31T00:00:00Z\"}}",
+          TG_ERR_TYPE, 0 },
+        { "{\"token\":{\"expires_at\":\"2026-02-29T00:00:00Z\"}}",
+          TG_ERR_TYPE, 0 },
+        { "{\"token\":{\"expires_at\":\"2028-02-29T00:00:00Z\"}}",
+          TG_OK, 1835395200 },
+        { "{\"token\":{\"expires_at\":\"2100-02-29T00:00:00Z\"}}",
+          TG_ERR_TYPE, 0 },
+        { "{\"token\":{\"expires_at\":\"2026-04-31T00:00:00Z\"}}",
+          TG_ERR_TYPE, 0 },
+        { "{\"token\":{\"expires_at\":\"2026-12-31T23:59:59Z\"}}",
+          TG_OK, 1798761599 },
     };
 
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
