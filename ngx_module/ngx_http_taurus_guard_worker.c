@@ -17,24 +17,26 @@
 
 
 #define NGX_HTTP_TG_WORKER_GROUPS    64
+#define NGX_HTTP_TG_WORKER_PATH      4096   /* PATH_MAX */
+#define NGX_HTTP_TG_WORKER_LINKS     40     /* the kernel's ELOOP */
 
 
-static ngx_int_t ngx_http_taurus_guard_worker_dirs(u_char *path,
-    ngx_uid_t uid, gid_t *gids, int ngids);
+static ngx_int_t ngx_http_taurus_guard_worker_walk(ngx_pool_t *pool,
+    ngx_str_t *path, ngx_uid_t uid, gid_t *gids, int ngids, u_char **dir);
 static ngx_int_t ngx_http_taurus_guard_worker_searchable(ngx_file_info_t *fi,
     ngx_uid_t uid, gid_t *gids, int ngids);
 
 
 /*
- * NGX_OK: the workers can enter every directory on the way to the
- * absolute path, as it is written and once its symbolic links are
- * resolved (the kernel walks both), or there is nothing to check: a
- * master that is not root runs its workers as itself, and has just read
- * or opened the file by the same path; a relative name is not a file's
- * (a device, say).
+ * NGX_OK: the workers can enter every directory the kernel would walk
+ * through to reach the absolute path, the directories of every symbolic
+ * link on the way included, however many hops, or there is nothing to
+ * check: a master that is not root runs its workers as itself, and has
+ * just read or opened the file by the same path; a relative name is not
+ * a file's (a device, say).
  * NGX_DECLINED: *dir is the first directory they cannot enter, a string
- * in the cycle's pool.  A directory that cannot be examined is left to
- * the caller's own open of the file.
+ * in the cycle's pool.  Where the walk cannot go on (a name missing, too
+ * long, too many links), the caller's own open of the file says why.
  */
 
 ngx_int_t
@@ -42,9 +44,6 @@ ngx_http_taurus_guard_worker_can_enter(ngx_cycle_t *cycle, ngx_str_t *path,
     u_char **dir)
 {
     int               ngids;
-    char             *real;
-    size_t            len;
-    u_char           *copy, *p;
     gid_t             gids[NGX_HTTP_TG_WORKER_GROUPS];
     ngx_uid_t         uid;
     ngx_core_conf_t  *ccf;
@@ -58,7 +57,8 @@ ngx_http_taurus_guard_worker_can_enter(ngx_cycle_t *cycle, ngx_str_t *path,
     uid = ccf->user;
 
     if (uid == 0 || uid == (ngx_uid_t) NGX_CONF_UNSET_UINT
-        || path->len == 0 || path->data[0] != '/')
+        || path->len == 0 || path->data[0] != '/'
+        || path->len >= NGX_HTTP_TG_WORKER_PATH)
     {
         return NGX_OK;
     }
@@ -74,75 +74,136 @@ ngx_http_taurus_guard_worker_can_enter(ngx_cycle_t *cycle, ngx_str_t *path,
         ngids = 1;
     }
 
-    copy = ngx_pnalloc(cycle->pool, path->len + 1);
-    if (copy == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_cpystrn(copy, path->data, path->len + 1);
-
-    if (ngx_http_taurus_guard_worker_dirs(copy, uid, gids, ngids) != NGX_OK) {
-        /* the copy ends at the directory now */
-        *dir = copy;
-        return NGX_DECLINED;
-    }
-
-    /* where the links lead: a file that is not there is the caller's */
-
-    real = realpath((char *) copy, NULL);
-
-    if (real == NULL) {
-        return NGX_OK;
-    }
-
-    len = ngx_strlen(real);
-    p = ngx_pnalloc(cycle->pool, len + 1);
-
-    if (p == NULL) {
-        free(real);
-        return NGX_ERROR;
-    }
-
-    ngx_cpystrn(p, (u_char *) real, len + 1);
-    free(real);
-
-    if (ngx_http_taurus_guard_worker_dirs(p, uid, gids, ngids) != NGX_OK) {
-        *dir = p;
-        return NGX_DECLINED;
-    }
-
-    return NGX_OK;
+    return ngx_http_taurus_guard_worker_walk(cycle->pool, path, uid, gids,
+                                             ngids, dir);
 }
 
 
-/* NGX_DECLINED: path is cut at the first directory they cannot enter */
+/*
+ * The kernel's walk (path_resolution(7)), made as root for the workers:
+ * a name is looked up in the directory reached so far, which must let
+ * them through (".", ".." and the last name alike); a symbolic link is
+ * replaced by its target, looked up from the directory that holds it,
+ * or from "/"; the last name is followed too, as open() follows it.
+ */
 
 static ngx_int_t
-ngx_http_taurus_guard_worker_dirs(u_char *path, ngx_uid_t uid, gid_t *gids,
-    int ngids)
+ngx_http_taurus_guard_worker_walk(ngx_pool_t *pool, ngx_str_t *path,
+    ngx_uid_t uid, gid_t *gids, int ngids, u_char **dir)
 {
-    u_char           *p;
+    size_t            cur_len, rest_len, name_len, held;
+    u_char           *name, *end, *at;
+    ssize_t           n;
+    ngx_uint_t        links;
     ngx_file_info_t   fi;
+    u_char            cur[NGX_HTTP_TG_WORKER_PATH];
+    u_char            rest[NGX_HTTP_TG_WORKER_PATH];
+    u_char            link[NGX_HTTP_TG_WORKER_PATH];
 
-    for (p = path + 1; *p; p++) {
+    /* cur: the directory reached, without its trailing slash ("/" is "") */
 
-        if (*p != '/') {
-            continue;
+    cur_len = 0;
+    cur[0] = '\0';
+
+    ngx_memcpy(rest, path->data, path->len);
+    rest_len = path->len;
+
+    links = 0;
+
+    for ( ;; ) {
+
+        /* the next name of rest */
+
+        name = rest;
+        end = rest + rest_len;
+
+        while (name < end && *name == '/') {
+            name++;
         }
 
-        *p = '\0';
+        if (name == end) {
+            return NGX_OK;
+        }
 
-        if (ngx_file_info(path, &fi) != NGX_FILE_ERROR
-            && ngx_http_taurus_guard_worker_searchable(&fi, uid, gids, ngids)
-               != NGX_OK)
+        for (name_len = 0; name + name_len < end && name[name_len] != '/';
+             name_len++)
         {
+            /* void */
+        }
+
+        /* it is looked up in cur: the workers must search cur */
+
+        at = cur_len ? cur : (u_char *) "/";
+
+        if (ngx_file_info(at, &fi) == NGX_FILE_ERROR || !ngx_is_dir(&fi)) {
+            return NGX_OK;
+        }
+
+        if (ngx_http_taurus_guard_worker_searchable(&fi, uid, gids, ngids)
+            != NGX_OK)
+        {
+            *dir = ngx_pnalloc(pool, cur_len + 2);
+            if (*dir == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngx_cpystrn(*dir, at, cur_len + 2);
+
             return NGX_DECLINED;
         }
 
-        *p = '/';
-    }
+        /* cur becomes the name's: the parent for "..", itself for "." */
 
-    return NGX_OK;
+        held = cur_len;
+
+        if (name_len == 2 && name[0] == '.' && name[1] == '.') {
+            while (cur_len > 0 && cur[--cur_len] != '/') {
+                /* void */
+            }
+
+        } else if (name_len != 1 || name[0] != '.') {
+
+            if (cur_len + 1 + name_len >= NGX_HTTP_TG_WORKER_PATH) {
+                return NGX_OK;
+            }
+
+            cur[cur_len] = '/';
+            ngx_memcpy(cur + cur_len + 1, name, name_len);
+            cur_len += 1 + name_len;
+        }
+
+        cur[cur_len] = '\0';
+
+        rest_len = end - (name + name_len);
+        ngx_memmove(rest, name + name_len, rest_len);
+
+        if (cur_len == held || ngx_link_info(cur, &fi) == NGX_FILE_ERROR
+            || !ngx_is_link(&fi))
+        {
+            /* ".", "..", a missing name (the open says so), or not a link */
+            continue;
+        }
+
+        /* a link: its target, then what was left, from where it is */
+
+        if (++links > NGX_HTTP_TG_WORKER_LINKS) {
+            return NGX_OK;
+        }
+
+        n = readlink((char *) cur, (char *) link, sizeof(link));
+
+        if (n <= 0 || (size_t) n + 1 + rest_len >= sizeof(rest)) {
+            return NGX_OK;
+        }
+
+        ngx_memmove(rest + n + 1, rest, rest_len);
+        ngx_memcpy(rest, link, n);
+        rest[n] = '/';
+        rest_len += n + 1;
+
+        cur_len = (link[0] == '/') ? 0 : held;
+        cur[cur_len] = '\0';
+    }
 }
 
 

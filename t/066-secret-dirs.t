@@ -127,6 +127,51 @@ chmod 0711, "$d/private";
 is($rc, 0, 'a link into a 0711 directory: nginx -t passes') or diag($out);
 
 unlink "$d/token.d/token";
+
+# a chain of links whose middle hop is in a directory only root may
+# enter: neither the name as written nor where the chain ends goes
+# through it, the kernel does; absolute and relative targets alike
+
+mkdir "$_" for "$d/hop", "$d/closed";
+chmod 0755, "$d/hop";
+chmod 0700, "$d/closed";
+chmod 0755, "$d/private";
+symlink "$d/private/token", "$d/closed/last" or die "symlink: $!\n";
+
+for my $c ([ 'absolute', "$d/closed/last" ], [ 'relative', '../closed/last' ])
+{
+    my ($how, $target) = @$c;
+
+    unlink "$d/hop/first", "$d/token.d/token";
+    symlink $target, "$d/hop/first" or die "symlink: $!\n";
+    symlink "$d/hop/first", "$d/token.d/token" or die "symlink: $!\n";
+
+    ($rc, $out) = $t->nginx_t;
+    isnt($rc, 0, "links through a 0700 directory ($how): nginx -t fails");
+    like($out, qr/"\Q$d\/token.d\/token\E": .* cannot enter "\Q$d\/closed\E"/,
+        "links through a 0700 directory ($how): names the one in the"
+        . ' middle') or diag($out);
+
+    chmod 0711, "$d/closed";
+    ($rc, $out) = $t->nginx_t;
+    chmod 0700, "$d/closed";
+    is($rc, 0, "links through a 0711 directory ($how): nginx -t passes")
+        or diag($out);
+}
+
+# ".." out of a link's directory is walked from where the link is
+
+unlink "$d/hop/first", "$d/token.d/token";
+symlink '../hop/../closed/last', "$d/hop/first" or die "symlink: $!\n";
+symlink "$d/hop/first", "$d/token.d/token" or die "symlink: $!\n";
+
+($rc, $out) = $t->nginx_t;
+like($out, qr/cannot enter "\Q$d\/closed\E"/,
+    'a link with "..": the directory it walks through') or diag($out);
+
+unlink "$d/hop/first", "$d/token.d/token", "$d/closed/last";
+rmdir "$d/hop";
+rmdir "$d/closed";
 rename "$d/private/token", "$d/token.d/token" or die "rename: $!\n";
 
 # searchable but not readable: enough to open a file by its name
