@@ -10,8 +10,9 @@
  * proxy_pass, so TLS, timeouts and resolving are nginx's usual settings;
  * what it sends and how its answer reads are the kind's operations
  * (ngx_http_taurus_guard_fetch.h).  One fetch at a time per key: a
- * worker marks the slot "fetching" under the zone's lock, the others
- * look again every NGX_HTTP_TG_FETCH_POLL ms.  A secret close to its end
+ * worker marks the slot "fetching" with its name under the zone's lock,
+ * the others look again every NGX_HTTP_TG_FETCH_POLL ms, and take the
+ * fetch over once that worker is gone.  A secret close to its end
  * (refresh) is renewed by a background subrequest while it is still
  * used; with no valid secret left and the fetch failed, the request is
  * refused.  A 401 drops the secret it refused: from the endpoint, the
@@ -76,7 +77,7 @@ typedef struct {
     time_t                        expires;  /* wall time */
     time_t                        refreshed;    /* last fetched, wall */
     ngx_msec_t                    since;    /* fetching since, monotonic */
-    ngx_uint_t                    fetching;
+    ngx_atomic_uint_t             fetcher;  /* who: its name, or 0 */
     ngx_uint_t                    failed;   /* the last fetch failed */
     u_char                        identity[NGX_HTTP_TG_IDENTITY_LEN];
                                             /* what it was asked with */
@@ -136,6 +137,8 @@ static void ngx_http_taurus_guard_fetch_forget(
     ngx_http_taurus_guard_fetch_t *src,
     ngx_http_taurus_guard_fetch_slot_t *slot);
 static ngx_uint_t ngx_http_taurus_guard_fetch_claim(
+    ngx_http_taurus_guard_fetch_slot_t *slot);
+static ngx_uint_t ngx_http_taurus_guard_fetch_alive(
     ngx_http_taurus_guard_fetch_slot_t *slot);
 static ngx_int_t ngx_http_taurus_guard_fetch_take(ngx_http_request_t *r,
     ngx_http_taurus_guard_fetch_t *src, u_char *key, ngx_str_t *out,
@@ -291,7 +294,7 @@ ngx_http_taurus_guard_fetch_init_zone(ngx_shm_zone_t *zone, void *data)
  * (401) is tried again with a new one.  It asks once, or, with a base,
  * up to NGX_HTTP_TG_FETCH_ASKS times (the base first, or again after a
  * 401, then the secret): a secret still missing after that cannot be
- * had.
+ * had.  A wait for a fetch whose worker died is not counted as an ask.
  */
 
 ngx_int_t
@@ -643,24 +646,50 @@ ngx_http_taurus_guard_fetch_now(ngx_http_request_t *r,
 
 /*
  * The zone's lock is held.  Marks the slot "fetching" for the caller,
- * unless somebody fetches it already (a mark older than
- * NGX_HTTP_TG_FETCH_STALE ms is nobody's).
+ * unless somebody fetches it already: a mark older than
+ * NGX_HTTP_TG_FETCH_STALE ms is nobody's, and so is one whose worker is
+ * gone (killed, crashed), at once.
  */
 
 static ngx_uint_t
 ngx_http_taurus_guard_fetch_claim(ngx_http_taurus_guard_fetch_slot_t *slot)
 {
-    if (slot->fetching
-        && (ngx_msec_int_t) (ngx_current_msec - slot->since)
-           < NGX_HTTP_TG_FETCH_STALE)
+    if ((ngx_msec_int_t) (ngx_current_msec - slot->since)
+        < NGX_HTTP_TG_FETCH_STALE
+        && ngx_http_taurus_guard_fetch_alive(slot))
     {
         return 0;
     }
 
-    slot->fetching = 1;
+    slot->fetcher = ngx_http_taurus_guard_process_self();
     slot->since = ngx_current_msec;
 
     return 1;
+}
+
+
+/*
+ * The zone's lock is held.  Whether the slot is marked by a process that
+ * is still there (this one, or another whose pid and start time are
+ * still a process's: ngx_http_taurus_guard_process.c).  A worker killed
+ * during its fetch never unmarks the slot; nginx's master, which reaps
+ * it, unlocks the zone's mutex if the worker held it, but knows nothing
+ * of a mark in the zone.
+ */
+
+static ngx_uint_t
+ngx_http_taurus_guard_fetch_alive(ngx_http_taurus_guard_fetch_slot_t *slot)
+{
+    ngx_atomic_uint_t  fetcher;
+
+    fetcher = slot->fetcher;
+
+    if (fetcher == 0) {
+        return 0;
+    }
+
+    return fetcher == ngx_http_taurus_guard_process_self()
+           || !ngx_http_taurus_guard_process_gone(fetcher);
 }
 
 
@@ -1312,7 +1341,7 @@ ngx_http_taurus_guard_fetch_end(ngx_http_taurus_guard_fetch_t *src,
         return;
     }
 
-    slot->fetching = 0;
+    slot->fetcher = 0;
 
     if (secret != NULL) {
         copy = ngx_slab_alloc_locked(ngx_http_tg_shpool(src), secret->len);
@@ -1351,7 +1380,7 @@ ngx_http_taurus_guard_fetch_failed(ngx_http_taurus_guard_fetch_t *src,
     slot = ngx_http_taurus_guard_fetch_slot(src, key, 1);
 
     if (slot != NULL) {
-        slot->fetching = 0;
+        slot->fetcher = 0;
         slot->failed = 1;
     }
 
@@ -1466,7 +1495,13 @@ ngx_http_taurus_guard_fetch_abandoned(void *data)
 }
 
 
-/* another worker fetches: look again until it is done or too late */
+/*
+ * Another worker fetches: look again until it is done or too late.  A
+ * fetch whose worker is gone answered nothing: the request asks again,
+ * and that ask does not count (ngx_http_taurus_guard_fetch_get()), so it
+ * fetches itself at once, or waits for whoever took the fetch over
+ * first.
+ */
 
 static void
 ngx_http_taurus_guard_fetch_poll(ngx_event_t *ev)
@@ -1475,7 +1510,7 @@ ngx_http_taurus_guard_fetch_poll(ngx_event_t *ev)
 
     time_t                               expires;
     ngx_int_t                            rc;
-    ngx_uint_t                           renew, fetching;
+    ngx_uint_t                           renew, fetching, orphaned;
     ngx_connection_t                    *c;
     ngx_http_taurus_guard_ctx_t         *ctx;
     ngx_http_taurus_guard_fetch_ctx_t   *fctx;
@@ -1499,7 +1534,8 @@ ngx_http_taurus_guard_fetch_poll(ngx_event_t *ev)
     if (rc == NGX_DECLINED) {
         ngx_shmtx_lock(&ngx_http_tg_shpool(fctx->src)->mutex);
         slot = ngx_http_taurus_guard_fetch_slot(fctx->src, fctx->key, 0);
-        fetching = (slot != NULL && slot->fetching);
+        fetching = (slot != NULL && ngx_http_taurus_guard_fetch_alive(slot));
+        orphaned = (slot != NULL && slot->fetcher != 0 && !fetching);
         ngx_shmtx_unlock(&ngx_http_tg_shpool(fctx->src)->mutex);
 
         if (fetching
@@ -1508,9 +1544,13 @@ ngx_http_taurus_guard_fetch_poll(ngx_event_t *ev)
             ngx_add_timer(ev, NGX_HTTP_TG_FETCH_POLL);
             return;
         }
+
+        if (orphaned) {
+            fctx->asks--;
+        }
     }
 
-    /* a secret, or the fetch ended without one */
+    /* a secret, the fetch ended without one, or its worker is gone */
 
     ctx->fetch_pending = 0;
     r->write_event_handler = ctx->resume;

@@ -805,8 +805,8 @@ ngx_http_taurus_guard_init_module(ngx_cycle_t *cycle)
 
 /*
  * The worker's name, for what it leaves in shared memory (the flush
- * lock, its slot of the syslog queue), read once; the slot is its own
- * from now on.
+ * lock, its slot of the syslog queue, the mark of a fetch), read once;
+ * the slot is its own from now on.
  */
 
 static ngx_int_t

@@ -2,8 +2,9 @@
 /*
  * taurus-guard: who a process is, for what a worker leaves in shared
  * memory under its name (the holder of an audit file's flush lock, the
- * owner of a slot of the syslog queue's gauge), and the others take
- * over or stop counting once that process is gone.
+ * owner of a slot of the syslog queue's gauge, the worker fetching a
+ * secret), and the others take over or stop counting once that process
+ * is gone.
  *
  * A pid alone does not say it: the kernel gives the number of a process
  * that died to another one sooner or later, and kill(pid, 0) then finds
