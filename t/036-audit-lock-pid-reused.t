@@ -93,42 +93,6 @@ EOF2
     chmod 0666, "$dir/holder";
 }
 
-# a process (sleep) with pid $want, or nothing when the kernel keeps
-# giving the number to other processes first
-
-sub take_pid {
-    my ($want) = @_;
-    my $end = now() + 20;
-
-    while (now() < $end) {
-
-        # another process has it now: wait until it is gone
-
-        if (kill 0, $want) {
-            sleep 0.02;
-            next;
-        }
-
-        open my $fh, '>', $LAST_PID or return;
-        print $fh $want - 1;
-        close $fh or return;
-
-        my $pid = fork;
-        return unless defined $pid;
-
-        if ($pid == 0) {
-            exec 'sleep', '120' if $$ == $want;
-            POSIX::_exit(0);
-        }
-
-        return $pid if $pid == $want;
-        waitpid $pid, 0;
-    }
-
-    return;
-}
-
-
 sub wait_for {
     my ($what, $secs) = @_;
     my $end = now() + $secs;

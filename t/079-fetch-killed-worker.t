@@ -28,7 +28,6 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 
 use IO::Select;
-use IO::Socket::INET;
 use POSIX ();
 use Test::More;
 use Time::HiRes qw(sleep time);
@@ -119,32 +118,6 @@ sub iam_times {
         TaurusGuard::IAM::iam_calls($t);
 }
 
-# a keep-alive connection, and the pid of the worker that serves it
-
-sub connection {
-    my ($t) = @_;
-
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1:' . $t->port(0),
-        Proto => 'tcp', Timeout => 5) or return;
-    binmode $s;
-    syswrite($s, "GET /pid HTTP/1.1\r\nHost: localhost\r\n\r\n");
-
-    my $resp = '';
-    my $sel = IO::Select->new($s);
-    my $end = now() + 5;
-
-    while (now() < $end && $sel->can_read($end - now())) {
-        my $n = sysread($s, $resp, 4096, length $resp);
-        last unless $n;
-        last if $resp =~ /\r\n\r\n(\d+)\z/
-            && $resp =~ /Content-Length: (\d+)/i
-            && length((split /\r\n\r\n/, $resp, 2)[1]) == $1;
-    }
-
-    my ($pid) = $resp =~ /\r\n\r\n(\d+)\z/ or return;
-    return ($s, $pid);
-}
-
 sub send_batch {
     my ($s) = @_;
     local $SIG{PIPE} = 'IGNORE';
@@ -154,100 +127,40 @@ sub send_batch {
         . "Content-Length: " . length($body) . "\r\n\r\n$body");
 }
 
-# the answer on $s, up to its close or $secs
-
-sub answer {
-    my ($s, $secs) = @_;
-    my $resp = '';
-    my $sel = IO::Select->new($s);
-    my $end = now() + $secs;
-
-    while ((my $left = $end - now()) > 0) {
-        last unless $sel->can_read($left);
-        my $n = sysread($s, $resp, 65536, length $resp);
-        last unless $n;
-    }
-
-    close $s;
-    return Test::TaurusGuard::parse_response($resp);
-}
-
 sub forwarded {
     my ($t) = @_;
     return scalar grep { $_->{token_ok} } $t->upstream_records;
 }
-
-# a process with pid $want (sleep), as t/036 makes one
-
-sub take_pid {
-    my ($want) = @_;
-    my $end = now() + 20;
-
-    while (now() < $end) {
-        if (kill 0, $want) {
-            sleep 0.02;
-            next;
-        }
-
-        open my $fh, '>', $LAST_PID or return;
-        print $fh $want - 1;
-        close $fh or return;
-
-        my $pid = fork;
-        return unless defined $pid;
-
-        if ($pid == 0) {
-            exec 'sleep', '120' if $$ == $want;
-            POSIX::_exit(0);
-        }
-
-        return $pid if $pid == $want;
-        waitpid $pid, 0;
-    }
-
-    return;
-}
-
 
 # two workers: a batch waiting for the killed worker's fetch
 
 {
     my $t = start(2);
 
-    my (%conn, $tries);
-
-    while (keys %conn < 2 && $tries++ < 200) {
-        my ($s, $pid) = connection($t) or next;
-        if ($conn{$pid}) {
-            close $s;
-            next;
-        }
-        $conn{$pid} = $s;
-    }
-
-    my ($w1, $w2) = sort keys %conn;
+    my $conn = $t->worker_connections(2);
+    my ($w1, $w2) = sort keys %$conn;
 
     SKIP: {
         skip 'no connection to each of the two workers', 8
             unless defined $w2;
 
-        send_batch($conn{$w1});
+        send_batch($conn->{$w1});
 
         ok(wait_for(sub { fetches($t) == 1 }, 5),
             "waiting: A's worker ($w1) asks IAM");
 
         sleep 0.3;
-        send_batch($conn{$w2});
+        send_batch($conn->{$w2});
         sleep 1;
 
-        ok(!IO::Select->new($conn{$w2})->can_read(0),
+        ok(!IO::Select->new($conn->{$w2})->can_read(0),
             "waiting: B, in worker $w2, waits for A's fetch");
         is(fetches($t), 1, 'waiting: and fetches nothing itself');
 
         my $killed = time;
         kill 'KILL', $w1;
 
-        my $r = answer($conn{$w2}, 15);
+        my $r = $t->answer($conn->{$w2}, timeout => 15);
         my $took = time - $killed;
 
         is($r->{status}, 200, 'waiting: B is forwarded once A\'s worker is'

@@ -45,7 +45,7 @@ use Time::HiRes qw(sleep time clock_gettime CLOCK_MONOTONIC);
 
 our @EXPORT_OK = qw($TEST_AK $TEST_SK $TEST_TOKEN $PROJECT $PROJECT2
     @INSTANCES $OTHER_INSTANCE $UPGRADE batch_json upgrade_path header
-    headers_named chain_digest chain_body_ok now);
+    headers_named chain_digest chain_body_ok now take_pid);
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
 our $TEST_AK = 'TGTESTAKQWERTYUIOP12';
@@ -1011,17 +1011,23 @@ sub metrics {
 # $raw: the whole request, or an arrayref of pieces written with a
 # short sleep between them; timeout => s (30 by default, on the
 # monotonic clock) for the whole answer, which ends when the server
-# closes.  Returns { status, headers => [[n, v]], body, raw, elapsed
-# (seconds), timed_out } (status undef when nothing came).
+# closes.  socket => $s: on a connection already open (one of
+# worker_connections()) instead of a new one.  Returns { status,
+# headers => [[n, v]], body, raw, elapsed (seconds), timed_out } (status
+# undef when nothing came).
 
 sub http {
     my ($self, $raw, %o) = @_;
 
-    my $port = $self->port(defined $o{port} ? $o{port} : 0);
-    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
-        Proto => 'tcp', Timeout => 5)
-        or die "connect 127.0.0.1:$port: $!\n";
-    binmode $s;
+    my $s = $o{socket};
+
+    if (!defined $s) {
+        my $port = $self->port(defined $o{port} ? $o{port} : 0);
+        $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+            Proto => 'tcp', Timeout => 5)
+            or die "connect 127.0.0.1:$port: $!\n";
+        binmode $s;
+    }
 
     my @pieces = ref $raw ? @$raw : ($raw);
     local $SIG{PIPE} = 'IGNORE';
@@ -1036,6 +1042,17 @@ sub http {
         }
         sleep(defined $o{delay} ? $o{delay} : 0.1) if $i < $#pieces;
     }
+
+    return $self->answer($s, %o);
+}
+
+
+# $t->answer($s, timeout => s): the answer on connection $s to what was
+# written on it, read until the server closes it (or timeout, 30 s by
+# default); $s is closed.  Returns what http() does.
+
+sub answer {
+    my ($self, $s, %o) = @_;
 
     my $resp = '';
     my $sel = IO::Select->new($s);
@@ -1062,6 +1079,91 @@ sub http {
     $r->{timed_out} = $timed_out;
     push @{ $self->{responses} }, $resp;
     return $r;
+}
+
+
+# $t->worker_connections($n): keep-alive connections to the first port,
+# one to each of $n workers, as { pid => socket } (fewer when new
+# connections keep going to the same workers).  nginx serves a
+# connection in the worker that accepted it, so a request sent on one
+# is that worker's.  The conf has a location "= /pid" answering "$pid".
+
+sub worker_connections {
+    my ($self, $n) = @_;
+
+    my %conn;
+    my $port = $self->port(0);
+
+    for (1 .. 50 * $n) {
+        last if keys %conn == $n;
+
+        my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+            Proto => 'tcp', Timeout => 5) or next;
+        binmode $s;
+        syswrite($s, "GET /pid HTTP/1.1\r\nHost: localhost\r\n\r\n");
+
+        my $resp = '';
+        my $sel = IO::Select->new($s);
+        my $end = now() + 5;
+
+        while (now() < $end && $sel->can_read($end - now())) {
+            my $got = sysread($s, $resp, 4096, length $resp);
+            last unless $got;
+            my ($head, $body) = split /\r\n\r\n/, $resp, 2;
+            last if defined $body && $head =~ /^Content-Length: (\d+)/mi
+                && length $body >= $1;
+        }
+
+        my ($pid) = $resp =~ /\A HTTP\/1\.1 \s 200 .* \r\n\r\n (\d+) \z/sx;
+
+        if (!defined $pid || $conn{$pid}) {
+            close $s;
+            next;
+        }
+
+        $conn{$pid} = $s;
+    }
+
+    return \%conn;
+}
+
+
+# A process (sleep 120) with pid $want, made through
+# /proc/sys/kernel/ns_last_pid (root only), as CRIU restores processes:
+# for a test of what a dead worker left under its pid.  undef when the
+# kernel keeps giving the number to other processes first.  The caller
+# kills and reaps it.
+
+sub take_pid {
+    my ($want) = @_;
+    my $end = now() + 20;
+
+    while (now() < $end) {
+
+        # another process has it now: wait until it is gone
+
+        if (kill 0, $want) {
+            sleep 0.02;
+            next;
+        }
+
+        open my $fh, '>', '/proc/sys/kernel/ns_last_pid' or return;
+        print $fh $want - 1;
+        close $fh or return;
+
+        my $pid = fork;
+        return unless defined $pid;
+
+        if ($pid == 0) {
+            exec 'sleep', '120' if $$ == $want;
+            POSIX::_exit(0);
+        }
+
+        return $pid if $pid == $want;
+        waitpid $pid, 0;
+    }
+
+    return;
 }
 
 
