@@ -8,7 +8,10 @@
 #   tg-upstream.pl --listen 127.0.0.1:PORT (--ak AK --sk SK |
 #       --credentials FILE | --keys FILE) [--record FILE] [--audit-log FILE]
 #       [--status N] [--pidfile FILE] [--token TOKEN] [--tokens FILE]
-#       [--accel-redirect URI]
+#       [--accel-redirect URI] [--delay MS]
+#
+# --delay MS: each answer waits MS milliseconds, once the request is
+# recorded (an endpoint slow to answer a batch it received).
 #
 # --accel-redirect URI: every answer carries "X-Accel-Redirect: URI",
 # which sends nginx to that location (a re-entry of the request).
@@ -58,7 +61,7 @@ use Fcntl qw(:flock);
 use Getopt::Long qw(GetOptions);
 use MIME::Base64 qw(encode_base64);
 use POSIX qw(strftime);
-use Time::HiRes qw(time);
+use Time::HiRes qw(time sleep);
 
 use TaurusGuard::HTTPServer;
 use TaurusGuard::Signer;
@@ -67,7 +70,7 @@ my %opt = (listen => '127.0.0.1:8081');
 
 GetOptions(\%opt, 'listen=s', 'ak=s', 'sk=s', 'credentials=s', 'record=s',
     'audit-log=s', 'status=i', 'pidfile=s', 'token=s', 'tokens=s', 'keys=s',
-    'accel-redirect=s', 'quiet')
+    'accel-redirect=s', 'delay=i', 'quiet')
     or die "usage: $0 --listen ADDR:PORT --ak AK --sk SK [options]\n";
 
 if (defined $opt{credentials}) {
@@ -207,6 +210,8 @@ sub handle {
     };
 
     record($rec);
+
+    sleep($opt{delay} / 1000) if $opt{delay};
 
     my ($status, $body);
 

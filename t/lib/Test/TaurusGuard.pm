@@ -455,6 +455,8 @@ sub upstream_records {
 
 # Starts t/lib/tg-upstream.pl on %%PORT_UP%%; name => N starts another
 # on %%PORT_N%%, recording to upstream-N.jsonl (upstream_records(N)).
+# status => N, delay => MS, token => T, accel_redirect => URI: its
+# options of those names.
 
 sub upstream {
     my ($self, %o) = @_;
@@ -472,6 +474,7 @@ sub upstream {
         '--audit-log', $o{audit_log} || "$d/audit.log",
         '--pidfile', "$d/$file.pid");
     push @cmd, '--status', $o{status} if defined $o{status};
+    push @cmd, '--delay', $o{delay} if defined $o{delay};
     push @cmd, '--token', $o{token} if defined $o{token};
     push @cmd, '--accel-redirect', $o{accel_redirect}
         if defined $o{accel_redirect};
