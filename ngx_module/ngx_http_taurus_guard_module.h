@@ -255,7 +255,7 @@ typedef struct ngx_http_taurus_guard_policy_s  ngx_http_taurus_guard_policy_t;
 /* what a batch holds of the policy's shared state until it ends */
 typedef struct {
     ngx_http_taurus_guard_policy_t  *policy;
-    u_char                      *epochs;    /* of its instances, as
+    uint32_t                    *epochs;    /* of its instances, as
                                                taken: lost since if not */
     uint32_t                     serial;    /* its quota entry */
     unsigned                     quota:1;   /* it holds quota */

@@ -98,12 +98,15 @@ typedef struct {
     u_char                       project[TG_PROJECT_ID_LEN];
     u_char                       instance[TG_INSTANCE_ID_MAX_LEN];
     u_char                       len;
-    u_char                       pinned;    /* by the check in progress */
-    u_char                       held;      /* on the held queue */
-    u_char                       unanswered;    /* the cooldown's batch
+    unsigned                     pinned:1;  /* by the check in progress */
+    unsigned                     held:1;    /* on the held queue */
+    unsigned                     unanswered:1;  /* the cooldown's batch
                                                    got no answer */
-    u_char                       epoch;     /* lost batches so far */
     uint16_t                     inflight_n;    /* batches in flight */
+    uint32_t                     epoch;     /* of its count in flight:
+                                               a new one when the node
+                                               is made, and when its
+                                               batches are lost */
     u_char                       inflight[TG_AUDIT_ID_LEN];  /* newest */
     ngx_msec_t                   inflight_since;    /* the newest start */
     ngx_msec_t                   inflight_until;    /* their cooldown's
@@ -123,6 +126,7 @@ typedef struct {
     ngx_queue_t                  held;  /* in flight or cooling, newest
                                            first (as it was looked at) */
     uint32_t                     serial;
+    uint32_t                     epoch;     /* the last one given */
 } ngx_http_taurus_guard_policy_sh_t;
 
 
@@ -160,8 +164,10 @@ static ngx_http_taurus_guard_inst_node_t *ngx_http_taurus_guard_inst_find(
     ngx_http_taurus_guard_policy_zone_t *pz, u_char *project,
     tg_str_t *instance, ngx_uint_t create);
 static void ngx_http_taurus_guard_inst_lost(
+    ngx_http_taurus_guard_policy_zone_t *pz,
     ngx_http_taurus_guard_inst_node_t *in, ngx_msec_t now);
 static ngx_uint_t ngx_http_taurus_guard_inst_holds(
+    ngx_http_taurus_guard_policy_zone_t *pz,
     ngx_http_taurus_guard_inst_node_t *in, ngx_msec_t now);
 static void ngx_http_taurus_guard_inst_queue(
     ngx_http_taurus_guard_policy_zone_t *pz,
@@ -710,7 +716,8 @@ ngx_http_taurus_guard_policy_check(ngx_http_request_t *r,
             return NGX_ERROR;
         }
 
-        ticket->epochs = ngx_pcalloc(r->pool, batch->nitems);
+        ticket->epochs = ngx_pcalloc(r->pool,
+                                     batch->nitems * sizeof(uint32_t));
         if (ticket->epochs == NULL) {
             return NGX_ERROR;
         }
@@ -745,7 +752,7 @@ ngx_http_taurus_guard_policy_check(ngx_http_request_t *r,
 
         /* a lost batch's mark becomes its cooldown */
 
-        ngx_http_taurus_guard_inst_lost(in, now);
+        ngx_http_taurus_guard_inst_lost(pz, in, now);
 
         if (rc != NGX_OK) {
             continue;
@@ -1026,7 +1033,7 @@ ngx_http_taurus_guard_policy_end(ngx_http_request_t *r,
             continue;
         }
 
-        ngx_http_taurus_guard_inst_lost(in, now);
+        ngx_http_taurus_guard_inst_lost(pz, in, now);
 
         if (in->inflight_n && in->epoch == ticket->epochs[i]) {
             in->inflight_n--;
@@ -1043,7 +1050,7 @@ ngx_http_taurus_guard_policy_end(ngx_http_request_t *r,
             ngx_memcpy(in->last_id, id, TG_AUDIT_ID_LEN);
             ngx_http_taurus_guard_inst_queue(pz, in, 1);
 
-        } else if (!ngx_http_taurus_guard_inst_holds(in, now)) {
+        } else if (!ngx_http_taurus_guard_inst_holds(pz, in, now)) {
             ngx_http_taurus_guard_inst_queue(pz, in, 0);
         }
     }
@@ -1333,6 +1340,9 @@ ngx_http_taurus_guard_inst_find(ngx_http_taurus_guard_policy_zone_t *pz,
     ngx_memcpy(in->instance, instance->data, instance->len);
     in->len = (u_char) instance->len;
 
+    /* never one a batch of a node dropped before took */
+    in->epoch = ++pz->sh->epoch;
+
     in->node.key = hash;
     ngx_rbtree_insert(&pz->sh->instances, &in->node);
     ngx_queue_insert_head(&pz->sh->idle, &in->queue);
@@ -1364,12 +1374,15 @@ ngx_http_taurus_guard_inst_cmp(u_char *project, u_char *instance,
  * flight are lost (their workers were killed, and never gave back their
  * count): no end came, as if unanswered, so the instance cools down from
  * the newest one's start, unless a longer cooldown holds it already.
- * Their ends, should one come after all, no longer count.
+ * Their ends, should one come after all, no longer count: the count in
+ * flight gets an epoch of the zone's that no batch took, the node's nor
+ * any other's, so not even once a full zone dropped the node and made it
+ * again for another batch.
  */
 
 static void
-ngx_http_taurus_guard_inst_lost(ngx_http_taurus_guard_inst_node_t *in,
-    ngx_msec_t now)
+ngx_http_taurus_guard_inst_lost(ngx_http_taurus_guard_policy_zone_t *pz,
+    ngx_http_taurus_guard_inst_node_t *in, ngx_msec_t now)
 {
     if (in->inflight_n == 0
         || ngx_http_tg_age(now, in->inflight_since) < NGX_HTTP_TG_INFLIGHT_MAX)
@@ -1386,7 +1399,7 @@ ngx_http_taurus_guard_inst_lost(ngx_http_taurus_guard_inst_node_t *in,
         ngx_memcpy(in->last_id, in->inflight, TG_AUDIT_ID_LEN);
     }
 
-    in->epoch++;
+    in->epoch = ++pz->sh->epoch;
     in->inflight_n = 0;
     ngx_memzero(in->inflight, TG_AUDIT_ID_LEN);
 }
@@ -1395,10 +1408,10 @@ ngx_http_taurus_guard_inst_lost(ngx_http_taurus_guard_inst_node_t *in,
 /* in flight, or cooling down (a lost batch's mark made its cooldown) */
 
 static ngx_uint_t
-ngx_http_taurus_guard_inst_holds(ngx_http_taurus_guard_inst_node_t *in,
-    ngx_msec_t now)
+ngx_http_taurus_guard_inst_holds(ngx_http_taurus_guard_policy_zone_t *pz,
+    ngx_http_taurus_guard_inst_node_t *in, ngx_msec_t now)
 {
-    ngx_http_taurus_guard_inst_lost(in, now);
+    ngx_http_taurus_guard_inst_lost(pz, in, now);
 
     if (in->inflight_n) {
         return 1;
@@ -1495,7 +1508,7 @@ ngx_http_taurus_guard_policy_alloc(ngx_http_taurus_guard_policy_zone_t *pz,
         q = ngx_queue_last(&pz->sh->held);
         in = ngx_queue_data(q, ngx_http_taurus_guard_inst_node_t, queue);
 
-        if (in->pinned || ngx_http_taurus_guard_inst_holds(in, now)) {
+        if (in->pinned || ngx_http_taurus_guard_inst_holds(pz, in, now)) {
             ngx_queue_remove(q);
             ngx_queue_insert_head(&pz->sh->held, q);
             skipped++;
