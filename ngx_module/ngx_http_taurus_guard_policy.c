@@ -1539,7 +1539,10 @@ ngx_http_taurus_guard_verdict(ngx_http_request_t *r,
     p = ngx_vslprintf(buf, buf + sizeof(buf), fmt, args);
     va_end(args);
 
+    /* a verdict replaces the one before, its Retry-After too */
+
     v->status = status;
+    v->retry_after = 0;
     v->reason.len = p - buf;
     v->reason.data = ngx_pnalloc(r->pool, v->reason.len);
 

@@ -169,6 +169,15 @@ ngx_http_taurus_guard_refuse(ngx_http_request_t *r,
         ctx->status = status;
     }
 
+    /*
+     * Retry-After says when a cooldown ends or a quota frees: it belongs
+     * to a 409 or a 429 only, never to the 503 that replaced one.
+     */
+
+    if (status != NGX_HTTP_CONFLICT && status != NGX_HTTP_TOO_MANY_REQUESTS) {
+        retry_after = 0;
+    }
+
     rc = ngx_http_discard_request_body(r);
 
     if (rc != NGX_OK) {
