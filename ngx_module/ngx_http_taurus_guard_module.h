@@ -25,6 +25,7 @@
 
 #define NGX_HTTP_TG_ID_HEADER       "X-Taurus-Guard-Id"
 #define NGX_HTTP_TG_REQUEST_ID      "X-Request-Id"
+#define NGX_HTTP_TG_DECISION_HEADER "X-Taurus-Guard-Decision"
 #define NGX_HTTP_TG_LOG_INTERVAL    60        /* seconds between errors */
 #define NGX_HTTP_TG_SECRETS         4         /* headers only upstream gets */
 #define NGX_HTTP_TG_REENTRIES       8         /* named in the done record */

@@ -360,7 +360,10 @@ ngx_http_taurus_guard_response_headers(ngx_http_request_t *r)
         ngx_http_taurus_guard_fetch_refused(r, ctx);
     }
 
-    /* the id is the gateway's: one the upstream sent is not passed on */
+    /*
+     * The id and the decision are the gateway's: an upstream's header of
+     * either name is not passed on, whatever proxy_pass_header says.
+     */
 
     request_id = 0;
     part = &r->headers_out.headers.part;
@@ -378,9 +381,14 @@ ngx_http_taurus_guard_response_headers(ngx_http_request_t *r)
             i = 0;
         }
 
-        if (o[i].key.len == sizeof(NGX_HTTP_TG_ID_HEADER) - 1
-            && ngx_strncasecmp(o[i].key.data, (u_char *) NGX_HTTP_TG_ID_HEADER,
-                               o[i].key.len) == 0)
+        if ((o[i].key.len == sizeof(NGX_HTTP_TG_ID_HEADER) - 1
+             && ngx_strncasecmp(o[i].key.data,
+                                (u_char *) NGX_HTTP_TG_ID_HEADER,
+                                o[i].key.len) == 0)
+            || (o[i].key.len == sizeof(NGX_HTTP_TG_DECISION_HEADER) - 1
+                && ngx_strncasecmp(o[i].key.data,
+                                   (u_char *) NGX_HTTP_TG_DECISION_HEADER,
+                                   o[i].key.len) == 0))
         {
             o[i].hash = 0;
             continue;
@@ -422,7 +430,7 @@ ngx_http_taurus_guard_response_headers(ngx_http_request_t *r)
         /* report mode: the caller learns what enforce mode would do */
 
         h->hash = 1;
-        ngx_str_set(&h->key, "X-Taurus-Guard-Decision");
+        ngx_str_set(&h->key, NGX_HTTP_TG_DECISION_HEADER);
         ngx_str_set(&h->value, "would_deny");
     }
 

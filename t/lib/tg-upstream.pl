@@ -8,13 +8,16 @@
 #   tg-upstream.pl --listen 127.0.0.1:PORT (--ak AK --sk SK |
 #       --credentials FILE | --keys FILE) [--record FILE] [--audit-log FILE]
 #       [--status N] [--pidfile FILE] [--token TOKEN] [--tokens FILE]
-#       [--accel-redirect URI] [--delay MS]
+#       [--accel-redirect URI] [--delay MS] [--header 'NAME: VALUE' ...]
 #
 # --delay MS: each answer waits MS milliseconds, once the request is
 # recorded (an endpoint slow to answer a batch it received).
 #
 # --accel-redirect URI: every answer carries "X-Accel-Redirect: URI",
 # which sends nginx to that location (a re-entry of the request).
+#
+# --header 'NAME: VALUE': every answer carries that header line (the
+# option may be given more than once; the lines are sent in order).
 #
 # --keys FILE: more AK/SK pairs, one "AK SK [SECURITY_TOKEN]" line each
 # (white space between fields; empty lines and lines starting with "#"
@@ -70,7 +73,7 @@ my %opt = (listen => '127.0.0.1:8081');
 
 GetOptions(\%opt, 'listen=s', 'ak=s', 'sk=s', 'credentials=s', 'record=s',
     'audit-log=s', 'status=i', 'pidfile=s', 'token=s', 'tokens=s', 'keys=s',
-    'accel-redirect=s', 'delay=i', 'quiet')
+    'accel-redirect=s', 'delay=i', 'header=s@', 'quiet')
     or die "usage: $0 --listen ADDR:PORT --ak AK --sk SK [options]\n";
 
 if (defined $opt{credentials}) {
@@ -244,7 +247,8 @@ sub handle {
         content_type => 'application/json',
         headers      => [ "X-Request-Id: tg-upstream-$$",
             (defined $opt{'accel-redirect'}
-                ? "X-Accel-Redirect: $opt{'accel-redirect'}" : ()) ],
+                ? "X-Accel-Redirect: $opt{'accel-redirect'}" : ()),
+            @{ $opt{header} || [] } ],
         body         => $body,
         keep         => TaurusGuard::HTTPServer::keep_alive($req),
         no_body      => $req->{method} eq 'HEAD',

@@ -456,7 +456,8 @@ sub upstream_records {
 # Starts t/lib/tg-upstream.pl on %%PORT_UP%%; name => N starts another
 # on %%PORT_N%%, recording to upstream-N.jsonl (upstream_records(N)).
 # status => N, delay => MS, token => T, accel_redirect => URI: its
-# options of those names.
+# options of those names; headers => ['Name: value', ...] are added to
+# every answer.
 
 sub upstream {
     my ($self, %o) = @_;
@@ -478,6 +479,7 @@ sub upstream {
     push @cmd, '--token', $o{token} if defined $o{token};
     push @cmd, '--accel-redirect', $o{accel_redirect}
         if defined $o{accel_redirect};
+    push @cmd, map { ('--header', $_) } @{ $o{headers} || [] };
 
     my $pid = fork;
     die "fork: $!\n" unless defined $pid;
