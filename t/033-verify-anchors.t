@@ -141,9 +141,6 @@ like($out, qr/^start: \Q$f[1]\E:1: chain starts after the record whose link -a g
     '-a: said at the start');
 like($out, qr/^ok: 6 records in 2 file\(s\)/m, '-a: ok');
 
-($rc, $out) = verify('-a', uc $end2, @f[1, 2]);
-is($rc, 0, '-a in capitals: exit 0') or diag($out);
-
 ($rc, $out) = verify('-a', $end1, @f[1, 2]);
 is($rc, 1, '-a another link: exit 1') or diag($out);
 like($out, qr/^break: \Q$f[1]\E:1: "prev" does not match the link given with -a: records before it removed, added or changed$/m,
@@ -313,6 +310,28 @@ like($out, qr/^usage: /m, 'an unknown option: usage');
 is($rc, 2, '-a without a link: exit 2');
 ($rc, $out) = verify('-a', $end2);
 is($rc, 2, '-a without a file: exit 2');
+
+# a link is given exactly as "end:" prints it (64 lowercase hex digits),
+# or 0 for -a: anything else is a usage error, not a verdict.  -t 0 named
+# no record, and with -a 0 was taken as found: an emptied series "ok"
+
+($rc, $out) = verify('-t', '0', @f);
+is($rc, 2, '-t 0: exit 2') or diag($out);
+like($out, qr/-t: 0 is not a link \(it stands for no record\)/,
+    '-t 0: said');
+($rc, $out) = verify('-a', '0', '-t', '0', $empty);
+is($rc, 2, '-a 0 -t 0, an empty file: exit 2') or diag($out);
+unlike($out, qr/^ok:/m, '-a 0 -t 0, an empty file: no ok');
+($rc, $out) = verify('-t', uc $end, @f);
+is($rc, 2, '-t in capitals: exit 2') or diag($out);
+like($out, qr/-t: not a link/, '-t in capitals: said');
+($rc, $out) = verify('-a', uc $end2, @f[1, 2]);
+is($rc, 2, '-a in capitals: exit 2') or diag($out);
+like($out, qr/-a: not a link/, '-a in capitals: said');
+($rc, $out) = verify('-a', '00', @f);
+is($rc, 2, '-a 00: exit 2') or diag($out);
+($rc, $out) = verify('-t', "$end\n", @f);
+is($rc, 2, '-t with a newline after the link: exit 2') or diag($out);
 
 # a second -t or -a: the first link was dropped unchecked, and a series
 # that has no record with it said "ok"

@@ -64,7 +64,8 @@ static int tg_verify_series(tg_verify_t *v, int files, char **paths,
 static int tg_verify_file(tg_verify_t *v, const char *path,
     const char *shown);
 static char *tg_verify_shown(const char *path);
-static int tg_verify_link_arg(const char *arg, char link[65]);
+static int tg_verify_link_arg(const char *arg, char link[65],
+    int zero);
 static int tg_verify_usage(const char *name);
 
 
@@ -98,9 +99,10 @@ main(int argc, char **argv)
         }
 
         if (strcmp(argv[i], "-a") == 0 && i + 1 < argc) {
-            if (!tg_verify_link_arg(argv[++i], after)) {
-                fprintf(stderr, "%s: -a: not a link (64 hex digits, or 0)\n",
-                        argv[0]);
+            if (!tg_verify_link_arg(argv[++i], after, 1)) {
+                fprintf(stderr, "%s: -a: not a link: -a takes the 64"
+                        " lowercase hex digits an \"end:\" line ends with,"
+                        " or 0\n", argv[0]);
                 return 2;
             }
 
@@ -109,9 +111,13 @@ main(int argc, char **argv)
         }
 
         if (strcmp(argv[i], "-t") == 0 && i + 1 < argc) {
-            if (!tg_verify_link_arg(argv[++i], through)) {
-                fprintf(stderr, "%s: -t: not a link (64 hex digits)\n",
-                        argv[0]);
+            if (!tg_verify_link_arg(argv[++i], through, 0)) {
+                fprintf(stderr, "%s: -t: %s: -t takes the 64 lowercase hex"
+                        " digits an \"end:\" line ends with, or a line's"
+                        " sha256sum\n", argv[0],
+                        strcmp(argv[i], "0") == 0
+                        ? "0 is not a link (it stands for no record)"
+                        : "not a link");
                 return 2;
             }
 
@@ -430,14 +436,20 @@ done:
 }
 
 
-/* 64 hex digits, lowercased; "0" for the 64 zeros of the first record */
+/*
+ * A link exactly as "end:" and sha256sum print it: 64 lowercase hex
+ * digits.  With zero, "0" too, for the 64 zeros the first record ever
+ * follows (-a only: 0 stands for no record, so -t 0 would name none,
+ * and beside -a 0 was taken as found).  Anything else is a typing
+ * or a copying mistake: a usage error, never a verdict on the files.
+ */
 
 static int
-tg_verify_link_arg(const char *arg, char link[65])
+tg_verify_link_arg(const char *arg, char link[65], int zero)
 {
     size_t  i;
 
-    if (strcmp(arg, "0") == 0) {
+    if (zero && strcmp(arg, "0") == 0) {
         memset(link, '0', 64);
         link[64] = '\0';
         return 1;
@@ -448,18 +460,11 @@ tg_verify_link_arg(const char *arg, char link[65])
     }
 
     for (i = 0; i < 64; i++) {
-        if (arg[i] >= '0' && arg[i] <= '9') {
-            link[i] = arg[i];
-
-        } else if (arg[i] >= 'a' && arg[i] <= 'f') {
-            link[i] = arg[i];
-
-        } else if (arg[i] >= 'A' && arg[i] <= 'F') {
-            link[i] = (char) (arg[i] - 'A' + 'a');
-
-        } else {
+        if ((arg[i] < '0' || arg[i] > '9') && (arg[i] < 'a' || arg[i] > 'f')) {
             return 0;
         }
+
+        link[i] = arg[i];
     }
 
     link[64] = '\0';
