@@ -143,8 +143,12 @@ static ngx_uint_t ngx_http_taurus_guard_fetch_alive(
 static ngx_int_t ngx_http_taurus_guard_fetch_take(ngx_http_request_t *r,
     ngx_http_taurus_guard_fetch_t *src, u_char *key, ngx_str_t *out,
     ngx_uint_t *renew, time_t *expires);
+static ngx_uint_t ngx_http_taurus_guard_fetch_usable(
+    ngx_http_taurus_guard_fetch_t *src,
+    ngx_http_taurus_guard_fetch_slot_t *slot, time_t now);
 static void ngx_http_taurus_guard_fetch_in_hand(
-    ngx_http_taurus_guard_ctx_t *ctx, time_t expires);
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_http_taurus_guard_fetch_t *src,
+    time_t expires);
 static ngx_int_t ngx_http_taurus_guard_fetch_start(ngx_http_request_t *r,
     ngx_http_taurus_guard_fetch_t *src, ngx_http_taurus_guard_ctx_t *ctx,
     u_char *key, ngx_str_t *out, ngx_str_t *base, ngx_uint_t tried);
@@ -313,7 +317,7 @@ ngx_http_taurus_guard_fetch_get(ngx_http_request_t *r,
                                           &expires);
 
     if (rc == NGX_OK) {
-        ngx_http_taurus_guard_fetch_in_hand(ctx, expires);
+        ngx_http_taurus_guard_fetch_in_hand(ctx, src, expires);
 
         if (renew) {
             /* still good: this request goes on, a renewal runs beside */
@@ -554,9 +558,7 @@ ngx_http_taurus_guard_fetch_take(ngx_http_request_t *r,
         ngx_http_taurus_guard_fetch_forget(src, slot);
     }
 
-    if (slot == NULL || slot->secret == NULL
-        || slot->expires - now <= src->margin)
-    {
+    if (slot == NULL || !ngx_http_taurus_guard_fetch_usable(src, slot, now)) {
         ngx_shmtx_unlock(&ngx_http_tg_shpool(src)->mutex);
         return NGX_DECLINED;
     }
@@ -585,17 +587,35 @@ ngx_http_taurus_guard_fetch_take(ngx_http_request_t *r,
 
 
 /*
+ * The zone's lock is held.  A secret is used only while more than
+ * src->margin seconds of it are left: closer to its end it could expire
+ * on its way to the endpoint.
+ */
+
+static ngx_uint_t
+ngx_http_taurus_guard_fetch_usable(ngx_http_taurus_guard_fetch_t *src,
+    ngx_http_taurus_guard_fetch_slot_t *slot, time_t now)
+{
+    return (slot->secret != NULL && slot->expires - now > src->margin);
+}
+
+
+/*
  * A secret the request will send (not a base it asks with): the first of
- * them to expire is what sign_again() looks at once the allow record is
- * on disk.
+ * them to come within its margin of its end is what the forward looks at
+ * once the allow record is on disk (sign_again()).
  */
 
 static void
 ngx_http_taurus_guard_fetch_in_hand(ngx_http_taurus_guard_ctx_t *ctx,
-    time_t expires)
+    ngx_http_taurus_guard_fetch_t *src, time_t expires)
 {
-    if (ctx->expires == 0 || expires < ctx->expires) {
-        ctx->expires = expires;
+    time_t  until;
+
+    until = expires - src->margin;
+
+    if (ctx->usable_until == 0 || until < ctx->usable_until) {
+        ctx->usable_until = until;
     }
 }
 
@@ -604,10 +624,11 @@ ngx_http_taurus_guard_fetch_in_hand(ngx_http_taurus_guard_ctx_t *ctx,
  * A batch about to be forwarded, signed again after a long wait for its
  * flush (ngx_http_taurus_guard_sign_again()): key's secret as it is in
  * shared memory now (the one it had, or the one a renewal put there
- * meanwhile), if it lives NGX_HTTP_TG_SEND_LIFE seconds yet and was
- * asked with the credentials in effect.  Nothing is fetched, nor
- * renewed: the allow record is written, and the batch goes now or not
- * at all.  NGX_OK, or NGX_DECLINED: no such secret.
+ * meanwhile), if it is still usable, more than its margin from its end,
+ * as a request would take it, and was asked with the credentials in
+ * effect.  Nothing is fetched, nor renewed: the allow record is written,
+ * and the batch goes now or not at all.  NGX_OK, or NGX_DECLINED: no
+ * such secret.
  */
 
 ngx_int_t
@@ -630,9 +651,9 @@ ngx_http_taurus_guard_fetch_now(ngx_http_request_t *r,
 
     slot = ngx_http_taurus_guard_fetch_slot(src, key, 0);
 
-    if (slot != NULL && slot->secret != NULL
+    if (slot != NULL
         && ngx_memcmp(slot->identity, id, NGX_HTTP_TG_IDENTITY_LEN) == 0
-        && slot->expires - ngx_time() >= NGX_HTTP_TG_SEND_LIFE)
+        && ngx_http_taurus_guard_fetch_usable(src, slot, ngx_time()))
     {
         rc = ngx_http_taurus_guard_secret_copy(r->pool, slot->secret,
                                                slot->len, out);
@@ -1143,7 +1164,7 @@ ngx_http_taurus_guard_fetch_done(ngx_http_request_t *sr, void *data,
             ctx->fetch->out->len = 0;
 
         } else if (src == ctx->fetch->stage) {
-            ngx_http_taurus_guard_fetch_in_hand(ctx, expires);
+            ngx_http_taurus_guard_fetch_in_hand(ctx, src, expires);
         }
 
         ctx->fetch_pending = 0;
@@ -1477,8 +1498,7 @@ ngx_http_taurus_guard_fetch_state(ngx_http_taurus_guard_fetch_t *src,
                    != 0);
     st->expires = (slot->secret != NULL) ? slot->expires : 0;
     st->refreshed = slot->refreshed;
-    st->usable = (slot->secret != NULL
-                  && slot->expires - now > src->margin);
+    st->usable = ngx_http_taurus_guard_fetch_usable(src, slot, now);
     st->failed = slot->failed;
 }
 
@@ -1524,7 +1544,7 @@ ngx_http_taurus_guard_fetch_poll(ngx_event_t *ev)
                                           fctx->out, &renew, &expires);
 
     if (rc == NGX_OK && fctx->src == fctx->stage) {
-        ngx_http_taurus_guard_fetch_in_hand(ctx, expires);
+        ngx_http_taurus_guard_fetch_in_hand(ctx, fctx->src, expires);
     }
 
     if (rc == NGX_OK && renew) {

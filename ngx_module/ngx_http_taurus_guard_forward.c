@@ -60,13 +60,13 @@ ngx_http_taurus_guard_forward(ngx_http_request_t *r,
 
     /*
      * A flush long enough to age the signature, or to take a fetched
-     * secret to its end: signed again, now.
+     * secret to within its margin of its end (where a request would no
+     * longer take it: it could expire in flight): signed again, now.
      */
 
     if (woken
         && (ngx_time() - ctx->signed_at >= NGX_HTTP_TG_SIGN_AGE
-            || (ctx->expires
-                && ctx->expires - ngx_time() < NGX_HTTP_TG_SEND_LIFE)))
+            || (ctx->usable_until && ngx_time() >= ctx->usable_until)))
     {
         ngx_str_null(&reason);
 

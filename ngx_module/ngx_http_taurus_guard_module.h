@@ -31,8 +31,6 @@
 #define NGX_HTTP_TG_REENTRIES       8         /* named in the done record */
 #define NGX_HTTP_TG_IDS             64        /* audit ids per RAND_bytes() */
 #define NGX_HTTP_TG_SIGN_AGE        60        /* s: a signature signed again */
-#define NGX_HTTP_TG_SEND_LIFE       1         /* s a fetched secret must live
-                                                 yet, at least, when sent */
 #define NGX_HTTP_TG_LOG_INTERVAL_MS (NGX_HTTP_TG_LOG_INTERVAL * 1000)
 
 
@@ -387,8 +385,10 @@ typedef struct {
     ngx_table_elt_t              secrets[NGX_HTTP_TG_SECRETS];
     ngx_uint_t                   nsecrets;  /* for the upstream only */
     time_t                       signed_at; /* their X-Sdk-Date */
-    time_t                       expires;   /* the first fetched secret in
-                                               hand to expire; 0: none */
+    time_t                       usable_until;  /* when the first fetched
+                                                   secret in hand comes
+                                                   within its margin of
+                                                   its end; 0: none */
     ngx_list_t                   headers;   /* the list without them */
     tg_str_t                     reentries[NGX_HTTP_TG_REENTRIES];
     ngx_uint_t                   nreentries;

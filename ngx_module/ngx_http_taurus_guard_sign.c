@@ -368,12 +368,13 @@ ngx_http_taurus_guard_sign(ngx_http_request_t *r,
  * it cannot have refuses it with one record.  The flush may take up to
  * the audit log's timeout=, longer than a fetched token's margin (30 s
  * at most) and, set so, than the 15 minutes the API takes an X-Sdk-Date
- * for.  A batch whose flush took a fetched secret it holds to its end
- * (less than NGX_HTTP_TG_SEND_LIFE seconds left), or its signature to
- * NGX_HTTP_TG_SIGN_AGE seconds, is signed again before it leaves, with
- * the secrets in effect now: files as they are, fetched secrets as
- * shared memory has them (a renewal may have replaced one that expired
- * meanwhile).  NGX_ERROR: nothing may be sent, *reason says why.
+ * for.  A batch whose flush took a fetched secret it holds to within
+ * its margin of its end (where a request would no longer take it), or
+ * its signature to NGX_HTTP_TG_SIGN_AGE seconds, is signed again before
+ * it leaves, with the secrets in effect now: files as they are, fetched
+ * secrets as shared memory has them (a renewal may have replaced one
+ * that came near its end meanwhile), each still past its margin.
+ * NGX_ERROR: nothing may be sent, *reason says why.
  */
 
 ngx_int_t

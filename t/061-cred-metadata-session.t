@@ -180,16 +180,21 @@ $t->finish;
 
 # ---- renewal: short credentials, a short session ------------------------
 #
-# The credentials live 4 s (refresh=2s: renewed in their last 2 s), the
-# session token 6 s (renewed in its last 1.5 s, unusable in its last
-# second).  Requests every 0.3 s for 14 s: none may fail, every GET must
-# carry a session token the service still honours (it answers 401
-# otherwise), and more than one session token is used.
+# The credentials live 4 s (refresh=3s: renewed beside a request in
+# their last 3 s, unusable in their last second), the session token 6 s
+# (renewed in its last 1.5 s, unusable in its last second).  Requests
+# every 0.3 s for 14 s: none may fail, every GET must carry a session
+# token the service still honours (it answers 401 otherwise), and more
+# than one session token is used.  (With refresh=2s no renewal ran
+# beside: ngx_time() counts whole seconds, so "within 2 s of the end"
+# and "more than the 1 s margin left" never met, and a batch whose
+# flush took its credentials into their last second found none to be
+# signed again with: 503.)
 
 my $t2 = Test::TaurusGuard->new;
 TaurusGuard::Metadata::start_meta($t2, session => 1, ttl => 4);
 TaurusGuard::Metadata::upstream_keys($t2);
-$t2->run(conf(ttl => '6s', refresh => '2s'));
+$t2->run(conf(ttl => '6s', refresh => '3s'));
 
 my ($ok, $n) = (0, 0);
 my $until = now() + 14;

@@ -7,8 +7,10 @@
 # the forward, and the endpoint refused the batch (401), though a
 # renewal had put a new token in shared memory meanwhile; X-Sdk-Date
 # was the time of signing, not of sending.  A batch whose flush took a
-# fetched secret it holds to its last 2 seconds, or lasted a minute, is
-# signed again before it leaves, with the secrets in effect then.
+# fetched secret it holds to within its margin of its end (the margin
+# a fetched secret must have left to be used at all: 3 s here, with
+# refresh=12s), or lasted a minute, is signed again before it leaves,
+# with the secrets in effect then.
 #
 # tg-syncshim.c holds the flush of the audit file while "hold" exists;
 # tg-clockshift.c moves the gateway's wall clock on.
@@ -19,6 +21,9 @@
 #   - the same with IAM down from the first fetch on: the renewal fails,
 #     and the batch is refused (503, its allow record closed by an error
 #     record) rather than sent with a token that expired;
+#   - both again with the flush held until the token has 2.5 s left:
+#     within its margin, though not expired, so it could expire in
+#     flight; it used to be sent as long as 1 s was left;
 #   - credentials file: a flush held while the gateway's clock moves on
 #     90 s: X-Sdk-Date is the time (by that clock) the batch left, and
 #     its signature verifies; one held 2 s keeps its signature.
@@ -128,7 +133,7 @@ sub collect {
 # down once the first token was fetched
 
 sub token_case {
-    my ($name, $down, $audit) = @_;
+    my ($name, $down, $audit, $left) = @_;
 
     my $t = Test::TaurusGuard->new;
     my $so = $t->sync_shim or plan(skip_all => 'the shim does not build');
@@ -166,8 +171,22 @@ EOF
     is(allows($t), 2, "$name: the second batch waits for its flush");
 
     my $end = now() + 10;
-    sleep 0.1 while time < $first->[2] + 1.5 && now() < $end;
-    ok(time > $first->[2], "$name: the first token has expired meanwhile");
+
+    if (defined $left) {
+        # the gateway reads expires_at to the second
+        my $expires = int $first->[2];
+        sleep 0.05 while Time::HiRes::time() < $expires - $left
+            && now() < $end;
+        my $rest = $expires - Time::HiRes::time();
+        ok($rest > 1.5 && $rest <= $left,
+            sprintf('%s: the first token has %.1f s left, within its'
+                . ' margin', $name, $rest));
+
+    } else {
+        sleep 0.1 while time < $first->[2] + 1.5 && now() < $end;
+        ok(time > $first->[2],
+            "$name: the first token has expired meanwhile");
+    }
 
     unlink $t->testdir . '/hold';
 
@@ -215,6 +234,8 @@ EOF
 token_case('token', 0);
 token_case('IAM down', 1);
 token_case('token, event loop', 0, ' thread_pool=off');
+token_case('token within its margin', 0, '', 2.5);
+token_case('IAM down, token within its margin', 1, '', 2.5);
 
 
 # X-Sdk-Date after a held flush, the gateway's clock moved on 90 s (as
