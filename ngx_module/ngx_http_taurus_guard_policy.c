@@ -1547,6 +1547,8 @@ ngx_http_taurus_guard_verdict(ngx_http_request_t *r,
     v->reason.data = ngx_pnalloc(r->pool, v->reason.len);
 
     if (v->reason.data == NULL) {
+        /* no reason: the caller says it could not check the policy */
+        v->reason.len = 0;
         return NGX_ERROR;
     }
 
