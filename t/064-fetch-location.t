@@ -20,7 +20,6 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 
-use IO::Socket::INET;
 use Test::More;
 
 use Test::TaurusGuard qw(:all);
@@ -39,14 +38,10 @@ TaurusGuard::IAM::start_iam($t);
 TaurusGuard::IAM::upstream_tokens($t);
 $t->upstream(name => 'APP');
 
-# a port nothing listens on (not one of $t's, which run() waits for):
-# the proxy's 502 sends the fetch to error_page
+# a port nothing listens on, never one of the servers': the proxy's 502
+# sends the fetch to error_page
 
-my $dead = do {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1:0', Listen => 1)
-        or die "cannot find a free port: $!\n";
-    $s->sockport;
-};
+my $dead = $t->closed_port;
 
 my $guarded = <<'EOF';
         location /v3/ {

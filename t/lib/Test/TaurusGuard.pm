@@ -230,23 +230,53 @@ sub module_path { $_[0]{module} }
 sub repo { $REPO }
 
 
+# %%PORT_<n>%%: a free loopback port of its own for each name.
+
 sub port {
     my ($self, $n) = @_;
 
     return $self->{ports}{$n} if $self->{ports}{$n};
 
-    my $s = IO::Socket::INET->new(
-        LocalAddr => '127.0.0.1:0',
-        Proto     => 'tcp',
-        Listen    => 1,
-        ReuseAddr => 1,
-    ) or die "cannot find a free port: $!\n";
+    $self->{ports}{$n} = _new_port();
+    return $self->{ports}{$n};
+}
 
-    my $p = $s->sockport;
-    close $s;
 
-    $self->{ports}{$n} = $p;
-    return $p;
+# A loopback port nothing of this file listens on, for a proxy_pass that
+# must fail to connect: never one that port() gives, and run() does not
+# wait for it.
+
+sub closed_port {
+    return _new_port();
+}
+
+
+# The ports this process handed out already, of every object.  A port is
+# found free by binding to port 0 and closing, and the kernel may give
+# the same port again to the next such bind.  Two servers of one
+# nginx.conf on the same port do not fail to start: they become virtual
+# servers of one listen, and a request meant for one is answered by the
+# other (the first, when no server_name matches its Host).
+
+my %GIVEN;
+
+sub _new_port {
+    for (1 .. 100) {
+        my $s = IO::Socket::INET->new(
+            LocalAddr => '127.0.0.1:0',
+            Proto     => 'tcp',
+            Listen    => 1,
+            ReuseAddr => 1,
+        ) or die "cannot find a free port: $!\n";
+
+        my $p = $s->sockport;
+        close $s;
+
+        next if $GIVEN{$p}++;
+        return $p;
+    }
+
+    die "cannot find a free port not given already\n";
 }
 
 
