@@ -251,12 +251,21 @@ sub closed_port {
 }
 
 
-# The ports this process handed out already, of every object.  A port is
-# found free by binding to port 0 and closing, and the kernel may give
-# the same port again to the next such bind.  Two servers of one
-# nginx.conf on the same port do not fail to start: they become virtual
-# servers of one listen, and a request meant for one is answered by the
-# other (the first, when no server_name matches its Host).
+# The ports this process handed out, of every object, each held by a
+# socket bound to it with SO_REUSEADDR and not listening until the
+# process exits.
+#
+# A port is found by binding to port 0.  Closed at once, it was free for
+# anybody again: the next bind to port 0 here could be given it (two
+# servers of one nginx.conf on the same port do not fail to start: they
+# become virtual servers of one listen, and a request meant for one is
+# answered by the other), and so could another test file's, running
+# beside this one, before our server was listening (whose stand-in then
+# failed to start while its port answered, with the other file's
+# nginx).  Held this way, the kernel gives it to no other bind to port
+# 0; a server that binds it with SO_REUSEADDR (nginx, the stand-ins,
+# rsyslogd) listens on it all the same, one without fails, and while
+# none listens a connection to it is refused.
 
 my %GIVEN;
 
@@ -265,14 +274,13 @@ sub _new_port {
         my $s = IO::Socket::INET->new(
             LocalAddr => '127.0.0.1:0',
             Proto     => 'tcp',
-            Listen    => 1,
             ReuseAddr => 1,
         ) or die "cannot find a free port: $!\n";
 
         my $p = $s->sockport;
-        close $s;
+        next if $GIVEN{$p};
 
-        next if $GIVEN{$p}++;
+        $GIVEN{$p} = $s;
         return $p;
     }
 
