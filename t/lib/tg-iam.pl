@@ -668,7 +668,8 @@ sub start_iam {
     $t->{iam_pid} = $pid;
     $LIVE{$pid} = $$;
 
-    $t->_wait_port($port) or die "tg-iam did not start on $port\n";
+    $t->_wait_stand_in($pid, 'iam.pid', $port)
+        or die "tg-iam did not start on $port\n";
 
     return $port;
 }
@@ -704,7 +705,8 @@ sub upstream_tokens {
 
     $t->{upstream_pid} = $pid;
 
-    $t->_wait_port($port) or die "tg-upstream did not start on $port\n";
+    $t->_wait_stand_in($pid, 'upstream.pid', $port)
+        or die "tg-upstream did not start on $port\n";
 
     return $port;
 }

@@ -363,7 +363,8 @@ sub start_meta {
     $t->{meta_pid} = $pid;
     $LIVE{$pid} = $$;
 
-    $t->_wait_port($port) or die "tg-metadata did not start on $port\n";
+    $t->_wait_stand_in($pid, 'meta.pid', $port)
+        or die "tg-metadata did not start on $port\n";
 
     return $port;
 }
@@ -402,7 +403,8 @@ sub upstream_keys {
 
     $t->{upstream_pid} = $pid;
 
-    $t->_wait_port($port) or die "tg-upstream did not start on $port\n";
+    $t->_wait_stand_in($pid, 'upstream.pid', $port)
+        or die "tg-upstream did not start on $port\n";
 
     return $port;
 }

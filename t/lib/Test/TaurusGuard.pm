@@ -535,10 +535,30 @@ sub upstream {
         $self->{upstream_pid} = $pid;
     }
 
-    $self->_wait_port($port)
+    $self->_wait_stand_in($pid, "$file.pid", $port)
         or die "tg-upstream did not start on $port\n";
 
     return $port;
+}
+
+
+# Waits for the stand-in $pid to listen on $port: it writes its pidfile
+# once it listens (TaurusGuard::HTTPServer::run).  Something else that
+# answers on $port is not it: one that could not listen there exits,
+# and its start fails here instead of the test talking to whatever holds
+# the port.
+
+sub _wait_stand_in {
+    my ($self, $pid, $pidfile, $port) = @_;
+    my $end = now() + 5;
+    while (now() < $end) {
+        my $p = $self->read_file($pidfile);
+        return $self->_wait_port($port, $end - now())
+            if defined $p && $p =~ /\A(\d+)\n/ && $1 == $pid;
+        return 0 unless _alive($pid);
+        sleep 0.05;
+    }
+    return 0;
 }
 
 
