@@ -114,17 +114,22 @@ sub not_fetched {
     TaurusGuard::IAM::start_iam($t, ttl => 100);
     TaurusGuard::IAM::upstream_tokens($t);
 
-    # renewed once less than 99 s are left: one or two seconds after the
-    # fetch (whole seconds of nginx's clock)
+    # renewed once less than 98 s are left: three or four seconds after
+    # the fetch.  nginx's clock counts whole seconds, and a token's life
+    # is measured from the second its fetch ended: 99 to 101 s of IAM's
+    # 100 as the fetch straddles a second or not.  refresh must stay
+    # below the shortest of them (a token that lives no longer than
+    # refresh is renewed halfway through its life instead), and the
+    # wait longer than refresh's distance from the longest.
 
-    $t->run(conf('%%PORT_IAM%%', '99s'));
+    $t->run(conf('%%PORT_IAM%%', '98s'));
 
     is($t->post(upgrade_path(), $body)->{status}, 200,
         'renewal: a first batch fetches a token');
     is(failures($t), 0, 'renewal: no failure yet');
 
     TaurusGuard::IAM::stop_iam($t);
-    sleep 2.5;
+    sleep 4;
 
     is($t->post(upgrade_path(), $body)->{status}, 200,
         'renewal: IAM down, the next batch goes on with the token');
