@@ -19,6 +19,7 @@
 #define NGX_HTTP_TG_AUDIT_TAIL_MIN   (64 * 1024)
 #define NGX_HTTP_TG_AUDIT_TAIL_MAX   (1024 * 1024)
 #define NGX_HTTP_TG_AUDIT_TIMEOUT    10000     /* ms, timeout= default */
+#define NGX_HTTP_TG_AUDIT_TIMEOUT_MAX  600000  /* ms: 10m, under 15 min */
 #define NGX_HTTP_TG_AUDIT_DELAY_MAX  1000000   /* usec, flush_delay= max */
 #define NGX_HTTP_TG_AUDIT_ARENA      (64 * 1024)   /* a turn's records */
 #define NGX_HTTP_TG_AUDIT_IOVS       64        /* records a writev() */

@@ -88,6 +88,21 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
                 return NGX_CONF_ERROR;
             }
 
+            /*
+             * A batch in flight for 15 minutes is taken for lost and its
+             * instances freed (ngx_http_taurus_guard_policy.c): one still
+             * waiting for its flush then would be sent beside a batch
+             * that took them since.
+             */
+
+            if (timeout > NGX_HTTP_TG_AUDIT_TIMEOUT_MAX) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"%V\": at most 10m, since a batch in"
+                                   " flight for 15 minutes is taken for"
+                                   " lost", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
         } else if (ngx_strncmp(value[i].data, "flush_delay=", 12) == 0) {
             s.data = value[i].data + 12;
             s.len = value[i].len - 12;

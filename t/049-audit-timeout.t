@@ -206,4 +206,17 @@ is($rc, 0, 'timeout= with thread_pool=off: nginx -t passes') or diag($tout);
 isnt($rc, 0, 'timeout=0: nginx -t fails');
 like($tout, qr/invalid timeout "timeout=0" in \S+:\d+/, 'timeout=0: says so');
 
+# a flush waited for past 15 minutes in flight would send a batch taken
+# for lost, its instances freed meanwhile: 10 minutes at most
+
+($rc, $tout) = $t->nginx_t($conf =~ s/timeout=1s/timeout=10m/r);
+is($rc, 0, 'timeout=10m: nginx -t passes') or diag($tout);
+
+($rc, $tout) = $t->nginx_t($conf =~ s/timeout=1s/timeout=601s/r);
+isnt($rc, 0, 'timeout=601s: nginx -t fails');
+my $why = 'at most 10m, since a batch in flight for 15 minutes is taken'
+    . ' for lost';
+like($tout, qr/"timeout=601s": \Q$why\E in \S+:\d+/,
+    'timeout=601s: says why');
+
 $t->done_testing;
