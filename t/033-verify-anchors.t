@@ -322,6 +322,18 @@ like($out, qr/-t: 0 is not a link \(it stands for no record\)/,
 ($rc, $out) = verify('-a', '0', '-t', '0', $empty);
 is($rc, 2, '-a 0 -t 0, an empty file: exit 2') or diag($out);
 unlike($out, qr/^ok:/m, '-a 0 -t 0, an empty file: no ok');
+
+# the same 0 in its 64 digits, as "end:" prints the link -a 0 stands for
+
+($rc, $out) = verify('-a', '0', '-t', $zero, $empty);
+is($rc, 2, '-a 0 -t 64 zeros, an empty file: exit 2') or diag($out);
+unlike($out, qr/^ok:/m, '-a 0 -t 64 zeros, an empty file: no ok');
+like($out, qr/-t: 0 is not a link \(it stands for no record\)/,
+    '-t 64 zeros: said');
+($rc, $out) = verify('-a', $zero, '-t', $zero, $empty);
+is($rc, 2, '-a and -t 64 zeros, an empty file: exit 2') or diag($out);
+($rc, $out) = verify('-t', $zero, @f);
+is($rc, 2, '-t 64 zeros: exit 2') or diag($out);
 ($rc, $out) = verify('-t', uc $end, @f);
 is($rc, 2, '-t in capitals: exit 2') or diag($out);
 like($out, qr/-t: not a link/, '-t in capitals: said');

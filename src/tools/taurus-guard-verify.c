@@ -66,6 +66,7 @@ static int tg_verify_file(tg_verify_t *v, const char *path,
 static char *tg_verify_shown(const char *path);
 static int tg_verify_link_arg(const char *arg, char link[65],
     int zero);
+static int tg_verify_zero(const char *arg);
 static int tg_verify_usage(const char *name);
 
 
@@ -115,7 +116,7 @@ main(int argc, char **argv)
                 fprintf(stderr, "%s: -t: %s: -t takes the 64 lowercase hex"
                         " digits an \"end:\" line ends with, or a line's"
                         " sha256sum\n", argv[0],
-                        strcmp(argv[i], "0") == 0
+                        tg_verify_zero(argv[i])
                         ? "0 is not a link (it stands for no record)"
                         : "not a link");
                 return 2;
@@ -438,10 +439,11 @@ done:
 
 /*
  * A link exactly as "end:" and sha256sum print it: 64 lowercase hex
- * digits.  With zero, "0" too, for the 64 zeros the first record ever
- * follows (-a only: 0 stands for no record, so -t 0 would name none,
- * and beside -a 0 was taken as found).  Anything else is a typing
- * or a copying mistake: a usage error, never a verdict on the files.
+ * digits.  With zero (-a), the 64 zeros the first record ever follows,
+ * also written "0".  Without (-t), neither: they stand for no record,
+ * so -t would name none, and beside -a 0 was taken as found.  Anything
+ * else is a typing or a copying mistake: a usage error, never a verdict
+ * on the files.
  */
 
 static int
@@ -449,7 +451,11 @@ tg_verify_link_arg(const char *arg, char link[65], int zero)
 {
     size_t  i;
 
-    if (zero && strcmp(arg, "0") == 0) {
+    if (tg_verify_zero(arg)) {
+        if (!zero) {
+            return 0;
+        }
+
         memset(link, '0', 64);
         link[64] = '\0';
         return 1;
@@ -470,6 +476,19 @@ tg_verify_link_arg(const char *arg, char link[65], int zero)
     link[64] = '\0';
 
     return 1;
+}
+
+
+/* "0", or the 64 zeros it stands for */
+
+static int
+tg_verify_zero(const char *arg)
+{
+    size_t  n;
+
+    n = strlen(arg);
+
+    return (n == 1 || n == 64) && strspn(arg, "0") == n;
 }
 
 
