@@ -573,6 +573,14 @@ ngx_http_taurus_guard_iam_answer(ngx_http_request_t *sr,
         return NGX_ERROR;
     }
 
+    if (rc == TG_ERR_DUP_KEY || rc == TG_ERR_NUL_ESCAPE
+        || rc == TG_ERR_TRAILING)
+    {
+        *problem = "the answer's JSON reads more than one way"
+                   " (a key twice, \\u0000, bytes after it)";
+        return NGX_ERROR;
+    }
+
     if (rc != TG_OK) {
         *problem = "no token.expires_at in the answer";
         return NGX_ERROR;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <cjson/cJSON.h>
+#include <openssl/crypto.h>
 
 #include "tg_escape.h"
 #include "tg_iam.h"
@@ -14,6 +15,11 @@
 static int64_t tg_days_from_civil(int64_t y, unsigned m, unsigned d);
 static int tg_digits(const char *p, size_t n, unsigned *v);
 static tg_rc_t tg_time_parse(const char *v, int64_t *t);
+static tg_rc_t tg_answer_parse(const unsigned char *body, size_t len,
+    cJSON **root);
+static const cJSON *tg_answer_member(const cJSON *object, const char *name,
+    tg_rc_t *rc);
+static void tg_answer_wipe(cJSON *item);
 static void tg_iam_identity_part(tg_sha256_t *sha, const tg_str_t *s);
 
 
@@ -223,18 +229,22 @@ tg_out_str(tg_out_t *o, const tg_str_t *s)
 tg_rc_t
 tg_iam_expires_at(const unsigned char *body, size_t len, int64_t *expires)
 {
-    cJSON    *root, *token, *at;
-    tg_rc_t   rc;
+    cJSON        *root;
+    tg_rc_t       rc;
+    const cJSON  *token, *at;
 
-    root = cJSON_ParseWithLength((const char *) body, len);
+    rc = tg_answer_parse(body, len, &root);
 
-    if (root == NULL || !cJSON_IsObject(root)) {
-        rc = TG_ERR_SYNTAX;
+    if (rc != TG_OK) {
         goto done;
     }
 
-    token = cJSON_GetObjectItemCaseSensitive(root, "token");
-    at = cJSON_GetObjectItemCaseSensitive(token, "expires_at");
+    token = tg_answer_member(root, "token", &rc);
+    at = tg_answer_member(token, "expires_at", &rc);
+
+    if (rc != TG_OK) {
+        goto done;
+    }
 
     if (at == NULL) {
         rc = TG_ERR_MISSING_KEY;
@@ -268,26 +278,27 @@ tg_rc_t
 tg_metadata_profile(const unsigned char *body, size_t len,
     unsigned char *out, size_t size, size_t *outlen, int64_t *expires)
 {
-    int          n;
-    cJSON       *root, *cred, *ak, *sk, *token, *at;
-    tg_rc_t      rc;
-    const char  *a, *s, *t;
+    int           n;
+    cJSON        *root;
+    tg_rc_t       rc;
+    const char   *a, *s, *t;
+    const cJSON  *cred, *ak, *sk, *token, *at;
 
-    sk = NULL;
-    token = NULL;
+    rc = tg_answer_parse(body, len, &root);
 
-    root = cJSON_ParseWithLength((const char *) body, len);
-
-    if (root == NULL || !cJSON_IsObject(root)) {
-        rc = TG_ERR_SYNTAX;
+    if (rc != TG_OK) {
         goto done;
     }
 
-    cred = cJSON_GetObjectItemCaseSensitive(root, "credential");
-    ak = cJSON_GetObjectItemCaseSensitive(cred, "access");
-    sk = cJSON_GetObjectItemCaseSensitive(cred, "secret");
-    token = cJSON_GetObjectItemCaseSensitive(cred, "securitytoken");
-    at = cJSON_GetObjectItemCaseSensitive(cred, "expires_at");
+    cred = tg_answer_member(root, "credential", &rc);
+    ak = tg_answer_member(cred, "access", &rc);
+    sk = tg_answer_member(cred, "secret", &rc);
+    token = tg_answer_member(cred, "securitytoken", &rc);
+    at = tg_answer_member(cred, "expires_at", &rc);
+
+    if (rc != TG_OK) {
+        goto done;
+    }
 
     a = cJSON_GetStringValue(ak);
     s = cJSON_GetStringValue(sk);
@@ -331,21 +342,119 @@ tg_metadata_profile(const unsigned char *body, size_t len,
 
 done:
 
-    /* the tree held the secret too */
+    /* the tree held the secret too, wherever the answer put it */
 
-    if (root != NULL) {
-        if (sk != NULL && cJSON_IsString(sk)) {
-            memset(sk->valuestring, 0, strlen(sk->valuestring));
-        }
-
-        if (token != NULL && cJSON_IsString(token)) {
-            memset(token->valuestring, 0, strlen(token->valuestring));
-        }
-    }
-
+    tg_answer_wipe(root);
     cJSON_Delete(root);
 
     return rc;
+}
+
+
+/*
+ * An answer of IAM's or the metadata service's as one JSON object, read
+ * the one way any reader reads it.  cJSON alone keeps a "\u0000" (or a
+ * raw NUL) in a string, where every C string read from it then ends
+ * ("...Z\u0000+08:00" read as UTC, a secret cut short), and stops after
+ * the value, whatever follows.  A NUL is looked for in the bytes, before
+ * any string of the answer is copied; *root is the tree, when there is
+ * one, also with TG_ERR_TRAILING or TG_ERR_SYNTAX: the caller frees it.
+ */
+
+static tg_rc_t
+tg_answer_parse(const unsigned char *body, size_t len, cJSON **root)
+{
+    size_t       i;
+    const char  *end, *last;
+
+    *root = NULL;
+
+    if (memchr(body, '\0', len) != NULL) {
+        return TG_ERR_NUL_ESCAPE;
+    }
+
+    /* outside an escape, a backslash starts one: "\\u0000" is none */
+
+    for (i = 0; i < len; i++) {
+        if (body[i] != '\\' || ++i == len) {
+            continue;
+        }
+
+        if (body[i] == 'u' && len - i > 4
+            && memcmp(&body[i + 1], "0000", 4) == 0)
+        {
+            return TG_ERR_NUL_ESCAPE;
+        }
+    }
+
+    *root = cJSON_ParseWithLengthOpts((const char *) body, len, &end, 0);
+
+    if (*root == NULL) {
+        return TG_ERR_SYNTAX;
+    }
+
+    last = (const char *) body + len;
+
+    while (end < last
+           && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
+    {
+        end++;
+    }
+
+    if (end != last) {
+        return TG_ERR_TRAILING;
+    }
+
+    return cJSON_IsObject(*root) ? TG_OK : TG_ERR_SYNTAX;
+}
+
+
+/*
+ * object's one member called name, or NULL: none, or object is not an
+ * object.  Of two, cJSON would take the first and other readers the
+ * last: *rc is set to TG_ERR_DUP_KEY (and NULL returned), else kept.
+ */
+
+static const cJSON *
+tg_answer_member(const cJSON *object, const char *name, tg_rc_t *rc)
+{
+    const cJSON  *item, *found;
+
+    if (!cJSON_IsObject(object)) {
+        return NULL;
+    }
+
+    found = NULL;
+
+    cJSON_ArrayForEach(item, object) {
+        if (item->string == NULL || strcmp(item->string, name) != 0) {
+            continue;
+        }
+
+        if (found != NULL) {
+            *rc = TG_ERR_DUP_KEY;
+            return NULL;
+        }
+
+        found = item;
+    }
+
+    return found;
+}
+
+
+/* every string value of the tree; NUL-free, as tg_answer_parse() saw */
+
+static void
+tg_answer_wipe(cJSON *item)
+{
+    for ( /* void */ ; item != NULL; item = item->next) {
+        if (item->valuestring != NULL) {
+            OPENSSL_cleanse(item->valuestring, strlen(item->valuestring));
+        }
+
+        tg_answer_wipe(item->child);
+    }
 }
 
 

@@ -57,8 +57,12 @@ tg_rc_t tg_iam_identity(const tg_iam_cred_t *c, const tg_str_t *domain,
 
 /*
  * token.expires_at of IAM's answer ("2026-11-30T21:00:00.000000Z") as
- * Unix time.  TG_ERR_SYNTAX when the body is not JSON, TG_ERR_MISSING_KEY
- * when the field is absent, TG_ERR_TYPE when it is not such a time.
+ * Unix time.  TG_ERR_SYNTAX when the body is not a JSON object,
+ * TG_ERR_MISSING_KEY when the field is absent, TG_ERR_TYPE when it is
+ * not such a time.  An answer that JSON readers could read otherwise
+ * than cJSON does is refused: TG_ERR_NUL_ESCAPE for a "\u0000" or a raw
+ * NUL anywhere, TG_ERR_DUP_KEY for "token" or "expires_at" twice,
+ * TG_ERR_TRAILING for bytes after the object.
  */
 tg_rc_t tg_iam_expires_at(const unsigned char *body, size_t len,
     int64_t *expires) TG_WUR;
@@ -76,7 +80,9 @@ tg_rc_t tg_iam_expires_at(const unsigned char *body, size_t len,
  * len + 64 bytes at most; the caller wipes it.  TG_ERR_SYNTAX when the
  * body is not JSON, TG_ERR_MISSING_KEY when a field is absent or empty,
  * TG_ERR_CRED_BAD_VALUE when one is not a word of printable ASCII,
- * TG_ERR_TYPE for a bad time, TG_ERR_BUF_TOO_SMALL.
+ * TG_ERR_TYPE for a bad time, TG_ERR_BUF_TOO_SMALL; TG_ERR_NUL_ESCAPE,
+ * TG_ERR_DUP_KEY and TG_ERR_TRAILING as tg_iam_expires_at().  Every
+ * string of the parsed answer is wiped before it is freed.
  */
 tg_rc_t tg_metadata_profile(const unsigned char *body, size_t len,
     unsigned char *out, size_t size, size_t *outlen, int64_t *expires)

@@ -182,6 +182,33 @@ test_expires(void)
           TG_ERR_TYPE, 0 },
         { "{\"token\":{\"expires_at\":\"2026-12-31T23:59:59Z\"}}",
           TG_OK, 1798761599 },
+
+        /*
+         * JSON that reads one way: cJSON cuts a string at \u0000 (or at a
+         * raw NUL), takes the first of two keys where other readers take
+         * the last, and stops reading after the value.
+         */
+        { "{\"token\":{\"expires_at\":\"2099-01-01T00:00:00Z\\u0000+08:00\""
+          "}}", TG_ERR_NUL_ESCAPE, 0 },
+        { "{\"token\":{\"expires_at\":\"2099-01-01T00:00:00Z\\u0000\"}}",
+          TG_ERR_NUL_ESCAPE, 0 },
+        { "{\"token\":{\"expires_at\\u0000x\":\"2099-01-01T00:00:00Z\"}}",
+          TG_ERR_NUL_ESCAPE, 0 },
+        { "{\"token\":{\"expires_at\":\"2099-01-01T00:00:00Z\","
+          "\"expires_at\":\"2026-01-01T00:00:00Z\"}}", TG_ERR_DUP_KEY, 0 },
+        { "{\"token\":{\"expires_at\":\"2026-01-01T00:00:00Z\"},"
+          "\"token\":{\"expires_at\":\"2099-01-01T00:00:00Z\"}}",
+          TG_ERR_DUP_KEY, 0 },
+        { "{\"token\":{\"expires_at\":\"2099-01-01T00:00:00Z\"}} {}",
+          TG_ERR_TRAILING, 0 },
+
+        /* an escaped backslash before "u0000" is no \u0000 */
+        { "{\"token\":{\"m\":\"\\\\u0000\","
+          "\"expires_at\":\"2026-12-31T23:59:59Z\"}} \r\n",
+          TG_OK, 1798761599 },
+        { "{\"token\":{\"m\":\"\\\\\\u0000\","
+          "\"expires_at\":\"2026-12-31T23:59:59Z\"}}",
+          TG_ERR_NUL_ESCAPE, 0 },
     };
 
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -221,6 +248,24 @@ test_metadata(void)
         "{\"credential\":{\"access\":\"TMP\\u00c4K\",\"secret\":\"tmp-sk\","
         "\"securitytoken\":\"gQ1jbi1ub3J0aC00\","
         "\"expires_at\":\"2026-11-30T21:00:00.000000Z\"}}";
+    static const char  nul[] =
+        "{\"credential\":{\"access\":\"TMPAK\","
+        "\"secret\":\"tmp-sk\\u0000more\","
+        "\"securitytoken\":\"gQ1jbi1ub3J0aC00\","
+        "\"expires_at\":\"2026-11-30T21:00:00.000000Z\"}}";
+    static const char  raw[] =
+        "{\"credential\":{\"access\":\"TMPAK\","
+        "\"secret\":\"tmp-sk\0more\","
+        "\"securitytoken\":\"gQ1jbi1ub3J0aC00\","
+        "\"expires_at\":\"2026-11-30T21:00:00.000000Z\"}}";
+    static const char  dup[] =
+        "{\"credential\":{\"access\":\"TMPAK\",\"secret\":\"tmp-sk\","
+        "\"secret\":\"other-sk\",\"securitytoken\":\"gQ1jbi1ub3J0aC00\","
+        "\"expires_at\":\"2026-11-30T21:00:00.000000Z\"}}";
+    static const char  trailing[] =
+        "{\"credential\":{\"access\":\"TMPAK\",\"secret\":\"tmp-sk\","
+        "\"securitytoken\":\"gQ1jbi1ub3J0aC00\","
+        "\"expires_at\":\"2026-11-30T21:00:00.000000Z\"}}x";
 
     is_rc(tg_metadata_profile((const unsigned char *) body,
                               sizeof(body) - 1, out, sizeof(out), &len, &t),
@@ -253,6 +298,22 @@ test_metadata(void)
     is_rc(tg_metadata_profile((const unsigned char *) high,
                               sizeof(high) - 1, out, sizeof(out), &len, &t),
           TG_ERR_CRED_BAD_VALUE, "metadata: a byte above ASCII in the AK");
+
+    /* cJSON would send "tmp-sk", or the first secret, as the answer's */
+
+    is_rc(tg_metadata_profile((const unsigned char *) nul, sizeof(nul) - 1,
+                              out, sizeof(out), &len, &t),
+          TG_ERR_NUL_ESCAPE, "metadata: \\u0000 in the secret");
+    is_rc(tg_metadata_profile((const unsigned char *) raw, sizeof(raw) - 1,
+                              out, sizeof(out), &len, &t),
+          TG_ERR_NUL_ESCAPE, "metadata: a raw NUL in the secret");
+    is_rc(tg_metadata_profile((const unsigned char *) dup, sizeof(dup) - 1,
+                              out, sizeof(out), &len, &t),
+          TG_ERR_DUP_KEY, "metadata: the secret twice");
+    is_rc(tg_metadata_profile((const unsigned char *) trailing,
+                              sizeof(trailing) - 1, out, sizeof(out), &len,
+                              &t),
+          TG_ERR_TRAILING, "metadata: bytes after the answer");
 }
 
 
