@@ -145,6 +145,8 @@ test_add_contains(void)
     ok(!tg_allow_has_project(a, S("ffffffffffffffffffffffffffffffff")),
        "not a project it never named");
     ok(!tg_allow_has_project(a, S(P1 "x")), "not a 33-char project");
+    ok(!tg_allow_has_project(a, U(P1), 31),
+       "not a 31-byte prefix of a project, its last byte readable");
     ok(!tg_allow_has_project(NULL, S(P1)), "a NULL list names nothing");
 
     ok(tg_allow_contains(a, S(P1), S(I1)), "contains P1 I1");
@@ -408,6 +410,10 @@ test_parse(void)
     rc = parse_all(a, P2 " " I1 "-;", &ps);
     ok(rc == TG_ERR_BAD_INSTANCE_ID && ps.token.len == strlen(I1) + 1,
        "parse: malformed instance, with its token");
+
+    rc = parse_all(a, P2 " " I4 "z;", &ps);
+    ok(rc == TG_ERR_BAD_INSTANCE_ID && ps.token.len == 65,
+       "parse: an instance of 65 characters, with its token");
 
     rc = parse_all(a, "\n\n" P2 " ;", &ps);
     ok(rc == TG_ERR_BAD_INSTANCE_ID && ps.token.len == 0 && ps.line == 3
