@@ -6,6 +6,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/rand.h>
+
 #include "tg_allow.h"
 #include "tap.h"
 
@@ -33,9 +35,22 @@ static void test_growth(void);
 static void test_near_misses(void);
 static void test_parse_scanner(void);
 static void test_stray(void);
+static void test_collisions(void);
 static tg_rc_t parse_all(tg_allow_t *a, const char *text,
     tg_allow_parse_t *ps);
 static void gen_id(unsigned char *out, size_t len, uint64_t x);
+
+
+/*
+ * RAND_bytes() for this program, which the table's hash key comes from
+ * (tg_allow_key()): a known key when test_collisions() asks for it, so
+ * that IDs can be chosen to hash alike; else a failure, so that the key
+ * comes from /dev/urandom, the fallback, for every other test here.
+ */
+#define TEST_KEY  "taurus-guard-key"
+
+static int       rand_fixed;
+static unsigned  rand_fixed_calls;
 
 
 static void
@@ -339,6 +354,7 @@ main(void)
     test_near_misses();
     test_parse_scanner();
     test_stray();
+    test_collisions();
 
     return done_testing();
 }
@@ -774,6 +790,88 @@ test_stray(void)
        "stray: noted by hand, with its where and line");
     is_rc(tg_allow_note(NULL, U(P1), S(I3), where, 1), TG_ERR_ARG,
           "stray: NULL table");
+
+    tg_allow_destroy(a);
+}
+
+
+int
+RAND_bytes(unsigned char *buf, int num)
+{
+    int  i;
+
+    if (!rand_fixed) {
+        return 0;
+    }
+
+    rand_fixed_calls++;
+
+    for (i = 0; i < num; i++) {
+        buf[i] = (unsigned char) TEST_KEY[i % (sizeof(TEST_KEY) - 1)];
+    }
+
+    return 1;
+}
+
+
+/*
+ * Lookups whose 64-bit hash is an entry's, so that only the comparison
+ * of the bytes after the hash match tells them apart: a prefix of an
+ * entry, another project with the entry's first eight bytes, an
+ * instance that differs from the entry in bytes 8..15 and 24..31 only.
+ * Clients cannot pick such IDs (the key is random), but a table of a
+ * million entries meets 32-bit hash matches by chance.  Found with the
+ * key above by solving for the last word hashed: tg_allow_hash() folds
+ * each word in with (h ^ w) * K1 and a rotation, which a word chosen
+ * from the state before it can bring to any state; should the hash
+ * change, they no longer collide and must be found again.
+ */
+static void
+test_collisions(void)
+{
+    tg_allow_t  *a;
+
+    static const char  p2[] = "01234567ADnhNzjmidex9NcFpPyohIYc";
+    static const char  i40[] = "UbTbfx26UpYD9HOyowNNuxmIxgfNs7V2Sob8Qqeo";
+    static const char  prefix_of[] =
+        "hg6D97EeTbS9yjUW99Mu6zcB0g5ix4BByg32sYnn";
+    static const char  i48[] =
+        "JOJW6eu4NZkhYztmgcq4GgP2oE18afDrNCqgbwXfjZAgzcsS";
+    static const char  x48[] =
+        "JOJW6eu4fLW083itgcq4GgP27lbmBZRJNCqgbwXfjZAgzcsS";
+
+    rand_fixed = 1;
+    a = tg_allow_create(0);
+    rand_fixed = 0;
+
+    if (!ok(a != NULL && rand_fixed_calls == 1,
+            "collisions: a table keyed with the known key"))
+    {
+        tg_allow_destroy(a);
+        return;
+    }
+
+    is_rc(tg_allow_add(a, S(P1), S(prefix_of)), TG_OK,
+          "collisions: add an instance of 40");
+    ok(!tg_allow_contains(a, S(P1), U(prefix_of), 32),
+       "collisions: not its first 32 bytes, hashed alike");
+
+    is_rc(tg_allow_add(a, S(P1), S(i40)), TG_OK,
+          "collisions: add an instance to P1");
+    ok(!tg_allow_contains(a, S(p2), S(i40)),
+       "collisions: not under a project with P1's first 8 bytes, hashed"
+       " alike");
+    is_rc(tg_allow_add(a, S(p2), S(i40)), TG_OK,
+          "collisions: that pair is no duplicate");
+    ok(tg_allow_contains(a, S(P1), S(i40)) && tg_allow_contains(a, S(p2),
+                                                                S(i40)),
+       "collisions: both pairs found");
+
+    is_rc(tg_allow_add(a, S(P1), S(i48)), TG_OK,
+          "collisions: add an instance of 48");
+    ok(!tg_allow_contains(a, S(P1), S(x48)),
+       "collisions: not one differing in bytes 8..15 and 24..31, hashed"
+       " alike");
 
     tg_allow_destroy(a);
 }
