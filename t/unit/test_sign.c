@@ -36,6 +36,8 @@ static void test_query_and_edges(void);
 static void test_long_names(void);
 static void test_negative(void);
 static void test_byte_classes(void);
+static void test_white_space(void);
+static void test_ak_and_date(void);
 static void test_vectors(const char *path);
 static char *read_file(const char *path, size_t *len);
 static void hex_of(const unsigned char *p, size_t n, char *out);
@@ -58,6 +60,8 @@ main(int argc, char **argv)
     test_long_names();
     test_negative();
     test_byte_classes();
+    test_white_space();
+    test_ak_and_date();
     test_vectors(argc > 1 ? argv[1] : "t/data/sdk_vectors.json");
 
     return done_testing();
@@ -618,6 +622,10 @@ test_query_and_edges(void)
                 "27ae41e4649b934ca495991b7852b855",
            "unsorted query sorted by key then value; date added");
 
+    is_rc(canon("GET", "/x", "b=1&a=2", h, 1, out, sizeof(out)), TG_OK,
+          "two parameters: rc");
+    ok(strstr(out, "\na=2&b=1\n") != NULL, "two parameters sorted");
+
     is_rc(canon("GET", "/x", "a&&b=&c=%7e%2b+", h, 1, out, sizeof(out)),
           TG_OK, "odd query: rc");
     ok(strstr(out, "\na=&b=&c=~%2B%2B\n") != NULL,
@@ -1096,6 +1104,203 @@ test_byte_classes(void)
     is_int(bad_path, 0, "every printable byte at every place in the path: "
            "unreserved as itself, the others %%XX");
 }
+
+/*
+ * Header values are trimmed of what Python's str.strip() takes away, as
+ * the SDK does (signer.py: value.strip()): the code points for which
+ * str.isspace() is true, listed here from Python 3.11's
+ * [c for c in range(0x110000) if chr(c).isspace()].  Every other code
+ * point of the BMP, each at both ends of a value, stays; LF, CR and NUL
+ * are refused.
+ */
+static void
+test_white_space(void)
+{
+    int                space;
+    char               want[32];
+    size_t             i, n, len, bad;
+    unsigned           c;
+    tg_rc_t            rc;
+    tg_header_t        h[1];
+    unsigned char      v[16], cr[512];
+    tg_sign_request_t  req;
+
+    static const unsigned  spaces[] = {
+        0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x1c, 0x1d, 0x1e, 0x1f, 0x20, 0x85,
+        0xa0, 0x1680, 0x2000, 0x2001, 0x2002, 0x2003, 0x2004, 0x2005,
+        0x2006, 0x2007, 0x2008, 0x2009, 0x200a, 0x2028, 0x2029, 0x202f,
+        0x205f, 0x3000
+    };
+
+    memset(&req, 0, sizeof(req));
+    req.method = str_of("POST");
+    req.path = str_of("/x");
+    req.headers = h;
+    req.nheaders = 1;
+    req.body_sha256_hex = empty_sha;
+    req.date = str_of("20261129T210000Z");
+
+    h[0].name = str_of("X-V");
+    h[0].value.data = v;
+
+    bad = 0;
+
+    for (c = 0; c < 0x10000; c++) {
+        if (c >= 0xd800 && c <= 0xdfff) {
+            continue;
+        }
+
+        space = 0;
+
+        for (i = 0; i < sizeof(spaces) / sizeof(spaces[0]); i++) {
+            space |= (spaces[i] == c);
+        }
+
+        /* c, "v", c */
+
+        if (c < 0x80) {
+            n = 1;
+            v[0] = (unsigned char) c;
+
+        } else if (c < 0x800) {
+            n = 2;
+            v[0] = (unsigned char) (0xc0 | (c >> 6));
+            v[1] = (unsigned char) (0x80 | (c & 0x3f));
+
+        } else {
+            n = 3;
+            v[0] = (unsigned char) (0xe0 | (c >> 12));
+            v[1] = (unsigned char) (0x80 | ((c >> 6) & 0x3f));
+            v[2] = (unsigned char) (0x80 | (c & 0x3f));
+        }
+
+        v[n] = 'v';
+        memcpy(v + n + 1, v, n);
+        h[0].value.len = 2 * n + 1;
+
+        rc = tg_sign_canonical_request(&req, cr, sizeof(cr) - 1, &len);
+
+        if (c == 0 || c == '\n' || c == '\r') {
+            if (rc != TG_ERR_SIGN_HEADER) {
+                printf("# U+%04X in a value: not refused\n", c);
+                bad++;
+            }
+
+            continue;
+        }
+
+        if (rc != TG_OK) {
+            printf("# U+%04X in a value: refused\n", c);
+            bad++;
+            continue;
+        }
+
+        cr[len] = '\0';
+
+        if (space) {
+            snprintf(want, sizeof(want), "\nx-v:v\n");
+
+        } else {
+            memcpy(want, "\nx-v:", 5);
+            memcpy(want + 5, v, 2 * n + 1);
+            memcpy(want + 5 + 2 * n + 1, "\n", 2);
+        }
+
+        if (strstr((char *) cr, want) == NULL) {
+            printf("# U+%04X at both ends of a value: %s\n", c,
+                   space ? "not trimmed" : "trimmed");
+            bad++;
+        }
+    }
+
+    is_int(bad, 0, "every code point of the BMP at both ends of a value: "
+           "trimmed as Python's str.strip() trims");
+}
+
+
+/*
+ * The AK goes into the Authorization value: printable ASCII but the
+ * space and ',' (a ',' would start another of its parameters, CR or LF
+ * another header).  The date is YYYYMMDDTHHMMSSZ, each byte of it in
+ * its place.
+ */
+static void
+test_ak_and_date(void)
+{
+    int                c, good, bad;
+    char               out[256];
+    size_t             k, len;
+    tg_rc_t            rc;
+    tg_str_t           ak;
+    unsigned char      a[3], d[TG_SDK_DATE_LEN];
+    tg_sign_request_t  req;
+
+    static const tg_str_t  sk = S("SK");
+
+    memset(&req, 0, sizeof(req));
+    req.method = str_of("POST");
+    req.path = str_of("/x");
+    req.body_sha256_hex = empty_sha;
+    req.date = str_of("20261129T210000Z");
+
+    bad = 0;
+
+    for (c = 0; c < 256; c++) {
+        good = (c > 0x20 && c < 0x7f && c != ',');
+
+        a[0] = 'A';
+        a[1] = (unsigned char) c;
+        a[2] = 'K';
+        ak.data = a;
+        ak.len = 3;
+
+        rc = tg_sign_authorization(&req, &ak, &sk, out, sizeof(out), &len);
+
+        if (rc != (good ? TG_OK : TG_ERR_ARG)) {
+            printf("# byte 0x%02x in the AK: %s\n", c,
+                   good ? "refused" : "accepted");
+            bad++;
+
+        } else if (good && (strncmp(out, "SDK-HMAC-SHA256 Access=", 23) != 0
+                            || memcmp(out + 23, a, 3) != 0
+                            || out[26] != ','))
+        {
+            printf("# byte 0x%02x in the AK: not as it is\n", c);
+            bad++;
+        }
+    }
+
+    is_int(bad, 0, "every byte in the AK: printable but space and ',', "
+           "or refused");
+
+    bad = 0;
+    req.date.data = d;
+
+    for (k = 0; k < TG_SDK_DATE_LEN; k++) {
+        for (c = 0; c < 256; c++) {
+            memcpy(d, "20261129T210000Z", TG_SDK_DATE_LEN);
+
+            good = (k == 8) ? (c == 'T')
+                   : (k == 15) ? (c == 'Z')
+                   : (c >= '0' && c <= '9');
+
+            d[k] = (unsigned char) c;
+
+            rc = tg_sign_authorization(&req, &sk, &sk, out, sizeof(out),
+                                       &len);
+
+            if ((rc == TG_OK) != good) {
+                printf("# byte 0x%02x at %zu of the date: %s\n", c, k,
+                       good ? "refused" : "accepted");
+                bad++;
+            }
+        }
+    }
+
+    is_int(bad, 0, "every byte at every place of the date: "
+           "YYYYMMDDTHHMMSSZ, or refused");
+}
+
 
 static void
 test_vectors(const char *path)
