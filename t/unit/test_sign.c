@@ -6,6 +6,7 @@
  */
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,7 @@ static void test_negative(void);
 static void test_byte_classes(void);
 static void test_white_space(void);
 static void test_ak_and_date(void);
+static void test_wiped(void);
 static void test_vectors(const char *path);
 static char *read_file(const char *path, size_t *len);
 static void hex_of(const unsigned char *p, size_t n, char *out);
@@ -62,6 +64,7 @@ main(int argc, char **argv)
     test_byte_classes();
     test_white_space();
     test_ak_and_date();
+    test_wiped();
     test_vectors(argc > 1 ? argv[1] : "t/data/sdk_vectors.json");
 
     return done_testing();
@@ -1299,6 +1302,209 @@ test_ak_and_date(void)
 
     is_int(bad, 0, "every byte at every place of the date: "
            "YYYYMMDDTHHMMSSZ, or refused");
+}
+
+
+/*
+ * What a signature leaves on the stack it ran on: nothing of the SK (its
+ * padded HMAC blocks, or the digest an SK longer than a block is hashed
+ * to) and nothing of the canonical request's last bytes, where with
+ * temporary credentials the security token is.  The signer runs in a
+ * thread on a stack of ours, zeroed first and searched after.  Only our
+ * own buffers are looked for, in the byte order they hold: OpenSSL's
+ * SHA-256 keeps its message words byte-swapped, and with the EVP path
+ * its states are on the heap.
+ */
+
+#define TEST_STACK_SIZE  (256 * 1024)
+
+typedef struct {
+    tg_sign_request_t   req;
+    tg_str_t            ak;
+    tg_str_t            sk;
+    tg_rc_t             rc;
+    tg_rc_t             key_rc;
+    char                auth[512];
+    char                auth_key[512];
+} sign_job_t;
+
+
+static void *
+sign_job(void *arg)
+{
+    size_t          len;
+    tg_hmac_key_t   hk;
+    sign_job_t     *j;
+
+    j = arg;
+
+    j->rc = tg_sign_authorization(&j->req, &j->ak, &j->sk, j->auth,
+                                  sizeof(j->auth), &len);
+
+    j->key_rc = tg_hmac_key_init(&hk, j->sk.data, j->sk.len);
+
+    if (j->key_rc == TG_OK) {
+        j->key_rc = tg_sign_authorization_key(&j->req, &j->ak, &hk,
+                                              j->auth_key,
+                                              sizeof(j->auth_key), &len);
+    }
+
+    tg_hmac_key_wipe(&hk);
+
+    return NULL;
+}
+
+
+static int
+sign_on(unsigned char *stack, sign_job_t *j)
+{
+    int             rc;
+    pthread_t       t;
+    pthread_attr_t  attr;
+
+    memset(stack, 0, TEST_STACK_SIZE);
+
+    if (pthread_attr_init(&attr) != 0) {
+        return -1;
+    }
+
+    rc = pthread_attr_setstack(&attr, stack, TEST_STACK_SIZE);
+
+    if (rc == 0) {
+        rc = pthread_create(&t, &attr, sign_job, j);
+    }
+
+    if (rc == 0) {
+        rc = pthread_join(t, NULL);
+    }
+
+    (void) pthread_attr_destroy(&attr);
+
+    return rc;
+}
+
+
+/* where the n bytes at what are in the stack, or -1 */
+static long
+stack_holds(const unsigned char *stack, const unsigned char *what, size_t n)
+{
+    size_t  i;
+
+    for (i = 0; i + n <= TEST_STACK_SIZE; i++) {
+        if (stack[i] == what[0] && memcmp(stack + i, what, n) == 0) {
+            return (long) i;
+        }
+    }
+
+    return -1;
+}
+
+
+static void
+test_wiped(void)
+{
+    size_t          i;
+    void           *mem;
+    sign_job_t     *j;
+    tg_header_t     h[3];
+    unsigned char  *stack, md[32], pat[16];
+
+    static const char  sk[] = "Wiped-SK-0123456789abcdefghijklm";
+    static const char  long_sk[] =
+        "Wiped-long-SK-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN"
+        "OPQRSTUVWXYZ-of-more-than-one-block";
+    static const char  token[] =
+        "Wiped-security-token-0123456789abcdefghijklmnopqrstuvwxyz-its-end";
+
+    if (posix_memalign(&mem, 4096, TEST_STACK_SIZE) != 0) {
+        ok(0, "wiped: a stack");
+        return;
+    }
+
+    stack = mem;
+
+    j = calloc(1, sizeof(sign_job_t));
+    if (j == NULL) {
+        ok(0, "wiped: a job");
+        free(stack);
+        return;
+    }
+
+    h[0].name = str_of("Host");
+    h[0].value = str_of("gaussdb.example.com");
+    h[1].name = str_of("X-Security-Token");
+    h[1].value = str_of(token);
+    h[2].name = str_of("Content-Type");
+    h[2].value = str_of("application/json");
+
+    j->req.method = str_of("POST");
+    j->req.path = str_of("/v3/0123456789abcdef0123456789abcdef/instances/"
+                         "database-version/upgrade");
+    j->req.headers = h;
+    j->req.nheaders = 3;
+    j->req.body_sha256_hex = empty_sha;
+    j->req.date = str_of("20261129T210000Z");
+    j->ak = str_of("AK");
+    j->sk = str_of(sk);
+
+    if (!ok(sign_on(stack, j) == 0 && j->rc == TG_OK && j->key_rc == TG_OK
+            && strcmp(j->auth, j->auth_key) == 0,
+            "wiped: signed on a stack of ours, with the SK and a ready key"))
+    {
+        goto done;
+    }
+
+    ok(stack_holds(stack, (const unsigned char *) token + sizeof(token) - 17,
+                   16) == -1,
+       "wiped: no end of the security token left on the stack");
+
+    for (i = 0; i < 16; i++) {
+        pat[i] = (unsigned char) (sk[i] ^ 0x5c);
+    }
+
+    ok(stack_holds(stack, pat, 16) == -1,
+       "wiped: no outer padded key block left on the stack");
+
+    for (i = 0; i < 16; i++) {
+        pat[i] = (unsigned char) (sk[i] ^ 0x36);
+    }
+
+    ok(stack_holds(stack, pat, 16) == -1,
+       "wiped: no inner padded key block left on the stack");
+
+    /* an SK longer than a block: HMAC's key is its digest */
+
+    j->sk = str_of(long_sk);
+
+    if (!ok(sign_on(stack, j) == 0 && j->rc == TG_OK
+            && j->key_rc == TG_OK && strcmp(j->auth, j->auth_key) == 0,
+            "wiped: signed with an SK of %zu bytes", sizeof(long_sk) - 1)
+        || !ok(EVP_Digest(long_sk, sizeof(long_sk) - 1, md, NULL,
+                          EVP_sha256(), NULL) == 1, "wiped: its digest"))
+    {
+        goto done;
+    }
+
+    /* as bytes, and as SHA-256's state words hold it on this machine */
+
+    for (i = 0; i < 16; i++) {
+        pat[i] = (unsigned char) (md[i] ^ 0x5c);
+    }
+
+    ok(stack_holds(stack, md, 16) == -1 && stack_holds(stack, pat, 16) == -1,
+       "wiped: no digest of the long SK left on the stack, nor its block");
+
+    for (i = 0; i < 16; i++) {
+        pat[i] = md[(i & ~(size_t) 3) + 3 - (i & 3)];
+    }
+
+    ok(stack_holds(stack, pat, 16) == -1,
+       "wiped: no SHA-256 state of the long SK left on the stack");
+
+done:
+
+    free(j);
+    free(stack);
 }
 
 
