@@ -296,6 +296,39 @@ main(void)
 
     ok(bad == 0, "0x00..0x1f and 0x7f all escaped as \\u00XX");
 
+    /*
+     * A valid sequence cut short by the length, the byte after the cut
+     * a continuation byte that is in memory but not in the string: no
+     * sequence, each byte escaped alone, nothing read past the length.
+     */
+
+    {
+        static const char  *seqs[] = { "\xc3\xa9", "\xe2\x82\xac",
+                                       "\xf0\x9f\x98\x80" };
+
+        size_t  n, k;
+
+        bad = 0;
+
+        for (i = 0; i < sizeof(seqs) / sizeof(seqs[0]); i++) {
+            n = strlen(seqs[i]);
+
+            for (k = 1; k < n; k++) {
+                bad += (tg_utf8_seq_len((const unsigned char *) seqs[i], k)
+                        != 0);
+
+                len = tg_json_escaped_len((const unsigned char *) seqs[i], k);
+                end = tg_json_escape(out, (const unsigned char *) seqs[i], k);
+                bad += (len != 6 * k || (size_t) (end - out) != len);
+            }
+
+            bad += (tg_utf8_seq_len((const unsigned char *) seqs[i], n) != n);
+        }
+
+        is_int(bad, 0, "sequences cut short by the length: none, and each"
+               " byte escaped");
+    }
+
     plain_len_words();
 
     /* printable ASCII other than '"' and '\\' passes through */
