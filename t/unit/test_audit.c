@@ -36,6 +36,7 @@ static void test_minimal_and_done(void);
 static void test_hostile(void);
 static void test_request_id(void);
 static void test_chain_brief(void);
+static void test_bound(void);
 static void chain_of_body(const char *body, const char *what);
 static unsigned char *encode(const tg_audit_record_t *r, size_t *len,
     const char *what);
@@ -804,6 +805,7 @@ main(void)
     test_hostile();
     test_request_id();
     test_chain_brief();
+    test_bound();
 
     return done_testing();
 }
@@ -957,6 +959,18 @@ chain_of_body(const char *body, const char *what)
     ok(!t.body_ok, "%s: changed item: the body does not match", what);
     line[i] ^= 1;
 
+    /* a body_sha256 changed in its last digit: not the body's */
+
+    i = (size_t) (strstr((char *) line, ",\"body_sha256\":\"") - (char *) line)
+        + sizeof(",\"body_sha256\":\"") - 1 + 63;
+    line[i] = (line[i] == '0') ? '1' : '0';
+    is_rc(tg_audit_line_digests(line, n, &t), TG_OK,
+          "%s: changed body_sha256", what);
+    ok(t.brief[0] != '\0' && !t.body_ok,
+       "%s: changed body_sha256 in its last digit: the body does not match",
+       what);
+    line[i] = (unsigned char) hash[63];
+
     /* a changed delay: both */
 
     for (i = 0; i + 9 < n; i++) {
@@ -996,7 +1010,58 @@ chain_of_body(const char *body, const char *what)
         is_str(link, t.full, "%s: no body_sha256: linked by the line", what);
     }
 
+    /*
+     * Nor does one with body_sha256 and no delay, which the body cannot
+     * be made again without: encode() checks that the writer hashed the
+     * whole line, as tg_audit_chain_digest() does.
+     */
+
+    r.body_sha256 = hash;
+    r.has_delay = 0;
+    free(copied);
+    copied = encode(&r, &n, what);
+
+    if (copied != NULL) {
+        is_rc(tg_audit_line_digests(copied, n, &t), TG_OK,
+              "%s: no delay", what);
+        is_str(t.brief, "", "%s: no delay: no brief form", what);
+    }
+
     free(copied);
     free(escaped);
     free(canon);
 }
+
+
+/*
+ * The bound holds a record of many short strings too: each item's own
+ * constant bytes are counted apart from the six bytes a byte of its
+ * strings may take.
+ */
+static void
+test_bound(void)
+{
+    size_t              i, n;
+    tg_instance_t       it[100];
+    unsigned char      *line;
+    tg_audit_record_t   r;
+
+    for (i = 0; i < 100; i++) {
+        it[i].instance_id.data = (const unsigned char *) "a";
+        it[i].instance_id.len = 1;
+        it[i].current_version.data = (const unsigned char *) "1";
+        it[i].current_version.len = 1;
+    }
+
+    record_init(&r);
+    r.decision = TG_DECISION_INVALID;
+    r.instances = it;
+    r.ninstances = 100;
+    r.has_delay = 1;
+
+    /* encode() checks the bound (one_pass()) */
+
+    line = encode(&r, &n, "100 instances of one byte");
+    free(line);
+}
+
