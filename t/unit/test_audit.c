@@ -37,6 +37,7 @@ static void test_hostile(void);
 static void test_request_id(void);
 static void test_chain_brief(void);
 static void test_bound(void);
+static void test_stand_in(void);
 static void chain_of_body(const char *body, const char *what);
 static unsigned char *encode(const tg_audit_record_t *r, size_t *len,
     const char *what);
@@ -806,6 +807,7 @@ main(void)
     test_request_id();
     test_chain_brief();
     test_bound();
+    test_stand_in();
 
     return done_testing();
 }
@@ -1065,3 +1067,97 @@ test_bound(void)
     free(line);
 }
 
+
+/*
+ * A syslog message's stand-in for a long record: the fields the gateway
+ * made or checked itself, each left out when it is not what it should
+ * be, so that it stays short whatever the record holds.
+ */
+static void
+test_stand_in(void)
+{
+    char                want[TG_AUDIT_STAND_IN_MAX + 1];
+    tg_out_t            o;
+    unsigned char       buf[TG_AUDIT_STAND_IN_MAX], *big;
+    tg_audit_record_t   r;
+
+    record_init(&r);
+    r.decision = TG_DECISION_DENY;
+    r.project_id.data = (const unsigned char *) P1;
+    r.project_id.len = 32;
+    r.body_sha256 = SHA;
+    r.status = 403;
+
+    tg_out_init(&o, buf, sizeof(buf));
+    tg_audit_write_stand_in(&o, &r, 70000);
+    tg_audit_write_stand_in_link(&o, POL);
+
+    snprintf(want, sizeof(want), "{\"id\":\"" ID "\",\"time\":"
+             "\"2025-11-29T21:00:00.007Z\",\"decision\":\"deny\","
+             "\"project_id\":\"" P1 "\",\"body_sha256\":\"" SHA "\","
+             "\"status\":403,\"truncated\":true,\"bytes\":70000,"
+             "\"link\":\"" POL "\"}");
+
+    ok(!o.overflow && o.pos == strlen(want)
+       && memcmp(buf, want, o.pos) == 0, "stand-in: its fields");
+
+    big = malloc(100000);
+    if (big == NULL) {
+        ok(0, "stand-in: malloc");
+        return;
+    }
+
+    memset(big, 'a', 100000);
+
+    /* each field one way wrong: a byte too many, too few, out of range */
+
+    r.id = ID "0";
+    r.project_id.data = big;
+    r.project_id.len = 100000;
+    r.body_sha256 = SHA "0";
+    r.status = 1000;
+
+    tg_out_init(&o, buf, sizeof(buf));
+    tg_audit_write_stand_in(&o, &r, 170000);
+    tg_audit_write_stand_in_link(&o, POL "0");
+
+    snprintf(want, sizeof(want), "{\"id\":\"\",\"time\":"
+             "\"2025-11-29T21:00:00.007Z\",\"decision\":\"deny\","
+             "\"truncated\":true,\"bytes\":170000}");
+
+    ok(!o.overflow && o.pos == strlen(want)
+       && memcmp(buf, want, o.pos) == 0,
+       "stand-in: fields too long left out, an id too long empty");
+
+    r.id = "5f0c2a9e8d7b4c1a9e3f6d2b8a7c4e1";
+    r.project_id.data = big;
+    r.project_id.len = 31;
+    r.body_sha256 = "e3b0c44298fc1c149afbf4c8996fb924"
+                    "27ae41e4649b934ca495991b7852b85x";
+    r.status = -1;
+
+    tg_out_init(&o, buf, sizeof(buf));
+    tg_audit_write_stand_in(&o, &r, 170000);
+    tg_audit_write_stand_in_link(&o, "x");
+
+    ok(!o.overflow && o.pos == strlen(want)
+       && memcmp(buf, want, o.pos) == 0,
+       "stand-in: fields too short or not hex left out");
+
+    r.id = ID;
+    r.status = 0;
+
+    tg_out_init(&o, buf, sizeof(buf));
+    tg_audit_write_stand_in(&o, &r, 1);
+    tg_audit_write_stand_in_link(&o, NULL);
+
+    snprintf(want, sizeof(want), "{\"id\":\"" ID "\",\"time\":"
+             "\"2025-11-29T21:00:00.007Z\",\"decision\":\"deny\","
+             "\"truncated\":true,\"bytes\":1}");
+
+    ok(!o.overflow && o.pos == strlen(want)
+       && memcmp(buf, want, o.pos) == 0,
+       "stand-in: no status, no link");
+
+    free(big);
+}
