@@ -66,6 +66,9 @@ static const vec_t  refused[] = {
     V("raw U+0085 in a string", HEAD ",\"x\":\"a\xc2\x85\"" TAIL,
       TG_ERR_CTRL_CHAR, "a raw control character or line separator in a"
       " string at column 36"),
+    V("raw U+009F in a string", HEAD ",\"x\":\"a\xc2\x9f\"" TAIL,
+      TG_ERR_CTRL_CHAR, "a raw control character or line separator in a"
+      " string at column 36"),
     V("raw U+2028 in a string", HEAD ",\"x\":\"\xe2\x80\xa8\"" TAIL,
       TG_ERR_CTRL_CHAR, "a raw control character or line separator in a"
       " string at column 35"),
@@ -84,6 +87,8 @@ static const vec_t  refused[] = {
       "unpaired surrogate escape at column 35"),
     V("high then not low", HEAD ",\"x\":\"\\ud800\\u0041\"" TAIL, TG_ERR_UTF8,
       "unpaired surrogate escape at column 35"),
+    V("high then the last high", HEAD ",\"x\":\"\\ud800\\udbff\"" TAIL,
+      TG_ERR_UTF8, "unpaired surrogate escape at column 35"),
     V("lone low surrogate", HEAD ",\"x\":\"\\udc00\"" TAIL, TG_ERR_UTF8,
       "unpaired surrogate escape at column 35"),
     V("short \\u", HEAD ",\"x\":\"\\u12\"" TAIL, TG_ERR_SYNTAX,
@@ -148,6 +153,10 @@ static const vec_t  refused[] = {
       "\"decision\" is not one the gateway writes at column 13"),
     V("decision too long", "{\"decision\":\"would_deny_would_deny\"" TAIL,
       TG_ERR_TYPE, "\"decision\" is not one the gateway writes at column 13"),
+    V("decision a prefix of one", "{\"decision\":\"allo\"" TAIL,
+      TG_ERR_TYPE, "\"decision\" is not one the gateway writes at column 13"),
+    V("decision empty", "{\"decision\":\"\"" TAIL, TG_ERR_TYPE,
+      "\"decision\" is not one the gateway writes at column 13"),
     V("decision true", "{\"decision\":true" TAIL, TG_ERR_TYPE,
       "\"decision\" is not one the gateway writes at column 13"),
 
@@ -196,6 +205,8 @@ static const vec_t  accepted[] = {
 
 static void test_vectors(void);
 static void test_long_integer(void);
+static void test_many_keys(void);
+static void test_long_strings(void);
 static void test_encoded(void);
 static void read_encoded(const tg_audit_record_t *r, const char *what);
 
@@ -278,6 +289,79 @@ test_long_integer(void)
           TG_ERR_SYNTAX, "an integer of 4301 digits: refused");
     is_str(err, "a number longer than 64 bytes at column 34",
            "an integer of 4301 digits: message");
+
+    free(s);
+}
+
+
+/* 64 keys in the record, then 65: the most it keeps to compare */
+
+static void
+test_many_keys(void)
+{
+    char             *p, line[2048];
+    size_t            i;
+    tg_audit_line_t   l;
+    char              err[TG_AUDIT_READ_ERR];
+
+    /* id, decision and prev, and 61 or 62 others */
+
+    p = line + sprintf(line, HEAD);
+
+    for (i = 0; i < 61; i++) {
+        p += sprintf(p, ",\"k%zu\":1", i);
+    }
+
+    sprintf(p, TAIL);
+
+    is_rc(tg_audit_read_line((const unsigned char *) line, strlen(line), &l,
+                             err, sizeof(err)),
+          TG_OK, "64 keys: read");
+
+    p += sprintf(p, ",\"k%zu\":1", i);
+    sprintf(p, TAIL);
+
+    is_rc(tg_audit_read_line((const unsigned char *) line, strlen(line), &l,
+                             err, sizeof(err)),
+          TG_ERR_SYNTAX, "65 keys: refused");
+    is_str(err, "more than 64 keys in an object at column 516",
+           "65 keys: message");
+}
+
+
+/*
+ * Strings of the record itself far longer than what is kept of them
+ * (the first bytes, to compare prev and decision): read, not copied
+ * whole.
+ */
+
+static void
+test_long_strings(void)
+{
+    size_t            n, k;
+    char             *s;
+    tg_audit_line_t   l;
+    char              err[TG_AUDIT_READ_ERR];
+
+    static const char  head[] = HEAD ",\"reason\":\"";
+    static const char  tail[] = "\"" TAIL;
+
+    k = 100000;
+    n = sizeof(head) - 1 + k + sizeof(tail) - 1;
+    s = malloc(n);
+    if (s == NULL) {
+        ok(0, "a reason of 100000 bytes: allocated");
+        return;
+    }
+
+    memcpy(s, head, sizeof(head) - 1);
+    memset(s + sizeof(head) - 1, 'r', k);
+    memcpy(s + n - (sizeof(tail) - 1), tail, sizeof(tail) - 1);
+
+    is_rc(tg_audit_read_line((const unsigned char *) s, n, &l, err,
+                             sizeof(err)),
+          TG_OK, "a reason of 100000 bytes: read");
+    is_str(l.decision, "deny", "a reason of 100000 bytes: its decision");
 
     free(s);
 }
@@ -411,6 +495,8 @@ main(void)
 
     test_vectors();
     test_long_integer();
+    test_many_keys();
+    test_long_strings();
     test_encoded();
 
     return done_testing();
