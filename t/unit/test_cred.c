@@ -80,6 +80,9 @@ static const cred_case_t  cases[] = {
     { "[BASIC] is another section", "[BASIC]\nak=A\nsk=S\n",
       TG_ERR_CRED_NO_SECTION, 0, NULL, NULL, NULL },
 
+    { "[basic_old] is another section", "[basic_old]\nak=A\nsk=S\n",
+      TG_ERR_CRED_NO_SECTION, 0, NULL, NULL, NULL },
+
     { "missing ak", "[basic]\nsk=S\n", TG_ERR_CRED_MISSING_AK, 0,
       NULL, NULL, NULL },
 
@@ -104,6 +107,9 @@ static const cred_case_t  cases[] = {
 
     { "line without '='", "[basic]\nak=A\nsk S\n", TG_ERR_CRED_SYNTAX, 3,
       NULL, NULL, NULL },
+
+    { "\"//\" is no comment", "[basic]\nak=A\nsk=S\n// x\n",
+      TG_ERR_CRED_SYNTAX, 4, NULL, NULL, NULL },
 
     { "':' delimiter", "[basic]\nak: A\nsk=S\n", TG_ERR_CRED_SYNTAX, 2,
       NULL, NULL, NULL },
