@@ -419,74 +419,22 @@ static tg_rc_t
 tg_read_escape(tg_read_t *r, unsigned char *dst, size_t size, size_t *len)
 {
     size_t         k;
-    unsigned       u, lo;
+    tg_rc_t        rc;
+    unsigned       u;
     unsigned char  buf[4];
 
     if (r->end - r->p < 2) {
         return tg_read_fail(r, TG_ERR_SYNTAX, "unterminated string", NULL, 0);
     }
 
-    k = 2;
+    rc = tg_json_unescape(r->p, r->end, &u, &k);
 
-    switch (r->p[1]) {
+    if (rc == TG_ERR_UTF8) {
+        return tg_read_fail(r, TG_ERR_UTF8, "unpaired surrogate escape",
+                            NULL, 0);
+    }
 
-    case '"':
-    case '\\':
-    case '/':
-        u = r->p[1];
-        break;
-
-    case 'b':
-        u = '\b';
-        break;
-
-    case 'f':
-        u = '\f';
-        break;
-
-    case 'n':
-        u = '\n';
-        break;
-
-    case 'r':
-        u = '\r';
-        break;
-
-    case 't':
-        u = '\t';
-        break;
-
-    case 'u':
-        if (r->end - r->p < 6 || !tg_json_hex4(r->p + 2, &u)) {
-            return tg_read_fail(r, TG_ERR_SYNTAX, "invalid escape", NULL, 0);
-        }
-
-        k = 6;
-
-        if (u >= 0xdc00 && u <= 0xdfff) {
-            return tg_read_fail(r, TG_ERR_UTF8, "unpaired surrogate escape",
-                                NULL, 0);
-        }
-
-        if (u >= 0xd800 && u <= 0xdbff) {
-
-            /* readers differ on a lone one: a low surrogate must follow */
-
-            if (r->end - r->p < 12 || r->p[6] != '\\' || r->p[7] != 'u'
-                || !tg_json_hex4(r->p + 8, &lo)
-                || lo < 0xdc00 || lo > 0xdfff)
-            {
-                return tg_read_fail(r, TG_ERR_UTF8,
-                                    "unpaired surrogate escape", NULL, 0);
-            }
-
-            u = 0x10000 + ((u - 0xd800) << 10) + (lo - 0xdc00);
-            k = 12;
-        }
-
-        break;
-
-    default:
+    if (rc != TG_OK) {
         return tg_read_fail(r, TG_ERR_SYNTAX, "invalid escape", NULL, 0);
     }
 

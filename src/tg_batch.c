@@ -1227,83 +1227,29 @@ static tg_rc_t
 tg_scan_escape(tg_scan_t *s, unsigned char *dst, tg_decoded_t *d)
 {
     size_t         k;
-    unsigned       u, lo;
+    tg_rc_t        rc;
+    unsigned       u;
     unsigned char  buf[4];
 
     if (s->end - s->p < 2) {
         return tg_scan_fail(s, TG_ERR_SYNTAX, "unterminated string");
     }
 
-    switch (s->p[1]) {
+    rc = tg_json_unescape(s->p, s->end, &u, &k);
 
-    case '"':
-    case '\\':
-    case '/':
-        u = s->p[1];
-        break;
+    if (rc == TG_ERR_UTF8) {
+        return tg_scan_fail(s, TG_ERR_UTF8, "unpaired surrogate escape");
+    }
 
-    case 'b':
-        u = '\b';
-        break;
-
-    case 'f':
-        u = '\f';
-        break;
-
-    case 'n':
-        u = '\n';
-        break;
-
-    case 'r':
-        u = '\r';
-        break;
-
-    case 't':
-        u = '\t';
-        break;
-
-    case 'u':
-        u = 0;
-        break;
-
-    default:
+    if (rc != TG_OK) {
         return tg_scan_fail(s, TG_ERR_SYNTAX, "invalid escape");
     }
 
-    if (u != 0) {
-        s->p += 2;
-
-    } else {
-        if (s->end - s->p < 6 || !tg_json_hex4(s->p + 2, &u)) {
-            return tg_scan_fail(s, TG_ERR_SYNTAX, "invalid escape");
-        }
-
-        if (u == 0) {
-            return tg_scan_fail(s, TG_ERR_NUL_ESCAPE, "\\u0000");
-        }
-
-        if (u >= 0xdc00 && u <= 0xdfff) {
-            return tg_scan_fail(s, TG_ERR_UTF8, "unpaired surrogate escape");
-        }
-
-        if (u < 0xd800 || u > 0xdbff) {
-            s->p += 6;
-
-        } else {
-            /* a high surrogate: a low one must follow */
-
-            if (s->end - s->p < 12 || s->p[6] != '\\' || s->p[7] != 'u'
-                || !tg_json_hex4(s->p + 8, &lo)
-                || lo < 0xdc00 || lo > 0xdfff)
-            {
-                return tg_scan_fail(s, TG_ERR_UTF8,
-                                    "unpaired surrogate escape");
-            }
-
-            u = 0x10000 + ((u - 0xd800) << 10) + (lo - 0xdc00);
-            s->p += 12;
-        }
+    if (u == 0) {
+        return tg_scan_fail(s, TG_ERR_NUL_ESCAPE, "\\u0000");
     }
+
+    s->p += k;
 
     if (u < 0x20 || u == 0x7f || (u >= 0x80 && u <= 0x9f)
         || u == 0x2028 || u == 0x2029)

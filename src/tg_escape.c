@@ -331,6 +331,79 @@ tg_json_escape_cp(unsigned char *dst, const unsigned char *p, size_t n)
 }
 
 
+tg_rc_t
+tg_json_unescape(const unsigned char *p, const unsigned char *end,
+    unsigned *u, size_t *n)
+{
+    unsigned  lo;
+
+    *n = 2;
+
+    switch (p[1]) {
+
+    case '"':
+    case '\\':
+    case '/':
+        *u = p[1];
+        return TG_OK;
+
+    case 'b':
+        *u = '\b';
+        return TG_OK;
+
+    case 'f':
+        *u = '\f';
+        return TG_OK;
+
+    case 'n':
+        *u = '\n';
+        return TG_OK;
+
+    case 'r':
+        *u = '\r';
+        return TG_OK;
+
+    case 't':
+        *u = '\t';
+        return TG_OK;
+
+    case 'u':
+        break;
+
+    default:
+        return TG_ERR_SYNTAX;
+    }
+
+    if (end - p < 6 || !tg_json_hex4(p + 2, u)) {
+        return TG_ERR_SYNTAX;
+    }
+
+    *n = 6;
+
+    if (*u >= 0xdc00 && *u <= 0xdfff) {
+        return TG_ERR_UTF8;
+    }
+
+    if (*u < 0xd800 || *u > 0xdbff) {
+        return TG_OK;
+    }
+
+    /* a high surrogate: a low one must follow */
+
+    if (end - p < 12 || p[6] != '\\' || p[7] != 'u'
+        || !tg_json_hex4(p + 8, &lo)
+        || lo < 0xdc00 || lo > 0xdfff)
+    {
+        return TG_ERR_UTF8;
+    }
+
+    *u = 0x10000 + ((*u - 0xd800) << 10) + (lo - 0xdc00);
+    *n = 12;
+
+    return TG_OK;
+}
+
+
 int
 tg_json_hex4(const unsigned char *p, unsigned *v)
 {

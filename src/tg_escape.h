@@ -49,6 +49,17 @@ size_t tg_utf8_seq_len(const unsigned char *p, size_t n);
 /* four hex digits of a \uXXXX escape, either case: 1 and *v, or 0 */
 int tg_json_hex4(const unsigned char *p, unsigned *v);
 
+/*
+ * The escape at p (its backslash, with at least one byte after it before
+ * end) as the code point *u, and *n the bytes it takes: 2 for \" \\ \/
+ * \b \f \n \r \t, 6 for \uXXXX, 12 for a surrogate pair.  TG_ERR_SYNTAX:
+ * no escape JSON has, or one cut short; TG_ERR_UTF8: a low surrogate
+ * alone, or a high one not followed by a low one (readers differ on a
+ * lone one).  \u0000 is the code point 0: the caller says if it may be.
+ */
+tg_rc_t tg_json_unescape(const unsigned char *p, const unsigned char *end,
+    unsigned *u, size_t *n) TG_WUR;
+
 /* the code point u (at most U+10FFFF) as UTF-8 in buf: its length */
 size_t tg_utf8_put(unsigned u, unsigned char buf[4]);
 
