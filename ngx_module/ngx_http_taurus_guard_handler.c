@@ -141,10 +141,17 @@ ngx_http_taurus_guard_handler(ngx_http_request_t *r)
             return rc;
         }
 
-        /* a subrequest would forward the main request's unchecked body */
+        /*
+         * A subrequest would forward the main request's unchecked body.
+         * The 403 stands: no error_page sends the subrequest on to an
+         * unguarded location (an "error_page 403 = @fallback" that
+         * proxies), which would forward that body after all.
+         */
+
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "taurus_guard: subrequest to a guarded location"
                       " refused");
+        r->error_page = 1;
         return NGX_HTTP_FORBIDDEN;
     }
 

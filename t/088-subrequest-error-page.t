@@ -1,0 +1,108 @@
+#!/usr/bin/perl
+
+# A subrequest into a guarded location is refused (403): it would forward
+# the main request's body, which the gateway never checked.  The refusal
+# stands where the guarded location sends a 403 on with "error_page 403
+# = @name" to an unguarded location that proxies (the retry pattern): a
+# mirror of the API path, or an auth_request to it, must not have the
+# body forwarded there after all, unchecked and with the API's path as
+# its target.  A batch sent to the guarded location itself is still
+# refused by the gateway, whose answer no error_page takes.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+
+use Test::More;
+
+use Test::TaurusGuard qw(:all);
+
+my $t = Test::TaurusGuard->new;
+
+my ($i0, $i1) = @INSTANCES;
+my $path = upgrade_path();
+
+$t->upstream;
+$t->upstream(name => 'FB');
+$t->upstream(name => 'MAIN');
+$t->write_credentials;
+
+$t->run(<<"EOF2");
+http {
+    taurus_guard_credentials %%TESTDIR%%/credentials;
+    taurus_guard_audit_log %%TESTDIR%%/audit.log;
+
+    taurus_guard_allow {
+        %%PROJECT%% $i0;
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_0%%;
+        server_name localhost;
+
+        location /v3/ {
+            taurus_guard on;
+            error_page 403 502 = \@fallback;
+            proxy_pass http://127.0.0.1:%%PORT_UP%%;
+        }
+
+        location \@fallback {
+            proxy_pass http://127.0.0.1:%%PORT_FB%%;
+        }
+
+        location /mirrored/ {
+            mirror $path;
+            mirror_request_body on;
+            proxy_pass http://127.0.0.1:%%PORT_MAIN%%;
+        }
+
+        location /authed/ {
+            auth_request $path;
+            proxy_pass http://127.0.0.1:%%PORT_MAIN%%;
+        }
+    }
+}
+EOF2
+
+my $denied = batch_json([ $i0, $i1 ]);
+
+# the main request: the gateway's own refusal, which no error_page takes
+
+my $r = $t->post($path, $denied);
+$t->is_refusal($r, 403, 'TG.0403', 'guarded, denied');
+
+# a mirror of the API path: the main request goes where its location
+# says, the mirror's subrequest nowhere
+
+$r = $t->post('/mirrored/x', $denied);
+ok(defined $r->{status} && !$r->{timed_out}, 'mirror: the main request'
+    . ' answered');
+
+# an auth_request to the API path: refused, so the request is too
+
+$r = $t->post('/authed/x', $denied, timeout => 5);
+ok(!$r->{timed_out}, 'auth_request: answered at once');
+is($r->{status}, 403, 'auth_request: its subrequest refused, 403');
+
+# the mirror's subrequest is finalized after its main request: give it
+# the time to reach an upstream, if it were to
+
+select undef, undef, undef, 0.5;
+
+my @fb = $t->upstream_records('FB');
+is(scalar @fb, 0, 'the fallback location forwarded nothing');
+is(join(' ', map { $_->{target} } @fb), '',
+    'no request for the API path reached the fallback\'s upstream');
+
+is(scalar $t->upstream_records, 0, 'the guarded upstream got nothing');
+
+my @main = $t->upstream_records('MAIN');
+is(scalar @main, 1, 'the mirroring location\'s own request went on');
+
+my $refused = () = $t->error_log
+    =~ /taurus_guard: subrequest to a guarded location refused/g;
+is($refused, 2, 'both subrequests refused, once each');
+
+$t->done_testing;
