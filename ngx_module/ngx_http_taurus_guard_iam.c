@@ -524,7 +524,7 @@ ngx_http_taurus_guard_iam_answer(ngx_http_request_t *sr,
         return NGX_ERROR;
     }
 
-    token->len = 0;
+    ngx_str_null(token);
 
     part = &u->headers_in.headers.part;
     h = part->elts;
@@ -545,6 +545,12 @@ ngx_http_taurus_guard_iam_answer(ngx_http_request_t *sr,
             && ngx_strncasecmp(h[i].key.data, (u_char *) "X-Subject-Token",
                                h[i].key.len) == 0)
         {
+            if (token->data != NULL) {
+                /* read one way only: neither the first nor the last wins */
+                *problem = "X-Subject-Token is in the answer twice";
+                return NGX_ERROR;
+            }
+
             *token = h[i].value;
         }
     }

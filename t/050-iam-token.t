@@ -286,4 +286,34 @@ for my $c ([ '2099-01-01T00:00:00+08:00Z', 'an offset before the Z' ],
     $t3->finish;
 }
 
+
+# ---- X-Subject-Token twice -----------------------------------------------
+#
+# A header IAM sends once, sent twice: taking the first or the last is a
+# guess about which one IAM meant (nginx keeps both, in order).  The
+# second is no token IAM issued: taken, it would be sent upstream.  The
+# answer is refused, as one that reads more than one way is.
+
+{
+    my $t4 = Test::TaurusGuard->new;
+
+    TaurusGuard::IAM::write_password_file($t4);
+    TaurusGuard::IAM::start_iam($t4, ttl => 86400,
+        subject_token_also => 'MIIforged');
+    TaurusGuard::IAM::upstream_tokens($t4);
+    $t4->run(conf());
+
+    my $r = $t4->post(upgrade_path(), $body);
+    $t4->is_refusal($r, 503, 'TG.0503', 'X-Subject-Token twice');
+    is(scalar $t4->upstream_records, 0,
+        'X-Subject-Token twice: nothing forwarded');
+    is(scalar(calls($t4)), 1, 'X-Subject-Token twice: IAM was asked');
+    like($t4->error_log, qr/X-Subject-Token is in the answer twice/,
+        'X-Subject-Token twice: the log says why');
+    unlike($t4->error_log_without_proxy_dumps, qr/MIIforged/,
+        'X-Subject-Token twice: the module logs neither token');
+
+    $t4->finish;
+}
+
 $t->done_testing;

@@ -12,6 +12,7 @@
 #       [--tokens FILE] [--user-tokens FILE] [--agency-domain A
 #       --agency N] [--status N] [--delay MS] [--cut N]
 #       [--cut-mode close|chunked|stall] [--pidfile FILE]
+#       [--expires-at S] [--subject-token-also S]
 #
 # Every call is a POST on exactly /v3/auth/tokens (with IAM's optional
 # query nocatalog=true or nocatalog=false, nothing else; else 404),
@@ -69,6 +70,9 @@
 #                 kind) with status N and an IAM-style error (500, 401,
 #                 503...): IAM failing
 #   --delay MS    wait MS milliseconds before answering (a slow IAM)
+#   --subject-token-also S
+#                 send a second X-Subject-Token: S after the one issued
+#                 (an answer IAM never makes; S is no token it issued)
 #   --expires-at S
 #                 write the literal S as a project token's expires_at
 #                 (a form the real IAM never writes); the token itself
@@ -151,7 +155,8 @@ sub main {
     GetOptionsFromArray(\@argv, \%opt, 'listen=s', 'domain=s', 'user=s',
         'password=s', 'ttl=f', 'user-ttl=f', 'record=s', 'tokens=s',
         'user-tokens=s', 'agency-domain=s', 'agency=s', 'status=i',
-        'delay=i', 'cut=i', 'cut-mode=s', 'pidfile=s', 'expires-at=s')
+        'delay=i', 'cut=i', 'cut-mode=s', 'pidfile=s', 'expires-at=s',
+        'subject-token-also=s')
         or die "usage: $0 --listen ADDR:PORT --domain D --user U "
             . "--password P [options]\n";
 
@@ -472,6 +477,8 @@ sub handle {
         $rec->{token} = $token;
         $rec->{expires_at} = rfc3339_us($exp);
         push @extra, "X-Subject-Token: $token";
+        push @extra, "X-Subject-Token: $opt{'subject-token-also'}"
+            if defined $opt{'subject-token-also'};
     }
 
     $rec->{status} = $status;
@@ -654,6 +661,8 @@ sub start_iam {
     push @cmd, '--cut', $o{cut} if defined $o{cut};
     push @cmd, '--cut-mode', $o{cut_mode} if defined $o{cut_mode};
     push @cmd, '--expires-at', $o{expires_at} if defined $o{expires_at};
+    push @cmd, '--subject-token-also', $o{subject_token_also}
+        if defined $o{subject_token_also};
 
     if ($o{agency} || defined $o{agency_domain}) {
         push @cmd,
