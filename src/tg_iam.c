@@ -2,7 +2,9 @@
  * IAM token requests: the request body and the expiry of the answer.
  */
 
+#include <malloc.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
@@ -20,10 +22,14 @@ static tg_rc_t tg_answer_parse(const unsigned char *body, size_t len,
 static const cJSON *tg_answer_member(const cJSON *object, const char *name,
     tg_rc_t *rc);
 static void tg_answer_wipe(cJSON *item);
+static void tg_answer_free(void *p);
 static void tg_iam_identity_part(tg_sha256_t *sha, const tg_str_t *s);
 
 
 #define tg_lit(s)  (const unsigned char *) (s), sizeof(s) - 1
+
+
+static cJSON_Hooks  tg_answer_hooks = { NULL, tg_answer_free };
 
 
 typedef struct {
@@ -387,6 +393,15 @@ tg_answer_parse(const unsigned char *body, size_t len, cJSON **root)
         }
     }
 
+    /*
+     * A parse that fails half way frees what it has read itself, a secret
+     * string too: cJSON frees through its hooks, so every block it frees
+     * is wiped first.  The hooks are the process's; they are set again
+     * here, before each parse, in case anything else changed them.
+     */
+
+    cJSON_InitHooks(&tg_answer_hooks);
+
     *root = cJSON_ParseWithLengthOpts((const char *) body, len, &end, 0);
 
     if (*root == NULL) {
@@ -440,6 +455,22 @@ tg_answer_member(const cJSON *object, const char *name, tg_rc_t *rc)
     }
 
     return found;
+}
+
+
+/*
+ * cJSON's free: the whole block wiped, whatever cJSON kept in it (a
+ * string of the answer, a node).  Blocks come from malloc(), cJSON's
+ * allocator when no other is set, so malloc_usable_size() knows them.
+ */
+
+static void
+tg_answer_free(void *p)
+{
+    if (p != NULL) {
+        OPENSSL_cleanse(p, malloc_usable_size(p));
+        free(p);
+    }
 }
 
 

@@ -158,4 +158,69 @@ SKIP: {
     ok($n->{$sent}, 'the X-Auth-Token sent upstream is');
 }
 
-$t->done_testing;
+$t->finish;
+
+
+# ---- an answer broken after the secret ------------------------------------
+#
+# cJSON reads the credentials' strings into blocks of its own and, when
+# the JSON breaks after them, frees them itself: the gateway never sees
+# that tree, so it cannot wipe it as it wipes a tree it was given.  The
+# fetch fails (503), and the SK the answer carried must not be left in
+# the freed blocks.  (The answer's own buffer is wiped by the fetcher,
+# whatever the parse made of it.)
+
+my $t2 = Test::TaurusGuard->new;
+
+TaurusGuard::Metadata::start_meta($t2, broken => 1);
+
+$t2->run(<<"EOF");
+http {
+    taurus_guard_audit_log %%TESTDIR%%/audit.log;
+
+    taurus_guard_allow {
+        %%PROJECT%% $INSTANCES[0];
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_0%%;
+        server_name localhost;
+
+        location /v3/ {
+            taurus_guard on;
+            taurus_guard_credentials metadata=/_tg_meta;
+            proxy_pass http://127.0.0.1:%%PORT_UP%%;
+        }
+
+        location = /_tg_meta {
+            internal;
+            proxy_pass http://127.0.0.1:%%PORT_META%%/openstack/latest/securitykey;
+        }
+    }
+}
+EOF
+
+($pid) = $t2->worker_pids;
+
+SKIP: {
+    skip "cannot read the memory of worker $pid", 4
+        unless $pid && regions($pid) && scan($pid, 'x');
+
+    my $r = $t2->post(upgrade_path(), batch_json([ $INSTANCES[0] ]));
+    $t2->is_refusal($r, 503, 'TG.0503', 'an answer broken after the SK');
+
+    my ($k) = TaurusGuard::Metadata::meta_keys($t2);
+    ok(defined $k, 'broken answer: the service issued credentials');
+    my (undef, $sk, $sts) = @{ $k || [ "\0", "\0", "\0" ] };
+
+    # free() writes its links over a block's first 16 bytes: what follows
+    # them is what a block left unwiped still holds
+
+    my ($sk_tail, $sts_tail) = (substr($sk, 16), substr($sts, 16));
+    my $n = scan($pid, $sk_tail, $sts_tail);
+    is($n->{$sk_tail}, 0,
+        'broken answer: the SK is not in the worker\'s memory');
+    is($n->{$sts_tail}, 0, 'broken answer: nor the security token');
+}
+
+$t2->done_testing;

@@ -52,6 +52,9 @@
 #   --delay MS    wait MS milliseconds before answering (a slow service;
 #                 the session token PUT too)
 #   --session     session tokens, as above
+#   --broken      answer every call that issues credentials with JSON
+#                 broken after them: the object's last "}" made ",}"
+#                 (the credentials count as issued: --keys, --record)
 #   --session-status N
 #                 answer every session token PUT that would get a token
 #                 with status N and a small error body; nothing issued
@@ -128,7 +131,7 @@ sub main {
     GetOptionsFromArray(\@argv, \%opt, 'listen=s', 'ttl=f', 'record=s',
         'keys=s', 'status=i', 'delay=i', 'session', 'sessions=s',
         'session-status=i', 'cut=i', 'session-cut=i', 'cut-mode=s',
-        'pidfile=s')
+        'pidfile=s', 'broken')
         or die "usage: $0 --listen ADDR:PORT [options]\n";
 
     die "$0: --cut-mode: close, chunked or stall\n"
@@ -251,6 +254,7 @@ sub handle {
         $body = $json->encode({ credential => {
             map { $_ => $issued->{$_} }
                 qw(access secret securitytoken expires_at) } });
+        $body =~ s/\}\z/,}/ if $opt{broken};
     }
 
     # the ttl as the string sent ("$v": put_session compared it as a
@@ -352,6 +356,7 @@ sub start_meta {
     push @cmd, '--status', $o{status} if defined $o{status};
     push @cmd, '--delay', $o{delay} if defined $o{delay};
     push @cmd, '--session' if $o{session};
+    push @cmd, '--broken' if $o{broken};
     push @cmd, '--session-status', $o{session_status}
         if defined $o{session_status};
     push @cmd, '--cut', $o{cut} if defined $o{cut};
