@@ -15,6 +15,8 @@ static ngx_int_t ngx_http_taurus_guard_precontent_phase(
     ngx_http_request_t *r);
 static ngx_int_t ngx_http_taurus_guard_log_phase(ngx_http_request_t *r);
 static ngx_int_t ngx_http_taurus_guard_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_taurus_guard_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
 static ngx_int_t ngx_http_taurus_guard_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_taurus_guard_init_process(ngx_cycle_t *cycle);
 static void ngx_http_taurus_guard_exit_process(ngx_cycle_t *cycle);
@@ -34,6 +36,7 @@ static ngx_str_t ngx_http_taurus_guard_param_name(ngx_str_t *value);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 
 
 static ngx_conf_num_bounds_t  ngx_http_taurus_guard_max_batch_bounds = {
@@ -695,6 +698,9 @@ ngx_http_taurus_guard_init(ngx_conf_t *cf)
     ngx_http_next_header_filter = ngx_http_top_header_filter;
     ngx_http_top_header_filter = ngx_http_taurus_guard_header_filter;
 
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_taurus_guard_body_filter;
+
     return NGX_OK;
 }
 
@@ -775,6 +781,46 @@ ngx_http_taurus_guard_header_filter(ngx_http_request_t *r)
     }
 
     return ngx_http_next_header_filter(r);
+}
+
+
+/*
+ * nginx's own 413 page on a guarded location goes out as the gateway's
+ * JSON refusal (ngx_http_taurus_guard_nginx_page()): the page's buffers
+ * are taken as sent, the JSON goes in their place, once.  Any other
+ * response costs a test of err_status.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_chain_t                  *cl, out;
+    ngx_http_taurus_guard_ctx_t  *ctx;
+
+    if (r->err_status == 0 || in == NULL || r != r->main) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_taurus_guard_module);
+
+    if (ctx == NULL || ctx->page == NULL) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    for (cl = in; cl; cl = cl->next) {
+        cl->buf->pos = cl->buf->last;
+    }
+
+    if (ctx->page_sent) {
+        return NGX_OK;
+    }
+
+    ctx->page_sent = 1;
+
+    out.buf = ctx->page;
+    out.next = NULL;
+
+    return ngx_http_next_body_filter(r, &out);
 }
 
 

@@ -392,10 +392,12 @@ typedef struct {
     ngx_list_t                   headers;   /* the list without them */
     tg_str_t                     reentries[NGX_HTTP_TG_REENTRIES];
     ngx_uint_t                   nreentries;
+    ngx_buf_t                   *page;      /* in place of nginx's 413 */
 
     unsigned                     fetch_pending:1;
     unsigned                     sync_failed:1;
     unsigned                     would_deny:1;  /* report mode */
+    unsigned                     page_sent:1;
 } ngx_http_taurus_guard_ctx_t;
 
 

@@ -23,6 +23,11 @@
 static ngx_int_t ngx_http_taurus_guard_send_json(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, ngx_str_t *reason,
     ngx_array_t *denied, time_t retry_after);
+static ngx_buf_t *ngx_http_taurus_guard_json(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, ngx_str_t *reason,
+    ngx_array_t *denied);
+static ngx_int_t ngx_http_taurus_guard_nginx_page(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx);
 static void ngx_http_taurus_guard_upstream_request_id(ngx_http_request_t *r,
     tg_str_t *id);
 
@@ -202,80 +207,24 @@ ngx_http_taurus_guard_refuse_text(ngx_http_request_t *r,
 }
 
 
-/* {"error_code":"TG.0403","error_msg":"...","audit_id":"...",
- *  "denied":["..."]} */
+/* the refusal's JSON with its headers (Retry-After, Allow), sent */
 
 static ngx_int_t
 ngx_http_taurus_guard_send_json(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, ngx_str_t *reason,
     ngx_array_t *denied, time_t retry_after)
 {
-    u_char           *p;
-    size_t            len;
-    tg_str_t         *d;
     ngx_int_t         rc;
     ngx_buf_t        *b;
-    ngx_uint_t        i;
     ngx_chain_t       out;
     ngx_table_elt_t  *h;
 
-    len = sizeof("{\"error_code\":\"TG.0NNN\",\"error_msg\":\"\","
-                 "\"audit_id\":\"\"}") - 1
-          + tg_json_escaped_len(reason->data, reason->len)
-          + TG_AUDIT_ID_LEN;
-
-    d = NULL;
-
-    if (denied != NULL && denied->nelts) {
-        d = denied->elts;
-        len += sizeof(",\"denied\":[]") - 1;
-
-        for (i = 0; i < denied->nelts; i++) {
-            len += sizeof("\"\",") - 1
-                   + tg_json_escaped_len(d[i].data, d[i].len);
-        }
-    }
-
-    b = ngx_create_temp_buf(r->pool, len);
+    b = ngx_http_taurus_guard_json(r, ctx, status, reason, denied);
     if (b == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = b->last;
-    p = ngx_sprintf(p, "{\"error_code\":\"TG.%04ui\",\"error_msg\":\"",
-                    status % 10000);
-    p = tg_json_escape(p, reason->data, reason->len);
-    p = ngx_cpymem(p, "\",\"audit_id\":\"", sizeof("\",\"audit_id\":\"") - 1);
-    p = ngx_cpymem(p, ctx->id, TG_AUDIT_ID_LEN);
-    *p++ = '"';
-
-    if (d != NULL) {
-        p = ngx_cpymem(p, ",\"denied\":[", sizeof(",\"denied\":[") - 1);
-
-        for (i = 0; i < denied->nelts; i++) {
-            if (i) {
-                *p++ = ',';
-            }
-
-            *p++ = '"';
-            p = tg_json_escape(p, d[i].data, d[i].len);
-            *p++ = '"';
-        }
-
-        *p++ = ']';
-    }
-
-    *p++ = '}';
-
-    b->last = p;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
     r->headers_out.status = status;
-    r->headers_out.content_length_n = b->last - b->pos;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
 
     if (retry_after > 0) {
         h = ngx_list_push(&r->headers_out.headers);
@@ -315,6 +264,84 @@ ngx_http_taurus_guard_send_json(ngx_http_request_t *r,
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
+}
+
+
+/*
+ * The answer's body, {"error_code":"TG.0403","error_msg":"...",
+ * "audit_id":"...","denied":["..."]}, with its Content-Type and
+ * Content-Length set.
+ */
+
+static ngx_buf_t *
+ngx_http_taurus_guard_json(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx, ngx_uint_t status, ngx_str_t *reason,
+    ngx_array_t *denied)
+{
+    u_char      *p;
+    size_t       len;
+    tg_str_t    *d;
+    ngx_buf_t   *b;
+    ngx_uint_t   i;
+
+    len = sizeof("{\"error_code\":\"TG.0NNN\",\"error_msg\":\"\","
+                 "\"audit_id\":\"\"}") - 1
+          + tg_json_escaped_len(reason->data, reason->len)
+          + TG_AUDIT_ID_LEN;
+
+    d = NULL;
+
+    if (denied != NULL && denied->nelts) {
+        d = denied->elts;
+        len += sizeof(",\"denied\":[]") - 1;
+
+        for (i = 0; i < denied->nelts; i++) {
+            len += sizeof("\"\",") - 1
+                   + tg_json_escaped_len(d[i].data, d[i].len);
+        }
+    }
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NULL;
+    }
+
+    p = b->last;
+    p = ngx_sprintf(p, "{\"error_code\":\"TG.%04ui\",\"error_msg\":\"",
+                    status % 10000);
+    p = tg_json_escape(p, reason->data, reason->len);
+    p = ngx_cpymem(p, "\",\"audit_id\":\"", sizeof("\",\"audit_id\":\"") - 1);
+    p = ngx_cpymem(p, ctx->id, TG_AUDIT_ID_LEN);
+    *p++ = '"';
+
+    if (d != NULL) {
+        p = ngx_cpymem(p, ",\"denied\":[", sizeof(",\"denied\":[") - 1);
+
+        for (i = 0; i < denied->nelts; i++) {
+            if (i) {
+                *p++ = ',';
+            }
+
+            *p++ = '"';
+            p = tg_json_escape(p, d[i].data, d[i].len);
+            *p++ = '"';
+        }
+
+        *p++ = ']';
+    }
+
+    *p++ = '}';
+
+    b->last = p;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    r->headers_out.content_length_n = b->last - b->pos;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    return b;
 }
 
 
@@ -443,6 +470,48 @@ ngx_http_taurus_guard_response_headers(ngx_http_request_t *r)
     ngx_str_set(&h->key, NGX_HTTP_TG_ID_HEADER);
     h->value.data = ctx->id;
     h->value.len = TG_AUDIT_ID_LEN;
+
+    if (r->err_status == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE
+        && r->headers_out.status == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE
+        && ctx->decision == NGX_HTTP_TG_UNDECIDED
+        && !r->internal)
+    {
+        return ngx_http_taurus_guard_nginx_page(r, ctx);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A body over client_max_body_size is refused by nginx itself: on
+ * Content-Length before any phase runs, on a chunked body while the
+ * gateway reads it.  On a guarded location that is the gateway's 413
+ * all the same, so its answer is the API's error shape with the audit
+ * id, not nginx's HTML page: the body filter (module.c) sends ctx->page
+ * in place of the page's buffers.  Not internal and still 413: no
+ * error_page of the operator's took it elsewhere.  The log handler
+ * writes its record.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_nginx_page(ngx_http_request_t *r,
+    ngx_http_taurus_guard_ctx_t *ctx)
+{
+    static ngx_str_t  reason = ngx_string("body larger than"
+                                          " client_max_body_size");
+
+    ctx->page = ngx_http_taurus_guard_json(r, ctx,
+                                           NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                           &reason, NULL);
+    if (ctx->page == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (r->headers_out.content_length) {
+        r->headers_out.content_length->hash = 0;
+        r->headers_out.content_length = NULL;
+    }
 
     return NGX_OK;
 }

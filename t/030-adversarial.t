@@ -300,8 +300,19 @@ sub run_case {
             guard_refusal($c, $resp, $id, $label, $head_req);
 
         } elsif ($e->{by} eq 'nginx-guarded') {
-            ok(!defined $resp->{json} || !defined $resp->{json}{error_code},
-                "$label: nginx's own page");
+
+            # client_max_body_size's 413 is answered as the gateway's
+            # refusal; nginx's other refusals keep nginx's own page
+
+            if ($resp->{status} == 413) {
+                is(($resp->{json} || {})->{error_code}, 'TG.0413',
+                    "$label: the gateway's JSON for nginx's 413");
+            } else {
+                ok(!defined $resp->{json}
+                    || !defined $resp->{json}{error_code},
+                    "$label: nginx's own page");
+            }
+
             like($id || '', qr/\A[0-9a-f]{32}\z/, "$label: X-Taurus-Guard-Id")
                 or next;
             my @a = audit_wait($id, 1);
