@@ -60,7 +60,7 @@ ngx_http_taurus_guard_rewrite_handler(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_taurus_guard_module);
 
-    if (!lcf->enable) {
+    if (!lcf->guard) {
 
         /*
          * Still set, so no internal redirect zeroed it: "rewrite ... last"
@@ -104,7 +104,7 @@ ngx_http_taurus_guard_handler(ngx_http_request_t *r)
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_taurus_guard_module);
 
-    if (!lcf->enable) {
+    if (!lcf->guard) {
 
         /* the phase's entry (module.c) lets these go before the call */
 

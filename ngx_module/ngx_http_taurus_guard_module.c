@@ -420,8 +420,10 @@ ngx_http_taurus_guard_create_loc_conf(ngx_conf_t *cf)
     /*
      * set by ngx_pcalloc():
      *
+     *     conf->guard = 0;
      *     conf->enable_file = NULL;
      *     conf->enable_line = 0;
+     *     conf->status = 0;
      */
 
     conf->enable = NGX_CONF_UNSET;
@@ -464,6 +466,29 @@ ngx_http_taurus_guard_merge_loc_conf(ngx_conf_t *cf, void *parent,
 
     if (!conf->enable) {
         return NGX_CONF_OK;
+    }
+
+    /*
+     * A status page (taurus_guard_metrics, taurus_guard_health) is the
+     * gateway's own, never a guarded request: "taurus_guard on" from the
+     * server or http level stops at it, and still reaches the locations
+     * nested in it.  Set in the location itself, it is a mistake.
+     */
+
+    if (conf->status) {
+        if (conf->enable_file != prev->enable_file
+            || conf->enable_line != prev->enable_line)
+        {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"taurus_guard on\" in a location of"
+                          " \"taurus_guard_metrics\" or"
+                          " \"taurus_guard_health\", in %s:%ui",
+                          conf->enable_file, conf->enable_line);
+            return NGX_CONF_ERROR;
+        }
+
+    } else {
+        conf->guard = 1;
     }
 
     /*
@@ -722,7 +747,7 @@ ngx_http_taurus_guard_rewrite_phase(ngx_http_request_t *r)
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_taurus_guard_module);
 
-    if (!lcf->enable
+    if (!lcf->guard
         && ngx_http_get_module_ctx(r, ngx_http_taurus_guard_module) == NULL)
     {
         return NGX_DECLINED;
@@ -739,7 +764,7 @@ ngx_http_taurus_guard_precontent_phase(ngx_http_request_t *r)
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_taurus_guard_module);
 
-    if (!lcf->enable && !r->internal) {
+    if (!lcf->guard && !r->internal) {
         return NGX_DECLINED;
     }
 
@@ -773,7 +798,7 @@ ngx_http_taurus_guard_header_filter(ngx_http_request_t *r)
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_taurus_guard_module);
 
-    if ((lcf->enable || r->internal
+    if ((lcf->guard || r->internal
          || ngx_http_get_module_ctx(r, ngx_http_taurus_guard_module) != NULL)
         && ngx_http_taurus_guard_response_headers(r) != NGX_OK)
     {

@@ -320,7 +320,8 @@ typedef struct {
 
 
 typedef struct {
-    ngx_flag_t                   enable;
+    ngx_flag_t                   enable;    /* as set and inherited */
+    ngx_flag_t                   guard;     /* enable, not a status page */
     ngx_uint_t                   mode;      /* enforce or report */
     ngx_array_t                 *pass_headers;  /* of ngx_str_t, lower */
     ngx_http_taurus_guard_cred_t  *cred;
@@ -332,6 +333,8 @@ typedef struct {
 
     u_char                      *enable_file;   /* where "on" was set */
     ngx_uint_t                   enable_line;
+
+    unsigned                     status:1;  /* metrics or health here */
 } ngx_http_taurus_guard_loc_conf_t;
 
 

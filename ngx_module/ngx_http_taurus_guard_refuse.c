@@ -369,7 +369,7 @@ ngx_http_taurus_guard_response_headers(ngx_http_request_t *r)
     if (ctx == NULL) {
         lcf = ngx_http_get_module_loc_conf(r, ngx_http_taurus_guard_module);
 
-        if (!lcf->enable) {
+        if (!lcf->guard) {
             return NGX_OK;
         }
 

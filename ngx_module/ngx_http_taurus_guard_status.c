@@ -97,13 +97,19 @@ static const char  *ngx_http_taurus_guard_source_names[] = {
 char *
 ngx_http_taurus_guard_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_http_core_loc_conf_t          *clcf;
+    ngx_http_taurus_guard_loc_conf_t  *lcf;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
     if (clcf->handler != NULL) {
         return "is duplicate, or the location has another handler";
     }
+
+    /* never guarded: the merge keeps an inherited "taurus_guard on" off */
+
+    lcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_taurus_guard_module);
+    lcf->status = 1;
 
     clcf->handler = (cmd->post == NULL)
                     ? ngx_http_taurus_guard_metrics_handler
