@@ -811,41 +811,22 @@ ngx_http_taurus_guard_header_filter(ngx_http_request_t *r)
 
 /*
  * nginx's own 413 page on a guarded location goes out as the gateway's
- * JSON refusal (ngx_http_taurus_guard_nginx_page()): the page's buffers
- * are taken as sent, the JSON goes in their place, once.  Any other
- * response costs a test of err_status.
+ * JSON refusal (ngx_http_taurus_guard_page_body(), refuse.c).  Any
+ * other response goes on after one test of err_status.
  */
 
 static ngx_int_t
 ngx_http_taurus_guard_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
-    ngx_chain_t                  *cl, out;
-    ngx_http_taurus_guard_ctx_t  *ctx;
+    if (r->err_status == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE && in != NULL) {
+        in = ngx_http_taurus_guard_page_body(r, in);
 
-    if (r->err_status == 0 || in == NULL || r != r->main) {
-        return ngx_http_next_body_filter(r, in);
+        if (in == NULL) {
+            return NGX_OK;
+        }
     }
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_taurus_guard_module);
-
-    if (ctx == NULL || ctx->page == NULL) {
-        return ngx_http_next_body_filter(r, in);
-    }
-
-    for (cl = in; cl; cl = cl->next) {
-        cl->buf->pos = cl->buf->last;
-    }
-
-    if (ctx->page_sent) {
-        return NGX_OK;
-    }
-
-    ctx->page_sent = 1;
-
-    out.buf = ctx->page;
-    out.next = NULL;
-
-    return ngx_http_next_body_filter(r, &out);
+    return ngx_http_next_body_filter(r, in);
 }
 
 

@@ -395,7 +395,7 @@ typedef struct {
     ngx_list_t                   headers;   /* the list without them */
     tg_str_t                     reentries[NGX_HTTP_TG_REENTRIES];
     ngx_uint_t                   nreentries;
-    ngx_buf_t                   *page;      /* in place of nginx's 413 */
+    ngx_chain_t                 *page;      /* in place of nginx's 413 */
 
     unsigned                     fetch_pending:1;
     unsigned                     sync_failed:1;
@@ -605,6 +605,8 @@ ngx_uint_t ngx_http_taurus_guard_outcome(ngx_http_request_t *r);
 void ngx_http_taurus_guard_close(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx);
 ngx_int_t ngx_http_taurus_guard_response_headers(ngx_http_request_t *r);
+ngx_chain_t *ngx_http_taurus_guard_page_body(ngx_http_request_t *r,
+    ngx_chain_t *in);
 
 /* ngx_http_taurus_guard_forward.c */
 ngx_int_t ngx_http_taurus_guard_forward(ngx_http_request_t *r,

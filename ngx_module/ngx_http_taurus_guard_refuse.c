@@ -501,12 +501,21 @@ ngx_http_taurus_guard_nginx_page(ngx_http_request_t *r,
     static ngx_str_t  reason = ngx_string("body larger than"
                                           " client_max_body_size");
 
-    ctx->page = ngx_http_taurus_guard_json(r, ctx,
-                                           NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                           &reason, NULL);
+    ngx_buf_t  *b;
+
+    b = ngx_http_taurus_guard_json(r, ctx, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                   &reason, NULL);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->page = ngx_alloc_chain_link(r->pool);
     if (ctx->page == NULL) {
         return NGX_ERROR;
     }
+
+    ctx->page->buf = b;
+    ctx->page->next = NULL;
 
     if (r->headers_out.content_length) {
         r->headers_out.content_length->hash = 0;
@@ -514,6 +523,44 @@ ngx_http_taurus_guard_nginx_page(ngx_http_request_t *r,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The body filter's part for nginx's 413 page (err_status 413, a chain
+ * to send): where the header filter put the JSON in the page's place
+ * (ctx->page), the page's buffers are taken as sent and the JSON is
+ * what goes on, once; NULL when nothing is left to send.  Any other
+ * response with that err_status goes on as it is.
+ */
+
+ngx_chain_t *
+ngx_http_taurus_guard_page_body(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_chain_t                  *cl;
+    ngx_http_taurus_guard_ctx_t  *ctx;
+
+    if (r != r->main) {
+        return in;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_taurus_guard_module);
+
+    if (ctx == NULL || ctx->page == NULL) {
+        return in;
+    }
+
+    for (cl = in; cl; cl = cl->next) {
+        cl->buf->pos = cl->buf->last;
+    }
+
+    if (ctx->page_sent) {
+        return NULL;
+    }
+
+    ctx->page_sent = 1;
+
+    return ctx->page;
 }
 
 

@@ -165,12 +165,14 @@ calls($guard, 'syscall', 0, 'no futex wake-up for nobody');
 calls($guard, 'dup', 0, 'the flush descriptor kept');
 
 # A location of the same nginx where the guard is off: nginx calls the
-# module's hooks for its requests too (three phase handlers and the
-# header filter).  Each lets such a request go after a flag and a
-# pointer or two, in the entries of ngx_http_taurus_guard_module.c,
-# without calling the handler behind it, whose prologue and stack guard
-# alone cost more: about 53 instructions a request in all, the fetch's
-# body filter included (129 when nginx called the handlers themselves).
+# module's hooks for its requests too (three phase handlers, the
+# header filter and the body filters).  Each lets such a request go
+# after a flag and a pointer or two, in the entries of
+# ngx_http_taurus_guard_module.c, without calling the handler behind
+# it, whose prologue and stack guard alone cost more: about 59
+# instructions a request in all, the fetch's body filter and the 413
+# page's included (129 when nginx called the handlers themselves; 75
+# with the 413 page's filter whole in its entry).
 
 my $hooks = 0;
 $hooks += $off->{file}{$_} for grep { m{^ngx_module/} } keys %{ $off->{file} };
@@ -179,7 +181,8 @@ cmp_ok($hooks, '<=', 70, 'guard off: 70 instructions a request in the'
 
 calls($off, $_, 0, 'guard off: the handler behind the hook not called')
     for qw(ngx_http_taurus_guard_rewrite_handler ngx_http_taurus_guard_handler
-        ngx_http_taurus_guard_log_handler ngx_http_taurus_guard_get_ctx);
+        ngx_http_taurus_guard_log_handler ngx_http_taurus_guard_get_ctx
+        ngx_http_taurus_guard_page_body);
 
 # prove -v: where a guarded batch's instructions go, for the next change
 if ($ENV{TEST_VERBOSE}) {
