@@ -339,25 +339,54 @@ ngx_http_taurus_guard_audit_check_access(ngx_http_taurus_guard_audit_t *audit,
 {
     u_char           *dir;
     ngx_int_t         rc;
+    ngx_uint_t        who;
+    const char       *by;
     ngx_core_conf_t  *ccf;
-
-    rc = ngx_http_taurus_guard_worker_can_enter(audit->cycle,
-                                                &audit->file->name, &dir);
-    if (rc != NGX_DECLINED) {
-        return rc;
-    }
 
     ccf = (ngx_core_conf_t *) ngx_get_conf(audit->cycle->conf_ctx,
                                            ngx_core_module);
 
+    rc = ngx_http_taurus_guard_worker_can_enter(audit->cycle,
+                                                &audit->file->name, &dir);
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "audit log \"%V\": nginx workers run as \"%s\""
+                      " (uid %ui) and cannot enter \"%s\", so they"
+                      " could not reopen the file after a rotation,"
+                      " in %s:%ui",
+                      &audit->file->name,
+                      ccf->username ? ccf->username : "?",
+                      (ngx_uint_t) ccf->user, dir, audit->conf_file,
+                      audit->conf_line);
+        return NGX_ERROR;
+    }
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    rc = ngx_http_taurus_guard_worker_can_replace(audit->cycle,
+                                                  &audit->file->name, &dir,
+                                                  &who);
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
+    by = (who == NGX_HTTP_TG_WORKER_THEIRS) ? "belongs to"
+         : (who == NGX_HTTP_TG_WORKER_THEM) ? "is writable by"
+         : "is writable by everybody, including";
+
     ngx_log_error(NGX_LOG_EMERG, log, 0,
-                  "audit log \"%V\": nginx workers run as \"%s\""
-                  " (uid %ui) and cannot enter \"%s\", so they"
-                  " could not reopen the file after a rotation,"
-                  " in %s:%ui",
-                  &audit->file->name,
+                  "audit log \"%V\": \"%s\" %s the nginx workers"
+                  " (\"%s\", uid %ui), who could put a symbolic link"
+                  " in the file's place, and the master (root) would"
+                  " hand them the file it names at the next reopen:"
+                  " make every directory on the path root's and"
+                  " writable only by root (as /var/log/taurus-guard:"
+                  " 0751, root:adm), in %s:%ui",
+                  &audit->file->name, dir, by,
                   ccf->username ? ccf->username : "?",
-                  (ngx_uint_t) ccf->user, dir, audit->conf_file,
+                  (ngx_uint_t) ccf->user, audit->conf_file,
                   audit->conf_line);
 
     return NGX_ERROR;

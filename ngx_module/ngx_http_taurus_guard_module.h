@@ -444,8 +444,14 @@ ngx_atomic_uint_t ngx_http_taurus_guard_process_self(void);
 ngx_uint_t ngx_http_taurus_guard_process_gone(ngx_atomic_uint_t who);
 
 /* ngx_http_taurus_guard_worker.c */
+#define NGX_HTTP_TG_WORKER_THEIRS  1
+#define NGX_HTTP_TG_WORKER_THEM    2
+#define NGX_HTTP_TG_WORKER_ALL     3
+
 ngx_int_t ngx_http_taurus_guard_worker_can_enter(ngx_cycle_t *cycle,
     ngx_str_t *path, u_char **dir);
+ngx_int_t ngx_http_taurus_guard_worker_can_replace(ngx_cycle_t *cycle,
+    ngx_str_t *path, u_char **dir, ngx_uint_t *who);
 
 /* ngx_http_taurus_guard_secret.c */
 ngx_int_t ngx_http_taurus_guard_secret_copy(ngx_pool_t *pool,

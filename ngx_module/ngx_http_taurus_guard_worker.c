@@ -8,6 +8,12 @@
  * they change, by name: every directory on the way must let that user
  * through.  Asked once the whole configuration is read, when the worker
  * user is known, by the audit log and the secret files alike.
+ *
+ * The audit log also asks whether anyone but root could replace a name
+ * on its way: the master opens it by name at every start and reopen and
+ * chown()s it to the workers, following a symbolic link, so whoever
+ * could put a link in its place would be handed the file the link names
+ * (Debian's CVE-2016-1247, for /var/log/nginx).
  */
 
 
@@ -21,10 +27,16 @@
 #define NGX_HTTP_TG_WORKER_LINKS     40     /* the kernel's ELOOP */
 
 
+static ngx_int_t ngx_http_taurus_guard_worker_check(ngx_cycle_t *cycle,
+    ngx_str_t *path, ngx_uint_t replace, u_char **dir, ngx_uint_t *who);
 static ngx_int_t ngx_http_taurus_guard_worker_walk(ngx_pool_t *pool,
-    ngx_str_t *path, ngx_uid_t uid, gid_t *gids, int ngids, u_char **dir);
+    ngx_str_t *path, ngx_uid_t uid, gid_t *gids, int ngids,
+    ngx_uint_t replace, u_char **dir, ngx_uint_t *who);
 static ngx_int_t ngx_http_taurus_guard_worker_searchable(ngx_file_info_t *fi,
     ngx_uid_t uid, gid_t *gids, int ngids);
+static ngx_uint_t ngx_http_taurus_guard_worker_replaceable(
+    ngx_file_info_t *fi, u_char *entry, ngx_uint_t last, ngx_uid_t uid,
+    gid_t *gids, int ngids);
 
 
 /*
@@ -42,6 +54,34 @@ static ngx_int_t ngx_http_taurus_guard_worker_searchable(ngx_file_info_t *fi,
 ngx_int_t
 ngx_http_taurus_guard_worker_can_enter(ngx_cycle_t *cycle, ngx_str_t *path,
     u_char **dir)
+{
+    return ngx_http_taurus_guard_worker_check(cycle, path, 0, dir, NULL);
+}
+
+
+/*
+ * The same walk, which also asks of every directory a name is looked up
+ * in whether someone other than root could replace that name there: the
+ * directory is the workers' (NGX_HTTP_TG_WORKER_THEIRS in *who), they
+ * may write to it (NGX_HTTP_TG_WORKER_THEM), or everybody may
+ * (NGX_HTTP_TG_WORKER_ALL).  A sticky directory (/tmp) lets nobody but
+ * root remove or rename a name root owns, unless it is the file itself,
+ * which the master hands to the workers.  NGX_DECLINED: *dir is the
+ * first such directory; NGX_OK otherwise, and when it is not root's
+ * business, as above.
+ */
+
+ngx_int_t
+ngx_http_taurus_guard_worker_can_replace(ngx_cycle_t *cycle,
+    ngx_str_t *path, u_char **dir, ngx_uint_t *who)
+{
+    return ngx_http_taurus_guard_worker_check(cycle, path, 1, dir, who);
+}
+
+
+static ngx_int_t
+ngx_http_taurus_guard_worker_check(ngx_cycle_t *cycle, ngx_str_t *path,
+    ngx_uint_t replace, u_char **dir, ngx_uint_t *who)
 {
     int               ngids;
     gid_t             gids[NGX_HTTP_TG_WORKER_GROUPS];
@@ -75,7 +115,7 @@ ngx_http_taurus_guard_worker_can_enter(ngx_cycle_t *cycle, ngx_str_t *path,
     }
 
     return ngx_http_taurus_guard_worker_walk(cycle->pool, path, uid, gids,
-                                             ngids, dir);
+                                             ngids, replace, dir, who);
 }
 
 
@@ -89,12 +129,13 @@ ngx_http_taurus_guard_worker_can_enter(ngx_cycle_t *cycle, ngx_str_t *path,
 
 static ngx_int_t
 ngx_http_taurus_guard_worker_walk(ngx_pool_t *pool, ngx_str_t *path,
-    ngx_uid_t uid, gid_t *gids, int ngids, u_char **dir)
+    ngx_uid_t uid, gid_t *gids, int ngids, ngx_uint_t replace, u_char **dir,
+    ngx_uint_t *who)
 {
     size_t            cur_len, rest_len, name_len, held;
-    u_char           *name, *end, *at;
+    u_char           *name, *end, *at, *p;
     ssize_t           n;
-    ngx_uint_t        links;
+    ngx_uint_t        links, last, by;
     ngx_file_info_t   fi;
     u_char            cur[NGX_HTTP_TG_WORKER_PATH];
     u_char            rest[NGX_HTTP_TG_WORKER_PATH];
@@ -150,6 +191,42 @@ ngx_http_taurus_guard_worker_walk(ngx_pool_t *pool, ngx_str_t *path,
             ngx_cpystrn(*dir, at, cur_len + 2);
 
             return NGX_DECLINED;
+        }
+
+        /* and nobody but root may replace the name there */
+
+        if (replace
+            && !(name_len == 1 && name[0] == '.')
+            && !(name_len == 2 && name[0] == '.' && name[1] == '.'))
+        {
+            if (cur_len + 1 + name_len >= NGX_HTTP_TG_WORKER_PATH) {
+                return NGX_OK;
+            }
+
+            for (p = name + name_len; p < end && *p == '/'; p++) {
+                /* void */
+            }
+
+            last = (p == end);
+
+            p = ngx_cpymem(link, cur, cur_len);
+            *p++ = '/';
+            p = ngx_cpymem(p, name, name_len);
+            *p = '\0';
+
+            by = ngx_http_taurus_guard_worker_replaceable(&fi, link, last,
+                                                          uid, gids, ngids);
+            if (by) {
+                *dir = ngx_pnalloc(pool, cur_len + 2);
+                if (*dir == NULL) {
+                    return NGX_ERROR;
+                }
+
+                ngx_cpystrn(*dir, at, cur_len + 2);
+                *who = by;
+
+                return NGX_DECLINED;
+            }
         }
 
         /* cur becomes the name's: the parent for "..", itself for "." */
@@ -226,4 +303,54 @@ ngx_http_taurus_guard_worker_searchable(ngx_file_info_t *fi, ngx_uid_t uid,
     }
 
     return (fi->st_mode & S_IXOTH) ? NGX_OK : NGX_DECLINED;
+}
+
+
+/*
+ * Who may replace entry in the directory fi describes: the kernel's
+ * rule, the owner's bits, else a group's, else the others'; an owner may
+ * change the bits.  In a sticky directory only root (or the directory's
+ * owner, not the workers here) may remove or rename a name root owns.
+ */
+
+static ngx_uint_t
+ngx_http_taurus_guard_worker_replaceable(ngx_file_info_t *fi, u_char *entry,
+    ngx_uint_t last, ngx_uid_t uid, gid_t *gids, int ngids)
+{
+    int              i;
+    ngx_uint_t       by;
+    ngx_file_info_t  efi;
+
+    if (fi->st_uid == uid) {
+        return NGX_HTTP_TG_WORKER_THEIRS;
+    }
+
+    by = 0;
+
+    if (fi->st_mode & S_IWOTH) {
+        by = NGX_HTTP_TG_WORKER_ALL;
+
+    } else if (fi->st_mode & S_IWGRP) {
+        for (i = 0; i < ngids; i++) {
+            if (fi->st_gid == gids[i]) {
+                by = NGX_HTTP_TG_WORKER_THEM;
+                break;
+            }
+        }
+    }
+
+    if (by == 0 || fi->st_uid != 0 || !(fi->st_mode & S_ISVTX)) {
+        return by;
+    }
+
+    /* the file itself is the workers' once the master has chowned it */
+
+    if (ngx_link_info(entry, &efi) == NGX_FILE_ERROR
+        || efi.st_uid != 0
+        || (last && !ngx_is_link(&efi)))
+    {
+        return by;
+    }
+
+    return 0;
 }
