@@ -269,9 +269,18 @@ uninstall:
 	    $(DESTDIR)$(BINDIR)/taurus-guard-verify \
 	    $(DESTDIR)$(MANDIR)/man1/taurus-guard-verify.1 \
 	    $(DESTDIR)$(LOGROTATEDIR)/taurus-guard
-	@# the empty file make install put there is no record
-	-[ -s $(DESTDIR)$(AUDITDIR)/audit.log ] \
-	    || rm -f $(DESTDIR)$(AUDITDIR)/audit.log
+	@# the empty file make install put there is no record, unless a
+	@# running nginx still writes to it (debian/postrm)
+	-f=$(DESTDIR)$(AUDITDIR)/audit.log; \
+	if [ -f $$f ] && [ ! -s $$f ]; then \
+	    if [ -n "$$(find /proc/[0-9]*/fd -maxdepth 1 -lname "$$f" \
+	                -print 2>/dev/null | head -n 1)" ]; then \
+	        echo "keeping $$f: a running nginx writes its audit records" \
+	             "there"; \
+	    else \
+	        rm -f $$f; \
+	    fi; \
+	fi
 	-rmdir $(DESTDIR)$(AUDITDIR) 2>/dev/null
 
 # make deb: the package is built by dpkg-buildpackage (dh with nginx-dev's
