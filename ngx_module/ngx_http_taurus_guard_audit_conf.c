@@ -10,6 +10,8 @@
 #include "ngx_http_taurus_guard_audit.h"
 
 
+static ngx_int_t ngx_http_taurus_guard_audit_dir(ngx_conf_t *cf,
+    ngx_str_t *name);
 static ngx_int_t ngx_http_taurus_guard_audit_init_zone(
     ngx_shm_zone_t *shm_zone, void *data);
 static ngx_int_t ngx_http_taurus_guard_audit_check_access(
@@ -144,6 +146,10 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
+    if (ngx_http_taurus_guard_audit_dir(cf, &file->name) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     /*
      * One state per file, however many locations write to it and
      * however its path is spelled (a symlinked directory, a relative
@@ -274,6 +280,67 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
     lcf->audit = audit;
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * nginx opens the file only once the whole configuration is read, and
+ * says then that the open failed without naming the directive: a
+ * directory that is not there (a typo in the path, a package not
+ * installed) is said here, with the file and line.  Other errors (a
+ * directory this user may not search) are left to that open.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_audit_dir(ngx_conf_t *cf, ngx_str_t *name)
+{
+    size_t            len;
+    u_char           *p, *dir;
+    ngx_err_t         err;
+    ngx_file_info_t   fi;
+
+    if (ngx_strlchr(name->data, name->data + name->len, '/') == NULL) {
+        return NGX_OK;
+    }
+
+    for (p = name->data + name->len; *(p - 1) != '/'; p--) {
+        /* void */
+    }
+
+    /* the directory without its last slash, "/" for the root */
+
+    len = (p - 1 > name->data) ? (size_t) (p - 1 - name->data) : 1;
+
+    dir = ngx_pnalloc(cf->temp_pool, len + 1);
+    if (dir == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_cpystrn(dir, name->data, len + 1);
+
+    if (ngx_file_info(dir, &fi) != NGX_FILE_ERROR) {
+        if (ngx_is_dir(&fi)) {
+            return NGX_OK;
+        }
+
+        err = NGX_ENOTDIR;
+
+    } else {
+        err = ngx_errno;
+
+        if (err != NGX_ENOENT && err != NGX_ENOTDIR) {
+            return NGX_OK;
+        }
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, err,
+                       "audit log \"%V\": no directory \"%s\" to hold it:"
+                       " correct the path, or create the directory root's"
+                       " and writable only by root (the package makes"
+                       " /var/log/taurus-guard, 0751, root:adm)",
+                       name, dir);
+
+    return NGX_ERROR;
 }
 
 
