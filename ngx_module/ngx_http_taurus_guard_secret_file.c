@@ -548,6 +548,27 @@ ngx_http_taurus_guard_secret_file_owner(ngx_cycle_t *cycle,
         return NGX_ERROR;
     }
 
+    /*
+     * The master (root) reads any mode; the workers, which read a token
+     * file before their first request and any file when it changes,
+     * need the owner's read bit (the 077 bits are refused at load).
+     */
+
+    if (!(ngx_file_access(&fi) & S_IRUSR)) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "\"%V\" has mode 0%ui%ui%ui: nginx workers run as"
+                      " its owner \"%s\" (uid %ui) and could not read it:"
+                      " make it 0600, in %s:%ui",
+                      &file->path,
+                      (ngx_uint_t) (ngx_file_access(&fi) >> 6) & 7,
+                      (ngx_uint_t) (ngx_file_access(&fi) >> 3) & 7,
+                      (ngx_uint_t) ngx_file_access(&fi) & 7,
+                      ccf->username ? ccf->username : "?",
+                      (ngx_uint_t) worker, file->conf_file,
+                      file->conf_line);
+        return NGX_ERROR;
+    }
+
     return NGX_OK;
 }
 
