@@ -31,8 +31,9 @@
  * time, under a lock in the zone, and covers every record written
  * before it began (ngx_http_taurus_guard_audit_sync.c).  Without a
  * thread pool the event loop flushes once a turn, after the turn's
- * records are written.  The flush syncs its own dup() of the descriptor,
- * so "nginx -s reopen" cannot pull the file out from under it.  Each
+ * records are written.  The flush syncs its own duplicate of the
+ * descriptor (closed on exec, as every descriptor the module keeps), so
+ * "nginx -s reopen" cannot pull the file out from under it.  Each
  * request waiting for a flush has a timer (timeout=): when it fires the
  * request is taken off the queue and refused, and the timer is also what
  * keeps an exiting worker (reload, quit, binary upgrade) alive until
@@ -336,6 +337,20 @@ ngx_http_taurus_guard_audit_lock(ngx_fd_t fd, int type)
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * A duplicate of the audit file's descriptor, for a worker to keep (a
+ * flush's own, the file a rotation left): closed on exec, as nginx's own
+ * descriptor is (dup() clears that flag).  A program another module runs
+ * from a worker must not hold the audit file open for writing.
+ */
+
+ngx_fd_t
+ngx_http_taurus_guard_audit_dup(ngx_fd_t fd)
+{
+    return fcntl(fd, F_DUPFD_CLOEXEC, 0);
 }
 
 
@@ -1177,7 +1192,7 @@ ngx_http_taurus_guard_audit_flush(ngx_open_file_t *file, ngx_log_t *log)
 
         /* the file the chain is in, for the first record of the next */
 
-        fd = dup(file->fd);
+        fd = ngx_http_taurus_guard_audit_dup(file->fd);
 
         if (fd != NGX_INVALID_FILE) {
             ngx_http_taurus_guard_audit_leave(a[i], fd);
@@ -1250,6 +1265,7 @@ ngx_http_taurus_guard_audit_reopened(ngx_event_t *ev)
  * regular file.  O_NONBLOCK: a FIFO put at the path would otherwise hold
  * the worker in open() until a reader came, with the zone's mutex and
  * so every worker's records, or the worker's whole event loop.
+ * O_CLOEXEC: it takes the place of nginx's descriptor, closed on exec.
  */
 
 static ngx_fd_t
@@ -1259,7 +1275,7 @@ ngx_http_taurus_guard_audit_open(ngx_http_taurus_guard_audit_t *audit)
     ngx_file_info_t  fi;
 
     fd = ngx_open_file(audit->file->name.data,
-                       NGX_FILE_APPEND|NGX_FILE_NONBLOCK,
+                       NGX_FILE_APPEND|NGX_FILE_NONBLOCK|O_CLOEXEC,
                        NGX_FILE_CREATE_OR_OPEN, NGX_FILE_DEFAULT_ACCESS);
 
     if (fd == NGX_INVALID_FILE) {

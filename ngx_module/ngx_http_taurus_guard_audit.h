@@ -120,6 +120,7 @@ ngx_int_t ngx_http_taurus_guard_audit_tail(
     ngx_http_taurus_guard_audit_t *audit, ngx_fd_t rfd, ngx_fd_t wfd,
     off_t *size, u_char *last, ngx_log_t *log);
 ngx_int_t ngx_http_taurus_guard_audit_lock(ngx_fd_t fd, int type);
+ngx_fd_t ngx_http_taurus_guard_audit_dup(ngx_fd_t fd);
 void ngx_http_taurus_guard_audit_flush(ngx_open_file_t *file,
     ngx_log_t *log);
 void ngx_http_taurus_guard_audit_append_handler(ngx_event_t *ev);

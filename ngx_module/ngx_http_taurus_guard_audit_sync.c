@@ -213,7 +213,7 @@ ngx_http_taurus_guard_audit_flush_unlock(ngx_http_taurus_guard_audit_sh_t *sh,
 /*
  * The next flush covers every descriptor written to since the last one
  * started: usually one, two if the file was reopened in between.  Each
- * is a dup() of the file's, so that a reopen cannot close it under a
+ * is a duplicate of the file's, so that a reopen cannot close it under a
  * flush; the last flush's is kept for the next one of the same file
  * (ngx_http_taurus_guard_audit_keep_fd()), which then needs no dup()
  * and no close() of its own.  Called once the file's lock is released.
@@ -248,7 +248,7 @@ ngx_http_taurus_guard_audit_pending_fd(ngx_http_taurus_guard_audit_t *audit,
         audit->kept_fd = NGX_INVALID_FILE;
 
     } else {
-        fd = dup(audit->file->fd);
+        fd = ngx_http_taurus_guard_audit_dup(audit->file->fd);
 
         if (fd == -1) {
             ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,

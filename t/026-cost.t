@@ -158,11 +158,14 @@ per_call($guard, 'ngx_http_taurus_guard_route', 450,
 
 calls($guard, 'syscall', 0, 'no futex wake-up for nobody');
 
-# A flush syncs a dup() of the audit file's descriptor (a reopen cannot
-# close it under the flush), and the last flush's is kept for the next
-# flush of the file: a batch flushed alone made a dup() and a close().
+# A flush syncs a duplicate of the audit file's descriptor (a reopen
+# cannot close it under the flush), and the last flush's is kept for the
+# next flush of the file: a batch flushed alone made a dup() and a
+# close().  The duplicate is made by ngx_http_taurus_guard_audit_dup()
+# (closed on exec), dup() by nothing.
 
-calls($guard, 'dup', 0, 'the flush descriptor kept');
+calls($guard, $_, 0, 'the flush descriptor kept')
+    for qw(dup ngx_http_taurus_guard_audit_dup);
 
 # A location of the same nginx where the guard is off: nginx calls the
 # module's hooks for its requests too (three phase handlers, the
