@@ -67,6 +67,16 @@ typedef struct {
 
 
 /*
+ * The shortest refresh= a directive takes.  A secret is renewed beside
+ * the requests once less than refresh of its life is left, and used only
+ * while more than its margin (at least 1 s) is; ngx_time() counts whole
+ * seconds, so with 1 s or 2 s the two never meet: no renewal would run
+ * before the secret is too close to its end to be used.
+ */
+#define NGX_HTTP_TG_REFRESH_MIN  3
+
+
+/*
  * A secret the gateway fetches itself through a subrequest to an
  * internal location.  Some are asked with another fetched secret, their
  * base (an agency token with the user's own token, the metadata

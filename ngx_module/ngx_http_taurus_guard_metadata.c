@@ -142,6 +142,16 @@ ngx_http_taurus_guard_metadata_conf(ngx_conf_t *cf,
                 return NGX_CONF_ERROR;
             }
 
+            if (meta->refresh < NGX_HTTP_TG_REFRESH_MIN) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "taurus_guard_credentials: \"%V\""
+                                   " is less than 3s: no renewal could"
+                                   " start before the secret's last"
+                                   " second, in which it is no longer"
+                                   " used", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
             continue;
         }
 

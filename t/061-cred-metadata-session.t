@@ -182,7 +182,9 @@ $t->finish;
 #
 # The credentials live 4 s (refresh=3s: renewed beside a request in
 # their last 3 s, unusable in their last second), the session token 6 s
-# (renewed in its last 1.5 s, unusable in its last second).  Requests
+# (unusable in its last second; a quarter of 6 s is 1 s in whole
+# seconds, so it is not renewed ahead, but fetched again by the
+# credentials fetch that finds it unusable: t/093).  Requests
 # every 0.3 s for 14 s: none may fail, every GET must carry a session
 # token the service still honours (it answers 401 otherwise), and more
 # than one session token is used.  (With refresh=2s no renewal ran
@@ -227,7 +229,7 @@ $t2->finish;
 my $t3 = Test::TaurusGuard->new;
 TaurusGuard::Metadata::start_meta($t3, session => 1, session_status => 500);
 TaurusGuard::Metadata::upstream_keys($t3);
-$t3->run(conf(refresh => '2s'));
+$t3->run(conf(refresh => '3s'));
 
 my $r = $t3->post(upgrade_path(), $body);
 my $j = $t3->is_refusal($r, 503, 'TG.0503', 'session endpoint failing');
