@@ -23,6 +23,10 @@ $t->write_credentials;
 
 my ($i0, $i1) = @INSTANCES;
 
+# a project with a quota, and its instances
+my $Q = 'e' x 32;
+my @QI = map { sprintf '%032xin07', $_ + 1 } 0 .. 4;
+
 $t->run(<<"EOF");
 http {
     taurus_guard_credentials %%TESTDIR%%/credentials;
@@ -31,10 +35,12 @@ http {
     taurus_guard_allow {
         %%PROJECT%% $i0;
         %%PROJECT2%% $i0;
+        $Q @QI;
     }
 
     taurus_guard_policy %%PROJECT%% delay=required;
     taurus_guard_policy %%PROJECT2%% cooldown=1h;
+    taurus_guard_policy $Q quota=2/1h;
 
     server {
         listen 127.0.0.1:%%PORT_0%%;
@@ -153,6 +159,48 @@ like($m->{body} || '', qr/^taurus_guard_requests_total\{decision="allow"\} 1$/m,
     'metrics: one allow');
 like($m->{body} || '', qr/^taurus_guard_upstream_responses_total\{code="2xx"\} 4$/m,
     'metrics: four forwarded answers');
+
+# quota in report mode: what is forwarded is counted, a batch larger
+# than the whole quota too, and the enforcing location then refuses;
+# once the project's ring holds N=2 batches, further reported batches
+# are forwarded but not counted
+
+sub q_done {
+    my ($ids, %o) = @_;
+    my $r = $t->post(upgrade_path($Q), batch_json($ids), %o);
+    my $id = header($r, 'X-Taurus-Guard-Id');
+    my $refused = (($r->{json}{error_code} || '') =~ /\ATG\./);
+    $t->wait_audit($id, $refused ? 1 : 2) if defined $id;
+    return $r;
+}
+
+$r = q_done([ @QI[0 .. 2] ]);
+is($r->{status}, 200, 'report quota: a batch of 3, quota=2/1h: forwarded');
+is(header($r, 'X-Taurus-Guard-Decision'), 'would_deny', '... would_deny');
+@a = $t->audit_by_id(header($r, 'X-Taurus-Guard-Id'));
+like($a[0]{reason} || '', qr/a batch of 3 instances can never fit/,
+    '... the reason enforce would give');
+
+$r = q_done([ $QI[3] ], port => 1);
+is($r->{status}, 429, 'enforce beside it: 429, the reported batch counted');
+like($r->{json}{error_msg} || '', qr/3 of 2 instances used/,
+    '... 3 of 2 used');
+
+$r = q_done([ $QI[3] ]);
+is($r->{status}, 200, 'report quota: one more batch, forwarded');
+@a = $t->audit_by_id(header($r, 'X-Taurus-Guard-Id'));
+like($a[0]{reason} || '', qr/3 of 2 instances used, the batch has 1/,
+    '... would_deny: 3 of 2 used');
+
+$r = q_done([ $QI[4] ]);
+@a = $t->audit_by_id(header($r, 'X-Taurus-Guard-Id'));
+like($a[0]{reason} || '', qr/4 of 2 instances used, the batch has 1/,
+    'report quota: the second batch was counted (4 of 2)');
+
+$r = q_done([ $QI[4] ]);
+@a = $t->audit_by_id(header($r, 'X-Taurus-Guard-Id'));
+like($a[0]{reason} || '', qr/4 of 2 instances used, the batch has 1/,
+    'report quota: the ring full (2 batches), the third was not (4 of 2)');
 
 # nginx -t
 
