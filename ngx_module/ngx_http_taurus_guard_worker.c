@@ -20,11 +20,21 @@
 #include "ngx_http_taurus_guard_module.h"
 
 #include <grp.h>
+#include <sys/xattr.h>
 
 
 #define NGX_HTTP_TG_WORKER_GROUPS    64
 #define NGX_HTTP_TG_WORKER_PATH      4096   /* PATH_MAX */
 #define NGX_HTTP_TG_WORKER_LINKS     40     /* the kernel's ELOOP */
+#define NGX_HTTP_TG_WORKER_ACL       4096
+
+/* a POSIX ACL's xattr, "system.posix_acl_access": <linux/posix_acl_xattr.h> */
+#define NGX_HTTP_TG_ACL_VERSION      2
+#define NGX_HTTP_TG_ACL_USER         0x02
+#define NGX_HTTP_TG_ACL_GROUP_OBJ    0x04
+#define NGX_HTTP_TG_ACL_GROUP        0x08
+#define NGX_HTTP_TG_ACL_MASK         0x10
+#define NGX_HTTP_TG_ACL_OTHER        0x20
 
 
 static ngx_int_t ngx_http_taurus_guard_worker_check(ngx_cycle_t *cycle,
@@ -32,11 +42,11 @@ static ngx_int_t ngx_http_taurus_guard_worker_check(ngx_cycle_t *cycle,
 static ngx_int_t ngx_http_taurus_guard_worker_walk(ngx_pool_t *pool,
     ngx_str_t *path, ngx_uid_t uid, gid_t *gids, int ngids,
     ngx_uint_t replace, u_char **dir, ngx_uint_t *who);
-static ngx_int_t ngx_http_taurus_guard_worker_searchable(ngx_file_info_t *fi,
-    ngx_uid_t uid, gid_t *gids, int ngids);
+static ngx_uint_t ngx_http_taurus_guard_worker_access(ngx_file_info_t *fi,
+    u_char *dir, ngx_uid_t uid, gid_t *gids, int ngids);
 static ngx_uint_t ngx_http_taurus_guard_worker_replaceable(
-    ngx_file_info_t *fi, u_char *entry, ngx_uint_t last, ngx_uid_t uid,
-    gid_t *gids, int ngids);
+    ngx_file_info_t *fi, u_char *dir, u_char *entry, ngx_uint_t last,
+    ngx_uid_t uid, gid_t *gids, int ngids);
 
 
 /*
@@ -180,8 +190,8 @@ ngx_http_taurus_guard_worker_walk(ngx_pool_t *pool, ngx_str_t *path,
             return NGX_OK;
         }
 
-        if (ngx_http_taurus_guard_worker_searchable(&fi, uid, gids, ngids)
-            != NGX_OK)
+        if (!(ngx_http_taurus_guard_worker_access(&fi, at, uid, gids, ngids)
+              & S_IXOTH))
         {
             *dir = ngx_pnalloc(pool, cur_len + 2);
             if (*dir == NULL) {
@@ -214,8 +224,9 @@ ngx_http_taurus_guard_worker_walk(ngx_pool_t *pool, ngx_str_t *path,
             p = ngx_cpymem(p, name, name_len);
             *p = '\0';
 
-            by = ngx_http_taurus_guard_worker_replaceable(&fi, link, last,
-                                                          uid, gids, ngids);
+            by = ngx_http_taurus_guard_worker_replaceable(&fi, at, link,
+                                                          last, uid, gids,
+                                                          ngids);
             if (by) {
                 *dir = ngx_pnalloc(pool, cur_len + 2);
                 if (*dir == NULL) {
@@ -284,40 +295,120 @@ ngx_http_taurus_guard_worker_walk(ngx_pool_t *pool, ngx_str_t *path,
 }
 
 
-/* the kernel's rule: the owner's bits, else a group's, else the others' */
+/*
+ * The access the workers have to a directory, as the others' bits
+ * (S_IXOTH: search, S_IWOTH: write), by the kernel's rule
+ * (posix_acl_permission()): the owner's bits, else a named user's entry
+ * of its access ACL, else those of the groups it names, the owning
+ * group's included (any that grants), both within the ACL's mask, else
+ * the others'.  Without an ACL the group bits are the owning group's.
+ * An ACL (setfacl -m u:www-data:rwx) shows in the mode only as its
+ * mask, in the group bits, whatever group it names.  One that cannot be
+ * read (too long) is taken for its mask and the others' bits.
+ */
 
-static ngx_int_t
-ngx_http_taurus_guard_worker_searchable(ngx_file_info_t *fi, ngx_uid_t uid,
-    gid_t *gids, int ngids)
+static ngx_uint_t
+ngx_http_taurus_guard_worker_access(ngx_file_info_t *fi, u_char *dir,
+    ngx_uid_t uid, gid_t *gids, int ngids)
 {
-    int  i;
+    int          i;
+    u_char      *p, *last;
+    ssize_t      n;
+    uint32_t     id;
+    ngx_uint_t   tag, perm, mask, other, grp, found;
+    u_char       acl[NGX_HTTP_TG_WORKER_ACL];
 
     if (fi->st_uid == uid) {
-        return (fi->st_mode & S_IXUSR) ? NGX_OK : NGX_DECLINED;
+        return (fi->st_mode >> 6) & 7;
     }
 
-    for (i = 0; i < ngids; i++) {
-        if (fi->st_gid == gids[i]) {
-            return (fi->st_mode & S_IXGRP) ? NGX_OK : NGX_DECLINED;
+    n = getxattr((char *) dir, "system.posix_acl_access", acl, sizeof(acl));
+
+    if (n == -1 && ngx_errno == ERANGE) {
+        return ((fi->st_mode >> 3) | fi->st_mode) & 7;
+    }
+
+    if (n < 4 || (n - 4) % 8 != 0
+        || acl[0] != NGX_HTTP_TG_ACL_VERSION
+        || acl[1] != 0 || acl[2] != 0 || acl[3] != 0)
+    {
+        /* no ACL: the mode */
+
+        for (i = 0; i < ngids; i++) {
+            if (fi->st_gid == gids[i]) {
+                return (fi->st_mode >> 3) & 7;
+            }
+        }
+
+        return fi->st_mode & 7;
+    }
+
+    mask = 7;
+    other = fi->st_mode & 7;
+    grp = 0;
+    found = 0;
+
+    last = acl + n;
+
+    for (p = acl + 4; p < last; p += 8) {
+        if (p[0] == NGX_HTTP_TG_ACL_MASK && p[1] == 0) {
+            mask = p[2] & 7;
         }
     }
 
-    return (fi->st_mode & S_IXOTH) ? NGX_OK : NGX_DECLINED;
+    for (p = acl + 4; p < last; p += 8) {
+        tag = p[0] | (p[1] << 8);
+        perm = p[2] & 7;
+        id = (uint32_t) p[4] | ((uint32_t) p[5] << 8)
+             | ((uint32_t) p[6] << 16) | ((uint32_t) p[7] << 24);
+
+        switch (tag) {
+
+        case NGX_HTTP_TG_ACL_USER:
+            if ((ngx_uid_t) id == uid) {
+                return perm & mask;
+            }
+            break;
+
+        case NGX_HTTP_TG_ACL_GROUP_OBJ:
+            id = (uint32_t) fi->st_gid;
+
+            /* fall through */
+
+        case NGX_HTTP_TG_ACL_GROUP:
+            for (i = 0; i < ngids; i++) {
+                if ((gid_t) id == gids[i]) {
+                    grp |= perm;
+                    found = 1;
+                    break;
+                }
+            }
+            break;
+
+        case NGX_HTTP_TG_ACL_OTHER:
+            other = perm;
+            break;
+        }
+    }
+
+    return found ? (grp & mask) : other;
 }
 
 
 /*
- * Who may replace entry in the directory fi describes: the kernel's
- * rule, the owner's bits, else a group's, else the others'; an owner may
- * change the bits.  In a sticky directory only root (or the directory's
- * owner, not the workers here) may remove or rename a name root owns.
+ * Who may replace entry in the directory fi describes, dir: the workers
+ * when they own it (they may change its bits), everybody when it is
+ * world-writable (whoever put a link there, the file it names would be
+ * handed to the workers), or the workers by a group's bits or an ACL's
+ * entry (ngx_http_taurus_guard_worker_access()).  In a sticky directory
+ * only root (or the directory's owner, not the workers here) may remove
+ * or rename a name root owns.
  */
 
 static ngx_uint_t
-ngx_http_taurus_guard_worker_replaceable(ngx_file_info_t *fi, u_char *entry,
-    ngx_uint_t last, ngx_uid_t uid, gid_t *gids, int ngids)
+ngx_http_taurus_guard_worker_replaceable(ngx_file_info_t *fi, u_char *dir,
+    u_char *entry, ngx_uint_t last, ngx_uid_t uid, gid_t *gids, int ngids)
 {
-    int              i;
     ngx_uint_t       by;
     ngx_file_info_t  efi;
 
@@ -330,13 +421,10 @@ ngx_http_taurus_guard_worker_replaceable(ngx_file_info_t *fi, u_char *entry,
     if (fi->st_mode & S_IWOTH) {
         by = NGX_HTTP_TG_WORKER_ALL;
 
-    } else if (fi->st_mode & S_IWGRP) {
-        for (i = 0; i < ngids; i++) {
-            if (fi->st_gid == gids[i]) {
-                by = NGX_HTTP_TG_WORKER_THEM;
-                break;
-            }
-        }
+    } else if (ngx_http_taurus_guard_worker_access(fi, dir, uid, gids, ngids)
+               & S_IWOTH)
+    {
+        by = NGX_HTTP_TG_WORKER_THEM;
     }
 
     if (by == 0 || fi->st_uid != 0 || !(fi->st_mode & S_ISVTX)) {

@@ -15,7 +15,8 @@
 # it, the fix and the directive's file:line; on the way of a symbolic
 # link too.  It passes for a root directory 0751 (the package's layout),
 # and below a sticky directory (/tmp) when the name looked up there is
-# root's; a reload refused for this keeps the running nginx.
+# root's; a reload refused for this keeps the running nginx.  A POSIX
+# ACL is read as the kernel reads it: the mode shows only its mask.
 
 use strict;
 use warnings;
@@ -156,6 +157,58 @@ refused('below a sticky directory, in one of the worker user',
 symlink "$d/ww/audit.log", "$d/pkg/link.log" or die "symlink: $!\n";
 refused('a link into a world-writable directory', "$d/pkg/link.log",
     "$d/ww", 'is writable by everybody, including');
+
+# a POSIX ACL (setfacl -m u:www-data:rwx) shows in the mode only as its
+# mask, in the group bits, whatever user or group it names: the
+# kernel's rule reads the ACL, and so must nginx -t
+
+sub acl {
+    my ($path, $group, $other, @named) = @_;
+
+    # version 2; (tag, perm, id): owner, named, owning group, mask (as
+    # setfacl makes it), others
+    my $mask = $group;
+    $mask |= $_->[1] for @named;
+    my @e = ([ 0x01, 7, 0xffffffff ], @named, [ 0x04, $group, 0xffffffff ],
+        [ 0x10, $mask, 0xffffffff ], [ 0x20, $other, 0xffffffff ]);
+    my $acl = pack('V', 2) . join('', map { pack('vvV', @$_) }
+        sort { $a->[0] <=> $b->[0] || $a->[2] <=> $b->[2] } @e);
+    my ($p, $n) = ($path, 'system.posix_acl_access');
+
+    # setxattr(2), x86_64's 188: no setfacl needed
+    return syscall(188, $p, $n, $acl, length $acl, 0) == 0;
+}
+
+SKIP: {
+    dir('acl', 0755);
+    skip("no POSIX ACLs here (x86_64's setxattr): $!", 11)
+        unless acl("$d/acl", 5, 5, [ 0x02, 7, $wuid ]);
+
+    refused('an ACL entry of the worker user, rwx', "$d/acl/audit.log",
+        "$d/acl", 'is writable by');
+
+    dir('aclg', 0755);
+    acl("$d/aclg", 5, 5, [ 0x08, 7, $wgid ]);
+    refused('an ACL entry of their group, rwx', "$d/aclg/audit.log",
+        "$d/aclg", 'is writable by');
+
+    # the sound use of an ACL: the workers may only pass through a root
+    # 0700 directory (the mode shows 0710, for the mask); and one that
+    # shuts them out of a 0755 one, which the mode does not show
+
+    dir('aclx', 0700);
+    acl("$d/aclx", 0, 0, [ 0x02, 1, $wuid ]);
+    dir('aclx/in', 0751);
+    passes('an ACL letting the worker user through a 0700 directory',
+        "$d/aclx/in/audit.log");
+
+    dir('acln', 0755);
+    acl("$d/acln", 5, 5, [ 0x02, 0, $wuid ]);
+    my ($rc, $out) = $t->nginx_t(conf("$d/acln/audit.log"));
+    isnt($rc, 0, 'an ACL shutting the worker user out: nginx -t fails');
+    like($out, qr/cannot enter "\Q$d\/acln\E", so they could not reopen/,
+        'an ACL shutting the worker user out: names it') or diag($out);
+}
 
 # a reload refused for this keeps the running nginx
 
