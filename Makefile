@@ -273,7 +273,8 @@ uninstall:
 	@# running nginx still writes to it (debian/postrm)
 	-f=$(DESTDIR)$(AUDITDIR)/audit.log; \
 	if [ -f $$f ] && [ ! -s $$f ]; then \
-	    if [ -n "$$(find /proc/[0-9]*/fd -maxdepth 1 -lname "$$f" \
+	    if [ -n "$$(find /proc/[0-9]*/fd -maxdepth 1 \
+	                -lname "$$(readlink -f $$f)" \
 	                -print 2>/dev/null | head -n 1)" ]; then \
 	        echo "keeping $$f: a running nginx writes its audit records" \
 	             "there"; \

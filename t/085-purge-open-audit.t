@@ -15,7 +15,9 @@
 # DESTDIR: an empty audit.log a running nginx holds open is kept, with a
 # message, and the next batch's records are in it, the chain intact
 # across the rotation; once nginx is stopped, an empty audit.log is
-# removed as before.
+# removed as before.  The file is found open by what it is, not by the
+# name the kernel gives it: the audit directory may be reached through
+# a symbolic link.
 
 use strict;
 use warnings;
@@ -127,10 +129,37 @@ like($out, qr/keeping \Q$log\E: a running nginx writes its audit records/,
     'make uninstall: says why') or diag($out);
 batch('after make uninstall');
 
+# the audit directory reached through a symbolic link (moved to a larger
+# disk, say): the kernel names the open file by where the link leads,
+# never by the name postrm and make uninstall look for; the same file
+# is the same file
+
+symlink $root, "$d/rootlink" or die "symlink: $!\n";
+my $linked = "$d/rootlink/var/log/taurus-guard";
+(my $postrm2 = $t->read_file("$repo/debian/postrm"))
+    =~ s{/var/log/taurus-guard\b}{$linked}g;
+$t->write_file('postrm-linked', $postrm2, 0755);
+
+rotate();
+$o = $t->_cmd('/bin/sh', "$d/postrm-linked", 'purge');
+is($? >> 8, 0, 'postrm purge, through a link: exit 0') or diag($o);
+ok(-f $log, 'postrm purge, through a link: the audit.log nginx writes to'
+    . ' is kept');
+like($o, qr/keeping \Q$linked\E\/audit\.log: a running nginx/,
+    'postrm purge, through a link: says why') or diag($o);
+batch('after postrm purge through a link');
+
+rotate();
+$out = `make -s -C $repo uninstall DESTDIR=$d/rootlink 2>&1`;
+is($? >> 8, 0, 'make uninstall, through a link: exit 0') or diag($out);
+ok(-f $log, 'make uninstall, through a link: the audit.log nginx writes to'
+    . ' is kept');
+batch('after make uninstall through a link');
+
 my @files = ((map { "$log-$_" } 1 .. $rot), $log);
 $o = $t->_cmd($verify, @files);
 is($? >> 8, 0, 'the rotated series verifies: no record lost') or diag($o);
-like($o, qr/^ok: 6 records in 3 file\(s\), chain intact \(3 allowed, 3 /m,
+like($o, qr/^ok: 10 records in 5 file\(s\), chain intact \(5 allowed, 5 /m,
     'every batch: its allow and its done') or diag($o);
 
 # nginx stopped: an empty audit.log is no record, and goes
