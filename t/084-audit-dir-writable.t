@@ -24,6 +24,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 
+use Config;
 use Test::More;
 use Time::HiRes qw(sleep);
 
@@ -176,6 +177,7 @@ sub acl {
     my ($p, $n) = ($path, 'system.posix_acl_access');
 
     # setxattr(2), x86_64's 188: no setfacl needed
+    return 0 unless $Config{archname} =~ /^x86_64-linux/;
     return syscall(188, $p, $n, $acl, length $acl, 0) == 0;
 }
 
