@@ -423,6 +423,8 @@ ngx_http_taurus_guard_create_loc_conf(ngx_conf_t *cf)
      *     conf->guard = 0;
      *     conf->enable_file = NULL;
      *     conf->enable_line = 0;
+     *     conf->status_file = NULL;
+     *     conf->status_line = 0;
      *     conf->status = 0;
      */
 
@@ -462,6 +464,21 @@ ngx_http_taurus_guard_merge_loc_conf(ngx_conf_t *cf, void *parent,
     if (conf->enable_file == NULL) {
         conf->enable_file = prev->enable_file;
         conf->enable_line = prev->enable_line;
+    }
+
+    /*
+     * A status page's location is kept unguarded below: it must answer
+     * with the page, not with a proxy_pass set after the page's
+     * directive, which would forward batches there unchecked.
+     */
+
+    if (conf->status && !ngx_http_taurus_guard_status_kept(cf)) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"taurus_guard_metrics\" or \"taurus_guard_health\""
+                      " in %s:%ui, and another content handler"
+                      " (\"proxy_pass\" or the like) in its location",
+                      conf->status_file, conf->status_line);
+        return NGX_CONF_ERROR;
     }
 
     if (!conf->enable) {

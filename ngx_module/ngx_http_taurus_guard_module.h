@@ -334,6 +334,9 @@ typedef struct {
     u_char                      *enable_file;   /* where "on" was set */
     ngx_uint_t                   enable_line;
 
+    u_char                      *status_file;   /* where the page is set */
+    ngx_uint_t                   status_line;
+
     unsigned                     status:1;  /* metrics or health here */
 } ngx_http_taurus_guard_loc_conf_t;
 
@@ -520,6 +523,7 @@ char *ngx_http_taurus_guard_metadata_conf(ngx_conf_t *cf,
 /* ngx_http_taurus_guard_metrics.c */
 ngx_int_t ngx_http_taurus_guard_metrics_zone(ngx_conf_t *cf,
     ngx_http_taurus_guard_main_conf_t *mcf);
+ngx_int_t ngx_http_taurus_guard_status_kept(ngx_conf_t *cf);
 char *ngx_http_taurus_guard_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 void ngx_http_taurus_guard_metrics_request(ngx_http_request_t *r,

@@ -110,12 +110,34 @@ ngx_http_taurus_guard_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     lcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_taurus_guard_module);
     lcf->status = 1;
+    lcf->status_file = cf->conf_file->file.name.data;
+    lcf->status_line = cf->conf_file->line;
 
     clcf->handler = (cmd->post == NULL)
                     ? ngx_http_taurus_guard_metrics_handler
                     : ngx_http_taurus_guard_health_handler;
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * The merge's test (module.c) of a location with a status page: its
+ * content handler is still the page's.  A "proxy_pass" or another
+ * "*_pass" after the directive replaces the handler without a word (the
+ * other order fails above), and the location, kept unguarded for its
+ * page, would forward batches unchecked and unsigned.
+ */
+
+ngx_int_t
+ngx_http_taurus_guard_status_kept(ngx_conf_t *cf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    return clcf->handler == ngx_http_taurus_guard_metrics_handler
+           || clcf->handler == ngx_http_taurus_guard_health_handler;
 }
 
 

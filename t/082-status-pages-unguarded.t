@@ -78,6 +78,19 @@ for my $d ('taurus_guard_metrics', 'taurus_guard_health') {
         or diag($out);
 }
 
+# a status page with a proxy_pass after it: the proxy would answer, in
+# a location kept unguarded for the page, and forward batches unchecked
+# and unsigned; the other order fails at the directive already
+
+for my $d ('taurus_guard_metrics', 'taurus_guard_health') {
+    (my $bad = $conf) =~ s/(location = \/health \{\n)\s*taurus_guard_health;/$1            $d;\n            proxy_pass http:\/\/127.0.0.1:%%PORT_UP%%;/;
+    my ($rc, $out) = $t->nginx_t($bad);
+    isnt($rc, 0, "$d, then proxy_pass: nginx -t fails");
+    like($out, qr/\[emerg\].*$d.*test\.conf:\d+.*proxy_pass/,
+        "$d, then proxy_pass: names the page's line and the proxy")
+        or diag($out);
+}
+
 $t->run($conf);
 
 for my $uri ('/metrics', '/health', '/status/health', '/st/') {
