@@ -986,6 +986,16 @@ ngx_http_taurus_guard_fetch_header(ngx_http_request_t *sr, ngx_str_t *name,
 }
 
 
+/* a fetch of the gateway's own, whatever location it reached */
+
+ngx_int_t
+ngx_http_taurus_guard_is_fetch(ngx_http_request_t *r)
+{
+    return r->post_subrequest != NULL
+           && r->post_subrequest->handler == ngx_http_taurus_guard_fetch_done;
+}
+
+
 /*
  * Called by the precontent handler for every subrequest, before any
  * content handler: NGX_DECLINED when r is not a fetch, NGX_OK when it

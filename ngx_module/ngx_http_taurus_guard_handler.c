@@ -55,7 +55,26 @@ ngx_http_taurus_guard_rewrite_handler(ngx_http_request_t *r)
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_taurus_guard_module);
 
     if (r != r->main) {
-        return NGX_DECLINED;
+
+        /*
+         * A subrequest into a guarded location (a mirror, an
+         * auth_request) is refused here, before the phases after this
+         * one: a limit_req or limit_conn of the location, or a
+         * "return", would refuse it first, and an "error_page 503 =
+         * @fallback" that proxies would then forward the main
+         * request's body, never checked.  A fetch of the gateway's own
+         * is the precontent handler's to check.
+         */
+
+        if (!lcf->guard || ngx_http_taurus_guard_is_fetch(r)) {
+            return NGX_DECLINED;
+        }
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "taurus_guard: subrequest to a guarded location"
+                      " refused");
+        r->error_page = 1;
+        return NGX_HTTP_FORBIDDEN;
     }
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_taurus_guard_module);

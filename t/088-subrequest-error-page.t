@@ -7,7 +7,10 @@
 # mirror of the API path, or an auth_request to it, must not have the
 # body forwarded there after all, unchecked and with the API's path as
 # its target.  A batch sent to the guarded location itself is still
-# refused by the gateway, whose answer no error_page takes.
+# refused by the gateway, whose answer no error_page takes.  Nor may a
+# limit_req of the guarded location refuse such a subrequest first (503)
+# and have "error_page 503 = @fallback" send it on: the subrequest is
+# refused before the location's limits run.
 
 use strict;
 use warnings;
@@ -38,6 +41,8 @@ http {
         %%PROJECT%% $i0;
     }
 
+    limit_req_zone \$server_name zone=one:1m rate=1r/m;
+
     server {
         listen 127.0.0.1:%%PORT_0%%;
         server_name localhost;
@@ -46,6 +51,24 @@ http {
             taurus_guard on;
             error_page 403 502 = \@fallback;
             proxy_pass http://127.0.0.1:%%PORT_UP%%;
+        }
+
+        location /limited/ {
+            taurus_guard on;
+            limit_req zone=one nodelay;
+            error_page 403 502 503 = \@fallback;
+            proxy_pass http://127.0.0.1:%%PORT_UP%%;
+        }
+
+        location /mirrored-limited/ {
+            mirror /limited$path;
+            mirror_request_body on;
+            proxy_pass http://127.0.0.1:%%PORT_MAIN%%;
+        }
+
+        location /authed-limited/ {
+            auth_request /limited$path;
+            proxy_pass http://127.0.0.1:%%PORT_MAIN%%;
         }
 
         location \@fallback {
@@ -86,6 +109,21 @@ $r = $t->post('/authed/x', $denied, timeout => 5);
 ok(!$r->{timed_out}, 'auth_request: answered at once');
 is($r->{status}, 403, 'auth_request: its subrequest refused, 403');
 
+# the same into a location with limit_req: past the first, each
+# subrequest would be over the limit (503)
+
+for my $n (1 .. 3) {
+    $r = $t->post('/mirrored-limited/x', $denied);
+    ok(defined $r->{status} && !$r->{timed_out},
+        "mirror into limit_req, $n: the main request answered");
+}
+
+for my $n (1 .. 2) {
+    $r = $t->post('/authed-limited/x', $denied, timeout => 5);
+    ok(!$r->{timed_out}, "auth_request into limit_req, $n: answered");
+    is($r->{status}, 403, "auth_request into limit_req, $n: 403");
+}
+
 # the mirror's subrequest is finalized after its main request: give it
 # the time to reach an upstream, if it were to
 
@@ -99,10 +137,10 @@ is(join(' ', map { $_->{target} } @fb), '',
 is(scalar $t->upstream_records, 0, 'the guarded upstream got nothing');
 
 my @main = $t->upstream_records('MAIN');
-is(scalar @main, 1, 'the mirroring location\'s own request went on');
+is(scalar @main, 4, 'the mirroring locations\' own requests went on');
 
 my $refused = () = $t->error_log
     =~ /taurus_guard: subrequest to a guarded location refused/g;
-is($refused, 2, 'both subrequests refused, once each');
+is($refused, 7, 'every subrequest refused, once each');
 
 $t->done_testing;
