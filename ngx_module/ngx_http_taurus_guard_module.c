@@ -467,6 +467,21 @@ ngx_http_taurus_guard_merge_loc_conf(ngx_conf_t *cf, void *parent,
     }
 
     /*
+     * An "if" block of a status page's location that sets no content
+     * handler of its own still answers with the page: it is that
+     * location's, and unguarded the same.  One with a proxy_pass is a
+     * location of its own, guarded by what it inherits.
+     */
+
+    if (!conf->status && prev->status
+        && ngx_http_taurus_guard_status_block(cf))
+    {
+        conf->status = 1;
+        conf->status_file = prev->status_file;
+        conf->status_line = prev->status_line;
+    }
+
+    /*
      * A status page's location is kept unguarded below: it must answer
      * with the page, not with a proxy_pass set after the page's
      * directive, which would forward batches there unchecked.

@@ -525,6 +525,7 @@ char *ngx_http_taurus_guard_metadata_conf(ngx_conf_t *cf,
 ngx_int_t ngx_http_taurus_guard_metrics_zone(ngx_conf_t *cf,
     ngx_http_taurus_guard_main_conf_t *mcf);
 ngx_int_t ngx_http_taurus_guard_status_kept(ngx_conf_t *cf);
+ngx_int_t ngx_http_taurus_guard_status_block(ngx_conf_t *cf);
 char *ngx_http_taurus_guard_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 void ngx_http_taurus_guard_metrics_request(ngx_http_request_t *r,

@@ -137,7 +137,26 @@ ngx_http_taurus_guard_status_kept(ngx_conf_t *cf)
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
     return clcf->handler == ngx_http_taurus_guard_metrics_handler
-           || clcf->handler == ngx_http_taurus_guard_health_handler;
+           || clcf->handler == ngx_http_taurus_guard_health_handler
+           || ngx_http_taurus_guard_status_block(cf);
+}
+
+
+/*
+ * An "if" block (a nameless location) with no content handler of its
+ * own: nginx keeps its location's, so the block's requests are answered
+ * as its location's are.  Not "limit_except": nginx drops the content
+ * handler there, which only a proxy_pass's merge puts back.
+ */
+
+ngx_int_t
+ngx_http_taurus_guard_status_block(ngx_conf_t *cf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    return clcf->noname && !clcf->lmt_excpt && clcf->handler == NULL;
 }
 
 

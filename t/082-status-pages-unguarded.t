@@ -56,8 +56,20 @@ http {
             }
         }
 
+        location = /health2 {
+            taurus_guard_health;
+
+            if (\$arg_probe) {
+                set \$probe 1;
+            }
+        }
+
         location /st/ {
             taurus_guard_health;
+
+            if (\$arg_up) {
+                proxy_pass http://127.0.0.1:%%PORT_UP%%;
+            }
 
             location /st/up/ {
                 proxy_pass http://127.0.0.1:%%PORT_UP%%/;
@@ -93,7 +105,9 @@ for my $d ('taurus_guard_metrics', 'taurus_guard_health') {
 
 $t->run($conf);
 
-for my $uri ('/metrics', '/health', '/status/health', '/st/') {
+for my $uri ('/metrics', '/health', '/status/health', '/st/',
+    '/health2?probe=1')
+{
     my $r = $t->http("GET $uri HTTP/1.0\r\nHost: localhost\r\n\r\n");
     is($r->{status}, 200, "$uri: 200");
     ok(!defined header($r, 'X-Taurus-Guard-Id'), "$uri: no audit id");
@@ -113,6 +127,12 @@ $r = $t->post('/st/up/x', batch_json([ $INSTANCES[0] ]));
 $t->is_refusal($r, 404, 'TG.0404', 'proxy nested in a status location');
 is(scalar $t->upstream_records, 0, 'nothing forwarded from it');
 
+# an "if" of a status location with a proxy_pass of its own is guarded
+
+$r = $t->post('/st/x?up=1', batch_json([ $INSTANCES[0] ]));
+$t->is_refusal($r, 404, 'TG.0404', 'proxy in an if of a status location');
+is(scalar $t->upstream_records, 0, 'nothing forwarded from that either');
+
 # the server's batches are still guarded
 
 $r = $t->post(upgrade_path(), batch_json([ $INSTANCES[0] ]));
@@ -128,7 +148,7 @@ $t->is_refusal($r, 403, 'TG.0403', 'batch not allowed');
 sleep 0.3;
 
 my @a = $t->audit_records;
-is(scalar @a, 5, 'five records: the batches and the two 404s')
+is(scalar @a, 6, 'six records: the batches and the three 404s')
     or diag(explain \@a);
 is(scalar(grep { ($_->{uri} || '') =~ /metrics|health/ } @a), 0,
     'no record of a status page');
