@@ -162,10 +162,22 @@ my @creds = (headers => [ [ 'Authorization' => 'caller-supplied' ],
     [ 'X-Auth-Token' => 'caller-token' ] ]);
 my $denied = batch_json([ $OTHER_INSTANCE ]);
 
-sub count_records {
-    my @r = grep { ($_->{reason} || '') =~ /before the gateway decided/ }
+sub refused_records {
+    return grep { ($_->{reason} || '') =~ /before the gateway decided/ }
         $t->audit_records;
+}
+
+sub count_records {
+    my @r = refused_records();
     return scalar @r;
+}
+
+# the record's decision follows the status the request is refused with:
+# deny for a 403, error for a 5xx, invalid for the rest
+
+sub decision_for {
+    my ($status) = @_;
+    return $status == 403 ? 'deny' : $status >= 500 ? 'error' : 'invalid';
 }
 
 sub refused {
@@ -182,6 +194,10 @@ sub refused {
         select(undef, undef, undef, 0.1);
     }
     is(count_records(), $before + 1, "$name: one record");
+    my $rec = (refused_records())[-1] || {};
+    is($rec->{decision}, decision_for($status),
+        "$name: decision " . decision_for($status));
+    is($rec->{status}, $status, "$name: the record has the status");
 }
 
 # the first batch spends the rate limit: the allow-list denies it
