@@ -35,6 +35,9 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_pool_cleanup_t                 *cln;
     ngx_http_taurus_guard_audit_t      *audit, **a;
     ngx_http_taurus_guard_main_conf_t  *mcf;
+#if (NGX_THREADS)
+    ngx_thread_pool_t                  *tp;
+#endif
 
     if (lcf->audit != NGX_CONF_UNSET_PTR) {
         return "is duplicate";
@@ -166,6 +169,17 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
         fi.st_ino = 0;
     }
 
+#if (NGX_THREADS)
+    tp = NULL;
+
+    if (fsync && ngx_strcmp(pool.data, "off") != 0) {
+        tp = ngx_thread_pool_add(cf, &pool);
+        if (tp == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+#endif
+
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_taurus_guard_module);
 
     a = mcf->audits.elts;
@@ -178,13 +192,19 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
             continue;
         }
 
+        /* one file, one flush: in one thread pool, or in the loop */
+
         if (a[i]->fsync != fsync || a[i]->timeout != (ngx_msec_t) timeout
-            || a[i]->flush_delay != (ngx_uint_t) delay)
+            || a[i]->flush_delay != (ngx_uint_t) delay
+#if (NGX_THREADS)
+            || a[i]->thread_pool != tp
+#endif
+           )
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "audit log \"%V\" is used with different"
-                               " \"fsync\", \"timeout\" or \"flush_delay\""
-                               " parameters",
+                               " \"fsync\", \"thread_pool\", \"timeout\""
+                               " or \"flush_delay\" parameters",
                                &file->name);
             return NGX_CONF_ERROR;
         }
@@ -236,12 +256,7 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
     cln->data = audit;
 
 #if (NGX_THREADS)
-    if (fsync && ngx_strcmp(pool.data, "off") != 0) {
-        audit->thread_pool = ngx_thread_pool_add(cf, &pool);
-        if (audit->thread_pool == NULL) {
-            return NGX_CONF_ERROR;
-        }
-    }
+    audit->thread_pool = tp;
 
     ngx_queue_init(&audit->pending);
     ngx_queue_init(&audit->syncing);

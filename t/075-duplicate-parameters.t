@@ -142,4 +142,68 @@ for my $c (@cases) {
         or diag($out);
 }
 
+# One file named by two directives has one flush: in one thread pool
+# (or in the event loop), with one fsync=, timeout= and flush_delay=.
+# The second directive's parameters must agree with the first's, or
+# nginx -t fails at its line.  Before, another thread_pool= was taken
+# without a word and not used.
+
+sub two {
+    my ($second) = @_;
+
+    return <<"EOF";
+thread_pool other threads=1;
+
+http {
+    taurus_guard_credentials %%TESTDIR%%/credentials;
+
+    taurus_guard_allow {
+        %%PROJECT%% $INSTANCES[0];
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_0%%;
+        server_name localhost;
+
+        location /v3/ {
+            taurus_guard on;
+            taurus_guard_audit_log %%TESTDIR%%/two.log thread_pool=default timeout=5s;
+            proxy_pass http://127.0.0.1:%%PORT_UP%%;
+        }
+
+        location /v4/ {
+            taurus_guard on;
+            taurus_guard_audit_log %%TESTDIR%%/two.log $second;
+            proxy_pass http://127.0.0.1:%%PORT_UP%%;
+        }
+    }
+}
+EOF
+}
+
+$t->write_credentials;
+
+($rc, $out) = $t->nginx_t(two('timeout=5s'));
+is($rc, 0, 'one file, the same flush twice: nginx -t passes') or diag($out);
+
+($rc, $out) = $t->nginx_t(two('thread_pool=default timeout=5s fsync=on'));
+is($rc, 0, 'one file, the same flush spelled out: nginx -t passes')
+    or diag($out);
+
+for my $second ('thread_pool=other timeout=5s', 'thread_pool=off timeout=5s',
+    'timeout=5s fsync=off', 'timeout=6s', 'timeout=5s flush_delay=1ms')
+{
+    my $what = "one file, then $second";
+
+    ($rc, $out) = $t->nginx_t(two($second));
+    isnt($rc, 0, "$what: nginx -t fails");
+    like($out, qr/\[emerg\] audit log "[^"]*two\.log" is used with different/,
+        "$what: says why") or diag($out);
+
+    my $at = $t->conf_line(qr{^\s*taurus_guard_audit_log \S+two\.log \Q$second\E;},
+        'test.conf');
+    like($out, qr/ in \Q$conf\E:$at\b/, "$what: in test.conf:$at")
+        or diag($out);
+}
+
 $t->done_testing;
