@@ -303,8 +303,9 @@ ngx_http_taurus_guard_worker_walk(ngx_pool_t *pool, ngx_str_t *path,
  * group's included (any that grants), both within the ACL's mask, else
  * the others'.  Without an ACL the group bits are the owning group's.
  * An ACL (setfacl -m u:www-data:rwx) shows in the mode only as its
- * mask, in the group bits, whatever group it names.  One that cannot be
- * read (too long) is taken for its mask and the others' bits.
+ * mask, in the group bits, whatever group it names; with no group bits
+ * the kernel reads the mode only.  One that cannot be read (too long) is
+ * taken for its mask and the others' bits.
  */
 
 static ngx_uint_t
@@ -322,7 +323,15 @@ ngx_http_taurus_guard_worker_access(ngx_file_info_t *fi, u_char *dir,
         return (fi->st_mode >> 6) & 7;
     }
 
-    n = getxattr((char *) dir, "system.posix_acl_access", acl, sizeof(acl));
+    /*
+     * The kernel reads no ACL whose mask, the group bits, is empty
+     * (acl_permission_check()): the mode alone then says, and a named
+     * entry gives nothing and takes nothing.
+     */
+
+    n = (fi->st_mode & S_IRWXG)
+        ? getxattr((char *) dir, "system.posix_acl_access", acl, sizeof(acl))
+        : 0;
 
     if (n == -1 && ngx_errno == ERANGE) {
         return ((fi->st_mode >> 3) | fi->st_mode) & 7;

@@ -25,6 +25,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 
 use Config;
+use POSIX ();
 use Test::More;
 use Time::HiRes qw(sleep);
 
@@ -167,9 +168,13 @@ sub acl {
     my ($path, $group, $other, @named) = @_;
 
     # version 2; (tag, perm, id): owner, named, owning group, mask (as
-    # setfacl makes it), others
-    my $mask = $group;
-    $mask |= $_->[1] for @named;
+    # setfacl makes it, unless given: [ group, mask ]), others
+    my $mask;
+    ($group, $mask) = @$group if ref $group;
+    unless (defined $mask) {
+        $mask = $group;
+        $mask |= $_->[1] for @named;
+    }
     my @e = ([ 0x01, 7, 0xffffffff ], @named, [ 0x04, $group, 0xffffffff ],
         [ 0x10, $mask, 0xffffffff ], [ 0x20, $other, 0xffffffff ]);
     my $acl = pack('V', 2) . join('', map { pack('vvV', @$_) }
@@ -181,9 +186,26 @@ sub acl {
     return syscall(188, $p, $n, $acl, length $acl, 0) == 0;
 }
 
+# what the kernel lets the worker user do, asked as that user
+
+sub as_worker {
+    my ($check) = @_;
+    my $pid = fork() // die "fork: $!\n";
+
+    if ($pid == 0) {
+        $) = "$wgid $wgid";
+        $( = $wgid;
+        $> = $< = $wuid;
+        POSIX::_exit($check->() ? 0 : 1);
+    }
+
+    waitpid($pid, 0);
+    return $? == 0;
+}
+
 SKIP: {
     dir('acl', 0755);
-    skip("no POSIX ACLs here (x86_64's setxattr): $!", 11)
+    skip("no POSIX ACLs here (x86_64's setxattr): $!", 13)
         unless acl("$d/acl", 5, 5, [ 0x02, 7, $wuid ]);
 
     refused('an ACL entry of the worker user, rwx', "$d/acl/audit.log",
@@ -210,6 +232,19 @@ SKIP: {
     isnt($rc, 0, 'an ACL shutting the worker user out: nginx -t fails');
     like($out, qr/cannot enter "\Q$d\/acln\E", so they could not reopen/,
         'an ACL shutting the worker user out: names it') or diag($out);
+
+    # an empty mask (a "chmod 0701" after setfacl): the kernel then reads
+    # the mode alone (acl_permission_check()), so the ACL's rwx for the
+    # worker user gives nothing and takes nothing: the others' bit lets
+    # the workers through, and they may not write
+
+    dir('aclm', 0701);
+    acl("$d/aclm", [ 0, 0 ], 1, [ 0x02, 7, $wuid ]);
+    dir('aclm/in', 0751);
+    ok(as_worker(sub { -x "$d/aclm/in" && !-w "$d/aclm" }),
+        'an ACL with an empty mask: the kernel lets the workers through');
+    passes('an ACL with an empty mask, the others\' x',
+        "$d/aclm/in/audit.log");
 }
 
 # a reload refused for this keeps the running nginx
