@@ -469,16 +469,33 @@ ngx_http_taurus_guard_merge_loc_conf(ngx_conf_t *cf, void *parent,
     /*
      * An "if" block of a status page's location that sets no content
      * handler of its own still answers with the page: it is that
-     * location's, and unguarded the same.  One with a proxy_pass is a
-     * location of its own, guarded by what it inherits.
+     * location's, and unguarded the same.  One with a proxy_pass cannot
+     * be guarded from the rewrite phase on, as a location is (status.c).
      */
 
-    if (!conf->status && prev->status
-        && ngx_http_taurus_guard_status_block(cf))
-    {
-        conf->status = 1;
-        conf->status_file = prev->status_file;
-        conf->status_line = prev->status_line;
+    if (!conf->status && prev->status) {
+
+        switch (ngx_http_taurus_guard_status_block(cf)) {
+
+        case NGX_OK:
+            conf->status = 1;
+            conf->status_file = prev->status_file;
+            conf->status_line = prev->status_line;
+            break;
+
+        case NGX_ERROR:
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "an \"if\" block with another content handler"
+                          " (\"proxy_pass\" or the like) in the location"
+                          " of \"taurus_guard_metrics\" or"
+                          " \"taurus_guard_health\" in %s:%ui; proxy in"
+                          " a location of its own",
+                          prev->status_file, prev->status_line);
+            return NGX_CONF_ERROR;
+
+        default: /* NGX_DECLINED */
+            break;
+        }
     }
 
     /*

@@ -138,15 +138,23 @@ ngx_http_taurus_guard_status_kept(ngx_conf_t *cf)
 
     return clcf->handler == ngx_http_taurus_guard_metrics_handler
            || clcf->handler == ngx_http_taurus_guard_health_handler
-           || ngx_http_taurus_guard_status_block(cf);
+           || ngx_http_taurus_guard_status_block(cf) == NGX_OK;
 }
 
 
 /*
- * An "if" block (a nameless location) with no content handler of its
- * own: nginx keeps its location's, so the block's requests are answered
- * as its location's are.  Not "limit_except": nginx drops the content
- * handler there, which only a proxy_pass's merge puts back.
+ * An "if" block (a nameless location) of a status page's location: NGX_OK
+ * with no content handler of its own, since nginx keeps its location's
+ * and the block's requests are answered as its location's are; NGX_ERROR
+ * with one, a "proxy_pass" or the like.  That block cannot be guarded as
+ * a location is: the guard's rewrite handler runs before the rewrite
+ * module takes the "if", in the page's unguarded configuration, so a
+ * limit_req, an access check or a later "return" refusing the request
+ * in the block leaves no trace of it, and "error_page 503 = @fallback"
+ * to an unguarded location forwards its body unchecked.  NGX_DECLINED
+ * for anything else, "limit_except" included: nginx takes that block
+ * before the rewrite phase, and drops the content handler there, which
+ * only a proxy_pass's merge puts back.
  */
 
 ngx_int_t
@@ -156,7 +164,11 @@ ngx_http_taurus_guard_status_block(ngx_conf_t *cf)
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
-    return clcf->noname && !clcf->lmt_excpt && clcf->handler == NULL;
+    if (!clcf->noname || clcf->lmt_excpt) {
+        return NGX_DECLINED;
+    }
+
+    return (clcf->handler == NULL) ? NGX_OK : NGX_ERROR;
 }
 
 
