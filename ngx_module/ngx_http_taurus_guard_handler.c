@@ -132,6 +132,29 @@ ngx_http_taurus_guard_handler(ngx_http_request_t *r)
         }
 
         if (r != r->main) {
+
+            /*
+             * A subrequest with a body (a mirror's) that an error_page
+             * sent here: nginx may have refused it in a guarded location
+             * before any module ran there (a Content-Length over that
+             * location's client_max_body_size is refused while nginx
+             * picks the location), and nothing here says where it came
+             * from.  Its body is the main request's, never checked: it
+             * is not sent on.
+             */
+
+            if (r->error_page
+                && r->request_body != NULL
+                && (r->request_body->bufs != NULL
+                    || r->request_body->temp_file != NULL)
+                && !ngx_http_taurus_guard_is_fetch(r))
+            {
+                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                              "taurus_guard: a subrequest with a body sent"
+                              " on by error_page refused");
+                return NGX_HTTP_FORBIDDEN;
+            }
+
             /* a fetch of the gateway's own only where it may be served */
             rc = ngx_http_taurus_guard_fetch_check(r);
             return (rc == NGX_OK) ? NGX_DECLINED : rc;

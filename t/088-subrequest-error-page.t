@@ -10,7 +10,11 @@
 # refused by the gateway, whose answer no error_page takes.  Nor may a
 # limit_req of the guarded location refuse such a subrequest first (503)
 # and have "error_page 503 = @fallback" send it on: the subrequest is
-# refused before the location's limits run.
+# refused before the location's limits run.  Nor may nginx's own 413 of
+# a mirror's subrequest, made while it picks the guarded location
+# before any module runs, have "error_page 413 = @fallback" send it on:
+# a subrequest with a body that an error_page sends on is refused
+# wherever it lands.
 
 use strict;
 use warnings;
@@ -71,6 +75,37 @@ http {
             proxy_pass http://127.0.0.1:%%PORT_MAIN%%;
         }
 
+        location /small/ {
+            taurus_guard on;
+            client_max_body_size 64;
+            error_page 413 = \@fallback;
+            proxy_pass http://127.0.0.1:%%PORT_UP%%;
+        }
+
+        location /mirrored-small/ {
+            client_max_body_size 1m;
+            mirror /small$path;
+            mirror_request_body on;
+            proxy_pass http://127.0.0.1:%%PORT_MAIN%%;
+        }
+
+        location /small-page/ {
+            client_max_body_size 64;
+            error_page 413 /fallback-uri/;
+            proxy_pass http://127.0.0.1:%%PORT_MAIN%%;
+        }
+
+        location /fallback-uri/ {
+            proxy_pass http://127.0.0.1:%%PORT_FB%%;
+        }
+
+        location /mirrored-small-page/ {
+            client_max_body_size 1m;
+            mirror /small-page/x;
+            mirror_request_body on;
+            proxy_pass http://127.0.0.1:%%PORT_MAIN%%;
+        }
+
         location \@fallback {
             proxy_pass http://127.0.0.1:%%PORT_FB%%;
         }
@@ -124,6 +159,22 @@ for my $n (1 .. 2) {
     is($r->{status}, 403, "auth_request into limit_req, $n: 403");
 }
 
+# a mirror into a guarded location whose client_max_body_size is smaller
+# than the mirroring location's: nginx refuses the subrequest with 413
+# while it picks the location, before any module runs, and the guarded
+# location's "error_page 413 = @fallback" sends it to the fallback, whose
+# proxy must not forward its body.  Nothing there says where the
+# subrequest came from: one an unguarded location's error_page sends on
+# (to a URI, the status kept) is refused the same way.
+
+$r = $t->post('/mirrored-small/x', $denied);
+ok(defined $r->{status} && !$r->{timed_out},
+    'mirror into a smaller limit: the main request answered');
+
+$r = $t->post('/mirrored-small-page/x', $denied);
+ok(defined $r->{status} && !$r->{timed_out},
+    'mirror into an unguarded smaller limit: the main request answered');
+
 # the mirror's subrequest is finalized after its main request: give it
 # the time to reach an upstream, if it were to
 
@@ -137,10 +188,14 @@ is(join(' ', map { $_->{target} } @fb), '',
 is(scalar $t->upstream_records, 0, 'the guarded upstream got nothing');
 
 my @main = $t->upstream_records('MAIN');
-is(scalar @main, 4, 'the mirroring locations\' own requests went on');
+is(scalar @main, 6, 'the mirroring locations\' own requests went on');
 
 my $refused = () = $t->error_log
     =~ /taurus_guard: subrequest to a guarded location refused/g;
 is($refused, 7, 'every subrequest refused, once each');
+
+my $sent_on = () = $t->error_log
+    =~ /taurus_guard: a subrequest with a body sent on by error_page/g;
+is($sent_on, 2, 'both subrequests sent on by error_page refused, once');
 
 $t->done_testing;
