@@ -17,6 +17,7 @@ static ngx_int_t ngx_http_taurus_guard_log_phase(ngx_http_request_t *r);
 static ngx_int_t ngx_http_taurus_guard_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_taurus_guard_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
+static ngx_int_t ngx_http_taurus_guard_recursive_413(ngx_conf_t *cf);
 static ngx_int_t ngx_http_taurus_guard_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_taurus_guard_init_process(ngx_cycle_t *cycle);
 static void ngx_http_taurus_guard_exit_process(ngx_cycle_t *cycle);
@@ -570,6 +571,27 @@ ngx_http_taurus_guard_merge_loc_conf(ngx_conf_t *cf, void *parent,
         return NGX_CONF_ERROR;
     }
 
+    /*
+     * nginx refuses a subrequest (a mirror's) whose Content-Length is over
+     * this location's client_max_body_size while it picks the location,
+     * before any module runs, and an "error_page 413" here sends it on
+     * with its body.  The handler refuses it where it lands by the mark
+     * nginx puts on a request its error page took, which
+     * "recursive_error_pages on" leaves off.
+     */
+
+    if (conf->guard
+        && ngx_http_taurus_guard_recursive_413(cf) != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"recursive_error_pages on\" with an \"error_page"
+                      " 413\" where \"taurus_guard\" is on: a subrequest"
+                      " nginx refuses as too large would be sent on with"
+                      " its body, unmarked; set it off there, in %s:%ui",
+                      conf->enable_file, conf->enable_line);
+        return NGX_CONF_ERROR;
+    }
+
     /* the audit reads back any record a body this long makes */
 
     ngx_http_taurus_guard_audit_record_max(
@@ -577,6 +599,36 @@ ngx_http_taurus_guard_merge_loc_conf(ngx_conf_t *cf, void *parent,
         conf->max_body_size);
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * NGX_DECLINED when the location being merged sends a 413 on with an
+ * error_page and "recursive_error_pages on" (see the merge).
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_recursive_413(ngx_conf_t *cf)
+{
+    ngx_uint_t                 i;
+    ngx_http_err_page_t       *err_page;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (!clcf->recursive_error_pages || clcf->error_pages == NULL) {
+        return NGX_OK;
+    }
+
+    err_page = clcf->error_pages->elts;
+
+    for (i = 0; i < clcf->error_pages->nelts; i++) {
+        if (err_page[i].status == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
 }
 
 

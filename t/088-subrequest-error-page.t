@@ -198,4 +198,59 @@ my $sent_on = () = $t->error_log
     =~ /taurus_guard: a subrequest with a body sent on by error_page/g;
 is($sent_on, 2, 'both subrequests sent on by error_page refused, once');
 
+# "recursive_error_pages on" leaves off the mark nginx puts on a request
+# its error page took, by which a subrequest sent on with its body is
+# refused: with an "error_page 413" where the guard is on, nginx -t
+# fails at the line of "taurus_guard on".
+
+sub recursive {
+    my ($pages) = @_;
+
+    return <<"EOF";
+http {
+    taurus_guard_credentials %%TESTDIR%%/credentials;
+    taurus_guard_audit_log %%TESTDIR%%/audit.log;
+
+    taurus_guard_allow {
+        %%PROJECT%% $i0;
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_0%%;
+        server_name localhost;
+
+        location /v3/ {
+            taurus_guard on;
+            recursive_error_pages on;
+            $pages
+            proxy_pass http://127.0.0.1:%%PORT_UP%%;
+        }
+
+        location \@fallback {
+            proxy_pass http://127.0.0.1:%%PORT_FB%%;
+        }
+    }
+}
+EOF
+}
+
+my ($rc, $out) = $t->nginx_t(recursive('error_page 404 = @fallback;'));
+is($rc, 0, 'recursive_error_pages, no error_page 413: nginx -t passes')
+    or diag($out);
+
+for my $pages ('error_page 413 = @fallback;',
+    'error_page 404 413 /fallback-uri/;')
+{
+    ($rc, $out) = $t->nginx_t(recursive($pages));
+    isnt($rc, 0, "recursive_error_pages, $pages: nginx -t fails");
+    my $why = '[emerg] "recursive_error_pages on" with an "error_page 413"';
+    ok(index($out, $why) >= 0, "recursive_error_pages, $pages: says why")
+        or diag($out);
+
+    my $conf = $t->conf_path('test.conf');
+    my $at = $t->conf_line(qr/^\s*taurus_guard on;/, 'test.conf');
+    like($out, qr/ in \Q$conf\E:$at\b/,
+        "recursive_error_pages, $pages: in test.conf:$at") or diag($out);
+}
+
 $t->done_testing;
