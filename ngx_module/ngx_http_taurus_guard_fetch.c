@@ -986,6 +986,41 @@ ngx_http_taurus_guard_fetch_header(ngx_http_request_t *sr, ngx_str_t *name,
 }
 
 
+/*
+ * A fetched secret's "refresh=TIME" (taurus_guard_token iam=,
+ * taurus_guard_credentials metadata=), at least NGX_HTTP_TG_REFRESH_MIN;
+ * nginx -t names the directive otherwise.
+ */
+
+ngx_int_t
+ngx_http_taurus_guard_fetch_refresh(ngx_conf_t *cf, const char *directive,
+    ngx_str_t *value, time_t *refresh)
+{
+    ngx_str_t  s;
+
+    s.data = value->data + sizeof("refresh=") - 1;
+    s.len = value->len - (sizeof("refresh=") - 1);
+
+    *refresh = ngx_parse_time(&s, 1);
+
+    if (*refresh == (time_t) NGX_ERROR || *refresh <= 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s: invalid \"%V\"",
+                           directive, value);
+        return NGX_ERROR;
+    }
+
+    if (*refresh < NGX_HTTP_TG_REFRESH_MIN) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "%s: \"%V\" is less than 3s: no renewal could"
+                           " start before the secret's last second, in"
+                           " which it is no longer used", directive, value);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 /* a fetch of the gateway's own, whatever location it reached */
 
 ngx_int_t

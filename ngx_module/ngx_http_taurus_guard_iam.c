@@ -102,7 +102,7 @@ ngx_http_taurus_guard_iam_conf(ngx_conf_t *cf,
 {
     size_t                           line;
     tg_rc_t                          rc;
-    ngx_str_t                        s, agency, domain, password;
+    ngx_str_t                        agency, domain, password;
     ngx_uint_t                       i;
     ngx_http_taurus_guard_fetch_t   *iam;
     ngx_http_taurus_guard_iam_pw_t  *pw;
@@ -160,23 +160,10 @@ ngx_http_taurus_guard_iam_conf(ngx_conf_t *cf,
         }
 
         if (ngx_strncmp(value[i].data, "refresh=", 8) == 0) {
-            s.data = value[i].data + 8;
-            s.len = value[i].len - 8;
-
-            iam->refresh = ngx_parse_time(&s, 1);
-            if (iam->refresh == (time_t) NGX_ERROR || iam->refresh <= 0) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "taurus_guard_token: invalid \"%V\"",
-                                   &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            if (iam->refresh < NGX_HTTP_TG_REFRESH_MIN) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "taurus_guard_token: \"%V\" is less than"
-                                   " 3s: no renewal could start before"
-                                   " the secret's last second, in which"
-                                   " it is no longer used", &value[i]);
+            if (ngx_http_taurus_guard_fetch_refresh(cf, "taurus_guard_token",
+                                                    &value[i], &iam->refresh)
+                != NGX_OK)
+            {
                 return NGX_CONF_ERROR;
             }
 

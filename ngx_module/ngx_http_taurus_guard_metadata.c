@@ -131,24 +131,11 @@ ngx_http_taurus_guard_metadata_conf(ngx_conf_t *cf,
         }
 
         if (ngx_strncmp(value[i].data, "refresh=", 8) == 0) {
-            s.data = value[i].data + 8;
-            s.len = value[i].len - 8;
-
-            meta->refresh = ngx_parse_time(&s, 1);
-            if (meta->refresh == (time_t) NGX_ERROR || meta->refresh <= 0) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "taurus_guard_credentials: invalid"
-                                   " \"%V\"", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            if (meta->refresh < NGX_HTTP_TG_REFRESH_MIN) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "taurus_guard_credentials: \"%V\""
-                                   " is less than 3s: no renewal could"
-                                   " start before the secret's last"
-                                   " second, in which it is no longer"
-                                   " used", &value[i]);
+            if (ngx_http_taurus_guard_fetch_refresh(cf,
+                                                    "taurus_guard_credentials",
+                                                    &value[i], &meta->refresh)
+                != NGX_OK)
+            {
                 return NGX_CONF_ERROR;
             }
 

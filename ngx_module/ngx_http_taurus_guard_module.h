@@ -510,6 +510,8 @@ ngx_int_t ngx_http_taurus_guard_fetch_now(ngx_http_request_t *r,
 void ngx_http_taurus_guard_fetch_refused(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx);
 ngx_int_t ngx_http_taurus_guard_is_fetch(ngx_http_request_t *r);
+ngx_int_t ngx_http_taurus_guard_fetch_refresh(ngx_conf_t *cf,
+    const char *directive, ngx_str_t *value, time_t *refresh);
 ngx_int_t ngx_http_taurus_guard_fetch_check(ngx_http_request_t *r);
 ngx_int_t ngx_http_taurus_guard_fetch_filter_init(ngx_conf_t *cf);
 
