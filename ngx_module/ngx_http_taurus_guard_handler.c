@@ -22,6 +22,8 @@ static void ngx_http_taurus_guard_body_handler(ngx_http_request_t *r);
 static void ngx_http_taurus_guard_resume_handler(ngx_http_request_t *r);
 static void ngx_http_taurus_guard_run(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx, ngx_flag_t woken);
+static ngx_int_t ngx_http_taurus_guard_subrequest_refused(
+    ngx_http_request_t *r);
 static ngx_int_t ngx_http_taurus_guard_validate(ngx_http_request_t *r,
     ngx_http_taurus_guard_loc_conf_t *lcf, ngx_http_taurus_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_taurus_guard_authorize(ngx_http_request_t *r,
@@ -70,11 +72,7 @@ ngx_http_taurus_guard_rewrite_handler(ngx_http_request_t *r)
             return NGX_DECLINED;
         }
 
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "taurus_guard: subrequest to a guarded location"
-                      " refused");
-        r->error_page = 1;
-        return NGX_HTTP_FORBIDDEN;
+        return ngx_http_taurus_guard_subrequest_refused(r);
     }
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_taurus_guard_module);
@@ -183,18 +181,9 @@ ngx_http_taurus_guard_handler(ngx_http_request_t *r)
             return rc;
         }
 
-        /*
-         * A subrequest would forward the main request's unchecked body.
-         * The 403 stands: no error_page sends the subrequest on to an
-         * unguarded location (an "error_page 403 = @fallback" that
-         * proxies), which would forward that body after all.
-         */
+        /* one the rewrite phase did not see (it refuses them first) */
 
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "taurus_guard: subrequest to a guarded location"
-                      " refused");
-        r->error_page = 1;
-        return NGX_HTTP_FORBIDDEN;
+        return ngx_http_taurus_guard_subrequest_refused(r);
     }
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_taurus_guard_module);
@@ -901,4 +890,21 @@ ngx_http_taurus_guard_sign_audit(ngx_http_request_t *r,
     ctx->sync_failed = (rc != NGX_OK);
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * A subrequest into a guarded location would forward the main request's
+ * body, never checked.  The 403 stands: no error_page sends the
+ * subrequest on to an unguarded location (an "error_page 403 =
+ * @fallback" that proxies), which would forward that body after all.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_subrequest_refused(ngx_http_request_t *r)
+{
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "taurus_guard: subrequest to a guarded location refused");
+    r->error_page = 1;
+    return NGX_HTTP_FORBIDDEN;
 }
