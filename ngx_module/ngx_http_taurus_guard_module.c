@@ -749,6 +749,10 @@ ngx_http_taurus_guard_init(ngx_conf_t *cf)
         ngx_string("http_x_security_token")
     };
 
+    /* the body's length once the canonical body replaced it (request.c) */
+
+    static ngx_str_t  length_var = ngx_string("content_length");
+
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_taurus_guard_module);
 
     if (ngx_http_taurus_guard_allow_init(cf, mcf) != NGX_OK) {
@@ -765,6 +769,12 @@ ngx_http_taurus_guard_init(ngx_conf_t *cf)
         if (mcf->secret_vars[i] == NGX_ERROR) {
             return NGX_ERROR;
         }
+    }
+
+    mcf->length_var = ngx_http_get_variable_index(cf, &length_var);
+
+    if (mcf->length_var == NGX_ERROR) {
+        return NGX_ERROR;
     }
 
     if (ngx_http_taurus_guard_policy_init(cf, mcf) != NGX_OK) {

@@ -305,6 +305,7 @@ typedef struct {
     ngx_array_t                  audits;    /* of audit_t * */
     ngx_int_t                    secret_vars[NGX_HTTP_TG_SECRETS];
                                             /* $http_* of the secrets */
+    ngx_int_t                    length_var;  /* $content_length */
     ngx_array_t                  fetches;   /* of fetch_t *, one a zone */
     u_char                       ids[NGX_HTTP_TG_IDS * TG_AUDIT_ID_LEN / 2];
                                             /* random bytes for audit ids,

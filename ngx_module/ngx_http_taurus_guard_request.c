@@ -378,14 +378,21 @@ ngx_http_taurus_guard_release_body(ngx_http_request_t *r, ngx_str_t *raw)
 
 /*
  * The proxy sends r->request_body->bufs with r->headers_in.content_length_n
- * as Content-Length: both now describe the canonical body.
+ * as Content-Length: both now describe the canonical body.  So does
+ * $content_length (a "proxy_set_header Content-Length $content_length"),
+ * which reads the caller's header first, and keeps a value read before:
+ * the length of the bytes received, longer than the canonical body by
+ * its white space and escapes, would frame a request the upstream waits
+ * on for bytes that never come.
  */
 
 ngx_int_t
 ngx_http_taurus_guard_replace_body(ngx_http_request_t *r, ngx_str_t *body)
 {
-    ngx_buf_t    *b;
-    ngx_chain_t  *cl;
+    ngx_buf_t                          *b;
+    ngx_chain_t                        *cl;
+    ngx_http_variable_value_t          *v;
+    ngx_http_taurus_guard_main_conf_t  *mcf;
 
     b = ngx_calloc_buf(r->pool);
     if (b == NULL) {
@@ -409,7 +416,14 @@ ngx_http_taurus_guard_replace_body(ngx_http_request_t *r, ngx_str_t *body)
 
     r->request_body->bufs = cl;
     r->headers_in.content_length_n = body->len;
+    r->headers_in.content_length = NULL;
     r->headers_in.chunked = 0;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_taurus_guard_module);
+
+    v = &r->variables[mcf->length_var];
+    v->valid = 0;
+    v->not_found = 0;
 
     return NGX_OK;
 }
