@@ -403,6 +403,7 @@ static ngx_int_t
 ngx_http_taurus_guard_health_handler(ngx_http_request_t *r)
 {
     u_char                             *p, *end, *checks;
+    size_t                              size;
     ngx_buf_t                          *b;
     ngx_int_t                           rc;
     ngx_str_t                           type;
@@ -426,8 +427,17 @@ ngx_http_taurus_guard_health_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    b = ngx_create_temp_buf(r->pool,
-                            8192 + ngx_http_taurus_guard_secrets_size(&sec));
+    audit = mcf->audits.elts;
+
+    /* each audit file's check names its path: room for every one */
+
+    size = 8192 + ngx_http_taurus_guard_secrets_size(&sec);
+
+    for (i = 0; i < mcf->audits.nelts; i++) {
+        size += sizeof(",\"audit \":\"fail\"") - 1 + audit[i]->file->name.len;
+    }
+
+    b = ngx_create_temp_buf(r->pool, size);
     if (b == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -438,8 +448,6 @@ ngx_http_taurus_guard_health_handler(ngx_http_request_t *r)
     p = ngx_cpymem(b->last, "{\"status\":\"fail\",\"checks\":{",
                    sizeof("{\"status\":\"fail\",\"checks\":{") - 1);
     checks = p;
-
-    audit = mcf->audits.elts;
 
     for (i = 0; i < mcf->audits.nelts; i++) {
         rc = ngx_http_taurus_guard_health_audit(audit[i]);
