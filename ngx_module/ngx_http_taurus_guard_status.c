@@ -429,12 +429,16 @@ ngx_http_taurus_guard_health_handler(ngx_http_request_t *r)
 
     audit = mcf->audits.elts;
 
-    /* each audit file's check names its path: room for every one */
+    /*
+     * each audit file's check names its path: room for every one, each
+     * byte of it escaped
+     */
 
     size = 8192 + ngx_http_taurus_guard_secrets_size(&sec);
 
     for (i = 0; i < mcf->audits.nelts; i++) {
-        size += sizeof(",\"audit \":\"fail\"") - 1 + audit[i]->file->name.len;
+        size += sizeof(",\"audit \":\"fail\"") - 1
+                + 2 * audit[i]->file->name.len;
     }
 
     b = ngx_create_temp_buf(r->pool, size);
@@ -456,11 +460,11 @@ ngx_http_taurus_guard_health_handler(ngx_http_request_t *r)
             failed++;
         }
 
-        /* a path is the operator's, never the caller's: no escaping */
+        /* a path is the operator's, escaped as the secrets' paths are */
 
-        p = ngx_slprintf(p, end, "%s\"audit %V\":\"%s\"",
-                         (p == checks) ? "" : ",", &audit[i]->file->name,
-                         rc == NGX_OK ? "ok" : "fail");
+        p = ngx_slprintf(p, end, "%s\"audit ", (p == checks) ? "" : ",");
+        p = ngx_http_taurus_guard_escape(p, end, &audit[i]->file->name);
+        p = ngx_slprintf(p, end, "\":\"%s\"", rc == NGX_OK ? "ok" : "fail");
     }
 
     p = ngx_http_taurus_guard_secrets_health(p, end, checks, &sec, &failed);
