@@ -166,6 +166,8 @@ static ngx_int_t ngx_http_taurus_guard_fetch_whole(ngx_http_request_t *sr,
 static ngx_int_t ngx_http_taurus_guard_fetch_body_filter(
     ngx_http_request_t *r, ngx_chain_t *in);
 static void ngx_http_taurus_guard_fetch_wipe(ngx_http_request_t *sr);
+static void ngx_http_taurus_guard_fetch_unload(ngx_http_request_t *sr,
+    ngx_http_taurus_guard_fetch_sr_t *fetch, ngx_int_t rc);
 static void ngx_http_taurus_guard_fetch_end(ngx_http_taurus_guard_fetch_t *src,
     u_char *key, ngx_str_t *secret, time_t expires, u_char *identity);
 static void ngx_http_taurus_guard_fetch_failed(
@@ -1135,6 +1137,7 @@ ngx_http_taurus_guard_fetch_done(ngx_http_request_t *sr, void *data,
 
     if (fetch->done && fetch->handled == fetch->served) {
         ngx_http_taurus_guard_fetch_wipe(sr);
+        ngx_http_taurus_guard_fetch_unload(sr, fetch, rc);
         return rc;
     }
 
@@ -1190,6 +1193,7 @@ ngx_http_taurus_guard_fetch_done(ngx_http_request_t *sr, void *data,
         }
 
         ngx_http_taurus_guard_fetch_wipe(sr);
+        ngx_http_taurus_guard_fetch_unload(sr, fetch, rc);
 
         return rc;
     }
@@ -1218,6 +1222,7 @@ ngx_http_taurus_guard_fetch_done(ngx_http_request_t *sr, void *data,
     /* copied where it is kept: not left in the answer's buffers */
     OPENSSL_cleanse(secret.data, secret.len);
     ngx_http_taurus_guard_fetch_wipe(sr);
+    ngx_http_taurus_guard_fetch_unload(sr, fetch, rc);
 
     return rc;
 }
@@ -1340,6 +1345,69 @@ ngx_http_taurus_guard_fetch_wipe(ngx_http_request_t *sr)
 
     if (u != NULL && u->buffer.start != NULL) {
         OPENSSL_cleanse(u->buffer.start, u->buffer.end - u->buffer.start);
+    }
+}
+
+
+/*
+ * A fetch that is over gives up what it carried: the IAM password in
+ * its body, the user or session token in its header.  With
+ * "log_subrequest on", nginx logs the subrequest right after this
+ * handler, reading $request_body and $http_* of it, and caches what it
+ * read in r->variables, which a subrequest shares with its parent: the
+ * batch's own log line would print it too.  A special status (an error,
+ * 201 or 204) may yet send the fetch on through error_page, to a named
+ * location that proxies it again: it keeps them until the next
+ * finalization, which comes back here.
+ */
+
+static void
+ngx_http_taurus_guard_fetch_unload(ngx_http_request_t *sr,
+    ngx_http_taurus_guard_fetch_sr_t *fetch, ngx_int_t rc)
+{
+    ngx_uint_t                          i;
+    ngx_chain_t                        *cl;
+    ngx_http_variable_value_t          *v;
+    ngx_http_taurus_guard_main_conf_t  *mcf;
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE || rc == NGX_HTTP_CREATED
+        || rc == NGX_HTTP_NO_CONTENT)
+    {
+        return;
+    }
+
+    if (sr->request_body != NULL) {
+        for (cl = sr->request_body->bufs; cl; cl = cl->next) {
+            if (cl->buf->start != NULL) {
+                OPENSSL_cleanse(cl->buf->start,
+                                cl->buf->end - cl->buf->start);
+            }
+        }
+
+        sr->request_body->bufs = NULL;
+    }
+
+    /* the base header's value is this copy */
+
+    if (fetch->base.len) {
+        OPENSSL_cleanse(fetch->base.data, fetch->base.len);
+        fetch->base.len = 0;
+    }
+
+    sr->headers_in.headers.part.nelts = 0;
+    sr->headers_in.headers.part.next = NULL;
+    sr->headers_in.headers.last = &sr->headers_in.headers.part;
+    sr->headers_in.content_type = NULL;
+
+    mcf = ngx_http_get_module_main_conf(sr, ngx_http_taurus_guard_module);
+
+    for (i = 0; i < NGX_HTTP_TG_FETCH_VARS; i++) {
+        v = &sr->variables[mcf->fetch_vars[i]];
+
+        v->valid = 0;
+        v->not_found = 0;
+        v->len = 0;
+        v->data = NULL;
     }
 }
 

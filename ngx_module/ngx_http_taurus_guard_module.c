@@ -753,6 +753,18 @@ ngx_http_taurus_guard_init(ngx_conf_t *cf)
 
     static ngx_str_t  length_var = ngx_string("content_length");
 
+    /*
+     * A fetch's subrequest shares r->variables with its parent: what it
+     * carries (the IAM password request, a user or session token) is
+     * forgotten there once it is over (ngx_http_taurus_guard_fetch.c).
+     */
+
+    static ngx_str_t  fetch_vars[NGX_HTTP_TG_FETCH_VARS] = {
+        ngx_string("request_body"),
+        ngx_string("http_x_auth_token"),
+        ngx_string("http_x_metadata_token")
+    };
+
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_taurus_guard_module);
 
     if (ngx_http_taurus_guard_allow_init(cf, mcf) != NGX_OK) {
@@ -775,6 +787,14 @@ ngx_http_taurus_guard_init(ngx_conf_t *cf)
 
     if (mcf->length_var == NGX_ERROR) {
         return NGX_ERROR;
+    }
+
+    for (i = 0; i < NGX_HTTP_TG_FETCH_VARS; i++) {
+        mcf->fetch_vars[i] = ngx_http_get_variable_index(cf, &fetch_vars[i]);
+
+        if (mcf->fetch_vars[i] == NGX_ERROR) {
+            return NGX_ERROR;
+        }
     }
 
     if (ngx_http_taurus_guard_policy_init(cf, mcf) != NGX_OK) {

@@ -28,6 +28,7 @@
 #define NGX_HTTP_TG_DECISION_HEADER "X-Taurus-Guard-Decision"
 #define NGX_HTTP_TG_LOG_INTERVAL    60        /* seconds between errors */
 #define NGX_HTTP_TG_SECRETS         4         /* headers only upstream gets */
+#define NGX_HTTP_TG_FETCH_VARS      3         /* what a fetch carries */
 #define NGX_HTTP_TG_REENTRIES       8         /* named in the done record */
 #define NGX_HTTP_TG_IDS             64        /* audit ids per RAND_bytes() */
 #define NGX_HTTP_TG_SIGN_AGE        60        /* s: a signature signed again */
@@ -306,6 +307,8 @@ typedef struct {
     ngx_int_t                    secret_vars[NGX_HTTP_TG_SECRETS];
                                             /* $http_* of the secrets */
     ngx_int_t                    length_var;  /* $content_length */
+    ngx_int_t                    fetch_vars[NGX_HTTP_TG_FETCH_VARS];
+                                            /* what a fetch carries */
     ngx_array_t                  fetches;   /* of fetch_t *, one a zone */
     u_char                       ids[NGX_HTTP_TG_IDS * TG_AUDIT_ID_LEN / 2];
                                             /* random bytes for audit ids,
