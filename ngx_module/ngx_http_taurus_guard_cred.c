@@ -385,7 +385,7 @@ ngx_http_taurus_guard_token(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_taurus_guard_loc_conf_t *lcf = conf;
 
-    ngx_str_t                          *value, path;
+    ngx_str_t                          *value, path, problem;
     ngx_http_taurus_guard_token_t      *token, **t;
     ngx_http_taurus_guard_main_conf_t  *mcf;
 
@@ -442,7 +442,8 @@ ngx_http_taurus_guard_token(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     /*
-     * The file must exist and be private now, so a mistake shows at
+     * The file must exist, be private and hold a token now, so a mistake
+     * (an empty file, the credentials file named instead) shows at
      * "nginx -t"; workers read it on their first request and whenever
      * the refresher rewrites it.
      */
@@ -451,6 +452,17 @@ ngx_http_taurus_guard_token(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                                                NGX_HTTP_TG_TOKEN_MAX)
         != NGX_OK)
     {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_taurus_guard_token_parse(&token->file, token->file.text,
+                                          token->file.size, &problem)
+        != NGX_OK)
+    {
+        /* the text is wiped with the configuration's pool */
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "taurus_guard_token: \"%V\" %V",
+                           &token->file.path, &problem);
         return NGX_CONF_ERROR;
     }
 
