@@ -88,8 +88,10 @@ static void ngx_http_taurus_guard_audit_drop_behind(
  * The link (tg_audit.h) of the last whole line of the file, read through
  * rfd, into last.  A torn last line (a crash in the middle of a write) is
  * cut off through wfd, so the next record cannot run into it; that is
- * logged.  NGX_DECLINED: no whole line is left.  Reads from the end, a
- * little first, more only for a longer line, up to audit->tail_max.
+ * logged.  A file no record goes into any more (a rotated one, wfd
+ * NGX_INVALID_FILE) is left as it is.  NGX_DECLINED: no whole line is
+ * left.  Reads from the end, a little first, more only for a longer line,
+ * up to audit->tail_max.
  */
 
 ngx_int_t
@@ -157,7 +159,13 @@ ngx_http_taurus_guard_audit_tail(ngx_http_taurus_guard_audit_t *audit,
         want *= 2;
     }
 
-    if (e != end) {
+    if (e != end && wfd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "taurus_guard: the file before audit log \"%V\" ends"
+                      " with a torn record of %z bytes",
+                      &audit->file->name, end - e);
+
+    } else if (e != end) {
         ngx_log_error(NGX_LOG_WARN, log, 0,
                       "taurus_guard: audit log \"%V\" ends with a torn"
                       " record of %z bytes, cut off",

@@ -18,6 +18,10 @@ static ngx_int_t ngx_http_taurus_guard_audit_check_access(
     ngx_http_taurus_guard_audit_t *audit, ngx_log_t *log);
 static ngx_int_t ngx_http_taurus_guard_audit_chain_start(
     ngx_http_taurus_guard_audit_t *audit, ngx_log_t *log);
+static ngx_int_t ngx_http_taurus_guard_audit_rotated(
+    ngx_http_taurus_guard_audit_t *audit, ngx_log_t *log);
+static ngx_int_t ngx_http_taurus_guard_audit_is_rotated(u_char *name,
+    size_t len, u_char *base, size_t blen);
 
 
 char *
@@ -478,7 +482,8 @@ ngx_http_taurus_guard_audit_check_access(ngx_http_taurus_guard_audit_t *audit,
 /*
  * A start: the chain goes on from the last record of the file, which
  * records where the previous run ended, or where the other master of a
- * binary upgrade is.
+ * binary upgrade is.  An empty file is a rotated one no record has gone
+ * into yet: the chain goes on from the file before it.
  */
 
 static ngx_int_t
@@ -526,9 +531,12 @@ ngx_http_taurus_guard_audit_chain_start(ngx_http_taurus_guard_audit_t *audit,
     if (size > 0) {
         rc = ngx_http_taurus_guard_audit_tail(audit, fd, fd, &size,
                                               audit->sh->last, log);
-        if (rc == NGX_DECLINED) {
-            rc = NGX_OK;
-        }
+    } else {
+        rc = ngx_http_taurus_guard_audit_rotated(audit, log);
+    }
+
+    if (rc == NGX_DECLINED) {
+        rc = NGX_OK;
     }
 
     audit->sh->dev = fi.st_dev;
@@ -542,6 +550,188 @@ done:
     (void) ngx_close_file(fd);
 
     return rc;
+}
+
+
+/*
+ * The file before an empty audit file is the newest of those in its
+ * directory whose name is the file's followed by a rotation's suffix
+ * (logrotate's "audit.log.1", "audit.log-20261207"): the chain goes on
+ * from its last record.  If that newest one is compressed, or none is
+ * there (a first start), a new chain starts.  Either is logged.  The
+ * workers cannot write in that directory ("nginx -t" makes sure of it,
+ * ngx_http_taurus_guard_worker_can_replace()).
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_audit_rotated(ngx_http_taurus_guard_audit_t *audit,
+    ngx_log_t *log)
+{
+    int               dfd;
+    DIR              *dir;
+    off_t             size;
+    u_char           *path, *base, *end, *slash, c;
+    size_t            blen;
+    ngx_fd_t          fd;
+    ngx_int_t         rc;
+    struct stat       st;
+    struct dirent    *de;
+    struct timespec   newest;
+    u_char            best[NAME_MAX + 1];
+
+    path = audit->file->name.data;
+    end = path + audit->file->name.len;
+
+    for (base = end; base > path && base[-1] != '/'; base--) {
+        /* void */
+    }
+
+    blen = end - base;
+
+    if (base == path || blen == 0 || blen + 2 > NAME_MAX) {
+        return NGX_DECLINED;
+    }
+
+    /* the directory's name, in place, as ngx_create_full_path() does */
+
+    slash = (base - 1 == path) ? base : base - 1;
+    c = *slash;
+    *slash = '\0';
+
+    dir = opendir((char *) path);
+
+    *slash = c;
+
+    if (dir == NULL) {
+        return NGX_DECLINED;
+    }
+
+    dfd = dirfd(dir);
+    best[0] = '\0';
+    newest.tv_sec = 0;
+    newest.tv_nsec = 0;
+
+    while ((de = readdir(dir)) != NULL) {
+
+        if (ngx_http_taurus_guard_audit_is_rotated((u_char *) de->d_name,
+                                                    ngx_strlen(de->d_name),
+                                                    base, blen)
+            == NGX_DECLINED)
+        {
+            continue;
+        }
+
+        if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1
+            || !S_ISREG(st.st_mode) || st.st_size == 0)
+        {
+            continue;
+        }
+
+        if (best[0] != '\0'
+            && (st.st_mtim.tv_sec < newest.tv_sec
+                || (st.st_mtim.tv_sec == newest.tv_sec
+                    && st.st_mtim.tv_nsec <= newest.tv_nsec)))
+        {
+            continue;
+        }
+
+        newest = st.st_mtim;
+        (void) ngx_cpystrn(best, (u_char *) de->d_name, NAME_MAX + 1);
+    }
+
+    rc = NGX_DECLINED;
+
+    if (best[0] == '\0') {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "taurus_guard: audit log \"%V\" is empty and no"
+                      " rotated file is beside it: a new chain starts",
+                      &audit->file->name);
+        goto done;
+    }
+
+    if (ngx_http_taurus_guard_audit_is_rotated(best, ngx_strlen(best), base,
+                                               blen)
+        == NGX_DONE)
+    {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "taurus_guard: audit log \"%V\" is empty and the"
+                      " file before it, \"%s\", is compressed: a new"
+                      " chain starts", &audit->file->name, best);
+        goto done;
+    }
+
+    fd = openat(dfd, (char *) best, O_RDONLY|O_NOFOLLOW|O_CLOEXEC);
+
+    if (fd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
+                      "taurus_guard: cannot open \"%s\", the file before"
+                      " audit log \"%V\"", best, &audit->file->name);
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+        (void) ngx_close_file(fd);
+        goto done;
+    }
+
+    size = st.st_size;
+
+    rc = ngx_http_taurus_guard_audit_tail(audit, fd, NGX_INVALID_FILE, &size,
+                                          audit->sh->last, log);
+
+    (void) ngx_close_file(fd);
+
+    if (rc == NGX_OK) {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "taurus_guard: audit log \"%V\" is empty, its chain"
+                      " goes on from the last record of \"%s\"",
+                      &audit->file->name, best);
+    }
+
+done:
+
+    (void) closedir(dir);
+
+    return rc;
+}
+
+
+/*
+ * NGX_OK: name is base and a rotation's suffix ("." or "-" and more);
+ * NGX_DONE: the same, compressed; NGX_DECLINED: another file.
+ */
+
+static ngx_int_t
+ngx_http_taurus_guard_audit_is_rotated(u_char *name, size_t len, u_char *base,
+    size_t blen)
+{
+    size_t       n;
+    ngx_uint_t   i;
+
+    static ngx_str_t  packed[] = {
+        ngx_string(".gz"), ngx_string(".bz2"), ngx_string(".xz"),
+        ngx_string(".zst"), ngx_string(".lz4"), ngx_string(".lzma"),
+        ngx_string(".lzo"), ngx_string(".Z"), ngx_string(".zip")
+    };
+
+    if (len < blen + 2 || ngx_strncmp(name, base, blen) != 0
+        || (name[blen] != '.' && name[blen] != '-'))
+    {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < sizeof(packed) / sizeof(packed[0]); i++) {
+        n = packed[i].len;
+
+        if (len > blen + n
+            && ngx_strncmp(name + len - n, packed[i].data, n) == 0)
+        {
+            return NGX_DONE;
+        }
+    }
+
+    return NGX_OK;
 }
 
 

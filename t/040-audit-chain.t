@@ -58,6 +58,11 @@ http {
 }
 EOF
 
+my $new_chain = 'is empty and no rotated file is beside it: a new chain '
+    . 'starts';
+like($t->error_log, qr/\[notice\].*audit log "\Q$log\E" \Q$new_chain\E/,
+    'first start: a new chain, logged');
+
 # lines of a file, each with its newline (a torn end without one)
 
 sub lines_of {
@@ -385,11 +390,18 @@ like($out, qr/11 records in 1 file\(s\), chain intact \Q$counts\E/,
     'verify across the reload: intact, counted');
 
 # a rotation (the new file created empty, as logrotate's "create" does),
-# then a restart before the first record: the gateway finds no line to
-# link to in the new file and starts a new chain from 64 zeros, so the
-# rotated series no longer verifies as one chain
+# then a restart before the first record: the new file holds no line to
+# link to, so the chain goes on from the newest rotated file beside it
+# (an older one, a compressed older one and a file of another name are
+# there too); a newest one that is compressed starts a new chain
 
 {
+    my $older = "$log-20261101";
+    $t->write_file('audit.log-20261101', $after[0]);
+    $t->write_file('audit.log.2.gz', "\x1f\x8b not read");
+    $t->write_file('audit.logs', $after[1]);
+    utime time - 7200, time - 7200, $older, "$log.2.gz";
+
     rename $log, "$log.1" or die "rename: $!\n";
     open my $nf, '>', $log or die "$log: $!\n";
     close $nf;
@@ -398,14 +410,43 @@ like($out, qr/11 records in 1 file\(s\), chain intact \Q$counts\E/,
     $t->upstream;
     $t->run;
 
+    my $linked = 'is empty, its chain goes on from the last record of '
+        . '"audit.log.1"';
+    like($t->error_log, qr/\[notice\].*audit log "\Q$log\E" \Q$linked\E/,
+        'rotated, then restarted: the file linked to is logged');
+
     my ($rr) = batch(batch_json([ $INSTANCES[0] ]), 2);
     is($rr->{status}, 200, 'rotated, then restarted: 200');
 
-    local $TODO = 'a restart on an empty, just rotated file cannot know '
-        . 'the last record of the rotated one';
+    my @new = lines_of($log);
+    is((eval { $json->decode($new[0]) } || {})->{prev},
+        chain_digest($reload[-1]),
+        'rotated, then restarted: the first record links to the last of '
+        . 'the rotated file');
+
     my ($vrc, $vout) = verify("$log.1", $log);
     is($vrc, 0, 'rotated, then restarted: the series verifies')
         or diag($vout);
+
+    # again, the rotated file compressed and so the newest: a new chain
+
+    rename $log, "$log.3.gz" or die "rename: $!\n";
+    open $nf, '>', $log or die "$log: $!\n";
+    close $nf;
+
+    $t->stop;
+    $t->upstream;
+    $t->run;
+
+    my $packed = 'is empty and the file before it, "audit.log.3.gz", is '
+        . 'compressed: a new chain starts';
+    like($t->error_log, qr/\[notice\].*audit log "\Q$log\E" \Q$packed\E/,
+        'compressed, then restarted: logged');
+
+    ($rr) = batch(batch_json([ $INSTANCES[1] ]), 2);
+    is($rr->{status}, 200, 'compressed, then restarted: 200');
+    is((eval { $json->decode((lines_of($log))[0]) } || {})->{prev}, $zero,
+        'compressed, then restarted: a new chain from 64 zeros');
 }
 
 # the worker processes of a master
