@@ -1165,6 +1165,12 @@ ngx_http_taurus_guard_audit_exit(ngx_cycle_t *cycle)
  * nginx is about to reopen the file (ngx_reopen_files()): once it has,
  * a worker looks whether its reopen worked.  The next loop of the
  * worker runs the check at once, without waiting for an event.
+ *
+ * The master keeps the file the chain is in as well: a worker it starts
+ * later (in place of one that died, or at a reload, which hands it on)
+ * may write the first record of the new file, and must read the last
+ * one of the old file back when another master's workers, another
+ * spelling of the path or a killed worker wrote it.
  */
 
 void
@@ -1174,6 +1180,29 @@ ngx_http_taurus_guard_audit_flush(ngx_open_file_t *file, ngx_log_t *log)
     ngx_uint_t                          i;
     ngx_http_taurus_guard_audit_t     **a;
     ngx_http_taurus_guard_main_conf_t  *mcf;
+
+    if (ngx_process == NGX_PROCESS_MASTER) {
+        mcf = ngx_http_cycle_get_module_main_conf(
+                                              (ngx_cycle_t *) ngx_cycle,
+                                              ngx_http_taurus_guard_module);
+        if (mcf == NULL) {
+            return;
+        }
+
+        a = mcf->audits.elts;
+
+        for (i = 0; i < mcf->audits.nelts; i++) {
+            if (a[i]->file == file && a[i]->sh != NULL) {
+                fd = ngx_http_taurus_guard_audit_dup(file->fd);
+
+                if (fd != NGX_INVALID_FILE) {
+                    ngx_http_taurus_guard_audit_leave(a[i], fd);
+                }
+            }
+        }
+
+        return;
+    }
 
     if ((ngx_process != NGX_PROCESS_WORKER
          && ngx_process != NGX_PROCESS_SINGLE)
@@ -1215,6 +1244,53 @@ ngx_http_taurus_guard_audit_flush(ngx_open_file_t *file, ngx_log_t *log)
         a[i]->reopened.log = ngx_cycle->log;
 
         ngx_post_event(&a[i]->reopened, &ngx_posted_next_events);
+    }
+}
+
+
+/*
+ * A reload, in the master: the new configuration's workers get the file
+ * the chain is in when it is not the one they write (rotated since the
+ * last record), as a reopen gives it to a worker, so that the first
+ * record of the new file links to the last one of the old file, whoever
+ * wrote it.  The one the old configuration kept is handed on, or closed
+ * when not needed: it would otherwise stay open in every worker started
+ * from the new configuration, which never frees the old one.
+ */
+
+void
+ngx_http_taurus_guard_audit_reloaded(ngx_http_taurus_guard_audit_t *audit,
+    ngx_http_taurus_guard_audit_t *oaudit)
+{
+    ngx_fd_t         fd;
+    ngx_file_info_t  fi;
+
+    fd = oaudit->prev_fd;
+    oaudit->prev_fd = NGX_INVALID_FILE;
+
+    if (ngx_fd_info(audit->file->fd, &fi) != NGX_FILE_ERROR
+        && ngx_file_uniq(&fi) == audit->sh->ino
+        && fi.st_dev == audit->sh->dev)
+    {
+        if (fd != NGX_INVALID_FILE) {
+            (void) ngx_close_file(fd);
+        }
+
+        return;
+    }
+
+    /* each is kept only if the chain is in its file */
+
+    if (fd != NGX_INVALID_FILE) {
+        ngx_http_taurus_guard_audit_leave(audit, fd);
+    }
+
+    if (audit->prev_fd == NGX_INVALID_FILE) {
+        fd = ngx_http_taurus_guard_audit_dup(oaudit->file->fd);
+
+        if (fd != NGX_INVALID_FILE) {
+            ngx_http_taurus_guard_audit_leave(audit, fd);
+        }
     }
 }
 

@@ -123,6 +123,9 @@ ngx_int_t ngx_http_taurus_guard_audit_lock(ngx_fd_t fd, int type);
 ngx_fd_t ngx_http_taurus_guard_audit_dup(ngx_fd_t fd);
 void ngx_http_taurus_guard_audit_flush(ngx_open_file_t *file,
     ngx_log_t *log);
+void ngx_http_taurus_guard_audit_reloaded(
+    ngx_http_taurus_guard_audit_t *audit,
+    ngx_http_taurus_guard_audit_t *oaudit);
 void ngx_http_taurus_guard_audit_append_handler(ngx_event_t *ev);
 void ngx_http_taurus_guard_audit_cleanup(void *data);
 void ngx_http_taurus_guard_audit_failed(

@@ -388,6 +388,7 @@ ngx_http_taurus_guard_audit_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         /* a reload: the chain goes on where the old cycle left it */
         audit->sh = oaudit->sh;
         audit->shpool = oaudit->shpool;
+        ngx_http_taurus_guard_audit_reloaded(audit, oaudit);
         return NGX_OK;
     }
 
