@@ -490,21 +490,50 @@ ngx_http_taurus_guard_response_headers(ngx_http_request_t *r)
  * all the same, so its answer is the API's error shape with the audit
  * id, not nginx's HTML page: the body filter (module.c) sends ctx->page
  * in place of the page's buffers.  Not internal and still 413: no
- * error_page of the operator's took it elsewhere.  The log handler
- * writes its record.
+ * error_page of the operator's took it elsewhere.  As for the gateway's
+ * own refusals, its record is written before the answer names its id,
+ * or the answer is a 503.
  */
 
 static ngx_int_t
 ngx_http_taurus_guard_nginx_page(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx)
 {
-    static ngx_str_t  reason = ngx_string("body larger than"
-                                          " client_max_body_size");
+    ngx_str_t          *reason;
+    ngx_uint_t          status;
+    ngx_buf_t          *b;
+    tg_audit_record_t   rec;
 
-    ngx_buf_t  *b;
+    static ngx_str_t  too_large = ngx_string("body larger than"
+                                             " client_max_body_size");
+    static ngx_str_t  unavailable = ngx_string("audit log unavailable");
+    static ngx_str_t  refused = ngx_string("refused by nginx before the"
+                                           " gateway decided (status 413)");
 
-    b = ngx_http_taurus_guard_json(r, ctx, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                   &reason, NULL);
+    status = NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
+    reason = &too_large;
+
+    if (ctx->audit != NULL) {
+        ctx->decision = TG_DECISION_INVALID;
+        ctx->status = status;
+        ctx->reason = refused;
+        ctx->step = NGX_HTTP_TG_STEP_DONE;
+
+        ngx_http_taurus_guard_record(r, ctx, &rec);
+
+        if (ngx_http_taurus_guard_audit(r, ctx->audit, &rec,
+                                        NGX_HTTP_TG_AUDIT_NOW)
+            != NGX_OK)
+        {
+            /* a refusal that cannot be recorded names no record */
+            status = NGX_HTTP_SERVICE_UNAVAILABLE;
+            reason = &unavailable;
+            ctx->status = status;
+            r->headers_out.status = status;
+        }
+    }
+
+    b = ngx_http_taurus_guard_json(r, ctx, status, reason, NULL);
     if (b == NULL) {
         return NGX_ERROR;
     }

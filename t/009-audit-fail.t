@@ -2,7 +2,9 @@
 
 # No record on disk, no request upstream: with the audit log on /dev/full
 # every write fails, so an allowed batch is refused with 503 and nothing
-# is forwarded.
+# is forwarded.  A body over client_max_body_size, which nginx refuses
+# before the gateway runs, gets a 503 too: no 413 names a record that
+# was never written.
 
 use strict;
 use warnings;
@@ -40,6 +42,7 @@ http {
 
         location /v3/ {
             taurus_guard on;
+            client_max_body_size 300;
             proxy_pass http://127.0.0.1:%%PORT_UP%%;
         }
     }
@@ -62,6 +65,19 @@ ok($r->{status} == 503 || $r->{status} == 403, 'denied batch: refused')
 $r = $t->post(upgrade_path(), '{}');
 ok($r->{status} == 503 || $r->{status} == 400, 'invalid batch: refused')
     or diag($r->{raw});
+
+# nginx's own 413, on Content-Length and on a chunked body
+
+my $big = batch_json([ map { $INSTANCES[0] . $_ } 1 .. 10 ]);
+ok(length $big > 300, 'the big body is over client_max_body_size');
+
+$r = $t->post(upgrade_path(), $big);
+my $j = $t->is_refusal($r, 503, 'TG.0503', 'oversized body');
+is($j->{error_msg}, 'audit log unavailable', 'oversized body: names audit');
+
+$r = $t->post(upgrade_path(), $big, chunked => 64);
+$j = $t->is_refusal($r, 503, 'TG.0503', 'oversized chunked body');
+like($j->{error_msg} || '', qr/audit/i, 'oversized chunked body: names audit');
 
 is(scalar $t->upstream_records, 0, 'nothing forwarded');
 
