@@ -306,6 +306,11 @@ is($rc, 2, '-t of 63 digits: exit 2');
 ($rc, $out) = verify('-x', @f);
 is($rc, 2, 'an unknown option: exit 2');
 like($out, qr/^usage: /m, 'an unknown option: usage');
+for my $h ('-h', '--help') {
+    my $help = $t->_cmd("$verify $h 2>/dev/null");
+    is($? >> 8, 0, "$h: exit 0");
+    like($help, qr/^usage: .*\n(?s:.*)^  -a LINK /m, "$h: the usage, on stdout");
+}
 ($rc, $out) = verify('-a');
 is($rc, 2, '-a without a link: exit 2');
 ($rc, $out) = verify('-a', $end2);

@@ -67,7 +67,7 @@ static char *tg_verify_shown(const char *path);
 static int tg_verify_link_arg(const char *arg, char link[65],
     int zero);
 static int tg_verify_zero(const char *arg);
-static int tg_verify_usage(const char *name);
+static int tg_verify_usage(FILE *out, const char *name);
 
 
 int
@@ -85,6 +85,13 @@ main(int argc, char **argv)
         if (strcmp(argv[i], "--") == 0) {
             i++;
             break;
+        }
+
+        /* asked for: the usage on the standard output, and success */
+
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            tg_verify_usage(stdout, argv[0]);
+            return (fflush(stdout) == 0 && !ferror(stdout)) ? 0 : 2;
         }
 
         /*
@@ -126,13 +133,13 @@ main(int argc, char **argv)
             continue;
         }
 
-        return tg_verify_usage(argv[0]);
+        return tg_verify_usage(stderr, argv[0]);
     }
 
     files = argc - i;
 
     if (files == 0) {
-        return tg_verify_usage(argv[0]);
+        return tg_verify_usage(stderr, argv[0]);
     }
 
     shown = calloc((size_t) files, sizeof(char *));
@@ -531,9 +538,9 @@ tg_verify_shown(const char *path)
 
 
 static int
-tg_verify_usage(const char *name)
+tg_verify_usage(FILE *out, const char *name)
 {
-    fprintf(stderr, "usage: %s [-a LINK] [-t LINK] AUDIT_LOG"
+    fprintf(out, "usage: %s [-a LINK] [-t LINK] AUDIT_LOG"
             " [NEWER_AUDIT_LOG ...]\n"
             "checks the hash chain of taurus-guard audit logs, given oldest"
             " first\n"
@@ -542,7 +549,9 @@ tg_verify_usage(const char *name)
             "           or 0 for the first record ever written\n"
             "  -t LINK  a link some record must have (an earlier check's"
             " \"end:\", or a\n"
-            "           line's sha256sum)\n", name);
+            "           line's sha256sum)\n"
+            "  -h       this text, on the standard output (also --help)\n",
+            name);
 
     return 2;
 }
