@@ -1253,9 +1253,10 @@ ngx_http_taurus_guard_audit_flush(ngx_open_file_t *file, ngx_log_t *log)
  * the chain is in when it is not the one they write (rotated since the
  * last record), as a reopen gives it to a worker, so that the first
  * record of the new file links to the last one of the old file, whoever
- * wrote it.  The one the old configuration kept is handed on, or closed
- * when not needed: it would otherwise stay open in every worker started
- * from the new configuration, which never frees the old one.
+ * wrote it.  The one the old configuration kept is handed on as a copy,
+ * or not at all when not needed: the old configuration keeps its own,
+ * as a reload that fails late (a listen in use, after the zones) goes
+ * on with it and starts workers from it; a reload that works frees it.
  */
 
 void
@@ -1265,8 +1266,8 @@ ngx_http_taurus_guard_audit_reloaded(ngx_http_taurus_guard_audit_t *audit,
     ngx_fd_t         fd;
     ngx_file_info_t  fi;
 
-    fd = oaudit->prev_fd;
-    oaudit->prev_fd = NGX_INVALID_FILE;
+    fd = (oaudit->prev_fd == NGX_INVALID_FILE)
+         ? NGX_INVALID_FILE : ngx_http_taurus_guard_audit_dup(oaudit->prev_fd);
 
     if (ngx_fd_info(audit->file->fd, &fi) != NGX_FILE_ERROR
         && ngx_file_uniq(&fi) == audit->sh->ino
