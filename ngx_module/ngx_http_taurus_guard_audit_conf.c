@@ -699,7 +699,8 @@ done:
 
 
 /*
- * NGX_OK: name is base and a rotation's suffix ("." or "-" and more);
+ * NGX_OK: name is base and a rotation's suffix ("." or "-", a digit and
+ * more);
  * NGX_DONE: the same, compressed; NGX_DECLINED: another file.
  */
 
@@ -716,8 +717,14 @@ ngx_http_taurus_guard_audit_is_rotated(u_char *name, size_t len, u_char *base,
         ngx_string(".lzo"), ngx_string(".Z"), ngx_string(".zip")
     };
 
+    /*
+     * A rotation's number or date follows: "audit.log-b", another audit
+     * log beside this one, and its own rotated files are not this one's.
+     */
+
     if (len < blen + 2 || ngx_strncmp(name, base, blen) != 0
-        || (name[blen] != '.' && name[blen] != '-'))
+        || (name[blen] != '.' && name[blen] != '-')
+        || name[blen + 1] < '0' || name[blen + 1] > '9')
     {
         return NGX_DECLINED;
     }
