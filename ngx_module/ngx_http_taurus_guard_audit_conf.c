@@ -661,25 +661,28 @@ ngx_http_taurus_guard_audit_rotated(ngx_http_taurus_guard_audit_t *audit,
         goto done;
     }
 
+    /*
+     * A file before it that cannot be read back costs the link, not the
+     * start: the new chain is logged, and the verifier shows the break.
+     */
+
     fd = openat(dfd, (char *) best, O_RDONLY|O_NOFOLLOW|O_CLOEXEC);
 
     if (fd == NGX_INVALID_FILE) {
-        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
-                      "taurus_guard: cannot open \"%s\", the file before"
-                      " audit log \"%V\"", best, &audit->file->name);
-        rc = NGX_ERROR;
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                      "taurus_guard: audit log \"%V\" is empty and the"
+                      " file before it, \"%s\", cannot be opened: a new"
+                      " chain starts", &audit->file->name, best);
         goto done;
     }
 
-    if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
-        (void) ngx_close_file(fd);
-        goto done;
+    rc = NGX_ERROR;
+
+    if (fstat(fd, &st) != -1 && S_ISREG(st.st_mode)) {
+        size = st.st_size;
+        rc = ngx_http_taurus_guard_audit_tail(audit, fd, NGX_INVALID_FILE,
+                                              &size, audit->sh->last, log);
     }
-
-    size = st.st_size;
-
-    rc = ngx_http_taurus_guard_audit_tail(audit, fd, NGX_INVALID_FILE, &size,
-                                          audit->sh->last, log);
 
     (void) ngx_close_file(fd);
 
@@ -688,7 +691,17 @@ ngx_http_taurus_guard_audit_rotated(ngx_http_taurus_guard_audit_t *audit,
                       "taurus_guard: audit log \"%V\" is empty, its chain"
                       " goes on from the last record of \"%s\"",
                       &audit->file->name, best);
+        goto done;
     }
+
+    ngx_memcpy(audit->sh->last, NGX_HTTP_TG_ZERO_HASH, TG_SHA256_HEX_LEN + 1);
+
+    ngx_log_error(NGX_LOG_ALERT, log, 0,
+                  "taurus_guard: audit log \"%V\" is empty and no record"
+                  " can be read from the file before it, \"%s\": a new"
+                  " chain starts", &audit->file->name, best);
+
+    rc = NGX_DECLINED;
 
 done:
 

@@ -108,4 +108,26 @@ $out = $t->_cmd($verify, "$log-b.1", "$log-b");
 is($? >> 8, 0, 'the second log: one chain across the rotation')
     or diag($out);
 
+# the newest rotated file holds no whole record (only a torn one): the
+# link is lost, not the start: a new chain, and an [alert] that says so
+
+my $unread = 'is empty and no record can be read from the file before '
+    . 'it, "audit.log.2": a new chain starts';
+$t->expect_alert(qr/audit log "\Q$log\E" \Q$unread\E/);
+
+rename $log, "$log.2" or die "rename: $!\n";
+$t->write_file('audit.log.2', '{"id":"torn');
+$t->write_file('audit.log', '');
+
+$t->stop;
+$t->upstream;
+$t->run;
+
+$post->(0, 0, 'no record before it: the gateway starts and answers');
+like($t->error_log, qr/\[alert\].*audit log "\Q$log\E" \Q$unread\E/,
+    'no record before it: the new chain logged');
+
+my @first = $t->audit_records('audit.log');
+is($first[0]{prev}, '0' x 64, 'no record before it: a new chain');
+
 $t->done_testing;
