@@ -12,6 +12,8 @@
 
 static ngx_int_t ngx_http_taurus_guard_audit_dir(ngx_conf_t *cf,
     ngx_str_t *name);
+static void ngx_http_taurus_guard_audit_nginx_logs(ngx_conf_t *cf,
+    ngx_str_t *name);
 static ngx_int_t ngx_http_taurus_guard_audit_init_zone(
     ngx_shm_zone_t *shm_zone, void *data);
 static ngx_int_t ngx_http_taurus_guard_audit_check_access(
@@ -156,6 +158,8 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
     if (ngx_http_taurus_guard_audit_dir(cf, &file->name) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
+
+    ngx_http_taurus_guard_audit_nginx_logs(cf, &file->name);
 
     /*
      * One state per file, however many locations write to it and
@@ -477,6 +481,42 @@ ngx_http_taurus_guard_audit_check_access(ngx_http_taurus_guard_audit_t *audit,
                   audit->conf_line);
 
     return NGX_ERROR;
+}
+
+
+/*
+ * Debian's logrotate rule for nginx's own logs (each "*.log" file in
+ * /var/log/nginx) compresses the rotated files and deletes them after 14
+ * days: an audit log it matches loses its records, and a start on an
+ * empty file finds only a compressed one to link to.  A warning: the
+ * operator may have changed that rule.
+ */
+
+static void
+ngx_http_taurus_guard_audit_nginx_logs(ngx_conf_t *cf, ngx_str_t *name)
+{
+    u_char  *p, *end;
+
+    static ngx_str_t  dir = ngx_string("/var/log/nginx/");
+
+    p = name->data + dir.len;
+    end = name->data + name->len;
+
+    if (name->len < dir.len + sizeof(".log") - 1
+        || ngx_strncmp(name->data, dir.data, dir.len) != 0
+        || ngx_strlchr(p, end, '/') != NULL
+        || ngx_strncmp(end - 4, ".log", 4) != 0
+        || access("/etc/logrotate.d/nginx", F_OK) != 0)
+    {
+        return;
+    }
+
+    ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                       "audit log \"%V\" is one of /var/log/nginx/*.log,"
+                       " which /etc/logrotate.d/nginx rotates, compresses"
+                       " and deletes after 14 days: give the audit log a"
+                       " directory of its own, as /var/log/taurus-guard",
+                       name);
 }
 
 
