@@ -138,6 +138,10 @@ CONF
     is($wait->($new, 0), 0, "$case: the new master's worker left");
     my $last = $post->('the old master writes last');
 
+    # its done record, written once the answer went out, is the last of
+    # the old file: it must be there before the rename
+    $t->wait_audit($last, 2);
+
     if ($case =~ /killed$/) {
         # a worker of the new master back before the rotation, which it
         # sees: the master starts another one in its place after it
