@@ -18,6 +18,9 @@ static ngx_int_t ngx_http_taurus_guard_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_taurus_guard_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 static ngx_int_t ngx_http_taurus_guard_recursive_413(ngx_conf_t *cf);
+static void ngx_http_taurus_guard_no_forward(ngx_conf_t *cf,
+    ngx_http_taurus_guard_loc_conf_t *conf,
+    ngx_http_taurus_guard_loc_conf_t *prev);
 static ngx_int_t ngx_http_taurus_guard_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_taurus_guard_init_process(ngx_cycle_t *cycle);
 static void ngx_http_taurus_guard_exit_process(ngx_cycle_t *cycle);
@@ -539,6 +542,7 @@ ngx_http_taurus_guard_merge_loc_conf(ngx_conf_t *cf, void *parent,
 
     } else {
         conf->guard = 1;
+        ngx_http_taurus_guard_no_forward(cf, conf, prev);
     }
 
     /*
@@ -599,6 +603,41 @@ ngx_http_taurus_guard_merge_loc_conf(ngx_conf_t *cf, void *parent,
         conf->max_body_size);
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * "taurus_guard on" in a location of its own with no content handler (no
+ * proxy_pass): its batches would be checked, audited as allowed and
+ * signed, then answered by nginx's static file handler.  Fail-safe, but
+ * surely a mistake: a warning.  Not for a location that inherits the
+ * guard from its server (only the API's path reaches the gateway's checks
+ * there, and the operator sends it elsewhere), nor for one with locations
+ * nested in it (one of them may proxy).
+ */
+
+static void
+ngx_http_taurus_guard_no_forward(ngx_conf_t *cf,
+    ngx_http_taurus_guard_loc_conf_t *conf,
+    ngx_http_taurus_guard_loc_conf_t *prev)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler != NULL || clcf->noname || clcf->name.len == 0
+        || clcf->locations != NULL
+        || (conf->enable_file == prev->enable_file
+            && conf->enable_line == prev->enable_line))
+    {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, cf->log, 0,
+                  "\"taurus_guard on\" in a location without \"proxy_pass\":"
+                  " its allowed batches would be audited and signed, then"
+                  " answered by nginx's static file handler, in %s:%ui",
+                  conf->enable_file, conf->enable_line);
 }
 
 
