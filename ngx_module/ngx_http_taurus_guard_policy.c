@@ -766,7 +766,21 @@ ngx_http_taurus_guard_policy_check(ngx_http_request_t *r,
                      (size_t) TG_AUDIT_ID_LEN, in->inflight);
             v->retry_after = 1;
 
-        } else if (in->last_ok && (ngx_msec_int_t) (in->until - now) > 0) {
+        } else if (in->last_ok
+                   && (ngx_msec_int_t) (in->last_ok + p->cooldown - now) > 0)
+        {
+            /*
+             * The cooldown of the policy in force, from the end of the
+             * instance's last batch: a reload that lengthens it covers
+             * the instances upgraded before, one that shortens it frees
+             * them.  A node kept for the old end is kept for the new.
+             */
+
+            if ((ngx_msec_int_t) (in->last_ok + p->cooldown - in->until) > 0) {
+                in->until = in->last_ok + p->cooldown;
+                ngx_http_taurus_guard_inst_queue(pz, in, 1);
+            }
+
             rc = ngx_http_taurus_guard_verdict(r, v, NGX_HTTP_CONFLICT,
                      "policy cooldown=%V for project %V: instance %*s was"
                      " %s %M s ago, audit id %*s", &p->cooldown_text,
@@ -775,7 +789,7 @@ ngx_http_taurus_guard_policy_check(ngx_http_request_t *r,
                      (ngx_msec_t) ngx_max(ngx_http_tg_age(now, in->last_ok),
                                           0) / 1000,
                      (size_t) TG_AUDIT_ID_LEN, in->last_id);
-            v->retry_after = (in->until - now + 999) / 1000;
+            v->retry_after = (in->last_ok + p->cooldown - now + 999) / 1000;
         }
 
         if (rc == NGX_ERROR) {
