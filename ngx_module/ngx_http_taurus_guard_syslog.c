@@ -15,6 +15,7 @@
 
 
 #include "ngx_http_taurus_guard_module.h"
+#include <poll.h>
 
 
 #define NGX_HTTP_TG_SYSLOG_RETRY    1000      /* ms between reconnects */
@@ -24,6 +25,7 @@
                                                  rsyslog's maxMessageSize */
 #define NGX_HTTP_TG_SYSLOG_MSG_MIN  1024
 #define NGX_HTTP_TG_SYSLOG_MSG_MAX  (1024 * 1024)
+#define NGX_HTTP_TG_SYSLOG_LINGER   10        /* 100 ms waits at exit */
 
 
 /* the central collector, one TCP connection per worker */
@@ -74,6 +76,7 @@ static void ngx_http_taurus_guard_syslog_tls(
 static void ngx_http_taurus_guard_syslog_handshake(ngx_connection_t *c);
 #endif
 static void ngx_http_taurus_guard_syslog_close(ngx_connection_t *c);
+static void ngx_http_taurus_guard_syslog_linger(ngx_connection_t *c);
 static size_t ngx_http_taurus_guard_syslog_frame(u_char *q, size_t len);
 static void ngx_http_taurus_guard_syslog_flush(
     ngx_http_taurus_guard_syslog_t *sl);
@@ -820,6 +823,10 @@ ngx_http_taurus_guard_syslog_exit(ngx_http_taurus_guard_syslog_t *sl)
         ngx_http_taurus_guard_syslog_flush(sl);
     }
 
+    if (sl->connected) {
+        ngx_http_taurus_guard_syslog_linger(sl->pc.connection);
+    }
+
     /* one made during a graceful shutdown is not left open */
     ngx_http_taurus_guard_syslog_disconnect(sl);
 
@@ -854,6 +861,53 @@ ngx_http_taurus_guard_syslog_exit(ngx_http_taurus_guard_syslog_t *sl)
     sl->qlen = 0;
     sl->head = 0;
     sl->sent = 0;
+}
+
+
+/*
+ * The worker exits: its connection ends with a FIN after what was sent
+ * (a TLS close_notify first), and what the collector says is read until
+ * it closes its end too, a second at most.  Closed at once, a connection
+ * made moments ago would be reset by the collector's session tickets
+ * (see ..._close()), arriving after the worker was gone, and the
+ * records the kernel had yet to send lost, though counted as sent.  A
+ * collector that does not read keeps silent: the kernel goes on sending
+ * after the close.
+ */
+
+static void
+ngx_http_taurus_guard_syslog_linger(ngx_connection_t *c)
+{
+    u_char          buf[4096];
+    ssize_t         n;
+    ngx_uint_t      i;
+    struct pollfd   pfd;
+
+#if (NGX_SSL)
+    if (c->ssl != NULL) {
+        c->ssl->no_wait_shutdown = 1;
+        (void) ngx_ssl_shutdown(c);
+    }
+#endif
+
+    if (shutdown(c->fd, SHUT_WR) == -1) {
+        return;
+    }
+
+    pfd.fd = c->fd;
+    pfd.events = POLLIN;
+
+    for (i = 0; i < NGX_HTTP_TG_SYSLOG_LINGER; i++) {
+        if (poll(&pfd, 1, 100) <= 0) {
+            continue;
+        }
+
+        n = recv(c->fd, buf, sizeof(buf), 0);
+
+        if (n == 0 || (n == -1 && ngx_socket_errno != NGX_EAGAIN)) {
+            return;
+        }
+    }
 }
 
 
@@ -978,9 +1032,20 @@ ngx_http_taurus_guard_syslog_retry(ngx_event_t *ev)
 }
 
 
+/*
+ * A socket closed with bytes it has not read is reset (RFC 2525), and
+ * the kernel throws away what it had yet to send: records counted as
+ * sent would never reach the collector.  A TLS 1.3 collector sends its
+ * session tickets after the handshake, and a worker that connects, sends
+ * its queue and exits in one turn of the event loop never reads them.
+ * What came is read and dropped first, a few reads at most.
+ */
+
 static void
 ngx_http_taurus_guard_syslog_close(ngx_connection_t *c)
 {
+    u_char       buf[4096];
+    ngx_uint_t   i;
     ngx_pool_t  *pool;
 
 #if (NGX_SSL)
@@ -989,6 +1054,12 @@ ngx_http_taurus_guard_syslog_close(ngx_connection_t *c)
         (void) ngx_ssl_shutdown(c);
     }
 #endif
+
+    for (i = 0; i < 16; i++) {
+        if (recv(c->fd, buf, sizeof(buf), 0) <= 0) {
+            break;
+        }
+    }
 
     pool = c->pool;
 
