@@ -74,6 +74,8 @@ static char *ngx_http_taurus_guard_syslog_ssl(ngx_conf_t *cf,
 static void ngx_http_taurus_guard_syslog_tls(
     ngx_http_taurus_guard_syslog_t *sl, ngx_connection_t *c);
 static void ngx_http_taurus_guard_syslog_handshake(ngx_connection_t *c);
+static size_t ngx_http_taurus_guard_syslog_record(
+    ngx_http_taurus_guard_syslog_t *sl);
 #endif
 static void ngx_http_taurus_guard_syslog_close(ngx_connection_t *c);
 static void ngx_http_taurus_guard_syslog_linger(ngx_connection_t *c);
@@ -718,7 +720,7 @@ ngx_http_taurus_guard_syslog_tls(ngx_http_taurus_guard_syslog_t *sl,
 static void
 ngx_http_taurus_guard_syslog_flush(ngx_http_taurus_guard_syslog_t *sl)
 {
-    size_t             frame, burst;
+    size_t             frame, burst, size;
     ssize_t            n;
     ngx_connection_t  *c;
 
@@ -731,7 +733,15 @@ ngx_http_taurus_guard_syslog_flush(ngx_http_taurus_guard_syslog_t *sl)
             break;
         }
 
-        n = c->send(c, sl->queue + sl->sent, sl->qlen - sl->sent);
+        size = sl->qlen - sl->sent;
+
+#if (NGX_SSL)
+        if (c->ssl != NULL) {
+            size = ngx_http_taurus_guard_syslog_record(sl);
+        }
+#endif
+
+        n = c->send(c, sl->queue + sl->sent, size);
 
         if (n == NGX_AGAIN) {
 #if (NGX_SSL)
@@ -769,6 +779,46 @@ ngx_http_taurus_guard_syslog_flush(ngx_http_taurus_guard_syslog_t *sl)
         ngx_http_taurus_guard_syslog_compact(sl, 0);
     }
 }
+
+
+#if (NGX_SSL)
+
+/*
+ * What one SSL_write() is given: the whole frames from sl->sent on that
+ * one TLS record holds, or the first frame alone.  SSL_write() given
+ * more encrypts and writes record after record until the socket is full,
+ * then fails with all of them unsent as far as its caller knows: a
+ * connection closed then (a reload, the collector gone) would send their
+ * frames again on the next one, after the collector got them on this.
+ * Given one record, it writes all of it or nothing the collector can
+ * read, and a frame longer than a record is sent again whole after a
+ * cut, as over TCP.  The same bytes, or more, when the write is retried.
+ */
+
+static size_t
+ngx_http_taurus_guard_syslog_record(ngx_http_taurus_guard_syslog_t *sl)
+{
+    size_t  p, frame;
+
+    p = sl->sent;
+
+    for ( ;; ) {
+        frame = ngx_http_taurus_guard_syslog_frame(sl->queue + p,
+                                                   sl->qlen - p);
+
+        if (frame == 0 || frame > sl->qlen - p
+            || (p > sl->sent && p + frame - sl->sent > 16384))
+        {
+            break;
+        }
+
+        p += frame;
+    }
+
+    return p - sl->sent;
+}
+
+#endif
 
 
 /*
