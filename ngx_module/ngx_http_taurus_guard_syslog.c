@@ -49,6 +49,7 @@ struct ngx_http_taurus_guard_syslog_s {
     size_t                       qlen;
     size_t                       head;      /* the first frame not sent */
     size_t                       sent;      /* bytes sent, from 0 */
+    size_t                       ssl_size;  /* the TLS write to retry */
     ngx_uint_t                   dropped;
     ngx_http_taurus_guard_pace_t  drop_pace;
     ngx_http_taurus_guard_pace_t  error_pace;
@@ -737,7 +738,8 @@ ngx_http_taurus_guard_syslog_flush(ngx_http_taurus_guard_syslog_t *sl)
 
 #if (NGX_SSL)
         if (c->ssl != NULL) {
-            size = ngx_http_taurus_guard_syslog_record(sl);
+            size = sl->ssl_retry ? sl->ssl_size
+                                 : ngx_http_taurus_guard_syslog_record(sl);
         }
 #endif
 
@@ -746,6 +748,7 @@ ngx_http_taurus_guard_syslog_flush(ngx_http_taurus_guard_syslog_t *sl)
         if (n == NGX_AGAIN) {
 #if (NGX_SSL)
             sl->ssl_retry = (c->ssl != NULL);
+            sl->ssl_size = size;
 #endif
 
             if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
@@ -792,7 +795,9 @@ ngx_http_taurus_guard_syslog_flush(ngx_http_taurus_guard_syslog_t *sl)
  * frames again on the next one, after the collector got them on this.
  * Given one record, it writes all of it or nothing the collector can
  * read, and a frame longer than a record is sent again whole after a
- * cut, as over TCP.  The same bytes, or more, when the write is retried.
+ * cut, as over TCP.  A write retried is given the same bytes, not the
+ * frames come since: OpenSSL would finish the record it was writing,
+ * start the next and wait again, with the first written but not counted.
  */
 
 static size_t
