@@ -48,6 +48,30 @@ ngx_http_taurus_guard_get_ctx(ngx_http_request_t *r)
 }
 
 
+/*
+ * Cached values of variables forgotten: the next reading evaluates them
+ * again (a secret header taken back, a canonical body's length, a
+ * fetch's body and headers; r->variables is shared with subrequests).
+ */
+
+void
+ngx_http_taurus_guard_forget_vars(ngx_http_request_t *r, ngx_int_t *index,
+    ngx_uint_t n)
+{
+    ngx_uint_t                  i;
+    ngx_http_variable_value_t  *v;
+
+    for (i = 0; i < n; i++) {
+        v = &r->variables[index[i]];
+
+        v->valid = 0;
+        v->not_found = 0;
+        v->len = 0;
+        v->data = NULL;
+    }
+}
+
+
 /* the request is not guarded after all: no later phase may find its ctx */
 
 void

@@ -1365,9 +1365,7 @@ static void
 ngx_http_taurus_guard_fetch_unload(ngx_http_request_t *sr,
     ngx_http_taurus_guard_fetch_sr_t *fetch, ngx_int_t rc)
 {
-    ngx_uint_t                          i;
     ngx_chain_t                        *cl;
-    ngx_http_variable_value_t          *v;
     ngx_http_taurus_guard_main_conf_t  *mcf;
 
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE || rc == NGX_HTTP_CREATED
@@ -1401,14 +1399,8 @@ ngx_http_taurus_guard_fetch_unload(ngx_http_request_t *sr,
 
     mcf = ngx_http_get_module_main_conf(sr, ngx_http_taurus_guard_module);
 
-    for (i = 0; i < NGX_HTTP_TG_FETCH_VARS; i++) {
-        v = &sr->variables[mcf->fetch_vars[i]];
-
-        v->valid = 0;
-        v->not_found = 0;
-        v->len = 0;
-        v->data = NULL;
-    }
+    ngx_http_taurus_guard_forget_vars(sr, mcf->fetch_vars,
+                                      NGX_HTTP_TG_FETCH_VARS);
 }
 
 

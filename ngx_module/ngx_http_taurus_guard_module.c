@@ -18,6 +18,8 @@ static ngx_int_t ngx_http_taurus_guard_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_taurus_guard_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 static ngx_int_t ngx_http_taurus_guard_recursive_413(ngx_conf_t *cf);
+static ngx_int_t ngx_http_taurus_guard_var_indexes(ngx_conf_t *cf,
+    ngx_str_t *names, ngx_uint_t n, ngx_int_t *index);
 static void ngx_http_taurus_guard_no_forward(ngx_conf_t *cf,
     ngx_http_taurus_guard_loc_conf_t *conf,
     ngx_http_taurus_guard_loc_conf_t *prev);
@@ -770,7 +772,6 @@ ngx_http_taurus_guard_param_name(ngx_str_t *value)
 static ngx_int_t
 ngx_http_taurus_guard_init(ngx_conf_t *cf)
 {
-    ngx_uint_t                          i;
     ngx_http_handler_pt                *h;
     ngx_http_core_main_conf_t          *cmcf;
     ngx_http_taurus_guard_main_conf_t  *mcf;
@@ -814,26 +815,15 @@ ngx_http_taurus_guard_init(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    for (i = 0; i < NGX_HTTP_TG_SECRETS; i++) {
-        mcf->secret_vars[i] = ngx_http_get_variable_index(cf, &secret_vars[i]);
-
-        if (mcf->secret_vars[i] == NGX_ERROR) {
-            return NGX_ERROR;
-        }
-    }
-
-    mcf->length_var = ngx_http_get_variable_index(cf, &length_var);
-
-    if (mcf->length_var == NGX_ERROR) {
+    if (ngx_http_taurus_guard_var_indexes(cf, secret_vars, NGX_HTTP_TG_SECRETS,
+                                          mcf->secret_vars) != NGX_OK
+        || ngx_http_taurus_guard_var_indexes(cf, &length_var, 1,
+                                             &mcf->length_var) != NGX_OK
+        || ngx_http_taurus_guard_var_indexes(cf, fetch_vars,
+                                             NGX_HTTP_TG_FETCH_VARS,
+                                             mcf->fetch_vars) != NGX_OK)
+    {
         return NGX_ERROR;
-    }
-
-    for (i = 0; i < NGX_HTTP_TG_FETCH_VARS; i++) {
-        mcf->fetch_vars[i] = ngx_http_get_variable_index(cf, &fetch_vars[i]);
-
-        if (mcf->fetch_vars[i] == NGX_ERROR) {
-            return NGX_ERROR;
-        }
     }
 
     if (ngx_http_taurus_guard_policy_init(cf, mcf) != NGX_OK) {
@@ -997,6 +987,26 @@ ngx_http_taurus_guard_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     }
 
     return ngx_http_next_body_filter(r, in);
+}
+
+
+/* indexes of variables whose cached values the gateway forgets */
+
+static ngx_int_t
+ngx_http_taurus_guard_var_indexes(ngx_conf_t *cf, ngx_str_t *names,
+    ngx_uint_t n, ngx_int_t *index)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < n; i++) {
+        index[i] = ngx_http_get_variable_index(cf, &names[i]);
+
+        if (index[i] == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }
 
 

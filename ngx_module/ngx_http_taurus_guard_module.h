@@ -591,6 +591,8 @@ ngx_int_t ngx_http_taurus_guard_handler(ngx_http_request_t *r);
 ngx_http_taurus_guard_ctx_t *ngx_http_taurus_guard_get_ctx(
     ngx_http_request_t *r);
 void ngx_http_taurus_guard_drop_ctx(ngx_http_request_t *r);
+void ngx_http_taurus_guard_forget_vars(ngx_http_request_t *r,
+    ngx_int_t *index, ngx_uint_t n);
 ngx_int_t ngx_http_taurus_guard_ctx_user(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx);
 ngx_http_taurus_guard_ctx_t *ngx_http_taurus_guard_create_ctx(

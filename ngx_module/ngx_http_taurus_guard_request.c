@@ -391,7 +391,6 @@ ngx_http_taurus_guard_replace_body(ngx_http_request_t *r, ngx_str_t *body)
 {
     ngx_buf_t                          *b;
     ngx_chain_t                        *cl;
-    ngx_http_variable_value_t          *v;
     ngx_http_taurus_guard_main_conf_t  *mcf;
 
     b = ngx_calloc_buf(r->pool);
@@ -421,9 +420,7 @@ ngx_http_taurus_guard_replace_body(ngx_http_request_t *r, ngx_str_t *body)
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_taurus_guard_module);
 
-    v = &r->variables[mcf->length_var];
-    v->valid = 0;
-    v->not_found = 0;
+    ngx_http_taurus_guard_forget_vars(r, &mcf->length_var, 1);
 
     return NGX_OK;
 }

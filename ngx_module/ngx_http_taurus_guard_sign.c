@@ -656,9 +656,7 @@ void
 ngx_http_taurus_guard_secrets_pop(ngx_http_request_t *r,
     ngx_http_taurus_guard_ctx_t *ctx)
 {
-    ngx_int_t                           index;
     ngx_uint_t                          i;
-    ngx_http_variable_value_t          *v;
     ngx_http_taurus_guard_main_conf_t  *mcf;
 
     if (ctx->headers.pool != NULL) {
@@ -668,17 +666,7 @@ ngx_http_taurus_guard_secrets_pop(ngx_http_request_t *r,
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_taurus_guard_module);
 
-    for (i = 0; i < NGX_HTTP_TG_SECRETS; i++) {
-        index = mcf->secret_vars[i];
-        v = &r->variables[index];
-
-        if (v->valid || v->not_found) {
-            v->valid = 0;
-            v->not_found = 0;
-            v->len = 0;
-            v->data = NULL;
-        }
-    }
+    ngx_http_taurus_guard_forget_vars(r, mcf->secret_vars, NGX_HTTP_TG_SECRETS);
 
     for (i = 0; i < ctx->nsecrets; i++) {
         OPENSSL_cleanse(ctx->secrets[i].value.data,
