@@ -499,12 +499,16 @@ ngx_http_taurus_guard_audit_nginx_logs(ngx_conf_t *cf, ngx_str_t *name)
 
     static ngx_str_t  dir = ngx_string("/var/log/nginx/");
 
+    if (name->len < dir.len + sizeof(".log") - 1
+        || ngx_strncmp(name->data, dir.data, dir.len) != 0)
+    {
+        return;
+    }
+
     p = name->data + dir.len;
     end = name->data + name->len;
 
-    if (name->len < dir.len + sizeof(".log") - 1
-        || ngx_strncmp(name->data, dir.data, dir.len) != 0
-        || ngx_strlchr(p, end, '/') != NULL
+    if (ngx_strlchr(p, end, '/') != NULL
         || ngx_strncmp(end - 4, ".log", 4) != 0
         || access("/etc/logrotate.d/nginx", F_OK) != 0)
     {
@@ -614,7 +618,7 @@ ngx_http_taurus_guard_audit_rotated(ngx_http_taurus_guard_audit_t *audit,
     u_char           *path, *base, *end, *slash, c;
     size_t            blen;
     ngx_fd_t          fd;
-    ngx_int_t         rc;
+    ngx_int_t         rc, kind, packed;
     struct stat       st;
     struct dirent    *de;
     struct timespec   newest;
@@ -649,16 +653,16 @@ ngx_http_taurus_guard_audit_rotated(ngx_http_taurus_guard_audit_t *audit,
 
     dfd = dirfd(dir);
     best[0] = '\0';
+    packed = 0;
     newest.tv_sec = 0;
     newest.tv_nsec = 0;
 
     while ((de = readdir(dir)) != NULL) {
 
-        if (ngx_http_taurus_guard_audit_is_rotated((u_char *) de->d_name,
-                                                    ngx_strlen(de->d_name),
-                                                    base, blen)
-            == NGX_DECLINED)
-        {
+        kind = ngx_http_taurus_guard_audit_is_rotated((u_char *) de->d_name,
+                                                      ngx_strlen(de->d_name),
+                                                      base, blen);
+        if (kind == NGX_DECLINED) {
             continue;
         }
 
@@ -677,6 +681,7 @@ ngx_http_taurus_guard_audit_rotated(ngx_http_taurus_guard_audit_t *audit,
         }
 
         newest = st.st_mtim;
+        packed = (kind == NGX_DONE);
         (void) ngx_cpystrn(best, (u_char *) de->d_name, NAME_MAX + 1);
     }
 
@@ -690,10 +695,7 @@ ngx_http_taurus_guard_audit_rotated(ngx_http_taurus_guard_audit_t *audit,
         goto done;
     }
 
-    if (ngx_http_taurus_guard_audit_is_rotated(best, ngx_strlen(best), base,
-                                               blen)
-        == NGX_DONE)
-    {
+    if (packed) {
         ngx_log_error(NGX_LOG_NOTICE, log, 0,
                       "taurus_guard: audit log \"%V\" is empty and the"
                       " file before it, \"%s\", is compressed: a new"
