@@ -196,55 +196,18 @@ CONF
 }
 
 # One master, no upgrade: its worker killed between the writev() of a
-# record and the update of the chain head (t/113's shim), then the file
+# record and the update of the chain head (t/lib/tg-killshim.c), then the file
 # rotated and nginx reloaded before the next record.
 
 {
     my $t = Test::TaurusGuard->new;
     my $dir = $t->testdir;
 
-    $t->write_file('killwrite.c', <<"EOF2");
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <signal.h>
-#include <string.h>
-#include <sys/uio.h>
-#include <unistd.h>
-
-ssize_t
-writev(int fd, const struct iovec *iov, int niov)
-{
-    int             i;
-    ssize_t         rc;
-    static ssize_t  (*real)(int, const struct iovec *, int);
-
-    if (real == NULL) {
-        real = (ssize_t (*)(int, const struct iovec *, int))
-                   dlsym(RTLD_NEXT, "writev");
-    }
-
-    rc = real(fd, iov, niov);
-
-    for (i = 0; rc > 0 && i < niov; i++) {
-        if (memmem(iov[i].iov_base, iov[i].iov_len, "\\"prev\\":\\"", 8)
-            != NULL && access("$dir/kill", F_OK) == 0)
-        {
-            raise(SIGKILL);
-        }
-    }
-
-    return rc;
-}
-EOF2
-
-    my $so = "$dir/killwrite.so";
+    my $so = $t->kill_shim;
 
     SKIP: {
         skip('no shim (no compiler, or a sanitizer build)', 3)
-            if (defined $ENV{TG_MODULE} && $ENV{TG_MODULE} eq '')
-            || system("cc -shared -fPIC -o $so $dir/killwrite.c -ldl"
-                . ' 2>/dev/null') != 0;
-        chmod 0755, $so;
+            unless defined $so;
 
         $t->upstream;
         $t->write_credentials;

@@ -26,47 +26,8 @@ plan(skip_all => "no $verify (run make verify)") unless -x $verify;
 my $t = Test::TaurusGuard->new;
 my $dir = $t->testdir;
 
-$t->write_file('killwrite.c', <<"EOF2");
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <signal.h>
-#include <string.h>
-#include <sys/uio.h>
-#include <unistd.h>
-
-ssize_t
-writev(int fd, const struct iovec *iov, int niov)
-{
-    int             i;
-    ssize_t         rc;
-    static ssize_t  (*real)(int, const struct iovec *, int);
-
-    if (real == NULL) {
-        real = (ssize_t (*)(int, const struct iovec *, int))
-                   dlsym(RTLD_NEXT, "writev");
-    }
-
-    rc = real(fd, iov, niov);
-
-    for (i = 0; rc > 0 && i < niov; i++) {
-        if (memmem(iov[i].iov_base, iov[i].iov_len, "\\"prev\\":\\"", 8)
-            != NULL && access("$dir/kill", F_OK) == 0)
-        {
-            raise(SIGKILL);
-        }
-    }
-
-    return rc;
-}
-EOF2
-
-my $so = "$dir/killwrite.so";
-
-plan(skip_all => 'no shim (no compiler, or a sanitizer build)')
-    if (defined $ENV{TG_MODULE} && $ENV{TG_MODULE} eq '')
-    || system("cc -shared -fPIC -o $so $dir/killwrite.c -ldl"
-        . ' 2>/dev/null') != 0;
-chmod 0755, $so;
+my $so = $t->kill_shim
+    or plan(skip_all => 'no shim (no compiler, or a sanitizer build)');
 
 my $conf = <<"CONF";
 worker_processes 1;

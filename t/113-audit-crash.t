@@ -7,8 +7,8 @@
 # Before, the next record linked to the head the dead worker never
 # updated, and the verifier reported tampering.
 #
-# An LD_PRELOAD shim built here raises SIGKILL right after the write() or
-# writev() of audit records while a flag file exists.
+# An LD_PRELOAD shim (t/lib/tg-killshim.c) raises SIGKILL right after the
+# write() or writev() of audit records while a flag file exists.
 
 use strict;
 use warnings;
@@ -32,69 +32,7 @@ my $dir = $t->testdir;
 my $verify = $t->repo . '/build/taurus-guard-verify';
 plan(skip_all => "no $verify (run make verify)") unless -x $verify;
 
-$t->write_file('killwrite.c', <<"EOF2");
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <signal.h>
-#include <string.h>
-#include <sys/uio.h>
-#include <unistd.h>
-
-static void
-kill_after(const void *buf, size_t n)
-{
-    if (memmem(buf, n, "\\"prev\\":\\"", 8) != NULL
-        && access("$dir/kill", F_OK) == 0)
-    {
-        raise(SIGKILL);
-    }
-}
-
-ssize_t
-write(int fd, const void *buf, size_t n)
-{
-    ssize_t         rc;
-    static ssize_t  (*real)(int, const void *, size_t);
-
-    if (real == NULL) {
-        real = (ssize_t (*)(int, const void *, size_t))
-                   dlsym(RTLD_NEXT, "write");
-    }
-
-    rc = real(fd, buf, n);
-
-    if (rc > 0) {
-        kill_after(buf, n);
-    }
-
-    return rc;
-}
-
-ssize_t
-writev(int fd, const struct iovec *iov, int niov)
-{
-    int             i;
-    ssize_t         rc;
-    static ssize_t  (*real)(int, const struct iovec *, int);
-
-    if (real == NULL) {
-        real = (ssize_t (*)(int, const struct iovec *, int))
-                   dlsym(RTLD_NEXT, "writev");
-    }
-
-    rc = real(fd, iov, niov);
-
-    for (i = 0; rc > 0 && i < niov; i++) {
-        kill_after(iov[i].iov_base, iov[i].iov_len);
-    }
-
-    return rc;
-}
-EOF2
-
-system("cc -shared -fPIC -o $dir/killwrite.so $dir/killwrite.c -ldl") == 0
-    or plan(skip_all => 'the shim does not build');
-chmod 0755, "$dir/killwrite.so";
+my $so = $t->kill_shim or plan(skip_all => 'the shim does not build');
 
 $t->upstream;
 $t->write_credentials;
@@ -106,7 +44,7 @@ $t->expect_alert(qr/worker process \d+ exited on signal 9/);
 $t->expect_alert(qr/shared memory zone "taurus_guard_audit:\S+" was locked/);
 
 {
-    local $ENV{LD_PRELOAD} = "$dir/killwrite.so";
+    local $ENV{LD_PRELOAD} = $so;
 
     $t->run(<<"CONF");
 worker_processes 2;

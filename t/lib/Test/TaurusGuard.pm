@@ -827,6 +827,28 @@ sub sync_shim {
 }
 
 
+# The SIGKILL shim of t/lib/tg-killshim.c, built into the test's
+# directory: a process killed right after it writes an audit record while
+# the file "kill" is there.  Returns the .so for LD_PRELOAD, or undef when
+# it cannot be had (no compiler, or a sanitizer build of nginx).
+
+sub kill_shim {
+    my ($self) = @_;
+
+    return undef if defined $ENV{TG_MODULE} && $ENV{TG_MODULE} eq '';
+
+    my $d = $self->{dir};
+    my $so = "$d/killshim.so";
+
+    system('cc', '-shared', '-fPIC', "-DTG_SHIM_DIR=\"$d\"", '-o', $so,
+        "$REPO/t/lib/tg-killshim.c", '-ldl') == 0
+        or return undef;
+    chmod 0755, $so;
+
+    return $so;
+}
+
+
 # "nginx -s reopen": the master reopens the logs, then each worker.
 
 sub reopen {
