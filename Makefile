@@ -49,7 +49,8 @@ DEB_PKGS    := nginx nginx-dev libcjson-dev libssl-dev gcc make perl \
                openssl
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all module verify deps unit fuzz-replay test test-asan fuzz bench run lint \
+.PHONY: all module verify deps unit fuzz-replay test test-asan asan-nginx \
+        fuzz bench run lint \
         check-core clean install uninstall deb deb-deps
 
 VERIFY      := $(BUILD)/taurus-guard-verify
@@ -187,13 +188,17 @@ test: deps
 
 # The whole suite again against nginx built from source with the module
 # linked in, under ASan and UBSan (-fno-sanitize-recover).
-test-asan: deps
+test-asan: asan-nginx
 	$(MAKE) unit fuzz-replay
-	t/lib/build-asan.sh $(BUILD)/asan
 	TG_NGINX=$(BUILD)/asan/sbin/nginx TG_MODULE= \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    prove $(PROVE_FLAGS) -I t/lib $(TESTS)
+
+# The ASan/UBSan nginx alone (nothing is rebuilt when it is up to date):
+# .ci/run builds it while `make test` runs.
+asan-nginx: deps
+	t/lib/build-asan.sh $(BUILD)/asan
 
 # libFuzzer (clang-14) on every target, FUZZ_SECONDS each.
 FUZZ_SECONDS ?= 60
