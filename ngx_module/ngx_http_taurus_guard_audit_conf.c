@@ -166,7 +166,7 @@ ngx_http_taurus_guard_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
      * however its path is spelled (a symlinked directory, a relative
      * path): by device and inode when the file is already there.  Two
      * spellings of a file not created yet get two states, whose records
-     * still make one chain (see above).
+     * still make one chain (the file lock, ngx_http_taurus_guard_audit.c).
      */
 
     ngx_memzero(&fi, sizeof(ngx_file_info_t));
