@@ -347,11 +347,6 @@ ngx_http_taurus_guard_audit_start_sync(ngx_http_taurus_guard_audit_t *audit)
 
 
 /*
- * In a thread of the pool: no nginx state is touched here, and no
- * descriptor is closed, which would drop the event loop's file lock.
- */
-
-/*
  * One flush in flight per file, across all workers, as PostgreSQL's
  * group commit does with its WAL flush pointer: under the zone's flush
  * lock, a worker whose records another worker's flush has covered
@@ -359,9 +354,12 @@ ngx_http_taurus_guard_audit_start_sync(ngx_http_taurus_guard_audit_t *audit)
  * flush of its own; otherwise it waits flush_delay= for more records to
  * come, then covers every record written until then, by anyone.  Those
  * workers' own flushes then find their records covered.
+ *
+ * In a thread of the pool: no nginx state is touched here, and no
+ * descriptor is closed, which would drop the event loop's file lock.
  */
 
-void
+static void
 ngx_http_taurus_guard_audit_sync_thread(void *data, ngx_log_t *log)
 {
     ngx_http_taurus_guard_audit_task_t  *t = data;
