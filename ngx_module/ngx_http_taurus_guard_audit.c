@@ -696,8 +696,10 @@ ngx_http_taurus_guard_audit_append(ngx_http_taurus_guard_audit_t *audit,
     /*
      * Another worker may have reopened the file already: follow the name
      * under the lock, so the switch to a new file is one point in the
-     * chain for every worker.  Closing the old descriptor drops the lock
-     * on the old file, which is no longer written.
+     * chain for every worker.  The old file is unlocked first, then its
+     * descriptor kept while the chain's last record is in it (the first
+     * record of the new file links to it), or closed
+     * (ngx_http_taurus_guard_audit_leave()).
      */
 
     if (ngx_is_file(&fi)
