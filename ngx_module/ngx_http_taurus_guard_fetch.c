@@ -120,7 +120,10 @@ typedef struct {
 } ngx_http_taurus_guard_fetch_sr_t;
 
 
-/* a base secret is kept under this key: project ids are hex */
+/*
+ * A base secret is kept under this key, all zero bytes: a project ID is
+ * 32 letters or digits, never this.
+ */
 static u_char  ngx_http_taurus_guard_base_key[TG_PROJECT_ID_LEN];
 
 

@@ -738,8 +738,8 @@ ngx_http_taurus_guard_secrets(ngx_http_request_t *r,
 
     /*
      * The metadata service's credentials serve every project: the
-     * fetcher keeps them under one key of zero bytes, which no project
-     * ID (32 letters or digits) can be.
+     * fetcher keeps them under one key of TG_PROJECT_ID_LEN zero bytes,
+     * which no project ID (32 letters or digits) can be.
      */
 
     static u_char  shared_key[TG_PROJECT_ID_LEN];
