@@ -632,8 +632,9 @@ ngx_http_taurus_guard_fetch_in_hand(ngx_http_taurus_guard_ctx_t *ctx,
  * meanwhile), if it is still usable, more than its margin from its end,
  * as a request would take it, and was asked with the credentials in
  * effect.  Nothing is fetched, nor renewed: the allow record is written,
- * and the batch goes now or not at all.  NGX_OK, or NGX_DECLINED: no
- * such secret.
+ * and the batch goes now or not at all.  NGX_OK; NGX_DECLINED: no such
+ * secret; NGX_ERROR: the credentials in effect or the copy failed.  The
+ * caller refuses the batch on anything but NGX_OK.
  */
 
 ngx_int_t
