@@ -745,7 +745,10 @@ ngx_http_taurus_guard_pass_header(ngx_conf_t *cf, ngx_command_t *cmd,
     for (i = 0; i < value[1].len; i++) {
         c = value[1].data[i];
 
-        /* a token (RFC 9110), and "_" is taken for "-" */
+        /*
+         * Letters, digits, "-" and "_" only: fewer than an RFC 9110
+         * token allows ("_" is taken for "-" when names are compared).
+         */
 
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
               || (c >= '0' && c <= '9') || c == '-' || c == '_'))
@@ -783,7 +786,7 @@ ngx_http_taurus_guard_pass_header(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
-    /* lowercase, "-" for "_": the form ngx_http_taurus_guard_name_is() */
+    /* lowercase, "-" for "_": the form ngx_http_taurus_guard_name_is() takes */
 
     name->len = value[1].len;
     name->data = ngx_pnalloc(cf->pool, name->len);
