@@ -79,8 +79,13 @@ ngx_http_taurus_guard_metadata_conf(ngx_conf_t *cf,
     ngx_uint_t                      i;
     ngx_http_taurus_guard_fetch_t  *meta, *base;
 
-    static ngx_str_t  none = ngx_string("metadata");
-    static ngx_str_t  sess = ngx_string("metadata-session");
+    /*
+     * What the zones are named for, beside the URI: the sources have no
+     * file of their own, as an IAM password file names IAM's zones.
+     */
+
+    static ngx_str_t  meta_what = ngx_string("metadata");
+    static ngx_str_t  session_what = ngx_string("metadata-session");
 
     meta = ngx_pcalloc(cf->pool, sizeof(ngx_http_taurus_guard_fetch_t));
     if (meta == NULL) {
@@ -165,7 +170,7 @@ ngx_http_taurus_guard_metadata_conf(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_http_taurus_guard_fetch_zone(cf, meta, &none) != NGX_OK) {
+    if (ngx_http_taurus_guard_fetch_zone(cf, meta, &meta_what) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -204,7 +209,7 @@ ngx_http_taurus_guard_metadata_conf(ngx_conf_t *cf,
     base->refresh = ttl / 4;
     base->margin = ngx_min(30, ngx_max(ttl / 8, 1));
 
-    if (ngx_http_taurus_guard_fetch_zone(cf, base, &sess) != NGX_OK) {
+    if (ngx_http_taurus_guard_fetch_zone(cf, base, &session_what) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
