@@ -650,8 +650,13 @@ ngx_http_taurus_guard_iam_password_parse(
     rc = tg_iam_cred_parse(&parsed, text, size, &line);
 
     if (rc != TG_OK) {
-        problem->data = (u_char *) tg_strerror(rc);
-        problem->len = ngx_strlen(problem->data);
+        /* the line at fault, as a credentials file's says it */
+        problem->len = (line ? ngx_snprintf(problem->data, 128,
+                                            "line %uz: %s", line,
+                                            tg_strerror(rc))
+                             : ngx_snprintf(problem->data, 128, "%s",
+                                            tg_strerror(rc)))
+                       - problem->data;
         return NGX_ERROR;
     }
 
