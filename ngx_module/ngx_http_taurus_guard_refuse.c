@@ -97,9 +97,9 @@ ngx_http_taurus_guard_record(ngx_http_request_t *r,
 
 /*
  * The one way a refusal leaves the gateway.  The status says the rest:
- * the error code is TG.0 and the status, the decision "deny" for 403,
- * 409 and 429 (the allow-list, the policy), "error" for 5xx, "invalid"
- * for the other 4xx.  Where the request is says what is recorded:
+ * the error code is TG.0 and the status, the decision "deny" for 403
+ * and for the policy's 409 and 429, "error" for 5xx, "invalid" for the
+ * other 4xx.  Where the request is says what is recorded:
  * before the allow record, a record of the refusal (with the batch and
  * what was denied); after it, the error record closing the allow; after
  * the forward (a second forward refused), nothing: the done record
@@ -132,9 +132,17 @@ ngx_http_taurus_guard_refuse(ngx_http_request_t *r,
                                                0);
     }
 
+    /*
+     * A 409 or a 429 is a denial when the policy gave it.  nginx's own
+     * (a limit_req_status 429 that error_page sends on, refused in
+     * ngx_http_taurus_guard_reentry()) is recorded as the log handler
+     * records one answered at once: "invalid".
+     */
+
     ctx->decision = (status == NGX_HTTP_FORBIDDEN
-                     || status == NGX_HTTP_CONFLICT
-                     || status == NGX_HTTP_TOO_MANY_REQUESTS)
+                     || ((status == NGX_HTTP_CONFLICT
+                          || status == NGX_HTTP_TOO_MANY_REQUESTS)
+                         && ctx->step == NGX_HTTP_TG_STEP_AUTHORIZE))
                     ? TG_DECISION_DENY
                     : (status >= NGX_HTTP_INTERNAL_SERVER_ERROR)
                     ? TG_DECISION_ERROR : TG_DECISION_INVALID;
