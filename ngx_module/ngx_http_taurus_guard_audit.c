@@ -1164,9 +1164,14 @@ ngx_http_taurus_guard_audit_exit(ngx_cycle_t *cycle)
 
 
 /*
- * nginx is about to reopen the file (ngx_reopen_files()): once it has,
- * a worker looks whether its reopen worked.  The next loop of the
- * worker runs the check at once, without waiting for an event.
+ * The open file's flush callback (file->flush), not a flush of records
+ * (that is ngx_http_taurus_guard_audit_sync.c): nginx calls it when it
+ * is about to reopen the file (ngx_reopen_files()).  The turn's queued
+ * records go to the file they were meant for, the worker keeps a
+ * descriptor of it while the chain's last record is in it (the first
+ * record of the next file links to it), and once nginx has reopened
+ * it, the worker looks whether its reopen worked.  The next loop of the
+ * worker runs that check at once, without waiting for an event.
  *
  * The master keeps the file the chain is in as well: a worker it starts
  * later (in place of one that died, or at a reload, which hands it on)
