@@ -197,7 +197,10 @@ sleep 3;
 my @load = stop_load($t, $load);
 my $end = time;
 
-cmp_ok(scalar @load, '>', 100, 'the load sent ' . scalar(@load)
+# How many depends on the machine's load (about 300 on a quiet one, 93
+# under ASan with a load average of 10): enough to span every phase,
+# each of which is checked on its own below.
+cmp_ok(scalar @load, '>', 30, 'the load sent ' . scalar(@load)
     . ' batches');
 my @failed = grep { $_->[1] ne '200' } @load;
 is(scalar @failed, 0, 'no request failed during the rotations')
