@@ -804,8 +804,10 @@ ngx_http_taurus_guard_audit_is_rotated(u_char *name, size_t len, u_char *base,
  * file may be shared, the audit states of two spellings of its path may
  * be two).  A record holds the batch's instances, those denied and a
  * reason that names them again, each escaped at most to twice its
- * length (the validator lets no control byte through), and some fields
- * of bounded length: eight times the body and 64k is more than that.
+ * length (the validator lets no control byte through), and fields of
+ * bounded length (those from the request line, the headers and the
+ * upstream are cut by the encoder: tg_audit.h): eight times the body
+ * and 64k is more than that.
  */
 
 void

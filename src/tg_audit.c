@@ -64,6 +64,7 @@ static const char  tg_audit_body_delay[] = "],\"delay\":";
 
 static void tg_audit_bound_add(size_t *n, size_t len);
 static void tg_audit_bound_str(size_t *n, const unsigned char *s, size_t len);
+static size_t tg_audit_kept(size_t len, size_t max);
 static void tg_audit_field(tg_out_t *o, const char *head, size_t head_len,
     const unsigned char *s, size_t len);
 static void tg_audit_int(tg_out_t *o, const char *head, size_t head_len,
@@ -172,14 +173,16 @@ tg_audit_bound(const tg_audit_record_t *r)
 
     tg_audit_bound_str(&n, r->client.data, r->client.len);
     tg_audit_bound_str(&n, r->project_id.data, r->project_id.len);
-    tg_audit_bound_str(&n, r->method.data, r->method.len);
+    tg_audit_bound_str(&n, r->method.data,
+                       tg_audit_kept(r->method.len, TG_AUDIT_METHOD_MAX));
     tg_audit_bound_str(&n, r->uri.data, r->uri.len);
     tg_audit_bound_str(&n, r->reason.data, r->reason.len);
-    tg_audit_bound_str(&n, r->user.data, r->user.len);
+    tg_audit_bound_str(&n, r->user.data,
+                       tg_audit_kept(r->user.len, TG_AUDIT_USER_MAX));
     tg_audit_bound_str(&n, r->policy.data, r->policy.len);
     tg_audit_bound_str(&n, r->request_id.data,
-                       r->request_id.len < TG_AUDIT_REQUEST_ID_MAX
-                       ? r->request_id.len : TG_AUDIT_REQUEST_ID_MAX);
+                       tg_audit_kept(r->request_id.len,
+                                     TG_AUDIT_REQUEST_ID_MAX));
 
     if (r->body_sha256 != NULL) {
         tg_audit_bound_add(&n, strlen(r->body_sha256));
@@ -252,6 +255,19 @@ tg_audit_bound_str(size_t *n, const unsigned char *s, size_t len)
 }
 
 
+/*
+ * The bytes of a field kept: those that come from the request line and
+ * headers (method, user) or the upstream (request_id) have no bound but
+ * nginx's buffers, and a start reads the file's last record back within
+ * a length it knows (ngx_http_taurus_guard_audit_record_max()).
+ */
+static size_t
+tg_audit_kept(size_t len, size_t max)
+{
+    return (len < max) ? len : max;
+}
+
+
 size_t
 tg_audit_encode(const tg_audit_record_t *rec, unsigned char *buf,
     size_t size)
@@ -313,7 +329,7 @@ tg_audit_write_head(tg_out_t *o, const tg_audit_record_t *r)
 
     if (r->method.data != NULL) {
         tg_audit_str(o, ",\"method\":\"", r->method.data,
-                     r->method.len);
+                     tg_audit_kept(r->method.len, TG_AUDIT_METHOD_MAX));
     }
 
     if (r->uri.data != NULL) {
@@ -407,7 +423,8 @@ tg_audit_write_head(tg_out_t *o, const tg_audit_record_t *r)
     }
 
     if (r->user.data != NULL) {
-        tg_audit_str(o, ",\"user\":\"", r->user.data, r->user.len);
+        tg_audit_str(o, ",\"user\":\"", r->user.data,
+                     tg_audit_kept(r->user.len, TG_AUDIT_USER_MAX));
     }
 
     if (r->policy.data != NULL) {
@@ -434,8 +451,8 @@ tg_audit_write_head(tg_out_t *o, const tg_audit_record_t *r)
 
     if (r->request_id.data != NULL) {
         tg_audit_str(o, ",\"request_id\":\"", r->request_id.data,
-                     r->request_id.len < TG_AUDIT_REQUEST_ID_MAX
-                     ? r->request_id.len : TG_AUDIT_REQUEST_ID_MAX);
+                     tg_audit_kept(r->request_id.len,
+                                   TG_AUDIT_REQUEST_ID_MAX));
     }
 
     if (r->upstream != NULL && r->nupstream > 0) {

@@ -19,6 +19,8 @@
 #define TG_AUDIT_ID_LEN      32     /* hex digits */
 #define TG_RFC3339_MS_LEN    24     /* 2026-11-29T21:00:00.123Z */
 #define TG_AUDIT_REQUEST_ID_MAX  128    /* bytes of request_id kept */
+#define TG_AUDIT_USER_MAX        1024   /* bytes of user kept */
+#define TG_AUDIT_METHOD_MAX      64     /* bytes of method kept */
 
 
 typedef enum {
@@ -57,9 +59,10 @@ typedef struct {
     const char          *body_sha256;   /* 64 hex digits */
     const tg_str_t      *denied;        /* instance IDs refused */
     size_t               ndenied;
-    tg_str_t             method;
+    tg_str_t             method;        /* cut at TG_AUDIT_METHOD_MAX */
     tg_str_t             uri;
-    tg_str_t             user;          /* the caller's identity */
+    tg_str_t             user;          /* the caller's identity, cut at
+                                           TG_AUDIT_USER_MAX */
     tg_str_t             policy;        /* allow-list digest */
     tg_str_t             items;         /* the instances as the forwarded
                                            body has them (tg_batch_items()),

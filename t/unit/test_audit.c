@@ -35,6 +35,7 @@ static void test_deny_record(void);
 static void test_minimal_and_done(void);
 static void test_hostile(void);
 static void test_request_id(void);
+static void test_long_fields(void);
 static void test_chain_brief(void);
 static void test_bound(void);
 static void test_stand_in(void);
@@ -795,6 +796,54 @@ test_request_id(void)
 }
 
 
+/*
+ * The fields only nginx's buffers bound: user and method are cut before
+ * they are escaped, and tg_audit_bound() counts what is kept.
+ */
+static void
+test_long_fields(void)
+{
+    size_t              len, i;
+    unsigned char      *s;
+    tg_audit_record_t   r;
+    static unsigned char  user[5000], method[300];
+
+    memset(user, 0x01, sizeof(user));
+    memset(method, 'A', sizeof(method));
+
+    record_init(&r);
+    r.decision = TG_DECISION_INVALID;
+    r.user.data = user;
+    r.user.len = sizeof(user);
+    r.method.data = method;
+    r.method.len = sizeof(method);
+
+    ok(tg_audit_bound(&r) < 6 * TG_AUDIT_USER_MAX + 6 * TG_AUDIT_METHOD_MAX
+                            + 4096,
+       "the bound counts the bytes kept, not the fields' lengths");
+
+    s = encode(&r, &len, "long user and method");
+    if (s == NULL) {
+        return;
+    }
+
+    for (i = 0; s[i] != '\0' && memcmp(s + i, "\"user\":\"", 8) != 0; i++) {
+        /* void */
+    }
+
+    ok(s[i] != '\0' && len > i + 8 + 6 * TG_AUDIT_USER_MAX
+       && memcmp(s + i + 8 + 6 * TG_AUDIT_USER_MAX, "\"", 1) == 0,
+       "user cut at %d bytes, then escaped", TG_AUDIT_USER_MAX);
+
+    ok(strstr((char *) s, "\"method\":\"") != NULL
+       && strspn(strstr((char *) s, "\"method\":\"") + 10, "A")
+          == TG_AUDIT_METHOD_MAX,
+       "method cut at %d bytes", TG_AUDIT_METHOD_MAX);
+
+    free(s);
+}
+
+
 int
 main(void)
 {
@@ -805,6 +854,7 @@ main(void)
     test_minimal_and_done();
     test_hostile();
     test_request_id();
+    test_long_fields();
     test_chain_brief();
     test_bound();
     test_stand_in();
