@@ -1373,8 +1373,9 @@ tg_scan_fail(tg_scan_t *s, tg_rc_t rc, const char *what)
 
 
 /*
- * Between every two tokens: inline (the module is built with -O, which
- * inlines only what is marked so), where a compact body costs one test.
+ * Between every two tokens: inline (configure's bare -O, which the
+ * module gets from an nginx built without --with-cc-opt, inlines only
+ * what is marked so), where a compact body costs one test.
  */
 
 static inline void

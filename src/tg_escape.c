@@ -116,8 +116,9 @@ tg_utf8_seq_len(const unsigned char *p, size_t n)
  * byte that stops the run and only run towards the more significant
  * ones, so the least significant flag is exact: on a little-endian
  * machine its bit index over 8 is the offset of the first byte that
- * stops the run, and no byte of that word is looked at again.  (The
- * module is built with -O, which inlines only what is marked inline.)
+ * stops the run, and no byte of that word is looked at again.  (Inline:
+ * configure's bare -O, which the module gets from an nginx built without
+ * --with-cc-opt, inlines only what is marked so.)
  */
 
 #define TG_ONES   0x0101010101010101ULL

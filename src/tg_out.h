@@ -71,10 +71,11 @@ tg_rc_t tg_out_sha256(tg_out_t *o, unsigned char md[TG_SHA256_LEN]) TG_WUR;
 
 
 /*
- * Inline, as the writers call it for every piece of their output (the
- * module is built with -O, which inlines only what is marked so): data
- * that fits the window is copied there, anything else (a full window, a
- * count past SIZE_MAX, nothing to copy) is tg_out_put_slow()'s.
+ * Inline, as the writers call it for every piece of their output: the
+ * module gets configure's bare -O from an nginx built without
+ * --with-cc-opt (Debian's has -O2), and -O inlines only what is marked
+ * so.  Data that fits the window is copied there, anything else (a full
+ * window, a count past SIZE_MAX, nothing to copy) is tg_out_put_slow()'s.
  */
 
 static inline void
