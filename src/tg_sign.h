@@ -46,7 +46,7 @@ typedef struct {
     tg_str_t             path;      /* raw path, no query */
     tg_str_t             query;     /* raw query without '?'; len 0: none */
     const tg_header_t   *headers;   /* the headers to sign, any order */
-    size_t               nheaders;  /* 1..TG_SIGN_MAX_HEADERS */
+    size_t               nheaders;  /* 0..TG_SIGN_MAX_HEADERS */
     const char          *body_sha256_hex;   /* 64 lowercase hex digits */
     tg_str_t             date;      /* the X-Sdk-Date value, also signed */
 } tg_sign_request_t;
@@ -91,10 +91,12 @@ tg_rc_t tg_hmac_sha256_key(const tg_hmac_key_t *hk,
 tg_rc_t tg_sdk_date(time_t t, char out[TG_SDK_DATE_LEN + 1]) TG_WUR;
 
 /*
- * Builds the canonical request into buf.  Returns TG_OK with *len set, or
- * TG_ERR_BUF_TOO_SMALL with *len set to the size needed, or
- * TG_ERR_SIGN_HEADER for a header name or value that cannot be signed
- * (empty name, CR, LF or NUL in either).
+ * Builds the canonical request into buf (no NUL after it).  Returns
+ * TG_OK with *len set, TG_ERR_BUF_TOO_SMALL with *len set to the size
+ * needed, TG_ERR_SIGN_HEADER for a header that cannot be signed (a name
+ * that is no RFC 9110 token, two of one name, a CR, LF or NUL in a value,
+ * an X-Sdk-Date other than date), or TG_ERR_ARG for a request that cannot
+ * (a method, path, query, date or body hash outside tg_sign.c's rules).
  */
 tg_rc_t tg_sign_canonical_request(const tg_sign_request_t *req,
     unsigned char *buf, size_t size, size_t *len) TG_WUR;
