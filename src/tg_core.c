@@ -37,7 +37,6 @@ static const char  *tg_errors[TG_RC_MAX] = {
     [TG_ERR_BAD_PROJECT_ID]  = "malformed project ID",
     [TG_ERR_BAD_INSTANCE_ID] = "malformed instance ID",
     [TG_ERR_DUP_ENTRY]       = "duplicate allow-list entry",
-    [TG_ERR_NOT_ALLOWED]     = "instance not allowed",
     [TG_ERR_INSTANCE_IS_PROJECT] = "an instance ID is a project ID of the"
                                    " allow-list",
 
@@ -46,7 +45,6 @@ static const char  *tg_errors[TG_RC_MAX] = {
     [TG_ERR_CRED_MISSING_AK] = "no \"ak\" in [basic]",
     [TG_ERR_CRED_MISSING_SK] = "no \"sk\" in [basic]",
     [TG_ERR_CRED_BAD_VALUE]  = "value with a space or a non-printable byte",
-    [TG_ERR_CRED_MISSING_KEY] = "a required key is missing",
     [TG_ERR_IAM_NO_SECTION]  = "no [iam] section",
     [TG_ERR_IAM_MISSING_DOMAIN] = "no \"domain\" in [iam]",
     [TG_ERR_IAM_MISSING_USER] = "no \"user\" in [iam]",
