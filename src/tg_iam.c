@@ -32,11 +32,15 @@ static void tg_iam_identity_part(tg_sha256_t *sha, const tg_str_t *s);
 static cJSON_Hooks  tg_answer_hooks = { NULL, tg_answer_free };
 
 
+/*
+ * The request body's own writer, not tg_out.h's: tg_iam_body() sizes
+ * the body, then writes it only into a buffer it fits whole.
+ */
 typedef struct {
     unsigned char  *buf;
     size_t          size;
     size_t          len;
-} tg_out_t;
+} tg_iam_out_t;
 
 
 /* one request body: the password method's, or an agency's */
@@ -50,9 +54,9 @@ typedef struct {
 
 static size_t tg_iam_body(const tg_iam_req_t *q, unsigned char *buf,
     size_t size);
-static void tg_iam_emit(tg_out_t *o, const tg_iam_req_t *q);
-static void tg_out_raw(tg_out_t *o, const unsigned char *s, size_t n);
-static void tg_out_str(tg_out_t *o, const tg_str_t *s);
+static void tg_iam_emit(tg_iam_out_t *o, const tg_iam_req_t *q);
+static void tg_iam_raw(tg_iam_out_t *o, const unsigned char *s, size_t n);
+static void tg_iam_str(tg_iam_out_t *o, const tg_str_t *s);
 
 
 size_t
@@ -146,8 +150,8 @@ tg_iam_identity_part(tg_sha256_t *sha, const tg_str_t *s)
 static size_t
 tg_iam_body(const tg_iam_req_t *q, unsigned char *buf, size_t size)
 {
-    size_t    len;
-    tg_out_t  o;
+    size_t        len;
+    tg_iam_out_t  o;
 
     o.buf = NULL;
     o.size = 0;
@@ -167,47 +171,47 @@ tg_iam_body(const tg_iam_req_t *q, unsigned char *buf, size_t size)
 
 
 static void
-tg_iam_emit(tg_out_t *o, const tg_iam_req_t *q)
+tg_iam_emit(tg_iam_out_t *o, const tg_iam_req_t *q)
 {
     if (q->cred == NULL) {
-        tg_out_raw(o, tg_lit("{\"auth\":{\"identity\":{\"methods\":"
+        tg_iam_raw(o, tg_lit("{\"auth\":{\"identity\":{\"methods\":"
                              "[\"assume_role\"],\"assume_role\":"
                              "{\"domain_name\":\""));
-        tg_out_str(o, q->domain);
-        tg_out_raw(o, tg_lit("\",\"agency_name\":\""));
-        tg_out_str(o, q->agency);
-        tg_out_raw(o, tg_lit("\"}},\"scope\":{\"project\":{\"id\":\""));
-        tg_out_str(o, q->project);
-        tg_out_raw(o, tg_lit("\"}}}}"));
+        tg_iam_str(o, q->domain);
+        tg_iam_raw(o, tg_lit("\",\"agency_name\":\""));
+        tg_iam_str(o, q->agency);
+        tg_iam_raw(o, tg_lit("\"}},\"scope\":{\"project\":{\"id\":\""));
+        tg_iam_str(o, q->project);
+        tg_iam_raw(o, tg_lit("\"}}}}"));
         return;
     }
 
-    tg_out_raw(o, tg_lit("{\"auth\":{\"identity\":{\"methods\":"
+    tg_iam_raw(o, tg_lit("{\"auth\":{\"identity\":{\"methods\":"
                          "[\"password\"],\"password\":{\"user\":"
                          "{\"name\":\""));
-    tg_out_str(o, &q->cred->user);
-    tg_out_raw(o, tg_lit("\",\"password\":\""));
-    tg_out_str(o, &q->cred->password);
-    tg_out_raw(o, tg_lit("\",\"domain\":{\"name\":\""));
-    tg_out_str(o, &q->cred->domain);
+    tg_iam_str(o, &q->cred->user);
+    tg_iam_raw(o, tg_lit("\",\"password\":\""));
+    tg_iam_str(o, &q->cred->password);
+    tg_iam_raw(o, tg_lit("\",\"domain\":{\"name\":\""));
+    tg_iam_str(o, &q->cred->domain);
 
     if (q->project == NULL) {
-        tg_out_raw(o, tg_lit("\"}}}},\"scope\":{\"domain\":"
+        tg_iam_raw(o, tg_lit("\"}}}},\"scope\":{\"domain\":"
                              "{\"name\":\""));
-        tg_out_str(o, &q->cred->domain);
+        tg_iam_str(o, &q->cred->domain);
 
     } else {
-        tg_out_raw(o, tg_lit("\"}}}},\"scope\":{\"project\":"
+        tg_iam_raw(o, tg_lit("\"}}}},\"scope\":{\"project\":"
                              "{\"id\":\""));
-        tg_out_str(o, q->project);
+        tg_iam_str(o, q->project);
     }
 
-    tg_out_raw(o, tg_lit("\"}}}}"));
+    tg_iam_raw(o, tg_lit("\"}}}}"));
 }
 
 
 static void
-tg_out_raw(tg_out_t *o, const unsigned char *s, size_t n)
+tg_iam_raw(tg_iam_out_t *o, const unsigned char *s, size_t n)
 {
     if (o->buf != NULL && o->len + n <= o->size) {
         memcpy(o->buf + o->len, s, n);
@@ -218,7 +222,7 @@ tg_out_raw(tg_out_t *o, const unsigned char *s, size_t n)
 
 
 static void
-tg_out_str(tg_out_t *o, const tg_str_t *s)
+tg_iam_str(tg_iam_out_t *o, const tg_str_t *s)
 {
     size_t  n;
 
