@@ -93,18 +93,17 @@ tg_iam_cred_parse(tg_iam_cred_t *c, const unsigned char *buf, size_t len,
     tg_rc_t   rc;
     tg_str_t  v[3];
 
-    static const char  *keys[] = { "domain", "user", "password" };
+    static const char     *keys[] = { "domain", "user", "password" };
+    static const tg_rc_t   missing[] = {
+        TG_ERR_IAM_MISSING_DOMAIN, TG_ERR_IAM_MISSING_USER,
+        TG_ERR_IAM_MISSING_PASSWORD
+    };
 
     if (c == NULL || line == NULL || (buf == NULL && len != 0)) {
         return TG_ERR_ARG;
     }
 
     memset(c, 0, sizeof(tg_iam_cred_t));
-
-    static const tg_rc_t  missing[] = {
-        TG_ERR_IAM_MISSING_DOMAIN, TG_ERR_IAM_MISSING_USER,
-        TG_ERR_IAM_MISSING_PASSWORD
-    };
 
     rc = tg_ini_section(buf, len, "iam", keys, v, 3, line);
 

@@ -17,6 +17,7 @@
 static int64_t tg_days_from_civil(int64_t y, unsigned m, unsigned d);
 static int tg_digits(const char *p, size_t n, unsigned *v);
 static tg_rc_t tg_time_parse(const char *v, int64_t *t);
+static int tg_metadata_word(const char *v);
 static tg_rc_t tg_answer_parse(const unsigned char *body, size_t len,
     cJSON **root);
 static const cJSON *tg_answer_member(const cJSON *object, const char *name,
