@@ -263,6 +263,8 @@ tg_hmac_key_init(tg_hmac_key_t *hk, const unsigned char *key,
     memset(hk, 0, sizeof(tg_hmac_key_t));
 
     if (key == NULL && key_len != 0) {
+        /* wiped, not only zeroed: a zeroed state hashes as a live one */
+        tg_hmac_key_wipe(hk);
         return TG_ERR_ARG;
     }
 

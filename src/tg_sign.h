@@ -68,6 +68,8 @@ tg_rc_t tg_hmac_sha256(const unsigned char *key, size_t key_len,
  * states stand for the key (whoever holds them can sign): they are as
  * secret as it is, and wiped with tg_hmac_key_wipe() wherever it is.
  * A ready key is only read, never changed, by the MACs made with it.
+ * A wiped key fails them; a zeroed one (never made ready) is no key at
+ * all and must not be given to them.
  */
 typedef struct {
     tg_sha256_t          inner;

@@ -255,6 +255,11 @@ test_hmac_key(void)
     is_rc(tg_hmac_key_init(NULL, key, 1), TG_ERR_ARG, "ready key into NULL");
     is_rc(tg_hmac_key_init(&hk, NULL, 1), TG_ERR_ARG,
           "ready key: NULL key with a length");
+
+    /* refused, the key is wiped: it signs nothing (it signed, or crashed) */
+    is_rc(tg_hmac_sha256_key(&hk, data, 1, mac), TG_ERR_CRYPTO,
+          "ready key refused: it does not sign");
+    tg_hmac_key_wipe(&hk);
     is_rc(tg_hmac_sha256_key(NULL, data, 1, mac), TG_ERR_ARG,
           "MAC with a NULL ready key");
 
