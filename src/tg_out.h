@@ -1,6 +1,8 @@
 /*
- * The core's one output writer: the batch serializer, the escaper and
- * the signer append through it, and any other encoder can.
+ * The core's output writer: the batch serializer, the audit record
+ * encoder and the signer append through it, escaping with tg_out_json()
+ * where they must, and any other encoder can (the IAM request bodies
+ * still have a small writer of their own, in tg_iam.c).
  *
  * A writer appends into the caller's buffer and never allocates.  What
  * does not fit is counted, not written: len is then the size the output
