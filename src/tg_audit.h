@@ -99,8 +99,9 @@ size_t tg_audit_encode(const tg_audit_record_t *rec, unsigned char *buf,
 
 /*
  * At least the length of the record, '\n' and rec->prev included: every
- * string counted at 6 bytes a byte, the most escaping makes of one.  A
- * buffer of this size holds the record without a sizing pass.
+ * string counted at 6 bytes a byte, the most escaping makes of one, but
+ * rec->items, escaped already and copied as they are, at one.  A buffer
+ * of this size holds the record without a sizing pass.
  */
 size_t tg_audit_bound(const tg_audit_record_t *rec);
 
@@ -109,7 +110,10 @@ size_t tg_audit_bound(const tg_audit_record_t *rec);
  * is not looked at), then the link (left out when prev is NULL) and the
  * end of the line.  The caller may do what it must between the two (the
  * gateway learns prev under its lock) with the same o, whose hash, if
- * one is attached, takes the whole line in order.
+ * one is attached, takes the line in order: all of it, or all but its
+ * items when the line has the brief form of its link (below).  With a
+ * body_sha256 as tg_sha256_hex() writes it (64 lowercase hex digits),
+ * the digest is tg_audit_chain_digest() of the finished line.
  */
 void tg_audit_write_head(tg_out_t *o, const tg_audit_record_t *rec);
 void tg_audit_write_link(tg_out_t *o, const char *prev);
