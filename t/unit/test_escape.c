@@ -253,8 +253,6 @@ main(void)
     const vec_t    *v;
     unsigned char   in[4], out[6 * 64 + 1], *end;
 
-    (void) tap_is_rc;   /* tap.h helper this unit has no use for */
-
     utf8 = iconv_open("UTF-32LE", "UTF-8");
     if (utf8 == (iconv_t) -1) {
         printf("Bail out! iconv_open(UTF-8) failed\n");

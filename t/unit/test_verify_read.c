@@ -491,8 +491,6 @@ read_encoded(const tg_audit_record_t *r, const char *what)
 int
 main(void)
 {
-    (void) tap_is_int;   /* tap.h helper this unit has no use for */
-
     test_vectors();
     test_long_integer();
     test_many_keys();
