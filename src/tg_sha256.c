@@ -9,12 +9,13 @@
  * library's, immutable, and the same after a reload.
  *
  * EVP costs a hash more than dispatch, too: OpenSSL 3.0 allocates and
- * frees a context and the provider's state for each, and a request
- * hashes five messages (its body, the canonical request, the HMAC's
- * two, its audit record).  So when the SHA-256 fetched is the built-in
- * default provider's, the hashes call what that provider calls itself,
- * SHA256_Init(), _Update() and _Final(), on a state in the caller's
- * tg_sha256_t: the same code and the same digests, without EVP's part.
+ * frees a context and the provider's state for each, and a forwarded
+ * batch hashes six messages (its body, the canonical request, the
+ * HMAC's two, its allow and done records).  So when the SHA-256 fetched
+ * is the built-in default provider's, the hashes call what that provider
+ * calls itself, SHA256_Init(), _Update() and _Final(), on a state in the
+ * caller's tg_sha256_t: the same code and the same digests, without
+ * EVP's part.
  * Any other provider (a FIPS one) is used through EVP, as is every one
  * when OpenSSL is built without the deprecated functions, or with
  * TG_SHA256_EVP_ONLY defined (the tests of that path).
