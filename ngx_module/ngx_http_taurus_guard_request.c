@@ -56,7 +56,16 @@ ngx_http_taurus_guard_route(ngx_http_request_t *r,
         return NGX_HTTP_NOT_FOUND;
     }
 
-    if (r->schema_start != NULL || r->host_start != NULL) {
+    /*
+     * An HTTP/1 request line in absolute form ("POST http://host/v3/...")
+     * leaves its scheme and host there.  HTTP/2 has no such form (its
+     * :path is parsed as a path), and since nginx 1.29.1 its :authority
+     * is kept in r->host_start: every HTTP/2 request would look like one.
+     */
+
+    if (r->http_version < NGX_HTTP_VERSION_20
+        && (r->schema_start != NULL || r->host_start != NULL))
+    {
         ngx_str_set(reason, "absolute-form request target");
         return NGX_HTTP_NOT_FOUND;
     }
