@@ -35,6 +35,11 @@
  * loaded by a reload, which keeps the zone) is wiped and fetched again,
  * never used.
  *
+ * A zone has places for the secrets of NGX_HTTP_TG_PROJECTS keys, and a
+ * reload keeps it: a new key takes the place of the one looked up least
+ * recently, unless that one is being fetched into
+ * (ngx_http_taurus_guard_fetch_evict()).
+ *
  * A slot also remembers when its secret was fetched and whether its last
  * fetch failed, for the metrics and the health check, which read them
  * with ngx_http_taurus_guard_fetch_states(); every failed fetch is
@@ -77,6 +82,7 @@ typedef struct {
     time_t                        expires;  /* wall time */
     time_t                        refreshed;    /* last fetched, wall */
     ngx_msec_t                    since;    /* fetching since, monotonic */
+    ngx_msec_t                    used;     /* last looked up, monotonic */
     ngx_atomic_uint_t             fetcher;  /* who: its name, or 0 */
     ngx_uint_t                    failed;   /* the last fetch failed */
     u_char                        identity[NGX_HTTP_TG_IDENTITY_LEN];
@@ -132,6 +138,8 @@ static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 
 static ngx_int_t ngx_http_taurus_guard_fetch_init_zone(ngx_shm_zone_t *zone,
     void *data);
+static ngx_http_taurus_guard_fetch_slot_t *ngx_http_taurus_guard_fetch_evict(
+    ngx_http_taurus_guard_fetch_t *src);
 static ngx_http_taurus_guard_fetch_slot_t *ngx_http_taurus_guard_fetch_slot(
     ngx_http_taurus_guard_fetch_t *src, u_char *key, ngx_uint_t add);
 static ngx_int_t ngx_http_taurus_guard_fetch_identity(ngx_log_t *log,
@@ -427,7 +435,7 @@ ngx_http_taurus_guard_fetch_start(ngx_http_request_t *r,
         ngx_shmtx_unlock(&ngx_http_tg_shpool(src)->mutex);
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "taurus_guard: more than %d projects with IAM"
-                      " tokens", NGX_HTTP_TG_PROJECTS);
+                      " tokens, all being fetched", NGX_HTTP_TG_PROJECTS);
         return NGX_ERROR;
     }
 
@@ -736,19 +744,77 @@ ngx_http_taurus_guard_fetch_slot(ngx_http_taurus_guard_fetch_t *src,
         slot = &sh->slots[i];
 
         if (ngx_memcmp(slot->key, key, TG_PROJECT_ID_LEN) == 0) {
+            slot->used = ngx_current_msec;
             return slot;
         }
     }
 
-    if (!add || sh->nslots == NGX_HTTP_TG_PROJECTS) {
+    if (!add) {
         return NULL;
     }
 
-    slot = &sh->slots[sh->nslots++];
+    if (sh->nslots < NGX_HTTP_TG_PROJECTS) {
+        slot = &sh->slots[sh->nslots++];
+
+    } else {
+        slot = ngx_http_taurus_guard_fetch_evict(src);
+
+        if (slot == NULL) {
+            return NULL;
+        }
+    }
+
     ngx_memzero(slot, sizeof(ngx_http_taurus_guard_fetch_slot_t));
     ngx_memcpy(slot->key, key, TG_PROJECT_ID_LEN);
+    slot->used = ngx_current_msec;
 
     return slot;
+}
+
+
+/*
+ * The zone's lock is held, and every slot has a key: the one looked up
+ * least recently gives up its place (its secret wiped: the next request
+ * of its key fetches again), unless a live process is fetching into it.
+ * Every slot is always found by its key under the lock, never kept
+ * across it, so a slot can change hands.  NULL: all are being fetched.
+ */
+
+static ngx_http_taurus_guard_fetch_slot_t *
+ngx_http_taurus_guard_fetch_evict(ngx_http_taurus_guard_fetch_t *src)
+{
+    ngx_uint_t                           i;
+    ngx_http_taurus_guard_fetch_sh_t    *sh;
+    ngx_http_taurus_guard_fetch_slot_t  *slot, *oldest;
+
+    sh = ngx_http_tg_sh(src);
+    oldest = NULL;
+
+    for (i = 0; i < sh->nslots; i++) {
+        slot = &sh->slots[i];
+
+        if (ngx_http_taurus_guard_fetch_alive(slot)) {
+            continue;
+        }
+
+        if (oldest == NULL
+            || (ngx_msec_int_t) (slot->used - oldest->used) < 0)
+        {
+            oldest = slot;
+        }
+    }
+
+    if (oldest != NULL) {
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "taurus_guard: more than %d projects with fetched"
+                      " secrets: project \"%*s\"'s, the least recently"
+                      " used, is dropped", NGX_HTTP_TG_PROJECTS,
+                      (size_t) TG_PROJECT_ID_LEN, oldest->key);
+
+        ngx_http_taurus_guard_fetch_forget(src, oldest);
+    }
+
+    return oldest;
 }
 
 
