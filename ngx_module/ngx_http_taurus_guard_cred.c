@@ -614,16 +614,20 @@ done:
 
 /*
  * The token file of this request's project: each worker keeps the state
- * of every file it has read, a handful of projects.
+ * of the files of up to NGX_HTTP_TG_PROJECTS projects.  A new project,
+ * with every place taken, takes the place of the file used least
+ * recently: its token is wiped, and read again when its project comes
+ * back.  A file's state is used only during the call that finds it.
  */
 
 ngx_http_taurus_guard_token_t *
 ngx_http_taurus_guard_token_file(ngx_http_request_t *r,
     ngx_http_taurus_guard_token_t *token)
 {
+    u_char                         *data;
     ngx_str_t                       path;
     ngx_uint_t                      i;
-    ngx_http_taurus_guard_token_t  *t;
+    ngx_http_taurus_guard_token_t  *t, *oldest;
 
     if (token->path_cv == NULL) {
         return token;
@@ -640,34 +644,70 @@ ngx_http_taurus_guard_token_file(ngx_http_request_t *r,
             && ngx_strncmp(t[i].file.path.data, path.data, path.len - 1)
                == 0)
         {
+            t[i].used = ngx_current_msec;
             return &t[i];
         }
     }
 
-    if (token->files.nelts >= NGX_HTTP_TG_PROJECTS) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "taurus_guard: more than %d token files",
-                      NGX_HTTP_TG_PROJECTS);
-        return NULL;
-    }
+    if (token->files.nelts < NGX_HTTP_TG_PROJECTS) {
 
-    /*
-     * A per-worker list: the worker's pool lives as long as it does.
-     * The array may move: a file's data is found again by its token.
-     */
+        /*
+         * A per-worker list: the worker's pool lives as long as it does.
+         * The array may move: a file's data is found again by its token.
+         */
 
-    t = ngx_array_push(&token->files);
-    if (t == NULL) {
-        return NULL;
+        data = ngx_pstrdup(ngx_cycle->pool, &path);
+        if (data == NULL) {
+            return NULL;
+        }
+
+        t = ngx_array_push(&token->files);
+        if (t == NULL) {
+            return NULL;
+        }
+
+    } else {
+        oldest = &t[0];
+
+        for (i = 1; i < token->files.nelts; i++) {
+            if ((ngx_msec_int_t) (t[i].used - oldest->used) < 0) {
+                oldest = &t[i];
+            }
+        }
+
+        /* every project's path is as long: its buffer is reused */
+
+        if (oldest->file.path.len == path.len - 1) {
+            data = oldest->file.path.data;
+
+        } else {
+            data = ngx_pstrdup(ngx_cycle->pool, &path);
+            if (data == NULL) {
+                return NULL;
+            }
+        }
+
+        ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                      "taurus_guard: more than %d token files: \"%V\", the"
+                      " least recently used, is forgotten",
+                      NGX_HTTP_TG_PROJECTS, &oldest->file.path);
+
+        t = oldest;
+
+        if (t->file.text != NULL) {
+            OPENSSL_cleanse(t->file.text, t->file.size);
+
+            if (t->file.owned) {
+                ngx_free(t->file.text);
+            }
+        }
+
+        ngx_memcpy(data, path.data, path.len);
     }
 
     ngx_memzero(t, sizeof(ngx_http_taurus_guard_token_t));
 
-    t->file.path.data = ngx_pstrdup(ngx_cycle->pool, &path);
-    if (t->file.path.data == NULL) {
-        token->files.nelts--;
-        return NULL;
-    }
+    t->file.path.data = data;
 
     ngx_http_taurus_guard_token_init(t);
 
@@ -675,6 +715,7 @@ ngx_http_taurus_guard_token_file(ngx_http_request_t *r,
     t->file.path.len = path.len - 1;
     t->file.conf_file = token->file.conf_file;
     t->file.conf_line = token->file.conf_line;
+    t->used = ngx_current_msec;
 
     return t;
 }

@@ -141,6 +141,7 @@ typedef struct {
     ngx_http_taurus_guard_fetch_t  *fetch;  /* or fetched from IAM */
     ngx_http_complex_value_t    *path_cv;   /* or one file per project */
     ngx_array_t                  files;     /* of token_t, per worker */
+    ngx_msec_t                   used;      /* one of files: last used */
 } ngx_http_taurus_guard_token_t;
 
 
