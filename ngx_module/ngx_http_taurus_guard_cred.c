@@ -694,13 +694,7 @@ ngx_http_taurus_guard_token_file(ngx_http_request_t *r,
 
         t = oldest;
 
-        if (t->file.text != NULL) {
-            OPENSSL_cleanse(t->file.text, t->file.size);
-
-            if (t->file.owned) {
-                ngx_free(t->file.text);
-            }
-        }
+        ngx_http_taurus_guard_secret_file_forget(&t->file);
 
         ngx_memcpy(data, path.data, path.len);
     }

@@ -110,8 +110,9 @@ ngx_http_taurus_guard_secret_file_conf(ngx_conf_t *cf,
 
 
 /*
- * The text read at configuration time is wiped, and forgotten: each
- * worker reads the file again when a request first needs it.
+ * The text in hand is wiped, and forgotten: the file is read again when
+ * a request next needs it.  A worker's own copy is freed; one read at
+ * configuration time lives in the pool.
  */
 
 void
@@ -120,11 +121,16 @@ ngx_http_taurus_guard_secret_file_forget(
 {
     if (file->text != NULL) {
         OPENSSL_cleanse(file->text, file->size);
+
+        if (file->owned) {
+            ngx_free(file->text);
+        }
     }
 
     file->text = NULL;
     file->size = 0;
     file->known = 0;
+    file->owned = 0;
 }
 
 
@@ -610,16 +616,5 @@ ngx_http_taurus_guard_secret_file_dirs(ngx_cycle_t *cycle,
 static void
 ngx_http_taurus_guard_secret_file_cleanup(void *data)
 {
-    ngx_http_taurus_guard_secret_file_t  *file = data;
-
-    if (file->text != NULL) {
-        OPENSSL_cleanse(file->text, file->size);
-    }
-
-    /* what a worker read itself */
-
-    if (file->owned) {
-        ngx_free(file->text);
-        file->text = NULL;
-    }
+    ngx_http_taurus_guard_secret_file_forget(data);
 }
