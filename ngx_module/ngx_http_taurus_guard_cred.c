@@ -331,12 +331,7 @@ ngx_http_taurus_guard_cred_parse(ngx_http_taurus_guard_secret_file_t *file,
     rc = tg_cred_parse(&parsed, text, size, &line);
 
     if (rc != TG_OK) {
-        problem->len = (line ? ngx_snprintf(problem->data, 128,
-                                            "line %uz: %s", line,
-                                            tg_strerror(rc))
-                             : ngx_snprintf(problem->data, 128, "%s",
-                                            tg_strerror(rc)))
-                       - problem->data;
+        ngx_http_taurus_guard_secret_file_problem(problem, line, rc);
         return NGX_ERROR;
     }
 

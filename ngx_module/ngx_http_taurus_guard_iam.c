@@ -650,13 +650,7 @@ ngx_http_taurus_guard_iam_password_parse(
     rc = tg_iam_cred_parse(&parsed, text, size, &line);
 
     if (rc != TG_OK) {
-        /* the line at fault, as a credentials file's says it */
-        problem->len = (line ? ngx_snprintf(problem->data, 128,
-                                            "line %uz: %s", line,
-                                            tg_strerror(rc))
-                             : ngx_snprintf(problem->data, 128, "%s",
-                                            tg_strerror(rc)))
-                       - problem->data;
+        ngx_http_taurus_guard_secret_file_problem(problem, line, rc);
         return NGX_ERROR;
     }
 

@@ -70,7 +70,8 @@ typedef struct ngx_http_taurus_guard_secret_file_s
 /*
  * Checks a new version of a secret file: NGX_OK keeps what it parsed
  * (pointing into text) where the file's user finds it; NGX_ERROR says
- * why not in problem (up to 128 bytes at problem->data, or a string of
+ * why not in problem (up to 128 bytes at problem->data, as
+ * ngx_http_taurus_guard_secret_file_problem() writes it, or a string of
  * its own).
  */
 typedef ngx_int_t (*ngx_http_taurus_guard_secret_parse_pt)(
@@ -471,6 +472,8 @@ ngx_int_t ngx_http_taurus_guard_secret_file_conf(ngx_conf_t *cf,
     ngx_http_taurus_guard_secret_file_t *file, ngx_str_t *path, size_t max);
 void ngx_http_taurus_guard_secret_file_forget(
     ngx_http_taurus_guard_secret_file_t *file);
+void ngx_http_taurus_guard_secret_file_problem(ngx_str_t *problem,
+    size_t line, tg_rc_t rc);
 ngx_int_t ngx_http_taurus_guard_secret_file_update(ngx_log_t *log,
     ngx_http_taurus_guard_secret_file_t *file);
 

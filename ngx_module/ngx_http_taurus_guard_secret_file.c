@@ -110,6 +110,27 @@ ngx_http_taurus_guard_secret_file_conf(ngx_conf_t *cf,
 
 
 /*
+ * A parse() callback's problem: what the core's parser refused, with the
+ * line at fault when it knows it.
+ */
+
+void
+ngx_http_taurus_guard_secret_file_problem(ngx_str_t *problem, size_t line,
+    tg_rc_t rc)
+{
+    u_char  *end;
+
+    end = problem->data + NGX_HTTP_TG_PROBLEM_LEN;
+
+    problem->len = (line ? ngx_slprintf(problem->data, end, "line %uz: %s",
+                                        line, tg_strerror(rc))
+                         : ngx_slprintf(problem->data, end, "%s",
+                                        tg_strerror(rc)))
+                   - problem->data;
+}
+
+
+/*
  * The text in hand is wiped, and forgotten: the file is read again when
  * a request next needs it.  A worker's own copy is freed; one read at
  * configuration time lives in the pool.
