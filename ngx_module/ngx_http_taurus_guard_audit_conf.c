@@ -805,11 +805,11 @@ ngx_http_taurus_guard_audit_is_rotated(u_char *name, size_t len, u_char *base,
  * be two).  A record holds the batch's instances, those denied and a
  * reason that names them again, each escaped at most to twice its
  * length (the validator lets no control byte through), and fields of
- * bounded length: the method, the user and the upstream's request id
- * are cut by the encoder (tg_audit.h), a refused route's target by
- * ngx_http_taurus_guard_record().  Eight times the body and 64k is more
- * than that.  The upstream tries are left out of it: at most one for
- * each server of the upstream, named by the configuration.
+ * bounded length: the method, a refused route's target, the user and
+ * the upstream's request id are cut by the encoder (tg_audit.h).  Eight
+ * times the body and 64k is more than that.  The upstream tries are
+ * left out of it: at most one for each server of the upstream, named by
+ * the configuration.
  */
 
 void

@@ -17,7 +17,6 @@
  * the rest is the caller's, who may send kilobytes of it in every
  * request line.
  */
-#define NGX_HTTP_TG_URI_MAX  512
 
 
 static ngx_int_t ngx_http_taurus_guard_send_json(ngx_http_request_t *r,
@@ -90,7 +89,7 @@ ngx_http_taurus_guard_record(ngx_http_request_t *r,
         rec->method.data = r->method_name.data;
         rec->method.len = r->method_name.len;
         rec->uri.data = r->unparsed_uri.data;
-        rec->uri.len = ngx_min(r->unparsed_uri.len, NGX_HTTP_TG_URI_MAX);
+        rec->uri.len = r->unparsed_uri.len;
     }
 }
 

@@ -175,7 +175,8 @@ tg_audit_bound(const tg_audit_record_t *r)
     tg_audit_bound_str(&n, r->project_id.data, r->project_id.len);
     tg_audit_bound_str(&n, r->method.data,
                        tg_audit_kept(r->method.len, TG_AUDIT_METHOD_MAX));
-    tg_audit_bound_str(&n, r->uri.data, r->uri.len);
+    tg_audit_bound_str(&n, r->uri.data,
+                       tg_audit_kept(r->uri.len, TG_AUDIT_URI_MAX));
     tg_audit_bound_str(&n, r->reason.data, r->reason.len);
     tg_audit_bound_str(&n, r->user.data,
                        tg_audit_kept(r->user.len, TG_AUDIT_USER_MAX));
@@ -257,9 +258,9 @@ tg_audit_bound_str(size_t *n, const unsigned char *s, size_t len)
 
 /*
  * The bytes of a field kept: those that come from the request line and
- * headers (method, user) or the upstream (request_id) have no bound but
- * nginx's buffers, and a start reads the file's last record back within
- * a length it knows (ngx_http_taurus_guard_audit_record_max()).
+ * headers (method, uri, user) or the upstream (request_id) have no
+ * bound but nginx's buffers, and a start reads the file's last record
+ * back within a length it knows (ngx_http_taurus_guard_audit_record_max()).
  */
 static size_t
 tg_audit_kept(size_t len, size_t max)
@@ -333,7 +334,8 @@ tg_audit_write_head(tg_out_t *o, const tg_audit_record_t *r)
     }
 
     if (r->uri.data != NULL) {
-        tg_audit_str(o, ",\"uri\":\"", r->uri.data, r->uri.len);
+        tg_audit_str(o, ",\"uri\":\"", r->uri.data,
+                     tg_audit_kept(r->uri.len, TG_AUDIT_URI_MAX));
     }
 
     if (r->instances != NULL && r->ninstances > 0) {

@@ -21,6 +21,7 @@
 #define TG_AUDIT_REQUEST_ID_MAX  128    /* bytes of request_id kept */
 #define TG_AUDIT_USER_MAX        1024   /* bytes of user kept */
 #define TG_AUDIT_METHOD_MAX      64     /* bytes of method kept */
+#define TG_AUDIT_URI_MAX         512    /* bytes of uri kept */
 
 
 typedef enum {
@@ -60,7 +61,7 @@ typedef struct {
     const tg_str_t      *denied;        /* instance IDs refused */
     size_t               ndenied;
     tg_str_t             method;        /* cut at TG_AUDIT_METHOD_MAX */
-    tg_str_t             uri;
+    tg_str_t             uri;           /* cut at TG_AUDIT_URI_MAX */
     tg_str_t             user;          /* the caller's identity, cut at
                                            TG_AUDIT_USER_MAX */
     tg_str_t             policy;        /* allow-list digest */

@@ -13,7 +13,7 @@
 # not end with a record".
 #
 #   - user is cut at 1024 bytes before it is escaped, method at 64, as
-#     request_id is cut at 128;
+#     request_id is cut at 128 and a refused route's uri at 512;
 #   - the records stay valid JSON, the chain verifies, and nginx starts
 #     again on that file and goes on from its last record.
 
@@ -81,6 +81,16 @@ until ((@all = $t->audit_records) && $all[-1]{method}) {
     sleep 0.05;
 }
 is(length($all[-1]{method} || ''), 64, 'method cut at 64 bytes');
+
+# a refused route's target, 20,000 bytes
+
+my $n = @all;
+$r = $t->http('GET /v3/' . ('a' x 20_000) . " HTTP/1.1\r\nHost: localhost\r\n"
+    . "Connection: close\r\n\r\n");
+is($r->{status}, 404, 'a 20,004-byte target: refused');
+$end = now() + 10;
+sleep 0.05 until (@all = $t->audit_records) > $n || now() > $end;
+is(length($all[-1]{uri} || ''), 512, 'uri cut at 512 bytes');
 
 # a caller's identity of 200,000 control bytes (1.2 MB escaped), in the
 # file's last record
