@@ -7,8 +7,9 @@
 # restart, though an allow-list that changes over time names no more
 # than a few projects at once.
 #
-#   - 258 projects, one batch each: all forwarded, each with a token
-#     of its own project;
+#   - two workers share the zone; 258 projects, one batch each: all
+#     forwarded, each with a token of its own project (the upstream
+#     refuses another project's);
 #   - the 257th took the place of the project used least recently
 #     (logged), whose token was wiped: its next batch fetches a new one
 #     and is forwarded;
@@ -31,7 +32,11 @@ my @projects = map { sprintf '%032x', 0x7e57000 + $_ } 1 .. 259;
 my $allow = join "\n", map { "        $_ $INSTANCES[0];" } @projects;
 
 my $conf = <<"EOF";
+worker_processes 2;
+
 http {
+    log_format pids '\$pid \$status \$taurus_guard_id';
+
     taurus_guard_token iam=/_tg_iam password_file=%%TESTDIR%%/iam.ini;
     taurus_guard_audit_log %%TESTDIR%%/audit.log;
 
@@ -45,6 +50,7 @@ $allow
 
         location /v3/ {
             taurus_guard on;
+            access_log %%TESTDIR%%/logs/pids.log pids;
             proxy_pass http://127.0.0.1:%%PORT_UP%%;
         }
 
@@ -77,9 +83,12 @@ sub issued {
     return \%n;
 }
 
+my @ids;
+
 sub batch {
     my ($project) = @_;
     my $r = $t->post(upgrade_path($project), $body);
+    push @ids, header($r, 'X-Taurus-Guard-Id') || 'none';
     return $r->{status};
 }
 
@@ -120,6 +129,8 @@ is(batch($projects[258]), 200, 'after a reload, a 259th project: '
     . 'forwarded');
 is(issued()->{ $projects[258] }, 1, 'with a token of its own');
 
+cmp_ok(scalar(my @w = $t->workers_of(@ids)), '>=', 2,
+    'several workers served the batches (a reload brings new ones)');
 unlike($t->error_log, qr/no usable IAM token|with IAM tokens/,
     'no batch refused for want of a place');
 
